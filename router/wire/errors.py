@@ -32,7 +32,7 @@ class TruncatedError(DecodeError):
 
 
 class LengthError(DecodeError):
-    """A length field is impossible: beyond its container, below a minimum, or not the fixed size."""
+    """A length field is impossible: past its container, below a minimum, not the fixed size."""
 
 
 class AlignmentError(DecodeError):
