@@ -1,0 +1,1070 @@
+# cython: language_level=3
+"""The compiled fastpath. ``fastpath/reference.py`` is its specification: same classes, same
+results, byte for byte. Read the reference first; this file only says what differs (C layout).
+
+Typed memoryviews at the Python boundary, C structs and raw pointers inside. Every pointer access
+below is preceded by a length check against the buffer it points into, which is why no
+bounds checking is needed on the few memoryview index operations (``_ptr``).
+"""
+
+cimport cython
+from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
+from libc.errno cimport EINTR, errno
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcmp, memcpy, memset
+from posix.unistd cimport read, write
+
+from fastpath.common import Binding, Punt, counter_names
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    struct iovec:
+        void *iov_base
+        size_t iov_len
+    struct msghdr:
+        void *msg_name
+        socklen_t msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+    struct mmsghdr:
+        msghdr msg_hdr
+        unsigned int msg_len
+    int recvmmsg(int fd, mmsghdr *v, unsigned int n, int flags, void *timeout)
+    int sendmmsg(int fd, mmsghdr *v, unsigned int n, int flags)
+    int MSG_DONTWAIT
+    int MSG_TRUNC
+    int AF_INET6
+
+
+cdef extern from "<netinet/in.h>" nogil:
+    struct in6_addr:
+        uint8_t s6_addr[16]
+    struct sockaddr_in6:
+        unsigned short sin6_family
+        uint16_t sin6_port
+        uint32_t sin6_flowinfo
+        in6_addr sin6_addr
+        uint32_t sin6_scope_id
+
+
+# ---- the verdict / reason table: mirrors fastpath/common.py (tests/fastpath/test_table.py) ----
+
+cdef enum:
+    V_FORWARD = 0
+    V_PUNT = 1
+    V_DROP = 2
+
+
+cdef enum:
+    R_FORWARDED = 0
+    R_ARP = 1
+    R_DHCP = 2
+    R_ICMP_GATEWAY = 3
+    R_UNKNOWN_MS = 4
+    R_TTL_EXPIRED = 5
+    R_FRAG_NEEDED = 6
+    R_FRAGMENT = 7
+    R_TRUNCATED = 8
+    R_BAD_ETHERTYPE = 9
+    R_NOT_FOR_US = 10
+    R_BAD_VERSION = 11
+    R_BAD_IHL = 12
+    R_BAD_LENGTH = 13
+    R_BAD_CHECKSUM = 14
+    R_SPOOFED_SRC = 15
+    R_SRC_NOT_BOUND = 16
+    R_NO_BINDING = 17
+    R_UNKNOWN_PEER = 18
+    R_BAD_NEXT_HEADER = 19
+    R_BAD_OPTION = 20
+    R_ECN_NOT_ECT = 21
+    R_NO_ROOM = 22
+    N_REASONS = 23
+
+
+REASON_TABLE = (
+    (R_FORWARDED, "FORWARDED", V_FORWARD),
+    (R_ARP, "ARP", V_PUNT),
+    (R_DHCP, "DHCP", V_PUNT),
+    (R_ICMP_GATEWAY, "ICMP_GATEWAY", V_PUNT),
+    (R_UNKNOWN_MS, "UNKNOWN_MS", V_PUNT),
+    (R_TTL_EXPIRED, "TTL_EXPIRED", V_PUNT),
+    (R_FRAG_NEEDED, "FRAG_NEEDED", V_PUNT),
+    (R_FRAGMENT, "FRAGMENT", V_PUNT),
+    (R_TRUNCATED, "TRUNCATED", V_DROP),
+    (R_BAD_ETHERTYPE, "BAD_ETHERTYPE", V_DROP),
+    (R_NOT_FOR_US, "NOT_FOR_US", V_DROP),
+    (R_BAD_VERSION, "BAD_VERSION", V_DROP),
+    (R_BAD_IHL, "BAD_IHL", V_DROP),
+    (R_BAD_LENGTH, "BAD_LENGTH", V_DROP),
+    (R_BAD_CHECKSUM, "BAD_CHECKSUM", V_DROP),
+    (R_SPOOFED_SRC, "SPOOFED_SRC", V_DROP),
+    (R_SRC_NOT_BOUND, "SRC_NOT_BOUND", V_DROP),
+    (R_NO_BINDING, "NO_BINDING", V_DROP),
+    (R_UNKNOWN_PEER, "UNKNOWN_PEER", V_DROP),
+    (R_BAD_NEXT_HEADER, "BAD_NEXT_HEADER", V_DROP),
+    (R_BAD_OPTION, "BAD_OPTION", V_DROP),
+    (R_ECN_NOT_ECT, "ECN_NOT_ECT", V_DROP),
+    (R_NO_ROOM, "NO_ROOM", V_DROP),
+)
+
+
+cdef uint8_t VERDICT[N_REASONS]
+for _code, _name, _verdict in REASON_TABLE:
+    VERDICT[_code] = _verdict
+
+
+cdef enum:
+    UP = 0
+    DOWN = 1
+    C_BYTES = N_REASONS
+    C_TX_ERRORS = N_REASONS + 1
+    ROW = N_REASONS + 2
+    ETH_LEN = 14
+    IP6_LEN = 40
+    IO_BUF = 2048
+    IO_BATCH = 64
+    READ_MAX = 65536  # one read() from a TAP/TUN (scratch is IO_BATCH * IO_BUF)
+    ECN_CE = 3
+
+
+cdef struct res_t:
+    int reason
+    int n
+    int link
+
+
+# ---- packet helpers (callers have checked that the bytes they read exist) ----
+
+cdef inline uint32_t be16(const uint8_t *p) noexcept nogil:
+    return (<uint32_t>p[0] << 8) | p[1]
+
+
+cdef inline uint32_t be32(const uint8_t *p) noexcept nogil:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+
+cdef inline uint32_t fold(uint32_t s) noexcept nogil:
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+cdef inline void rewrite_word(uint8_t *ip, int at, uint32_t new) noexcept nogil:
+    """Replace a 16-bit header word; RFC 1624 eqn. 3 for the checksum at offset 10."""
+    cdef uint32_t old = be16(ip + at)
+    cdef uint32_t cs = (~fold((~be16(ip + 10) & 0xFFFF) + (~old & 0xFFFF) + new)) & 0xFFFF
+    ip[at] = new >> 8
+    ip[at + 1] = new & 0xFF
+    ip[10] = cs >> 8
+    ip[11] = cs & 0xFF
+
+
+cdef inline void decrement_ttl(uint8_t *ip) noexcept nogil:
+    rewrite_word(ip, 8, ((<uint32_t>ip[8] - 1) << 8) | ip[9])
+
+
+cdef inline void mark_ce(uint8_t *ip) noexcept nogil:
+    rewrite_word(ip, 0, (<uint32_t>ip[0] << 8) | ip[1] | ECN_CE)
+
+
+cdef inline int ipv4_check(const uint8_t *b, Py_ssize_t avail, bint exact,
+                           uint32_t *tot) noexcept nogil:
+    cdef uint32_t ihl, s = 0, i
+    if avail < 20:
+        return R_TRUNCATED
+    if b[0] >> 4 != 4:
+        return R_BAD_VERSION
+    ihl = (b[0] & 0x0F) * 4
+    if ihl < 20:
+        return R_BAD_IHL
+    tot[0] = be16(b + 2)
+    if tot[0] < ihl:
+        return R_BAD_LENGTH
+    if tot[0] > avail:
+        return R_TRUNCATED
+    if exact and tot[0] != avail:
+        return R_BAD_LENGTH
+    for i in range(0, ihl, 2):
+        s += be16(b + i)
+    if fold(s) != 0xFFFF:
+        return R_BAD_CHECKSUM
+    return R_FORWARDED
+
+
+cdef inline int udp_dport(const uint8_t *b, uint32_t tot) noexcept nogil:
+    cdef uint32_t ihl = (b[0] & 0x0F) * 4
+    if b[9] != 17 or be16(b + 6) & 0x1FFF or ihl + 4 > tot:
+        return -1
+    return be16(b + ihl + 2)
+
+
+cdef inline bint options_ok(const uint8_t *p, Py_ssize_t i, Py_ssize_t end) noexcept nogil:
+    cdef uint8_t t
+    while i < end:
+        t = p[i]
+        if t == 0:
+            i += 1
+            continue
+        if i + 2 > end or i + 2 + p[i + 1] > end:
+            return False
+        if t == 4:
+            if p[i + 1] != 1:
+                return False
+        elif t != 1 and t >> 6:
+            return False
+        i += 2 + p[i + 1]
+    return True
+
+
+@cython.boundscheck(False)
+cdef inline const uint8_t *_ptr(const uint8_t[::1] v) noexcept:
+    return &v[0] if v.shape[0] else <const uint8_t *>b""
+
+
+@cython.boundscheck(False)
+cdef inline uint8_t *_wptr(uint8_t[::1] v) noexcept:
+    return &v[0] if v.shape[0] else NULL
+
+
+# ---- the HoA table ----
+
+cdef struct slot_t:
+    uint32_t key
+    uint32_t idx  # dense index + 1; 0 = empty
+
+
+cdef struct entry_t:  # 32 bytes
+    uint32_t key
+    uint16_t link
+    uint16_t ep  # index into the endpoint array (few distinct tunnel endpoints)
+    uint8_t mac[6]
+    uint8_t flags
+    uint8_t pad
+    uint64_t packets
+    uint64_t octets
+
+
+cdef inline uint32_t hash32(uint32_t k) noexcept nogil:
+    k ^= k >> 16
+    k *= 0x85EBCA6BU
+    k ^= k >> 13
+    k *= 0xC2B2AE35U
+    k ^= k >> 16
+    return k
+
+
+cdef void *_alloc(size_t n, bint zero) except NULL:
+    cdef void *p = PyMem_RawCalloc(n, 1) if zero else PyMem_RawMalloc(n)
+    if p == NULL:
+        raise MemoryError()
+    return p
+
+
+cdef class HoaTable:
+    """Open addressing (linear probing, backward-shift deletion) of 8-byte slots over a dense
+    array of 32-byte entries; load factor at most 3/4. 1M entries: 2^21 slots (16 MiB) plus
+    2^20 entries (32 MiB). Endpoints are interned: an entry holds a 16-bit index."""
+
+    cdef slot_t *slots
+    cdef uint32_t mask
+    cdef entry_t *entries
+    cdef uint32_t n, cap
+    cdef uint8_t *eps
+    cdef uint32_t *eprefs
+    cdef uint32_t neps, epcap
+    cdef dict ep_index
+    cdef list ep_free
+
+    def __cinit__(self, capacity=1024):
+        self.mask = 15
+        self.cap = 16
+        self.epcap = 16
+        self.slots = <slot_t *>_alloc(16 * sizeof(slot_t), True)
+        self.entries = <entry_t *>_alloc(16 * sizeof(entry_t), False)
+        self.eps = <uint8_t *>_alloc(16 * 16, False)
+        self.eprefs = <uint32_t *>_alloc(16 * sizeof(uint32_t), False)
+        self.ep_index = {}
+        self.ep_free = []
+        self.reserve(max(0, capacity))
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.slots)
+        PyMem_RawFree(self.entries)
+        PyMem_RawFree(self.eps)
+        PyMem_RawFree(self.eprefs)
+
+    def reserve(self, Py_ssize_t want):
+        """Grow to hold ``want`` entries without further allocation."""
+        cdef uint32_t dense = self.cap, nslots = self.mask + 1, j
+        cdef void *p
+        if want > 0x40000000:
+            raise OverflowError("too many entries")
+        while dense < want:
+            dense *= 2
+        if dense != self.cap:
+            p = PyMem_RawRealloc(self.entries, dense * sizeof(entry_t))
+            if p == NULL:
+                raise MemoryError()
+            self.entries = <entry_t *>p
+            self.cap = dense
+        while <uint64_t>nslots * 3 < <uint64_t>want * 4:
+            nslots *= 2
+        if nslots != self.mask + 1:
+            p = _alloc(nslots * sizeof(slot_t), True)
+            PyMem_RawFree(self.slots)
+            self.slots = <slot_t *>p
+            self.mask = nslots - 1
+            for j in range(self.n):
+                self._place(self.entries[j].key, j + 1)
+
+    cdef inline void _place(self, uint32_t key, uint32_t idx) noexcept:
+        cdef uint32_t i = hash32(key) & self.mask
+        while self.slots[i].idx:
+            i = (i + 1) & self.mask
+        self.slots[i].key = key
+        self.slots[i].idx = idx
+
+    cdef inline long _slot(self, uint32_t key) noexcept:
+        """Slot index of ``key``, or -1."""
+        cdef uint32_t i = hash32(key) & self.mask
+        while self.slots[i].idx:
+            if self.slots[i].key == key:
+                return i
+            i = (i + 1) & self.mask
+        return -1
+
+    cdef inline entry_t *find(self, uint32_t key) noexcept:
+        cdef uint32_t i = hash32(key) & self.mask
+        while self.slots[i].idx:
+            if self.slots[i].key == key:
+                return &self.entries[self.slots[i].idx - 1]
+            i = (i + 1) & self.mask
+        return NULL
+
+    cdef uint16_t _ep_acquire(self, bytes endpoint) except? 0xFFFF:
+        cdef object idx = self.ep_index.get(endpoint)
+        cdef uint32_t i
+        cdef void *p
+        if idx is None:
+            if self.ep_free:
+                i = self.ep_free.pop()
+            else:
+                if self.neps == 0xFFFF:
+                    raise OverflowError("at most 65535 distinct tunnel endpoints")
+                if self.neps == self.epcap:
+                    p = PyMem_RawRealloc(self.eps, self.epcap * 2 * 16)
+                    if p == NULL:
+                        raise MemoryError()
+                    self.eps = <uint8_t *>p
+                    p = PyMem_RawRealloc(self.eprefs, self.epcap * 2 * sizeof(uint32_t))
+                    if p == NULL:
+                        raise MemoryError()
+                    self.eprefs = <uint32_t *>p
+                    self.epcap *= 2
+                i = self.neps
+                self.neps += 1
+            memcpy(self.eps + i * 16, <const char *>endpoint, 16)
+            self.eprefs[i] = 0
+            self.ep_index[endpoint] = i
+        else:
+            i = idx
+        self.eprefs[i] += 1
+        return i
+
+    cdef void _ep_release(self, uint16_t i):
+        self.eprefs[i] -= 1
+        if self.eprefs[i] == 0:
+            del self.ep_index[(<char *>self.eps + i * 16)[:16]]
+            self.ep_free.append(i)
+
+    def bind(self, hoa, endpoint, mac=bytes(6), int link=0, int flags=0):
+        """Add or replace the binding of ``hoa``; counters survive a replacement (handover)."""
+        cdef entry_t *e
+        cdef uint16_t ep
+        cdef bytes epb = bytes(endpoint), macb = bytes(mac)
+        if not 0 <= hoa <= 0xFFFFFFFF:
+            raise ValueError("hoa must be an unsigned 32-bit integer")
+        if len(epb) != 16 or len(macb) != 6:
+            raise ValueError("endpoint must be 16 bytes and mac 6 bytes")
+        if not 0 <= link <= 0xFFFF or not 0 <= flags <= 0xFF:
+            raise ValueError("link must fit 16 bits and flags 8 bits")
+        e = self.find(hoa)
+        if e == NULL:
+            self.reserve(self.n + 1)
+            ep = self._ep_acquire(epb)
+            e = &self.entries[self.n]
+            self.n += 1
+            self._place(hoa, self.n)
+            e.key = hoa
+            e.packets = 0
+            e.octets = 0
+        else:
+            ep = self._ep_acquire(epb)
+            self._ep_release(e.ep)
+        e.ep = ep
+        e.link = link
+        e.flags = flags
+        e.pad = 0
+        memcpy(e.mac, <const char *>macb, 6)
+
+    def unbind(self, hoa):
+        cdef long s
+        cdef uint32_t i, j, k, d, last
+        if not 0 <= hoa <= 0xFFFFFFFF:
+            return False
+        s = self._slot(hoa)
+        if s < 0:
+            return False
+        d = self.slots[s].idx - 1
+        self._ep_release(self.entries[d].ep)
+        # backward-shift deletion: no tombstones, probe chains stay short
+        i = s
+        j = s
+        while True:
+            j = (j + 1) & self.mask
+            if self.slots[j].idx == 0:
+                break
+            k = hash32(self.slots[j].key) & self.mask
+            if (i < k <= j) if i <= j else (i < k or k <= j):
+                continue
+            self.slots[i] = self.slots[j]
+            i = j
+        self.slots[i].idx = 0
+        last = self.n - 1
+        if d != last:
+            self.entries[d] = self.entries[last]
+            self.slots[self._slot(self.entries[d].key)].idx = d + 1
+        self.n -= 1
+        return True
+
+    cdef object _binding(self, entry_t *e):
+        return Binding(e.key, (<char *>self.eps + e.ep * 16)[:16], (<char *>e.mac)[:6], e.link,
+                       e.flags, e.packets, e.octets)
+
+    def lookup(self, hoa):
+        cdef entry_t *e
+        if not 0 <= hoa <= 0xFFFFFFFF:
+            return None
+        e = self.find(hoa)
+        return None if e == NULL else self._binding(e)
+
+    def clear(self):
+        self.n = 0
+        self.neps = 0
+        self.ep_index.clear()
+        self.ep_free.clear()
+        memset(self.slots, 0, (self.mask + 1) * sizeof(slot_t))
+
+    def memory_bytes(self):
+        """Bytes the table has allocated (slots, entries, endpoints)."""
+        return ((self.mask + 1) * sizeof(slot_t) + self.cap * sizeof(entry_t)
+                + self.epcap * (16 + sizeof(uint32_t)))
+
+    def __len__(self):
+        return self.n
+
+    def __contains__(self, hoa):
+        return isinstance(hoa, int) and 0 <= hoa <= 0xFFFFFFFF and self.find(hoa) != NULL
+
+    def __iter__(self):
+        return iter([self._binding(&self.entries[j]) for j in range(self.n)])
+
+
+# ---- batches in memory ----
+
+cdef class Batch:
+    """See ``reference.Batch``: fixed-stride slots with length, address, link and reason."""
+
+    cdef uint8_t *buf
+    cdef uint8_t *addrs
+    cdef uint32_t *lens
+    cdef int32_t *links
+    cdef uint8_t *reasons
+    cdef int _size, _stride, count
+
+    def __cinit__(self, int size=64, int stride=IO_BUF):
+        if not 0 < size <= 4096 or not 64 <= stride <= 65535:
+            raise ValueError("size must be 1..4096 and stride 64..65535")
+        self._size = size
+        self._stride = stride
+        self.buf = <uint8_t *>_alloc(<size_t>size * stride, True)
+        self.addrs = <uint8_t *>_alloc(<size_t>size * 16, True)
+        self.lens = <uint32_t *>_alloc(size * sizeof(uint32_t), True)
+        self.links = <int32_t *>_alloc(size * sizeof(int32_t), True)
+        self.reasons = <uint8_t *>_alloc(size, True)
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.buf)
+        PyMem_RawFree(self.addrs)
+        PyMem_RawFree(self.lens)
+        PyMem_RawFree(self.links)
+        PyMem_RawFree(self.reasons)
+
+    @property
+    def size(self):
+        return self._size
+
+    @property
+    def stride(self):
+        return self._stride
+
+    def __len__(self):
+        return self.count
+
+    def clear(self):
+        self.count = 0
+
+    def append(self, const uint8_t[::1] data, const uint8_t[::1] addr=bytes(16), int link=0):
+        cdef int i = self.count
+        if i >= self._size or data.shape[0] > self._stride or addr.shape[0] != 16:
+            raise ValueError("batch full, packet longer than the stride, or addr not 16 bytes")
+        memcpy(self.buf + <size_t>i * self._stride, _ptr(data), data.shape[0])
+        memcpy(self.addrs + i * 16, _ptr(addr), 16)
+        self.lens[i] = data.shape[0]
+        self.links[i] = link
+        self.reasons[i] = 0
+        self.count += 1
+
+    cdef inline int _check(self, int i) except -1:
+        if not 0 <= i < self.count:
+            raise IndexError("batch slot out of range")
+        return 0
+
+    def data(self, int i):
+        self._check(i)
+        return (<char *>self.buf + <size_t>i * self._stride)[:self.lens[i]]
+
+    def addr(self, int i):
+        self._check(i)
+        return (<char *>self.addrs + i * 16)[:16]
+
+    def link(self, int i):
+        self._check(i)
+        return self.links[i]
+
+    def reason(self, int i):
+        self._check(i)
+        return self.reasons[i]
+
+
+# ---- the engines ----
+
+cdef class _Engine:
+    cdef readonly HoaTable table
+    cdef uint8_t local[16]
+    cdef uint32_t mtu
+    cdef uint8_t hop
+    cdef int up  # direction of tunnel input
+    cdef uint8_t *peers
+    cdef int npeers
+    cdef uint64_t ctr[2][ROW]
+    # batched I/O buffers
+    cdef uint8_t *rx
+    cdef uint8_t *tx
+    cdef mmsghdr *rxv
+    cdef mmsghdr *txv
+    cdef iovec *rxio
+    cdef iovec *txio
+    cdef sockaddr_in6 *rxname
+    cdef sockaddr_in6 *txname
+    cdef int last_rx  # received by the last pump call
+
+    def __cinit__(self, *args, **kwargs):
+        self.rx = <uint8_t *>_alloc(IO_BATCH * IO_BUF, False)
+        self.tx = <uint8_t *>_alloc(IO_BATCH * IO_BUF, False)
+        self.rxv = <mmsghdr *>_alloc(IO_BATCH * sizeof(mmsghdr), True)
+        self.txv = <mmsghdr *>_alloc(IO_BATCH * sizeof(mmsghdr), True)
+        self.rxio = <iovec *>_alloc(IO_BATCH * sizeof(iovec), True)
+        self.txio = <iovec *>_alloc(IO_BATCH * sizeof(iovec), True)
+        self.rxname = <sockaddr_in6 *>_alloc(IO_BATCH * sizeof(sockaddr_in6), True)
+        self.txname = <sockaddr_in6 *>_alloc(IO_BATCH * sizeof(sockaddr_in6), True)
+        self.peers = <uint8_t *>_alloc(16, False)
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.rx)
+        PyMem_RawFree(self.tx)
+        PyMem_RawFree(self.rxv)
+        PyMem_RawFree(self.txv)
+        PyMem_RawFree(self.rxio)
+        PyMem_RawFree(self.txio)
+        PyMem_RawFree(self.rxname)
+        PyMem_RawFree(self.txname)
+        PyMem_RawFree(self.peers)
+
+    def __init__(self, HoaTable table not None, local, *, int tunnel_mtu=1460,
+                 int hop_limit=64, peers=()):
+        cdef bytes lb = bytes(local)
+        if len(lb) != 16:
+            raise ValueError("local must be a 16-byte IPv6 address")
+        if not 68 <= tunnel_mtu <= IO_BUF - IP6_LEN - ETH_LEN:
+            raise ValueError(f"tunnel_mtu must be 68..{IO_BUF - IP6_LEN - ETH_LEN}")
+        if not 1 <= hop_limit <= 255:
+            raise ValueError("hop_limit must be 1..255")
+        self.table = table
+        memcpy(self.local, <const char *>lb, 16)
+        self.mtu = tunnel_mtu
+        self.hop = hop_limit
+        for p in peers:
+            self.add_peer(p)
+
+    @property
+    def tunnel_mtu(self):
+        return self.mtu
+
+    def add_peer(self, addr):
+        """A tunnel peer whose DHCP is accepted before any binding exists."""
+        cdef bytes b = bytes(addr)
+        cdef void *p
+        if len(b) != 16:
+            raise ValueError("peer must be a 16-byte IPv6 address")
+        if self._is_peer(<const uint8_t *><const char *>b):
+            return
+        p = PyMem_RawRealloc(self.peers, (self.npeers + 1) * 16)
+        if p == NULL:
+            raise MemoryError()
+        self.peers = <uint8_t *>p
+        memcpy(self.peers + self.npeers * 16, <const char *>b, 16)
+        self.npeers += 1
+
+    def remove_peer(self, addr):
+        cdef bytes b = bytes(addr)
+        cdef int i
+        if len(b) != 16:
+            return
+        for i in range(self.npeers):
+            if memcmp(self.peers + i * 16, <const char *>b, 16) == 0:
+                self.npeers -= 1
+                memcpy(self.peers + i * 16, self.peers + self.npeers * 16, 16)
+                return
+
+    cdef bint _is_peer(self, const uint8_t *a) noexcept:
+        cdef int i
+        for i in range(self.npeers):
+            if memcmp(self.peers + i * 16, a, 16) == 0:
+                return True
+        return False
+
+    def counters(self):
+        return dict(zip(counter_names(), [self.ctr[d][r] for d in range(2) for r in range(ROW)],
+                        strict=True))
+
+    def reset_counters(self):
+        memset(self.ctr, 0, sizeof(self.ctr))
+
+    cdef inline res_t _end(self, int d, int reason, int n=0, int link=-1) noexcept:
+        self.ctr[d][reason] += 1
+        return res_t(reason, n, link)
+
+    cdef inline res_t _forwarded(self, int d, entry_t *e, uint32_t tot, int n,
+                                 int link) noexcept:
+        e.packets += 1
+        e.octets += tot
+        self.ctr[d][C_BYTES] += tot
+        return self._end(d, R_FORWARDED, n, link)
+
+    cdef inline int _too_big(self, const uint8_t *ip, uint32_t tot) noexcept:
+        if tot <= self.mtu:
+            return R_FORWARDED
+        return R_FRAG_NEEDED if ip[6] & 0x40 else R_FRAGMENT
+
+    cdef inline void _encapsulate(self, const uint8_t *ip, uint32_t tot, entry_t *e,
+                                  uint8_t *out) noexcept:
+        out[0] = 0x60 | (ip[1] >> 4)
+        out[1] = (ip[1] & 0x0F) << 4
+        out[2] = 0
+        out[3] = 0
+        out[4] = tot >> 8
+        out[5] = tot & 0xFF
+        out[6] = 4
+        out[7] = self.hop
+        memcpy(out + 8, self.local, 16)
+        memcpy(out + 24, self.table.eps + e.ep * 16, 16)
+        memcpy(out + IP6_LEN, ip, tot)
+
+    cdef res_t _tunnel_in(self, const uint8_t *src, const uint8_t *b, Py_ssize_t avail,
+                          bint ce, uint8_t *out, Py_ssize_t cap) noexcept:
+        return self._end(self.up, R_NO_ROOM)
+
+    cdef res_t _from_ipv6(self, const uint8_t *p, Py_ssize_t n, uint8_t *out,
+                          Py_ssize_t cap) noexcept:
+        cdef Py_ssize_t off = IP6_LEN, hlen
+        cdef uint32_t nh
+        if n < IP6_LEN:
+            return self._end(self.up, R_TRUNCATED)
+        if p[0] >> 4 != 6:
+            return self._end(self.up, R_BAD_VERSION)
+        if IP6_LEN + be16(p + 4) > n:
+            return self._end(self.up, R_TRUNCATED)
+        if IP6_LEN + be16(p + 4) != n:
+            return self._end(self.up, R_BAD_LENGTH)
+        if memcmp(p + 24, self.local, 16):
+            return self._end(self.up, R_NOT_FOR_US)
+        nh = p[6]
+        if nh == 60:
+            if off + 2 > n:
+                return self._end(self.up, R_TRUNCATED)
+            hlen = (p[off + 1] + 1) * 8
+            if off + hlen > n:
+                return self._end(self.up, R_TRUNCATED)
+            if not options_ok(p, off + 2, off + hlen):
+                return self._end(self.up, R_BAD_OPTION)
+            nh = p[off]
+            off += hlen
+        if nh != 4:
+            return self._end(self.up, R_BAD_NEXT_HEADER)
+        return self._tunnel_in(p + 8, p + off, n - off, (p[1] >> 4) & ECN_CE == ECN_CE, out,
+                               cap)
+
+    def from_tunnel(self, const uint8_t[::1] src, const uint8_t[::1] packet,
+                    uint8_t[::1] out):
+        cdef res_t r
+        if src.shape[0] != 16:
+            r = self._end(self.up, R_BAD_LENGTH)
+        else:
+            r = self._tunnel_in(_ptr(src), _ptr(packet), packet.shape[0], False, _wptr(out),
+                                out.shape[0])
+        return (VERDICT[r.reason], r.reason, r.n, r.link)
+
+    def from_tunnel_ipv6(self, const uint8_t[::1] packet, uint8_t[::1] out):
+        cdef res_t r = self._from_ipv6(_ptr(packet), packet.shape[0], _wptr(out), out.shape[0])
+        return (VERDICT[r.reason], r.reason, r.n, r.link)
+
+    def tunnel_batch(self, Batch inp not None, Batch out not None):
+        """``from_tunnel`` over every slot (the slot's address is the outer source)."""
+        cdef int i, fwd = 0
+        cdef res_t r
+        _check_batches(inp, out)
+        for i in range(inp.count):
+            r = self._tunnel_in(inp.addrs + i * 16, inp.buf + <size_t>i * inp._stride,
+                                inp.lens[i], False, out.buf + <size_t>i * out._stride,
+                                out._stride)
+            fwd += _store(out, i, r)
+        out.count = inp.count
+        return fwd
+
+    # batched receive from a raw protocol-4 socket (the kernel strips the outer header)
+    cdef int _recv(self, int fd, int want) noexcept:
+        cdef int i, got
+        for i in range(want):
+            self.rxio[i].iov_base = self.rx + i * IO_BUF
+            self.rxio[i].iov_len = IO_BUF
+            self.rxv[i].msg_hdr.msg_iov = &self.rxio[i]
+            self.rxv[i].msg_hdr.msg_iovlen = 1
+            self.rxv[i].msg_hdr.msg_name = &self.rxname[i]
+            self.rxv[i].msg_hdr.msg_namelen = sizeof(sockaddr_in6)
+            self.rxv[i].msg_hdr.msg_flags = 0
+        while True:
+            got = recvmmsg(fd, self.rxv, want, MSG_DONTWAIT, NULL)
+            if got >= 0 or errno != EINTR:
+                return got if got > 0 else 0
+
+    cdef int _tunnel_pump(self, int fd, int budget, list punts, object fds) except -1:
+        """recvmmsg batches; each forwarded packet is written to ``fds`` (an int: one TUN;
+        a tuple: TAPs by link). Returns packets sent."""
+        cdef int rx = 0, got, i, sent = 0, dev
+        cdef res_t r
+        cdef const uint8_t *pkt
+        cdef uint8_t *out = self.tx
+        cdef int single = fds if isinstance(fds, int) else -1
+        cdef Py_ssize_t nfds = 0 if single >= 0 else len(fds)
+        while rx < budget:
+            got = self._recv(fd, min(IO_BATCH, budget - rx))
+            for i in range(got):
+                pkt = self.rx + i * IO_BUF
+                if self.rxv[i].msg_hdr.msg_flags & MSG_TRUNC:
+                    self._end(self.up, R_TRUNCATED)
+                    continue
+                r = self._tunnel_in(self.rxname[i].sin6_addr.s6_addr, pkt,
+                                    self.rxv[i].msg_len, False, out, IO_BUF)
+                if VERDICT[r.reason] == V_PUNT:
+                    punts.append(Punt(r.reason, -1, (<char *>self.rxname[i].sin6_addr.s6_addr)[:16],
+                                      (<char *>pkt)[:self.rxv[i].msg_len]))
+                elif r.reason == R_FORWARDED:
+                    if single >= 0:
+                        dev = single
+                    elif 0 <= r.link < nfds:
+                        dev = fds[r.link]
+                    else:
+                        dev = -1
+                    if dev >= 0 and write(dev, out, r.n) == r.n:
+                        sent += 1
+                    else:
+                        self.ctr[self.up][C_TX_ERRORS] += 1
+            rx += got
+            if got < IO_BATCH:
+                break
+        self.last_rx = rx
+        return sent
+
+    # batched send of encapsulated packets on an IPPROTO_RAW socket (header included)
+    cdef int _flush(self, int fd, int n, int d) noexcept:
+        cdef int done = 0, k
+        while done < n:
+            k = sendmmsg(fd, self.txv + done, n - done, MSG_DONTWAIT)
+            if k < 0:
+                if errno == EINTR:
+                    continue
+                self.ctr[d][C_TX_ERRORS] += 1  # the first one failed: skip it, go on
+                k = 1
+                done += k
+                continue
+            done += k
+        return 0
+
+    cdef int _read_pump(self, int fd, int budget, list punts, int link, int tx_fd,
+                        bint access) except -1:
+        """read() until EAGAIN or budget; encapsulate into tx slots; sendmmsg per 64."""
+        cdef int rx = 0, q = 0, sent = 0, d = UP if access else DOWN, errs
+        cdef Py_ssize_t n
+        cdef res_t r
+        cdef uint8_t *slot
+        cdef uint8_t *scratch = self.rx
+        errs = self.ctr[d][C_TX_ERRORS]
+        while rx < budget:
+            n = read(fd, scratch, READ_MAX)
+            if n < 0:
+                if errno == EINTR:
+                    continue
+                break  # EAGAIN / EWOULDBLOCK, or an error: the loop's owner sees it next time
+            rx += 1
+            slot = self.tx + q * IO_BUF
+            if access:
+                r = (<Dmpa>self)._access(scratch, n, link, slot, IO_BUF)
+            else:
+                r = (<Dlmap>self)._tun(scratch, n, slot, IO_BUF)
+            if r.reason == R_FORWARDED:
+                self.txio[q].iov_base = slot
+                self.txio[q].iov_len = r.n
+                memset(&self.txname[q], 0, sizeof(sockaddr_in6))
+                self.txname[q].sin6_family = AF_INET6
+                memcpy(self.txname[q].sin6_addr.s6_addr, slot + 24, 16)
+                self.txv[q].msg_hdr.msg_name = &self.txname[q]
+                self.txv[q].msg_hdr.msg_namelen = sizeof(sockaddr_in6)
+                self.txv[q].msg_hdr.msg_iov = &self.txio[q]
+                self.txv[q].msg_hdr.msg_iovlen = 1
+                q += 1
+                sent += 1
+                if q == IO_BATCH:
+                    self._flush(tx_fd, q, d)
+                    q = 0
+            elif VERDICT[r.reason] == V_PUNT:
+                punts.append(Punt(r.reason, link if access else -1,
+                                  (<char *>scratch)[6:12] if access else b"",
+                                  (<char *>scratch)[:n]))
+        if q:
+            self._flush(tx_fd, q, d)
+        self.last_rx = rx
+        return sent - <int>(self.ctr[d][C_TX_ERRORS] - errs)
+
+
+cdef inline int _check_batches(Batch inp, Batch out) except -1:
+    if out._size < inp.count or out._stride < inp._stride + IP6_LEN:
+        raise ValueError("output batch must hold as many slots, each 40 bytes longer")
+    return 0
+
+
+cdef inline int _store(Batch out, int i, res_t r) noexcept:
+    out.reasons[i] = r.reason
+    out.links[i] = r.link
+    out.lens[i] = r.n if r.reason == R_FORWARDED else 0
+    return r.reason == R_FORWARDED
+
+
+cdef class Dmpa(_Engine):
+    """The MAG side; see ``reference.Dmpa``."""
+
+    cdef uint8_t mac[6]
+    cdef uint32_t gateway
+
+    def __init__(self, HoaTable table not None, local, pseudo_mac, gateway, *,
+                 int tunnel_mtu=1460, int hop_limit=64, peers=()):
+        _Engine.__init__(self, table, local, tunnel_mtu=tunnel_mtu, hop_limit=hop_limit,
+                         peers=peers)
+        cdef bytes m = bytes(pseudo_mac)
+        if len(m) != 6 or not 0 <= gateway <= 0xFFFFFFFF:
+            raise ValueError("pseudo_mac must be 6 bytes and gateway an IPv4 integer")
+        memcpy(self.mac, <const char *>m, 6)
+        self.gateway = gateway
+        self.up = DOWN
+
+    cdef res_t _access(self, const uint8_t *f, Py_ssize_t n, int link, uint8_t *out,
+                       Py_ssize_t cap) noexcept:
+        cdef bint broadcast
+        cdef uint32_t tot, ethertype
+        cdef int reason
+        cdef const uint8_t *ip = f + ETH_LEN
+        cdef entry_t *e
+        if n < ETH_LEN:
+            return self._end(UP, R_TRUNCATED)
+        broadcast = memcmp(f, b"\xff\xff\xff\xff\xff\xff", 6) == 0
+        if memcmp(f, self.mac, 6) and not broadcast:
+            return self._end(UP, R_NOT_FOR_US)
+        ethertype = be16(f + 12)
+        if ethertype == 0x0806:
+            return self._end(UP, R_ARP)
+        if ethertype != 0x0800:
+            return self._end(UP, R_BAD_ETHERTYPE)
+        reason = ipv4_check(ip, n - ETH_LEN, False, &tot)
+        if reason:
+            return self._end(UP, reason)
+        if udp_dport(ip, tot) == 67:
+            return self._end(UP, R_DHCP)
+        if broadcast:
+            return self._end(UP, R_NOT_FOR_US)
+        if ip[9] == 1 and be32(ip + 16) == self.gateway:
+            return self._end(UP, R_ICMP_GATEWAY)
+        e = self.table.find(be32(ip + 12))
+        if e == NULL:
+            return self._end(UP, R_UNKNOWN_MS)
+        if memcmp(e.mac, f + 6, 6) or e.link != link:
+            return self._end(UP, R_SPOOFED_SRC)
+        if ip[8] <= 1:
+            return self._end(UP, R_TTL_EXPIRED)
+        reason = self._too_big(ip, tot)
+        if reason:
+            return self._end(UP, reason)
+        if IP6_LEN + tot > cap:
+            return self._end(UP, R_NO_ROOM)
+        self._encapsulate(ip, tot, e, out)
+        decrement_ttl(out + IP6_LEN)
+        return self._forwarded(UP, e, tot, IP6_LEN + tot, -1)
+
+    cdef res_t _tunnel_in(self, const uint8_t *src, const uint8_t *b, Py_ssize_t avail,
+                          bint ce, uint8_t *out, Py_ssize_t cap) noexcept:
+        cdef uint32_t tot
+        cdef int reason = ipv4_check(b, avail, True, &tot)
+        cdef entry_t *e
+        if reason:
+            return self._end(DOWN, reason)
+        if udp_dport(b, tot) == 68 and self._is_peer(src):
+            return self._end(DOWN, R_DHCP)
+        e = self.table.find(be32(b + 16))
+        if e == NULL:
+            return self._end(DOWN, R_NO_BINDING)
+        if memcmp(self.table.eps + e.ep * 16, src, 16):
+            return self._end(DOWN, R_SRC_NOT_BOUND)
+        if ce and b[1] & ECN_CE == 0:
+            return self._end(DOWN, R_ECN_NOT_ECT)
+        if b[8] <= 1:
+            return self._end(DOWN, R_TTL_EXPIRED)
+        if ETH_LEN + tot > cap:
+            return self._end(DOWN, R_NO_ROOM)
+        memcpy(out, e.mac, 6)
+        memcpy(out + 6, self.mac, 6)
+        out[12] = 0x08
+        out[13] = 0x00
+        memcpy(out + ETH_LEN, b, tot)
+        decrement_ttl(out + ETH_LEN)
+        if ce:
+            mark_ce(out + ETH_LEN)
+        return self._forwarded(DOWN, e, tot, ETH_LEN + tot, e.link)
+
+    def from_access(self, const uint8_t[::1] frame, int link, uint8_t[::1] out):
+        cdef res_t r = self._access(_ptr(frame), frame.shape[0], link, _wptr(out), out.shape[0])
+        return (VERDICT[r.reason], r.reason, r.n, r.link)
+
+    def access_batch(self, Batch inp not None, Batch out not None):
+        """``from_access`` over every slot (the slot's link is the access link)."""
+        cdef int i, fwd = 0
+        cdef res_t r
+        _check_batches(inp, out)
+        for i in range(inp.count):
+            r = self._access(inp.buf + <size_t>i * inp._stride, inp.lens[i], inp.links[i],
+                             out.buf + <size_t>i * out._stride, out._stride)
+            fwd += _store(out, i, r)
+        out.count = inp.count
+        return fwd
+
+    def pump_access(self, int tap_fd, int link, int tx_fd, int budget=64):
+        """Read a TAP until EAGAIN or ``budget`` frames; sendmmsg the encapsulated ones on an
+        IPPROTO_RAW socket. Returns (received, sent, punted)."""
+        cdef list punts = []
+        cdef int sent = self._read_pump(tap_fd, budget, punts, link, tx_fd, True)
+        return self.last_rx, sent, punts
+
+    def pump_tunnel(self, int rx_fd, tap_fds, int budget=64):
+        """recvmmsg on a raw protocol-4 socket until EAGAIN or ``budget``; write each frame to
+        ``tap_fds[link]``. Returns (received, sent, punted)."""
+        cdef list punts = []
+        cdef int sent = self._tunnel_pump(rx_fd, budget, punts, tuple(tap_fds))
+        return self.last_rx, sent, punts
+
+
+cdef class Dlmap(_Engine):
+    """The LMA side; see ``reference.Dlmap``."""
+
+    def __init__(self, HoaTable table not None, local, *, int tunnel_mtu=1460,
+                 int hop_limit=64, peers=()):
+        _Engine.__init__(self, table, local, tunnel_mtu=tunnel_mtu, hop_limit=hop_limit,
+                         peers=peers)
+        self.up = UP
+
+    cdef res_t _tunnel_in(self, const uint8_t *src, const uint8_t *b, Py_ssize_t avail,
+                          bint ce, uint8_t *out, Py_ssize_t cap) noexcept:
+        cdef uint32_t tot
+        cdef int reason = ipv4_check(b, avail, True, &tot)
+        cdef entry_t *e
+        if reason:
+            return self._end(UP, reason)
+        if udp_dport(b, tot) == 67:
+            return self._end(UP, R_DHCP if self._is_peer(src) else R_UNKNOWN_PEER)
+        e = self.table.find(be32(b + 12))
+        if e == NULL or memcmp(self.table.eps + e.ep * 16, src, 16):
+            return self._end(UP, R_SRC_NOT_BOUND)
+        if ce and b[1] & ECN_CE == 0:
+            return self._end(UP, R_ECN_NOT_ECT)
+        if tot > cap:
+            return self._end(UP, R_NO_ROOM)
+        memcpy(out, b, tot)
+        if ce:
+            mark_ce(out)
+        return self._forwarded(UP, e, tot, tot, -1)
+
+    cdef res_t _tun(self, const uint8_t *b, Py_ssize_t n, uint8_t *out,
+                    Py_ssize_t cap) noexcept:
+        cdef uint32_t tot
+        cdef int reason = ipv4_check(b, n, True, &tot)
+        cdef entry_t *e
+        if reason:
+            return self._end(DOWN, reason)
+        e = self.table.find(be32(b + 16))
+        if e == NULL:
+            return self._end(DOWN, R_NO_BINDING)
+        reason = self._too_big(b, tot)
+        if reason:
+            return self._end(DOWN, reason)
+        if IP6_LEN + tot > cap:
+            return self._end(DOWN, R_NO_ROOM)
+        self._encapsulate(b, tot, e, out)
+        return self._forwarded(DOWN, e, tot, IP6_LEN + tot, -1)
+
+    def from_tun(self, const uint8_t[::1] packet, uint8_t[::1] out):
+        cdef res_t r = self._tun(_ptr(packet), packet.shape[0], _wptr(out), out.shape[0])
+        return (VERDICT[r.reason], r.reason, r.n, r.link)
+
+    def tun_batch(self, Batch inp not None, Batch out not None):
+        cdef int i, fwd = 0
+        cdef res_t r
+        _check_batches(inp, out)
+        for i in range(inp.count):
+            r = self._tun(inp.buf + <size_t>i * inp._stride, inp.lens[i],
+                          out.buf + <size_t>i * out._stride, out._stride)
+            fwd += _store(out, i, r)
+        out.count = inp.count
+        return fwd
+
+    def pump_tunnel(self, int rx_fd, int tun_fd, int budget=64):
+        """recvmmsg on a raw protocol-4 socket -> write to the TUN. (received, sent, punted)"""
+        cdef list punts = []
+        cdef int sent = self._tunnel_pump(rx_fd, budget, punts, tun_fd)
+        return self.last_rx, sent, punts
+
+    def pump_tun(self, int tun_fd, int tx_fd, int budget=64):
+        """read the TUN -> sendmmsg encapsulated on an IPPROTO_RAW socket."""
+        cdef list punts = []
+        cdef int sent = self._read_pump(tun_fd, budget, punts, -1, tx_fd, False)
+        return self.last_rx, sent, punts

@@ -1,0 +1,105 @@
+"""What both fastpath twins share: the verdict and drop-reason table, and the records they return.
+
+The table below is *the* list. ``_fastpath.pyx`` mirrors it as a C enum and exports
+``REASON_TABLE``; ``tests/fastpath/test_table.py`` checks that the two agree row by row, so a
+reason cannot be added to one twin only.
+
+Rule 1: every packet ends with exactly one reason, and the reason decides the verdict.
+Rule 2: FORWARD only for ``FORWARDED``; a PUNT goes to the slow path with its context (it may
+answer with ARP, DHCP, ICMP); a DROP is counted and forgotten (VPP's ``foreach_ipip_error``).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import NamedTuple
+
+
+class Verdict(IntEnum):
+    FORWARD = 0
+    PUNT = 1
+    DROP = 2
+
+
+class Direction(IntEnum):
+    """Counters are kept per direction: uplink is MS -> Internet, downlink is Internet -> MS."""
+
+    UPLINK = 0
+    DOWNLINK = 1
+
+
+class Reason(IntEnum):
+    FORWARDED = 0
+    # punted to the slow path
+    ARP = 1  # DMPA access: ARP for the pseudo-MAC gateway
+    DHCP = 2  # DHCP client->server on the access link / through the tunnel from a known peer
+    ICMP_GATEWAY = 3  # ICMP to the MS's default gateway (the DMPA answers echo)
+    UNKNOWN_MS = 4  # DMPA access: IPv4 source not bound yet (may trigger registration)
+    TTL_EXPIRED = 5  # RFC 2473 3.1(b): the slow path sends ICMP time exceeded
+    FRAG_NEEDED = 6  # larger than the tunnel MTU with DF set (RFC 2473 7.2: ICMP 3/4)
+    FRAGMENT = 7  # larger than the tunnel MTU, DF clear: the slow path fragments
+    # dropped
+    TRUNCATED = 8  # shorter than its headers say
+    BAD_ETHERTYPE = 9  # neither ARP nor IPv4 on the access link
+    NOT_FOR_US = 10  # destination MAC / outer destination is not ours
+    BAD_VERSION = 11
+    BAD_IHL = 12
+    BAD_LENGTH = 13  # total/payload length inconsistent with the buffer
+    BAD_CHECKSUM = 14  # IPv4 header checksum (RFC 1812 5.2.2)
+    SPOOFED_SRC = 15  # bound HoA from the wrong MAC or access link
+    SRC_NOT_BOUND = 16  # tunnel input whose outer source is not the endpoint bound to that HoA
+    NO_BINDING = 17  # destination HoA not bound
+    UNKNOWN_PEER = 18  # DHCP through the tunnel from an address that is not a known peer
+    BAD_NEXT_HEADER = 19  # outer IPv6 does not carry IPv4 (next header 4, after options)
+    BAD_OPTION = 20  # malformed Destination Options header or an option we must not skip
+    ECN_NOT_ECT = 21  # RFC 6040: outer CE over a not-ECT inner packet
+    NO_ROOM = 22  # output buffer too small for the result
+
+
+VERDICT_OF: tuple[Verdict, ...] = tuple(
+    Verdict.FORWARD
+    if r is Reason.FORWARDED
+    else (Verdict.PUNT if r <= Reason.FRAGMENT else Verdict.DROP)
+    for r in Reason
+)
+
+# counters() keys are f"{direction}.{reason}" in lower case, plus these per-direction extras:
+# bytes = IPv4 octets forwarded, tx_errors = forwarded but the write/send failed (batched I/O)
+EXTRA_COUNTERS = ("bytes", "tx_errors")
+
+
+def counter_names() -> list[str]:
+    names = []
+    for d in Direction:
+        names += [f"{d.name.lower()}.{r.name.lower()}" for r in Reason]
+        names += [f"{d.name.lower()}.{x}" for x in EXTRA_COUNTERS]
+    return names
+
+
+class Binding(NamedTuple):
+    """One HoA table entry as Python sees it (the compiled table keeps a C struct)."""
+
+    hoa: int  # IPv4 home address as an unsigned 32-bit integer
+    endpoint: bytes  # 16 bytes: the tunnel endpoint serving it (DMPA: the DLMAP; DLMAP: the DMPA)
+    mac: bytes  # 6 bytes: the MS MAC (DMPA side; zeros on the DLMAP)
+    link: int  # access link index (DMPA side: the TAP it leaves by)
+    flags: int  # 8 bits, owned by the caller
+    packets: int  # forwarded through this binding, both directions
+    octets: int  # IPv4 bytes forwarded through this binding
+
+
+class Punt(NamedTuple):
+    """A packet for the slow path, with the context it cannot be understood without."""
+
+    reason: int
+    link: int  # access link it came in on (DMPA access), else -1
+    source: bytes  # source MAC (DMPA access), outer IPv6 source (tunnel input), b"" (TUN)
+    data: bytes  # the frame / inner IPv4 packet as received
+
+
+# One result per packet from the single-packet calls: (verdict, reason, output length, link).
+# link is the access link the output leaves by (DMPA downlink), else -1.
+Result = tuple[int, int, int, int]
+
+ETH_BROADCAST = b"\xff" * 6
+MAX_STRIDE = 65535

@@ -1,0 +1,754 @@
+"""The pure-Python fastpath: the executable specification of ``fastpath._fastpath``.
+
+Same classes, same methods, same results, byte for byte; any difference is a bug in one of the
+two (the tests in ``tests/fastpath`` run both and compare). Written for clarity, not speed.
+
+Data paths (see ``shared/docs/architecture.md``):
+
+* DMPA uplink, ``Dmpa.from_access``: an Ethernet frame from an access TAP -> classify -> outer
+  IPv6 (next header 4) towards the DLMAP, TTL decremented (RFC 2473 3.1(b): the DMPA is the MS's
+  first-hop router and the tunnel entry point).
+* DMPA downlink, ``Dmpa.from_tunnel``: inner IPv4 from the raw protocol-4 socket -> Ethernet
+  header (pseudo-MAC -> MS MAC), TTL decremented (the exit point forwards it as a router).
+* DLMAP uplink, ``Dlmap.from_tunnel``: inner IPv4 -> the TUN, TTL unchanged (the kernel forwards
+  it from the TUN and decrements it then).
+* DLMAP downlink, ``Dlmap.from_tun``: IPv4 from the TUN (the kernel already decremented the TTL
+  when it routed it into the TUN) -> outer IPv6 towards the serving DMPA.
+
+``from_tunnel_ipv6`` takes whole IPv6 packets (TUN on the IPv6 side, packet rings) and checks the
+outer header itself; ``from_tunnel`` takes what a raw protocol-4 socket delivers: the outer source
+address and the inner packet.
+
+Nothing here raises on packet content: every packet ends with one :class:`Reason`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Iterable, Iterator, Sequence
+
+from fastpath.common import (
+    ETH_BROADCAST,
+    MAX_STRIDE,
+    VERDICT_OF,
+    Binding,
+    Direction,
+    Punt,
+    Reason,
+    Result,
+    Verdict,
+    counter_names,
+)
+
+__all__ = ["Batch", "Dlmap", "Dmpa", "HoaTable"]
+
+Buf = bytes | bytearray | memoryview  # what the packet arguments accept
+
+ETH_LEN = 14
+IP6_LEN = 40
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+NH_IPV4 = 4
+NH_DSTOPTS = 60
+OPT_PAD1 = 0
+OPT_PADN = 1
+OPT_TUNNEL_ENCAP_LIMIT = 4  # RFC 2473 4.1.1: ignored at the exit point
+PROTO_ICMP = 1
+PROTO_UDP = 17
+DHCP_SERVER_PORT = 67
+DHCP_CLIENT_PORT = 68
+ECN_CE = 3
+N_REASONS = len(Reason)
+N_EXTRA = 2  # bytes, tx_errors
+ROW = N_REASONS + N_EXTRA
+IO_BUF = 2048  # per-packet buffer of the batched I/O
+READ_MAX = 65536  # one read() from a TAP/TUN
+
+# sizes the compiled table reports (slot: key + index; entry: 32-byte C struct)
+SLOT_BYTES = 8
+ENTRY_BYTES = 32
+ENDPOINT_BYTES = 20
+
+
+def _be16(b: Buf, i: int) -> int:
+    return (b[i] << 8) | b[i + 1]
+
+
+def _be32(b: Buf, i: int) -> int:
+    return (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]
+
+
+def _fold(s: int) -> int:
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def _checksum_ok(b: Buf, off: int, hlen: int) -> bool:
+    s = sum(_be16(b, off + i) for i in range(0, hlen, 2))
+    return _fold(s) == 0xFFFF
+
+
+def _incremental(cs: int, old: int, new: int) -> int:
+    """RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m')."""
+    return ~_fold((~cs & 0xFFFF) + (~old & 0xFFFF) + new) & 0xFFFF
+
+
+def _rewrite_word(out: bytearray, p: int, word_at: int, new_hi: int, new_lo: int) -> None:
+    """Replace the 16-bit word at ``p + word_at`` and update the IPv4 checksum at ``p + 10``."""
+    old = _be16(out, p + word_at)
+    new = (new_hi << 8) | new_lo
+    cs = _incremental(_be16(out, p + 10), old, new)
+    out[p + word_at] = new_hi
+    out[p + word_at + 1] = new_lo
+    out[p + 10] = cs >> 8
+    out[p + 11] = cs & 0xFF
+
+
+def _decrement_ttl(out: bytearray, p: int) -> None:
+    _rewrite_word(out, p, 8, out[p + 8] - 1, out[p + 9])
+
+
+def _mark_ce(out: bytearray, p: int) -> None:
+    """RFC 6040 normal mode decapsulation: outer CE over inner ECT(0)/ECT(1) becomes inner CE."""
+    _rewrite_word(out, p, 0, out[p], out[p + 1] | ECN_CE)
+
+
+def _ipv4(b: Buf, off: int, avail: int, exact: bool) -> tuple[int, int]:
+    """Check an IPv4 header: (reason, total length). ``exact``: no trailing bytes allowed."""
+    if avail < 20:
+        return Reason.TRUNCATED, 0
+    if b[off] >> 4 != 4:
+        return Reason.BAD_VERSION, 0
+    ihl = (b[off] & 0x0F) * 4
+    if ihl < 20:
+        return Reason.BAD_IHL, 0
+    tot = _be16(b, off + 2)
+    if tot < ihl:
+        return Reason.BAD_LENGTH, 0
+    if tot > avail:
+        return Reason.TRUNCATED, 0
+    if exact and tot != avail:
+        return Reason.BAD_LENGTH, 0
+    if not _checksum_ok(b, off, ihl):
+        return Reason.BAD_CHECKSUM, 0
+    return Reason.FORWARDED, tot
+
+
+def _udp_dport(b: Buf, off: int, tot: int) -> int:
+    """UDP destination port of a first fragment, else -1."""
+    ihl = (b[off] & 0x0F) * 4
+    if b[off + 9] != PROTO_UDP or _be16(b, off + 6) & 0x1FFF or ihl + 4 > tot:
+        return -1
+    return _be16(b, off + ihl + 2)
+
+
+class HoaTable:
+    """HoA -> binding. Iteration order is the compiled table's: insertion order, except that
+    unbinding moves the last entry into the hole (the dense array of the C table)."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._index: dict[int, int] = {}
+        self._entries: list[list[int | bytes]] = []
+        self._reserved = max(0, capacity)
+
+    def bind(
+        self, hoa: int, endpoint: bytes, mac: bytes = bytes(6), link: int = 0, flags: int = 0
+    ) -> None:
+        """Add or replace the binding of ``hoa``; counters survive a replacement (handover)."""
+        if not 0 <= hoa <= 0xFFFFFFFF:
+            raise ValueError("hoa must be an unsigned 32-bit integer")
+        if len(endpoint) != 16 or len(mac) != 6:
+            raise ValueError("endpoint must be 16 bytes and mac 6 bytes")
+        if not 0 <= link <= 0xFFFF or not 0 <= flags <= 0xFF:
+            raise ValueError("link must fit 16 bits and flags 8 bits")
+        i = self._index.get(hoa)
+        if i is None:
+            self._index[hoa] = len(self._entries)
+            self._entries.append([hoa, bytes(endpoint), bytes(mac), link, flags, 0, 0])
+        else:
+            self._entries[i][1:5] = [bytes(endpoint), bytes(mac), link, flags]
+
+    def unbind(self, hoa: int) -> bool:
+        i = self._index.pop(hoa, None)
+        if i is None:
+            return False
+        last = self._entries.pop()
+        if i < len(self._entries):
+            self._entries[i] = last
+            self._index[int(last[0])] = i
+        return True
+
+    def lookup(self, hoa: int) -> Binding | None:
+        i = self._index.get(hoa)
+        return None if i is None else Binding(*self._entries[i])  # type: ignore[arg-type]
+
+    def clear(self) -> None:
+        self._index.clear()
+        self._entries.clear()
+
+    def reserve(self, n: int) -> None:
+        self._reserved = max(self._reserved, n)
+
+    def memory_bytes(self) -> int:
+        """What the compiled table would allocate for this many entries (same growth rules)."""
+        slots = 16
+        while slots * 3 < max(len(self._entries), self._reserved) * 4:
+            slots *= 2
+        dense = 16
+        while dense < max(len(self._entries), self._reserved):
+            dense *= 2
+        endpoints = len({e[1] for e in self._entries})
+        return slots * SLOT_BYTES + dense * ENTRY_BYTES + endpoints * ENDPOINT_BYTES
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, hoa: object) -> bool:
+        return hoa in self._index
+
+    def __iter__(self) -> Iterator[Binding]:
+        return iter([Binding(*e) for e in self._entries])  # type: ignore[arg-type]
+
+    # for the engines
+    def _entry(self, hoa: int) -> list[int | bytes] | None:
+        i = self._index.get(hoa)
+        return None if i is None else self._entries[i]
+
+
+def _count_binding(e: list[int | bytes], octets: int) -> None:
+    e[5] = int(e[5]) + 1
+    e[6] = int(e[6]) + octets
+
+
+class Batch:
+    """Up to ``size`` packets in fixed ``stride`` slots, with per-slot address, link and reason.
+
+    An input batch carries what arrived (address = outer IPv6 source for tunnel input); an output
+    batch receives, slot for slot, the output bytes, the reason and the link of each input.
+    """
+
+    def __init__(self, size: int = 64, stride: int = IO_BUF) -> None:
+        if not 0 < size <= 4096 or not 64 <= stride <= MAX_STRIDE:
+            raise ValueError("size must be 1..4096 and stride 64..65535")
+        self._size = size
+        self._stride = stride
+        self._data: list[bytes] = [b""] * size
+        self._addr: list[bytes] = [bytes(16)] * size
+        self._link = [0] * size
+        self._reason = [0] * size
+        self._count = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def stride(self) -> int:
+        return self._stride
+
+    def __len__(self) -> int:
+        return self._count
+
+    def clear(self) -> None:
+        self._count = 0
+
+    def append(self, data: Buf, addr: Buf = bytes(16), link: int = 0) -> None:
+        if self._count >= self._size or len(data) > self._stride or len(addr) != 16:
+            raise ValueError("batch full, packet longer than the stride, or addr not 16 bytes")
+        i = self._count
+        self._data[i] = bytes(data)
+        self._addr[i] = bytes(addr)
+        self._link[i] = link
+        self._reason[i] = 0
+        self._count += 1
+
+    def data(self, i: int) -> bytes:
+        self._check(i)
+        return self._data[i]
+
+    def addr(self, i: int) -> bytes:
+        self._check(i)
+        return self._addr[i]
+
+    def link(self, i: int) -> int:
+        self._check(i)
+        return self._link[i]
+
+    def reason(self, i: int) -> int:
+        self._check(i)
+        return self._reason[i]
+
+    def _check(self, i: int) -> None:
+        if not 0 <= i < self._count:
+            raise IndexError("batch slot out of range")
+
+    def _set(self, i: int, data: bytes, link: int, reason: int) -> None:
+        self._data[i] = data
+        self._link[i] = link
+        self._reason[i] = reason
+
+
+class _Engine:
+    _up: Direction = Direction.UPLINK  # overridden: direction of tunnel input
+
+    def __init__(
+        self,
+        table: HoaTable,
+        local: bytes,
+        *,
+        tunnel_mtu: int = 1460,
+        hop_limit: int = 64,
+        peers: Iterable[bytes] = (),
+    ) -> None:
+        if len(local) != 16:
+            raise ValueError("local must be a 16-byte IPv6 address")
+        if not 68 <= tunnel_mtu <= IO_BUF - IP6_LEN - ETH_LEN:
+            raise ValueError(f"tunnel_mtu must be 68..{IO_BUF - IP6_LEN - ETH_LEN}")
+        if not 1 <= hop_limit <= 255:
+            raise ValueError("hop_limit must be 1..255")
+        self.table = table
+        self._local = bytes(local)
+        self._mtu = tunnel_mtu
+        self._hop_limit = hop_limit
+        self._peers: set[bytes] = set()
+        for p in peers:
+            self.add_peer(p)
+        self._counters = [0] * (ROW * 2)
+
+    # configuration
+    @property
+    def tunnel_mtu(self) -> int:
+        return self._mtu
+
+    def add_peer(self, addr: bytes) -> None:
+        """A tunnel peer whose DHCP is accepted before any binding exists."""
+        if len(addr) != 16:
+            raise ValueError("peer must be a 16-byte IPv6 address")
+        self._peers.add(bytes(addr))
+
+    def remove_peer(self, addr: bytes) -> None:
+        self._peers.discard(bytes(addr))
+
+    def counters(self) -> dict[str, int]:
+        return dict(zip(counter_names(), self._counters, strict=True))
+
+    def reset_counters(self) -> None:
+        self._counters = [0] * (ROW * 2)
+
+    # shared steps
+    def _end(self, d: Direction, reason: int, n: int = 0, link: int = -1) -> Result:
+        self._counters[d * ROW + reason] += 1
+        return (int(VERDICT_OF[reason]), int(reason), n, link)
+
+    def _forwarded(self, d: Direction, octets: int, n: int, link: int) -> Result:
+        self._counters[d * ROW + N_REASONS] += octets
+        return self._end(d, Reason.FORWARDED, n, link)
+
+    def _too_big(self, d: Direction, b: Buf, off: int, tot: int) -> Result | None:
+        if tot <= self._mtu:
+            return None
+        df = b[off + 6] & 0x40
+        return self._end(d, Reason.FRAG_NEEDED if df else Reason.FRAGMENT)
+
+    def _encapsulate(self, b: Buf, off: int, tot: int, endpoint: bytes, out: bytearray) -> None:
+        """RFC 2473 5: the outer header; traffic class copied from the inner TOS (RFC 6040
+        normal mode), flow label 0, hop limit from configuration."""
+        tos = b[off + 1]
+        out[0:4] = (0x60000000 | (tos << 20)).to_bytes(4, "big")
+        out[4:6] = tot.to_bytes(2, "big")
+        out[6] = NH_IPV4
+        out[7] = self._hop_limit
+        out[8:24] = self._local
+        out[24:40] = endpoint
+        out[40 : 40 + tot] = b[off : off + tot]
+
+    def _outer(self, pkt: Buf) -> tuple[int, int, bytes, bool]:
+        """Whole IPv6 packet: (reason, inner offset, outer source, outer CE)."""
+        n = len(pkt)
+        if n < IP6_LEN:
+            return Reason.TRUNCATED, 0, b"", False
+        if pkt[0] >> 4 != 6:
+            return Reason.BAD_VERSION, 0, b"", False
+        plen = _be16(pkt, 4)
+        if IP6_LEN + plen > n:
+            return Reason.TRUNCATED, 0, b"", False
+        if IP6_LEN + plen != n:
+            return Reason.BAD_LENGTH, 0, b"", False
+        if pkt[24:40] != self._local:
+            return Reason.NOT_FOR_US, 0, b"", False
+        nh = pkt[6]
+        off = IP6_LEN
+        if nh == NH_DSTOPTS:
+            # RFC 2473 4.1.1 / 6.6: the tunnel encapsulation limit arrives in one of these
+            if off + 2 > n:
+                return Reason.TRUNCATED, 0, b"", False
+            hlen = (pkt[off + 1] + 1) * 8
+            if off + hlen > n:
+                return Reason.TRUNCATED, 0, b"", False
+            if not self._options_ok(pkt, off + 2, off + hlen):
+                return Reason.BAD_OPTION, 0, b"", False
+            nh = pkt[off]
+            off += hlen
+        if nh != NH_IPV4:
+            return Reason.BAD_NEXT_HEADER, 0, b"", False
+        ce = (pkt[1] >> 4) & ECN_CE == ECN_CE
+        return Reason.FORWARDED, off, bytes(pkt[8:24]), ce
+
+    @staticmethod
+    def _options_ok(pkt: Buf, i: int, end: int) -> bool:
+        while i < end:
+            t = pkt[i]
+            if t == OPT_PAD1:
+                i += 1
+                continue
+            if i + 2 > end or i + 2 + pkt[i + 1] > end:
+                return False
+            if t == OPT_TUNNEL_ENCAP_LIMIT:
+                if pkt[i + 1] != 1:
+                    return False
+            elif t != OPT_PADN and t >> 6:
+                return False  # RFC 8200 4.2: the top two bits say "do not skip"
+            i += 2 + pkt[i + 1]
+        return True
+
+    def _tunnel_in(
+        self, src: bytes, b: Buf, off: int, avail: int, ce: bool, out: bytearray
+    ) -> Result:
+        raise NotImplementedError
+
+    def from_tunnel(self, src: Buf, packet: Buf, out: bytearray) -> Result:
+        """Raw protocol-4 socket input: outer source address and the inner IPv4 packet."""
+        if len(src) != 16:
+            return self._end(self._up, Reason.BAD_LENGTH)
+        return self._tunnel_in(bytes(src), packet, 0, len(packet), False, out)
+
+    def from_tunnel_ipv6(self, packet: Buf, out: bytearray) -> Result:
+        """A whole IPv6 packet: the outer header is checked here, then as ``from_tunnel``."""
+        reason, off, src, ce = self._outer(packet)
+        if reason:
+            return self._end(self._up, reason)
+        return self._tunnel_in(src, packet, off, len(packet) - off, ce, out)
+
+    def _ce_drop(self, ce: bool, b: Buf, off: int) -> bool:
+        return ce and b[off + 1] & ECN_CE == 0
+
+    def _sent(self, ok: bool, d: Direction) -> int:
+        if not ok:
+            self._counters[d * ROW + N_REASONS + 1] += 1
+        return int(ok)
+
+
+def _run_batch(inp: Batch, out: Batch, step: object) -> int:
+    """Run ``step(i, scratch) -> Result`` over an input batch into the output batch."""
+    if out.size < len(inp) or out.stride < inp.stride + IP6_LEN:
+        raise ValueError("output batch must hold as many slots, each 40 bytes longer")
+    scratch = bytearray(out.stride)
+    forwarded = 0
+    for i in range(len(inp)):
+        v, reason, n, link = step(i, scratch)  # type: ignore[operator]
+        out._set(i, bytes(scratch[:n]) if v == Verdict.FORWARD else b"", link, reason)
+        forwarded += v == Verdict.FORWARD
+    out._count = len(inp)
+    return forwarded
+
+
+class Dmpa(_Engine):
+    """The MAG side: access links (TAPs) on one side, the tunnel to the DLMAP on the other."""
+
+    _up = Direction.DOWNLINK  # tunnel input on the DMPA goes down to the MS
+
+    def __init__(
+        self,
+        table: HoaTable,
+        local: bytes,
+        pseudo_mac: bytes,
+        gateway: int,
+        *,
+        tunnel_mtu: int = 1460,
+        hop_limit: int = 64,
+        peers: Iterable[bytes] = (),
+    ) -> None:
+        super().__init__(table, local, tunnel_mtu=tunnel_mtu, hop_limit=hop_limit, peers=peers)
+        if len(pseudo_mac) != 6 or not 0 <= gateway <= 0xFFFFFFFF:
+            raise ValueError("pseudo_mac must be 6 bytes and gateway an IPv4 integer")
+        self._mac = bytes(pseudo_mac)
+        self._gateway = gateway
+
+    def from_access(self, frame: Buf, link: int, out: bytearray) -> Result:
+        """Classify a frame from access link ``link``; forward it encapsulated into ``out``."""
+        d = Direction.UPLINK
+        n = len(frame)
+        if n < ETH_LEN:
+            return self._end(d, Reason.TRUNCATED)
+        dst = frame[0:6]
+        broadcast = dst == ETH_BROADCAST
+        if dst != self._mac and not broadcast:
+            return self._end(d, Reason.NOT_FOR_US)
+        ethertype = _be16(frame, 12)
+        if ethertype == ETH_P_ARP:
+            return self._end(d, Reason.ARP)
+        if ethertype != ETH_P_IP:
+            return self._end(d, Reason.BAD_ETHERTYPE)
+        reason, tot = _ipv4(frame, ETH_LEN, n - ETH_LEN, False)  # Ethernet may pad
+        if reason:
+            return self._end(d, reason)
+        if _udp_dport(frame, ETH_LEN, tot) == DHCP_SERVER_PORT:
+            return self._end(d, Reason.DHCP)  # before any binding: how an MS gets its HoA
+        if broadcast:
+            return self._end(d, Reason.NOT_FOR_US)
+        if frame[ETH_LEN + 9] == PROTO_ICMP and _be32(frame, ETH_LEN + 16) == self._gateway:
+            return self._end(d, Reason.ICMP_GATEWAY)
+        e = self.table._entry(_be32(frame, ETH_LEN + 12))
+        if e is None:
+            return self._end(d, Reason.UNKNOWN_MS)
+        if e[2] != frame[6:12] or e[3] != link:
+            return self._end(d, Reason.SPOOFED_SRC)
+        if frame[ETH_LEN + 8] <= 1:
+            return self._end(d, Reason.TTL_EXPIRED)
+        big = self._too_big(d, frame, ETH_LEN, tot)
+        if big is not None:
+            return big
+        if IP6_LEN + tot > len(out):
+            return self._end(d, Reason.NO_ROOM)
+        self._encapsulate(frame, ETH_LEN, tot, bytes(e[1]), out)
+        _decrement_ttl(out, IP6_LEN)
+        _count_binding(e, tot)
+        return self._forwarded(d, tot, IP6_LEN + tot, -1)
+
+    def _tunnel_in(
+        self, src: bytes, b: Buf, off: int, avail: int, ce: bool, out: bytearray
+    ) -> Result:
+        d = Direction.DOWNLINK
+        reason, tot = _ipv4(b, off, avail, True)
+        if reason:
+            return self._end(d, reason)
+        if src in self._peers and _udp_dport(b, off, tot) == DHCP_CLIENT_PORT:
+            return self._end(d, Reason.DHCP)  # the DLMAP's answer to an MS not yet bound
+        e = self.table._entry(_be32(b, off + 16))
+        if e is None:
+            return self._end(d, Reason.NO_BINDING)
+        if e[1] != src:
+            return self._end(d, Reason.SRC_NOT_BOUND)
+        if self._ce_drop(ce, b, off):
+            return self._end(d, Reason.ECN_NOT_ECT)
+        if b[off + 8] <= 1:
+            return self._end(d, Reason.TTL_EXPIRED)
+        if ETH_LEN + tot > len(out):
+            return self._end(d, Reason.NO_ROOM)
+        out[0:6] = bytes(e[2])
+        out[6:12] = self._mac
+        out[12:14] = ETH_P_IP.to_bytes(2, "big")
+        out[ETH_LEN : ETH_LEN + tot] = b[off : off + tot]
+        _decrement_ttl(out, ETH_LEN)
+        if ce:
+            _mark_ce(out, ETH_LEN)
+        _count_binding(e, tot)
+        return self._forwarded(d, tot, ETH_LEN + tot, int(e[3]))
+
+    # batches in memory: one call per batch
+    def access_batch(self, inp: Batch, out: Batch) -> int:
+        """``from_access`` over every slot (the slot's link is the access link)."""
+        return _run_batch(inp, out, lambda i, s: self.from_access(inp._data[i], inp._link[i], s))
+
+    def tunnel_batch(self, inp: Batch, out: Batch) -> int:
+        """``from_tunnel`` over every slot (the slot's address is the outer source)."""
+        return _run_batch(inp, out, lambda i, s: self.from_tunnel(inp._addr[i], inp._data[i], s))
+
+    # batched I/O
+    def pump_access(
+        self, tap_fd: int, link: int, tx_fd: int, budget: int = 64
+    ) -> tuple[int, int, list[Punt]]:
+        """Read frames from a TAP until EAGAIN or ``budget``; send the encapsulated ones on a
+        raw IPPROTO_RAW socket. Returns (received, sent, punted)."""
+        punts: list[Punt] = []
+        sent = rx = 0
+        out = bytearray(IO_BUF)
+        tx = _Sender(tx_fd)
+        while rx < budget:
+            frame = _read(tap_fd)
+            if frame is None:
+                break
+            rx += 1
+            v, reason, n, _ = self.from_access(frame, link, out)
+            if v == Verdict.PUNT:
+                punts.append(Punt(reason, link, frame[6:12], frame))
+            elif v == Verdict.FORWARD:
+                sent += self._sent(tx.send(bytes(out[:n]), bytes(out[24:40])), Direction.UPLINK)
+        tx.close()
+        return rx, sent, punts
+
+    def pump_tunnel(
+        self, rx_fd: int, tap_fds: Sequence[int], budget: int = 64
+    ) -> tuple[int, int, list[Punt]]:
+        """Receive from a raw protocol-4 socket until EAGAIN or ``budget``; write the frames to
+        ``tap_fds[link]``. Returns (received, sent, punted)."""
+        punts: list[Punt] = []
+        sent = rx = 0
+        out = bytearray(IO_BUF)
+        sock = socket.socket(fileno=rx_fd)
+        try:
+            while rx < budget:
+                got = _recv(sock)
+                if got is None:
+                    break
+                rx += 1
+                data, src, truncated = got
+                if truncated:
+                    self._end(Direction.DOWNLINK, Reason.TRUNCATED)
+                    continue
+                v, reason, n, link = self.from_tunnel(src, data, out)
+                if v == Verdict.PUNT:
+                    punts.append(Punt(reason, -1, src, data))
+                elif v == Verdict.FORWARD:
+                    sent += self._write_link(tap_fds, link, out, n)
+        finally:
+            sock.detach()
+        return rx, sent, punts
+
+    def _write_link(self, fds: Sequence[int], link: int, out: bytearray, n: int) -> int:
+        ok = 0 <= link < len(fds) and _write(fds[link], bytes(out[:n]))
+        return self._sent(ok, Direction.DOWNLINK)
+
+
+class Dlmap(_Engine):
+    """The LMA side: the TUN on the IPv4 side, tunnels to the DMPAs on the other."""
+
+    _up = Direction.UPLINK
+
+    def _tunnel_in(
+        self, src: bytes, b: Buf, off: int, avail: int, ce: bool, out: bytearray
+    ) -> Result:
+        d = Direction.UPLINK
+        reason, tot = _ipv4(b, off, avail, True)
+        if reason:
+            return self._end(d, reason)
+        if _udp_dport(b, off, tot) == DHCP_SERVER_PORT:
+            # before the binding check: an unregistered MS gets its address this way
+            return self._end(d, Reason.DHCP if src in self._peers else Reason.UNKNOWN_PEER)
+        e = self.table._entry(_be32(b, off + 12))
+        if e is None or e[1] != src:
+            return self._end(d, Reason.SRC_NOT_BOUND)
+        if self._ce_drop(ce, b, off):
+            return self._end(d, Reason.ECN_NOT_ECT)
+        if tot > len(out):
+            return self._end(d, Reason.NO_ROOM)
+        out[0:tot] = b[off : off + tot]
+        if ce:
+            _mark_ce(out, 0)
+        _count_binding(e, tot)
+        return self._forwarded(d, tot, tot, -1)
+
+    def from_tun(self, packet: Buf, out: bytearray) -> Result:
+        """IPv4 routed into the TUN -> encapsulated towards the DMPA serving its destination."""
+        d = Direction.DOWNLINK
+        reason, tot = _ipv4(packet, 0, len(packet), True)
+        if reason:
+            return self._end(d, reason)
+        e = self.table._entry(_be32(packet, 16))
+        if e is None:
+            return self._end(d, Reason.NO_BINDING)
+        big = self._too_big(d, packet, 0, tot)
+        if big is not None:
+            return big
+        if IP6_LEN + tot > len(out):
+            return self._end(d, Reason.NO_ROOM)
+        self._encapsulate(packet, 0, tot, bytes(e[1]), out)
+        _count_binding(e, tot)
+        return self._forwarded(d, tot, IP6_LEN + tot, -1)
+
+    def tunnel_batch(self, inp: Batch, out: Batch) -> int:
+        return _run_batch(inp, out, lambda i, s: self.from_tunnel(inp._addr[i], inp._data[i], s))
+
+    def tun_batch(self, inp: Batch, out: Batch) -> int:
+        return _run_batch(inp, out, lambda i, s: self.from_tun(inp._data[i], s))
+
+    def pump_tunnel(self, rx_fd: int, tun_fd: int, budget: int = 64) -> tuple[int, int, list[Punt]]:
+        """Raw protocol-4 socket -> TUN. Returns (received, sent, punted)."""
+        punts: list[Punt] = []
+        sent = rx = 0
+        out = bytearray(IO_BUF)
+        sock = socket.socket(fileno=rx_fd)
+        try:
+            while rx < budget:
+                got = _recv(sock)
+                if got is None:
+                    break
+                rx += 1
+                data, src, truncated = got
+                if truncated:
+                    self._end(Direction.UPLINK, Reason.TRUNCATED)
+                    continue
+                v, reason, n, _ = self.from_tunnel(src, data, out)
+                if v == Verdict.PUNT:
+                    punts.append(Punt(reason, -1, src, data))
+                elif v == Verdict.FORWARD:
+                    sent += self._sent(_write(tun_fd, bytes(out[:n])), Direction.UPLINK)
+        finally:
+            sock.detach()
+        return rx, sent, punts
+
+    def pump_tun(self, tun_fd: int, tx_fd: int, budget: int = 64) -> tuple[int, int, list[Punt]]:
+        """TUN -> encapsulated on a raw IPPROTO_RAW socket. Returns (received, sent, punted)."""
+        punts: list[Punt] = []
+        sent = rx = 0
+        out = bytearray(IO_BUF)
+        tx = _Sender(tx_fd)
+        while rx < budget:
+            pkt = _read(tun_fd)
+            if pkt is None:
+                break
+            rx += 1
+            v, reason, n, _ = self.from_tun(pkt, out)
+            if v == Verdict.PUNT:
+                punts.append(Punt(reason, -1, b"", pkt))
+            elif v == Verdict.FORWARD:
+                sent += self._sent(tx.send(bytes(out[:n]), bytes(out[24:40])), Direction.DOWNLINK)
+        tx.close()
+        return rx, sent, punts
+
+
+def _read(fd: int) -> bytes | None:
+    try:
+        return os.read(fd, READ_MAX)
+    except BlockingIOError:
+        return None
+    except OSError as e:
+        if e.errno == errno.EINTR:
+            return None
+        raise
+
+
+def _write(fd: int, data: bytes) -> bool:
+    try:
+        return os.write(fd, data) == len(data)
+    except OSError:
+        return False
+
+
+def _recv(sock: socket.socket) -> tuple[bytes, bytes, bool] | None:
+    try:
+        data, _, flags, addr = sock.recvmsg(IO_BUF, 0, socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return None
+    src = socket.inet_pton(socket.AF_INET6, addr[0].split("%")[0])
+    return data, src, bool(flags & socket.MSG_TRUNC)
+
+
+class _Sender:
+    """Header-included IPv6 sends on an IPPROTO_RAW socket, to the outer destination."""
+
+    def __init__(self, fd: int) -> None:
+        self._sock = socket.socket(fileno=fd)
+
+    def send(self, packet: bytes, dst: bytes) -> bool:
+        try:
+            self._sock.sendto(packet, (socket.inet_ntop(socket.AF_INET6, dst), 0))
+        except OSError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._sock.detach()

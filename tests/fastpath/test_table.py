@@ -1,0 +1,33 @@
+"""The verdict/drop-reason table is one list, mirrored in the .pyx: they must agree row by row."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from fastpath import implementation
+from fastpath.common import VERDICT_OF, Reason, Verdict, counter_names
+
+
+def test_compiled_table_mirrors_common(twins: tuple[ModuleType, ModuleType]) -> None:
+    _, compiled = twins
+    expected = tuple((int(r), r.name, int(VERDICT_OF[r])) for r in Reason)
+    assert expected == compiled.REASON_TABLE
+
+
+def test_verdict_classes() -> None:
+    assert VERDICT_OF[Reason.FORWARDED] is Verdict.FORWARD
+    assert {VERDICT_OF[r] for r in Reason if r != Reason.FORWARDED} == {Verdict.PUNT, Verdict.DROP}
+    assert VERDICT_OF[Reason.TTL_EXPIRED] is Verdict.PUNT
+    assert VERDICT_OF[Reason.SRC_NOT_BOUND] is Verdict.DROP
+    assert list(Reason) == sorted(Reason)  # dense codes: the C arrays are indexed by them
+
+
+def test_counter_names_are_the_same_in_both(fp: ModuleType) -> None:
+    engine = fp.Dlmap(fp.HoaTable(), bytes(16))
+    assert list(engine.counters()) == counter_names()
+    assert set(engine.counters().values()) == {0}
+
+
+def test_implementation_prefers_compiled(twins: tuple[ModuleType, ModuleType]) -> None:
+    assert implementation() is twins[1]
+    assert implementation("reference") is twins[0]
