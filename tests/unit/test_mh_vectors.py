@@ -1,4 +1,4 @@
-"""Golden vectors (wire-reference 2.9): decode to the expected fields, re-encode to the same bytes."""
+"""Golden vectors (wire-reference 2.9): decode to the expected fields, re-encode identically."""
 
 from __future__ import annotations
 

@@ -1,0 +1,78 @@
+"""Run Wireshark's dissector over what we encode: pcap writing and PDML reading.
+
+``tshark -T pdml`` is the ``-V`` decode tree in XML: every field with its filter name, its
+displayed value (``show``) and its raw bytes (``value``), which is what the oracle compares.
+"""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from ipaddress import IPv6Address
+from pathlib import Path
+
+LINKTYPE_RAW = 101  # raw IP; the version nibble says IPv4 or IPv6
+_PCAP_HEADER = struct.Struct("<IHHiIII")
+_RECORD = struct.Struct("<IIII")
+_IPV6 = struct.Struct("!IHBB16s16s")
+
+
+def ipv6_packet(src: IPv6Address, dst: IPv6Address, next_header: int, payload: bytes) -> bytes:
+    """A minimal IPv6 packet (no extension headers) around ``payload``."""
+    return _IPV6.pack(6 << 28, len(payload), next_header, 64, src.packed, dst.packed) + payload
+
+
+def write_pcap(path: Path, packets: list[bytes]) -> None:
+    with path.open("wb") as f:
+        f.write(_PCAP_HEADER.pack(0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_RAW))
+        for index, packet in enumerate(packets):
+            f.write(_RECORD.pack(index, 0, len(packet), len(packet)))
+            f.write(packet)
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    showname: str
+    show: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Dissection:
+    fields: list[Field]
+    #: Whether Wireshark flagged the packet as malformed anywhere.
+    malformed: bool
+
+
+def dissect(tshark: str, path: Path, proto: str) -> list[Dissection]:
+    """For each packet, the fields below protocol ``proto`` in tree order (plus expert info)."""
+    result = subprocess.run(
+        [tshark, "-n", "-r", str(path), "-T", "pdml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    packets = []
+    for packet in ET.fromstring(result.stdout).iter("packet"):
+        fields: list[Field] = []
+        for node in packet.iter("proto"):
+            if node.get("name") == proto:
+                fields.extend(
+                    Field(
+                        f.get("name", ""),
+                        f.get("showname", ""),
+                        f.get("show", ""),
+                        f.get("value", ""),
+                    )
+                    for f in node.iter("field")
+                    if f.get("name")
+                )
+        malformed = any(
+            (node.get("name") or "").startswith("_ws.malformed") for node in packet.iter()
+        )
+        packets.append(Dissection(fields, malformed))
+    return packets
