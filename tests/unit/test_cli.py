@@ -1,0 +1,49 @@
+"""The command line: the console script and ``python -m router`` both work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from router.cli import main
+from tests.conftest import require
+from tests.vectors import load_hex
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out.startswith("netlmm 0.")
+
+
+def test_decode_a_vector_with_checksum(capsys: pytest.CaptureFixture[str]) -> None:
+    hex_text = load_hex("mh/pba_draft").hex()
+    args = ["decode", hex_text, "--src", "2001:db8:2::1", "--dst", "2001:db8:1::1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "BindingAck (draft dialect)" in out
+    assert "SeedIPv4HomeAddress(sequence=1, address=IPv4Address('10.1.0.23')" in out
+
+
+def test_decode_reports_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["decode", "3b0105"]) == 1
+    assert "TruncatedError" in capsys.readouterr().err
+    assert main(["decode", "zz"]) == 2
+
+
+def test_unbuilt_commands_say_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) == 2
+    assert "not implemented yet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command", [[str(VENV_BIN / "netlmm")], [sys.executable, "-m", "router"]], ids=["script", "-m"]
+)
+def test_entry_points(command: list[str]) -> None:
+    require(Path(command[0]).exists(), f"{command[0]} is not installed (run make setup)")
+    result = subprocess.run([*command, "version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("netlmm ")
