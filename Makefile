@@ -23,13 +23,12 @@ $(STAMPS)/apt: Makefile | $(STAMPS)
 	@missing=""; for p in $(APT_PACKAGES); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
-	if [ -z "$$missing" ]; then echo "apt: all of $(APT_PACKAGES) present"; \
+	if [ -z "$$missing" ]; then echo "apt: all of $(APT_PACKAGES) present"; touch $@; \
 	elif [ "$$(id -u)" = 0 ]; then \
 	    echo "apt: installing$$missing"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
-	else echo "apt: not root, cannot install:$$missing"; fi
-	@touch $@
+	    apt-get update -q && apt-get install -y -q --no-install-recommends $$missing && touch $@; \
+	else echo "apt: not root, cannot install:$$missing (tests needing them will say so)"; fi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
