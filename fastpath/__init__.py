@@ -7,6 +7,7 @@ application uses that, tests use both. This package imports nothing from ``route
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
 from fastpath.common import VERDICT_OF, Binding, Direction, Punt, Reason, Result, Verdict
@@ -27,12 +28,8 @@ def implementation(name: str = "auto") -> ModuleType:
     """``"compiled"``, ``"reference"`` or ``"auto"`` (compiled when it is built)."""
     if name in ("compiled", "auto"):
         try:
-            from fastpath import _fastpath
+            return importlib.import_module("fastpath._fastpath")
         except ImportError:
             if name == "compiled":
                 raise
-        else:
-            return _fastpath
-    from fastpath import reference
-
-    return reference
+    return importlib.import_module("fastpath.reference")
