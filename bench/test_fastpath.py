@@ -1,0 +1,181 @@
+"""Per-packet and per-batch (64) encapsulate, decapsulate, classify+lookup(+encapsulate) at 64,
+576 and 1400 bytes; HoA lookup hit/miss at 1k, 64k and 1M entries; the 1M-entry table's memory.
+Reference and compiled twins in one run; every benchmark asserts its result."""
+
+from __future__ import annotations
+
+import random
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from bench.conftest import GOAL_MEMORY, measure
+from tests.fastpath.packets import (
+    CN,
+    DLMAP,
+    DMPA,
+    GATEWAY,
+    HOA,
+    MS_MAC,
+    PSEUDO_MAC,
+    eth,
+    ipv4,
+    ipv6,
+    udp,
+)
+
+SIZES = [64, 576, 1400]
+FORWARD = (0, 0)
+
+
+def packet(size: int, src: int, dst: int) -> bytes:
+    return ipv4(src, dst, 17, udp(4000, 5000, bytes(size - 28)), tos=0x28)
+
+
+def roles(fp: ModuleType) -> tuple[Any, Any]:
+    dm_table = fp.HoaTable()
+    dm_table.bind(HOA, DLMAP, MS_MAC, link=0)
+    dl_table = fp.HoaTable()
+    dl_table.bind(HOA, DMPA)
+    return (
+        fp.Dmpa(dm_table, DMPA, PSEUDO_MAC, GATEWAY, peers=[DLMAP]),
+        fp.Dlmap(dl_table, DLMAP, peers=[DMPA]),
+    )
+
+
+@cache
+def expected(kind: str, size: int) -> bytes:
+    """What the reference produces: every benchmark compares its twin's output with this."""
+    from fastpath import reference as ref
+
+    dm, dl = roles(ref)
+    out = bytearray(2048)
+    if kind == "encap":
+        n = dl.from_tun(packet(size, CN, HOA), out)[2]
+    elif kind == "access":
+        n = dm.from_access(eth(packet(size, HOA, CN)), 0, out)[2]
+    else:
+        n = dm.from_tunnel(DLMAP, packet(size, CN, HOA), out)[2]
+    return bytes(out[:n])
+
+
+# ---- one packet per call ----
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_encapsulate(benchmark: Any, fp: ModuleType, size: int) -> None:
+    _, dl = roles(fp)
+    pkt, out = packet(size, CN, HOA), bytearray(2048)
+    r = measure(benchmark, fp, dl.from_tun, pkt, out)
+    assert r == (0, 0, 40 + size, -1) and bytes(out[: 40 + size]) == expected("encap", size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_decapsulate(benchmark: Any, fp: ModuleType, size: int) -> None:
+    """Raw protocol-4 socket form: (outer source, inner packet) -> Ethernet frame."""
+    dm, _ = roles(fp)
+    pkt, out = packet(size, CN, HOA), bytearray(2048)
+    r = measure(benchmark, fp, dm.from_tunnel, DLMAP, pkt, out)
+    assert r == (0, 0, 14 + size, 0) and bytes(out[: 14 + size]) == expected("decap", size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_decapsulate_ipv6(benchmark: Any, fp: ModuleType, size: int) -> None:
+    """Whole IPv6 packet form: the outer header parsed and checked here."""
+    dm, _ = roles(fp)
+    pkt, out = ipv6(packet(size, CN, HOA), src=DLMAP, dst=DMPA), bytearray(2048)
+    r = measure(benchmark, fp, dm.from_tunnel_ipv6, pkt, out)
+    assert r == (0, 0, 14 + size, 0) and bytes(out[: 14 + size]) == expected("decap", size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_classify_lookup_encap(benchmark: Any, fp: ModuleType, size: int) -> None:
+    dm, _ = roles(fp)
+    frame, out = eth(packet(size, HOA, CN)), bytearray(2048)
+    r = measure(benchmark, fp, dm.from_access, frame, 0, out)
+    assert r == (0, 0, 40 + size, -1) and bytes(out[: 40 + size]) == expected("access", size)
+
+
+# ---- batches of 64: one Python -> C call per batch ----
+
+
+def batches(fp: ModuleType, packets: list[bytes], addr: bytes = bytes(16)) -> tuple[Any, Any]:
+    inp, out = fp.Batch(64, 2048), fp.Batch(64, 2048 + 40)
+    for p in packets:
+        inp.append(p, addr=addr)
+    return inp, out
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_batch_classify_lookup_encap(benchmark: Any, fp: ModuleType, size: int) -> None:
+    dm, _ = roles(fp)
+    inp, out = batches(fp, [eth(packet(size, HOA, CN))] * 64)
+    assert measure(benchmark, fp, dm.access_batch, inp, out, per=64) == 64
+    assert out.data(63) == expected("access", size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_batch_encapsulate(benchmark: Any, fp: ModuleType, size: int) -> None:
+    _, dl = roles(fp)
+    inp, out = batches(fp, [packet(size, CN, HOA)] * 64)
+    assert measure(benchmark, fp, dl.tun_batch, inp, out, per=64) == 64
+    assert out.data(63) == expected("encap", size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_batch_decapsulate(benchmark: Any, fp: ModuleType, size: int) -> None:
+    dm, _ = roles(fp)
+    inp, out = batches(fp, [packet(size, CN, HOA)] * 64, addr=DLMAP)
+    assert measure(benchmark, fp, dm.tunnel_batch, inp, out, per=64) == 64
+    assert out.data(63) == expected("decap", size)
+
+
+# ---- the HoA table ----
+
+ENDPOINTS = [bytes(15) + bytes([i]) for i in range(1, 201)]  # 200 DMPAs
+
+
+@cache
+def table(impl: str, n: int) -> tuple[Any, list[int]]:
+    fp = __import__(f"fastpath.{impl}", fromlist=["HoaTable"])
+    keys = random.Random(n).sample(range(1 << 32), n)
+    t = fp.HoaTable()
+    for i, k in enumerate(keys):
+        t.bind(k, ENDPOINTS[i % 200])
+    return t, keys
+
+
+@pytest.mark.parametrize("entries", [1_000, 65_536, 1_000_000])
+@pytest.mark.parametrize("hit", [True, False], ids=["hit", "miss"])
+def test_table_lookup(benchmark: Any, fp: ModuleType, entries: int, hit: bool) -> None:
+    """64 packets to random HoAs through the DLMAP's TUN path: lookup + (hit) encapsulate."""
+    t, keys = table(fp.__name__.rsplit(".", 1)[1], entries)
+    dl = fp.Dlmap(t, DLMAP)
+    rng = random.Random(7)
+    dsts = rng.sample(keys, 64) if hit else [k ^ 0x5A5A5A5A for k in rng.sample(keys, 64)]
+    dsts = [d for d in dsts if (d in t) == hit][:64]
+    inp, out = batches(fp, [packet(64, CN, d) for d in dsts])
+    fwd = measure(benchmark, fp, dl.tun_batch, inp, out, per=len(dsts))
+    assert fwd == (len(dsts) if hit else 0)
+    assert all(out.reason(i) == (0 if hit else 17) for i in range(len(dsts)))
+
+
+def test_table_million(benchmark: Any, fp: ModuleType) -> None:
+    """Bind 1,000,000 HoAs (time per bind) and report the table's memory (compiled: its own
+    allocations, also checked by tracemalloc in tests/fastpath)."""
+    keys = list(range(0x0A000000, 0x0A000000 + 1_000_000))
+
+    def build() -> Any:
+        t = fp.HoaTable()
+        for i, k in enumerate(keys):
+            t.bind(k, ENDPOINTS[i % 200])
+        return t
+
+    benchmark.extra_info["per"] = len(keys)
+    t = benchmark.pedantic(build, rounds=1, iterations=1)
+    assert len(t) == 1_000_000 and t.lookup(keys[-1]) is not None
+    if fp.__name__.endswith("_fastpath"):
+        benchmark.extra_info["MiB"] = t.memory_bytes() / (1 << 20)
+        assert t.memory_bytes() <= GOAL_MEMORY
