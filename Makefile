@@ -51,7 +51,7 @@ lint: setup
 	$(BIN)/ruff check router fastpath tests bench setup.py
 	$(BIN)/ruff format --check router fastpath tests bench setup.py
 	$(BIN)/mypy router fastpath/reference.py
-	$(BIN)/cython-lint --max-line-length 100 $(wildcard fastpath/*.pyx fastpath/*.pxd)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/cython-lint --max-line-length 100 $(wildcard fastpath/*.pyx fastpath/*.pxd)
 
 demo:
 	@echo "make demo: the lab demo does not exist yet (it arrives with the appliance, issue 6)." >&2

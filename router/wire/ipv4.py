@@ -14,6 +14,7 @@ from enum import IntEnum, IntFlag
 from ipaddress import IPv4Address
 
 from router.wire.checksum import internet_checksum
+from router.wire.constants import IPPROTO_IPIP, IPPROTO_MH
 from router.wire.errors import (
     ChecksumError,
     EncodeError,
@@ -36,7 +37,7 @@ class IPProto(IntEnum):
 
     ICMP = 1
     IGMP = 2
-    IPV4 = 4  # IPv4 encapsulation: the DMPA-DLMAP tunnel's next header (RFC 2473 section 5)
+    IPV4 = IPPROTO_IPIP  # IPv4 in IPv6: the DMPA-DLMAP tunnel (RFC 2473 section 5)
     TCP = 6
     UDP = 17
     IPV6 = 41
@@ -45,7 +46,7 @@ class IPProto(IntEnum):
     AH = 51
     ICMPV6 = 58
     NONE = 59
-    MH = 135  # Mobility Header (RFC 6275 section 6.1.1)
+    MH = IPPROTO_MH  # Mobility Header (RFC 6275 section 6.1.1)
 
 
 _PROTOS: dict[int, IPProto] = {m.value: m for m in IPProto}
