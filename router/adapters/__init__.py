@@ -1,0 +1,1 @@
+"""The only code that touches file descriptors, sockets, netlink, files and clocks."""

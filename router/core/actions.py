@@ -1,0 +1,70 @@
+"""What the cores ask the outside world to do. The adapters carry these out, in list order.
+
+Order matters and the cores rely on it: a :class:`Persist` comes before the :class:`SendMH` it
+makes durable ("a binding is on disk before its PBA leaves"), and the adapter commits the
+persistence batch before it sends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from router.wire.ethernet import MacAddress
+from router.wire.mh import MobilityMessage
+
+
+@dataclass(frozen=True, slots=True)
+class SendMH:
+    """Send a Mobility Header message to ``peer`` (encoded in that peer's dialect)."""
+
+    peer: IPv6Address
+    message: MobilityMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """Point the fastpath's HoA at a tunnel endpoint (and, on the DMPA, an MS on a link)."""
+
+    hoa: IPv4Address
+    endpoint: IPv6Address
+    mac: MacAddress | None = None
+    link: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Unbind:
+    hoa: IPv4Address
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Write (``record`` set) or delete (``record`` None) one row of durable state."""
+
+    table: str
+    key: str
+    record: dict[str, object] | None
+
+
+@dataclass(frozen=True, slots=True)
+class AAARequest:
+    """DMPA: authenticate the MS seen with ``mac`` on ``link`` (the answer comes back later)."""
+
+    mac: MacAddress
+    link: int
+    nai: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something an operator may want in the log or metrics: ``kind`` plus key=value context."""
+
+    kind: str
+    fields: tuple[tuple[str, object], ...] = ()
+
+
+Action = SendMH | Bind | Unbind | Persist | AAARequest | Event
+
+
+def event(kind: str, **fields: object) -> Event:
+    return Event(kind, tuple(fields.items()))

@@ -1,0 +1,652 @@
+"""The DLMAP (LMA role): binding cache, home-address checks, sequence rules, revocation.
+
+Sans-I/O: :meth:`DLMAP.receive` takes a decoded message, its source, the monotonic ``now`` and the
+wall-clock ``wall``; :meth:`DLMAP.handle_timer` takes the times; both return actions. Nothing here
+touches a socket or reads a clock.
+
+Rules, in the order a PBU meets them (each rejection is a PBA with the status named):
+
+1. The source must be a configured DMPA (else 154), the P flag set (else 152), an NAI present
+   (else 160).
+2. A retransmission (same DMPA, same BU sequence number as the last PBU accepted for that NAI)
+   gets the same PBA again.
+3. ``draft`` dialect (seed section 6): the BU sequence number must be after the DMPA's last
+   accepted one, modulo 2^16 (else 135); V must be set and the seed's IPv4 HoA option present
+   (else 129). ``rfc5844`` dialect (RFC 5213/5844): Handoff Indicator (161), Access Technology
+   Type (162), an IPv4 HoA Request (158; 172 when only IPv6 is asked for), Timestamp within the
+   validity window for a new binding (156) and above the last accepted one (157).
+4. Lifetime 0 is a de-registration. From a DMPA that no longer serves the NAI it is answered but
+   leaves the binding alone: the old DMPA's detach must not undo a handover.
+5. ``draft``: the option's per-MS sequence number is accepted if 0 or at least the binding's
+   (else 129); the PBA carries max(binding, PBU) + 1 and the binding keeps that value, so a
+   stale refresh from the old DMPA after a handover is refused.
+6. Home address: 0.0.0.0 allocates (else 142, or 130 + reply 132); a unicast address must be
+   the one allocated to that NAI (else 143, or 171 + reply 130/131).
+7. A PBU from another DMPA than the binding's is a handover: the binding moves, the old DMPA gets
+   a Binding Revocation Indication (retransmitted until acknowledged, bounded), and the new DMPA's
+   PBA waits for the acknowledgement at most ``revocation_budget`` seconds (seed figure 7).
+
+V=1 never creates an IPv6 binding (seed 3.1.1): this cache holds IPv4 home addresses only, and
+a Home Network Prefix option in a draft PBU is ignored. Not followed from the seed: the type 2
+routing header in the PBA (seed section 6); standard PMIPv6 replies carry none and a Linux
+kernel without Mobile IPv6 drops it (wire-reference 3.2).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+from router.core.actions import Action, Bind, Persist, SendMH, Unbind, event
+from router.core.common import UnknownTypeResponder, from_wall, to_wall
+from router.core.pool import HoAPool
+from router.core.sequence import seq_after, seq_at_least, seq_max, seq_next
+from router.core.timers import TimerHeap
+from router.wire.constants import (
+    LIFETIME_UNIT_SECONDS,
+    BRFlag,
+    BUFlag,
+    HoAReplyStatus,
+    RevocationTrigger,
+    Status,
+)
+from router.wire.dialect import DRAFT, Dialect
+from router.wire.mh import (
+    BindingAck,
+    BindingRevocationAck,
+    BindingRevocationIndication,
+    BindingUpdate,
+    Heartbeat,
+    MobilityMessage,
+)
+from router.wire.mh_options import (
+    AccessTechnologyTypeOption,
+    HandoffIndicatorOption,
+    HomeNetworkPrefix,
+    IPv4DefaultRouterAddress,
+    IPv4HomeAddressReply,
+    IPv4HomeAddressRequest,
+    MobileNodeIdentifier,
+    MobilityOption,
+    SeedIPv4HomeAddress,
+    Timestamp,
+)
+
+UNSPECIFIED = IPv4Address("0.0.0.0")
+
+
+@dataclass(frozen=True, slots=True)
+class DLMAPConfig:
+    address: IPv6Address
+    #: The MS's default gateway (seed 3.4: the DLMAP's IPv4 address).
+    gateway: IPv4Address
+    #: The DMPAs allowed to register, and the dialect each speaks.
+    peers: Mapping[IPv6Address, Dialect]
+    #: Prefix length of the home network, reported in RFC 5844 replies.
+    prefix_length: int = 24
+    #: Longest binding lifetime granted, in seconds.
+    max_lifetime: int = 3600
+    #: Longest time the new DMPA's PBA waits for the old DMPA's revocation acknowledgement.
+    revocation_budget: float = 0.5
+    #: BRI retransmission interval and count (RFC 5846 MINDelayBRIs, BRIMaxRetriesNumber).
+    bri_interval: float = 1.0
+    bri_retries: int = 3
+    #: RFC 5213 TimestampValidityWindow, seconds.
+    timestamp_window: float = 0.3
+    #: Dialect used to answer a PBU from an address that is not a configured DMPA.
+    default_dialect: Dialect = DRAFT
+
+
+@dataclass(slots=True)
+class BindingCacheEntry:
+    nai: str
+    hoa: IPv4Address
+    dmpa: IPv6Address
+    dialect: str
+    #: The per-MS sequence number the DLMAP assigned last (seed 3.1.3).
+    sequence: int
+    #: Granted lifetime in seconds, and the monotonic time it ends.
+    lifetime: int
+    expires: float
+    #: The last accepted PBU (DMPA, BU sequence number) and the PBA it got, for retransmissions.
+    last_bu: tuple[IPv6Address, int] | None = None
+    last_reply: BindingAck | None = None
+    #: RFC 5213 ordering: the last accepted Timestamp option value.
+    timestamp: int | None = None
+    access_type: int | None = None
+
+
+@dataclass(slots=True)
+class Revocation:
+    nai: str
+    peer: IPv6Address
+    message: BindingRevocationIndication
+    retries_left: int
+
+
+@dataclass(slots=True)
+class PendingReply:
+    dmpa: IPv6Address
+    message: BindingAck
+    revocation: tuple[IPv6Address, int]
+
+
+@dataclass(slots=True)
+class _Request:
+    """What the checks learned about one PBU."""
+
+    message: BindingUpdate
+    src: IPv6Address
+    dialect: Dialect
+    nai: str | None = None
+    seed: SeedIPv4HomeAddress | None = None
+    request: IPv4HomeAddressRequest | None = None
+    handoff: HandoffIndicatorOption | None = None
+    access: AccessTechnologyTypeOption | None = None
+    timestamp: Timestamp | None = None
+    extra: list[MobilityOption] = field(default_factory=list)
+
+
+class Reject(Exception):
+    """A PBU refused: the exception carries what the PBA says (the exception *is* the reply)."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        *,
+        reply_status: int | None = None,
+        sequence: int | None = None,
+        our_time: bool = False,
+    ) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.reply_status = reply_status
+        self.sequence = sequence
+        self.our_time = our_time
+
+
+class DLMAP:
+    def __init__(self, config: DLMAPConfig, pool: HoAPool) -> None:
+        self.config = config
+        self.pool = pool
+        self.bindings: dict[str, BindingCacheEntry] = {}
+        self.by_hoa: dict[IPv4Address, str] = {}
+        #: Last accepted BU sequence number per DMPA (seed 3.1.3: the BU header's is per DMPA).
+        self.peer_sequence: dict[IPv6Address, int] = {}
+        self.revocations: dict[tuple[IPv6Address, int], Revocation] = {}
+        self.pending: dict[str, PendingReply] = {}
+        self.counters: Counter[str] = Counter()
+        self._timers: TimerHeap[tuple[Any, ...]] = TimerHeap()
+        self._bri_sequence = 0
+        self._unknown = UnknownTypeResponder()
+
+    # --- entry points ---------------------------------------------------------------------
+
+    def receive(
+        self, message: MobilityMessage, src: IPv6Address, now: float, wall: float
+    ) -> list[Action]:
+        if isinstance(message, BindingUpdate):
+            return self._on_pbu(message, src, now, wall)
+        if isinstance(message, BindingRevocationAck):
+            return self._on_bra(message, src, now)
+        if isinstance(message, Heartbeat) and not message.flags & 0x1:
+            # RFC 5847: answer a heartbeat request with a response (R) of the same sequence.
+            return [SendMH(src, Heartbeat(message.sequence, 0x1))]
+        self.counters["mh.unexpected"] += 1
+        return [event("unexpected_message", peer=src, message=type(message).__name__)]
+
+    def receive_unknown_type(self, mh_type: int, src: IPv6Address, now: float) -> list[Action]:
+        self.counters["mh.unknown_type"] += 1
+        return self._unknown.respond(mh_type, src, now)
+
+    def get_timer(self) -> float | None:
+        deadlines = [d for d in (self._timers.next_deadline(), self.pool.next_expiry()) if d]
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float, wall: float) -> list[Action]:
+        actions: list[Action] = []
+        for key in self._timers.pop_due(now):
+            kind, *rest = key
+            if kind == "expire":
+                actions += self._expire(rest[0], now, wall)
+            elif kind == "bri":
+                actions += self._retransmit_bri((rest[0], rest[1]), now)
+            elif kind == "pba":
+                actions += self._release_pending(rest[0], "revocation budget spent")
+        for lease in self.pool.expire(now):
+            self.counters["lease.expired"] += 1
+            actions.append(Persist("lease", lease.nai, None))
+            actions.append(event("lease_expired", nai=lease.nai, hoa=lease.address))
+        return actions
+
+    # --- PBU ------------------------------------------------------------------------------
+
+    def _on_pbu(
+        self, message: BindingUpdate, src: IPv6Address, now: float, wall: float
+    ) -> list[Action]:
+        dialect = self.config.peers.get(src)
+        request = _Request(message, src, dialect or self.config.default_dialect)
+        try:
+            if dialect is None:
+                raise Reject(Status.MAG_NOT_AUTHORIZED_FOR_PROXY_REG, "unknown DMPA")
+            return self._process(request, now, wall)
+        except Reject as reject:
+            return self._reject(request, reject, wall)
+
+    def _process(self, req: _Request, now: float, wall: float) -> list[Action]:
+        message, src = req.message, req.src
+        if not message.flags & BUFlag.P:
+            raise Reject(Status.PROXY_REG_NOT_ENABLED, "P flag not set")
+        mn_id = message.find(MobileNodeIdentifier)
+        req.nai = mn_id.nai if mn_id is not None else None
+        if not req.nai:
+            raise Reject(Status.MISSING_MN_IDENTIFIER_OPTION, "no NAI")
+        bce = self.bindings.get(req.nai)
+        if (
+            bce is not None
+            and bce.last_bu == (src, message.sequence)
+            and bce.last_reply is not None
+        ):
+            self.counters["pbu.retransmission"] += 1
+            return [SendMH(src, bce.last_reply)]
+        if req.dialect.name == "draft":
+            self._check_draft(req)
+        else:
+            self._check_rfc5844(req, bce, wall)
+        if message.lifetime == 0:
+            return self._deregister(req, bce, now, wall)
+        # Seed 6: the per-MS sequence number is accepted if 0 or >= the binding's, else 129.
+        seed, known = req.seed, bce
+        if seed and known and seed.sequence and not seq_at_least(seed.sequence, known.sequence):
+            raise Reject(Status.ADMINISTRATIVELY_PROHIBITED, "stale per-MS sequence number")
+        hoa = self._home_address(req)
+        return self._accept(req, bce, hoa, now, wall)
+
+    def _check_draft(self, req: _Request) -> None:
+        message, src = req.message, req.src
+        last = self.peer_sequence.get(src)
+        if last is not None and not seq_after(message.sequence, last):
+            raise Reject(
+                Status.SEQUENCE_NUMBER_OUT_OF_WINDOW,
+                "BU sequence not after the last",
+                sequence=last,
+            )
+        req.seed = message.find(SeedIPv4HomeAddress)
+        if not req.dialect.bu_has_v(message.flags):
+            # V=0 asks for a dual-stack MS binding [Soliman]: not a service this DLMAP offers.
+            raise Reject(Status.ADMINISTRATIVELY_PROHIBITED, "V flag not set")
+        if req.seed is None:
+            raise Reject(Status.ADMINISTRATIVELY_PROHIBITED, "no IPv4 home address option")
+
+    def _check_rfc5844(self, req: _Request, bce: BindingCacheEntry | None, wall: float) -> None:
+        message = req.message
+        req.handoff = message.find(HandoffIndicatorOption)
+        req.access = message.find(AccessTechnologyTypeOption)
+        req.timestamp = message.find(Timestamp)
+        req.request = message.find(IPv4HomeAddressRequest)
+        if req.handoff is None:
+            raise Reject(Status.MISSING_HANDOFF_INDICATOR_OPTION, "no handoff indicator")
+        if req.access is None:
+            raise Reject(Status.MISSING_ACCESS_TECH_TYPE_OPTION, "no access technology type")
+        if req.request is None:
+            if message.find(HomeNetworkPrefix) is not None:
+                raise Reject(Status.NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE, "IPv6 only")
+            raise Reject(Status.MISSING_HOME_NETWORK_PREFIX_OPTION, "no IPv4 HoA request")
+        if message.find(HomeNetworkPrefix) is not None:
+            raise Reject(Status.NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE, "IPv6 asked for too")
+        if req.timestamp is None:
+            raise Reject(Status.TIMESTAMP_MISMATCH, "no timestamp", our_time=True)
+        if bce is None or bce.timestamp is None:
+            # RFC 5213 5.5: a new binding's timestamp must be close to our clock.
+            if abs(req.timestamp.to_unix() - wall) > self.config.timestamp_window:
+                raise Reject(Status.TIMESTAMP_MISMATCH, "timestamp outside window", our_time=True)
+        elif req.timestamp.value <= bce.timestamp:
+            raise Reject(Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, "timestamp not newer")
+
+    def _home_address(self, req: _Request) -> IPv4Address:
+        assert req.nai is not None
+        carrier = req.seed or req.request
+        assert carrier is not None  # the dialect checks made sure one is there
+        wanted = carrier.address
+        if wanted == UNSPECIFIED:
+            hoa = self.pool.allocate(req.nai)
+            if hoa is None:
+                self.counters["pool.exhausted"] += 1
+                raise Reject(
+                    req.dialect.status_hoa_unavailable,
+                    "IPv4 home address unavailable",
+                    reply_status=HoAReplyStatus.DYNAMIC_IPV4_HOA_ASSIGNMENT_NOT_AVAILABLE,
+                )
+            return hoa
+        if not _usable_unicast(wanted):
+            raise Reject(
+                req.dialect.status_invalid_hoa,
+                "not a unicast address",
+                reply_status=HoAReplyStatus.INVALID_IPV4_ADDRESS,
+            )
+        if not self.pool.hold(req.nai, wanted):
+            raise Reject(
+                req.dialect.status_invalid_hoa,
+                "not the address allocated to this NAI",
+                reply_status=HoAReplyStatus.INCORRECT_IPV4_HOME_ADDRESS,
+            )
+        return wanted
+
+    def _accept(
+        self,
+        req: _Request,
+        bce: BindingCacheEntry | None,
+        hoa: IPv4Address,
+        now: float,
+        wall: float,
+    ) -> list[Action]:
+        assert req.nai is not None
+        message, src, nai = req.message, req.src, req.nai
+        actions: list[Action] = []
+        granted = min(message.lifetime_seconds, self.config.max_lifetime)
+        granted -= granted % LIFETIME_UNIT_SECONDS
+        granted = max(granted, LIFETIME_UNIT_SECONDS)
+        previous_dmpa = bce.dmpa if bce is not None else None
+        previous_hoa = bce.hoa if bce is not None else None
+        assigned = seq_next(
+            seq_max(bce.sequence if bce is not None else 0, req.seed.sequence if req.seed else 0)
+        )
+        if bce is None:
+            bce = BindingCacheEntry(nai, hoa, src, req.dialect.name, assigned, granted, 0.0)
+            self.bindings[nai] = bce
+            self.counters["binding.created"] += 1
+        bce.hoa, bce.dmpa, bce.dialect, bce.sequence = hoa, src, req.dialect.name, assigned
+        bce.lifetime, bce.expires = granted, now + granted
+        bce.last_bu = (src, message.sequence)
+        if req.timestamp is not None:
+            bce.timestamp = req.timestamp.value
+        if req.access is not None:
+            bce.access_type = req.access.value
+        if previous_hoa is not None and previous_hoa != hoa:
+            self.by_hoa.pop(previous_hoa, None)
+            actions.append(Unbind(previous_hoa))
+        self.by_hoa[hoa] = nai
+        self.peer_sequence[src] = message.sequence
+        self._timers.schedule(("expire", nai), bce.expires)
+        reply = self._pba(req, Status.ACCEPTED, bce=bce)
+        bce.last_reply = reply
+        actions += self._persist_binding(bce, now, wall)
+        actions.append(Persist("peer", str(src), {"peer": str(src), "sequence": message.sequence}))
+        if previous_dmpa != src or previous_hoa != hoa:
+            actions.append(Bind(hoa, src))
+        if previous_dmpa is not None and previous_dmpa != src:
+            self.counters["handover"] += 1
+            actions += self._revoke(bce, previous_dmpa, req, now)
+            actions.append(event("handover", nai=nai, hoa=hoa, old=previous_dmpa, new=src))
+            if self.config.revocation_budget > 0:
+                revocation = (previous_dmpa, self._bri_sequence)
+                self.pending[nai] = PendingReply(src, reply, revocation)
+                self._timers.schedule(("pba", nai), now + self.config.revocation_budget)
+                return actions
+        self.counters["pba.accepted"] += 1
+        actions.append(SendMH(src, reply))
+        if previous_dmpa is None:
+            actions.append(event("registered", nai=nai, hoa=hoa, dmpa=src))
+        return actions
+
+    def _deregister(
+        self, req: _Request, bce: BindingCacheEntry | None, now: float, wall: float
+    ) -> list[Action]:
+        assert req.nai is not None
+        src = req.src
+        if bce is None or bce.dmpa != src:
+            # Answered, but a DMPA that no longer serves the NAI cannot undo a handover.
+            self.counters["deregistration.ignored"] += 1
+            return [
+                SendMH(src, self._pba(req, Status.ACCEPTED, bce=bce, lifetime=0)),
+                event("stale_deregistration", nai=req.nai, dmpa=src),
+            ]
+        self.peer_sequence[src] = req.message.sequence
+        reply = self._pba(req, Status.ACCEPTED, bce=bce, lifetime=0)
+        actions = self._remove(bce, now, wall, "deregistered")
+        actions.append(
+            Persist("peer", str(src), {"peer": str(src), "sequence": req.message.sequence})
+        )
+        actions.append(SendMH(src, reply))
+        return actions
+
+    def _reject(self, req: _Request, reject: Reject, wall: float) -> list[Action]:
+        self.counters[f"pba.status.{reject.status}"] += 1
+        reply = self._pba(
+            req,
+            reject.status,
+            sequence=reject.sequence,
+            reply_status=reject.reply_status,
+            timestamp=Timestamp.from_unix(wall) if reject.our_time else None,
+        )
+        return [
+            SendMH(req.src, reply),
+            event(
+                "pbu_rejected",
+                peer=req.src,
+                nai=req.nai,
+                status=reject.status,
+                reason=reject.reason,
+            ),
+        ]
+
+    def _pba(
+        self,
+        req: _Request,
+        status: int,
+        *,
+        bce: BindingCacheEntry | None = None,
+        lifetime: int | None = None,
+        sequence: int | None = None,
+        reply_status: int | None = None,
+        timestamp: Timestamp | None = None,
+    ) -> BindingAck:
+        message, dialect = req.message, req.dialect
+        options: list[MobilityOption] = []
+        mn_id = message.find(MobileNodeIdentifier)
+        if mn_id is not None:
+            options.append(mn_id)
+        accepted = status < 128
+        if dialect.name == "draft":
+            if bce is not None and accepted:
+                options.append(
+                    SeedIPv4HomeAddress(bce.sequence, bce.hoa, dialect.seed_option_type or 18)
+                )
+            elif req.seed is not None:
+                options.append(req.seed)
+            flags = dialect.pba_flags(ipv4=dialect.bu_has_v(message.flags))
+        else:
+            options += [o for o in (req.handoff, req.access) if o is not None]
+            stamp = timestamp or req.timestamp
+            if stamp is not None:
+                options.append(stamp)
+            if req.request is not None:
+                if accepted and bce is not None:
+                    options.append(
+                        IPv4HomeAddressReply(
+                            HoAReplyStatus.SUCCESS, bce.hoa, self.config.prefix_length
+                        )
+                    )
+                    options.append(IPv4DefaultRouterAddress(self.config.gateway))
+                else:
+                    options.append(
+                        IPv4HomeAddressReply(
+                            reply_status or HoAReplyStatus.FAILURE_REASON_UNSPECIFIED,
+                            req.request.address,
+                            req.request.prefix_length,
+                        )
+                    )
+            flags = dialect.pba_flags(ipv4=False)
+        if lifetime is None:
+            lifetime = bce.lifetime // LIFETIME_UNIT_SECONDS if bce is not None and accepted else 0
+        return BindingAck(
+            status=status,
+            flags=flags,
+            sequence=message.sequence if sequence is None else sequence,
+            lifetime=lifetime,
+            options=tuple(options),
+        )
+
+    # --- revocation -----------------------------------------------------------------------
+
+    def _revoke(
+        self, bce: BindingCacheEntry, old: IPv6Address, req: _Request, now: float
+    ) -> list[Action]:
+        self._bri_sequence = seq_next(self._bri_sequence)
+        old_dialect = self.config.peers.get(old, req.dialect)
+        options: list[MobilityOption] = [MobileNodeIdentifier.from_nai(bce.nai)]
+        if old_dialect.name == "draft":
+            # Seed figure 7: "The IPv4 HoA option should be included in this revocation message".
+            flags = BRFlag.P | BRFlag.V
+            options.append(
+                SeedIPv4HomeAddress(bce.sequence, bce.hoa, old_dialect.seed_option_type or 18)
+            )
+            trigger = RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN
+        else:
+            flags = BRFlag.P
+            same = req.access is not None and req.access.value == bce.access_type
+            trigger = (
+                RevocationTrigger.INTER_MAG_HANDOVER_SAME_ACCESS_TYPE
+                if same
+                else RevocationTrigger.INTER_MAG_HANDOVER_DIFFERENT_ACCESS_TYPE
+            )
+        bri = BindingRevocationIndication(trigger, self._bri_sequence, flags, tuple(options))
+        key = (old, self._bri_sequence)
+        self.revocations[key] = Revocation(bce.nai, old, bri, self.config.bri_retries)
+        self._timers.schedule(("bri", *key), now + self.config.bri_interval)
+        self.counters["bri.sent"] += 1
+        return [SendMH(old, bri)]
+
+    def _retransmit_bri(self, key: tuple[IPv6Address, int], now: float) -> list[Action]:
+        revocation = self.revocations.get(key)
+        if revocation is None:
+            return []
+        if revocation.retries_left <= 0:
+            del self.revocations[key]
+            self.counters["bri.unanswered"] += 1
+            return [event("revocation_unanswered", nai=revocation.nai, peer=revocation.peer)]
+        revocation.retries_left -= 1
+        self._timers.schedule(("bri", *key), now + self.config.bri_interval)
+        self.counters["bri.retransmitted"] += 1
+        return [SendMH(revocation.peer, revocation.message)]
+
+    def _on_bra(self, message: BindingRevocationAck, src: IPv6Address, now: float) -> list[Action]:
+        revocation = self.revocations.pop((src, message.sequence), None)
+        if revocation is None:
+            self.counters["bra.unmatched"] += 1
+            return [event("unmatched_bra", peer=src, sequence=message.sequence)]
+        self._timers.cancel(("bri", src, message.sequence))
+        self.counters[f"bra.status.{message.status}"] += 1
+        actions: list[Action] = [
+            event("revoked", nai=revocation.nai, peer=src, status=message.status)
+        ]
+        pending = self.pending.get(revocation.nai)
+        if pending is not None and pending.revocation == (src, message.sequence):
+            actions += self._release_pending(revocation.nai, "revocation acknowledged")
+        return actions
+
+    def _release_pending(self, nai: str, why: str) -> list[Action]:
+        pending = self.pending.pop(nai, None)
+        self._timers.cancel(("pba", nai))
+        if pending is None:
+            return []
+        self.counters["pba.accepted"] += 1
+        return [SendMH(pending.dmpa, pending.message), event("pba_released", nai=nai, why=why)]
+
+    # --- expiry and removal ---------------------------------------------------------------
+
+    def _expire(self, nai: str, now: float, wall: float) -> list[Action]:
+        bce = self.bindings.get(nai)
+        if bce is None or bce.expires > now:
+            return []
+        self.counters["binding.expired"] += 1
+        return self._remove(bce, now, wall, "expired")
+
+    def _remove(self, bce: BindingCacheEntry, now: float, wall: float, why: str) -> list[Action]:
+        del self.bindings[bce.nai]
+        self.by_hoa.pop(bce.hoa, None)
+        self._timers.cancel(("expire", bce.nai))
+        self.pool.release(bce.nai, now)
+        actions: list[Action] = [Persist("binding", bce.nai, None)]
+        actions += self._persist_lease(bce.nai, now, wall)
+        actions += [Unbind(bce.hoa), event(why, nai=bce.nai, hoa=bce.hoa, dmpa=bce.dmpa)]
+        return actions
+
+    # --- persistence ----------------------------------------------------------------------
+
+    def _persist_binding(self, bce: BindingCacheEntry, now: float, wall: float) -> list[Action]:
+        record: dict[str, object] = {
+            "nai": bce.nai,
+            "hoa": str(bce.hoa),
+            "dmpa": str(bce.dmpa),
+            "dialect": bce.dialect,
+            "sequence": bce.sequence,
+            "lifetime": bce.lifetime,
+            "expires_wall": to_wall(bce.expires, now, wall),
+            "timestamp": bce.timestamp,
+            "access_type": bce.access_type,
+        }
+        return [Persist("binding", bce.nai, record), *self._persist_lease(bce.nai, now, wall)]
+
+    def _persist_lease(self, nai: str, now: float, wall: float) -> list[Action]:
+        lease = self.pool.lease_of(nai)
+        if lease is None:
+            return [Persist("lease", nai, None)]
+        expires = None if lease.expires is None else to_wall(lease.expires, now, wall)
+        record: dict[str, object] = {"nai": nai, "hoa": str(lease.address), "expires_wall": expires}
+        return [Persist("lease", nai, record)]
+
+    def restore(
+        self, tables: Mapping[str, Iterable[Mapping[str, Any]]], now: float, wall: float
+    ) -> list[Action]:
+        """Reload the state written through :class:`Persist` actions; returns the fastpath binds.
+
+        Leases come first (the pool must know who holds what), then bindings; a binding whose
+        lifetime ended while we were down is removed (and its lease starts running).
+        """
+        actions: list[Action] = []
+        for row in tables.get("lease", ()):
+            expires = row["expires_wall"]
+            self.pool.restore(
+                str(row["nai"]),
+                IPv4Address(str(row["hoa"])),
+                None if expires is None else from_wall(float(expires), now, wall),
+            )
+        for row in tables.get("peer", ()):
+            self.peer_sequence[IPv6Address(str(row["peer"]))] = int(row["sequence"])
+        for row in tables.get("binding", ()):
+            bce = BindingCacheEntry(
+                nai=str(row["nai"]),
+                hoa=IPv4Address(str(row["hoa"])),
+                dmpa=IPv6Address(str(row["dmpa"])),
+                dialect=str(row["dialect"]),
+                sequence=int(row["sequence"]),
+                lifetime=int(row["lifetime"]),
+                expires=from_wall(float(row["expires_wall"]), now, wall),
+                timestamp=row.get("timestamp"),
+                access_type=row.get("access_type"),
+            )
+            self.bindings[bce.nai] = bce
+            self.by_hoa[bce.hoa] = bce.nai
+            self.pool.hold(bce.nai, bce.hoa)
+            if bce.expires <= now:
+                actions += self._remove(bce, now, wall, "expired")
+                continue
+            self._timers.schedule(("expire", bce.nai), bce.expires)
+            actions.append(Bind(bce.hoa, bce.dmpa))
+        return actions
+
+
+def _usable_unicast(address: IPv4Address) -> bool:
+    return not (
+        address.is_multicast
+        or address.is_unspecified
+        or address.is_loopback
+        or address.is_reserved
+        or address == IPv4Address("255.255.255.255")
+    )

@@ -1,0 +1,529 @@
+"""The DMPA (MAG role): visitor list, registration, retransmission, refresh, revocation.
+
+Sans-I/O like :mod:`router.core.dlmap`. The life of a visitor (seed 3.2, 5.1):
+
+    attach ──AAARequest──> AUTHENTICATING ──profile──> WAIT_ADDRESS (mode dhcp, no address yet)
+                                 │ reject                   │ DHCP ACK / address seen
+                                 v                          v
+                             REJECTED           REGISTERING ──PBA ok──> REGISTERED ──refresh──┐
+                                                  ^  │ PBA refused             │   ^──────────┘
+                                                  │  v                         │ detach
+                                                  │ REJECTED                   v
+                                                  └── BRI from the DLMAP: removed, BRA sent
+
+When to register (issue 4): mode ``dlmap`` at once with 0.0.0.0 (seed 6); ``static`` at once
+with the profile's address; ``dhcp`` after the DHCP ACK carried through the DLMAP (seed 5.2);
+and an MS that arrives already holding an address (its frames or ARP show one) at once with it,
+whatever the mode, since it will not ask DHCP again after a handover.
+
+Retransmission (RFC 6275 11.8, wire-reference 7.2): 1.5 s for a first registration, 1 s
+otherwise, doubling up to 32 s; after the cap the DMPA keeps trying every 32 s while the MS is
+attached. Every PBU has a new BU sequence number (one counter per DMPA, seed 3.1.3).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, Literal
+
+from router.core.actions import AAARequest, Action, Bind, Persist, SendMH, Unbind, event
+from router.core.common import UnknownTypeResponder
+from router.core.sequence import seq_next
+from router.core.timers import TimerHeap
+from router.wire.constants import (
+    LIFETIME_UNIT_SECONDS,
+    AccessTechnologyType,
+    BRAStatus,
+    BRFlag,
+    HandoffIndicator,
+    Status,
+)
+from router.wire.dialect import Dialect
+from router.wire.ethernet import MacAddress
+from router.wire.mh import (
+    BindingAck,
+    BindingRevocationAck,
+    BindingRevocationIndication,
+    BindingUpdate,
+    Heartbeat,
+    MobilityMessage,
+)
+from router.wire.mh_options import (
+    AccessTechnologyTypeOption,
+    HandoffIndicatorOption,
+    IPv4DefaultRouterAddress,
+    IPv4HomeAddressReply,
+    IPv4HomeAddressRequest,
+    MNLinkLayerIdentifier,
+    MobileNodeIdentifier,
+    MobilityOption,
+    SeedIPv4HomeAddress,
+    Timestamp,
+)
+
+UNSPECIFIED = IPv4Address("0.0.0.0")
+AddressMode = Literal["dhcp", "dlmap", "static"]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What AAA says about an MS (local profiles or RADIUS): who it is and where it is anchored."""
+
+    nai: str
+    mode: AddressMode
+    dlmap: IPv6Address
+    hoa: IPv4Address | None = None
+    gateway: IPv4Address | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DMPAConfig:
+    #: Our IPv6 address: the tunnel source and Proxy-CoA.
+    address: IPv6Address
+    #: The pseudo-MAC every DMPA of the domain answers ARP with (seed 5.3).
+    pseudo_mac: MacAddress
+    #: The MS's default gateway unless its profile or the PBA says otherwise (seed 3.4).
+    gateway: IPv4Address
+    #: The DLMAPs we may register at, and the dialect each speaks.
+    peers: Mapping[IPv6Address, Dialect]
+    #: Binding lifetime asked for, seconds; refreshed at ``refresh_at`` of the granted lifetime.
+    lifetime: int = 3600
+    refresh_at: float = 0.8
+    first_timeout: float = 1.5  # InitialBindackTimeoutFirstReg
+    timeout: float = 1.0  # INITIAL_BINDACK_TIMEOUT
+    max_timeout: float = 32.0  # MAX_BINDACK_TIMEOUT
+    #: How many times a de-registration is sent before the visitor is dropped anyway.
+    deregistration_attempts: int = 3
+    access_type: int = AccessTechnologyType.IEEE_802_3
+
+
+class State(enum.Enum):
+    AUTHENTICATING = "authenticating"
+    REJECTED = "rejected"
+    WAIT_ADDRESS = "wait_address"
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    DEREGISTERING = "deregistering"
+
+
+@dataclass(slots=True)
+class Visitor:
+    """One entry of the seed's visitor list (section 5.1), plus the registration state."""
+
+    mac: MacAddress
+    link: int
+    pseudo_mac: MacAddress
+    tunnel_src: IPv6Address
+    gateway: IPv4Address
+    state: State = State.AUTHENTICATING
+    nai: str | None = None
+    hoa: IPv4Address | None = None
+    tunnel_dst: IPv6Address | None = None
+    #: The per-MS sequence number the DLMAP assigned (seed 3.1.3).
+    sequence: int = 0
+    mode: AddressMode | None = None
+    #: An address the MS was seen using before it registered (it may have come from elsewhere).
+    address_seen: IPv4Address | None = None
+    #: The BU sequence number of the PBU in flight, and its retransmission timeout.
+    pending: int | None = None
+    timeout: float = 0.0
+    registered_once: bool = False
+    bound: IPv4Address | None = None
+    lifetime: int = 0
+    deregistrations_left: int = 0
+
+
+class DMPA:
+    def __init__(self, config: DMPAConfig) -> None:
+        self.config = config
+        self.visitors: dict[MacAddress, Visitor] = {}
+        self.counters: Counter[str] = Counter()
+        self.bu_sequence = 0
+        #: (DLMAP, BU sequence number) of each PBU in flight -> the visitor's MAC.
+        self._in_flight: dict[tuple[IPv6Address, int], MacAddress] = {}
+        self._timers: TimerHeap[tuple[str, MacAddress]] = TimerHeap()
+        self._unknown = UnknownTypeResponder()
+        self._last_timestamp = 0
+
+    # --- access-side events ---------------------------------------------------------------
+
+    def attach(
+        self, mac: MacAddress, link: int, now: float, address: IPv4Address | None = None
+    ) -> list[Action]:
+        """The first frame from ``mac`` on access link ``link`` (``address``: its source IPv4)."""
+        visitor = self.visitors.get(mac)
+        if visitor is not None:
+            visitor.link = link
+            if address is not None and visitor.address_seen is None:
+                visitor.address_seen = address
+            return []
+        visitor = Visitor(
+            mac, link, self.config.pseudo_mac, self.config.address, self.config.gateway
+        )
+        visitor.address_seen = address if address != UNSPECIFIED else None
+        self.visitors[mac] = visitor
+        self.counters["attach"] += 1
+        return [AAARequest(mac, link), event("attach", mac=mac, link=link)]
+
+    def aaa_result(
+        self, mac: MacAddress, profile: Profile | None, now: float, wall: float
+    ) -> list[Action]:
+        visitor = self.visitors.get(mac)
+        if visitor is None or visitor.state is not State.AUTHENTICATING:
+            return []
+        if profile is None or profile.dlmap not in self.config.peers:
+            visitor.state = State.REJECTED
+            self.counters["aaa.reject"] += 1
+            why = "access-reject" if profile is None else "DLMAP not configured"
+            return [event("aaa_reject", mac=mac, why=why)]
+        self.counters["aaa.accept"] += 1
+        visitor.nai, visitor.mode, visitor.tunnel_dst = profile.nai, profile.mode, profile.dlmap
+        if profile.gateway is not None:
+            visitor.gateway = profile.gateway
+        address = visitor.address_seen
+        if address is None and profile.mode == "static":
+            address = profile.hoa
+        if address is None and profile.mode == "dlmap":
+            address = UNSPECIFIED
+        if address is None:  # mode dhcp: wait for the ACK that comes back through the DLMAP
+            visitor.state = State.WAIT_ADDRESS
+            return [event("wait_address", mac=mac, nai=profile.nai)]
+        return self._register(visitor, address, now, wall)
+
+    def address_seen(
+        self, mac: MacAddress, address: IPv4Address, now: float, wall: float
+    ) -> list[Action]:
+        """The MS used ``address`` as a source (IPv4 or ARP) before it was registered."""
+        visitor = self.visitors.get(mac)
+        if visitor is None or address == UNSPECIFIED:
+            return []
+        if visitor.state is State.AUTHENTICATING:
+            visitor.address_seen = address
+            return []
+        if visitor.state is State.WAIT_ADDRESS:
+            visitor.address_seen = address
+            return self._register(visitor, address, now, wall)
+        return []
+
+    def dhcp_ack(
+        self, mac: MacAddress, address: IPv4Address, now: float, wall: float
+    ) -> list[Action]:
+        """A DHCP ACK for the MS came back from the DLMAP (seed 5.2): register that address."""
+        visitor = self.visitors.get(mac)
+        if visitor is None or visitor.state in (State.AUTHENTICATING, State.REJECTED):
+            return []
+        if visitor.state is State.REGISTERED and visitor.hoa == address:
+            return []  # a renewal of the address we registered: the binding refresh covers it
+        return self._register(visitor, address, now, wall)
+
+    def detach(self, mac: MacAddress, now: float, wall: float) -> list[Action]:
+        """The MS left (or released its address): de-register and forget it."""
+        visitor = self.visitors.get(mac)
+        if visitor is None:
+            return []
+        actions = self._unbind(visitor)
+        if visitor.registered_once and visitor.tunnel_dst is not None:
+            visitor.state = State.DEREGISTERING
+            visitor.deregistrations_left = self.config.deregistration_attempts
+            actions += self._send_pbu(visitor, now, wall, lifetime=0)
+            return actions
+        return actions + self._forget(visitor, "detached")
+
+    # --- signaling ------------------------------------------------------------------------
+
+    def receive(
+        self, message: MobilityMessage, src: IPv6Address, now: float, wall: float
+    ) -> list[Action]:
+        if isinstance(message, BindingAck):
+            return self._on_pba(message, src, now, wall)
+        if isinstance(message, BindingRevocationIndication):
+            return self._on_bri(message, src)
+        if isinstance(message, Heartbeat) and not message.flags & 0x1:
+            return [SendMH(src, Heartbeat(message.sequence, 0x1))]
+        self.counters["mh.unexpected"] += 1
+        return [event("unexpected_message", peer=src, message=type(message).__name__)]
+
+    def receive_unknown_type(self, mh_type: int, src: IPv6Address, now: float) -> list[Action]:
+        self.counters["mh.unknown_type"] += 1
+        return self._unknown.respond(mh_type, src, now)
+
+    def get_timer(self) -> float | None:
+        return self._timers.next_deadline()
+
+    def handle_timer(self, now: float, wall: float) -> list[Action]:
+        actions: list[Action] = []
+        for kind, mac in self._timers.pop_due(now):
+            visitor = self.visitors.get(mac)
+            if visitor is None:
+                continue
+            if kind == "retransmit":
+                actions += self._retransmit(visitor, now, wall)
+            elif kind == "refresh" and visitor.state is State.REGISTERED:
+                self.counters["pbu.refresh"] += 1
+                visitor.state = State.REGISTERING
+                visitor.timeout = self.config.timeout
+                actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
+        return actions
+
+    def _register(
+        self, visitor: Visitor, address: IPv4Address, now: float, wall: float
+    ) -> list[Action]:
+        visitor.state = State.REGISTERING
+        visitor.hoa = address if address != UNSPECIFIED else None
+        visitor.timeout = (
+            self.config.timeout if visitor.registered_once else self.config.first_timeout
+        )
+        return self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
+
+    def _send_pbu(
+        self, visitor: Visitor, now: float, wall: float, *, lifetime: int
+    ) -> list[Action]:
+        assert visitor.tunnel_dst is not None and visitor.nai is not None
+        dlmap = visitor.tunnel_dst
+        dialect = self.config.peers[dlmap]
+        if visitor.pending is not None:
+            self._in_flight.pop((dlmap, visitor.pending), None)
+        self.bu_sequence = seq_next(self.bu_sequence)
+        visitor.pending = self.bu_sequence
+        self._in_flight[(dlmap, self.bu_sequence)] = visitor.mac
+        hoa = visitor.hoa or UNSPECIFIED
+        options: list[MobilityOption] = [MobileNodeIdentifier.from_nai(visitor.nai)]
+        if dialect.name == "draft":
+            carrier = dialect.seed_option_type or 18
+            options.append(SeedIPv4HomeAddress(visitor.sequence, hoa, carrier))
+        else:
+            options += [
+                HandoffIndicatorOption(self._handoff(visitor, lifetime)),
+                AccessTechnologyTypeOption(self.config.access_type),
+                self._timestamp(wall),
+                IPv4HomeAddressRequest(hoa),
+                MNLinkLayerIdentifier(visitor.mac.packed),
+            ]
+        pbu = BindingUpdate(
+            sequence=self.bu_sequence,
+            flags=dialect.pbu_flags(),
+            lifetime=lifetime // LIFETIME_UNIT_SECONDS,
+            options=tuple(options),
+        )
+        self._timers.schedule(("retransmit", visitor.mac), now + visitor.timeout)
+        self.counters["pbu.sent"] += 1
+        return [
+            Persist("meta", "bu_sequence", {"key": "bu_sequence", "value": self.bu_sequence}),
+            SendMH(dlmap, pbu),
+        ]
+
+    def _timestamp(self, wall: float) -> Timestamp:
+        """RFC 5213 ordering needs strictly increasing timestamps, even within one clock tick."""
+        value = max(Timestamp.from_unix(wall).value, self._last_timestamp + 1)
+        self._last_timestamp = value
+        return Timestamp(value)
+
+    def _handoff(self, visitor: Visitor, lifetime: int) -> int:
+        if visitor.registered_once or lifetime == 0:
+            return HandoffIndicator.HANDOFF_STATE_NOT_CHANGED
+        if visitor.address_seen is not None:
+            # It came with an address: probably a handover from another DMPA; we cannot know.
+            return HandoffIndicator.HANDOFF_STATE_UNKNOWN
+        return HandoffIndicator.ATTACHMENT_OVER_NEW_INTERFACE
+
+    def _retransmit(self, visitor: Visitor, now: float, wall: float) -> list[Action]:
+        if visitor.pending is None:
+            return []
+        if visitor.state is State.DEREGISTERING:
+            visitor.deregistrations_left -= 1
+            if visitor.deregistrations_left <= 0:
+                self.counters["deregistration.unanswered"] += 1
+                return self._forget(visitor, "deregistration unanswered")
+            visitor.timeout = min(visitor.timeout * 2, self.config.max_timeout)
+            return self._send_pbu(visitor, now, wall, lifetime=0)
+        if visitor.state is not State.REGISTERING:
+            return []
+        # Doubling up to the cap, then every cap interval while the MS is attached.
+        visitor.timeout = min(visitor.timeout * 2, self.config.max_timeout)
+        self.counters["pbu.retransmit"] += 1
+        return self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
+
+    def _on_pba(
+        self, message: BindingAck, src: IPv6Address, now: float, wall: float
+    ) -> list[Action]:
+        if message.status == Status.SEQUENCE_NUMBER_OUT_OF_WINDOW:
+            return self._resynchronise(message, src, now, wall)
+        mac = self._in_flight.pop((src, message.sequence), None)
+        visitor = self.visitors.get(mac) if mac is not None else None
+        if visitor is None or visitor.pending != message.sequence:
+            self.counters["pba.unmatched"] += 1
+            return [event("unmatched_pba", peer=src, sequence=message.sequence)]
+        visitor.pending = None
+        self._timers.cancel(("retransmit", visitor.mac))
+        if visitor.state is State.DEREGISTERING:
+            self.counters["deregistered"] += 1
+            return self._forget(visitor, "deregistered")
+        if not message.accepted:
+            return self._refused(visitor, message)
+        hoa, gateway = self._granted_address(visitor, message, src)
+        if hoa is None:
+            self.counters["pba.no_address"] += 1
+            visitor.state = State.REJECTED
+            return [event("pba_without_address", nai=visitor.nai, peer=src)]
+        actions: list[Action] = []
+        if visitor.bound is not None and visitor.bound != hoa:
+            actions += self._unbind(visitor)
+        visitor.hoa = hoa
+        if gateway is not None:
+            visitor.gateway = gateway
+        visitor.state = State.REGISTERED
+        visitor.lifetime = message.lifetime_seconds
+        first = not visitor.registered_once
+        visitor.registered_once = True
+        if visitor.lifetime > 0:
+            refresh = now + visitor.lifetime * self.config.refresh_at
+            self._timers.schedule(("refresh", visitor.mac), refresh)
+        self.counters["pba.accepted"] += 1
+        actions.append(self._persist(visitor))
+        if visitor.bound != hoa:
+            visitor.bound = hoa
+            actions.append(Bind(hoa, src, visitor.mac, visitor.link))
+        if first:
+            actions.append(event("registered", nai=visitor.nai, hoa=hoa, dlmap=src))
+        return actions
+
+    def _granted_address(
+        self, visitor: Visitor, message: BindingAck, src: IPv6Address
+    ) -> tuple[IPv4Address | None, IPv4Address | None]:
+        dialect = self.config.peers[src]
+        if dialect.name == "draft":
+            seed = message.find(SeedIPv4HomeAddress)
+            if seed is None or seed.address == UNSPECIFIED:
+                return None, None
+            visitor.sequence = seed.sequence
+            return seed.address, None
+        reply = message.find(IPv4HomeAddressReply)
+        router = message.find(IPv4DefaultRouterAddress)
+        if reply is None or reply.status >= 128 or reply.address == UNSPECIFIED:
+            return None, None
+        return reply.address, router.address if router is not None else None
+
+    def _refused(self, visitor: Visitor, message: BindingAck) -> list[Action]:
+        self.counters[f"pba.status.{message.status}"] += 1
+        actions = self._unbind(visitor)
+        visitor.state = State.REJECTED
+        self._timers.cancel(("refresh", visitor.mac))
+        actions.append(Persist("visitor", str(visitor.mac), None))
+        actions.append(event("registration_refused", nai=visitor.nai, status=message.status))
+        return actions
+
+    def _resynchronise(
+        self, message: BindingAck, src: IPv6Address, now: float, wall: float
+    ) -> list[Action]:
+        """135: the DLMAP's last accepted BU sequence number is ahead of ours; jump past it."""
+        self.counters["pba.status.135"] += 1
+        self.bu_sequence = message.sequence
+        actions: list[Action] = []
+        for visitor in list(self.visitors.values()):
+            if visitor.pending is not None and visitor.tunnel_dst == src:
+                lifetime = 0 if visitor.state is State.DEREGISTERING else self.config.lifetime
+                actions += self._send_pbu(visitor, now, wall, lifetime=lifetime)
+        return actions
+
+    def _on_bri(self, message: BindingRevocationIndication, src: IPv6Address) -> list[Action]:
+        mn_id = message.find(MobileNodeIdentifier)
+        nai = mn_id.nai if mn_id is not None else None
+        seed = message.find(SeedIPv4HomeAddress)
+        request = message.find(IPv4HomeAddressRequest)
+        hoa = seed.address if seed is not None else request.address if request else None
+        status = BRAStatus.SUCCESS
+        actions: list[Action] = []
+        if nai is None:
+            status = BRAStatus.REVOKED_MN_IDENTITY_REQUIRED
+        elif message.flags & BRFlag.V and hoa is None:
+            status = BRAStatus.IPV4_HOA_OPTION_REQUIRED  # RFC 5846: V=1 needs the HoA option
+        else:
+            visitor = next(
+                (
+                    v
+                    for v in self.visitors.values()
+                    if v.nai == nai and v.tunnel_dst == src and (hoa is None or v.hoa == hoa)
+                ),
+                None,
+            )
+            if visitor is None:
+                status = BRAStatus.BINDING_DOES_NOT_EXIST
+            else:
+                self.counters["revoked"] += 1
+                actions += self._unbind(visitor)
+                actions += self._forget(visitor, "revoked")
+        self.counters[f"bra.status.{status}"] += 1
+        actions.append(SendMH(src, BindingRevocationAck(status, message.sequence, message.flags)))
+        return actions
+
+    # --- state helpers --------------------------------------------------------------------
+
+    def _unbind(self, visitor: Visitor) -> list[Action]:
+        if visitor.bound is None:
+            return []
+        hoa, visitor.bound = visitor.bound, None
+        return [Unbind(hoa)]
+
+    def _forget(self, visitor: Visitor, why: str) -> list[Action]:
+        self.visitors.pop(visitor.mac, None)
+        if visitor.pending is not None and visitor.tunnel_dst is not None:
+            self._in_flight.pop((visitor.tunnel_dst, visitor.pending), None)
+        self._timers.cancel(("retransmit", visitor.mac))
+        self._timers.cancel(("refresh", visitor.mac))
+        return [
+            Persist("visitor", str(visitor.mac), None),
+            event(why, mac=visitor.mac, nai=visitor.nai, hoa=visitor.hoa),
+        ]
+
+    def _persist(self, visitor: Visitor) -> Persist:
+        record: dict[str, object] = {
+            "mac": str(visitor.mac),
+            "link": visitor.link,
+            "nai": visitor.nai,
+            "hoa": str(visitor.hoa) if visitor.hoa else None,
+            "tunnel_src": str(visitor.tunnel_src),
+            "tunnel_dst": str(visitor.tunnel_dst) if visitor.tunnel_dst else None,
+            "pseudo_mac": str(visitor.pseudo_mac),
+            "gateway": str(visitor.gateway),
+            "sequence": visitor.sequence,
+            "mode": visitor.mode,
+        }
+        return Persist("visitor", str(visitor.mac), record)
+
+    def restore(
+        self, tables: Mapping[str, Iterable[Mapping[str, Any]]], now: float, wall: float
+    ) -> list[Action]:
+        """Reload the visitor list and re-register every visitor (issue 4: a restarted DMPA
+        re-registers its visitors); the fastpath is bound again from the new PBAs."""
+        for row in tables.get("meta", ()):
+            if row["key"] == "bu_sequence":
+                self.bu_sequence = int(row["value"])
+        actions: list[Action] = []
+        for row in tables.get("visitor", ()):
+            if not row.get("hoa") or not row.get("tunnel_dst") or not row.get("nai"):
+                continue
+            mac = MacAddress.parse(str(row["mac"]))
+            visitor = Visitor(
+                mac,
+                int(row["link"]),
+                MacAddress.parse(str(row["pseudo_mac"])),
+                IPv6Address(str(row["tunnel_src"])),
+                IPv4Address(str(row["gateway"])),
+                nai=str(row["nai"]),
+                hoa=IPv4Address(str(row["hoa"])),
+                tunnel_dst=IPv6Address(str(row["tunnel_dst"])),
+                sequence=int(row["sequence"]),
+                mode=row.get("mode"),
+                registered_once=True,
+            )
+            if visitor.tunnel_dst not in self.config.peers:
+                continue
+            self.visitors[mac] = visitor
+            visitor.state = State.REGISTERING
+            visitor.timeout = self.config.timeout
+            actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
+        return actions
