@@ -353,9 +353,9 @@ class DLMAP:
         granted = max(granted, LIFETIME_UNIT_SECONDS)
         previous_dmpa = bce.dmpa if bce is not None else None
         previous_hoa = bce.hoa if bce is not None else None
-        assigned = seq_next(
-            seq_max(bce.sequence if bce is not None else 0, req.seed.sequence if req.seed else 0)
-        )
+        offered = req.seed.sequence if req.seed is not None else 0
+        # Seed 6: the PBA carries max(BCE, PBU) + 1 (serial order); a new binding has no BCE value.
+        assigned = seq_next(offered if bce is None else seq_max(bce.sequence, offered))
         if bce is None:
             bce = BindingCacheEntry(nai, hoa, src, req.dialect.name, assigned, granted, 0.0)
             self.bindings[nai] = bce
