@@ -90,25 +90,34 @@ class Store:
         raise StoreError(f"{self.path}: too many corrupt copies beside it")
 
     def apply(self, persists: Iterable[Persist]) -> int:
-        """Write a batch in one transaction; returns the number of rows written or deleted."""
-        rows = 0
+        """Write a batch in one transaction; returns the number of rows written or deleted.
+
+        Within a batch only the last write of each (table, key) matters, so earlier ones are
+        dropped before they reach SQLite (a loop turn often touches a peer's row many times).
+        """
+        last: dict[tuple[str, str], dict[str, object] | None] = {}
+        for p in persists:
+            last[(p.table, p.key)] = p.record
+        writes = [
+            (table, key, json.dumps(record, separators=(",", ":")))
+            for (table, key), record in last.items()
+            if record is not None
+        ]
+        deletes = [(table, key) for (table, key), record in last.items() if record is None]
         db = self._db
         db.execute("BEGIN")
         try:
-            for p in persists:
-                if p.record is None:
-                    db.execute("DELETE FROM state WHERE tbl = ? AND key = ?", (p.table, p.key))
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO state (tbl, key, record) VALUES (?, ?, ?)",
-                        (p.table, p.key, json.dumps(p.record, separators=(",", ":"))),
-                    )
-                rows += 1
+            if deletes:
+                db.executemany("DELETE FROM state WHERE tbl = ? AND key = ?", deletes)
+            if writes:
+                db.executemany(
+                    "INSERT OR REPLACE INTO state (tbl, key, record) VALUES (?, ?, ?)", writes
+                )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return rows
+        return len(last)
 
     def load(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every record, by table and key."""

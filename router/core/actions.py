@@ -55,16 +55,30 @@ class AAARequest:
     nai: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class Event:
-    """Something an operator may want in the log or metrics: ``kind`` plus key=value context."""
+    """Something an operator may want in the log or metrics: ``kind`` plus key=value context.
 
-    kind: str
-    fields: tuple[tuple[str, object], ...] = ()
+    A plain slotted class, not a frozen dataclass: one is made per registration, and frozen
+    dataclass construction is several times slower.
+    """
+
+    __slots__ = ("fields", "kind")
+
+    def __init__(self, kind: str, fields: dict[str, object] | None = None) -> None:
+        self.kind = kind
+        self.fields = fields if fields is not None else {}
+
+    def __repr__(self) -> str:
+        return f"Event({self.kind!r}, {self.fields!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Event) and (self.kind, self.fields) == (other.kind, other.fields)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 Action = SendMH | Bind | Unbind | Persist | AAARequest | Event
 
 
 def event(kind: str, **fields: object) -> Event:
-    return Event(kind, tuple(fields.items()))
+    return Event(kind, fields)

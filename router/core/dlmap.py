@@ -36,8 +36,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address
+from socket import inet_ntoa
 from typing import Any
 
 from router.core.actions import Action, Bind, Persist, SendMH, Unbind, event
@@ -76,6 +78,19 @@ from router.wire.mh_options import (
 )
 
 UNSPECIFIED = IPv4Address("0.0.0.0")
+_P_FLAG = int(BUFlag.P)
+
+
+def _text(address: IPv4Address | IPv6Address) -> str:
+    """Addresses as text for the database, quickly: the ipaddress module formats in Python."""
+    if address.version == 4:
+        return inet_ntoa(address.packed)
+    return _text6(address)
+
+
+@lru_cache(maxsize=65536)
+def _text6(address: IPv4Address | IPv6Address) -> str:
+    return str(address)  # DMPAs are few: cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +126,8 @@ class BindingCacheEntry:
     #: Granted lifetime in seconds, and the monotonic time it ends.
     lifetime: int
     expires: float
-    #: The last accepted PBU (DMPA, BU sequence number) and the PBA it got, for retransmissions.
+    #: The last accepted PBU (DMPA, BU sequence number), to recognise its retransmissions.
     last_bu: tuple[IPv6Address, int] | None = None
-    last_reply: BindingAck | None = None
     #: RFC 5213 ordering: the last accepted Timestamp option value.
     timestamp: int | None = None
     access_type: int | None = None
@@ -147,7 +161,25 @@ class _Request:
     handoff: HandoffIndicatorOption | None = None
     access: AccessTechnologyTypeOption | None = None
     timestamp: Timestamp | None = None
-    extra: list[MobilityOption] = field(default_factory=list)
+    mn_id: MobileNodeIdentifier | None = None
+
+
+def _parse(req: _Request) -> None:
+    """One pass over the PBU's options (the first of each kind counts)."""
+    for option in reversed(req.message.options):
+        if isinstance(option, MobileNodeIdentifier):
+            req.mn_id = option
+        elif isinstance(option, SeedIPv4HomeAddress):
+            req.seed = option
+        elif isinstance(option, HandoffIndicatorOption):
+            req.handoff = option
+        elif isinstance(option, AccessTechnologyTypeOption):
+            req.access = option
+        elif isinstance(option, Timestamp):
+            req.timestamp = option
+        elif isinstance(option, IPv4HomeAddressRequest):
+            req.request = option
+    req.nai = req.mn_id.nai if req.mn_id is not None else None
 
 
 class Reject(Exception):
@@ -240,20 +272,16 @@ class DLMAP:
 
     def _process(self, req: _Request, now: float, wall: float) -> list[Action]:
         message, src = req.message, req.src
-        if not message.flags & BUFlag.P:
+        if not message.flags & _P_FLAG:
             raise Reject(Status.PROXY_REG_NOT_ENABLED, "P flag not set")
-        mn_id = message.find(MobileNodeIdentifier)
-        req.nai = mn_id.nai if mn_id is not None else None
+        _parse(req)
         if not req.nai:
             raise Reject(Status.MISSING_MN_IDENTIFIER_OPTION, "no NAI")
         bce = self.bindings.get(req.nai)
-        if (
-            bce is not None
-            and bce.last_bu == (src, message.sequence)
-            and bce.last_reply is not None
-        ):
+        if bce is not None and bce.last_bu == (src, message.sequence):
+            # The same PBU again: the binding has not changed since, so neither has the answer.
             self.counters["pbu.retransmission"] += 1
-            return [SendMH(src, bce.last_reply)]
+            return [SendMH(src, self._pba(req, Status.ACCEPTED, bce=bce))]
         if req.dialect.name == "draft":
             self._check_draft(req)
         else:
@@ -276,7 +304,6 @@ class DLMAP:
                 "BU sequence not after the last",
                 sequence=last,
             )
-        req.seed = message.find(SeedIPv4HomeAddress)
         if not req.dialect.bu_has_v(message.flags):
             # V=0 asks for a dual-stack MS binding [Soliman]: not a service this DLMAP offers.
             raise Reject(Status.ADMINISTRATIVELY_PROHIBITED, "V flag not set")
@@ -285,10 +312,6 @@ class DLMAP:
 
     def _check_rfc5844(self, req: _Request, bce: BindingCacheEntry | None, wall: float) -> None:
         message = req.message
-        req.handoff = message.find(HandoffIndicatorOption)
-        req.access = message.find(AccessTechnologyTypeOption)
-        req.timestamp = message.find(Timestamp)
-        req.request = message.find(IPv4HomeAddressRequest)
         if req.handoff is None:
             raise Reject(Status.MISSING_HANDOFF_INDICATOR_OPTION, "no handoff indicator")
         if req.access is None:
@@ -374,12 +397,13 @@ class DLMAP:
         self.peer_sequence[src] = message.sequence
         self._timers.schedule(("expire", nai), bce.expires)
         reply = self._pba(req, Status.ACCEPTED, bce=bce)
-        bce.last_reply = reply
         actions += self._persist_binding(bce, now, wall)
-        actions.append(Persist("peer", str(src), {"peer": str(src), "sequence": message.sequence}))
-        if previous_dmpa != src or previous_hoa != hoa:
+        actions.append(self._persist_peer(src, message.sequence))
+        moved = previous_dmpa is not None and previous_dmpa != src
+        if previous_dmpa is None or moved or previous_hoa != hoa:
             actions.append(Bind(hoa, src))
-        if previous_dmpa is not None and previous_dmpa != src:
+        if moved:
+            assert previous_dmpa is not None
             self.counters["handover"] += 1
             actions += self._revoke(bce, previous_dmpa, req, now)
             actions.append(event("handover", nai=nai, hoa=hoa, old=previous_dmpa, new=src))
@@ -409,9 +433,7 @@ class DLMAP:
         self.peer_sequence[src] = req.message.sequence
         reply = self._pba(req, Status.ACCEPTED, bce=bce, lifetime=0)
         actions = self._remove(bce, now, wall, "deregistered")
-        actions.append(
-            Persist("peer", str(src), {"peer": str(src), "sequence": req.message.sequence})
-        )
+        actions.append(self._persist_peer(src, req.message.sequence))
         actions.append(SendMH(src, reply))
         return actions
 
@@ -448,9 +470,8 @@ class DLMAP:
     ) -> BindingAck:
         message, dialect = req.message, req.dialect
         options: list[MobilityOption] = []
-        mn_id = message.find(MobileNodeIdentifier)
-        if mn_id is not None:
-            options.append(mn_id)
+        if req.mn_id is not None:
+            options.append(req.mn_id)
         accepted = status < 128
         if dialect.name == "draft":
             if bce is not None and accepted:
@@ -582,8 +603,8 @@ class DLMAP:
     def _persist_binding(self, bce: BindingCacheEntry, now: float, wall: float) -> list[Action]:
         record: dict[str, object] = {
             "nai": bce.nai,
-            "hoa": str(bce.hoa),
-            "dmpa": str(bce.dmpa),
+            "hoa": _text(bce.hoa),
+            "dmpa": _text(bce.dmpa),
             "dialect": bce.dialect,
             "sequence": bce.sequence,
             "lifetime": bce.lifetime,
@@ -591,15 +612,25 @@ class DLMAP:
             "timestamp": bce.timestamp,
             "access_type": bce.access_type,
         }
-        return [Persist("binding", bce.nai, record), *self._persist_lease(bce.nai, now, wall)]
+        # No lease row: a binding holds its address, and restore() re-creates the held lease
+        # from the binding row. Lease rows record only leases that run on without a binding.
+        return [Persist("binding", bce.nai, record)]
 
     def _persist_lease(self, nai: str, now: float, wall: float) -> list[Action]:
         lease = self.pool.lease_of(nai)
         if lease is None:
             return [Persist("lease", nai, None)]
         expires = None if lease.expires is None else to_wall(lease.expires, now, wall)
-        record: dict[str, object] = {"nai": nai, "hoa": str(lease.address), "expires_wall": expires}
+        record: dict[str, object] = {
+            "nai": nai,
+            "hoa": _text(lease.address),
+            "expires_wall": expires,
+        }
         return [Persist("lease", nai, record)]
+
+    def _persist_peer(self, peer: IPv6Address, sequence: int) -> Persist:
+        text = _text(peer)
+        return Persist("peer", text, {"peer": text, "sequence": sequence})
 
     def restore(
         self, tables: Mapping[str, Iterable[Mapping[str, Any]]], now: float, wall: float
@@ -633,7 +664,7 @@ class DLMAP:
             )
             self.bindings[bce.nai] = bce
             self.by_hoa[bce.hoa] = bce.nai
-            self.pool.hold(bce.nai, bce.hoa)
+            self.pool.restore(bce.nai, bce.hoa, None)  # held while the binding lives
             if bce.expires <= now:
                 actions += self._remove(bce, now, wall, "expired")
                 continue

@@ -157,7 +157,10 @@ class HoAPool:
         return ended
 
     def restore(self, nai: str, address: IPv4Address, expires: float | None) -> None:
-        """Re-create a lease read back from the database."""
+        """Re-create a lease read back from the database (a later row for the NAI wins)."""
+        current = self._by_nai.get(nai)
+        if current is not None:
+            self._drop(current)
         self._take(nai, address, static=nai in self._static)
         lease = self._by_nai[nai]
         lease.expires = expires

@@ -14,14 +14,21 @@ _PSEUDO6 = struct.Struct("!16s16sI3xB")
 
 
 def ones_complement_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
-    """16-bit one's complement sum of ``data`` (odd length padded with a zero byte)."""
+    """16-bit one's complement sum of ``data`` (odd length padded with a zero byte).
+
+    Since 2^16 = 1 (mod 0xFFFF), the sum of the 16-bit words equals the whole buffer read as one
+    big-endian integer, modulo 0xFFFF (RFC 1071 section 2(B), "byte order independence" and
+    deferred carries taken to the limit); a non-zero sum that is a multiple of 0xFFFF folds to
+    0xFFFF, not 0. One C-level conversion instead of a Python loop over words.
+    """
     b = bytes(data)
     if len(b) % 2:
         b += b"\x00"
-    total = initial + sum(int.from_bytes(b[i : i + 2], "big") for i in range(0, len(b), 2))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
+    value = int.from_bytes(b, "big") + initial
+    if value == 0:
+        return 0
+    folded = value % 0xFFFF
+    return folded or 0xFFFF
 
 
 def internet_checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:

@@ -10,6 +10,7 @@ dialects (the seed's V flags, its option type and its two status codes) lives in
 from __future__ import annotations
 
 from enum import IntEnum, IntFlag
+from typing import cast
 
 #: IPv6 Next Header of the Mobility Header (RFC 6275 section 6.1.1).
 IPPROTO_MH = 135
@@ -292,3 +293,12 @@ class HeartbeatFlag(IntFlag):
 
     U = 0x0002  # unsolicited
     R = 0x0001  # response
+
+
+def known(enum: type[IntEnum], value: int) -> int:
+    """The member of ``enum`` with ``value``, or the plain int if unregistered (never raises).
+
+    Decoders keep unknown codepoints as numbers (a peer may use a newer registry than ours).
+    """
+    member = enum._value2member_map_.get(value)
+    return value if member is None else cast(int, member)

@@ -43,6 +43,10 @@ _RESERVED_OPTION_TYPES = frozenset(
         OptionType.IPV4_DEFAULT_ROUTER,
     }
 )
+# Plain ints: flag arithmetic on IntFlag members is slow on a per-message path.
+_A_P = int(BUFlag.A | BUFlag.P)
+_H = int(BUFlag.H)
+_BA_P = int(BAFlag.P)
 #: Seed option data: 2 bytes of sequence number, 4 of IPv4 home address (seed 3.1.3).
 SEED_OPTION_DATA_LENGTH = 6
 
@@ -75,7 +79,12 @@ class Dialect:
     ) -> Dialect:
         """The seed's dialect: V at the seed figures' positions, its option, 142 and 143."""
         dialect = cls(
-            "draft", v_bu, v_ba, seed_option_type, status_hoa_unavailable, status_invalid_hoa
+            "draft",
+            int(v_bu),  # plain ints: IntFlag arithmetic is slow on a per-message path
+            int(v_ba),
+            int(seed_option_type),
+            int(status_hoa_unavailable),
+            int(status_invalid_hoa),
         )
         dialect.validate()
         return dialect
@@ -88,8 +97,8 @@ class Dialect:
             0,
             0,
             None,
-            Status.INSUFFICIENT_RESOURCES,
-            Status.NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS,
+            int(Status.INSUFFICIENT_RESOURCES),
+            int(Status.NOT_AUTHORIZED_FOR_IPV4_HOME_ADDRESS),
         )
 
     def with_changes(self, **changes: int) -> Dialect:
@@ -126,12 +135,11 @@ class Dialect:
 
     def pbu_flags(self, *, home: bool = True) -> int:
         """Flags of a PBU for an IPv4 MS: A|H|P, plus V in the draft dialect (seed 3.2 step 5)."""
-        flags = BUFlag.A | BUFlag.P | (BUFlag.H if home else 0)
-        return int(flags) | self.bu_v_flag
+        return (_A_P | _H if home else _A_P) | self.bu_v_flag
 
     def pba_flags(self, *, ipv4: bool) -> int:
         """Flags of a PBA: P, plus V when the PBU had V set (seed 3.1.2)."""
-        return int(BAFlag.P) | (self.ba_v_flag if ipv4 else 0)
+        return _BA_P | self.ba_v_flag if ipv4 else _BA_P
 
     def bu_has_v(self, flags: int) -> bool:
         return self.bu_v_flag != 0 and bool(flags & self.bu_v_flag)

@@ -39,6 +39,7 @@ U64 = Annotated[int, IntRange(0, (1 << 64) - 1)]
 
 
 _CACHE: dict[type, dict[str, IntRange | SizeRange]] = {}
+_RULES: dict[type, tuple[tuple[str, bool, int, int], ...]] = {}
 
 
 def constraints(cls: type) -> dict[str, IntRange | SizeRange]:
@@ -56,8 +57,38 @@ def constraints(cls: type) -> dict[str, IntRange | SizeRange]:
     return found
 
 
+def _rules(cls: type) -> tuple[tuple[str, bool, int, int], ...]:
+    rules = _RULES.get(cls)
+    if rules is None:
+        rules = tuple(
+            (name, isinstance(rule, IntRange), rule.lo, rule.hi)
+            for name, rule in constraints(cls).items()
+        )
+        _RULES[cls] = rules
+    return rules
+
+
 def validate(obj: Any) -> None:
-    """Raise :class:`EncodeError` naming every field of ``obj`` outside its declared range."""
+    """Raise :class:`EncodeError` naming every field of ``obj`` outside its declared range.
+
+    Runs on every construction (decoded messages included), so it is a flat loop over a
+    per-class table rather than a walk of the type hints.
+    """
+    for name, is_int, lo, hi in _rules(type(obj)):
+        value = getattr(obj, name)
+        if is_int:
+            if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
+                break
+            if not lo <= value <= hi:
+                break
+        elif type(value) is not bytes or not lo <= len(value) <= hi:
+            break
+    else:
+        return
+    _raise(obj)
+
+
+def _raise(obj: Any) -> None:
     problems = []
     for name, rule in constraints(type(obj)).items():
         value = getattr(obj, name)
@@ -67,5 +98,4 @@ def validate(obj: Any) -> None:
                 problems.append(f"{name}={value!r} not an integer in {rule.lo}..{rule.hi}")
         elif not isinstance(value, bytes) or not rule.lo <= len(value) <= rule.hi:
             problems.append(f"{name} must be {rule.lo}..{rule.hi} bytes")
-    if problems:
-        raise EncodeError(f"{type(obj).__name__}: " + "; ".join(problems))
+    raise EncodeError(f"{type(obj).__name__}: " + "; ".join(problems))

@@ -31,6 +31,7 @@ from router.wire.constants import (
     MHType,
     RevocationTrigger,
     Status,
+    known,
 )
 from router.wire.dialect import DRAFT, Dialect
 from router.wire.errors import (
@@ -191,7 +192,7 @@ class BindingAck(MobilityMessage):
     @classmethod
     def decode_body(cls, buf: bytes, options: tuple[MobilityOption, ...]) -> BindingAck:
         status, flags, sequence, lifetime = _BA.unpack_from(buf, COMMON_HEADER_SIZE)
-        return cls(_status(Status, status), flags, sequence, lifetime, options)
+        return cls(known(Status, status), flags, sequence, lifetime, options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +222,7 @@ class BindingRevocationIndication(MobilityMessage):
         cls, buf: bytes, options: tuple[MobilityOption, ...]
     ) -> BindingRevocationIndication:
         _, trigger, sequence, flags = _BR.unpack_from(buf, COMMON_HEADER_SIZE)
-        return cls(_status(RevocationTrigger, trigger), sequence, flags, options)
+        return cls(known(RevocationTrigger, trigger), sequence, flags, options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +250,7 @@ class BindingRevocationAck(MobilityMessage):
     @classmethod
     def decode_body(cls, buf: bytes, options: tuple[MobilityOption, ...]) -> BindingRevocationAck:
         _, status, sequence, flags = _BR.unpack_from(buf, COMMON_HEADER_SIZE)
-        return cls(_status(BRAStatus, status), sequence, flags, options)
+        return cls(known(BRAStatus, status), sequence, flags, options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +275,7 @@ class BindingError(MobilityMessage):
     @classmethod
     def decode_body(cls, buf: bytes, options: tuple[MobilityOption, ...]) -> BindingError:
         status, home = _BE.unpack_from(buf, COMMON_HEADER_SIZE)
-        return cls(_status(BindingErrorStatus, status), IPv6Address(home), options)
+        return cls(known(BindingErrorStatus, status), IPv6Address(home), options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,13 +322,6 @@ class BindingRefreshRequest(MobilityMessage):
     @classmethod
     def decode_body(cls, buf: bytes, options: tuple[MobilityOption, ...]) -> BindingRefreshRequest:
         return cls(options)
-
-
-def _status(enum: type[Status | BRAStatus | RevocationTrigger | BindingErrorStatus], v: int) -> int:
-    try:
-        return enum(v)
-    except ValueError:
-        return v
 
 
 #: Every message class, for registries and tests (a new class here is covered automatically).

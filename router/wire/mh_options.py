@@ -26,6 +26,7 @@ from router.wire.constants import (
     HoAReplyStatus,
     MNIDSubtype,
     OptionType,
+    known,
 )
 from router.wire.errors import EncodeError, LengthError, TextEncodingError, TruncatedError
 from router.wire.fields import U6, U8, U16, U32, U64, IntRange, SizeRange, validate
@@ -165,15 +166,18 @@ class MobileNodeIdentifier(MobilityOption):
             raise LengthError(
                 "needs a subtype and at least one identifier byte", field=cls.NAME, offset=offset
             )
-        subtype, identifier = data[0], data[1:]
-        if subtype == MNIDSubtype.NAI:
+        subtype, identifier = data[0], bytes(data[1:])
+        try:
+            return cls(identifier, subtype)  # checks that an NAI is UTF-8
+        except EncodeError:
             try:
                 identifier.decode("utf-8")
+                start = 0
             except UnicodeDecodeError as exc:
-                raise TextEncodingError(
-                    "NAI is not UTF-8", field="mn_id.identifier", offset=offset + 1 + exc.start
-                ) from None
-        return cls(identifier, subtype)
+                start = exc.start
+            raise TextEncodingError(
+                "NAI is not UTF-8", field="mn_id.identifier", offset=offset + 1 + start
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +326,7 @@ class HandoffIndicatorOption(MobilityOption):
     @classmethod
     def from_data(cls, data: bytes, offset: int) -> HandoffIndicatorOption:
         _fixed(data, 2, cls.NAME, offset)
-        return cls(_known(HandoffIndicator, data[1]))
+        return cls(known(HandoffIndicator, data[1]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +346,7 @@ class AccessTechnologyTypeOption(MobilityOption):
     @classmethod
     def from_data(cls, data: bytes, offset: int) -> AccessTechnologyTypeOption:
         _fixed(data, 2, cls.NAME, offset)
-        return cls(_known(AccessTechnologyType, data[1]))
+        return cls(known(AccessTechnologyType, data[1]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,7 +483,7 @@ class IPv4HomeAddressReply(MobilityOption):
     @classmethod
     def from_data(cls, data: bytes, offset: int) -> IPv4HomeAddressReply:
         _fixed(data, 6, cls.NAME, offset)
-        return cls(_known(HoAReplyStatus, data[0]), IPv4Address(data[2:6]), data[1] >> 2)
+        return cls(known(HoAReplyStatus, data[0]), IPv4Address(data[2:6]), data[1] >> 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -534,14 +538,6 @@ class UnknownOption(MobilityOption):
 
     def data(self) -> bytes:
         return bytes(self.payload)
-
-
-def _known(enum: type[HandoffIndicator | AccessTechnologyType | HoAReplyStatus], v: int) -> int:
-    """The enum member when the value is registered, else the plain int (never ValueError)."""
-    try:
-        return enum(v)
-    except ValueError:
-        return v
 
 
 #: Option classes by type, for decoding. The seed option is not here: its type is per dialect.
@@ -621,12 +617,12 @@ def decode_options(
     return tuple(options)
 
 
+#: Padding of 0..7 bytes: nothing, Pad1, then PadN (RFC 6275 section 6.2.2/6.2.3).
+_PADDING = (b"", b"\x00", *(PadN(size).encode() for size in range(2, 8)))
+
+
 def _padding(size: int) -> bytes:
-    if size == 0:
-        return b""
-    if size == 1:
-        return b"\x00"
-    return PadN(size).encode()
+    return _PADDING[size]
 
 
 def encode_options(options: Iterable[MobilityOption], start: int) -> tuple[bytes, list[int]]:
