@@ -25,6 +25,7 @@ Nothing here raises on packet content: every packet ends with one :class:`Reason
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import socket
 from collections.abc import Iterable, Iterator, Sequence
@@ -66,10 +67,23 @@ ROW = N_REASONS + N_EXTRA
 IO_BUF = 2048  # per-packet buffer of the batched I/O
 READ_MAX = 65536  # one read() from a TAP/TUN
 
-# sizes the compiled table reports (slot: key + index; entry: 32-byte C struct)
+# the compiled table's layout and growth schedule, which memory_bytes() and rehash_pending model:
+# 8-byte slots (key + index) and 32-byte entries in mappings of whole pages, endpoints of 16
+# bytes + a 4-byte reference count
+PAGE = mmap.PAGESIZE
 SLOT_BYTES = 8
 ENTRY_BYTES = 32
 ENDPOINT_BYTES = 20
+MAX_ENTRIES = 0x40000000
+MAX_ENDPOINTS = 0xFFFF
+# growth: old slots moved to the doubled array per bind/unbind and per batch call
+REHASH_PER_UPDATE = 8
+REHASH_PER_BATCH = 64
+REHASH_STEPS = (REHASH_PER_UPDATE, REHASH_PER_BATCH)
+
+
+def _pages(n: int) -> int:
+    return -(-n // PAGE) * PAGE
 
 
 def _be16(b: Buf, i: int) -> int:
@@ -147,12 +161,27 @@ def _udp_dport(b: Buf, off: int, tot: int) -> int:
 
 class HoaTable:
     """HoA -> binding. Iteration order is the compiled table's: insertion order, except that
-    unbinding moves the last entry into the hole (the dense array of the C table)."""
+    unbinding moves the last entry into the hole (the dense array of the C table).
+
+    The compiled table is open addressing over 8-byte slots (load at most 3/4) and a dense array
+    of entries; this one is a dict, but it models the compiled allocation exactly so that
+    ``memory_bytes()`` and ``rehash_pending`` agree. Growth is incremental: the bind that would
+    cross 3/4 doubles the slot array and the old one is moved over ``REHASH_PER_UPDATE`` slots
+    per bind/unbind (and ``REHASH_PER_BATCH`` per batch call of an engine), so no single call
+    rehashes the whole table. ``reserve()`` rehashes at once: it is for start-up."""
 
     def __init__(self, capacity: int = 1024) -> None:
         self._index: dict[int, int] = {}
         self._entries: list[list[int | bytes]] = []
-        self._reserved = max(0, capacity)
+        # the model of the compiled allocation
+        self._slots = 16  # slots of the current array
+        self._old = 0  # slots of the array being migrated, 0 when none
+        self._cursor = 0  # old slots already moved
+        self._dense = 16  # entries allocated
+        self._eprefs: dict[bytes, int] = {}  # interned endpoints and their reference counts
+        self._neps = 0  # endpoint indices handed out since clear() (live or free)
+        self._epcap = 16
+        self.reserve(max(0, capacity))
 
     def bind(
         self, hoa: int, endpoint: bytes, mac: bytes = bytes(6), link: int = 0, flags: int = 0
@@ -164,17 +193,28 @@ class HoaTable:
             raise ValueError("endpoint must be 16 bytes and mac 6 bytes")
         if not 0 <= link <= 0xFFFF or not 0 <= flags <= 0xFF:
             raise ValueError("link must fit 16 bits and flags 8 bits")
+        endpoint = bytes(endpoint)
+        self._migrate(REHASH_PER_UPDATE)
         i = self._index.get(hoa)
         if i is None:
+            self._grow(len(self._entries) + 1, incremental=True)
+            self._ep_acquire(endpoint)
             self._index[hoa] = len(self._entries)
-            self._entries.append([hoa, bytes(endpoint), bytes(mac), link, flags, 0, 0])
+            self._entries.append([hoa, endpoint, bytes(mac), link, flags, 0, 0])
         else:
-            self._entries[i][1:5] = [bytes(endpoint), bytes(mac), link, flags]
+            e = self._entries[i]
+            self._ep_acquire(endpoint)
+            self._ep_release(bytes(e[1]))
+            e[1:5] = [endpoint, bytes(mac), link, flags]
 
     def unbind(self, hoa: int) -> bool:
+        if not 0 <= hoa <= 0xFFFFFFFF:
+            return False
+        self._migrate(REHASH_PER_UPDATE)
         i = self._index.pop(hoa, None)
         if i is None:
             return False
+        self._ep_release(bytes(self._entries[i][1]))
         last = self._entries.pop()
         if i < len(self._entries):
             self._entries[i] = last
@@ -186,22 +226,32 @@ class HoaTable:
         return None if i is None else Binding(*self._entries[i])  # type: ignore[arg-type]
 
     def clear(self) -> None:
+        """Forget every binding; the allocation stays (a growth in progress is abandoned)."""
         self._index.clear()
         self._entries.clear()
+        self._eprefs.clear()
+        self._neps = 0
+        self._old = self._cursor = 0
 
     def reserve(self, n: int) -> None:
-        self._reserved = max(self._reserved, n)
+        """Grow to hold ``n`` entries without further allocation, rehashing at once."""
+        if n > 0:
+            self._grow(n, incremental=False)
+
+    @property
+    def rehash_pending(self) -> int:
+        """Old slots not yet moved to the grown array (0: no growth in progress)."""
+        return self._old - self._cursor
 
     def memory_bytes(self) -> int:
-        """What the compiled table would allocate for this many entries (same growth rules)."""
-        slots = 16
-        while slots * 3 < max(len(self._entries), self._reserved) * 4:
-            slots *= 2
-        dense = 16
-        while dense < max(len(self._entries), self._reserved):
-            dense *= 2
-        endpoints = len({e[1] for e in self._entries})
-        return slots * SLOT_BYTES + dense * ENTRY_BYTES + endpoints * ENDPOINT_BYTES
+        """Bytes the compiled table has allocated in the same state: slot arrays and entries
+        (whole pages; the old slot array counted whole until its migration ends), endpoints."""
+        return (
+            _pages(self._slots * SLOT_BYTES)
+            + (_pages(self._old * SLOT_BYTES) if self._old else 0)
+            + _pages(self._dense * ENTRY_BYTES)
+            + self._epcap * ENDPOINT_BYTES
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -211,6 +261,47 @@ class HoaTable:
 
     def __iter__(self) -> Iterator[Binding]:
         return iter([Binding(*e) for e in self._entries])  # type: ignore[arg-type]
+
+    # the allocation model
+    def _grow(self, want: int, incremental: bool) -> None:
+        if want > MAX_ENTRIES:
+            raise OverflowError("too many entries")
+        while self._dense < want:
+            self._dense *= 2
+        slots = self._slots
+        while slots * 3 < want * 4:
+            slots *= 2
+        if slots != self._slots:
+            # a growth still in progress ends first; then the current array becomes the old one
+            self._old, self._cursor, self._slots = self._slots, 0, slots
+            if not incremental:
+                self._old = 0
+
+    def _migrate(self, k: int) -> None:
+        """Move the next ``k`` old slots (the compiled table walks them in slot order)."""
+        if self._old:
+            self._cursor += k
+            if self._cursor >= self._old:
+                self._old = self._cursor = 0
+
+    def _ep_acquire(self, endpoint: bytes) -> None:
+        refs = self._eprefs.get(endpoint)
+        if refs is None:
+            if len(self._eprefs) == self._neps:  # no free index to reuse: a new one
+                if self._neps == MAX_ENDPOINTS:
+                    raise OverflowError("at most 65535 distinct tunnel endpoints")
+                if self._neps == self._epcap:
+                    self._epcap *= 2
+                self._neps += 1
+            refs = 0
+        self._eprefs[endpoint] = refs + 1
+
+    def _ep_release(self, endpoint: bytes) -> None:
+        refs = self._eprefs[endpoint] - 1
+        if refs:
+            self._eprefs[endpoint] = refs
+        else:
+            del self._eprefs[endpoint]
 
     # for the engines
     def _entry(self, hoa: int) -> list[int | bytes] | None:
@@ -441,10 +532,11 @@ class _Engine:
         return int(ok)
 
 
-def _run_batch(inp: Batch, out: Batch, step: object) -> int:
+def _run_batch(table: HoaTable, inp: Batch, out: Batch, step: object) -> int:
     """Run ``step(i, scratch) -> Result`` over an input batch into the output batch."""
     if out.size < len(inp) or out.stride < inp.stride + IP6_LEN:
         raise ValueError("output batch must hold as many slots, each 40 bytes longer")
+    table._migrate(REHASH_PER_BATCH)
     scratch = bytearray(out.stride)
     forwarded = 0
     for i in range(len(inp)):
@@ -551,11 +643,15 @@ class Dmpa(_Engine):
     # batches in memory: one call per batch
     def access_batch(self, inp: Batch, out: Batch) -> int:
         """``from_access`` over every slot (the slot's link is the access link)."""
-        return _run_batch(inp, out, lambda i, s: self.from_access(inp._data[i], inp._link[i], s))
+        return _run_batch(
+            self.table, inp, out, lambda i, s: self.from_access(inp._data[i], inp._link[i], s)
+        )
 
     def tunnel_batch(self, inp: Batch, out: Batch) -> int:
         """``from_tunnel`` over every slot (the slot's address is the outer source)."""
-        return _run_batch(inp, out, lambda i, s: self.from_tunnel(inp._addr[i], inp._data[i], s))
+        return _run_batch(
+            self.table, inp, out, lambda i, s: self.from_tunnel(inp._addr[i], inp._data[i], s)
+        )
 
     # batched I/O
     def pump_access(
@@ -564,6 +660,7 @@ class Dmpa(_Engine):
         """Read frames from a TAP until EAGAIN or ``budget``; send the encapsulated ones on a
         raw IPPROTO_RAW socket. Returns (received, sent, punted)."""
         punts: list[Punt] = []
+        self.table._migrate(REHASH_PER_BATCH)
         sent = rx = 0
         out = bytearray(IO_BUF)
         tx = _Sender(tx_fd)
@@ -586,6 +683,7 @@ class Dmpa(_Engine):
         """Receive from a raw protocol-4 socket until EAGAIN or ``budget``; write the frames to
         ``tap_fds[link]``. Returns (received, sent, punted)."""
         punts: list[Punt] = []
+        self.table._migrate(REHASH_PER_BATCH)
         sent = rx = 0
         out = bytearray(IO_BUF)
         sock = socket.socket(fileno=rx_fd)
@@ -660,14 +758,17 @@ class Dlmap(_Engine):
         return self._forwarded(d, tot, IP6_LEN + tot, -1)
 
     def tunnel_batch(self, inp: Batch, out: Batch) -> int:
-        return _run_batch(inp, out, lambda i, s: self.from_tunnel(inp._addr[i], inp._data[i], s))
+        return _run_batch(
+            self.table, inp, out, lambda i, s: self.from_tunnel(inp._addr[i], inp._data[i], s)
+        )
 
     def tun_batch(self, inp: Batch, out: Batch) -> int:
-        return _run_batch(inp, out, lambda i, s: self.from_tun(inp._data[i], s))
+        return _run_batch(self.table, inp, out, lambda i, s: self.from_tun(inp._data[i], s))
 
     def pump_tunnel(self, rx_fd: int, tun_fd: int, budget: int = 64) -> tuple[int, int, list[Punt]]:
         """Raw protocol-4 socket -> TUN. Returns (received, sent, punted)."""
         punts: list[Punt] = []
+        self.table._migrate(REHASH_PER_BATCH)
         sent = rx = 0
         out = bytearray(IO_BUF)
         sock = socket.socket(fileno=rx_fd)
@@ -693,6 +794,7 @@ class Dlmap(_Engine):
     def pump_tun(self, tun_fd: int, tx_fd: int, budget: int = 64) -> tuple[int, int, list[Punt]]:
         """TUN -> encapsulated on a raw IPPROTO_RAW socket. Returns (received, sent, punted)."""
         punts: list[Punt] = []
+        self.table._migrate(REHASH_PER_BATCH)
         sent = rx = 0
         out = bytearray(IO_BUF)
         tx = _Sender(tx_fd)

@@ -31,3 +31,10 @@ def test_counter_names_are_the_same_in_both(fp: ModuleType) -> None:
 def test_implementation_prefers_compiled(twins: tuple[ModuleType, ModuleType]) -> None:
     assert implementation() is twins[1]
     assert implementation("reference") is twins[0]
+
+
+def test_growth_schedule_is_the_same_in_both(twins: tuple[ModuleType, ModuleType]) -> None:
+    """Old slots moved per bind/unbind and per batch call: memory_bytes() and rehash_pending
+    of the two twins depend on them."""
+    ref, compiled = twins
+    assert ref.REHASH_STEPS == compiled.REHASH_STEPS
