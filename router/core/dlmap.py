@@ -162,6 +162,7 @@ class _Request:
     access: AccessTechnologyTypeOption | None = None
     timestamp: Timestamp | None = None
     mn_id: MobileNodeIdentifier | None = None
+    prefix: HomeNetworkPrefix | None = None
 
 
 def _parse(req: _Request) -> None:
@@ -179,6 +180,8 @@ def _parse(req: _Request) -> None:
             req.timestamp = option
         elif isinstance(option, IPv4HomeAddressRequest):
             req.request = option
+        elif isinstance(option, HomeNetworkPrefix):
+            req.prefix = option
     req.nai = req.mn_id.nai if req.mn_id is not None else None
 
 
@@ -216,6 +219,7 @@ class DLMAP:
         self._timers: TimerHeap[tuple[Any, ...]] = TimerHeap()
         self._bri_sequence = 0
         self._unknown = UnknownTypeResponder()
+        self._default_router = IPv4DefaultRouterAddress(config.gateway)
 
     # --- entry points ---------------------------------------------------------------------
 
@@ -311,16 +315,15 @@ class DLMAP:
             raise Reject(Status.ADMINISTRATIVELY_PROHIBITED, "no IPv4 home address option")
 
     def _check_rfc5844(self, req: _Request, bce: BindingCacheEntry | None, wall: float) -> None:
-        message = req.message
         if req.handoff is None:
             raise Reject(Status.MISSING_HANDOFF_INDICATOR_OPTION, "no handoff indicator")
         if req.access is None:
             raise Reject(Status.MISSING_ACCESS_TECH_TYPE_OPTION, "no access technology type")
         if req.request is None:
-            if message.find(HomeNetworkPrefix) is not None:
+            if req.prefix is not None:
                 raise Reject(Status.NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE, "IPv6 only")
             raise Reject(Status.MISSING_HOME_NETWORK_PREFIX_OPTION, "no IPv4 HoA request")
-        if message.find(HomeNetworkPrefix) is not None:
+        if req.prefix is not None:
             raise Reject(Status.NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE, "IPv6 asked for too")
         if req.timestamp is None:
             raise Reject(Status.TIMESTAMP_MISMATCH, "no timestamp", our_time=True)
@@ -493,7 +496,7 @@ class DLMAP:
                             HoAReplyStatus.SUCCESS, bce.hoa, self.config.prefix_length
                         )
                     )
-                    options.append(IPv4DefaultRouterAddress(self.config.gateway))
+                    options.append(self._default_router)
                 else:
                     options.append(
                         IPv4HomeAddressReply(

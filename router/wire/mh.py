@@ -43,7 +43,7 @@ from router.wire.errors import (
     TruncatedError,
     UnknownTypeError,
 )
-from router.wire.fields import U8, U16, U32, validate
+from router.wire.fields import U8, U16, U32, trusted, validate
 from router.wire.mh_options import MobilityOption, decode_options, encode_options
 
 _COMMON = struct.Struct("!BBBBH")  # payload proto, header len, MH type, reserved, checksum
@@ -153,7 +153,7 @@ class BindingUpdate(MobilityMessage):
     @classmethod
     def decode_body(cls, buf: bytes, options: tuple[MobilityOption, ...]) -> BindingUpdate:
         sequence, flags, lifetime = _BU.unpack_from(buf, COMMON_HEADER_SIZE)
-        return cls(sequence, flags, lifetime, options)
+        return trusted(cls, sequence, flags, lifetime, options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +192,7 @@ class BindingAck(MobilityMessage):
     @classmethod
     def decode_body(cls, buf: bytes, options: tuple[MobilityOption, ...]) -> BindingAck:
         status, flags, sequence, lifetime = _BA.unpack_from(buf, COMMON_HEADER_SIZE)
-        return cls(known(Status, status), flags, sequence, lifetime, options)
+        return trusted(cls, known(Status, status), flags, sequence, lifetime, options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +222,7 @@ class BindingRevocationIndication(MobilityMessage):
         cls, buf: bytes, options: tuple[MobilityOption, ...]
     ) -> BindingRevocationIndication:
         _, trigger, sequence, flags = _BR.unpack_from(buf, COMMON_HEADER_SIZE)
-        return cls(known(RevocationTrigger, trigger), sequence, flags, options)
+        return trusted(cls, known(RevocationTrigger, trigger), sequence, flags, options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +250,7 @@ class BindingRevocationAck(MobilityMessage):
     @classmethod
     def decode_body(cls, buf: bytes, options: tuple[MobilityOption, ...]) -> BindingRevocationAck:
         _, status, sequence, flags = _BR.unpack_from(buf, COMMON_HEADER_SIZE)
-        return cls(known(BRAStatus, status), sequence, flags, options)
+        return trusted(cls, known(BRAStatus, status), sequence, flags, options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +275,7 @@ class BindingError(MobilityMessage):
     @classmethod
     def decode_body(cls, buf: bytes, options: tuple[MobilityOption, ...]) -> BindingError:
         status, home = _BE.unpack_from(buf, COMMON_HEADER_SIZE)
-        return cls(known(BindingErrorStatus, status), IPv6Address(home), options)
+        return trusted(cls, known(BindingErrorStatus, status), IPv6Address(home), options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +299,7 @@ class Heartbeat(MobilityMessage):
     @classmethod
     def decode_body(cls, buf: bytes, options: tuple[MobilityOption, ...]) -> Heartbeat:
         flags, sequence = _HB.unpack_from(buf, COMMON_HEADER_SIZE)
-        return cls(sequence, flags, options)
+        return trusted(cls, sequence, flags, options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +321,7 @@ class BindingRefreshRequest(MobilityMessage):
 
     @classmethod
     def decode_body(cls, buf: bytes, options: tuple[MobilityOption, ...]) -> BindingRefreshRequest:
-        return cls(options)
+        return trusted(cls, options)
 
 
 #: Every message class, for registries and tests (a new class here is covered automatically).

@@ -28,8 +28,9 @@ from router.wire.constants import (
     OptionType,
     known,
 )
+from router.wire.dialect import SEED_OPTION_DATA_LENGTH
 from router.wire.errors import EncodeError, LengthError, TextEncodingError, TruncatedError
-from router.wire.fields import U6, U8, U16, U32, U64, IntRange, SizeRange, validate
+from router.wire.fields import U6, U8, U16, U32, U64, IntRange, SizeRange, trusted, validate
 
 if TYPE_CHECKING:
     from router.wire.dialect import Dialect
@@ -126,7 +127,7 @@ class AlternateCareOfAddress(MobilityOption):
     @classmethod
     def from_data(cls, data: bytes, offset: int) -> AlternateCareOfAddress:
         _fixed(data, 16, cls.NAME, offset)
-        return cls(IPv6Address(data))
+        return trusted(cls, IPv6Address(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +233,7 @@ class MobilityMessageReplayProtection(MobilityOption):
     @classmethod
     def from_data(cls, data: bytes, offset: int) -> MobilityMessageReplayProtection:
         _fixed(data, 8, cls.NAME, offset)
-        return cls(_U64.unpack(data)[0])
+        return trusted(cls, _U64.unpack(data)[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +284,7 @@ class SeedIPv4HomeAddress(MobilityOption):
     def from_data_typed(cls, data: bytes, offset: int, carrier_type: int) -> SeedIPv4HomeAddress:
         _fixed(data, 6, cls.NAME, offset)
         sequence, address = _SEED.unpack(data)
-        return cls(sequence, IPv4Address(address), carrier_type)
+        return trusted(cls, sequence, IPv4Address(address), carrier_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +307,7 @@ class HomeNetworkPrefix(MobilityOption):
     def from_data(cls, data: bytes, offset: int) -> HomeNetworkPrefix:
         _fixed(data, 18, cls.NAME, offset)
         prefix_length, prefix = _HNP.unpack(data)
-        return cls(prefix_length, IPv6Address(prefix))
+        return trusted(cls, prefix_length, IPv6Address(prefix))
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +327,7 @@ class HandoffIndicatorOption(MobilityOption):
     @classmethod
     def from_data(cls, data: bytes, offset: int) -> HandoffIndicatorOption:
         _fixed(data, 2, cls.NAME, offset)
-        return cls(known(HandoffIndicator, data[1]))
+        return trusted(cls, known(HandoffIndicator, data[1]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +347,7 @@ class AccessTechnologyTypeOption(MobilityOption):
     @classmethod
     def from_data(cls, data: bytes, offset: int) -> AccessTechnologyTypeOption:
         _fixed(data, 2, cls.NAME, offset)
-        return cls(known(AccessTechnologyType, data[1]))
+        return trusted(cls, known(AccessTechnologyType, data[1]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +388,7 @@ class LinkLocalAddress(MobilityOption):
     @classmethod
     def from_data(cls, data: bytes, offset: int) -> LinkLocalAddress:
         _fixed(data, 16, cls.NAME, offset)
-        return cls(IPv6Address(data))
+        return trusted(cls, IPv6Address(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,7 +417,7 @@ class Timestamp(MobilityOption):
     @classmethod
     def from_data(cls, data: bytes, offset: int) -> Timestamp:
         _fixed(data, 8, cls.NAME, offset)
-        return cls(_U64.unpack(data)[0])
+        return trusted(cls, _U64.unpack(data)[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,7 +438,7 @@ class RestartCounter(MobilityOption):
     @classmethod
     def from_data(cls, data: bytes, offset: int) -> RestartCounter:
         _fixed(data, 4, cls.NAME, offset)
-        return cls(_U32.unpack(data)[0])
+        return trusted(cls, _U32.unpack(data)[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,7 +461,7 @@ class IPv4HomeAddressRequest(MobilityOption):
     @classmethod
     def from_data(cls, data: bytes, offset: int) -> IPv4HomeAddressRequest:
         _fixed(data, 6, cls.NAME, offset)
-        return cls(IPv4Address(data[2:6]), data[0] >> 2)
+        return trusted(cls, IPv4Address(data[2:6]), data[0] >> 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,7 +484,7 @@ class IPv4HomeAddressReply(MobilityOption):
     @classmethod
     def from_data(cls, data: bytes, offset: int) -> IPv4HomeAddressReply:
         _fixed(data, 6, cls.NAME, offset)
-        return cls(known(HoAReplyStatus, data[0]), IPv4Address(data[2:6]), data[1] >> 2)
+        return trusted(cls, known(HoAReplyStatus, data[0]), IPv4Address(data[2:6]), data[1] >> 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,7 +502,7 @@ class IPv4DefaultRouterAddress(MobilityOption):
     @classmethod
     def from_data(cls, data: bytes, offset: int) -> IPv4DefaultRouterAddress:
         _fixed(data, 6, cls.NAME, offset)
-        return cls(IPv4Address(data[2:6]))
+        return trusted(cls, IPv4Address(data[2:6]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,7 +519,7 @@ class IPv4DHCPSupportMode(MobilityOption):
     @classmethod
     def from_data(cls, data: bytes, offset: int) -> IPv4DHCPSupportMode:
         _fixed(data, 2, cls.NAME, offset)
-        return cls(bool(_U16.unpack(data)[0] & 1))
+        return trusted(cls, bool(_U16.unpack(data)[0] & 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -569,7 +570,11 @@ def decode_option(
     option_type: int, data: bytes, offset: int, dialect: Dialect | None = None
 ) -> MobilityOption:
     """Decode one option's data. ``offset`` is where ``data`` starts in the outer buffer."""
-    if dialect is not None and dialect.is_seed_option(option_type, len(data)):
+    if (
+        dialect is not None
+        and option_type == dialect.seed_option_type
+        and len(data) == SEED_OPTION_DATA_LENGTH
+    ):
         return SeedIPv4HomeAddress.from_data_typed(data, offset, option_type)
     cls = OPTION_CLASSES.get(option_type)
     if cls is None:
@@ -591,7 +596,7 @@ def decode_options(
     auth_at: int | None = None
     while pos < end:
         option_type = buf[pos]
-        if option_type == OptionType.PAD1:
+        if option_type == _PAD1:
             pos += 1
             continue
         if pos + 2 > end:
@@ -603,19 +608,23 @@ def decode_options(
                 field="option.length",
                 offset=pos + 1,
             )
-        if option_type != OptionType.PADN:
+        if option_type != _PADN:
             if auth_at is not None:
                 # RFC 4285 section 5: the authentication option MUST be the last option.
                 raise LengthError(
                     "an option follows the authentication option", field="option", offset=pos
                 )
-            option = decode_option(option_type, buf[pos + 2 : pos + 2 + length], pos + 2, dialect)
-            if isinstance(option, MobilityMessageAuthentication):
+            options.append(
+                decode_option(option_type, buf[pos + 2 : pos + 2 + length], pos + 2, dialect)
+            )
+            if option_type == _AUTH:
                 auth_at = pos
-            options.append(option)
         pos += 2 + length
     return tuple(options)
 
+
+# Plain ints for the per-option loop (IntEnum comparisons dispatch through the subclass).
+_PAD1, _PADN, _AUTH = int(OptionType.PAD1), int(OptionType.PADN), int(OptionType.AUTH)
 
 #: Padding of 0..7 bytes: nothing, Pad1, then PadN (RFC 6275 section 6.2.2/6.2.3).
 _PADDING = (b"", b"\x00", *(PadN(size).encode() for size in range(2, 8)))

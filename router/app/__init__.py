@@ -1,0 +1,1 @@
+"""Composition roots: build a DMPA or a DLMAP from its configuration and run it."""
