@@ -1,0 +1,62 @@
+"""The embedded AAA: local profiles from the configuration (MAC or NAI -> profile, allowed).
+
+The DMPA core asks with :class:`~router.core.actions.AAARequest` and is answered with a
+:class:`~router.core.dmpa.Profile` or ``None`` (Access-Reject); where the answer comes from
+(this table, or RADIUS in the services layer) is the adapter's business, not the core's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from router.core.dmpa import AddressMode, Profile
+from router.wire.ethernet import MacAddress
+
+
+@dataclass(frozen=True, slots=True)
+class LocalProfile:
+    """One configured subscriber: matched by MAC address, by NAI, or both."""
+
+    nai: str
+    mode: AddressMode
+    dlmap: IPv6Address
+    mac: MacAddress | None = None
+    hoa: IPv4Address | None = None
+    gateway: IPv4Address | None = None
+    allowed: bool = True
+
+    def profile(self) -> Profile:
+        return Profile(self.nai, self.mode, self.dlmap, self.hoa, self.gateway)
+
+
+class LocalAAA:
+    """Profiles looked up by MAC first, then by NAI; a profile not ``allowed`` is a reject."""
+
+    def __init__(self, profiles: Iterable[LocalProfile]) -> None:
+        self._by_mac: dict[MacAddress, LocalProfile] = {}
+        self._by_nai: dict[str, LocalProfile] = {}
+        for p in profiles:
+            if p.mode == "static" and p.hoa is None:
+                raise ValueError(f"profile {p.nai}: mode static needs a home address")
+            if p.mac is not None:
+                if p.mac in self._by_mac:
+                    raise ValueError(f"MAC {p.mac} is in two profiles")
+                self._by_mac[p.mac] = p
+            if p.nai in self._by_nai:
+                raise ValueError(f"NAI {p.nai} is in two profiles")
+            self._by_nai[p.nai] = p
+
+    def authenticate(self, mac: MacAddress, nai: str | None = None) -> Profile | None:
+        """The MS's profile, or None (unknown or not allowed: Access-Reject)."""
+        found = self._by_mac.get(mac)
+        if found is None and nai is not None:
+            found = self._by_nai.get(nai)
+        if found is None or not found.allowed:
+            return None
+        return found.profile()
+
+    def static_addresses(self) -> dict[str, IPv4Address]:
+        """NAI -> static home address, for the DLMAP's pool (same profiles on both sides)."""
+        return {p.nai: p.hoa for p in self._by_nai.values() if p.hoa is not None}

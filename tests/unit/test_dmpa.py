@@ -1,0 +1,128 @@
+"""DMPA specifics not covered by the pair tests: visitor fields, revocation answers, AAA."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address
+
+import pytest
+
+from router.core.aaa import LocalAAA, LocalProfile
+from router.core.actions import AAARequest, Action, SendMH
+from router.core.dmpa import DMPA, DMPAConfig, Profile, State
+from router.wire.constants import BRAStatus, BRFlag
+from router.wire.dialect import DRAFT, RFC5844
+from router.wire.ethernet import MacAddress
+from router.wire.mh import (
+    BindingAck,
+    BindingRevocationAck,
+    BindingRevocationIndication,
+    BindingUpdate,
+)
+from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
+
+SELF = IPv6Address("2001:db8:1::1")
+DLMAP_A = IPv6Address("2001:db8:2::1")
+DLMAP_B = IPv6Address("2001:db8:4::1")
+PSEUDO = MacAddress.parse("02:00:5e:00:00:01")
+GATEWAY = IPv4Address("192.0.2.1")
+MS = MacAddress.parse("02:00:00:00:00:01")
+HOA = IPv4Address("192.0.2.20")
+
+
+def dmpa() -> DMPA:
+    return DMPA(DMPAConfig(SELF, PSEUDO, GATEWAY, {DLMAP_A: DRAFT, DLMAP_B: RFC5844}))
+
+
+def sent(actions: list[Action]) -> list[tuple[IPv6Address, object]]:
+    return [(a.peer, a.message) for a in actions if isinstance(a, SendMH)]
+
+
+def registered(node: DMPA, dlmap: IPv6Address = DLMAP_A) -> None:
+    assert isinstance(node.attach(MS, 3, 0.0)[0], AAARequest)
+    actions = node.aaa_result(MS, Profile("ms@example.net", "static", dlmap, HOA), 0.0, 1e9)
+    ((peer, pbu),) = sent(actions)
+    assert peer == dlmap and isinstance(pbu, BindingUpdate)
+    if dlmap == DLMAP_A:
+        options = (MobileNodeIdentifier.from_nai("ms@example.net"), SeedIPv4HomeAddress(4, HOA))
+        pba = BindingAck(0, DRAFT.pba_flags(ipv4=True), pbu.sequence, 900, options)
+    else:
+        from router.wire.mh_options import IPv4HomeAddressReply
+
+        pba = BindingAck(0, 0x20, pbu.sequence, 900, (IPv4HomeAddressReply(0, HOA, 24),))
+    node.receive(pba, dlmap, 0.1, 1e9)
+
+
+def test_visitor_list_has_every_field_of_seed_5_1() -> None:
+    node = dmpa()
+    registered(node)
+    v = node.visitors[MS]
+    assert (v.nai, v.mac, v.hoa) == ("ms@example.net", MS, HOA)
+    assert (v.tunnel_src, v.tunnel_dst) == (SELF, DLMAP_A)
+    assert (v.pseudo_mac, v.gateway, v.sequence) == (PSEUDO, GATEWAY, 4)
+    assert v.state is State.REGISTERED and v.link == 3
+
+
+def test_profiles_name_the_dlmap_so_one_dmpa_serves_several() -> None:
+    node = dmpa()
+    registered(node, DLMAP_B)  # the rfc5844 DLMAP
+    assert node.visitors[MS].tunnel_dst == DLMAP_B and node.visitors[MS].hoa == HOA
+
+
+def test_a_profile_naming_an_unconfigured_dlmap_is_a_reject() -> None:
+    node = dmpa()
+    node.attach(MS, 1, 0.0)
+    other = IPv6Address("2001:db8:99::1")
+    node.aaa_result(MS, Profile("ms@example.net", "dlmap", other), 0.0, 0.0)
+    assert node.visitors[MS].state is State.REJECTED
+
+
+@pytest.mark.parametrize(
+    ("options", "flags", "status"),
+    [
+        ((MobileNodeIdentifier.from_nai("ms@example.net"), SeedIPv4HomeAddress(4, HOA)), 0xC000, 0),
+        ((MobileNodeIdentifier.from_nai("nobody@example.net"),), 0x8000, 128),
+        ((MobileNodeIdentifier.from_nai("ms@example.net"),), 0xC000, 129),
+        ((), 0x8000, 131),
+    ],
+    ids=["revoked", "no-binding", "v-without-hoa", "no-identity"],
+)
+def test_revocation_answers(options: tuple, flags: int, status: int) -> None:
+    node = dmpa()
+    registered(node)
+    actions = node.receive(BindingRevocationIndication(2, 77, flags, options), DLMAP_A, 1.0, 1e9)
+    ((peer, bra),) = sent(actions)
+    assert peer == DLMAP_A and bra == BindingRevocationAck(status, 77, flags)
+    assert (MS in node.visitors) == (status != BRAStatus.SUCCESS)
+
+
+def test_revocation_from_another_dlmap_does_not_remove_the_visitor() -> None:
+    node = dmpa()
+    registered(node)
+    options = (MobileNodeIdentifier.from_nai("ms@example.net"),)
+    actions = node.receive(BindingRevocationIndication(2, 1, BRFlag.P, options), DLMAP_B, 1.0, 1e9)
+    assert sent(actions)[0][1].status == BRAStatus.BINDING_DOES_NOT_EXIST
+    assert MS in node.visitors
+
+
+def test_local_aaa_by_mac_then_nai_and_allowed() -> None:
+    aaa = LocalAAA(
+        [
+            LocalProfile("a@x", "dhcp", DLMAP_A, mac=MS),
+            LocalProfile("b@x", "static", DLMAP_A, hoa=HOA),
+            LocalProfile(
+                "c@x", "dlmap", DLMAP_A, mac=MacAddress.parse("02:00:00:00:00:09"), allowed=False
+            ),
+        ]
+    )
+    assert aaa.authenticate(MS) == Profile("a@x", "dhcp", DLMAP_A)
+    assert aaa.authenticate(MacAddress.parse("02:00:00:00:00:05"), "b@x").hoa == HOA
+    assert aaa.authenticate(MacAddress.parse("02:00:00:00:00:09")) is None
+    assert aaa.authenticate(MacAddress.parse("02:00:00:00:00:05")) is None
+    assert aaa.static_addresses() == {"b@x": HOA}
+
+
+def test_local_aaa_refuses_inconsistent_profiles() -> None:
+    with pytest.raises(ValueError, match="needs a home address"):
+        LocalAAA([LocalProfile("b@x", "static", DLMAP_A)])
+    with pytest.raises(ValueError, match="two profiles"):
+        LocalAAA([LocalProfile("b@x", "dhcp", DLMAP_A), LocalProfile("b@x", "dlmap", DLMAP_A)])
