@@ -7,8 +7,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMPS := .stamps
 
-# Debian packages the tests need: tshark is the wire oracle; the rest build and run the package.
-APT_PACKAGES := tshark python3-venv python3-dev gcc iproute2
+# Debian packages the tests need: tshark is the wire oracle; udhcpc, arping and ping are the
+# mobile station's real host tools; kea-dhcp4-server, dnsmasq-base and freeradius are the real
+# DHCP and RADIUS servers the service tests start in their own namespaces; the rest build and
+# run the package.
+APT_PACKAGES := tshark python3-venv python3-dev gcc iproute2 udhcpc iputils-arping \
+	iputils-ping kea-dhcp4-server dnsmasq-base freeradius freeradius-utils
 
 .PHONY: all setup test test-fast bench lint demo clean
 
@@ -18,7 +22,9 @@ $(STAMPS):
 	@mkdir -p $(STAMPS)
 
 # apt: only when something is missing, and only as root (a non-root run prints what is missing;
-# the tests that need it then say why they skip).
+# the tests that need it then say why they skip). Services in these packages (FreeRADIUS, Kea)
+# must not start on install: the tests start their own, in namespaces, with their own configs.
+# A policy-rc.d that forbids it is put in place for the install if the system has none.
 $(STAMPS)/apt: Makefile | $(STAMPS)
 	@missing=""; for p in $(APT_PACKAGES); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -27,7 +33,14 @@ $(STAMPS)/apt: Makefile | $(STAMPS)
 	elif [ "$$(id -u)" = 0 ]; then \
 	    echo "apt: installing$$missing"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get update -q && apt-get install -y -q --no-install-recommends $$missing && touch $@; \
+	    made_policy=""; \
+	    if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; \
+	        made_policy=1; \
+	    fi; \
+	    apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; rc=$$?; \
+	    [ -n "$$made_policy" ] && rm -f /usr/sbin/policy-rc.d; \
+	    [ $$rc = 0 ] && touch $@; exit $$rc; \
 	else echo "apt: not root, cannot install:$$missing (tests needing them will say so)"; fi
 
 $(BIN)/python:
