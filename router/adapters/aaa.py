@@ -1,0 +1,63 @@
+"""The AAA front the DMPA's composition root uses: local profiles (the default) or RADIUS.
+
+The DMPA core emits :class:`~router.core.actions.AAARequest`; the app awaits
+:meth:`AAA.authenticate` and hands the answer to ``DMPA.aaa_result`` (``None`` = Access-Reject,
+whatever the cause: the counters tell a reject from a timeout). The backend is chosen once, by
+configuration; there is no silent fallback from RADIUS to the local table, so an MS the RADIUS
+servers do not answer for stays out rather than getting a profile nobody authorised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from router.adapters.radius import RadiusClient, RadiusConfig
+from router.core.aaa import LocalAAA, LocalProfile
+from router.core.dmpa import Profile
+from router.wire.ethernet import MacAddress
+
+
+@dataclass(frozen=True, slots=True)
+class AAAConfig:
+    backend: Literal["local", "radius"] = "local"
+    profiles: tuple[LocalProfile, ...] = ()
+    radius: RadiusConfig | None = None
+
+    def errors(self) -> list[str]:
+        if self.backend == "radius" and self.radius is None:
+            return ["aaa.backend: radius needs a [radius] section"]
+        if self.backend not in ("local", "radius"):
+            return [f"aaa.backend: local or radius, not {self.backend!r}"]
+        return []
+
+
+class AAA:
+    """``await authenticate(mac, nai)`` -> profile or ``None``; counters as a plain dict."""
+
+    def __init__(self, config: AAAConfig) -> None:
+        problems = config.errors()
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.backend = config.backend
+        self._local = LocalAAA(config.profiles)
+        self._radius = RadiusClient(config.radius) if config.radius is not None else None
+        self._local_counters: dict[str, int] = {"requests": 0, "accept": 0, "reject": 0}
+
+    @property
+    def counters(self) -> dict[str, int]:
+        if self.backend == "radius" and self._radius is not None:
+            return self._radius.counters
+        return self._local_counters
+
+    async def authenticate(self, mac: MacAddress, nai: str | None = None) -> Profile | None:
+        if self.backend == "radius" and self._radius is not None:
+            return await self._radius.authenticate(mac, nai)
+        self._local_counters["requests"] += 1
+        profile = self._local.authenticate(mac, nai)
+        self._local_counters["accept" if profile is not None else "reject"] += 1
+        return profile
+
+    def close(self) -> None:
+        if self._radius is not None:
+            self._radius.close()
