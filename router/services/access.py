@@ -1,0 +1,261 @@
+"""The DMPA's access-link slow path: one punted frame in, the actions it causes out.
+
+The fastpath punts ARP, DHCP, ICMP to the gateway and the frames of an MS it has no binding for
+(``fastpath.common.Reason``). :class:`AccessDispatcher` decodes such a frame, makes sure the MS
+has a visitor entry (the first frame of an unknown MAC is an attach, seed 3.2), and hands it to
+the service that owns it:
+
+========================================  ==============================================
+frame                                     service
+========================================  ==============================================
+ARP                                       :class:`~router.services.arp_proxy.ArpProxy`
+IPv4/UDP to port 67                       :class:`~router.services.dhcp_dmpa.DhcpDmpa`
+IPv4/ICMP to the visitor's gateway        :class:`~router.services.icmp_responder.IcmpResponder`
+any other IPv4 (an MS not yet bound)      address learning, then dropped
+========================================  ==============================================
+
+DHCP answers coming back from a DLMAP through the tunnel enter by :meth:`receive_tunnel`.
+
+Peer input never raises: a frame that does not decode, or that a service refuses, is dropped
+and counted per reason; the log gets at most one line per reason per interval (BIRD's
+``log_rl``), never one per packet.
+
+The services import :class:`SendFrame`, :class:`SendTunnel` and :class:`Drops` from here, so
+this module imports them only for type checking: the composition root builds the services and
+hands them to the dispatcher.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+from typing import TYPE_CHECKING
+
+from router.core.actions import Action
+from router.core.common import RateLimiter
+from router.core.dmpa import DMPA, State, Visitor
+from router.wire.arp import ArpPacket
+from router.wire.dhcp import CLIENT_PORT, SERVER_PORT, DhcpMessage
+from router.wire.errors import DecodeError
+from router.wire.ethernet import ZERO_MAC, EthernetFrame, EtherType
+from router.wire.icmp import IcmpMessage
+from router.wire.ipv4 import IPProto, IPv4Packet
+from router.wire.udp import UdpDatagram
+
+if TYPE_CHECKING:
+    from router.services.arp_proxy import ArpProxy
+    from router.services.dhcp_dmpa import DhcpDmpa
+    from router.services.icmp_responder import IcmpResponder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SendFrame:
+    """Write ``frame`` (a whole Ethernet frame) on access link ``link``, i.e. its TAP."""
+
+    link: int
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendTunnel:
+    """Send the IPv4 ``packet`` to ``dlmap`` through the IPv4-in-IPv6 tunnel (next header 4)."""
+
+    dlmap: IPv6Address
+    packet: bytes
+
+
+#: What the access services return: the core's actions plus the two frame-level ones above.
+AccessAction = Action | SendFrame | SendTunnel
+
+
+def is_host_address(address: IPv4Address) -> bool:
+    """An address an MS may hold as its own: unicast, not 0/8-unspecified, loopback,
+    link-local (RFC 3927 autoconfiguration is not a HoA), multicast, class E or broadcast."""
+    return not (
+        address.is_unspecified
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved  # 240/4, 255.255.255.255 included
+    )
+
+
+class Drops:
+    """Counters by name, and for drops a log line per reason at most once per ``interval``.
+
+    The line says how many packets that reason dropped since the previous line, so nothing is
+    hidden and a flood costs one line per interval.
+    """
+
+    def __init__(self, logger: logging.Logger = log, interval: float = 10.0) -> None:
+        self.counters: Counter[str] = Counter()
+        self._logger = logger
+        self._limit = RateLimiter(interval, capacity=1024)
+        self._unlogged: Counter[str] = Counter()
+
+    def count(self, name: str) -> None:
+        self.counters[name] += 1
+
+    def drop(self, reason: str, now: float, **context: object) -> bool:
+        """Count a drop; log it if this reason has not been logged for ``interval`` seconds.
+        Returns True when it logged (callers rate-limit their own events with it)."""
+        self.counters[reason] += 1
+        self._unlogged[reason] += 1
+        if not self._limit.allow(reason, now):
+            return False
+        n = self._unlogged.pop(reason)
+        detail = " ".join(f"{k}={v}" for k, v in context.items())
+        self._logger.warning("dropped reason=%s count=%d %s", reason, n, detail)
+        return True
+
+
+class AccessDispatcher:
+    """Route punted access frames (and tunnelled DHCP replies) to the DMPA's services."""
+
+    def __init__(
+        self,
+        dmpa: DMPA,
+        arp: ArpProxy,
+        icmp: IcmpResponder,
+        dhcp: DhcpDmpa,
+        drops: Drops | None = None,
+    ) -> None:
+        self.dmpa = dmpa
+        self.arp = arp
+        self.icmp = icmp
+        self.dhcp = dhcp
+        self.drops = drops if drops is not None else Drops()
+
+    @property
+    def counters(self) -> Counter[str]:
+        """Every counter of the dispatcher and its services (names are prefixed by service)."""
+        total: Counter[str] = Counter()
+        for part in (self.drops, self.arp.drops, self.icmp.drops, self.dhcp.drops):
+            total.update(part.counters)
+        return total
+
+    # --- access link ----------------------------------------------------------------------
+
+    def receive_frame(
+        self, frame: bytes | bytearray | memoryview, link: int, now: float, wall: float
+    ) -> list[AccessAction]:
+        """One Ethernet frame from access link ``link``, as the fastpath punted it."""
+        try:
+            eth = EthernetFrame.decode(frame)
+        except DecodeError as exc:
+            return self._drop("eth.malformed", now, link=link, error=exc)
+        if eth.src.is_multicast or eth.src == ZERO_MAC:
+            return self._drop("eth.bad_source", now, link=link, src=eth.src)
+        pseudo = self.dmpa.config.pseudo_mac
+        if eth.src == pseudo:
+            return self._drop("eth.own_source", now, link=link)  # a loop on the access side
+        if eth.dst != pseudo and not eth.dst.is_broadcast:
+            return self._drop("eth.not_for_us", now, link=link, dst=eth.dst)
+        if eth.ethertype == EtherType.ARP:
+            try:
+                arp = ArpPacket.decode(eth.payload)
+            except DecodeError as exc:
+                return self._drop("arp.malformed", now, link=link, src=eth.src, error=exc)
+            actions, visitor = self._visitor(eth, link, now)
+            if visitor is None:
+                return actions
+            return actions + self.arp.receive(visitor, eth, arp, now, wall)
+        if eth.ethertype != EtherType.IPV4:
+            return self._drop("eth.bad_ethertype", now, link=link, ethertype=eth.ethertype)
+        return self._ipv4(eth, link, now, wall)
+
+    def _ipv4(self, eth: EthernetFrame, link: int, now: float, wall: float) -> list[AccessAction]:
+        try:
+            ip = IPv4Packet.decode(eth.payload)  # Ethernet padding after total length ignored
+        except DecodeError as exc:
+            return self._drop("ipv4.malformed", now, link=link, src=eth.src, error=exc)
+        if ip.protocol == IPProto.UDP and not ip.is_fragment:
+            try:
+                udp = UdpDatagram.decode(ip.payload)
+            except DecodeError as exc:
+                return self._drop("udp.malformed", now, link=link, src=eth.src, error=exc)
+            if udp.dst_port == SERVER_PORT:
+                return self._dhcp(eth, ip, udp, link, now, wall)
+        actions, visitor = self._visitor(eth, link, now)
+        if visitor is None:
+            return actions
+        # An MS not bound yet shows the address it holds (seed 4: it may come from another
+        # DMPA of the domain with its address kept): that registers it (router.core.dmpa).
+        actions += self.arp.learn(visitor, ip.src, now, wall)
+        if ip.protocol == IPProto.ICMP and ip.dst == visitor.gateway:
+            if ip.is_fragment:
+                return actions + self._drop("icmp.fragment", now, link=link, src=eth.src)
+            try:
+                message = IcmpMessage.decode(ip.payload)
+            except DecodeError as exc:
+                return actions + self._drop("icmp.malformed", now, link=link, error=exc)
+            return actions + self.icmp.receive(visitor, eth, ip, message, now)
+        reason = "ipv4.registered" if visitor.state is State.REGISTERED else "ipv4.unregistered"
+        return actions + self._drop(reason, now, link=link, src=eth.src, dst=ip.dst)
+
+    def _dhcp(
+        self,
+        eth: EthernetFrame,
+        ip: IPv4Packet,
+        udp: UdpDatagram,
+        link: int,
+        now: float,
+        wall: float,
+    ) -> list[AccessAction]:
+        if udp.src_port != CLIENT_PORT:
+            return self._drop("dhcp.bad_port", now, link=link, src=eth.src, port=udp.src_port)
+        try:
+            UdpDatagram.decode(ip.payload, src=ip.src, dst=ip.dst)  # verify the checksum
+            message = DhcpMessage.decode(udp.payload)
+        except DecodeError as exc:
+            return self._drop("dhcp.malformed", now, link=link, src=eth.src, error=exc)
+        actions, visitor = self._visitor(eth, link, now)
+        if visitor is None:
+            return actions
+        return actions + self.dhcp.from_access(visitor, eth, ip, message, now, wall)
+
+    def _visitor(
+        self, eth: EthernetFrame, link: int, now: float
+    ) -> tuple[list[AccessAction], Visitor | None]:
+        """The visitor entry of the frame's sender, attaching it on its first frame (or when it
+        shows up on another access link); None for an MS that AAA rejected."""
+        actions: list[AccessAction] = []
+        visitor = self.dmpa.visitors.get(eth.src)
+        if visitor is None or visitor.link != link:
+            actions += self.dmpa.attach(eth.src, link, now)
+            visitor = self.dmpa.visitors.get(eth.src)
+        if visitor is None or visitor.state is State.REJECTED:
+            return actions + self._drop("ms.rejected", now, link=link, src=eth.src), None
+        return actions, visitor
+
+    # --- tunnel ---------------------------------------------------------------------------
+
+    def receive_tunnel(
+        self, packet: bytes | bytearray | memoryview, src: IPv6Address, now: float, wall: float
+    ) -> list[AccessAction]:
+        """An inner IPv4 packet the fastpath punted from the tunnel (DHCP from DLMAP ``src``)."""
+        try:
+            ip = IPv4Packet.decode(packet)
+        except DecodeError as exc:
+            return self._drop("tunnel.malformed", now, peer=src, error=exc)
+        if ip.protocol != IPProto.UDP or ip.is_fragment:
+            return self._drop("tunnel.not_dhcp", now, peer=src, protocol=ip.protocol)
+        try:
+            udp = UdpDatagram.decode(ip.payload, src=ip.src, dst=ip.dst)
+        except DecodeError as exc:
+            return self._drop("tunnel.malformed", now, peer=src, error=exc)
+        if udp.src_port != SERVER_PORT or udp.dst_port != CLIENT_PORT:
+            return self._drop("tunnel.not_dhcp", now, peer=src, port=udp.dst_port)
+        try:
+            message = DhcpMessage.decode(udp.payload)
+        except DecodeError as exc:
+            return self._drop("dhcp.malformed", now, peer=src, error=exc)
+        return self.dhcp.from_tunnel(src, ip, message, now, wall)
+
+    def _drop(self, reason: str, now: float, **context: object) -> list[AccessAction]:
+        self.drops.drop(reason, now, **context)
+        return []
