@@ -110,6 +110,18 @@ def test_reject(root: None, lab: Lab, nai: str | None) -> None:
     assert got["counters"] == {"requests": 1, "sent": 1, "reject": 1}
 
 
+def test_many_at_once_share_one_socket(root: None, lab: Lab) -> None:
+    nais = ["static@home.example", "dynamic@home.example", "blocked@home.example"] * 20
+    got = authenticate(lab, servers=[HAAA], mac="02:00:5e:00:00:0c", concurrent=nais)
+    expected = {
+        "static@home.example": ["accept", "static@home.example"],
+        "dynamic@home.example": ["accept", "dynamic@home.example"],
+        "blocked@home.example": ["reject", None],
+    }
+    assert got["results"] == [expected[n] for n in nais]
+    assert got["counters"] == {"requests": 60, "sent": 60, "accept": 40, "reject": 20}
+
+
 def test_no_answer_times_out_within_the_bound(root: None, lab: Lab) -> None:
     silent = {"address": "::1", "port": 11812, "secret": NAS_SECRET}
     got = authenticate(

@@ -112,6 +112,17 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         counters = front.counters
         front.close()
         result = {"result": "accept" if profile else "none", "dhcp4_server": None, "server": None}
+    elif spec.get("concurrent"):
+        # Many MSs at once on one client: one socket, distinct Identifiers, answers matched.
+        async with RadiusClient(config) as client:
+            outcomes = await asyncio.gather(
+                *(client.access(mac, n) for n in spec["concurrent"]), return_exceptions=False
+            )
+            counters = client.counters
+        return {
+            "counters": {k: v for k, v in counters.items() if v},
+            "results": [[o.result, o.profile.nai if o.profile else None] for o in outcomes],
+        }
     else:
         async with RadiusClient(config) as client:
             outcome = await client.access(mac, spec.get("nai"))
