@@ -8,8 +8,8 @@ power cut, not only a crash of the process.
 
 A database that is not SQLite, fails its integrity check, or has a schema from another version
 raises :class:`StoreError` with the path and the reason; with ``on_corrupt="fresh"`` the bad file
-is moved aside (``<name>.corrupt-<n>``) and an empty store starts instead. Never a silent partial
-state.
+is moved aside (``<name>.corrupt-<n>``) and an empty store starts instead. A missing file starts
+an empty store, or is an error with ``on_missing="error"``. Never a silent partial state.
 """
 
 from __future__ import annotations
@@ -43,10 +43,14 @@ class Store:
         path: Path,
         *,
         on_corrupt: Literal["error", "fresh"] = "error",
+        on_missing: Literal["create", "error"] = "create",
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
     ) -> None:
         self.path = path
         self.synchronous = synchronous
+        if on_missing == "error" and not path.exists():
+            # A node that has run before must not silently come back with no bindings.
+            raise StoreError(f"{path}: no state database (expected one: on_missing=error)")
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = self._open()

@@ -51,6 +51,7 @@ from router.wire.constants import (
     LIFETIME_UNIT_SECONDS,
     BRFlag,
     BUFlag,
+    HandoffIndicator,
     HoAReplyStatus,
     RevocationTrigger,
     Status,
@@ -66,6 +67,7 @@ from router.wire.mh import (
 )
 from router.wire.mh_options import (
     AccessTechnologyTypeOption,
+    AlternateCareOfAddress,
     HandoffIndicatorOption,
     HomeNetworkPrefix,
     IPv4DefaultRouterAddress,
@@ -79,6 +81,7 @@ from router.wire.mh_options import (
 
 UNSPECIFIED = IPv4Address("0.0.0.0")
 _P_FLAG = int(BUFlag.P)
+_NOT_CHANGED = int(HandoffIndicator.HANDOFF_STATE_NOT_CHANGED)
 
 
 def _text(address: IPv4Address | IPv6Address) -> str:
@@ -126,8 +129,8 @@ class BindingCacheEntry:
     #: Granted lifetime in seconds, and the monotonic time it ends.
     lifetime: int
     expires: float
-    #: The last accepted PBU (DMPA, BU sequence number), to recognise its retransmissions.
-    last_bu: tuple[IPv6Address, int] | None = None
+    #: The last accepted PBU: its source and fingerprint, to recognise its retransmissions.
+    last_bu: tuple[IPv6Address, Fingerprint] | None = None
     #: RFC 5213 ordering: the last accepted Timestamp option value.
     timestamp: int | None = None
     access_type: int | None = None
@@ -148,6 +151,12 @@ class PendingReply:
     revocation: tuple[IPv6Address, int]
 
 
+#: What identifies one PBU: BU sequence, lifetime, and the ordering/address fields of its options.
+#: BU sequence numbers wrap within a refresh period on a busy DMPA, so the number alone is not
+#: enough to say "the same PBU again".
+Fingerprint = tuple[int, int, int, int, int, int]
+
+
 @dataclass(slots=True)
 class _Request:
     """What the checks learned about one PBU."""
@@ -155,6 +164,8 @@ class _Request:
     message: BindingUpdate
     src: IPv6Address
     dialect: Dialect
+    #: The Alternate Care-of Address option, when the tunnel endpoint is not the source (seed 6).
+    coa: IPv6Address | None = None
     nai: str | None = None
     seed: SeedIPv4HomeAddress | None = None
     request: IPv4HomeAddressRequest | None = None
@@ -163,6 +174,11 @@ class _Request:
     timestamp: Timestamp | None = None
     mn_id: MobileNodeIdentifier | None = None
     prefix: HomeNetworkPrefix | None = None
+
+    @property
+    def serving(self) -> IPv6Address:
+        """The DMPA that serves the MS: the Alternate CoA if given, else the source (seed 6)."""
+        return self.coa if self.coa is not None else self.src
 
 
 def _parse(req: _Request) -> None:
@@ -182,7 +198,22 @@ def _parse(req: _Request) -> None:
             req.request = option
         elif isinstance(option, HomeNetworkPrefix):
             req.prefix = option
+        elif isinstance(option, AlternateCareOfAddress):
+            req.coa = option.address
     req.nai = req.mn_id.nai if req.mn_id is not None else None
+
+
+def _fingerprint(req: _Request) -> Fingerprint:
+    m, seed, request, ts = req.message, req.seed, req.request, req.timestamp
+    carrier = seed or request
+    return (
+        m.sequence,
+        m.lifetime,
+        seed.sequence if seed is not None else -1,
+        int(carrier.address) if carrier is not None else -1,
+        ts.value if ts is not None else -1,
+        int(req.coa) & 0xFFFFFFFF if req.coa is not None else -1,
+    )
 
 
 class Reject(Exception):
@@ -213,6 +244,9 @@ class DLMAP:
         self.by_hoa: dict[IPv4Address, str] = {}
         #: Last accepted BU sequence number per DMPA (seed 3.1.3: the BU header's is per DMPA).
         self.peer_sequence: dict[IPv6Address, int] = {}
+        #: The last PBU accepted from each DMPA (fingerprint, NAI): a duplicated
+        #: de-registration is answered the same way although its binding is gone.
+        self.peer_last: dict[IPv6Address, tuple[Fingerprint, str]] = {}
         self.revocations: dict[tuple[IPv6Address, int], Revocation] = {}
         self.pending: dict[str, PendingReply] = {}
         self.counters: Counter[str] = Counter()
@@ -241,7 +275,9 @@ class DLMAP:
         return self._unknown.respond(mh_type, src, now)
 
     def get_timer(self) -> float | None:
-        deadlines = [d for d in (self._timers.next_deadline(), self.pool.next_expiry()) if d]
+        deadlines = [
+            d for d in (self._timers.next_deadline(), self.pool.next_expiry()) if d is not None
+        ]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float, wall: float) -> list[Action]:
@@ -282,22 +318,40 @@ class DLMAP:
         if not req.nai:
             raise Reject(Status.MISSING_MN_IDENTIFIER_OPTION, "no NAI")
         bce = self.bindings.get(req.nai)
-        if bce is not None and bce.last_bu == (src, message.sequence):
+        fingerprint = _fingerprint(req)
+        if bce is not None and bce.last_bu == (src, fingerprint):
             # The same PBU again: the binding has not changed since, so neither has the answer.
             self.counters["pbu.retransmission"] += 1
             return [SendMH(src, self._pba(req, Status.ACCEPTED, bce=bce))]
+        if message.lifetime == 0 and self.peer_last.get(src) == (fingerprint, req.nai):
+            self.counters["pbu.retransmission"] += 1
+            return [SendMH(src, self._pba(req, Status.ACCEPTED, lifetime=0))]
+        if req.coa is not None and req.coa not in self.config.peers:
+            raise Reject(Status.INVALID_CARE_OF_ADDRESS, "alternate CoA is not a configured DMPA")
         if req.dialect.name == "draft":
             self._check_draft(req)
         else:
             self._check_rfc5844(req, bce, wall)
         if message.lifetime == 0:
-            return self._deregister(req, bce, now, wall)
-        # Seed 6: the per-MS sequence number is accepted if 0 or >= the binding's, else 129.
-        seed, known = req.seed, bce
-        if seed and known and seed.sequence and not seq_at_least(seed.sequence, known.sequence):
+            return self._deregister(req, bce, fingerprint, now, wall)
+        foreign = bce is not None and bce.dmpa != req.serving
+        # Seed 6: the per-MS sequence number is accepted if 0 or >= the binding's, else 129. It
+        # guards against the *old* DMPA: the serving DMPA may lag one PBA behind (a lost PBA).
+        seed = req.seed
+        if (
+            foreign
+            and bce is not None
+            and seed is not None
+            and seed.sequence
+            and not seq_at_least(seed.sequence, bce.sequence)
+        ):
             raise Reject(Status.ADMINISTRATIVELY_PROHIBITED, "stale per-MS sequence number")
+        if foreign and req.handoff is not None and req.handoff.value == _NOT_CHANGED:
+            # RFC 5213: HI=5 is a re-registration; from a DMPA that no longer serves the MS it is
+            # a stale refresh, not a handover (the MS is elsewhere).
+            raise Reject(Status.ADMINISTRATIVELY_PROHIBITED, "re-registration from a former DMPA")
         hoa = self._home_address(req)
-        return self._accept(req, bce, hoa, now, wall)
+        return self._accept(req, bce, hoa, fingerprint, now, wall)
 
     def _check_draft(self, req: _Request) -> None:
         message, src = req.message, req.src
@@ -368,11 +422,13 @@ class DLMAP:
         req: _Request,
         bce: BindingCacheEntry | None,
         hoa: IPv4Address,
+        fingerprint: Fingerprint,
         now: float,
         wall: float,
     ) -> list[Action]:
         assert req.nai is not None
         message, src, nai = req.message, req.src, req.nai
+        serving = req.serving
         actions: list[Action] = []
         granted = min(message.lifetime_seconds, self.config.max_lifetime)
         granted -= granted % LIFETIME_UNIT_SECONDS
@@ -381,14 +437,16 @@ class DLMAP:
         previous_hoa = bce.hoa if bce is not None else None
         offered = req.seed.sequence if req.seed is not None else 0
         # Seed 6: the PBA carries max(BCE, PBU) + 1 (serial order); a new binding has no BCE value.
-        assigned = seq_next(offered if bce is None else seq_max(bce.sequence, offered))
+        # 0 means "accept always", so the DLMAP never assigns it: after 65535 comes 1.
+        assigned = seq_next(offered if bce is None else seq_max(bce.sequence, offered)) or 1
         if bce is None:
-            bce = BindingCacheEntry(nai, hoa, src, req.dialect.name, assigned, granted, 0.0)
+            bce = BindingCacheEntry(nai, hoa, serving, req.dialect.name, assigned, granted, 0.0)
             self.bindings[nai] = bce
             self.counters["binding.created"] += 1
-        bce.hoa, bce.dmpa, bce.dialect, bce.sequence = hoa, src, req.dialect.name, assigned
+        bce.hoa, bce.dmpa, bce.dialect, bce.sequence = hoa, serving, req.dialect.name, assigned
         bce.lifetime, bce.expires = granted, now + granted
-        bce.last_bu = (src, message.sequence)
+        bce.last_bu = (src, fingerprint)
+        self.peer_last[src] = (fingerprint, nai)
         if req.timestamp is not None:
             bce.timestamp = req.timestamp.value
         if req.access is not None:
@@ -401,15 +459,18 @@ class DLMAP:
         self._timers.schedule(("expire", nai), bce.expires)
         reply = self._pba(req, Status.ACCEPTED, bce=bce)
         actions += self._persist_binding(bce, now, wall)
-        actions.append(self._persist_peer(src, message.sequence))
-        moved = previous_dmpa is not None and previous_dmpa != src
+        actions.append(self._persist_peer(src))
+        moved = previous_dmpa is not None and previous_dmpa != serving
         if previous_dmpa is None or moved or previous_hoa != hoa:
-            actions.append(Bind(hoa, src))
+            actions.append(Bind(hoa, serving))
         if moved:
             assert previous_dmpa is not None
             self.counters["handover"] += 1
-            actions += self._revoke(bce, previous_dmpa, req, now)
-            actions.append(event("handover", nai=nai, hoa=hoa, old=previous_dmpa, new=src))
+            # A PBA still held for an earlier handover goes out now: its DMPA is owed an answer
+            # (the revocation that follows tells it the MS has moved on again).
+            actions += self._release_pending(nai, "superseded by another handover")
+            actions += self._revoke(bce, previous_dmpa, req, now, wall)
+            actions.append(event("handover", nai=nai, hoa=hoa, old=previous_dmpa, new=serving))
             if self.config.revocation_budget > 0:
                 revocation = (previous_dmpa, self._bri_sequence)
                 self.pending[nai] = PendingReply(src, reply, revocation)
@@ -418,25 +479,31 @@ class DLMAP:
         self.counters["pba.accepted"] += 1
         actions.append(SendMH(src, reply))
         if previous_dmpa is None:
-            actions.append(event("registered", nai=nai, hoa=hoa, dmpa=src))
+            actions.append(event("registered", nai=nai, hoa=hoa, dmpa=serving))
         return actions
 
     def _deregister(
-        self, req: _Request, bce: BindingCacheEntry | None, now: float, wall: float
+        self,
+        req: _Request,
+        bce: BindingCacheEntry | None,
+        fingerprint: Fingerprint,
+        now: float,
+        wall: float,
     ) -> list[Action]:
         assert req.nai is not None
         src = req.src
-        if bce is None or bce.dmpa != src:
+        if bce is None or bce.dmpa != req.serving:
             # Answered, but a DMPA that no longer serves the NAI cannot undo a handover.
             self.counters["deregistration.ignored"] += 1
             return [
-                SendMH(src, self._pba(req, Status.ACCEPTED, bce=bce, lifetime=0)),
+                SendMH(src, self._pba(req, Status.ACCEPTED, lifetime=0)),
                 event("stale_deregistration", nai=req.nai, dmpa=src),
             ]
         self.peer_sequence[src] = req.message.sequence
-        reply = self._pba(req, Status.ACCEPTED, bce=bce, lifetime=0)
+        self.peer_last[src] = (fingerprint, req.nai)
+        reply = self._pba(req, Status.ACCEPTED, lifetime=0)  # echoes the PBU, like a repeat's
         actions = self._remove(bce, now, wall, "deregistered")
-        actions.append(self._persist_peer(src, req.message.sequence))
+        actions.append(self._persist_peer(src))
         actions.append(SendMH(src, reply))
         return actions
 
@@ -497,6 +564,12 @@ class DLMAP:
                         )
                     )
                     options.append(self._default_router)
+                elif accepted:  # a de-registration: nothing is assigned, nothing failed
+                    options.append(
+                        IPv4HomeAddressReply(
+                            HoAReplyStatus.SUCCESS, req.request.address, req.request.prefix_length
+                        )
+                    )
                 else:
                     options.append(
                         IPv4HomeAddressReply(
@@ -519,7 +592,7 @@ class DLMAP:
     # --- revocation -----------------------------------------------------------------------
 
     def _revoke(
-        self, bce: BindingCacheEntry, old: IPv6Address, req: _Request, now: float
+        self, bce: BindingCacheEntry, old: IPv6Address, req: _Request, now: float, wall: float
     ) -> list[Action]:
         self._bri_sequence = seq_next(self._bri_sequence)
         old_dialect = self.config.peers.get(old, req.dialect)
@@ -540,11 +613,22 @@ class DLMAP:
                 else RevocationTrigger.INTER_MAG_HANDOVER_DIFFERENT_ACCESS_TYPE
             )
         bri = BindingRevocationIndication(trigger, self._bri_sequence, flags, tuple(options))
-        key = (old, self._bri_sequence)
-        self.revocations[key] = Revocation(bce.nai, old, bri, self.config.bri_retries)
-        self._timers.schedule(("bri", *key), now + self.config.bri_interval)
         self.counters["bri.sent"] += 1
-        return [SendMH(old, bri)]
+        return [
+            Persist("meta", "bri_sequence", {"key": "bri_sequence", "value": self._bri_sequence}),
+            *self._start_revocation(Revocation(bce.nai, old, bri, self.config.bri_retries), now),
+        ]
+
+    def _start_revocation(self, revocation: Revocation, now: float) -> list[Action]:
+        """Send a BRI and keep it, on disk too, until it is acknowledged or its retries run out:
+        a DLMAP restarted mid-handover still tells the old DMPA."""
+        key = (revocation.peer, revocation.message.sequence)
+        self.revocations[key] = revocation
+        self._timers.schedule(("bri", *key), now + self.config.bri_interval)
+        return [
+            Persist("revocation", _revocation_key(key), _revocation_record(revocation)),
+            SendMH(revocation.peer, revocation.message),
+        ]
 
     def _retransmit_bri(self, key: tuple[IPv6Address, int], now: float) -> list[Action]:
         revocation = self.revocations.get(key)
@@ -553,7 +637,10 @@ class DLMAP:
         if revocation.retries_left <= 0:
             del self.revocations[key]
             self.counters["bri.unanswered"] += 1
-            return [event("revocation_unanswered", nai=revocation.nai, peer=revocation.peer)]
+            return [
+                Persist("revocation", _revocation_key(key), None),
+                event("revocation_unanswered", nai=revocation.nai, peer=revocation.peer),
+            ]
         revocation.retries_left -= 1
         self._timers.schedule(("bri", *key), now + self.config.bri_interval)
         self.counters["bri.retransmitted"] += 1
@@ -567,7 +654,8 @@ class DLMAP:
         self._timers.cancel(("bri", src, message.sequence))
         self.counters[f"bra.status.{message.status}"] += 1
         actions: list[Action] = [
-            event("revoked", nai=revocation.nai, peer=src, status=message.status)
+            Persist("revocation", _revocation_key((src, message.sequence)), None),
+            event("revoked", nai=revocation.nai, peer=src, status=message.status),
         ]
         pending = self.pending.get(revocation.nai)
         if pending is not None and pending.revocation == (src, message.sequence):
@@ -614,6 +702,7 @@ class DLMAP:
             "expires_wall": to_wall(bce.expires, now, wall),
             "timestamp": bce.timestamp,
             "access_type": bce.access_type,
+            "last_bu": [_text(bce.last_bu[0]), list(bce.last_bu[1])] if bce.last_bu else None,
         }
         # No lease row: a binding holds its address, and restore() re-creates the held lease
         # from the binding row. Lease rows record only leases that run on without a binding.
@@ -631,9 +720,28 @@ class DLMAP:
         }
         return [Persist("lease", nai, record)]
 
-    def _persist_peer(self, peer: IPv6Address, sequence: int) -> Persist:
+    def _persist_peer(self, peer: IPv6Address) -> Persist:
         text = _text(peer)
-        return Persist("peer", text, {"peer": text, "sequence": sequence})
+        last = self.peer_last.get(peer)
+        record: dict[str, object] = {
+            "peer": text,
+            "sequence": self.peer_sequence[peer],
+            "last": [list(last[0]), last[1]] if last else None,
+        }
+        return Persist("peer", text, record)
+
+    def record_lease(
+        self, nai: str, address: IPv4Address, expires: float, now: float, wall: float
+    ) -> list[Action]:
+        """A DHCP server (built-in or relayed to) gave ``nai`` this address until ``expires``:
+        the seed 6 PBU check must then see it as the NAI's. Refused (event, counter) when
+        another NAI holds the address."""
+        if not self.pool.record(nai, address, expires):
+            self.counters["lease.conflict"] += 1
+            return [event("lease_conflict", nai=nai, hoa=address, owner=self.pool.owner(address))]
+        if nai in self.bindings:
+            return []  # held by the binding; its row is the record
+        return self._persist_lease(nai, now, wall)
 
     def restore(
         self, tables: Mapping[str, Iterable[Mapping[str, Any]]], now: float, wall: float
@@ -651,8 +759,15 @@ class DLMAP:
                 IPv4Address(str(row["hoa"])),
                 None if expires is None else from_wall(float(expires), now, wall),
             )
+        for row in tables.get("meta", ()):
+            if row["key"] == "bri_sequence":
+                self._bri_sequence = int(row["value"])
         for row in tables.get("peer", ()):
-            self.peer_sequence[IPv6Address(str(row["peer"]))] = int(row["sequence"])
+            peer = IPv6Address(str(row["peer"]))
+            self.peer_sequence[peer] = int(row["sequence"])
+            if row.get("last"):
+                fingerprint, nai = row["last"]
+                self.peer_last[peer] = (_as_fingerprint(fingerprint), str(nai))
         for row in tables.get("binding", ()):
             bce = BindingCacheEntry(
                 nai=str(row["nai"]),
@@ -665,6 +780,16 @@ class DLMAP:
                 timestamp=row.get("timestamp"),
                 access_type=row.get("access_type"),
             )
+            if row.get("last_bu"):
+                source, fingerprint = row["last_bu"]
+                bce.last_bu = (IPv6Address(source), _as_fingerprint(fingerprint))
+            owner = self.pool.owner(bce.hoa)
+            if owner is not None and owner != bce.nai:
+                # Two rows claim one address: the binding wins (it is what the fastpath uses).
+                self.counters["restore.conflict"] += 1
+                actions.append(event("restore_conflict", nai=bce.nai, hoa=bce.hoa, other=owner))
+                self.pool.forget(owner)
+                actions.append(Persist("lease", owner, None))
             self.bindings[bce.nai] = bce
             self.by_hoa[bce.hoa] = bce.nai
             self.pool.restore(bce.nai, bce.hoa, None)  # held while the binding lives
@@ -673,7 +798,52 @@ class DLMAP:
                 continue
             self._timers.schedule(("expire", bce.nai), bce.expires)
             actions.append(Bind(bce.hoa, bce.dmpa))
+        for row in tables.get("revocation", ()):
+            # Still unacknowledged when we stopped: tell the old DMPA again, with fresh retries.
+            key = (IPv6Address(str(row["peer"])), int(row["sequence"]))
+            bri = self._revocation_message(row)
+            if bri is not None:
+                revocation = Revocation(str(row["nai"]), key[0], bri, self.config.bri_retries)
+                actions += self._start_revocation(revocation, now)
         return actions
+
+    def _revocation_message(self, row: Mapping[str, Any]) -> BindingRevocationIndication | None:
+        peer = IPv6Address(str(row["peer"]))
+        dialect = self.config.peers.get(peer)
+        if dialect is None:
+            return None
+        options: list[MobilityOption] = [MobileNodeIdentifier.from_nai(str(row["nai"]))]
+        if row.get("hoa") and dialect.name == "draft":
+            carrier = dialect.seed_option_type or 18
+            options.append(
+                SeedIPv4HomeAddress(int(row["option_sequence"]), IPv4Address(row["hoa"]), carrier)
+            )
+        return BindingRevocationIndication(
+            int(row["trigger"]), int(row["sequence"]), int(row["flags"]), tuple(options)
+        )
+
+
+def _revocation_key(key: tuple[IPv6Address, int]) -> str:
+    return f"{_text(key[0])}/{key[1]}"
+
+
+def _revocation_record(revocation: Revocation) -> dict[str, object]:
+    bri = revocation.message
+    seed = bri.find(SeedIPv4HomeAddress)
+    return {
+        "nai": revocation.nai,
+        "peer": _text(revocation.peer),
+        "sequence": bri.sequence,
+        "trigger": bri.trigger,
+        "flags": bri.flags,
+        "hoa": _text(seed.address) if seed is not None else None,
+        "option_sequence": seed.sequence if seed is not None else None,
+    }
+
+
+def _as_fingerprint(values: Iterable[Any]) -> Fingerprint:
+    a, b, c, d, e, f = (int(v) for v in values)
+    return (a, b, c, d, e, f)
 
 
 def _usable_unicast(address: IPv4Address) -> bool:

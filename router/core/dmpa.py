@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from router.core.actions import AAARequest, Action, Bind, Persist, SendMH, Unbind, event
 from router.core.common import UnknownTypeResponder
-from router.core.sequence import seq_next
+from router.core.sequence import seq_max, seq_next
 from router.core.timers import TimerHeap
 from router.wire.constants import (
     LIFETIME_UNIT_SECONDS,
@@ -226,9 +226,14 @@ class DMPA:
         if visitor is None:
             return []
         actions = self._unbind(visitor)
-        if visitor.registered_once and visitor.tunnel_dst is not None:
+        self._timers.cancel(("refresh", visitor.mac))
+        # De-register whenever a PBU went out: the DLMAP may have accepted it even though its
+        # PBA has not arrived, and would otherwise keep the binding for its whole lifetime.
+        sent = visitor.registered_once or visitor.pending is not None
+        if sent and visitor.tunnel_dst is not None:
             visitor.state = State.DEREGISTERING
             visitor.deregistrations_left = self.config.deregistration_attempts
+            visitor.timeout = self.config.timeout
             actions += self._send_pbu(visitor, now, wall, lifetime=0)
             return actions
         return actions + self._forget(visitor, "detached")
@@ -367,8 +372,10 @@ class DMPA:
         hoa, gateway = self._granted_address(visitor, message, src)
         if hoa is None:
             self.counters["pba.no_address"] += 1
-            visitor.state = State.REJECTED
-            return [event("pba_without_address", nai=visitor.nai, peer=src)]
+            return [
+                *self._refused(visitor, message),
+                event("pba_without_address", nai=visitor.nai, peer=src),
+            ]
         actions: list[Action] = []
         if visitor.bound is not None and visitor.bound != hoa:
             actions += self._unbind(visitor)
@@ -419,15 +426,19 @@ class DMPA:
     def _resynchronise(
         self, message: BindingAck, src: IPv6Address, now: float, wall: float
     ) -> list[Action]:
-        """135: the DLMAP's last accepted BU sequence number is ahead of ours; jump past it."""
+        """135: the DLMAP's last accepted BU sequence number is ahead of ours; jump past it and
+        resend the refused visitor's PBU (named by the MN-ID the PBA echoes)."""
         self.counters["pba.status.135"] += 1
-        self.bu_sequence = message.sequence
-        actions: list[Action] = []
-        for visitor in list(self.visitors.values()):
-            if visitor.pending is not None and visitor.tunnel_dst == src:
+        if src not in self.config.peers:
+            return [event("unmatched_pba", peer=src, sequence=message.sequence)]
+        self.bu_sequence = seq_max(self.bu_sequence, message.sequence)
+        mn_id = message.find(MobileNodeIdentifier)
+        nai = mn_id.nai if mn_id is not None else None
+        for visitor in self.visitors.values():
+            if visitor.pending is not None and visitor.tunnel_dst == src and visitor.nai == nai:
                 lifetime = 0 if visitor.state is State.DEREGISTERING else self.config.lifetime
-                actions += self._send_pbu(visitor, now, wall, lifetime=lifetime)
-        return actions
+                return self._send_pbu(visitor, now, wall, lifetime=lifetime)
+        return []
 
     def _on_bri(self, message: BindingRevocationIndication, src: IPv6Address) -> list[Action]:
         mn_id = message.find(MobileNodeIdentifier)
@@ -525,5 +536,9 @@ class DMPA:
             self.visitors[mac] = visitor
             visitor.state = State.REGISTERING
             visitor.timeout = self.config.timeout
+            # The fastpath is rebuilt from the database at once; the re-registration confirms it.
+            assert visitor.hoa is not None and visitor.tunnel_dst is not None
+            visitor.bound = visitor.hoa
+            actions.append(Bind(visitor.hoa, visitor.tunnel_dst, mac, visitor.link))
             actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions

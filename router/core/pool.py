@@ -93,6 +93,17 @@ class HoAPool:
     def leases(self) -> Iterator[Lease]:
         return iter(list(self._by_nai.values()))
 
+    def free_addresses(self) -> set[IPv4Address]:
+        """What the allocator would still hand out: released addresses and the untouched rest
+        of the ranges (for tests and metrics; O(range size))."""
+        in_use = self._by_address
+        free = {IPv4Address(v) for v in self._free if IPv4Address(v) not in in_use}
+        for index in range(self._cursor_range, len(self._ranges)):
+            first, last = self._ranges[index]
+            start = self._cursor if index == self._cursor_range else first
+            free.update(IPv4Address(v) for v in range(start, last + 1))
+        return {a for a in free if a not in in_use and a not in self._static_owner}
+
     def next_expiry(self) -> float | None:
         return self._expiry.next_deadline()
 
@@ -133,8 +144,10 @@ class HoAPool:
         if lease is None:
             self._take(nai, address, static=nai in self._static)
             lease = self._by_nai[nai]
-        if lease.expires is not None:
+            lease.expires = expires
+        elif lease.expires is not None:  # not held by a binding: the DHCP lease may extend it
             lease.expires = max(lease.expires, expires)
+        if lease.expires is not None:
             self._expiry.schedule(nai, lease.expires)
         return True
 
@@ -155,6 +168,12 @@ class HoAPool:
                 self._drop(lease)
                 ended.append(lease)
         return ended
+
+    def forget(self, nai: str) -> None:
+        """Drop the NAI's lease at once (a conflicting row found at restore)."""
+        lease = self._by_nai.get(nai)
+        if lease is not None:
+            self._drop(lease)
 
     def restore(self, nai: str, address: IPv4Address, expires: float | None) -> None:
         """Re-create a lease read back from the database (a later row for the NAI wins)."""

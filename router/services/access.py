@@ -183,9 +183,6 @@ class AccessDispatcher:
         actions, visitor = self._visitor(eth, link, now)
         if visitor is None:
             return actions
-        # An MS not bound yet shows the address it holds (seed 4: it may come from another
-        # DMPA of the domain with its address kept): that registers it (router.core.dmpa).
-        actions += self.arp.learn(visitor, ip.src, now, wall)
         if ip.protocol == IPProto.ICMP and ip.dst == visitor.gateway:
             if ip.is_fragment:
                 return actions + self._drop("icmp.fragment", now, link=link, src=eth.src)
@@ -193,7 +190,11 @@ class AccessDispatcher:
                 message = IcmpMessage.decode(ip.payload)
             except DecodeError as exc:
                 return actions + self._drop("icmp.malformed", now, link=link, error=exc)
+            actions += self.arp.learn(visitor, ip.src, now, wall)
             return actions + self.icmp.receive(visitor, eth, ip, message, now)
+        # An MS not bound yet shows the address it holds (seed 4: it may come from another
+        # DMPA of the domain with its address kept): that registers it (router.core.dmpa).
+        actions += self.arp.learn(visitor, ip.src, now, wall)
         reason = "ipv4.registered" if visitor.state is State.REGISTERED else "ipv4.unregistered"
         return actions + self._drop(reason, now, link=link, src=eth.src, dst=ip.dst)
 

@@ -24,6 +24,7 @@ from router.wire.dialect import DRAFT, Dialect
 from router.wire.errors import UnknownTypeError
 from router.wire.ethernet import MacAddress
 from router.wire.mh import BindingAck, MobilityMessage, decode_message
+from router.wire.mh_options import MobileNodeIdentifier
 
 DLMAP_ADDRESS = IPv6Address("2001:db8:2::1")
 DMPA1 = IPv6Address("2001:db8:1::1")
@@ -174,10 +175,11 @@ class Pair:
         if not (name == "dlmap" and isinstance(message, BindingAck)):
             return
         if message.accepted and message.lifetime > 0:
-            bindings = self.db("dlmap").get("binding", {})
-            assert any(r["dmpa"] == str(action.peer) for r in bindings.values()), (
-                "PBA sent before its binding was persisted"
-            )
+            mn_id = message.find(MobileNodeIdentifier)
+            assert mn_id is not None and mn_id.nai is not None
+            row = self.db("dlmap").get("binding", {}).get(mn_id.nai)
+            assert row is not None, f"PBA for {mn_id.nai} sent before its binding was persisted"
+            assert row["sequence"] == self.dlmap.bindings[mn_id.nai].sequence
 
     def _send(self, node: Node, action: SendMH) -> None:
         src = self.address(node)

@@ -320,3 +320,116 @@ def test_dmpa_restart_reregisters_its_visitors(tmp_path: Path) -> None:
     assert pair.fastpath["dmpa1"][hoa] == (DLMAP_ADDRESS, MS)
     assert pair.dmpas[DMPA1].bu_sequence == before + 1  # the BU counter survived the restart
     assert pair.messages(BindingAck, dst=DMPA1)[-1].status == Status.ACCEPTED
+
+
+# --- found in review: each a scenario that once went wrong --------------------------------
+
+
+@DIALECTS
+def test_a_lost_refresh_pba_is_retried_after_1_second_and_accepted(dialect: Dialect) -> None:
+    pair = registered(Pair(dialect))
+    hoa = hoa_of(pair)
+    lost = {"count": 0}
+
+    def lose_first_refresh_pba(wire) -> bool:  # type: ignore[no-untyped-def]
+        if isinstance(wire.message, BindingAck) and lost["count"] == 0 and pair.now > 2000:
+            lost["count"] += 1
+            return True
+        return False
+
+    pair.lose = lose_first_refresh_pba
+    pair.advance(3600 * 0.8 + 0.5)  # the refresh goes out; its PBA is lost
+    sent_at = pair.now
+    pair.advance(1.0)  # not a first registration: retransmitted after 1 s
+    assert lost["count"] == 1
+    pbus = pair.messages(BindingUpdate)
+    assert len(pbus) == 3 and pair.now - sent_at <= 1.0
+    assert pair.messages(BindingAck)[-1].status == Status.ACCEPTED
+    assert hoa_of(pair) == hoa and pair.fastpath["dmpa1"][hoa] == (DLMAP_ADDRESS, MS)
+
+
+def test_rfc5844_stale_refresh_from_the_old_dmpa_does_not_take_the_binding_back() -> None:
+    pair = registered(Pair(RFC5844))
+    hoa = hoa_of(pair)
+    pair.advance(10)  # (timestamps order PBUs: the handover comes later than the attach)
+    pair.lose = lambda wire: wire.dst == DMPA1  # the old DMPA never hears the revocation
+    pair.attach(MS, DMPA2, address=hoa)
+    pair.advance(10)
+    pair.lose = lambda wire: False
+    dmpa1 = pair.dmpas[DMPA1]
+    pair.apply(dmpa1, dmpa1.handle_timer(pair.now + 3600, pair.wall + 3600))  # its refresh
+    pair.deliver()
+    assert pair.messages(BindingAck, dst=DMPA1)[-1].status == Status.ADMINISTRATIVELY_PROHIBITED
+    assert pair.fastpath["dlmap"][hoa] == (DMPA2, None)
+    assert hoa_of(pair, at=DMPA2) == hoa
+
+
+def test_alternate_care_of_address_is_the_tunnel_endpoint() -> None:
+    from router.core.dlmap import DLMAP
+    from router.wire.mh_options import AlternateCareOfAddress, MobileNodeIdentifier
+
+    pair = Pair()
+    dlmap: DLMAP = pair.dlmap
+    options = (
+        MobileNodeIdentifier.from_nai("ms@example.net"),
+        SeedIPv4HomeAddress(0, IPv4Address(0)),
+        AlternateCareOfAddress(DMPA2),
+    )
+    pbu = BindingUpdate(1, DRAFT.pbu_flags(), 900, options)
+    pair.apply(dlmap, dlmap.receive(pbu, DMPA1, pair.now, pair.wall))
+    hoa = dlmap.bindings["ms@example.net"].hoa
+    assert dlmap.bindings["ms@example.net"].dmpa == DMPA2
+    assert pair.fastpath["dlmap"][hoa] == (DMPA2, None)
+    assert pair.queue[-1].dst == DMPA1  # the PBA goes to the PBU's source
+
+
+def test_detach_before_the_first_pba_still_deregisters() -> None:
+    pair = Pair()
+    pair.lose = lambda wire: isinstance(wire.message, BindingAck) and wire.message.lifetime > 0
+    registered(pair)
+    assert pair.dlmap.bindings  # the DLMAP accepted; the DMPA never heard
+    pair.detach(MS, DMPA1)
+    pair.advance(5)
+    assert pair.dlmap.bindings == {} and pair.fastpath["dlmap"] == {}
+    assert MS not in pair.dmpas[DMPA1].visitors
+
+
+def test_a_duplicated_deregistration_gets_the_same_answer() -> None:
+    pair = registered(Pair())
+    pair.detach(MS, DMPA1)
+    dereg = next(w for w in reversed(pair.sent) if isinstance(w.message, BindingUpdate))
+    pair.queue.append(dereg)
+    pair.deliver()
+    answers = pair.messages(BindingAck, dst=DMPA1)[-2:]
+    assert answers[0] == answers[1] and answers[1].status == Status.ACCEPTED
+
+
+@DIALECTS
+def test_a_deregistration_reusing_an_old_bu_sequence_is_not_taken_for_a_repeat(
+    dialect: Dialect,
+) -> None:
+    pair = registered(Pair(dialect))
+    first = pair.messages(BindingUpdate)[0]
+    dmpa = pair.dmpas[DMPA1]
+    dmpa.bu_sequence = (first.sequence - 1) % 65536  # the counter wrapped round to it
+    before = len(pair.messages(BindingAck, dst=DMPA1))
+    pair.detach(MS, DMPA1)
+    assert pair.messages(BindingUpdate)[-2 if dialect is DRAFT else -1].sequence == first.sequence
+    after = pair.messages(BindingAck, dst=DMPA1)[before:]
+    # Never the old registration's PBA replayed: draft answers 135 then takes the resent one,
+    # rfc5844 (ordered by timestamps) takes it at once.
+    assert all(a.lifetime == 0 for a in after) and after[-1].status == Status.ACCEPTED
+    assert pair.dlmap.bindings == {}
+
+
+def test_dlmap_restart_during_a_handover_still_revokes_the_old_dmpa(tmp_path: Path) -> None:
+    pair = registered(Pair(store_dir=tmp_path))
+    hoa = hoa_of(pair)
+    pair.lose = lambda wire: wire.dst == DMPA1  # the first BRI is lost ...
+    pair.attach(MS, DMPA2, address=hoa)
+    pair.restart_dlmap()  # ... and the DLMAP restarts before retransmitting it
+    pair.lose = lambda wire: False
+    pair.advance(5)
+    assert MS not in pair.dmpas[DMPA1].visitors and pair.fastpath["dmpa1"] == {}
+    assert hoa_of(pair, at=DMPA2) == hoa
+    assert pair.db("dlmap").get("revocation", {}) == {}

@@ -147,11 +147,25 @@ def test_option_sequence_at_least_the_bindings_is_accepted() -> None:
     assert node.bindings[NAI].sequence == 8
 
 
-def test_option_sequence_below_the_bindings_is_administratively_prohibited() -> None:
+def test_option_sequence_below_the_bindings_from_another_dmpa_is_administratively_prohibited() -> (
+    None
+):
+    # The stale refresh of seed 6: the old DMPA still holds an earlier per-MS sequence number.
     node = dlmap()
     hoa = run(node, draft_pbu(1)).find(SeedIPv4HomeAddress).address
     run(node, draft_pbu(2, hoa, option_seq=7))
-    assert run(node, draft_pbu(3, hoa, option_seq=5)).status == Status.ADMINISTRATIVELY_PROHIBITED
+    refused = run(node, draft_pbu(3, hoa, option_seq=5), OTHER_DMPA)
+    assert refused.status == Status.ADMINISTRATIVELY_PROHIBITED
+    assert node.bindings[NAI].dmpa == DMPA
+
+
+def test_the_serving_dmpa_one_pba_behind_is_accepted() -> None:
+    # A refresh's PBA was lost: the serving DMPA retries with the value before the last one.
+    node = dlmap()
+    hoa = run(node, draft_pbu(1)).find(SeedIPv4HomeAddress).address  # binding: 1
+    run(node, draft_pbu(2, hoa, option_seq=1))  # binding: 2; this PBA is lost
+    reply = run(node, draft_pbu(3, hoa, option_seq=1))  # a new BU sequence, the old option value
+    assert reply.status == 0 and reply.find(SeedIPv4HomeAddress).sequence == 3
 
 
 def test_option_sequence_compares_modulo_2_16() -> None:
@@ -159,10 +173,11 @@ def test_option_sequence_compares_modulo_2_16() -> None:
     hoa = run(node, draft_pbu(1, option_seq=65534)).find(SeedIPv4HomeAddress).address
     assert node.bindings[NAI].sequence == 65535
     reply = run(node, draft_pbu(2, hoa, option_seq=65535))
-    assert reply.find(SeedIPv4HomeAddress).sequence == 0  # wrapped: 65535 + 1
-    # 65535 now precedes the binding's 0 in serial order: a stale value.
-    assert run(node, draft_pbu(3, hoa, option_seq=65535)).status == 129
-    assert run(node, draft_pbu(4, hoa, option_seq=0)).status == 0
+    # Wrapped: 65535 + 1 is 0, which means "accept always", so the DLMAP assigns 1.
+    assert reply.find(SeedIPv4HomeAddress).sequence == 1
+    # From another DMPA, 65535 now precedes the binding's 1 in serial order: stale.
+    assert run(node, draft_pbu(3, hoa, option_seq=65535), OTHER_DMPA).status == 129
+    assert run(node, draft_pbu(4, hoa, option_seq=0), OTHER_DMPA).status == 0
 
 
 def test_a_retransmitted_pbu_gets_the_same_answer_not_129() -> None:

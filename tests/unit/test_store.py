@@ -66,3 +66,11 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="schema version 99"):
         Store(path)
+
+
+def test_a_missing_database_is_created_or_refused_as_configured(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no state database"):
+        Store(tmp_path / "absent.sqlite", on_missing="error")
+    assert not (tmp_path / "absent.sqlite").exists()
+    Store(tmp_path / "absent.sqlite").close()  # the default creates it
+    Store(tmp_path / "absent.sqlite", on_missing="error").close()
