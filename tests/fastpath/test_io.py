@@ -8,13 +8,9 @@ enters a namespace with setns(2) only to create its fds there, then comes back).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import fcntl
 import os
 import select
 import socket
-import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +20,17 @@ from typing import Any
 import pytest
 
 from fastpath.common import Reason
+from tests.fastpath.netlab import (
+    ETH_P_ALL,
+    IFF_TAP,
+    IFF_TUN,
+    PACKET_OUTGOING,
+    a4,
+    a6,
+    ip,
+    netns,
+    tun_open,
+)
 from tests.fastpath.packets import (
     BROADCAST,
     MS_MAC,
@@ -33,11 +40,6 @@ from tests.fastpath.packets import (
     udp,
 )
 
-CLONE_NEWNET = 0x40000000
-TUNSETIFF = 0x400454CA
-IFF_TUN, IFF_TAP, IFF_NO_PI = 0x0001, 0x0002, 0x1000
-ETH_P_ALL = 0x0003
-PACKET_OUTGOING = 4
 DEADLINE = 10.0
 
 TAG = f"nlt{os.getpid()}"
@@ -45,36 +47,6 @@ A_ADDR, B_ADDR = "2001:db8:1::a", "2001:db8:1::b"
 HOA = "192.0.2.10"
 CN = "198.51.100.7"  # DLMAP's TUN address, the "Internet" side in this test
 GW = "192.0.2.1"
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
-@contextlib.contextmanager
-def netns(name: str) -> Iterator[None]:
-    """Run the body with this thread in namespace ``name`` (fds made there stay there)."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns")
-        try:
-            yield
-        finally:
-            if _libc.setns(home, CLONE_NEWNET) != 0:  # pragma: no cover - cannot go home
-                os._exit(70)
-    finally:
-        os.close(target)
-        os.close(home)
-
-
-def tun_open(name: str, flags: int) -> int:
-    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
-    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), flags | IFF_NO_PI))
-    return fd
 
 
 def poll_until(cond: Callable[[], bool], what: str) -> None:
@@ -179,14 +151,6 @@ def lab() -> Iterator[Lab]:
     finally:
         lab.down()
     assert not os.path.exists(f"/run/netns/{lab.a}") and not os.path.exists(f"/run/netns/{lab.b}")
-
-
-def a6(text: str) -> bytes:
-    return socket.inet_pton(socket.AF_INET6, text)
-
-
-def a4(text: str) -> int:
-    return struct.unpack("!I", socket.inet_aton(text))[0]
 
 
 def engines(fp: ModuleType) -> tuple[Any, Any]:
