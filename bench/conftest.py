@@ -49,9 +49,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     rows: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
     extra: dict[tuple[str, str], dict[str, Any]] = {}
+    floor: dict[str, float] = {}  # the pumps' syscalls from Python, ns per packet
     for b in session.benchmarks:
         params = dict(b.params or {})
         impl = params.pop("fp", None)
+        if b.name.startswith("test_pump_floor"):
+            floor[params["syscall"]] = _median(b) / b.extra_info["per"] * 1e9
         if impl is None:
             continue
         key = (b.name.split("[")[0], ",".join(f"{k}={v}" for k, v in sorted(params.items())))
@@ -60,12 +63,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         extra[key] = b.extra_info
     tr = terminalreporter
     tr.write_sep("=", "fastpath: ns per packet (median), reference / compiled")
-    tr.write_line(f"{'benchmark':40} {'params':28} {'reference':>11} {'compiled':>10} {'ratio':>7}")
+    tr.write_line(f"{'benchmark':40} {'params':36} {'reference':>11} {'compiled':>10} {'ratio':>7}")
     for (name, params), t in sorted(rows.items()):
         ref, comp = t.get("reference"), t.get("compiled")
         ratio = f"{ref / comp:7.1f}" if ref and comp else "      -"
         tr.write_line(
-            f"{name:40} {params:28} {ref or 0:11.0f} {comp or 0:10.1f} {ratio}"
+            f"{name:40} {params:36} {ref or 0:11.0f} {comp or 0:10.1f} {ratio}"
             + (
                 f"   table {extra[(name, params)]['MiB']:.1f} MiB"
                 if "MiB" in extra[(name, params)]
@@ -75,7 +78,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     per_packet = [
         t["reference"] / t["compiled"]
         for (n, _), t in rows.items()
-        if len(t) == 2 and "batch" not in n and "table" not in n
+        if len(t) == 2 and not any(w in n for w in ("batch", "table", "pump", "bind"))
     ]
     batch = [
         t["compiled"]
@@ -95,3 +98,18 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         )
     if mem:
         tr.write_line(f"1M-entry table: {max(mem):.1f} MiB (goal <= {GOAL_MEMORY >> 20})")
+    if floor:
+        tr.write_line(
+            "pumps, the kernel's share (the same syscalls from Python), ns per packet: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in sorted(floor.items()))
+        )
+    for e in extra.values():
+        if "bind_worst_us" in e:
+            tr.write_line(
+                f"filling 1M entries: peak {e['peak_MiB']:.1f} MiB; worst single bind "
+                f"{e['bind_worst_us']:.0f} us (bind #{e['bind_worst_at']}), p99.99 "
+                f"{e['bind_p9999_us']:.1f} us, median {e['bind_median_ns']} ns; worst of the "
+                f"{e['growth_binds']} binds that changed the allocation "
+                f"{e['growth_worst_us']:.0f} us; control (rebinding, no allocation): worst "
+                f"{e['control_worst_us']:.0f} us, p99.99 {e['control_p9999_us']:.1f} us"
+            )
