@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv6Address
+from typing import cast
 
 from router.core.actions import Event, Persist
 from router.core.common import RateLimiter
@@ -52,8 +53,9 @@ class RelayEndpoint(asyncio.DatagramProtocol):
     # --- asyncio --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # A datagram endpoint's transport (the selector loop's class is not a subclass of
+        # asyncio.DatagramTransport on every Python version, so no isinstance check).
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         try:
