@@ -17,10 +17,9 @@ from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv6Address
 from typing import cast
 
-from router.core.actions import Event, Persist
+from router.core.actions import Event, Persist, SendTunnel
 from router.core.common import RateLimiter
 from router.services.dhcp_relay import DhcpRelay, RelayAction, SendToServer
-from router.services.dhcp_server import SendTunnel
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ class RelayEndpoint(asyncio.DatagramProtocol):
                 if self.transport is not None:
                     self.transport.sendto(action.payload, (str(action.server), action.port))
             elif isinstance(action, SendTunnel):
-                self.send_tunnel(action.dmpa, action.packet.encode())
+                self.send_tunnel(action.peer, action.packet)
             elif isinstance(action, Event) and self.on_event is not None:
                 self.on_event(action)
         self._arm()

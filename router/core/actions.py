@@ -23,6 +23,23 @@ class SendMH:
 
 
 @dataclass(frozen=True, slots=True)
+class SendTunnel:
+    """Send the IPv4 ``packet`` through the IPv4-in-IPv6 tunnel (next header 4) to ``peer``:
+    the DLMAP, from a DMPA; a DMPA, from the DLMAP."""
+
+    peer: IPv6Address
+    packet: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendFrame:
+    """Write ``frame`` (a whole Ethernet frame) on access link ``link``, i.e. its TAP."""
+
+    link: int
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Bind:
     """Point the fastpath's HoA at a tunnel endpoint (and, on the DMPA, an MS on a link)."""
 
@@ -77,7 +94,7 @@ class Event:
     __hash__ = None  # type: ignore[assignment]
 
 
-Action = SendMH | Bind | Unbind | Persist | AAARequest | Event
+Action = SendMH | SendTunnel | SendFrame | Bind | Unbind | Persist | AAARequest | Event
 
 
 def event(kind: str, **fields: object) -> Event:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING
 
@@ -52,24 +51,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class SendFrame:
-    """Write ``frame`` (a whole Ethernet frame) on access link ``link``, i.e. its TAP."""
-
-    link: int
-    frame: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SendTunnel:
-    """Send the IPv4 ``packet`` to ``dlmap`` through the IPv4-in-IPv6 tunnel (next header 4)."""
-
-    dlmap: IPv6Address
-    packet: bytes
-
-
-#: What the access services return: the core's actions plus the two frame-level ones above.
-AccessAction = Action | SendFrame | SendTunnel
+#: What the access services return (the core's action types, frames and tunnel sends included).
+AccessAction = Action
 
 
 def is_host_address(address: IPv4Address) -> bool:

@@ -30,10 +30,10 @@ from __future__ import annotations
 import logging
 from ipaddress import IPv4Address
 
-from router.core.actions import Action, event
+from router.core.actions import Action, SendFrame, event
 from router.core.common import RateLimiter
 from router.core.dmpa import DMPA, State, Visitor
-from router.services.access import AccessAction, Drops, SendFrame, is_host_address
+from router.services.access import AccessAction, Drops, is_host_address
 from router.wire.arp import ArpOp, ArpPacket, reply_to
 from router.wire.ethernet import BROADCAST_MAC, EthernetFrame, EtherType, MacAddress
 

@@ -43,8 +43,9 @@ import logging
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
+from router.core.actions import SendFrame, SendTunnel
 from router.core.dmpa import DMPA, State, Visitor
-from router.services.access import AccessAction, Drops, SendFrame, SendTunnel
+from router.services.access import AccessAction, Drops
 from router.wire.dhcp import (
     CLIENT_PORT,
     SERVER_PORT,

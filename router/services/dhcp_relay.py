@@ -3,7 +3,7 @@
 Sans-I/O. :meth:`DhcpRelay.receive_from_dmpa` takes a request a DMPA's tunnel carried (IPv4
 packet bytes, decoded, or a bare message) and returns :class:`SendToServer` actions;
 :meth:`DhcpRelay.receive_from_server` takes a server's UDP payload and returns the
-:class:`~router.services.dhcp_server.SendTunnel` carrying the reply back to the DMPA that sent the
+:class:`~router.core.actions.SendTunnel` carrying the reply back to the DMPA that sent the
 request, plus :class:`~router.core.actions.Persist` and events. The UDP socket is
 :mod:`router.adapters.dhcp_socket`.
 
@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address
 
-from router.core.actions import Event, Persist, event
+from router.core.actions import Event, Persist, SendTunnel, event
 from router.core.common import to_wall
 from router.core.pool import HoAPool
 from router.services.dhcp_server import (
@@ -41,7 +41,6 @@ from router.services.dhcp_server import (
     POOL_TABLE,
     ZERO,
     ConfigError,
-    SendTunnel,
     build_packet,
     nai_of,
     parse_request,
@@ -271,7 +270,7 @@ class DhcpRelay:
             reply = _with_giaddr(reply, entry.giaddr)
         self.counters[f"tx.{name}"] += 1
         packet = build_packet(reply, self.config.giaddr, dst, port)
-        actions.insert(0, SendTunnel(entry.dmpa, packet))
+        actions.insert(0, SendTunnel(entry.dmpa, packet.encode()))
         return actions
 
     def _learn(

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from typing import Any
 
-from router.core.actions import Event, Persist, event
+from router.core.actions import Event, Persist, SendTunnel, event
 from router.core.common import from_wall, to_wall
 from router.core.pool import HoAPool
 from router.wire.dhcp import (
@@ -72,14 +72,6 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
-
-
-@dataclass(frozen=True, slots=True)
-class SendTunnel:
-    """Send ``packet`` (IPv4) through the IPv4-in-IPv6 tunnel to the DMPA ``dmpa``."""
-
-    dmpa: IPv6Address
-    packet: IPv4Packet
 
 
 DhcpAction = SendTunnel | Persist | Event
@@ -570,7 +562,7 @@ class DhcpServer:
     ) -> SendTunnel:
         self.counters[counter] += 1
         dst, port = reply_destination(reply, request)
-        return SendTunnel(dmpa, build_packet(reply, self.config.server_id, dst, port))
+        return SendTunnel(dmpa, build_packet(reply, self.config.server_id, dst, port).encode())
 
     # --- persistence ----------------------------------------------------------------------
 

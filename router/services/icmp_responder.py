@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 
+from router.core.actions import SendFrame
 from router.core.dmpa import Visitor
-from router.services.access import AccessAction, Drops, SendFrame, is_host_address
+from router.services.access import AccessAction, Drops, is_host_address
 from router.wire.errors import DecodeError
 from router.wire.ethernet import EthernetFrame, EtherType
 from router.wire.icmp import IcmpEcho, IcmpMessage, IcmpType

@@ -15,9 +15,9 @@ import time
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
-from router.core.actions import Action, SendMH
+from router.core.actions import Action, SendFrame, SendMH, SendTunnel
 from router.core.dmpa import DMPA, AddressMode, DMPAConfig, Profile
-from router.services.access import AccessAction, AccessDispatcher, SendFrame, SendTunnel
+from router.services.access import AccessAction, AccessDispatcher
 from router.services.arp_proxy import ArpProxy
 from router.services.dhcp_dmpa import DhcpDmpa, DhcpDmpaConfig
 from router.services.icmp_responder import IcmpResponder
@@ -341,7 +341,7 @@ import json, os, select, sys, time
 from pytun import IFF_NO_PI, IFF_TAP, TunTapDevice
 from router.core.actions import AAARequest, SendMH
 from router.core.dmpa import Profile, State
-from router.services.access import SendFrame
+from router.core.actions import SendFrame
 from router.services.dhcp_dmpa import DhcpDmpaConfig
 from router.wire.mh import BindingUpdate
 from tests.netns.access_helpers import DLMAP, DNS, DOMAIN, HOA, NAI, grant, stack

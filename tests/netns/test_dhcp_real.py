@@ -225,8 +225,10 @@ HARNESS = r"""
 import json, socket, sys, time
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from router.core.pool import HoAPool
-from router.services.dhcp_server import DhcpServer, DhcpServerConfig, SendTunnel, parse_request
+from router.services.dhcp_server import DhcpServer, DhcpServerConfig, parse_request
+from router.core.actions import SendTunnel
 from router.wire.dhcp import BootpOp, RelayAgentInfo
+from router.wire.ipv4 import IPv4Packet
 
 ifname, nai, state_path, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 GW = IPv4Address("198.51.100.1")
@@ -262,9 +264,9 @@ while time.monotonic() < deadline:
     seen.append(int(msg.message_type or 0))
     for action in server.receive(msg, DMPA, time.monotonic()):
         if isinstance(action, SendTunnel):
-            p = action.packet
+            p = IPv4Packet.decode(action.packet)
             dst = b"\xff" * 6 if p.dst == IPv4Address("255.255.255.255") else msg.chaddr[:6]
-            s.send(dst + own + b"\x08\x00" + p.encode())
+            s.send(dst + own + b"\x08\x00" + action.packet)
     with open(state_path + ".tmp", "w") as f:
         json.dump({"seen": seen, "counters": dict(server.counters),
                    "owner": {k: str(v.address) for k, v in server.leases.items()},

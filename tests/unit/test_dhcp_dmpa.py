@@ -68,7 +68,7 @@ def test_discover_is_tagged_and_carried_to_the_dlmap_before_registration() -> No
     assert node.visitors[MS].state is State.WAIT_ADDRESS
     actions = dispatch.receive_frame(dhcp_frame(MS, dhcp_client(T.DISCOVER, MS)), 2, 1.0, 1e9)
     (send,) = tunnelled(actions)
-    assert send.dlmap == DLMAP
+    assert send.peer == DLMAP
     ip, message = inner(send.packet)
     assert (ip.src, ip.dst) == (ZERO, LIMITED)
     assert message.message_type == T.DISCOVER and message.giaddr == ZERO

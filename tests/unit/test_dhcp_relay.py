@@ -7,10 +7,10 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
-from router.core.actions import Persist
+from router.core.actions import Persist, SendTunnel
 from router.core.pool import HoAPool
 from router.services.dhcp_relay import DhcpRelay, DhcpRelayConfig, RelayAction, SendToServer
-from router.services.dhcp_server import BROADCAST, POOL_TABLE, ConfigError, SendTunnel
+from router.services.dhcp_server import BROADCAST, POOL_TABLE, ConfigError
 from router.wire.dhcp import (
     BROADCAST_FLAG,
     BootpOp,
@@ -106,9 +106,9 @@ def forwarded(actions: list[RelayAction]) -> DhcpMessage:
 def tunnelled(actions: list[RelayAction]) -> tuple[IPv6Address, IPv4Packet, DhcpMessage]:
     sends = [a for a in actions if isinstance(a, SendTunnel)]
     assert len(sends) == 1, actions
-    p = sends[0].packet
+    p = IPv4Packet.decode(sends[0].packet)
     udp = UdpDatagram.decode(p.payload, src=p.src, dst=p.dst)
-    return sends[0].dmpa, p, DhcpMessage.decode(udp.payload)
+    return sends[0].peer, p, DhcpMessage.decode(udp.payload)
 
 
 # --- towards the server -----------------------------------------------------------------------

@@ -105,10 +105,11 @@ def replies(actions: list[DhcpAction]) -> list[tuple[IPv4Packet, DhcpMessage]]:
     out = []
     for a in actions:
         if isinstance(a, SendTunnel):
-            assert a.dmpa == DMPA
-            udp = UdpDatagram.decode(a.packet.payload, src=a.packet.src, dst=a.packet.dst)
+            assert a.peer == DMPA
+            ip = IPv4Packet.decode(a.packet)
+            udp = UdpDatagram.decode(ip.payload, src=ip.src, dst=ip.dst)
             assert udp.src_port == 67
-            out.append((a.packet, DhcpMessage.decode(udp.payload)))
+            out.append((ip, DhcpMessage.decode(udp.payload)))
     return out
 
 
