@@ -1,0 +1,103 @@
+"""What one appliance process is told to be: the validated form of its ini file.
+
+:mod:`router.app.config` turns an ini file into these (or into every error at once, as
+``section.key: message``); the composition roots in :mod:`router.app` read nothing else.
+
+The ini file, section by section (``etc/dmpa.ini`` and ``etc/dlmap.ini`` document every key)::
+
+    [node]        role, name, address (our IPv6 tunnel endpoint and MH address), state_dir,
+                  control_socket, log_level
+    [dmpa]        access interfaces, pseudo_mac, gateway, prefix_length, lifetime, tunnel_mtu,
+                  aaa backend, default address mode
+    [dlmap]       gateway, network (the HoA network), pool ranges, lifetime, lease_time,
+                  tunnel_mtu, dhcp (builtin | relay) and relay servers, revocation timers
+    [peer <ipv6>] one per peer: the DLMAPs a DMPA registers at, the DMPAs a DLMAP accepts;
+                  dialect (draft | rfc5844) and its draft-dialect codepoints
+    [profile <nai>] local AAA profiles (both roles: the DLMAP reads static addresses from them)
+    [radius]      RADIUS servers and secrets (DMPA, when aaa = radius)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
+from pathlib import Path
+from typing import Literal
+
+from router.core.aaa import LocalProfile
+from router.wire.dialect import Dialect
+from router.wire.ethernet import MacAddress
+
+Role = Literal["dmpa", "dlmap"]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    role: Role
+    #: Short name (letters, digits, '-'), at most 8 characters: it prefixes the kernel objects
+    #: this process creates ("nl" + name + suffix fits the 15-character interface limit), which
+    #: is how they are recognised and swept at start-up.
+    name: str
+    #: Our IPv6 address: source of the MH signaling and the tunnel endpoint.
+    address: IPv6Address
+    state_dir: Path
+    control_socket: Path
+    log_level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSettings:
+    address: IPv6Address
+    dialect: Dialect
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusSettings:
+    servers: tuple[tuple[str, bytes], ...]  # ("[2001:db8::5]:1812" or "192.0.2.5:1812", secret)
+    nas_identifier: str
+    timeout: float = 2.0
+    retries: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class DMPASettings:
+    node: NodeSettings
+    #: Existing interfaces that are access links; link index = position in this tuple.
+    access: tuple[str, ...]
+    pseudo_mac: MacAddress
+    gateway: IPv4Address
+    prefix_length: int
+    peers: tuple[PeerSettings, ...]
+    profiles: tuple[LocalProfile, ...]
+    lifetime: int = 3600
+    tunnel_mtu: int = 1460
+    aaa: Literal["local", "radius"] = "local"
+    radius: RadiusSettings | None = None
+    #: DHCP options the co-located server (DLMAP-allocation mode) hands out.
+    dns: tuple[IPv4Address, ...] = ()
+    lease_time: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class DLMAPSettings:
+    node: NodeSettings
+    #: The MS's default gateway, the DLMAP's own address on the HoA network (seed 3.4).
+    gateway: IPv4Address
+    network: IPv4Network
+    pool: tuple[tuple[IPv4Address, IPv4Address], ...]
+    peers: tuple[PeerSettings, ...]
+    profiles: tuple[LocalProfile, ...]
+    max_lifetime: int = 3600
+    lease_time: int = 3600
+    tunnel_mtu: int = 1460
+    dhcp: Literal["builtin", "relay"] = "builtin"
+    dhcp_servers: tuple[IPv4Address, ...] = ()
+    dns: tuple[IPv4Address, ...] = ()
+    revocation_budget: float = 0.5
+    bri_interval: float = 1.0
+    bri_retries: int = 3
+    #: Extra settings a test or an operator may pass through (reserved; empty by default).
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+Settings = DMPASettings | DLMAPSettings
