@@ -1,0 +1,211 @@
+"""What both roles' composition roots share: carrying out the cores' actions, one loop turn at
+a time, and the timer that wakes a core.
+
+Actions are queued as events produce them and carried out once per loop turn
+(``loop.call_soon``): first every :class:`Persist` of the turn in one SQLite transaction, then
+everything else in order. So writes are grouped per loop turn and a binding is on disk before
+the PBA that announces it leaves (issue 4, Persistence).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from ipaddress import IPv6Address
+from typing import Any, Protocol
+
+from router.adapters.store import Store
+from router.core.actions import (
+    AAARequest,
+    Action,
+    Bind,
+    Event,
+    Persist,
+    SendFrame,
+    SendMH,
+    SendTunnel,
+    Unbind,
+)
+from router.core.common import RateLimiter
+from router.wire.dialect import Dialect
+from router.wire.errors import DecodeError, UnknownTypeError
+from router.wire.mh import MobilityMessage, decode_message
+
+log = logging.getLogger("netlmm")
+
+
+class Core(Protocol):
+    def receive(
+        self, message: MobilityMessage, src: IPv6Address, now: float, wall: float
+    ) -> list[Action]: ...
+
+    def receive_unknown_type(self, mh_type: int, src: IPv6Address, now: float) -> list[Action]: ...
+
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float, wall: float) -> list[Action]: ...
+
+
+class Clock:
+    """Monotonic time for timers and wall time for timestamps and the database."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+
+class ActionRunner:
+    """Queues actions and carries them out once per loop turn (see the module docstring)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        store: Store,
+        handlers: dict[type, Callable[[Any], None]],
+        counters: Counter[str],
+    ) -> None:
+        self.loop = loop
+        self.store = store
+        self.handlers = handlers
+        self.counters = counters
+        self._queue: list[object] = []
+        self._scheduled = False
+        self._after: list[Callable[[], None]] = []
+        self._log_limit = RateLimiter(0.1)
+
+    def submit(self, actions: Sequence[object]) -> None:
+        """Queue actions: the cores' :data:`Action` types and any a service adds (dispatched
+        by type to ``handlers``)."""
+        if not actions:
+            return
+        self._queue.extend(actions)
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def after_flush(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` after each flush (the owner re-arms its core's timer there)."""
+        self._after.append(callback)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        queue, self._queue = self._queue, []
+        persists = [a for a in queue if isinstance(a, Persist)]
+        if persists:
+            self.store.apply(persists)
+            self.counters["store.rows"] += len(persists)
+            self.counters["store.commits"] += 1
+        for action in queue:
+            if isinstance(action, Persist):
+                continue
+            if isinstance(action, Event):
+                self.counters[f"event.{action.kind}"] += 1
+                # Peers can trigger events: at most ten lines a second of each kind.
+                if self._log_limit.allow(action.kind, self.loop.time()):
+                    log.info("%s %s", action.kind, _fields(action.fields))
+                continue
+            handler = self.handlers.get(type(action))
+            if handler is None:
+                self.counters["action.unhandled"] += 1
+                log.warning("no handler for %s", type(action).__name__)
+                continue
+            try:
+                handler(action)
+            except OSError as exc:
+                self.counters[f"action.{type(action).__name__}.error"] += 1
+                log.warning("%s failed: %s", type(action).__name__, exc)
+        for callback in self._after:
+            callback()
+
+
+def _fields(fields: dict[str, object]) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items())
+
+
+class CoreTimer:
+    """One ``loop.call_later`` for a core's next deadline, re-armed after every change.
+
+    ``get_timer`` says when, ``fire(now, wall)`` returns the actions due (a core's
+    ``handle_timer``, or a service's wrapped to that shape).
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        clock: Clock,
+        get_timer: Callable[[], float | None],
+        fire: Callable[[float, float], Sequence[object]],
+        submit: Callable[[Sequence[object]], None],
+    ) -> None:
+        self.loop, self.clock, self.submit = loop, clock, submit
+        self.get_timer, self.fire = get_timer, fire
+        self._handle: asyncio.TimerHandle | None = None
+        self._at: float | None = None
+
+    def rearm(self) -> None:
+        deadline = self.get_timer()
+        if deadline == self._at and self._handle is not None:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._at = deadline
+        if deadline is None:
+            return
+        delay = max(0.0, deadline - self.clock.now())
+        self._handle = self.loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._at = None
+        self.submit(self.fire(self.clock.now(), self.clock.wall()))
+        self.rearm()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+def receive_mh(
+    core: Core,
+    data: bytes,
+    src: IPv6Address,
+    dialects: dict[IPv6Address, Dialect],
+    default: Dialect,
+    clock: Clock,
+    counters: Counter[str],
+) -> list[Action]:
+    """Decode one received MH in the sender's dialect and hand it to the core.
+
+    The kernel has verified the checksum already (wire-reference 3.2). A malformed message is
+    counted and dropped; an unknown MH type is answered with a Binding Error by the core.
+    """
+    counters["mh.rx"] += 1
+    dialect = dialects.get(src, default)
+    try:
+        message = decode_message(data, dialect)
+    except UnknownTypeError as exc:
+        return core.receive_unknown_type(exc.type_value, src, clock.now())
+    except DecodeError as exc:
+        counters[f"mh.malformed.{type(exc).__name__}"] += 1
+        return []
+    return core.receive(message, src, clock.now(), clock.wall())
+
+
+__all__ = [
+    "AAARequest",
+    "ActionRunner",
+    "Bind",
+    "Clock",
+    "CoreTimer",
+    "SendFrame",
+    "SendMH",
+    "SendTunnel",
+    "Unbind",
+    "receive_mh",
+]
