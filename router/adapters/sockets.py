@@ -1,0 +1,207 @@
+"""The raw IPv6 sockets of the appliance, and the asyncio endpoint for Mobility Header signaling.
+
+Three sockets, all non-blocking, all needing CAP_NET_RAW, all opened in the process's namespace:
+
+* :func:`open_mh_socket`: raw ``IPPROTO_MH`` (135) bound to our address. The kernel fills the
+  MH checksum on send and silently drops a bad one on receive (wire-reference 3.2), so the
+  codec never computes it here. Keep it open for the whole run: without it the kernel answers
+  a peer's PBU with ICMPv6 "unrecognized Next Header".
+* :func:`open_tunnel_rx`: raw protocol 4 bound to our address: the kernel strips the outer
+  IPv6 header and gives the inner IPv4 packet, the outer source in the sockaddr
+  (wire-reference 6.3). The fastpath's ``pump_tunnel(rx_fd, ...)`` reads it.
+* :func:`open_raw_tx`: ``IPPROTO_RAW``, so the IPv6 header is ours (header included). The
+  fastpath's pumps write whole IPv4-in-IPv6 packets into it; the slow path uses
+  :func:`send_ipv6`.
+
+The fastpath takes the fds (``sock.fileno()``); the sockets stay owned by whoever opened them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import struct
+import time
+from collections import Counter
+from collections.abc import Callable
+from ipaddress import IPv6Address
+
+from router.core.common import RateLimiter
+from router.wire.constants import IPPROTO_IPIP, IPPROTO_MH
+
+log = logging.getLogger(__name__)
+
+#: ``IPV6_CHECKSUM`` from linux/in6.h (not exported by the socket module).
+IPV6_CHECKSUM = 7
+#: Offset of the MH checksum field (RFC 6275 section 6.1.1), for ``IPV6_CHECKSUM``.
+MH_CHECKSUM_OFFSET = 4
+#: Largest datagram a raw socket hands over (an IPv6 payload cannot be longer).
+MAX_DATAGRAM = 65535
+
+_IPV6_HEADER = struct.Struct("!IHBB16s16s")
+#: ``SO_RCVBUFFORCE`` from asm-generic/socket.h (typeshed does not list it).
+SO_RCVBUFFORCE = 33
+
+
+def _raw(proto: int, address: IPv6Address | None, rcvbuf: int | None) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, proto)
+    try:
+        sock.setblocking(False)
+        if rcvbuf is not None:
+            # FORCE: root may exceed net.core.rmem_max (bursts of tunnel traffic).
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+        if address is not None:
+            sock.bind((str(address), 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def open_mh_socket(address: IPv6Address, rcvbuf: int | None = None) -> socket.socket:
+    """Raw MH socket bound to ``address``: receives the MH sent to it, sends from it.
+
+    ``IPV6_CHECKSUM`` is set to 4 explicitly (Linux does that by default for protocol 135; RFC
+    4584 errata 741 asks applications to set it). No ``IPV6_RECVPKTINFO``: the socket is bound
+    to one address, so the local address of every message is ``address``. Raises
+    ``OSError(EADDRNOTAVAIL)`` while ``address`` is absent or tentative (see
+    :func:`router.adapters.devices.wait_address`).
+    """
+    sock = _raw(IPPROTO_MH, address, rcvbuf)
+    sock.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, MH_CHECKSUM_OFFSET)
+    return sock
+
+
+def open_tunnel_rx(address: IPv6Address, rcvbuf: int | None = None) -> socket.socket:
+    """Raw protocol-4 socket bound to ``address``: the inner IPv4 packets of the tunnels that
+    end here, outer source in the sockaddr. Only packets whose outer destination is ``address``
+    are delivered to it."""
+    return _raw(IPPROTO_IPIP, address, rcvbuf)
+
+
+def open_raw_tx() -> socket.socket:
+    """``AF_INET6, SOCK_RAW, IPPROTO_RAW``: every send carries its own IPv6 header (on Linux
+    ``IPPROTO_RAW`` implies ``IPV6_HDRINCL``); the destination sockaddr picks the route."""
+    return _raw(socket.IPPROTO_RAW, None, None)
+
+
+def ipv6_header(
+    src: IPv6Address,
+    dst: IPv6Address,
+    next_header: int,
+    payload_length: int,
+    hop_limit: int = 64,
+    traffic_class: int = 0,
+) -> bytes:
+    """A 40-byte IPv6 header (RFC 8200 section 3), flow label 0."""
+    if not 0 <= payload_length <= 0xFFFF:
+        raise ValueError(f"payload of {payload_length} bytes does not fit an IPv6 packet")
+    first = (6 << 28) | ((traffic_class & 0xFF) << 20)
+    return _IPV6_HEADER.pack(first, payload_length, next_header, hop_limit, src.packed, dst.packed)
+
+
+def send_ipv6(
+    sock: socket.socket,
+    src: IPv6Address,
+    dst: IPv6Address,
+    next_header: int,
+    payload: bytes,
+    hop_limit: int = 64,
+    traffic_class: int = 0,
+) -> None:
+    """Send one IPv6 packet on an :func:`open_raw_tx` socket (the slow path's way to send,
+    for example, a tunnel packet with next header 4). Raises ``OSError`` as ``sendto`` does
+    (``BlockingIOError`` when the send buffer is full); the caller counts it."""
+    header = ipv6_header(src, dst, next_header, len(payload), hop_limit, traffic_class)
+    sock.sendto(header + payload, (str(dst), 0))
+
+
+MessageHandler = Callable[[bytes, IPv6Address], None]
+
+
+class MHEndpoint:
+    """Mobility Header signaling on one :func:`open_mh_socket` socket, driven by the loop.
+
+    ``on_message(data, src)`` is called with each MH received (the whole MH, checksum already
+    verified by the kernel; the codec does the RFC 6275 9.2 checks). :meth:`send` never raises:
+    failures (``ENETUNREACH``, a full send buffer, ...) are counted in :attr:`counters` as
+    ``tx.error`` and ``tx.error.<ERRNO>`` and logged at most once per second per errno. An
+    exception escaping ``on_message`` is counted (``rx.handler_error``) and logged, and the
+    endpoint keeps reading.
+
+    Counters: ``rx``, ``rx.error``, ``rx.handler_error``, ``tx``, ``tx.error``,
+    ``tx.error.<ERRNO>``.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        on_message: MessageHandler,
+        *,
+        batch: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sock = sock
+        self.on_message = on_message
+        self.batch = batch
+        self.counters: Counter[str] = Counter()
+        self._clock = clock
+        self._log_limit = RateLimiter(1.0)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start reading (``loop.add_reader``); call on the loop thread."""
+        if self._loop is not None:
+            raise RuntimeError("MHEndpoint already started")
+        self._loop = loop or asyncio.get_running_loop()
+        self._loop.add_reader(self.sock.fileno(), self._readable)
+
+    def stop(self) -> None:
+        """Stop reading; the socket stays open (the caller may close it)."""
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop = None
+
+    def close(self) -> None:
+        """Stop reading and close the socket."""
+        self.stop()
+        self.sock.close()
+
+    def send(self, data: bytes, dst: IPv6Address) -> bool:
+        """Send one MH to ``dst`` (the kernel fills the checksum); ``False`` if it failed."""
+        try:
+            self.sock.sendto(data, (str(dst), 0))
+        except OSError as exc:
+            self._count_error("tx", exc, dst)
+            return False
+        self.counters["tx"] += 1
+        return True
+
+    def _count_error(self, direction: str, exc: OSError, peer: object) -> None:
+        name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        self.counters[f"{direction}.error"] += 1
+        self.counters[f"{direction}.error.{name}"] += 1
+        if self._log_limit.allow((direction, name), self._clock()):
+            log.warning("mh %s error=%s peer=%s", direction, name, peer)
+
+    def _readable(self) -> None:
+        for _ in range(self.batch):  # bounded: let the loop run other work between batches
+            try:
+                data, addr = self.sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._count_error("rx", exc, None)
+                return
+            self.counters["rx"] += 1
+            # The sockaddr of an AF_INET6 raw socket: (address, port, flowinfo, scope_id);
+            # a link-local source carries "%scope" in the text.
+            src = IPv6Address(str(addr[0]).split("%", 1)[0])
+            try:
+                self.on_message(data, src)
+            except Exception:
+                self.counters["rx.handler_error"] += 1
+                if self._log_limit.allow("handler", self._clock()):
+                    log.exception("mh handler failed peer=%s", src)
