@@ -12,13 +12,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from ipaddress import AddressValueError, IPv6Address
+from pathlib import Path
 
 from router import __version__
 from router.wire.dialect import DIALECTS
 from router.wire.errors import DecodeError
 from router.wire.mh import decode_message
 
-NOT_YET = ("run", "check-config", "show", "lab")
+NOT_YET = ("run", "show", "lab")
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -50,6 +51,24 @@ def _decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_config(args: argparse.Namespace) -> int:
+    """Every error (exit 2) and warning of one ini file; a one-line summary when it is usable."""
+    from router.app import config  # here: the other commands do not need the app layer
+
+    try:
+        settings, warnings = config.load(args.file)
+    except config.ConfigErrors as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        for warning in exc.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        return 2
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{args.file}: ok: {config.summary(settings)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netlmm", description="IPv4/netlmm6/IPv4 router appliance (DMPA and DLMAP roles)."
@@ -61,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--dialect", choices=sorted(DIALECTS), default="draft")
     decode.add_argument("--src", help="IPv6 source, to verify the checksum (with --dst)")
     decode.add_argument("--dst", help="IPv6 destination, to verify the checksum (with --src)")
+    check = sub.add_parser("check-config", help="check an ini file: every error at once")
+    check.add_argument("file", type=Path, help="the ini file (see etc/dmpa.ini, etc/dlmap.ini)")
     for name in NOT_YET:
         sub.add_parser(name, help="not implemented yet (arrives with the appliance)")
     return parser
@@ -73,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "decode":
         return _decode(args)
+    if args.command == "check-config":
+        return _check_config(args)
     print(f"netlmm {args.command}: not implemented yet; see README.md", file=sys.stderr)
     return 2
 
