@@ -1,9 +1,12 @@
 """The ``netlmm`` command line.
 
-What exists today: ``netlmm version`` and ``netlmm decode``, which decodes a Mobility Header
-given in hex (from a capture, a log, a test vector) in either dialect. The appliance itself
-(``run``, ``check-config``, ``show``, ``lab``) arrives with the appliance issue; asking for it
-says so instead of pretending.
+* ``netlmm run -c FILE``: the appliance, in the role its ini file names, until SIGTERM/SIGINT.
+* ``netlmm check-config FILE``: every error at once (``section.key: message``, exit 2).
+* ``netlmm show bindings|visitors|counters [--json] [-c FILE | --socket PATH]``: asks a running
+  appliance through its control socket.
+* ``netlmm lab ...``: the network-namespace lab (see ``netlmm lab --help``).
+* ``netlmm decode HEX``: decodes a Mobility Header (from a capture, a log, a test vector).
+* ``netlmm version``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from router.wire.dialect import DIALECTS
 from router.wire.errors import DecodeError
 from router.wire.mh import decode_message
 
-NOT_YET = ("run", "show", "lab")
+NOT_YET: tuple[str, ...] = ()
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -69,6 +72,80 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(path: Path) -> object | None:
+    from router.app import config
+
+    try:
+        settings, warnings = config.load(path)
+    except config.ConfigErrors as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return None
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return settings
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    if settings is None:
+        return 2
+    from router.app.run import run
+
+    return run(settings, fastpath=args.fastpath)  # type: ignore[arg-type]
+
+
+def _show(args: argparse.Namespace) -> int:
+    import json
+
+    from router.adapters.control import ControlClient, ControlError
+
+    path = args.socket
+    if path is None:
+        settings = _load(args.config)
+        if settings is None:
+            return 2
+        path = settings.node.control_socket  # type: ignore[attr-defined]
+    try:
+        reply = ControlClient(Path(path)).request({"command": "show", "what": args.what})
+    except ControlError as exc:
+        print(f"netlmm show: {exc}", file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print(f"netlmm show: {reply.get('error')}", file=sys.stderr)
+        return 1
+    result = reply["result"]
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(_table(result))
+    return 0
+
+
+def _table(result: object) -> str:
+    """Rows of dicts as an aligned table; nested dicts as indented ``key value`` lines."""
+    if isinstance(result, list):
+        if not result:
+            return "(none)"
+        columns = list(result[0])
+        cells = [[str(row.get(c, "")) for c in columns] for row in result]
+        widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+        lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+        return "\n".join(line.rstrip() for line in lines)
+    if isinstance(result, dict):
+        lines = []
+        for key in sorted(result):
+            value = result[key]
+            if isinstance(value, dict):
+                lines.append(f"{key}:")
+                lines += [f"  {k} {value[k]}" for k in sorted(value)]
+            else:
+                lines.append(f"{key} {value}")
+        return "\n".join(lines)
+    return str(result)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netlmm", description="IPv4/netlmm6/IPv4 router appliance (DMPA and DLMAP roles)."
@@ -82,8 +159,25 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--dst", help="IPv6 destination, to verify the checksum (with --src)")
     check = sub.add_parser("check-config", help="check an ini file: every error at once")
     check.add_argument("file", type=Path, help="the ini file (see etc/dmpa.ini, etc/dlmap.ini)")
+    run = sub.add_parser("run", help="run the appliance (role from the ini file)")
+    run.add_argument("-c", "--config", type=Path, required=True, help="the ini file")
+    run.add_argument(
+        "--fastpath",
+        choices=("auto", "compiled", "reference"),
+        default="auto",
+        help="data-plane twin (default: compiled when built)",
+    )
+    show = sub.add_parser("show", help="ask a running appliance")
+    show.add_argument("what", choices=("bindings", "visitors", "counters"))
+    where = show.add_mutually_exclusive_group(required=True)
+    where.add_argument("-c", "--config", type=Path, help="its ini file (for the socket path)")
+    where.add_argument("--socket", type=Path, help="its control socket")
+    show.add_argument("--json", action="store_true", help="JSON instead of a table")
+    from router.lab.cli import add_lab_parser
+
+    add_lab_parser(sub)
     for name in NOT_YET:
-        sub.add_parser(name, help="not implemented yet (arrives with the appliance)")
+        sub.add_parser(name, help="not implemented yet")
     return parser
 
 
@@ -96,6 +190,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _decode(args)
     if args.command == "check-config":
         return _check_config(args)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "show":
+        return _show(args)
+    if args.command == "lab":
+        from router.lab.cli import lab_main
+
+        return lab_main(args)
     print(f"netlmm {args.command}: not implemented yet; see README.md", file=sys.stderr)
     return 2
 

@@ -200,4 +200,6 @@ def run(settings: Settings, *, fastpath: str = "auto") -> int:
         level=getattr(logging, settings.node.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("pyroute2", "asyncio"):  # their debug output is per netlink message
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
     return uvloop.run(serve(settings, fastpath=fastpath))
