@@ -35,9 +35,23 @@ def test_decode_reports_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["decode", "zz"]) == 2
 
 
-def test_unbuilt_commands_say_so(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run"]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
+def test_run_needs_a_config_and_refuses_a_bad_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run"])
+    assert info.value.code == 2
+    bad = tmp_path / "bad.ini"
+    bad.write_text("[node]\nrole = router\n")
+    assert main(["run", "-c", str(bad)]) == 2
+    assert "node.role" in capsys.readouterr().err
+
+
+def test_show_without_a_running_appliance_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["show", "bindings", "--socket", str(tmp_path / "absent.sock")]) == 1
+    assert "running" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
