@@ -522,6 +522,10 @@ class Sniffer:
         self._server = _Server(self.lab, self.ns, self.argv, "sniff")
         return self
 
+    def done(self) -> bool:
+        """The sniffer has exited (``count`` frames matched or its time is up)."""
+        return self._server is not None and self._server.proc.poll() is not None
+
     def result(self) -> SniffResult:
         """Wait until ``count`` frames matched or the time is up."""
         if self._server is None:

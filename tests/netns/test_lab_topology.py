@@ -150,9 +150,7 @@ def _arp_until_seen(lab: Lab, dmpa: int) -> int:
     deadline = time.monotonic() + 8
     proc = lab.popen("ms", ["arping", "-D", "-c", "8", "-w", "8", "-I", MS_IF, "192.0.2.1"])
     try:
-        while time.monotonic() < deadline and sniffer._server is not None:
-            if sniffer._server.proc.poll() is not None:
-                break
+        while time.monotonic() < deadline and not sniffer.done():
             time.sleep(0.05)
     finally:
         lab.stop(proc)
