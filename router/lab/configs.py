@@ -1,0 +1,96 @@
+"""The ini files the lab starts the appliance with: one DLMAP, two DMPAs, profiles for the MSs.
+
+The same files an operator would write (see ``etc/``), generated for the lab's addresses and a
+per-run directory (state, control sockets), then checked with the real loader before anything
+starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from router.app import config
+from router.lab.topology import (
+    ACCESS_IF,
+    DLMAP_ADDRESS,
+    DMPA_ADDRESSES,
+    HOA_NETWORK,
+)
+
+GATEWAY = HOA_NETWORK.network_address + 1
+POOL = f"{HOA_NETWORK.network_address + 100}-{HOA_NETWORK.network_address + 199}"
+STATIC_HOA = HOA_NETWORK.network_address + 10
+
+
+@dataclass(frozen=True)
+class MobileProfile:
+    nai: str
+    mac: str
+    mode: str  # dhcp | dlmap | static
+    hoa: str | None = None
+
+
+@dataclass(frozen=True)
+class LabConfigs:
+    dlmap: Path
+    dmpas: dict[int, Path]
+    sockets: dict[str, Path]
+
+
+def _profiles(profiles: list[MobileProfile], dlmap_line: bool) -> str:
+    out = []
+    for p in profiles:
+        out.append(f"[profile {p.nai}]\nmac = {p.mac}\nmode = {p.mode}\n")
+        if p.hoa:
+            out.append(f"hoa = {p.hoa}\n")
+        if dlmap_line:
+            out.append(f"dlmap = {DLMAP_ADDRESS}\n")
+        out.append("\n")
+    return "".join(out)
+
+
+def write_configs(
+    folder: Path,
+    profiles: list[MobileProfile],
+    *,
+    dialect: str = "draft",
+    dhcp: str = "builtin",
+    dhcp_servers: tuple[str, ...] = (),
+    tunnel_mtu: int = 1500,
+    log_level: str = "info",
+) -> LabConfigs:
+    """Write ``dlmap.ini``, ``dmpa1.ini`` and ``dmpa2.ini`` into ``folder`` and check them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sockets = {"dlmap": folder / "dlmap.sock"} | {
+        f"dmpa{i}": folder / f"dmpa{i}.sock" for i in (1, 2)
+    }
+    peers = "".join(
+        f"[peer {address}]\ndialect = {dialect}\n\n" for address in DMPA_ADDRESSES.values()
+    )
+    relay = f"dhcp_servers = {', '.join(dhcp_servers)}\n" if dhcp == "relay" else ""
+    dlmap = (
+        f"[node]\nrole = dlmap\nname = lm\naddress = {DLMAP_ADDRESS}\n"
+        f"state_dir = {folder / 'dlmap-state'}\ncontrol_socket = {sockets['dlmap']}\n"
+        f"log_level = {log_level}\n\n"
+        f"[dlmap]\ngateway = {GATEWAY}\nnetwork = {HOA_NETWORK}\npool = {POOL}\n"
+        f"tunnel_mtu = {tunnel_mtu}\ndhcp = {dhcp}\n{relay}revocation_budget = 0.5\n\n"
+        f"{peers}{_profiles(profiles, dlmap_line=False)}"
+    )
+    paths = {"dlmap": folder / "dlmap.ini"}
+    paths["dlmap"].write_text(dlmap)
+    for index, address in DMPA_ADDRESSES.items():
+        text = (
+            f"[node]\nrole = dmpa\nname = m{index}\naddress = {address}\n"
+            f"state_dir = {folder / f'dmpa{index}-state'}\n"
+            f"control_socket = {sockets[f'dmpa{index}']}\nlog_level = {log_level}\n\n"
+            f"[dmpa]\naccess = {ACCESS_IF}\ngateway = {GATEWAY}\n"
+            f"prefix_length = {HOA_NETWORK.prefixlen}\ntunnel_mtu = {tunnel_mtu}\n\n"
+            f"[peer {DLMAP_ADDRESS}]\ndialect = {dialect}\n\n"
+            f"{_profiles(profiles, dlmap_line=True)}"
+        )
+        paths[f"dmpa{index}"] = folder / f"dmpa{index}.ini"
+        paths[f"dmpa{index}"].write_text(text)
+    for path in paths.values():
+        config.load(path)  # raises ConfigErrors with every problem: a lab bug, said at once
+    return LabConfigs(paths["dlmap"], {1: paths["dmpa1"], 2: paths["dmpa2"]}, sockets)
