@@ -59,8 +59,13 @@ def write_configs(
     dhcp_servers: tuple[str, ...] = (),
     tunnel_mtu: int = 1500,
     log_level: str = "info",
+    radius: tuple[str, str] | None = None,
 ) -> LabConfigs:
-    """Write ``dlmap.ini``, ``dmpa1.ini`` and ``dmpa2.ini`` into ``folder`` and check them."""
+    """Write ``dlmap.ini``, ``dmpa1.ini`` and ``dmpa2.ini`` into ``folder`` and check them.
+
+    ``radius`` = (server, secret) makes the DMPAs authenticate with RADIUS (``aaa = radius``)
+    instead of their local profiles.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     sockets = {"dlmap": folder / "dlmap.sock"} | {
         f"dmpa{i}": folder / f"dmpa{i}.sock" for i in (1, 2)
@@ -85,10 +90,13 @@ def write_configs(
             f"state_dir = {folder / f'dmpa{index}-state'}\n"
             f"control_socket = {sockets[f'dmpa{index}']}\nlog_level = {log_level}\n\n"
             f"[dmpa]\naccess = {ACCESS_IF}\ngateway = {GATEWAY}\n"
-            f"prefix_length = {HOA_NETWORK.prefixlen}\ntunnel_mtu = {tunnel_mtu}\n\n"
+            f"prefix_length = {HOA_NETWORK.prefixlen}\ntunnel_mtu = {tunnel_mtu}\n"
+            f"aaa = {'radius' if radius else 'local'}\n\n"
             f"[peer {DLMAP_ADDRESS}]\ndialect = {dialect}\n\n"
             f"{_profiles(profiles, dlmap_line=True)}"
         )
+        if radius is not None:
+            text += f"[radius]\nservers = {radius[0]} {radius[1]}\n"
         paths[f"dmpa{index}"] = folder / f"dmpa{index}.ini"
         paths[f"dmpa{index}"].write_text(text)
     for path in paths.values():

@@ -33,6 +33,7 @@ class Domain:
         dhcp: str = "builtin",
         dhcp_servers: tuple[str, ...] = (),
         fastpath: str = "auto",
+        radius: tuple[str, str] | None = None,
     ) -> None:
         self.lab = lab
         self.profiles = profiles
@@ -43,6 +44,7 @@ class Domain:
             dialect=dialect,
             dhcp=dhcp,
             dhcp_servers=dhcp_servers,
+            radius=radius,
         )
         self.processes: dict[str, subprocess.Popen[Any]] = {}
         self.logs: dict[str, Path] = {}
