@@ -32,10 +32,10 @@ from collections import Counter
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING
 
-from router.core.actions import Action
+from router.core.actions import Action, SendFrame
 from router.core.common import RateLimiter
 from router.core.dmpa import DMPA, State, Visitor
-from router.wire.arp import ArpPacket
+from router.wire.arp import ArpOp, ArpPacket
 from router.wire.dhcp import CLIENT_PORT, SERVER_PORT, DhcpMessage
 from router.wire.errors import DecodeError
 from router.wire.ethernet import ZERO_MAC, EthernetFrame, EtherType
@@ -143,10 +143,14 @@ class AccessDispatcher:
                 arp = ArpPacket.decode(eth.payload)
             except DecodeError as exc:
                 return self._drop("arp.malformed", now, link=link, src=eth.src, error=exc)
+            known = eth.src in self.dmpa.visitors
             actions, visitor = self._visitor(eth, link, now)
             if visitor is None:
                 return actions
-            return actions + self.arp.receive(visitor, eth, arp, now, wall)
+            actions += self.arp.receive(visitor, eth, arp, now, wall)
+            if not known and arp.is_gratuitous:
+                actions.append(self._announce_gateway(visitor, eth))
+            return actions
         if eth.ethertype != EtherType.IPV4:
             return self._drop("eth.bad_ethertype", now, link=link, ethertype=eth.ethertype)
         return self._ipv4(eth, link, now, wall)
@@ -215,6 +219,24 @@ class AccessDispatcher:
         if visitor is None or visitor.state is State.REJECTED:
             return actions + self._drop("ms.rejected", now, link=link, src=eth.src), None
         return actions, visitor
+
+    def _announce_gateway(self, visitor: Visitor, eth: EthernetFrame) -> SendFrame:
+        """Answer an arriving MS's own announcement with the gateway's: an unsolicited ARP
+        reply from the pseudo-MAC, unicast to it. A host that moved here announces itself
+        when its carrier comes back (Linux arp_notify, most phones); it often lost its ARP
+        entries with the carrier and would wait a whole ARP retransmission (1 s) for the
+        gateway, its first solicitation having gone out while the link was down. The reply
+        completes that pending resolution at once; a host with no entry ignores it."""
+        reply = ArpPacket(
+            ArpOp.REPLY,
+            visitor.pseudo_mac,
+            visitor.gateway,
+            eth.src,
+            visitor.address_seen or visitor.hoa or IPv4Address(0),
+        )
+        frame = EthernetFrame(eth.src, visitor.pseudo_mac, EtherType.ARP, reply.encode(), eth.vlan)
+        self.drops.count("arp.gateway_announced")
+        return SendFrame(visitor.link, frame.encode())
 
     # --- tunnel ---------------------------------------------------------------------------
 

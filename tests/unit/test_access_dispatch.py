@@ -11,6 +11,7 @@ import pytest
 from router.core.actions import AAARequest
 from router.core.dmpa import State
 from router.services.access import Drops
+from router.wire.arp import ArpOp, ArpPacket
 from router.wire.dhcp import DhcpMessageType
 from router.wire.ethernet import BROADCAST_MAC, EthernetFrame, EtherType, MacAddress
 from router.wire.ipv4 import IPProto, IPv4Packet
@@ -236,3 +237,17 @@ def test_the_dispatcher_reports_the_services_counters() -> None:
     dispatch.receive_frame(dhcp_frame(MS, dhcp_client(T.DISCOVER, MS)), 0, 1.0, 1e9)
     counters = dispatch.counters
     assert counters["arp.probe_silent"] == 1 and counters["dhcp.relayed.discover"] == 1
+
+
+def test_an_arriving_ms_announcing_itself_is_told_the_gateway_at_once() -> None:
+    # After a handover a Linux MS (arp_notify) announces itself when its carrier returns; it
+    # lost its ARP entries with the carrier, so the gateway's MAC comes back unasked.
+    node, dispatch = stack()
+    actions = dispatch.receive_frame(arp_frame(MS, HOA, HOA), 0, 1.0, 1e9)
+    (frame,) = frames(actions)
+    reply = ArpPacket.decode(frame.payload)
+    assert frame.dst == MS and frame.src == node.config.pseudo_mac
+    assert reply.op == ArpOp.REPLY and reply.sender_ip == node.config.gateway
+    assert reply.sender_mac == node.config.pseudo_mac and reply.target_ip == HOA
+    # Only on arrival: the same announcement again gets no answer (RFC 5227: none is due).
+    assert frames(dispatch.receive_frame(arp_frame(MS, HOA, HOA), 0, 2.0, 1e9)) == []
