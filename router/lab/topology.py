@@ -437,7 +437,11 @@ class Lab:
     def down(cls, prefix: str | None = None) -> list[str]:
         """Remove a detached domain (``prefix``), or every detached one; returns the
         namespaces deleted."""
-        return cls._remove(lambda p, _pid: prefix is None or p == prefix, kept_too=True)
+        if prefix is not None:
+            return cls._remove(lambda p, _pid: p == prefix, kept_too=True)
+        # Without a prefix only detached domains go: a lab another process is running (a test,
+        # a demo) is not ours to remove.
+        return cls._remove(lambda p, _pid: (RUN_DIR / p / _KEPT).exists(), kept_too=True)
 
     @classmethod
     def sweep(cls) -> list[str]:
