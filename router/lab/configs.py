@@ -93,12 +93,14 @@ def write_configs(
             f"prefix_length = {HOA_NETWORK.prefixlen}\ntunnel_mtu = {tunnel_mtu}\n"
             f"aaa = {'radius' if radius else 'local'}\n\n"
             f"[peer {DLMAP_ADDRESS}]\ndialect = {dialect}\n\n"
-            f"{_profiles(profiles, dlmap_line=True)}"
         )
+        if radius is None:  # with RADIUS the profiles come from the server, not the file
+            text += _profiles(profiles, dlmap_line=True)
         if radius is not None:
             text += f"[radius]\nservers = {radius[0]} {radius[1]}\n"
         paths[f"dmpa{index}"] = folder / f"dmpa{index}.ini"
         paths[f"dmpa{index}"].write_text(text)
+        paths[f"dmpa{index}"].chmod(0o600)  # it may hold a RADIUS secret
     for path in paths.values():
         config.load(path)  # raises ConfigErrors with every problem: a lab bug, said at once
     return LabConfigs(paths["dlmap"], {1: paths["dmpa1"], 2: paths["dmpa2"]}, sockets)
