@@ -43,6 +43,7 @@ class DLMAPPorts:
     raw_tx_fd: int  # IPPROTO_RAW IPv6 socket: the fastpath's tunnel output
     tun_fd: int
     dhcp_server_send: Any = None  # callable(payload: bytes, server: IPv4Address, port: int)
+    raw_send: Any = None  # callable(ipv6_packet: bytes) -> None: one packet on raw_tx (slow path)
 
 
 class DLMAPNode:
@@ -195,10 +196,7 @@ class DLMAPNode:
         out = bytearray(2048 + 40)
         verdict, _, length, _ = self.fastpath.from_tun(packet, out)
         if verdict == 0:  # forwarded: ``out`` holds the whole IPv6 packet
-            try:
-                os.write(self.ports.raw_tx_fd, bytes(out[:length]))
-            except OSError:
-                self.counters["tunnel.tx_error"] += 1
+            self.ports.raw_send(bytes(out[:length]))
 
     def _write_tun(self, packet: bytes) -> None:
         try:

@@ -43,6 +43,7 @@ class DMPAPorts:
     tunnel_rx_fd: int  # raw protocol-4 socket: the fastpath's tunnel input
     raw_tx_fd: int  # IPPROTO_RAW IPv6 socket: the fastpath's tunnel output
     tap_fds: list[int] = field(default_factory=list)
+    raw_send: Any = None  # callable(ipv6_packet: bytes) -> None: one packet on raw_tx (slow path)
 
 
 class DMPANode:
@@ -199,10 +200,7 @@ class DMPANode:
         out = bytearray(2048 + 40)
         verdict, _, length, _ = self.fastpath.from_access(rebuilt, link, out)
         if verdict == 0:
-            try:
-                os.write(self.ports.raw_tx_fd, bytes(out[:length]))
-            except OSError:
-                self.counters["tunnel.tx_error"] += 1
+            self.ports.raw_send(bytes(out[:length]))
 
     def _write_tap(self, link: int, frame: bytes) -> None:
         try:

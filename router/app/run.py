@@ -48,6 +48,19 @@ def tunnel_sender(sock: socket.socket, counters: Any) -> Callable[[bytes, IPv6Ad
     return send
 
 
+def raw_sender(sock: socket.socket, counters: Any) -> Callable[[bytes], None]:
+    """The slow path's way out for a whole IPv6 packet the fastpath built: a raw socket is not
+    connected, so each packet goes to the destination its own header names."""
+
+    def send(packet: bytes) -> None:
+        try:
+            sock.sendto(packet, (str(IPv6Address(packet[24:40])), 0))
+        except OSError as exc:
+            counters[f"tunnel.slow_tx_error.{type(exc).__name__}"] += 1
+
+    return send
+
+
 def _radius(settings: RadiusSettings | None, address: IPv6Address) -> RadiusConfig | None:
     if settings is None:
         return None
@@ -105,6 +118,7 @@ async def serve(settings: Settings, *, fastpath: str = "auto") -> int:
             node = DMPANode(settings, dmpa_ports, store, aaa, loop, fastpath=fastpath)
             counters = node.counters
             dmpa_ports.tunnel_send = tunnel_sender(tunnel_rx, counters)
+            dmpa_ports.raw_send = raw_sender(raw_tx, counters)
         else:
             assert isinstance(settings, DLMAPSettings)
             tun_name = devices.tun_name(name)
@@ -121,6 +135,7 @@ async def serve(settings: Settings, *, fastpath: str = "auto") -> int:
             )
             node = DLMAPNode(settings, dlmap_ports, store, loop, fastpath=fastpath)
             dlmap_ports.tunnel_send = tunnel_sender(tunnel_rx, node.counters)
+            dlmap_ports.raw_send = raw_sender(raw_tx, node.counters)
             if settings.dhcp == "relay":
                 relay_transport = await _open_relay(loop, node, settings.gateway)
         endpoint = sockets.MHEndpoint(mh, node.on_mh)

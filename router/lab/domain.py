@@ -34,6 +34,7 @@ class Domain:
         dhcp_servers: tuple[str, ...] = (),
         fastpath: str = "auto",
         radius: tuple[str, str] | None = None,
+        tunnel_mtu: int = 1500,
     ) -> None:
         self.lab = lab
         self.profiles = profiles
@@ -45,6 +46,7 @@ class Domain:
             dhcp=dhcp,
             dhcp_servers=dhcp_servers,
             radius=radius,
+            tunnel_mtu=tunnel_mtu,
         )
         self.processes: dict[str, subprocess.Popen[Any]] = {}
         self.logs: dict[str, Path] = {}

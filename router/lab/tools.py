@@ -481,7 +481,8 @@ def ping(
     size: int | None = None,
     df: bool = False,
 ) -> PingResult:
-    """``ping -c count -W 1`` from ``ns``; ``df`` forbids fragmentation (``-M do``)."""
+    """``ping -c count -W 1`` from ``ns``; ``df`` forbids fragmentation (``-M do``), else the
+    packets may be fragmented on the way (``-M dont``: no DF bit)."""
     if not 1 <= count <= 10_000:
         raise ValueError("count must be 1..10000")
     argv = ["ping", "-n", "-c", str(count), "-W", "1", "-i", str(interval)]
@@ -489,8 +490,8 @@ def ping(
         argv.append("-6")
     if size is not None:
         argv += ["-s", str(size)]
-    if df:
-        argv += ["-M", "do"]
+    # Linux ping sets DF by default ("want"): say which one is meant.
+    argv += ["-M", "do" if df else "dont"]
     result = lab.exec(ns, [*argv, dst], timeout=count * max(interval, 0.01) + 10, check=False)
     return parse_ping(result.stdout, result.returncode)
 

@@ -218,7 +218,9 @@ class Lease:
 class Lab:
     """The lab domain; ``with Lab() as lab:`` builds it and always tears it down."""
 
-    def __init__(self, *, mobiles: int = 1, sweep: bool = True) -> None:
+    def __init__(
+        self, *, mobiles: int = 1, sweep: bool = True, transport_mtu: int = TRANSPORT_MTU
+    ) -> None:
         if not 1 <= mobiles <= 9:
             raise ValueError("mobiles must be 1..9")
         global _counter
@@ -227,6 +229,9 @@ class Lab:
         self.prefix = f"nl{os.getpid()}" if n == 0 else f"nl{os.getpid()}.{n}"
         self.mobiles = ["ms"] + [f"ms{i}" for i in range(2, mobiles + 1)]
         self.workdir = RUN_DIR / self.prefix
+        #: MTU of the IPv6 transport: 1600 fits a full-size IPv4 packet in the tunnel; 1500
+        #: shows what happens where an operator cannot raise it (tunnel MTU 1460).
+        self.transport_mtu = transport_mtu
         self._sweep = sweep
         self._namespaces: list[str] = []
         self._etc_dirs: list[Path] = []
@@ -334,13 +339,13 @@ class Lab:
         _ip("-n", self.ns("cn"), "route", "add", str(HOA_NETWORK), "via", str(DLMAP_UPLINK_ADDRESS))
 
         # IPv6 transport: a bridge in tr with lm, m1, m2.
-        self._bridge("tr", TRANSPORT_MTU)
+        self._bridge("tr", self.transport_mtu)
         for short, address in (
             ("lm", DLMAP_ADDRESS),
             ("m1", DMPA_ADDRESSES[1]),
             ("m2", DMPA_ADDRESSES[2]),
         ):
-            self._veth(short, TRANSPORT_IF, "tr", short, TRANSPORT_MTU)
+            self._veth(short, TRANSPORT_IF, "tr", short, self.transport_mtu)
             self._link("tr", "set", short, "master", BRIDGE, "up")
             self._addr(short, f"{address}/64", TRANSPORT_IF, "nodad")
 

@@ -141,3 +141,28 @@ def test_dlmap_killed_and_restarted_keeps_the_address(lab: Lab) -> None:
     binding = serving(domain, "ms", 1)  # restored from its database
     assert binding["hoa"] == str(lease.address)
     wait_until(lambda: ping(lab, "ms", str(CN_ADDRESS), count=1).ok, 15.0, "traffic resumed")
+
+
+def test_tunnel_mtu_rules_where_the_transport_cannot_carry_1500(root: None) -> None:
+    """Transport MTU 1500, tunnel MTU 1460 (wire-reference 6.2): a full-size packet with DF
+    set is refused with ICMP "fragmentation needed" carrying 1460; without DF it is
+    fragmented; TCP adapts (path MTU discovery) and still moves data."""
+    with Lab(transport_mtu=1500) as lab:
+        domain = start(lab, {"ms": "dhcp"}, tunnel_mtu=1460)
+        DhcpClient(lab).once(tries=10)
+        serving(domain, "ms", 1)
+        # Before the MS knows the path MTU: 1500 bytes without DF, fragmented by the DMPA.
+        fragmented = ping(lab, "ms", str(CN_ADDRESS), count=2, size=1472, df=False)
+        assert fragmented.ok
+        assert domain.ask("dmpa1", "counters")["node"].get("punt.access.fragment", 0) >= 1
+        big = ping(lab, "ms", str(CN_ADDRESS), count=2, size=1472, df=True)  # 1500 bytes
+        assert not big.ok
+        fits = ping(lab, "ms", str(CN_ADDRESS), count=2, size=1432, df=True)  # 1460 bytes
+        assert fits.ok
+        # The MS learned the tunnel MTU from our ICMP: its route cache says 1460.
+        cached = lab.exec("ms", ["ip", "route", "get", str(CN_ADDRESS)]).stdout
+        assert "mtu 1460" in cached, cached
+        transfer = tcp_transfer(lab, nbytes=2_000_000, seconds=10.0)
+        assert transfer.bytes_acknowledged == 2_000_000
+        counters = domain.ask("dmpa1", "counters")["node"]
+        assert counters.get("punt.access.frag_needed", 0) >= 1
