@@ -29,6 +29,7 @@ from router.services.dhcp_dmpa import DhcpDmpa, DhcpDmpaConfig
 from router.services.icmp_responder import IcmpResponder
 from router.services.ipv4_slowpath import fragment, icmp_error
 from router.wire.dialect import DRAFT
+from router.wire.errors import DecodeError
 from router.wire.ethernet import EthernetFrame, EtherType, MacAddress
 
 PUMP_BUDGET = 64
@@ -173,7 +174,8 @@ class DMPANode:
         # The rest concern the IPv4 packet inside the frame: TTL and tunnel MTU.
         try:
             frame = EthernetFrame.decode(punt.data)
-        except Exception:
+        except DecodeError:  # the fastpath only punts frames it parsed; counted if not
+            self.counters["punt.access.undecodable"] += 1
             return
         if frame.ethertype != EtherType.IPV4:
             return

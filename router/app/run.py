@@ -107,7 +107,6 @@ async def serve(settings: Settings, *, fastpath: str = "auto") -> int:
                     radius=_radius(settings.radius, address),
                 )
             )
-            counters: Any = {}
             dmpa_ports = DMPAPorts(
                 mh_send=None,
                 tunnel_send=None,
@@ -116,9 +115,8 @@ async def serve(settings: Settings, *, fastpath: str = "auto") -> int:
                 tap_fds=taps,
             )
             node = DMPANode(settings, dmpa_ports, store, aaa, loop, fastpath=fastpath)
-            counters = node.counters
-            dmpa_ports.tunnel_send = tunnel_sender(tunnel_rx, counters)
-            dmpa_ports.raw_send = raw_sender(raw_tx, counters)
+            dmpa_ports.tunnel_send = tunnel_sender(tunnel_rx, node.counters)
+            dmpa_ports.raw_send = raw_sender(raw_tx, node.counters)
         else:
             assert isinstance(settings, DLMAPSettings)
             tun_name = devices.tun_name(name)
