@@ -9,8 +9,9 @@
 
 The veth pair is created inside the NAS namespace with its peer moved straight into the AAA
 namespace, so no link ever exists in the root namespace. FreeRADIUS configs are rendered from
-the templates next to this file into a per-run directory; each ``freeradius -X`` is started
-with ``ip netns exec`` (which execs, so the PID we hold is the server's) and ended by that PID.
+the lab's templates (``router/lab/radius/``, with its example ``users``) into a per-run
+directory; each ``freeradius -X`` is started with ``ip netns exec`` (which execs, so the PID we
+hold is the server's) and ended by that PID.
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from router.lab.servers import RADIUS_TEMPLATES, render_radiusd
 from tests.netns.netns import namespace
-
-HERE = Path(__file__).parent
 
 NAS6 = "2001:db8:5::1"
 HAAA6 = "2001:db8:5::2"
@@ -71,13 +71,6 @@ class Server:
         return (self.directory / "radiusd.log").read_text(errors="replace")
 
 
-def _clients(entries: list[tuple[str, str, str]]) -> str:
-    return "\n".join(
-        f"client {name} {{\n\tipaddr = {address}\n\tsecret = {secret}\n}}"
-        for name, address, secret in entries
-    )
-
-
 @contextmanager
 def freeradius(
     ns: str,
@@ -91,20 +84,15 @@ def freeradius(
     timeout: float = 20,
 ) -> Iterator[Server]:
     """Render a config into ``directory``, run ``freeradius -X`` in ``ns``; end it by PID."""
-    for sub in ("log", "run"):
-        (directory / sub).mkdir(parents=True, exist_ok=True)
-    config = Template((HERE / "radiusd.conf.in").read_text()).substitute(
-        raddbdir=directory,
+    render_radiusd(
+        directory,
         name=name,
-        listen_address=listen[0],
-        listen_port=listen[1],
-        clients=_clients(clients),
-        proxy=proxy,
-        proxy_requests="yes" if proxy else "no",
+        listen=listen,
+        clients=clients,
         authorize=authorize,
+        proxy=proxy,
     )
-    (directory / "radiusd.conf").write_text(config)
-    (directory / "users").write_text((HERE / "users").read_text())
+    (directory / "users").write_text((RADIUS_TEMPLATES / "users").read_text())
     with (directory / "radiusd.log").open("wb") as log:
         process = subprocess.Popen(
             ["ip", "netns", "exec", ns, "freeradius", "-X", "-d", str(directory), "-n", "radiusd"],
@@ -171,7 +159,7 @@ def radius_lab(directory: Path) -> Iterator[Lab]:
                 authorize="\t\tfiles",
             )
         )
-        proxy = Template((HERE / "proxy.conf.in").read_text()).substitute(
+        proxy = Template((RADIUS_TEMPLATES / "proxy.conf.in").read_text()).substitute(
             realm=REALM,
             home_address=HAAA6,
             home_port=1812,
