@@ -4,6 +4,9 @@
   then everything is torn down (what ``make demo`` runs).
 * ``netlmm lab up``: build the domain, start the appliance, leave it running; prints the
   namespace prefix and how to reach each node.
+* With both: embedded defaults (the DLMAP's built-in DHCP server, the DMPAs' local profiles);
+  ``--dhcp kea|dnsmasq`` relays DHCP to that server (in the CN's namespace), ``--aaa radius``
+  makes the DMPAs ask FreeRADIUS (in the DLMAP's namespace).
 * ``netlmm lab down [PREFIX]``: remove a domain left by ``lab up`` (all of them without PREFIX).
 """
 
@@ -21,6 +24,18 @@ def add_lab_parser(sub: Any) -> None:
     lab.add_argument("--json", action="store_true", help="demo: machine-readable result")
     lab.add_argument("--dialect", choices=("draft", "rfc5844"), default="draft")
     lab.add_argument("--fastpath", choices=("auto", "compiled", "reference"), default="auto")
+    lab.add_argument(
+        "--dhcp",
+        choices=("builtin", "kea", "dnsmasq"),
+        default="builtin",
+        help="demo/up: the DLMAP's built-in DHCP server, or relay to a real Kea or dnsmasq",
+    )
+    lab.add_argument(
+        "--aaa",
+        choices=("local", "radius"),
+        default="local",
+        help="demo/up: the DMPAs' local profiles, or a real FreeRADIUS",
+    )
 
 
 def lab_main(args: argparse.Namespace) -> int:
@@ -32,7 +47,13 @@ def lab_main(args: argparse.Namespace) -> int:
     if args.action == "demo":
         from router.lab.demo import demo
 
-        return demo(as_json=args.json, dialect=args.dialect, fastpath=args.fastpath)
+        return demo(
+            as_json=args.json,
+            dialect=args.dialect,
+            fastpath=args.fastpath,
+            dhcp=args.dhcp,
+            aaa=args.aaa,
+        )
     if args.action == "up":
         return _up(args)
     from router.lab.topology import Lab
@@ -43,23 +64,52 @@ def lab_main(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from router.lab.configs import MobileProfile
-    from router.lab.demo import NAI
+    from router.lab import servers
+    from router.lab.demo import (
+        check_backends,
+        describe_backends,
+        domain_options,
+        lab_profiles,
+        start_backends,
+    )
     from router.lab.domain import NAMESPACE, Domain
-    from router.lab.topology import Lab
+    from router.lab.topology import Lab, LabError
 
+    try:
+        check_backends(args.dhcp, args.aaa)
+    except LabError as exc:
+        print(f"netlmm lab up: {exc}", file=sys.stderr)
+        return 2
     lab = Lab().start()
-    domain = Domain(lab, [MobileProfile(NAI, lab.ms_mac(), "dhcp")], dialect=args.dialect)
-    domain.start()
+    try:
+        domain = Domain(
+            lab,
+            lab_profiles(lab, args.aaa),
+            dialect=args.dialect,
+            fastpath=args.fastpath,
+            **domain_options(args.dhcp, args.aaa),
+        )
+        started = start_backends(lab, args.dhcp, args.aaa)
+        domain.start()
+    except BaseException:
+        lab.close()
+        raise
     for process in domain.processes.values():
         lab.forget(process)  # they outlive this command; lab down ends them
+    for server in started.values():
+        lab.forget(server.process)  # lab down ends them with their namespace
     prefix = lab.detach()
     print(f"lab {prefix} is up; remove it with: netlmm lab down {prefix}")
+    for kind, text in describe_backends(started).items():
+        print(f"  {kind.upper():6} {text}")
+    for server in started.values():
+        print(f"         log {server.log}")
     for role, short in NAMESPACE.items():
         print(
             f"  {role:6} ip netns exec {prefix}-{short} ...   "
             f"netlmm show counters --socket {domain.configs.sockets[role]}"
         )
     print(f"  MS     ip netns exec {prefix}-ms udhcpc -i ms0 -f -s ... (MAC {lab.ms_mac()})")
-    print(f"  CN     ip netns exec {prefix}-cn ping 192.0.2.100")
+    first = servers.SERVER_RANGE[0] if args.dhcp != "builtin" else "192.0.2.100"
+    print(f"  CN     ip netns exec {prefix}-cn ping {first}   (the MS's first address)")
     return 0

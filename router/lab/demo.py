@@ -2,8 +2,11 @@
 
 CN on the IPv4 side, a DLMAP, two DMPAs on an IPv6 transport, one IPv4-only MS with busybox
 udhcpc, all in network namespaces; the appliance runs in each role from generated ini files
-(embedded defaults: built-in DHCP server, local AAA profiles). The steps, each timed:
+(embedded defaults: built-in DHCP server, local AAA profiles; ``dhcp="kea"|"dnsmasq"`` makes the
+DLMAP relay DHCP to that server in the CN's namespace, ``aaa="radius"`` makes the DMPAs ask
+FreeRADIUS in the DLMAP's namespace, see :mod:`router.lab.servers`). The steps, each timed:
 
+0. with real servers: start each of them (the step says which, where);
 1. start the DLMAP and both DMPAs;
 2. the MS attaches to DMPA 1 and asks DHCP: AAA, DHCP through the tunnel to the DLMAP, PBU/PBA;
 3. the MS pings its gateway (answered by the DMPA) and the CN; a TCP transfer MS -> CN;
@@ -19,10 +22,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from typing import Any, TypeVar
 
+from router.lab import servers
 from router.lab.configs import MobileProfile
-from router.lab.domain import Domain
+from router.lab.domain import ROLES, Domain
+from router.lab.servers import Server
 from router.lab.tools import TcpSession, UdpStream, ping, tcp_transfer
 from router.lab.topology import (
     CN_ADDRESS,
@@ -35,6 +41,71 @@ from router.lab.topology import (
 
 T = TypeVar("T")
 NAI = "ms@example.org"
+DHCP_CHOICES = ("builtin", *servers.DHCP_SERVERS)
+AAA_CHOICES = ("local", "radius")
+
+
+def check_backends(dhcp: str, aaa: str) -> None:
+    """Raise :class:`LabError` for an unknown choice or a server that is not installed."""
+    if dhcp not in DHCP_CHOICES:
+        raise LabError(f"unknown DHCP server {dhcp!r} (one of {', '.join(DHCP_CHOICES)})")
+    if aaa not in AAA_CHOICES:
+        raise LabError(f"unknown AAA {aaa!r} (one of {', '.join(AAA_CHOICES)})")
+    needed = ([dhcp] if dhcp != "builtin" else []) + (["freeradius"] if aaa == "radius" else [])
+    problems = servers.missing(*needed)
+    if problems:
+        raise LabError("; ".join(problems))
+
+
+def domain_options(dhcp: str, aaa: str) -> dict[str, Any]:
+    """The :class:`Domain` keywords for these back ends: a relay to the lab's DHCP server,
+    RADIUS at the lab's FreeRADIUS."""
+    options: dict[str, Any] = {}
+    if dhcp != "builtin":
+        options["dhcp"] = "relay"
+        options["dhcp_servers"] = (str(servers.DHCP_ADDRESS),)
+    if aaa == "radius":
+        options["radius"] = (servers.radius_endpoint(), servers.RADIUS_SECRET)
+    return options
+
+
+def lab_profiles(lab: Lab, aaa: str) -> list[MobileProfile]:
+    """The MS's local profile; none with RADIUS (the server knows the MS by its MAC and
+    assigns dynamically: the MS asks DHCP through the tunnel)."""
+    return [] if aaa == "radius" else [MobileProfile(NAI, lab.ms_mac(), "dhcp")]
+
+
+def start_dhcp_title(dhcp: str) -> str:
+    return f"start {dhcp} in cn on {servers.DHCP_ADDRESS} (the DLMAP relays DHCP to it)"
+
+
+def start_aaa_title() -> str:
+    return f"start FreeRADIUS in lm on {servers.radius_endpoint()} (the DMPAs' AAA)"
+
+
+def start_backends(lab: Lab, dhcp: str, aaa: str, steps: Steps | None = None) -> dict[str, Server]:
+    """Start the real servers these choices need (none for the embedded defaults); keyed
+    ``dhcp`` and ``aaa``. Each is a step of ``steps`` when given."""
+
+    def run(title: str, body: Callable[[], Server]) -> Server:
+        return steps.run(title, body) if steps is not None else body()
+
+    started: dict[str, Server] = {}
+    if dhcp != "builtin":
+        started["dhcp"] = run(start_dhcp_title(dhcp), lambda: servers.start_dhcp_server(lab, dhcp))
+    if aaa == "radius":
+        users = servers.radius_users("dynamic", nai=NAI, mac=lab.ms_mac())
+        started["aaa"] = run(start_aaa_title(), lambda: servers.start_freeradius(lab, users))
+    return started
+
+
+def describe_backends(started: dict[str, Server]) -> dict[str, str]:
+    dhcp = started.get("dhcp")
+    aaa = started.get("aaa")
+    return {
+        "dhcp": f"{dhcp.describe()}, relayed by the DLMAP" if dhcp else "built-in (the DLMAP)",
+        "aaa": f"{aaa.describe()}, asked by the DMPAs" if aaa else "local profiles (the DMPAs)",
+    }
 
 
 @dataclass
@@ -71,12 +142,20 @@ class Steps:
         return result
 
 
-def demo(*, as_json: bool = False, dialect: str = "draft", fastpath: str = "auto") -> int:
+def demo(
+    *,
+    as_json: bool = False,
+    dialect: str = "draft",
+    fastpath: str = "auto",
+    dhcp: str = "builtin",
+    aaa: str = "local",
+) -> int:
     report = Report()
     steps = Steps(report, quiet=as_json)
     try:
+        check_backends(dhcp, aaa)
         with Lab() as lab:
-            run_demo(lab, steps, report, dialect=dialect, fastpath=fastpath)
+            run_demo(lab, steps, report, dialect=dialect, fastpath=fastpath, dhcp=dhcp, aaa=aaa)
         report.ok = True
     except (LabError, AssertionError, OSError) as exc:
         report.summary.setdefault("error", str(exc))
@@ -89,23 +168,41 @@ def demo(*, as_json: bool = False, dialect: str = "draft", fastpath: str = "auto
     return 0 if report.ok else 1
 
 
-def run_demo(lab: Lab, steps: Steps, report: Report, *, dialect: str, fastpath: str) -> None:
-    profile = MobileProfile(NAI, lab.ms_mac(), "dhcp")
-    domain = Domain(lab, [profile], dialect=dialect, fastpath=fastpath)
+def run_demo(
+    lab: Lab,
+    steps: Steps,
+    report: Report,
+    *,
+    dialect: str,
+    fastpath: str,
+    dhcp: str = "builtin",
+    aaa: str = "local",
+) -> None:
+    options = domain_options(dhcp, aaa)
+    domain = Domain(lab, lab_profiles(lab, aaa), dialect=dialect, fastpath=fastpath, **options)
     s = report.summary
     s["dialect"] = dialect
-    steps.say(f"lab {lab.prefix}: CN, DLMAP, two DMPAs and an MS in network namespaces")
+    started: dict[str, Server] = {}
+    steps.say(
+        f"lab {lab.prefix}: CN, DLMAP, two DMPAs and an MS in network namespaces "
+        f"(DHCP: {dhcp}, AAA: {aaa})"
+    )
     try:
+        started.update(start_backends(lab, dhcp, aaa, steps))
+        s["servers"] = describe_backends(started)
         steps.run("start the DLMAP and both DMPAs (netlmm run)", domain.start)
         client = DhcpClient(lab)
+        aaa_by = "FreeRADIUS" if aaa == "radius" else "local profile"
+        dhcp_by = f"relayed to {dhcp}" if dhcp != "builtin" else "the DLMAP's server"
         lease = steps.run(
-            "MS attaches to DMPA 1: AAA, DHCP through the tunnel, PBU/PBA",
+            f"MS attaches to DMPA 1: AAA ({aaa_by}), DHCP through the tunnel ({dhcp_by}), PBU/PBA",
             lambda: _attach(client, domain),
         )
         s["address"] = str(lease.address)
         s["router"] = str(lease.router)
         binding = domain.binding(NAI)
         assert binding is not None and binding["dmpa"] == str(DMPA_ADDRESSES[1]), binding
+        _check_backends_served(domain, lease.address, dhcp, aaa)
         steps.say(
             f"    MS {lab.ms_mac()} has {lease.address}/{lease.prefix_len}, gateway "
             f"{lease.router}; DLMAP binding {NAI} -> {binding['dmpa']}"
@@ -153,9 +250,30 @@ def run_demo(lab: Lab, steps: Steps, report: Report, *, dialect: str, fastpath: 
         s["counters"] = {
             role: _short_counters(domain.ask(role, "counters")) for role in domain.processes
         }
+    except BaseException:
+        s["logs"] = {role: domain.tail(role, 20) for role in ROLES if role in domain.logs}
+        s["logs"].update({server.name: server.tail(20) for server in started.values()})
+        raise
     finally:
         codes = domain.stop()
         s["exit_codes"] = codes
+        if started:
+            s["server_exit_codes"] = {
+                server.name: servers.stop(lab, server) for server in started.values()
+            }
+
+
+def _check_backends_served(domain: Domain, address: Any, dhcp: str, aaa: str) -> None:
+    """The real servers did the work: the address is from the DHCP server's range, not the
+    DLMAP's pool; DMPA 1 got an Access-Accept."""
+    if dhcp != "builtin":
+        first, last = (IPv4Address(a) for a in servers.SERVER_RANGE)
+        if not first <= IPv4Address(str(address)) <= last:
+            raise AssertionError(f"{address} is not from {dhcp}'s range {first}-{last}")
+    if aaa == "radius":
+        counters = domain.ask("dmpa1", "counters").get("aaa", {})
+        if not counters.get("accept"):
+            raise AssertionError(f"DMPA 1 has no RADIUS Access-Accept: {counters}")
 
 
 def _start_both(stream: UdpStream, session: TcpSession) -> None:
@@ -200,6 +318,8 @@ def _print_summary(report: Report) -> None:
     s = report.summary
     print()
     print("summary" if report.ok else "FAILED")
+    for kind, text in s.get("servers", {}).items():
+        print(f"  {'DHCP' if kind == 'dhcp' else 'AAA':22}{text}")
     if "address" in s:
         print(f"  MS address            {s['address']} (gateway {s.get('router')})")
     if "tcp_mbit_s" in s:
@@ -217,4 +337,8 @@ def _print_summary(report: Report) -> None:
         print(f"  TCP session survived  {handover['tcp_survived']}")
     if "error" in s:
         print(f"  error                 {s['error']}")
+    for name, text in s.get("logs", {}).items() if not report.ok else ():
+        print(f"  --- {name} log (tail) ---")
+        for line in text.splitlines()[-10:]:
+            print(f"    {line}")
     sys.stdout.flush()
