@@ -362,9 +362,6 @@ class Lab:
         for short in self.mobiles:
             self._veth(short, MS_IF, "b1", self.bs_port(short), ACCESS_MTU)
             self._link(short, "set", MS_IF, "address", self.ms_mac(short))
-            # Like most mobile hosts, announce ourselves when the carrier comes back (after a
-            # handover): gratuitous ARP, which the DMPA answers with the gateway's MAC.
-            self.exec(short, ["sysctl", "-q", "-w", f"net.ipv4.conf.{MS_IF}.arp_notify=1"])
             self._link("b1", "set", self.bs_port(short), "master", BRIDGE, "up")
             self._attached[short] = 1
 

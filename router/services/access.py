@@ -222,11 +222,11 @@ class AccessDispatcher:
 
     def _announce_gateway(self, visitor: Visitor, eth: EthernetFrame) -> SendFrame:
         """Answer an arriving MS's own announcement with the gateway's: an unsolicited ARP
-        reply from the pseudo-MAC, unicast to it. A host that moved here announces itself
-        when its carrier comes back (Linux arp_notify, most phones); it often lost its ARP
-        entries with the carrier and would wait a whole ARP retransmission (1 s) for the
-        gateway, its first solicitation having gone out while the link was down. The reply
-        completes that pending resolution at once; a host with no entry ignores it."""
+        reply from the pseudo-MAC, unicast to it. Hosts that announce themselves when they
+        join a link (many phones on re-association) have often lost their ARP entries with
+        the old link; one whose solicitation for the gateway went out during the move would
+        wait a whole ARP retransmission (1 s). The reply completes that pending resolution at
+        once; a host with no entry ignores it."""
         reply = ArpPacket(
             ArpOp.REPLY,
             visitor.pseudo_mac,
