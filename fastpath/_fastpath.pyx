@@ -56,6 +56,8 @@ cdef extern from "<unistd.h>" nogil:
 
 cdef extern from *:
     void __builtin_prefetch(const void *addr) nogil
+    uint32_t __builtin_bswap32(uint32_t x) nogil
+    int __BYTE_ORDER__, __ORDER_LITTLE_ENDIAN__
 
 
 cdef extern from "Python.h":
@@ -106,7 +108,8 @@ cdef enum:
     R_BAD_OPTION = 20
     R_ECN_NOT_ECT = 21
     R_NO_ROOM = 22
-    N_REASONS = 23
+    R_BAD_GSO = 23
+    N_REASONS = 24
 
 
 REASON_TABLE = (
@@ -133,6 +136,7 @@ REASON_TABLE = (
     (R_BAD_OPTION, "BAD_OPTION", V_DROP),
     (R_ECN_NOT_ECT, "ECN_NOT_ECT", V_DROP),
     (R_NO_ROOM, "NO_ROOM", V_DROP),
+    (R_BAD_GSO, "BAD_GSO", V_DROP),
 )
 
 
@@ -153,6 +157,16 @@ cdef enum:
     IO_BATCH = 64
     READ_MAX = 65536  # one read() from a TAP/TUN (scratch is IO_BATCH * IO_BUF)
     ECN_CE = 3
+    # TAP/TUN offload (IFF_VNET_HDR): see reference.segment
+    VNET_HDR_LEN = 10
+    VNET_READ_MAX = 65536 + 64
+    VNET_F_NEEDS_CSUM = 1
+    GSO_NONE = 0
+    GSO_TCPV4 = 1
+    GSO_ECN = 0x80
+    TCP_FIN = 0x01
+    TCP_PSH = 0x08
+    TCP_CWR = 0x80
 
 
 cdef struct res_t:
@@ -193,6 +207,146 @@ cdef inline void decrement_ttl(uint8_t *ip) noexcept nogil:
 
 cdef inline void mark_ce(uint8_t *ip) noexcept nogil:
     rewrite_word(ip, 0, (<uint32_t>ip[0] << 8) | ip[1] | ECN_CE)
+
+
+cdef inline uint32_t sum16(const uint8_t *p, size_t n) noexcept nogil:
+    """``reference._sum16``: 32-bit loads in host order summed into 64 bits, folded, and
+    swapped to network order at the end (RFC 1071: the sum does not depend on byte order)."""
+    cdef uint64_t s = 0
+    cdef uint32_t w
+    cdef uint16_t h
+    while n >= 4:
+        memcpy(&w, p, 4)
+        s += w
+        p += 4
+        n -= 4
+    if n >= 2:
+        memcpy(&h, p, 2)
+        s += h
+        p += 2
+        n -= 2
+    if n:
+        s += p[0] if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ else <uint32_t>p[0] << 8
+    s = (s & 0xFFFFFFFFUL) + (s >> 32)
+    s = (s & 0xFFFFFFFFUL) + (s >> 32)
+    w = fold(<uint32_t>s)
+    if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__:
+        w = ((w & 0xFF) << 8) | (w >> 8)
+    return w
+
+
+cdef inline void put16(uint8_t *p, uint32_t v) noexcept nogil:
+    p[0] = (v >> 8) & 0xFF
+    p[1] = v & 0xFF
+
+
+cdef struct gso_t:
+    int reason
+    int count  # segments; 0: one packet, as read (its checksum completed)
+    Py_ssize_t ip, t, hdrs, m
+    uint32_t mss, ip_id, seq, pseudo
+
+
+cdef gso_t gso_parse(uint8_t *v, Py_ssize_t n, int l2) noexcept nogil:
+    """The virtio-net header at ``v`` (``n`` bytes read in all). Completes a partial checksum in
+    place; for a TCP/IPv4 super-packet, what ``gso_segment`` needs."""
+    cdef gso_t g
+    cdef uint16_t f[4]  # hdr_len, gso_size, csum_start, csum_offset (host order)
+    cdef uint8_t *p = v + VNET_HDR_LEN
+    cdef Py_ssize_t at, ihl
+    cdef uint32_t c
+    memset(&g, 0, sizeof(g))
+    g.reason = R_BAD_GSO
+    if n < VNET_HDR_LEN:
+        return g
+    memcpy(f, v + 2, 8)
+    g.m = n - VNET_HDR_LEN
+    if v[1] == GSO_NONE:
+        if v[0] & VNET_F_NEEDS_CSUM:
+            at = <Py_ssize_t>f[2] + f[3]
+            if at + 2 > g.m:
+                return g
+            c = (~sum16(p + f[2], g.m - f[2])) & 0xFFFF
+            put16(p + at, c if c else 0xFFFF)
+        g.reason = R_FORWARDED
+        return g
+    if v[1] & ~GSO_ECN != GSO_TCPV4 or f[1] == 0:
+        return g
+    g.ip = l2
+    if g.m < g.ip + 20 or (l2 and be16(p + 12) != 0x0800) or p[g.ip] >> 4 != 4:
+        return g
+    ihl = (p[g.ip] & 0x0F) * 4
+    g.t = g.ip + ihl
+    if ihl < 20 or p[g.ip + 9] != 6 or g.m < g.t + 20:
+        return g
+    g.hdrs = g.t + (p[g.t + 12] >> 4) * 4
+    if g.hdrs < g.t + 20 or g.m < g.hdrs:
+        return g
+    g.mss = f[1]
+    g.count = <int>((g.m - g.hdrs + g.mss - 1) // g.mss) if g.m > g.hdrs else 1
+    g.ip_id = be16(p + g.ip + 4)
+    g.seq = be32(p + g.t + 4)
+    g.pseudo = sum16(p + g.ip + 12, 8) + 6
+    g.reason = R_FORWARDED
+    return g
+
+
+cdef Py_ssize_t gso_segment(const uint8_t *p, gso_t *g, int i, uint8_t *out) noexcept nogil:
+    """Segment ``i`` of the super-packet ``p`` (after the virtio-net header) into ``out``;
+    returns its length. ``reference.segment`` says what changes in the copied headers."""
+    cdef Py_ssize_t lo = g.hdrs + <Py_ssize_t>i * g.mss
+    cdef Py_ssize_t k = g.m - lo if g.m - lo < g.mss else g.mss
+    cdef Py_ssize_t n = g.hdrs + k
+    cdef uint8_t *ip = out + g.ip
+    cdef uint8_t *th = out + g.t
+    memcpy(out, p, g.hdrs)
+    memcpy(out + g.hdrs, p + lo, k)
+    put16(ip + 2, <uint32_t>(n - g.ip))
+    put16(ip + 4, (g.ip_id + i) & 0xFFFF)
+    put16(ip + 10, 0)
+    put16(ip + 10, (~sum16(ip, g.t - g.ip)) & 0xFFFF)
+    th[4] = ((g.seq + <uint32_t>i * g.mss) >> 24) & 0xFF
+    th[5] = ((g.seq + <uint32_t>i * g.mss) >> 16) & 0xFF
+    th[6] = ((g.seq + <uint32_t>i * g.mss) >> 8) & 0xFF
+    th[7] = (g.seq + <uint32_t>i * g.mss) & 0xFF
+    if i < g.count - 1:
+        th[13] &= ~(TCP_FIN | TCP_PSH) & 0xFF
+    if i > 0:
+        th[13] &= ~TCP_CWR & 0xFF
+    put16(th + 16, 0)
+    put16(th + 16, (~fold(g.pseudo + <uint32_t>(n - g.t) + sum16(th, n - g.t))) & 0xFFFF)
+    return n
+
+
+def segment(buf, int l2len):
+    """See ``reference.segment``."""
+    cdef Py_buffer v
+    cdef uint8_t *p
+    cdef gso_t g
+    cdef int i
+    cdef list out = []
+    cdef uint8_t *seg
+    PyObject_GetBuffer(buf, &v, PyBUF_SIMPLE)
+    try:
+        p = <uint8_t *>_alloc(v.len + 1, False)
+        memcpy(p, v.buf, v.len)
+    finally:
+        PyBuffer_Release(&v)
+    try:
+        g = gso_parse(p, v.len, l2len)
+        if g.reason:
+            return g.reason, []
+        if g.count == 0:
+            return R_FORWARDED, [(<char *>p + VNET_HDR_LEN)[:g.m]]
+        seg = <uint8_t *>_alloc(g.m + 1, False)
+        try:
+            for i in range(g.count):
+                out.append((<char *>seg)[:gso_segment(p + VNET_HDR_LEN, &g, i, seg)])
+        finally:
+            PyMem_RawFree(seg)
+        return R_FORWARDED, out
+    finally:
+        PyMem_RawFree(p)
 
 
 cdef inline int ipv4_check(const uint8_t *b, Py_ssize_t avail, bint exact,
@@ -769,6 +923,8 @@ cdef class _Engine:
     cdef sockaddr_in6 *rxname
     cdef sockaddr_in6 *txname
     cdef int last_rx  # received by the last pump call
+    cdef int vnet  # VNET_HDR_LEN when the TAP/TUN fds carry a virtio-net header, else 0
+    cdef uint8_t *seg  # one segment of a super-packet
 
     def __cinit__(self, *args, **kwargs):
         self.rx = <uint8_t *>_alloc(IO_BATCH * IO_BUF, True)  # prefetch() reads stale bytes
@@ -780,6 +936,7 @@ cdef class _Engine:
         self.rxname = <sockaddr_in6 *>_alloc(IO_BATCH * sizeof(sockaddr_in6), True)
         self.txname = <sockaddr_in6 *>_alloc(IO_BATCH * sizeof(sockaddr_in6), True)
         self.peers = <uint8_t *>_alloc(16, False)
+        self.seg = <uint8_t *>_alloc(VNET_READ_MAX, False)
 
     def __dealloc__(self):
         PyMem_RawFree(self.rx)
@@ -791,9 +948,10 @@ cdef class _Engine:
         PyMem_RawFree(self.rxname)
         PyMem_RawFree(self.txname)
         PyMem_RawFree(self.peers)
+        PyMem_RawFree(self.seg)
 
     def __init__(self, HoaTable table not None, local, *, int tunnel_mtu=1460,
-                 int hop_limit=64, peers=()):
+                 int hop_limit=64, peers=(), bint vnet_hdr=False):
         cdef bytes lb = bytes(local)
         if len(lb) != 16:
             raise ValueError("local must be a 16-byte IPv6 address")
@@ -805,12 +963,17 @@ cdef class _Engine:
         memcpy(self.local, <const char *>lb, 16)
         self.mtu = tunnel_mtu
         self.hop = hop_limit
+        self.vnet = VNET_HDR_LEN if vnet_hdr else 0
         for p in peers:
             self.add_peer(p)
 
     @property
     def tunnel_mtu(self):
         return self.mtu
+
+    @property
+    def vnet_hdr(self):
+        return self.vnet != 0
 
     def add_peer(self, addr):
         """A tunnel peer whose DHCP is accepted before any binding exists."""
@@ -970,10 +1133,11 @@ cdef class _Engine:
         cdef int rx = 0, got, i, sent = 0, dev
         cdef res_t r
         cdef const uint8_t *pkt
-        cdef uint8_t *out = self.tx
+        cdef uint8_t *out = self.tx + 16  # room for a virtio-net header before it
         cdef int single = fds if isinstance(fds, int) else -1
         cdef Py_ssize_t nfds = 0 if single >= 0 else len(fds)
         self.table._migrate(REHASH_PER_BATCH)
+        memset(out - VNET_HDR_LEN, 0, VNET_HDR_LEN)  # no offload asked: a plain packet
         while rx < budget:
             got = self._recv(fd, min(IO_BATCH, budget - rx))
             self.table.prefetch(self.rx + self.tkey, IO_BUF, got)
@@ -994,7 +1158,7 @@ cdef class _Engine:
                         dev = fds[r.link]
                     else:
                         dev = -1
-                    if dev >= 0 and write(dev, out, r.n) == r.n:
+                    if dev >= 0 and write(dev, out - self.vnet, r.n + self.vnet) == r.n + self.vnet:
                         sent += 1
                     else:
                         self.ctr[self.up][C_TX_ERRORS] += 1
@@ -1021,49 +1185,69 @@ cdef class _Engine:
 
     cdef int _read_pump(self, int fd, int budget, list punts, int link, int tx_fd,
                         bint access) except -1:
-        """read() until EAGAIN or budget; encapsulate into tx slots; sendmmsg per 64."""
-        cdef int rx = 0, q = 0, sent = 0, d = UP if access else DOWN, errs
+        """read() until EAGAIN or budget; encapsulate into tx slots; sendmmsg per 64. With the
+        virtio-net header, a super-packet is segmented first (``received`` counts reads)."""
+        cdef int rx = 0, q = 0, sent = 0, d = UP if access else DOWN, errs, i
         cdef Py_ssize_t n
-        cdef res_t r
-        cdef uint8_t *slot
+        cdef gso_t g
         cdef uint8_t *scratch = self.rx
         self.table._migrate(REHASH_PER_BATCH)
         errs = self.ctr[d][C_TX_ERRORS]
         while rx < budget:
-            n = read(fd, scratch, READ_MAX)
+            n = read(fd, scratch, VNET_READ_MAX if self.vnet else READ_MAX)
             if n < 0:
                 if errno == EINTR:
                     continue
                 break  # EAGAIN / EWOULDBLOCK, or an error: the loop's owner sees it next time
             rx += 1
-            slot = self.tx + q * IO_BUF
-            if access:
-                r = (<Dmpa>self)._access(scratch, n, link, slot, IO_BUF)
+            if not self.vnet:
+                sent += self._queue(scratch, n, &q, punts, link, tx_fd, access)
+                continue
+            g = gso_parse(scratch, n, ETH_LEN if access else 0)
+            if g.reason:
+                self._end(d, g.reason)
+            elif g.count == 0:
+                sent += self._queue(scratch + VNET_HDR_LEN, g.m, &q, punts, link, tx_fd, access)
             else:
-                r = (<Dlmap>self)._tun(scratch, n, slot, IO_BUF)
-            if r.reason == R_FORWARDED:
-                self.txio[q].iov_base = slot
-                self.txio[q].iov_len = r.n
-                memset(&self.txname[q], 0, sizeof(sockaddr_in6))
-                self.txname[q].sin6_family = AF_INET6
-                memcpy(self.txname[q].sin6_addr.s6_addr, slot + 24, 16)
-                self.txv[q].msg_hdr.msg_name = &self.txname[q]
-                self.txv[q].msg_hdr.msg_namelen = sizeof(sockaddr_in6)
-                self.txv[q].msg_hdr.msg_iov = &self.txio[q]
-                self.txv[q].msg_hdr.msg_iovlen = 1
-                q += 1
-                sent += 1
-                if q == IO_BATCH:
-                    self._flush(tx_fd, q, d)
-                    q = 0
-            elif VERDICT[r.reason] == V_PUNT:
-                punts.append(Punt(r.reason, link if access else -1,
-                                  (<char *>scratch)[6:12] if access else b"",
-                                  (<char *>scratch)[:n]))
+                for i in range(g.count):
+                    n = gso_segment(scratch + VNET_HDR_LEN, &g, i, self.seg)
+                    sent += self._queue(self.seg, n, &q, punts, link, tx_fd, access)
         if q:
             self._flush(tx_fd, q, d)
         self.last_rx = rx
         return sent - <int>(self.ctr[d][C_TX_ERRORS] - errs)
+
+    cdef int _queue(self, const uint8_t *pkt, Py_ssize_t n, int *q, list punts, int link,
+                    int tx_fd, bint access) except -1:
+        """One frame (access) or packet (TUN): encapsulated into tx slot ``q[0]`` (sendmmsg
+        when the slots are full) or punted. Returns 1 if queued."""
+        cdef res_t r
+        cdef int d = UP if access else DOWN
+        cdef uint8_t *slot = self.tx + q[0] * IO_BUF
+        if access:
+            r = (<Dmpa>self)._access(pkt, n, link, slot, IO_BUF)
+        else:
+            r = (<Dlmap>self)._tun(pkt, n, slot, IO_BUF)
+        if r.reason == R_FORWARDED:
+            self.txio[q[0]].iov_base = slot
+            self.txio[q[0]].iov_len = r.n
+            memset(&self.txname[q[0]], 0, sizeof(sockaddr_in6))
+            self.txname[q[0]].sin6_family = AF_INET6
+            memcpy(self.txname[q[0]].sin6_addr.s6_addr, slot + 24, 16)
+            self.txv[q[0]].msg_hdr.msg_name = &self.txname[q[0]]
+            self.txv[q[0]].msg_hdr.msg_namelen = sizeof(sockaddr_in6)
+            self.txv[q[0]].msg_hdr.msg_iov = &self.txio[q[0]]
+            self.txv[q[0]].msg_hdr.msg_iovlen = 1
+            q[0] += 1
+            if q[0] == IO_BATCH:
+                self._flush(tx_fd, q[0], d)
+                q[0] = 0
+            return 1
+        if VERDICT[r.reason] == V_PUNT:
+            punts.append(Punt(r.reason, link if access else -1,
+                              (<char *>pkt)[6:12] if access else b"",
+                              (<char *>pkt)[:n]))
+        return 0
 
 
 cdef inline int _check_batches(Batch inp, Batch out) except -1:
@@ -1086,9 +1270,9 @@ cdef class Dmpa(_Engine):
     cdef uint32_t gateway
 
     def __init__(self, HoaTable table not None, local, pseudo_mac, gateway, *,
-                 int tunnel_mtu=1460, int hop_limit=64, peers=()):
+                 int tunnel_mtu=1460, int hop_limit=64, peers=(), bint vnet_hdr=False):
         _Engine.__init__(self, table, local, tunnel_mtu=tunnel_mtu, hop_limit=hop_limit,
-                         peers=peers)
+                         peers=peers, vnet_hdr=vnet_hdr)
         cdef bytes m = bytes(pseudo_mac)
         if len(m) != 6 or not 0 <= gateway <= 0xFFFFFFFF:
             raise ValueError("pseudo_mac must be 6 bytes and gateway an IPv4 integer")
@@ -1208,9 +1392,9 @@ cdef class Dlmap(_Engine):
     """The LMA side; see ``reference.Dlmap``."""
 
     def __init__(self, HoaTable table not None, local, *, int tunnel_mtu=1460,
-                 int hop_limit=64, peers=()):
+                 int hop_limit=64, peers=(), bint vnet_hdr=False):
         _Engine.__init__(self, table, local, tunnel_mtu=tunnel_mtu, hop_limit=hop_limit,
-                         peers=peers)
+                         peers=peers, vnet_hdr=vnet_hdr)
         self.up = UP
         self.tkey = 12
 

@@ -54,6 +54,7 @@ class Reason(IntEnum):
     BAD_OPTION = 20  # malformed Destination Options header or an option we must not skip
     ECN_NOT_ECT = 21  # RFC 6040: outer CE over a not-ECT inner packet
     NO_ROOM = 22  # output buffer too small for the result
+    BAD_GSO = 23  # TAP/TUN offload: a virtio-net header we cannot act on (see ``segment``)
 
 
 VERDICT_OF: tuple[Verdict, ...] = tuple(

@@ -28,6 +28,7 @@ import errno
 import mmap
 import os
 import socket
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 
 from fastpath.common import (
@@ -43,7 +44,7 @@ from fastpath.common import (
     counter_names,
 )
 
-__all__ = ["Batch", "Dlmap", "Dmpa", "HoaTable"]
+__all__ = ["Batch", "Dlmap", "Dmpa", "HoaTable", "segment"]
 
 Buf = bytes | bytearray | memoryview  # what the packet arguments accept
 
@@ -66,6 +67,19 @@ N_EXTRA = 2  # bytes, tx_errors
 ROW = N_REASONS + N_EXTRA
 IO_BUF = 2048  # per-packet buffer of the batched I/O
 READ_MAX = 65536  # one read() from a TAP/TUN
+# TAP/TUN offload (IFF_VNET_HDR): every read and write starts with a struct virtio_net_hdr, in
+# host byte order (linux/virtio_net.h; legacy, no TUNSETVNETLE)
+VNET_HDR_LEN = 10
+VNET_READ_MAX = 65536 + 64  # a TCP super-packet: 64 KiB of IPv4 + Ethernet + the header
+VNET_F_NEEDS_CSUM = 1
+GSO_NONE = 0
+GSO_TCPV4 = 1
+GSO_ECN = 0x80
+TCP_FIN = 0x01
+TCP_PSH = 0x08
+TCP_CWR = 0x80
+PROTO_TCP = 6
+_VNET = struct.Struct("=BBHHHH")
 
 # the compiled table's layout and growth schedule, which memory_bytes() and rehash_pending model:
 # 8-byte slots (key + index) and 32-byte entries in mappings of whole pages, endpoints of 16
@@ -98,6 +112,75 @@ def _fold(s: int) -> int:
     while s > 0xFFFF:
         s = (s & 0xFFFF) + (s >> 16)
     return s
+
+
+def _sum16(b: Buf) -> int:
+    """The one's complement sum of ``b`` as big-endian 16-bit words (an odd last byte padded
+    with zero), folded to 16 bits: 0 only when every byte is 0."""
+    v = int.from_bytes(bytes(b) + b"\0" * (len(b) & 1), "big")
+    return 0 if v == 0 else (v % 0xFFFF or 0xFFFF)
+
+
+def segment(buf: Buf, l2len: int) -> tuple[int, list[bytes]]:
+    """What a TAP/TUN with ``IFF_VNET_HDR`` and ``TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)`` gave
+    (``buf``: the virtio-net header, then the frame or packet), as the packets the kernel would
+    have given without offloads: (``FORWARDED``, packets) or (``BAD_GSO``, []).
+
+    ``l2len`` is the link header before IPv4: 14 on a TAP, 0 on a TUN. Without GSO, a
+    partial checksum (``NEEDS_CSUM``: the field holds the pseudo-header sum) is completed over
+    ``[csum_start, end)`` (0 becomes 0xFFFF, as ``skb_checksum_help`` does). A TCP/IPv4
+    super-packet is split as ``tcp_gso_segment`` and ``inet_gso_segment`` do: ``gso_size``
+    bytes of payload per segment, the headers copied, total length set, the IPv4 ID + i, the
+    sequence number + i * gso_size, FIN and PSH on the last segment only, CWR on the first only,
+    both checksums computed whole. Any other GSO type, or headers that are not IPv4 + TCP, is
+    ``BAD_GSO`` (only TSO4 is offered, so the kernel does not send them).
+    """
+    n = len(buf)
+    if n < VNET_HDR_LEN:
+        return Reason.BAD_GSO, []
+    flags, gso_type, _, gso_size, csum_start, csum_offset = _VNET.unpack_from(buf, 0)
+    p = bytearray(buf[VNET_HDR_LEN:])
+    m = len(p)
+    if gso_type == GSO_NONE:
+        if flags & VNET_F_NEEDS_CSUM:
+            at = csum_start + csum_offset
+            if at + 2 > m:
+                return Reason.BAD_GSO, []
+            c = ~_sum16(p[csum_start:]) & 0xFFFF or 0xFFFF
+            p[at : at + 2] = c.to_bytes(2, "big")
+        return Reason.FORWARDED, [bytes(p)]
+    if gso_type & ~GSO_ECN != GSO_TCPV4 or gso_size == 0:
+        return Reason.BAD_GSO, []
+    ip = l2len
+    if m < ip + 20 or (ip and _be16(p, 12) != ETH_P_IP) or p[ip] >> 4 != 4:
+        return Reason.BAD_GSO, []
+    ihl = (p[ip] & 0x0F) * 4
+    t = ip + ihl
+    if ihl < 20 or p[ip + 9] != PROTO_TCP or m < t + 20:
+        return Reason.BAD_GSO, []
+    hdrs = t + (p[t + 12] >> 4) * 4
+    if hdrs < t + 20 or m < hdrs:
+        return Reason.BAD_GSO, []
+    count = max(1, -(-(m - hdrs) // gso_size))
+    ip_id, seq = _be16(p, ip + 4), _be32(p, t + 4)
+    pseudo = _sum16(p[ip + 12 : ip + 20]) + PROTO_TCP
+    out = []
+    for i in range(count):
+        lo = hdrs + i * gso_size
+        seg = p[:hdrs] + p[lo : min(m, lo + gso_size)]
+        seg[ip + 2 : ip + 6] = struct.pack("!HH", len(seg) - ip, (ip_id + i) & 0xFFFF)
+        seg[ip + 10 : ip + 12] = b"\0\0"
+        seg[ip + 10 : ip + 12] = (~_sum16(seg[ip:t]) & 0xFFFF).to_bytes(2, "big")
+        seg[t + 4 : t + 8] = ((seq + i * gso_size) & 0xFFFFFFFF).to_bytes(4, "big")
+        if i < count - 1:
+            seg[t + 13] &= ~(TCP_FIN | TCP_PSH) & 0xFF
+        if i > 0:
+            seg[t + 13] &= ~TCP_CWR & 0xFF
+        seg[t + 16 : t + 18] = b"\0\0"
+        s = _fold(pseudo + len(seg) - t + _sum16(seg[t:]))
+        seg[t + 16 : t + 18] = (~s & 0xFFFF).to_bytes(2, "big")
+        out.append(bytes(seg))
+    return Reason.FORWARDED, out
 
 
 def _checksum_ok(b: Buf, off: int, hlen: int) -> bool:
@@ -393,6 +476,7 @@ class _Engine:
         tunnel_mtu: int = 1460,
         hop_limit: int = 64,
         peers: Iterable[bytes] = (),
+        vnet_hdr: bool = False,
     ) -> None:
         if len(local) != 16:
             raise ValueError("local must be a 16-byte IPv6 address")
@@ -408,11 +492,17 @@ class _Engine:
         for p in peers:
             self.add_peer(p)
         self._counters = [0] * (ROW * 2)
+        # the pumps' TAP/TUN fds carry a virtio-net header (IFF_VNET_HDR + TUNSETOFFLOAD)
+        self._vnet = bytes(VNET_HDR_LEN) if vnet_hdr else b""
 
     # configuration
     @property
     def tunnel_mtu(self) -> int:
         return self._mtu
+
+    @property
+    def vnet_hdr(self) -> bool:
+        return bool(self._vnet)
 
     def add_peer(self, addr: bytes) -> None:
         """A tunnel peer whose DHCP is accepted before any binding exists."""
@@ -526,6 +616,17 @@ class _Engine:
     def _ce_drop(self, ce: bool, b: Buf, off: int) -> bool:
         return ce and b[off + 1] & ECN_CE == 0
 
+    def _device_read(self, fd: int, l2len: int, d: Direction) -> list[bytes] | None:
+        """One read from a TAP/TUN: the packets it holds (None: nothing to read). With the
+        virtio-net header, a super-packet is split by :func:`segment` (a bad one is counted)."""
+        got = _read(fd, VNET_READ_MAX if self._vnet else READ_MAX)
+        if got is None or not self._vnet:
+            return got if got is None else [got]
+        reason, packets = segment(got, l2len)
+        if reason:
+            self._end(d, reason)
+        return packets
+
     def _sent(self, ok: bool, d: Direction) -> int:
         if not ok:
             self._counters[d * ROW + N_REASONS + 1] += 1
@@ -562,8 +663,16 @@ class Dmpa(_Engine):
         tunnel_mtu: int = 1460,
         hop_limit: int = 64,
         peers: Iterable[bytes] = (),
+        vnet_hdr: bool = False,
     ) -> None:
-        super().__init__(table, local, tunnel_mtu=tunnel_mtu, hop_limit=hop_limit, peers=peers)
+        super().__init__(
+            table,
+            local,
+            tunnel_mtu=tunnel_mtu,
+            hop_limit=hop_limit,
+            peers=peers,
+            vnet_hdr=vnet_hdr,
+        )
         if len(pseudo_mac) != 6 or not 0 <= gateway <= 0xFFFFFFFF:
             raise ValueError("pseudo_mac must be 6 bytes and gateway an IPv4 integer")
         self._mac = bytes(pseudo_mac)
@@ -658,22 +767,26 @@ class Dmpa(_Engine):
         self, tap_fd: int, link: int, tx_fd: int, budget: int = 64
     ) -> tuple[int, int, list[Punt]]:
         """Read frames from a TAP until EAGAIN or ``budget``; send the encapsulated ones on a
-        raw IPPROTO_RAW socket. Returns (received, sent, punted)."""
+        raw IPPROTO_RAW socket. Returns (received, sent, punted); with the virtio-net header
+        ``received`` counts reads (a super-packet is one) and ``sent`` the packets after
+        :func:`segment` (so does ``pump_tun``)."""
         punts: list[Punt] = []
         self.table._migrate(REHASH_PER_BATCH)
         sent = rx = 0
         out = bytearray(IO_BUF)
         tx = _Sender(tx_fd)
         while rx < budget:
-            frame = _read(tap_fd)
-            if frame is None:
+            frames = self._device_read(tap_fd, ETH_LEN, Direction.UPLINK)
+            if frames is None:
                 break
             rx += 1
-            v, reason, n, _ = self.from_access(frame, link, out)
-            if v == Verdict.PUNT:
-                punts.append(Punt(reason, link, frame[6:12], frame))
-            elif v == Verdict.FORWARD:
-                sent += self._sent(tx.send(bytes(out[:n]), bytes(out[24:40])), Direction.UPLINK)
+            for frame in frames:
+                v, reason, n, _ = self.from_access(frame, link, out)
+                if v == Verdict.PUNT:
+                    punts.append(Punt(reason, link, frame[6:12], frame))
+                elif v == Verdict.FORWARD:
+                    ok = tx.send(bytes(out[:n]), bytes(out[24:40]))
+                    sent += self._sent(ok, Direction.UPLINK)
         tx.close()
         return rx, sent, punts
 
@@ -707,7 +820,7 @@ class Dmpa(_Engine):
         return rx, sent, punts
 
     def _write_link(self, fds: Sequence[int], link: int, out: bytearray, n: int) -> int:
-        ok = 0 <= link < len(fds) and _write(fds[link], bytes(out[:n]))
+        ok = 0 <= link < len(fds) and _write(fds[link], self._vnet + bytes(out[:n]))
         return self._sent(ok, Direction.DOWNLINK)
 
 
@@ -786,7 +899,8 @@ class Dlmap(_Engine):
                 if v == Verdict.PUNT:
                     punts.append(Punt(reason, -1, src, data))
                 elif v == Verdict.FORWARD:
-                    sent += self._sent(_write(tun_fd, bytes(out[:n])), Direction.UPLINK)
+                    ok = _write(tun_fd, self._vnet + bytes(out[:n]))
+                    sent += self._sent(ok, Direction.UPLINK)
         finally:
             sock.detach()
         return rx, sent, punts
@@ -799,22 +913,24 @@ class Dlmap(_Engine):
         out = bytearray(IO_BUF)
         tx = _Sender(tx_fd)
         while rx < budget:
-            pkt = _read(tun_fd)
-            if pkt is None:
+            pkts = self._device_read(tun_fd, 0, Direction.DOWNLINK)
+            if pkts is None:
                 break
             rx += 1
-            v, reason, n, _ = self.from_tun(pkt, out)
-            if v == Verdict.PUNT:
-                punts.append(Punt(reason, -1, b"", pkt))
-            elif v == Verdict.FORWARD:
-                sent += self._sent(tx.send(bytes(out[:n]), bytes(out[24:40])), Direction.DOWNLINK)
+            for pkt in pkts:
+                v, reason, n, _ = self.from_tun(pkt, out)
+                if v == Verdict.PUNT:
+                    punts.append(Punt(reason, -1, b"", pkt))
+                elif v == Verdict.FORWARD:
+                    ok = tx.send(bytes(out[:n]), bytes(out[24:40]))
+                    sent += self._sent(ok, Direction.DOWNLINK)
         tx.close()
         return rx, sent, punts
 
 
-def _read(fd: int) -> bytes | None:
+def _read(fd: int, size: int = READ_MAX) -> bytes | None:
     try:
-        return os.read(fd, READ_MAX)
+        return os.read(fd, size)
     except BlockingIOError:
         return None
     except OSError as e:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import re
@@ -74,6 +75,12 @@ _IFF_LOWER_UP = 0x10000
 _BR_STATE_FORWARDING = 3
 _AF_INET, _AF_INET6 = 2, 10
 _SYS_NET = Path("/proc/sys/net")
+#: ``TUNSETOFFLOAD`` (``_IOW('T', 208, unsigned int)``) and its flags, from linux/if_tun.h.
+TUNSETOFFLOAD = 0x400454D0
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+#: Length of the ``struct virtio_net_hdr`` every read and write starts with under offload.
+VNET_HDR_LEN = 10
 
 
 def link_prefix(name: str) -> str:
@@ -247,13 +254,17 @@ class Devices:
 
     # --- TAP / TUN --------------------------------------------------------------------------
 
-    def _tuntap(self, ifname: str, flags: int, mtu: int) -> int:
+    def _tuntap(self, ifname: str, flags: int, mtu: int, offload: bool) -> int:
         if not is_owned(self.name, ifname):
             raise ValueError(f"{ifname!r} does not carry node {self.name!r}'s owner tag")
         if ifname in self._taps:
             raise ValueError(f"{ifname!r} already created")
+        if offload:
+            flags |= pytun.IFF_VNET_HDR
         dev = pytun.TunTapDevice(name=ifname, flags=flags | pytun.IFF_NO_PI)
         try:
+            if offload:
+                fcntl.ioctl(dev.fileno(), TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4)
             os.set_blocking(dev.fileno(), False)
             dev.mtu = mtu
             # Neither link carries IPv6: the TAP only bridges, the TUN carries IPv4 only.
@@ -263,24 +274,28 @@ class Devices:
             dev.close()
             raise
         self._taps[ifname] = dev
-        log.info("created ifname=%s mtu=%d", ifname, mtu)
+        log.info("created ifname=%s mtu=%d offload=%s", ifname, mtu, offload)
         return int(dev.fileno())
 
-    def create_tap(self, ifname: str, mtu: int = 1500) -> int:
+    def create_tap(self, ifname: str, mtu: int = 1500, offload: bool = False) -> int:
         """A TAP (``IFF_TAP | IFF_NO_PI``), up, IPv6 off; returns its non-blocking fd.
 
         Reading the fd gives whole Ethernet frames that reached the TAP; writing one sends it.
+        With ``offload``, ``IFF_VNET_HDR`` and ``TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)``: every
+        read and write starts with a :data:`VNET_HDR_LEN`-byte ``struct virtio_net_hdr``, and
+        reads may give TCP/IPv4 super-packets and partial checksums (``fastpath.segment``).
         """
-        return self._tuntap(ifname, pytun.IFF_TAP, mtu)
+        return self._tuntap(ifname, pytun.IFF_TAP, mtu, offload)
 
-    def create_tun(self, ifname: str, mtu: int = 1500) -> int:
+    def create_tun(self, ifname: str, mtu: int = 1500, offload: bool = False) -> int:
         """A TUN (``IFF_TUN | IFF_NO_PI``), up, IPv6 off; returns its non-blocking fd.
 
         Reading gives the IPv4 packets the kernel routes into the TUN; writing one injects it
         into the kernel as if received on the TUN. Give it the tunnel MTU, so the kernel
         itself answers oversize DF packets towards an MS with ICMP "fragmentation needed".
+        ``offload`` as in :meth:`create_tap`.
         """
-        return self._tuntap(ifname, pytun.IFF_TUN, mtu)
+        return self._tuntap(ifname, pytun.IFF_TUN, mtu, offload)
 
     # --- DMPA: the access bridge -------------------------------------------------------------
 

@@ -54,7 +54,7 @@ T = TypeVar("T")
 #: Keys each kind of section may hold. ``peer`` and ``profile`` sections carry their address
 #: or NAI in the section name: ``[peer 2001:db8::1]``, ``[profile alice@example.org]``.
 KEYS: dict[str, tuple[str, ...]] = {
-    "node": ("role", "name", "address", "state_dir", "control_socket", "log_level"),
+    "node": ("role", "name", "address", "state_dir", "control_socket", "log_level", "offload"),
     "dmpa": (
         "access",
         "pseudo_mac",
@@ -514,6 +514,7 @@ class _Loader:
         if socket is not None and len(bytes(socket)) > SUN_PATH:
             s.error("control_socket", f"longer than the {SUN_PATH} bytes a unix socket path holds")
         log_level = s.get("log_level", _choice(*LOG_LEVELS), "info")
+        offload = s.get("offload", _boolean, False)
         if s.failed:
             return None, role
         return (
@@ -524,6 +525,7 @@ class _Loader:
                 _some(state_dir),
                 _some(socket),
                 _some(log_level),
+                bool(offload),
             ),
             role,
         )

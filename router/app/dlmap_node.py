@@ -18,6 +18,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from fastpath import Punt, Reason, implementation
+from router.adapters.devices import VNET_HDR_LEN
 from router.adapters.store import Store
 from router.app.node import ActionRunner, Clock, CoreTimer, log, receive_mh
 from router.app.settings import DLMAPSettings
@@ -103,7 +104,10 @@ class DLMAPNode:
             settings.node.address.packed,
             tunnel_mtu=settings.tunnel_mtu,
             peers=[a.packed for a in self.dialects],
+            vnet_hdr=settings.node.offload,
         )
+        # what the slow path writes to the TUN: a virtio-net header first under offload
+        self._vnet = bytes(VNET_HDR_LEN) if settings.node.offload else b""
         self.runner = ActionRunner(
             loop,
             store,
@@ -200,7 +204,7 @@ class DLMAPNode:
 
     def _write_tun(self, packet: bytes) -> None:
         try:
-            os.write(self.ports.tun_fd, packet)
+            os.write(self.ports.tun_fd, self._vnet + packet)
         except OSError:
             self.counters["tun.tx_error"] += 1
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from fastpath import Punt, Reason, implementation
 from router.adapters.aaa import AAA
+from router.adapters.devices import VNET_HDR_LEN
 from router.adapters.store import Store
 from router.app.node import ActionRunner, Clock, CoreTimer, log, receive_mh
 from router.app.settings import DMPASettings
@@ -97,7 +98,10 @@ class DMPANode:
             int(settings.gateway),
             tunnel_mtu=settings.tunnel_mtu,
             peers=[a.packed for a in self.dialects],
+            vnet_hdr=settings.node.offload,
         )
+        # what the slow path writes to a TAP: a virtio-net header first under offload
+        self._vnet = bytes(VNET_HDR_LEN) if settings.node.offload else b""
         self.runner = ActionRunner(
             loop,
             store,
@@ -206,7 +210,7 @@ class DMPANode:
 
     def _write_tap(self, link: int, frame: bytes) -> None:
         try:
-            os.write(self.ports.tap_fds[link], frame)
+            os.write(self.ports.tap_fds[link], self._vnet + frame)
         except (OSError, IndexError):
             self.counters["tap.tx_error"] += 1
 

@@ -95,7 +95,7 @@ async def serve(settings: Settings, *, fastpath: str = "auto") -> int:
             taps = []
             for link, access in enumerate(settings.access):
                 tap = devices.tap_name(name, link)
-                fd = await run(None, kernel.create_tap, tap, 1500)
+                fd = await run(None, kernel.create_tap, tap, 1500, node_settings.offload)
                 await run(None, kernel.bridge_access, access, tap, devices.bridge_name(name, link))
                 taps.append(fd)
             for link in range(len(settings.access)):
@@ -120,7 +120,9 @@ async def serve(settings: Settings, *, fastpath: str = "auto") -> int:
         else:
             assert isinstance(settings, DLMAPSettings)
             tun_name = devices.tun_name(name)
-            tun = await run(None, kernel.create_tun, tun_name, settings.tunnel_mtu)
+            tun = await run(
+                None, kernel.create_tun, tun_name, settings.tunnel_mtu, node_settings.offload
+            )
             await run(None, kernel.route_hoa_network, tun_name, settings.gateway, settings.network)
             await run(None, devices.enable_ipv4_forwarding)
             await run(None, kernel.wait_link_up, tun_name, 10.0)

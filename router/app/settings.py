@@ -6,7 +6,7 @@
 The ini file, section by section (``etc/dmpa.ini`` and ``etc/dlmap.ini`` document every key)::
 
     [node]        role, name, address (our IPv6 tunnel endpoint and MH address), state_dir,
-                  control_socket, log_level
+                  control_socket, log_level, offload
     [dmpa]        access interfaces, pseudo_mac, gateway, prefix_length, lifetime, tunnel_mtu,
                   aaa backend, default address mode
     [dlmap]       gateway, network (the HoA network), pool ranges, lifetime, lease_time,
@@ -43,6 +43,9 @@ class NodeSettings:
     state_dir: Path
     control_socket: Path
     log_level: str = "info"
+    #: TAP/TUN offload (``IFF_VNET_HDR`` + ``TUNSETOFFLOAD`` CSUM|TSO4): TCP super-packets
+    #: arrive whole and the fastpath splits them for the tunnel (``fastpath.segment``).
+    offload: bool = False
 
 
 @dataclass(frozen=True, slots=True)
