@@ -60,6 +60,7 @@ def write_configs(
     tunnel_mtu: int = 1500,
     log_level: str = "info",
     radius: tuple[str, str] | None = None,
+    offload: bool = False,
 ) -> LabConfigs:
     """Write ``dlmap.ini``, ``dmpa1.ini`` and ``dmpa2.ini`` into ``folder`` and check them.
 
@@ -77,7 +78,7 @@ def write_configs(
     dlmap = (
         f"[node]\nrole = dlmap\nname = lm\naddress = {DLMAP_ADDRESS}\n"
         f"state_dir = {folder / 'dlmap-state'}\ncontrol_socket = {sockets['dlmap']}\n"
-        f"log_level = {log_level}\n\n"
+        f"log_level = {log_level}\noffload = {'yes' if offload else 'no'}\n\n"
         f"[dlmap]\ngateway = {GATEWAY}\nnetwork = {HOA_NETWORK}\npool = {POOL}\n"
         f"tunnel_mtu = {tunnel_mtu}\ndhcp = {dhcp}\n{relay}revocation_budget = 0.5\n\n"
         f"{peers}{_profiles(profiles, dlmap_line=False)}"
@@ -88,7 +89,8 @@ def write_configs(
         text = (
             f"[node]\nrole = dmpa\nname = m{index}\naddress = {address}\n"
             f"state_dir = {folder / f'dmpa{index}-state'}\n"
-            f"control_socket = {sockets[f'dmpa{index}']}\nlog_level = {log_level}\n\n"
+            f"control_socket = {sockets[f'dmpa{index}']}\nlog_level = {log_level}\n"
+            f"offload = {'yes' if offload else 'no'}\n\n"
             f"[dmpa]\naccess = {ACCESS_IF}\ngateway = {GATEWAY}\n"
             f"prefix_length = {HOA_NETWORK.prefixlen}\ntunnel_mtu = {tunnel_mtu}\n"
             f"aaa = {'radius' if radius else 'local'}\n\n"

@@ -35,6 +35,7 @@ class Domain:
         fastpath: str = "auto",
         radius: tuple[str, str] | None = None,
         tunnel_mtu: int = 1500,
+        offload: bool = False,
     ) -> None:
         self.lab = lab
         self.profiles = profiles
@@ -47,6 +48,7 @@ class Domain:
             dhcp_servers=dhcp_servers,
             radius=radius,
             tunnel_mtu=tunnel_mtu,
+            offload=offload,
         )
         self.processes: dict[str, subprocess.Popen[Any]] = {}
         self.logs: dict[str, Path] = {}

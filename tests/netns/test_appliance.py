@@ -93,8 +93,9 @@ def test_three_address_modes_at_once(lab: Lab, dialect: str) -> None:
     assert "02:00:5e:00:00:01" in neighbours
 
 
-def test_handover_both_ways_keeps_the_address_and_a_tcp_session(lab: Lab) -> None:
-    domain = start(lab, {"ms": "dhcp"})
+@pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
+def test_handover_both_ways_keeps_the_address_and_a_tcp_session(lab: Lab, offload: bool) -> None:
+    domain = start(lab, {"ms": "dhcp"}, offload=offload)
     lease = DhcpClient(lab).once(tries=10)
     serving(domain, "ms", 1)
     session = TcpSession(lab)
@@ -112,6 +113,8 @@ def test_handover_both_ways_keeps_the_address_and_a_tcp_session(lab: Lab) -> Non
     assert moved["hoa"] == back["hoa"] == str(lease.address)
     assert tcp.survived, tcp
     assert udp.received > 0 and udp.max_gap_ms < 2000, udp
+    transfer = tcp_transfer(lab, nbytes=5_000_000, seconds=10.0)  # TSO super-packets if offload
+    assert transfer.bytes_acknowledged == 5_000_000
     counters = domain.ask("dlmap", "counters")
     assert counters["core"]["handover"] == 2
     assert counters["core"]["bra.status.0"] == 2
