@@ -9,12 +9,13 @@ STAMPS := .stamps
 
 # Debian packages the tests need: tshark is the wire oracle; udhcpc, arping and ping are the
 # mobile station's real host tools; kea-dhcp4-server, dnsmasq-base and freeradius are the real
-# DHCP and RADIUS servers the service tests start in their own namespaces; the rest build and
-# run the package.
+# DHCP and RADIUS servers the service tests start in their own namespaces; iperf3 and tayga (the
+# C NAT64 the data path is compared with) are for the lab benchmarks; the rest build and run the
+# package.
 APT_PACKAGES := tshark python3-venv python3-dev gcc iproute2 udhcpc iputils-arping \
-	iputils-ping kea-dhcp4-server dnsmasq-base freeradius freeradius-utils
+	iputils-ping kea-dhcp4-server dnsmasq-base freeradius freeradius-utils iperf3 tayga
 
-.PHONY: all setup test test-fast bench lint demo clean
+.PHONY: all setup test test-fast bench bench-lab lint demo clean
 
 all: test
 
@@ -59,6 +60,12 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m pytest bench -p no:cacheprovider --benchmark-columns=min,median,mean,ops,rounds --benchmark-sort=name
+
+# Data-path throughput in network namespaces (needs root): kernel forwarding, a tayga pair and
+# the appliance side by side, iperf3 TCP/UDP and ping, 3 runs each; prints the table and saves
+# the JSON under bench/results/ (about 10 minutes). Everything it builds is torn down.
+bench-lab: setup
+	$(BIN)/netlmm lab bench
 
 lint: setup
 	$(BIN)/ruff check router fastpath tests bench setup.py

@@ -7,6 +7,10 @@
 * With both: embedded defaults (the DLMAP's built-in DHCP server, the DMPAs' local profiles);
   ``--dhcp kea|dnsmasq`` relays DHCP to that server (in the CN's namespace), ``--aaa radius``
   makes the DMPAs ask FreeRADIUS (in the DLMAP's namespace).
+* ``netlmm lab bench [--variants kernel,tayga,appliance] [--runs 3]``: data-path throughput of
+  kernel forwarding, a tayga pair and the appliance side by side (iperf3, ping), a table and a
+  JSON file under ``bench/results/`` (what ``make bench-lab`` runs; see
+  :mod:`router.lab.throughput`).
 * ``netlmm lab down [PREFIX]``: remove a domain left by ``lab up`` (all of them without PREFIX).
 """
 
@@ -18,8 +22,8 @@ from typing import Any
 
 
 def add_lab_parser(sub: Any) -> None:
-    lab = sub.add_parser("lab", help="the network-namespace lab: demo, up, down")
-    lab.add_argument("action", choices=("demo", "up", "down"))
+    lab = sub.add_parser("lab", help="the network-namespace lab: demo, up, down, bench")
+    lab.add_argument("action", choices=("demo", "up", "down", "bench"))
     lab.add_argument("prefix", nargs="?", help="with down: the lab to remove")
     lab.add_argument("--json", action="store_true", help="demo: machine-readable result")
     lab.add_argument("--dialect", choices=("draft", "rfc5844"), default="draft")
@@ -36,6 +40,9 @@ def add_lab_parser(sub: Any) -> None:
         default="local",
         help="demo/up: the DMPAs' local profiles, or a real FreeRADIUS",
     )
+    from router.lab.throughput import add_arguments
+
+    add_arguments(lab, fastpath=False)
 
 
 def lab_main(args: argparse.Namespace) -> int:
@@ -56,6 +63,10 @@ def lab_main(args: argparse.Namespace) -> int:
         )
     if args.action == "up":
         return _up(args)
+    if args.action == "bench":
+        from router.lab.throughput import run
+
+        return run(args)
     from router.lab.topology import Lab
 
     removed = Lab.down(args.prefix)
