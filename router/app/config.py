@@ -22,6 +22,7 @@ Rules:
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import difflib
 import re
 import stat
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Literal, TypeVar, cast, get_args
 
 from fastpath.reference import ETH_LEN, IO_BUF, IP6_LEN
+from router.app.security import DEFAULT_REPLAY_WINDOW, MAX_SPI, MIN_SPI, KeyFileError, read_key_file
 from router.app.settings import (
     DLMAPSettings,
     DMPASettings,
@@ -54,7 +56,17 @@ T = TypeVar("T")
 #: Keys each kind of section may hold. ``peer`` and ``profile`` sections carry their address
 #: or NAI in the section name: ``[peer 2001:db8::1]``, ``[profile alice@example.org]``.
 KEYS: dict[str, tuple[str, ...]] = {
-    "node": ("role", "name", "address", "state_dir", "control_socket", "log_level", "offload"),
+    "node": (
+        "role",
+        "name",
+        "address",
+        "state_dir",
+        "control_socket",
+        "log_level",
+        "offload",
+        "key_file",
+        "replay_window",
+    ),
     "dmpa": (
         "access",
         "pseudo_mac",
@@ -87,6 +99,7 @@ KEYS: dict[str, tuple[str, ...]] = {
         "seed_option_type",
         "status_hoa_unavailable",
         "status_invalid_hoa",
+        "spi",
     ),
     "profile": ("mac", "mode", "hoa", "dlmap", "gateway", "allowed"),
     "radius": ("servers", "nas_identifier", "timeout", "retries"),
@@ -484,6 +497,7 @@ class _Loader:
             role = present[0] if len(present) == 1 else None
         address = node.address if node is not None else None
         peers = self._peers(address)
+        node = self._keys(node_section, node, peers)
         other = "dlmap" if role == "dmpa" else "dmpa"
         if role is not None and other in self.single:
             self.single[other].error(
@@ -515,6 +529,10 @@ class _Loader:
             s.error("control_socket", f"longer than the {SUN_PATH} bytes a unix socket path holds")
         log_level = s.get("log_level", _choice(*LOG_LEVELS), "info")
         offload = s.get("offload", _boolean, False)
+        key_file = s.get("key_file", _path)
+        window = s.get(
+            "replay_window", _number(0, 300, low_open=True), float(DEFAULT_REPLAY_WINDOW)
+        )
         if s.failed:
             return None, role
         return (
@@ -526,6 +544,8 @@ class _Loader:
                 _some(socket),
                 _some(log_level),
                 bool(offload),
+                key_file,
+                _some(window),
             ),
             role,
         )
@@ -553,9 +573,39 @@ class _Loader:
             elif address is not None and address in peers:
                 s.error(None, f"{address} has two [peer] sections")
             dialect = self._dialect(s)
+            spi = s.get("spi", _integer(MIN_SPI, MAX_SPI, base=0))
             if address is not None and dialect is not None and not s.failed:
-                peers[address] = PeerSettings(address, dialect)
+                peers[address] = PeerSettings(address, dialect, spi)
         return peers
+
+    def _keys(
+        self,
+        s: _Section,
+        node: NodeSettings | None,
+        peers: Mapping[IPv6Address, PeerSettings],
+    ) -> NodeSettings | None:
+        """RFC 4285 keys: read ``node.key_file`` for the peers' SPIs (never shown anywhere)."""
+        spis = {p.address: p.spi for p in peers.values() if p.spi is not None}
+        if spis and not s.has("key_file"):
+            for ps, _ in self.peers:
+                if ps.has("spi"):
+                    ps.error("spi", "needs the keys: node.key_file")
+            return node
+        if node is None or node.key_file is None:
+            return node
+        if not spis:
+            s.warn("key_file", "not used: no [peer] section has an spi")
+            return node
+        for ps, _ in self.peers:
+            if not ps.has("spi"):
+                ps.warn(None, "no spi: signaling with this peer is not authenticated")
+        try:
+            keys = read_key_file(node.key_file, spis.values())
+        except KeyFileError as exc:
+            for problem in exc.problems:
+                s.error("key_file", problem)
+            return None
+        return dataclasses.replace(node, keys=keys)
 
     @staticmethod
     def _dialect(s: _Section) -> Dialect | None:

@@ -21,6 +21,7 @@ from fastpath import Punt, Reason, implementation
 from router.adapters.devices import VNET_HDR_LEN
 from router.adapters.store import Store
 from router.app.node import ActionRunner, Clock, CoreTimer, log, receive_mh
+from router.app.security import guard_for
 from router.app.settings import DLMAPSettings
 from router.core.aaa import LocalAAA
 from router.core.actions import Bind, SendMH, SendTunnel, Unbind
@@ -61,6 +62,7 @@ class DLMAPNode:
         self.clock = clock or Clock()
         self.counters: Counter[str] = Counter()
         self.dialects = {p.address: p.dialect for p in settings.peers}
+        self.guard = guard_for(settings.node, settings.peers, self.clock.wall, self.counters)
         static = LocalAAA(settings.profiles).static_addresses()
         self.pool = HoAPool(settings.pool, static, settings.lease_time)
         config = DLMAPConfig(
@@ -105,6 +107,9 @@ class DLMAPNode:
             tunnel_mtu=settings.tunnel_mtu,
             peers=[a.packed for a in self.dialects],
             vnet_hdr=settings.node.offload,
+            # merge TCP segments on the TAP/TUN writes (offload only); NETLMM_COALESCE=0
+            # turns it off, for A/B measurements
+            coalesce=os.environ.get("NETLMM_COALESCE", "1") != "0",
         )
         # what the slow path writes to the TUN: a virtio-net header first under offload
         self._vnet = bytes(VNET_HDR_LEN) if settings.node.offload else b""
@@ -157,7 +162,9 @@ class DLMAPNode:
     # --- inputs ---------------------------------------------------------------------------
 
     def on_mh(self, data: bytes, src: IPv6Address) -> None:
-        actions = receive_mh(self.core, data, src, self.dialects, DRAFT, self.clock, self.counters)
+        actions = receive_mh(
+            self.core, data, src, self.dialects, DRAFT, self.clock, self.counters, self.guard
+        )
         self.runner.submit(actions)
 
     def on_dhcp_from_server(self, data: bytes, server: IPv4Address) -> None:
@@ -212,7 +219,7 @@ class DLMAPNode:
 
     def _send_mh(self, action: SendMH) -> None:
         self.counters["mh.tx"] += 1
-        self.ports.mh_send(action.message.encode(), action.peer)
+        self.ports.mh_send(self.guard.seal(action.message, action.peer), action.peer)
 
     def _send_tunnel(self, action: SendTunnel) -> None:
         self.ports.tunnel_send(action.packet, action.peer)

@@ -21,6 +21,7 @@ from router.adapters.aaa import AAA
 from router.adapters.devices import VNET_HDR_LEN
 from router.adapters.store import Store
 from router.app.node import ActionRunner, Clock, CoreTimer, log, receive_mh
+from router.app.security import guard_for
 from router.app.settings import DMPASettings
 from router.core.actions import AAARequest, Bind, SendFrame, SendMH, SendTunnel, Unbind
 from router.core.dmpa import DMPA, DMPAConfig, State
@@ -69,6 +70,7 @@ class DMPANode:
         self.clock = clock or Clock()
         self.counters: Counter[str] = Counter()
         self.dialects = {p.address: p.dialect for p in settings.peers}
+        self.guard = guard_for(settings.node, settings.peers, self.clock.wall, self.counters)
         self.core = DMPA(
             DMPAConfig(
                 settings.node.address,
@@ -99,6 +101,9 @@ class DMPANode:
             tunnel_mtu=settings.tunnel_mtu,
             peers=[a.packed for a in self.dialects],
             vnet_hdr=settings.node.offload,
+            # merge TCP segments on the TAP/TUN writes (offload only); NETLMM_COALESCE=0
+            # turns it off, for A/B measurements
+            coalesce=os.environ.get("NETLMM_COALESCE", "1") != "0",
         )
         # what the slow path writes to a TAP: a virtio-net header first under offload
         self._vnet = bytes(VNET_HDR_LEN) if settings.node.offload else b""
@@ -146,7 +151,9 @@ class DMPANode:
 
     def on_mh(self, data: bytes, src: IPv6Address) -> None:
         self.runner.submit(
-            receive_mh(self.core, data, src, self.dialects, DRAFT, self.clock, self.counters)
+            receive_mh(
+                self.core, data, src, self.dialects, DRAFT, self.clock, self.counters, self.guard
+            )
         )
 
     def _access_readable(self, link: int) -> None:
@@ -218,7 +225,7 @@ class DMPANode:
 
     def _send_mh(self, action: SendMH) -> None:
         self.counters["mh.tx"] += 1
-        self.ports.mh_send(action.message.encode(), action.peer)
+        self.ports.mh_send(self.guard.seal(action.message, action.peer), action.peer)
 
     def _send_tunnel(self, action: SendTunnel) -> None:
         self.ports.tunnel_send(action.packet, action.peer)

@@ -18,6 +18,7 @@ from ipaddress import IPv6Address
 from typing import Any, Protocol
 
 from router.adapters.store import Store
+from router.app.security import SignalingGuard
 from router.core.actions import (
     AAARequest,
     Action,
@@ -179,21 +180,33 @@ def receive_mh(
     default: Dialect,
     clock: Clock,
     counters: Counter[str],
+    guard: SignalingGuard | None = None,
 ) -> list[Action]:
     """Decode one received MH in the sender's dialect and hand it to the core.
 
     The kernel has verified the checksum already (wire-reference 3.2). A malformed message is
     counted and dropped; an unknown MH type is answered with a Binding Error by the core.
+    With a ``guard``, a message from a protected peer (an SPI in its ``[peer]`` section) must
+    pass the RFC 4285 checks first (docs/protocol-auth.md): if not, it is counted
+    (``auth.rx.<reason>``) and dropped, or, for a PBU at the DLMAP, answered with a PBA
+    146, 145 or 144.
     """
     counters["mh.rx"] += 1
     dialect = dialects.get(src, default)
     try:
         message = decode_message(data, dialect)
     except UnknownTypeError as exc:
+        if guard is not None and guard.reject_unknown_type(src):
+            return []
         return core.receive_unknown_type(exc.type_value, src, clock.now())
     except DecodeError as exc:
         counters[f"mh.malformed.{type(exc).__name__}"] += 1
         return []
+    if guard is not None:
+        reason = guard.check(data, message, src)
+        if reason is not None:
+            reply = guard.failure_reply(message, reason, src, dialect)
+            return [SendMH(src, reply)] if reply is not None else []
     return core.receive(message, src, clock.now(), clock.wall())
 
 

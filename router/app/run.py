@@ -4,7 +4,8 @@ Start-up, in order (what :mod:`router.adapters.devices` needs): wait until our I
 usable, sweep what a crashed run of this node left in the kernel, create the devices (DMPA: a
 TAP per access link bridged with it; DLMAP: the TUN with the gateway address, the HoA network
 routed into it, IPv4 forwarding on), open the SQLite state, the MH socket and the tunnel
-sockets, start the node and the control socket. SIGTERM or SIGINT stops it in reverse order:
+sockets, start the node and the control socket. SIGHUP re-reads the RFC 4285 key file
+(``node.key_file``) without touching the bindings. SIGTERM or SIGINT stops it in reverse order:
 the devices and routes it made are removed, the bindings stay in the database.
 
 Netlink calls block and cannot run on the loop's thread: they go through an executor.
@@ -145,6 +146,8 @@ async def serve(settings: Settings, *, fastpath: str = "auto") -> int:
         control = ControlServer(node_settings.control_socket, _control_handler(node, endpoint))
         await control.start()
         tune_gc()
+        # SIGHUP: re-read the RFC 4285 key file; bindings stay, a bad file keeps the old keys.
+        loop.add_signal_handler(signal.SIGHUP, node.guard.reload)
         log.info("running role=%s name=%s address=%s", node_settings.role, name, address)
         await _until_signal(loop)
         log.info("stopping")

@@ -6,13 +6,13 @@
 The ini file, section by section (``etc/dmpa.ini`` and ``etc/dlmap.ini`` document every key)::
 
     [node]        role, name, address (our IPv6 tunnel endpoint and MH address), state_dir,
-                  control_socket, log_level, offload
+                  control_socket, log_level, offload, key_file and replay_window (RFC 4285)
     [dmpa]        access interfaces, pseudo_mac, gateway, prefix_length, lifetime, tunnel_mtu,
                   aaa backend, default address mode
     [dlmap]       gateway, network (the HoA network), pool ranges, lifetime, lease_time,
                   tunnel_mtu, dhcp (builtin | relay) and relay servers, revocation timers
     [peer <ipv6>] one per peer: the DLMAPs a DMPA registers at, the DMPAs a DLMAP accepts;
-                  dialect (draft | rfc5844) and its draft-dialect codepoints
+                  dialect (draft | rfc5844) and its draft-dialect codepoints; spi (RFC 4285)
     [profile <nai>] local AAA profiles (both roles: the DLMAP reads static addresses from them)
     [radius]      RADIUS servers and secrets (DMPA, when aaa = radius)
 """
@@ -24,6 +24,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Literal
 
+from router.app.security import DEFAULT_REPLAY_WINDOW, KeyRing
 from router.core.aaa import LocalProfile
 from router.wire.dialect import Dialect
 from router.wire.ethernet import MacAddress
@@ -46,12 +47,20 @@ class NodeSettings:
     #: TAP/TUN offload (``IFF_VNET_HDR`` + ``TUNSETOFFLOAD`` CSUM|TSO4): TCP super-packets
     #: arrive whole and the fastpath splits them for the tunnel (``fastpath.segment``).
     offload: bool = False
+    #: The RFC 4285 key file (``SPI HEX-KEY`` a line, mode 600), read at start and on SIGHUP.
+    key_file: Path | None = None
+    #: MESG-ID "close enough" window, seconds (RFC 4285 section 6).
+    replay_window: float = DEFAULT_REPLAY_WINDOW
+    #: The keys read from ``key_file`` (their repr shows the SPIs only).
+    keys: KeyRing | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PeerSettings:
     address: IPv6Address
     dialect: Dialect
+    #: RFC 4285 MN-HA SPI (>= 256): signaling with this peer is signed and checked. None: not.
+    spi: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,384 @@
+"""Authenticated signaling between DMPA and DLMAP: RFC 4285 MN-HA authentication and MESG-ID.
+
+The rules are in ``docs/protocol-auth.md``; in short:
+
+* A peer whose ``[peer <ipv6>]`` section has an ``spi`` is *protected*: every MH sent to it
+  carries the Mobility Message Replay Protection option (MESG-ID, an NTP timestamp) and then the
+  Mobility Message Authentication option (MN-HA, HMAC-SHA1-96), signed with
+  :func:`router.wire.mh_auth.sign`; every MH received from it must carry both, with that SPI, a
+  right authenticator and a timestamp within ``replay_window`` seconds of our clock and newer
+  than the last one accepted from that peer. Anything else is rejected before the core sees it.
+* The authenticator's care-of address is the DMPA's address in both directions (the source of
+  what a DMPA sends, the destination of what a DLMAP sends); the home address is ``::``
+  (wire-reference section 4).
+* Keys come from a file, one ``SPI HEX-KEY`` a line, that only its owner may read. They are
+  held by :class:`KeyRing`, whose ``repr`` never shows them, and are never logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import stat
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from enum import Enum
+from ipaddress import IPv6Address
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from router.core.common import RateLimiter
+from router.wire import mh_auth
+from router.wire.constants import AuthSubtype, Status
+from router.wire.dialect import Dialect
+from router.wire.mh import ZERO_ADDRESS, BindingAck, BindingUpdate, MobilityMessage
+from router.wire.mh_options import (
+    MobileNodeIdentifier,
+    MobilityMessageAuthentication,
+    MobilityMessageReplayProtection,
+    MobilityOption,
+)
+
+if TYPE_CHECKING:
+    from router.app.settings import NodeSettings, PeerSettings
+
+log = logging.getLogger("netlmm")
+
+#: RFC 4285: SPIs 0..255 are reserved.
+MIN_SPI = 256
+MAX_SPI = 0xFFFFFFFF
+#: Shortest key accepted: 128 bits.
+MIN_KEY_BYTES = 16
+#: RFC 4285 section 6: the "close enough" default.
+DEFAULT_REPLAY_WINDOW = 7.0
+#: Seconds between 1900-01-01 (NTP era 0) and 1970-01-01.
+NTP_UNIX_OFFSET = 2_208_988_800
+#: At most one auth-failure PBA per peer per this many seconds (we must not be a reflector).
+FAILURE_REPLY_INTERVAL = 0.1
+
+
+class KeyFileError(ValueError):
+    """The key file cannot be used; ``problems`` are messages (never key material)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class KeyRing:
+    """SPI -> key. Its ``repr`` lists the SPIs only, so keys never reach a log or a traceback."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, keys: Mapping[int, bytes]) -> None:
+        self._keys = dict(keys)
+
+    def get(self, spi: int) -> bytes | None:
+        return self._keys.get(spi)
+
+    @property
+    def spis(self) -> tuple[int, ...]:
+        return tuple(sorted(self._keys))
+
+    def __contains__(self, spi: object) -> bool:
+        return spi in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KeyRing) and other._keys == self._keys
+
+    def __hash__(self) -> int:
+        return hash(self.spis)
+
+    def __repr__(self) -> str:
+        return f"KeyRing(spis={list(self.spis)})"
+
+
+def read_key_file(path: Path, needed: Iterable[int] = ()) -> KeyRing:
+    """Read ``path`` (one ``SPI HEX-KEY`` a line, ``#`` comments) or raise :class:`KeyFileError`.
+
+    Refused: a file group or others may access (it must be ``chmod 600``), a line that does not
+    parse, an SPI below 256 or given twice, a key shorter than 128 bits, and an SPI in
+    ``needed`` without a key.
+    """
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError([f"{path}: cannot read: {type(exc).__name__}"]) from None
+    problems: list[str] = []
+    if not stat.S_ISREG(mode):
+        problems.append(f"{path} is not a regular file")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        problems.append(
+            f"{path} holds keys and others may access it (mode {stat.S_IMODE(mode):04o}): chmod 600"
+        )
+    keys: dict[int, bytes] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        where = f"{path} line {number}"
+        if len(parts) != 2:
+            problems.append(f"{where}: not 'SPI HEX-KEY'")
+            continue
+        try:
+            spi = int(parts[0], 0)
+        except ValueError:
+            problems.append(f"{where}: the SPI is not a whole number")
+            continue
+        if not MIN_SPI <= spi <= MAX_SPI:
+            problems.append(f"{where}: SPI {spi} is not in {MIN_SPI}..{MAX_SPI} (0-255 reserved)")
+            continue
+        try:
+            key = bytes.fromhex(parts[1])
+        except ValueError:
+            problems.append(f"{where}: the key of SPI {spi} is not hex")  # not the key itself
+            continue
+        if len(key) < MIN_KEY_BYTES:
+            problems.append(
+                f"{where}: the key of SPI {spi} has {len(key)} bytes, at least "
+                f"{MIN_KEY_BYTES} are needed"
+            )
+            continue
+        if spi in keys:
+            problems.append(f"{where}: SPI {spi} is given twice")
+            continue
+        keys[spi] = key
+    for spi in sorted(set(needed)):
+        if spi not in keys and not any(f"SPI {spi} " in p for p in problems):
+            problems.append(f"{path}: no key for SPI {spi}")
+    if problems:
+        raise KeyFileError(problems)
+    return KeyRing(keys)
+
+
+def ntp_timestamp(unix: float) -> int:
+    """64-bit NTP timestamp (32-bit seconds since 1900, 32-bit fraction) of a Unix time."""
+    return int((unix + NTP_UNIX_OFFSET) * (1 << 32)) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def ntp_to_unix(value: int) -> float:
+    return value / (1 << 32) - NTP_UNIX_OFFSET
+
+
+class Reason(Enum):
+    """Why a received message was rejected (the counter is ``auth.rx.<value>``)."""
+
+    MISSING = "missing"  # no AUTH option
+    UNKNOWN_SPI = "unknown_spi"  # AUTH with an SPI that is not this peer's
+    BAD_AUTHENTICATOR = "bad_authenticator"  # wrong authenticator (wrong key, changed bytes)
+    NO_MESG_ID = "no_mesg_id"  # authentic, but no replay protection option
+    STALE = "stale"  # MESG-ID outside the window
+    REPLAYED = "replayed"  # MESG-ID not newer than the last accepted from this peer
+    UNKNOWN_TYPE = "unknown_type"  # an MH type we cannot decode, so cannot verify
+
+
+#: The PBA status a DLMAP answers a refused PBU with (RFC 4285 sections 5 and 6); None: dropped.
+PBU_STATUS: dict[Reason, int | None] = {
+    Reason.MISSING: Status.MIPV6_AUTH_FAIL,
+    Reason.UNKNOWN_SPI: Status.MIPV6_AUTH_FAIL,
+    Reason.BAD_AUTHENTICATOR: Status.MIPV6_AUTH_FAIL,
+    Reason.NO_MESG_ID: Status.MIPV6_MESG_ID_REQD,
+    Reason.STALE: Status.MIPV6_ID_MISMATCH,
+    Reason.REPLAYED: None,
+    Reason.UNKNOWN_TYPE: None,
+}
+
+
+class SignalingGuard:
+    """Signs what a node sends and checks what it receives, per peer (see the module docstring).
+
+    ``own`` is this node's address, ``is_dmpa`` its role (it decides the care-of address),
+    ``spis`` the protected peers' SPIs, ``keys`` the key ring, ``wall`` the wall clock.
+    """
+
+    def __init__(
+        self,
+        own: IPv6Address,
+        is_dmpa: bool,
+        spis: Mapping[IPv6Address, int],
+        keys: KeyRing | None,
+        *,
+        key_file: Path | None = None,
+        replay_window: float = DEFAULT_REPLAY_WINDOW,
+        wall: Callable[[], float],
+        counters: Counter[str] | None = None,
+    ) -> None:
+        if spis and keys is None:
+            raise ValueError("protected peers need a key ring")
+        self.own, self.is_dmpa = own, is_dmpa
+        self.spis = dict(spis)
+        self.keys = keys or KeyRing({})
+        self.key_file = key_file
+        self.window = replay_window
+        self.wall = wall
+        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self._last_rx: dict[IPv6Address, int] = {}  # peer -> last accepted MESG-ID
+        self._last_tx = 0
+        self._reply_limit = RateLimiter(FAILURE_REPLY_INTERVAL)
+        self._log_limit = RateLimiter(1.0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.spis)
+
+    def protects(self, peer: IPv6Address) -> bool:
+        return peer in self.spis
+
+    def _care_of(self, peer: IPv6Address) -> IPv6Address:
+        return self.own if self.is_dmpa else peer
+
+    # --- sending --------------------------------------------------------------------------
+
+    def seal(self, message: MobilityMessage, peer: IPv6Address) -> bytes:
+        """The wire bytes of ``message`` for ``peer``: MESG-ID and AUTH appended if protected.
+
+        The checksum is left to the kernel (raw MH socket, wire-reference 3.2).
+        """
+        spi = self.spis.get(peer)
+        if spi is None:
+            return message.encode()
+        key = self.keys.get(spi)
+        if key is None:  # a reload cannot drop a needed SPI; kept as a guard
+            raise OSError(f"no key for SPI {spi}")
+        kept = [
+            o
+            for o in message.options
+            if not isinstance(o, MobilityMessageAuthentication | MobilityMessageReplayProtection)
+        ]
+        options: tuple[MobilityOption, ...] = (
+            *kept,
+            MobilityMessageReplayProtection(self._next_stamp()),
+            MobilityMessageAuthentication(spi, bytes(mh_auth.AUTHENTICATOR_LENGTH)),
+        )
+        signed = dataclasses.replace(message, options=options)  # type: ignore[type-var]
+        self.counters["auth.tx.signed"] += 1
+        return mh_auth.sign(signed, key, self._care_of(peer), ZERO_ADDRESS)
+
+    def _next_stamp(self) -> int:
+        """A fresh NTP timestamp, strictly increasing even when the clock is not."""
+        stamp = max(ntp_timestamp(self.wall()), self._last_tx + 1)
+        self._last_tx = stamp
+        return stamp
+
+    # --- receiving ------------------------------------------------------------------------
+
+    def check(self, data: bytes, message: MobilityMessage, src: IPv6Address) -> Reason | None:
+        """None when ``message`` (decoded from ``data``) from ``src`` may go to the core.
+
+        A message from an unprotected peer passes unchanged (the core refuses unknown peers).
+        """
+        spi = self.spis.get(src)
+        if spi is None:
+            return None
+        auth = message.options[-1] if message.options else None
+        if not isinstance(auth, MobilityMessageAuthentication):
+            return self._reject(Reason.MISSING, src)
+        if auth.spi != spi:
+            return self._reject(Reason.UNKNOWN_SPI, src)
+        key = self.keys.get(spi)
+        if (
+            key is None
+            or auth.subtype != AuthSubtype.MN_HA
+            or not mh_auth.verify(data, key, self._care_of(src), ZERO_ADDRESS)
+        ):
+            return self._reject(Reason.BAD_AUTHENTICATOR, src)
+        mesg_id = message.find(MobilityMessageReplayProtection)
+        if mesg_id is None:
+            return self._reject(Reason.NO_MESG_ID, src)
+        skew = ntp_to_unix(mesg_id.timestamp) - self.wall()
+        if abs(skew) > self.window:
+            if self._log_limit.allow(("skew", src), self.wall()):
+                log.warning(
+                    "signaling from %s is %.1f s off our clock (window %.0f s): check NTP",
+                    src,
+                    skew,
+                    self.window,
+                )
+            return self._reject(Reason.STALE, src)
+        last = self._last_rx.get(src)
+        if last is not None and mesg_id.timestamp <= last:
+            return self._reject(Reason.REPLAYED, src)
+        self._last_rx[src] = mesg_id.timestamp
+        self.counters["auth.rx.ok"] += 1
+        return None
+
+    def reject_unknown_type(self, src: IPv6Address) -> bool:
+        """An undecodable MH type from a protected peer is dropped (it cannot be verified)."""
+        if src not in self.spis:
+            return False
+        self._reject(Reason.UNKNOWN_TYPE, src)
+        return True
+
+    def _reject(self, reason: Reason, src: IPv6Address) -> Reason:
+        self.counters[f"auth.rx.{reason.value}"] += 1
+        if self._log_limit.allow((reason, src), self.wall()):
+            log.warning("signaling from %s refused: %s", src, reason.value)
+        return reason
+
+    def failure_reply(
+        self, message: MobilityMessage, reason: Reason, src: IPv6Address, dialect: Dialect
+    ) -> BindingAck | None:
+        """A DLMAP's PBA for a refused PBU (None: the message is dropped without an answer).
+
+        The PBA echoes the sequence number and the MN-ID, has lifetime 0, and is signed like
+        everything sent to the peer (:meth:`seal`); at most one per peer every 0.1 s.
+        """
+        status = PBU_STATUS[reason]
+        if self.is_dmpa or not isinstance(message, BindingUpdate) or status is None:
+            return None
+        if not self._reply_limit.allow(src, self.wall()):
+            self.counters["auth.reply.suppressed"] += 1
+            return None
+        self.counters[f"auth.reply.{status}"] += 1
+        mn_id = message.find(MobileNodeIdentifier)
+        ipv4 = dialect.name == "draft" and dialect.bu_has_v(message.flags)
+        return BindingAck(
+            status=status,
+            flags=dialect.pba_flags(ipv4=ipv4),
+            sequence=message.sequence,
+            lifetime=0,
+            options=(mn_id,) if mn_id is not None else (),
+        )
+
+    # --- rotation -------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the key file (SIGHUP). On any problem the old keys stay and it is logged."""
+        if self.key_file is None:
+            log.info("key reload: no node.key_file configured")
+            return False
+        try:
+            keys = read_key_file(self.key_file, self.spis.values())
+        except KeyFileError as exc:
+            self.counters["auth.reload.error"] += 1
+            for problem in exc.problems:
+                log.error("key reload refused, the old keys stay: %s", problem)
+            return False
+        self.keys = keys
+        self.counters["auth.reload.ok"] += 1
+        log.info("keys reloaded from %s: spis=%s", self.key_file, list(keys.spis))
+        return True
+
+
+def guard_for(
+    node: NodeSettings,
+    peers: Iterable[PeerSettings],
+    wall: Callable[[], float],
+    counters: Counter[str],
+) -> SignalingGuard:
+    """The guard a node's settings describe (no protected peer: it passes everything)."""
+    return SignalingGuard(
+        node.address,
+        node.role == "dmpa",
+        {p.address: p.spi for p in peers if p.spi is not None},
+        node.keys,
+        key_file=node.key_file,
+        replay_window=node.replay_window,
+        wall=wall,
+        counters=counters,
+    )
