@@ -7,6 +7,7 @@ starts.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from router.lab.topology import (
 GATEWAY = HOA_NETWORK.network_address + 1
 POOL = f"{HOA_NETWORK.network_address + 100}-{HOA_NETWORK.network_address + 199}"
 STATIC_HOA = HOA_NETWORK.network_address + 10
+#: RFC 4285 SPI of DMPA ``i`` when the lab runs with authenticated signaling.
+AUTH_SPI_BASE = 256
 
 
 @dataclass(frozen=True)
@@ -61,24 +64,44 @@ def write_configs(
     log_level: str = "info",
     radius: tuple[str, str] | None = None,
     offload: bool = False,
+    auth: bool = False,
+    wrong_key: tuple[int, ...] = (),
 ) -> LabConfigs:
     """Write ``dlmap.ini``, ``dmpa1.ini`` and ``dmpa2.ini`` into ``folder`` and check them.
 
     ``radius`` = (server, secret) makes the DMPAs authenticate with RADIUS (``aaa = radius``)
-    instead of their local profiles.
+    instead of their local profiles. ``auth`` turns on RFC 4285 signaling authentication: a
+    random key per DMPA (SPI 256 + index) in mode-600 key files; the DMPAs listed in
+    ``wrong_key`` get a key the DLMAP does not have.
     """
     folder.mkdir(parents=True, exist_ok=True)
     sockets = {"dlmap": folder / "dlmap.sock"} | {
         f"dmpa{i}": folder / f"dmpa{i}.sock" for i in (1, 2)
     }
+    keys = {index: secrets.token_bytes(20) for index in DMPA_ADDRESSES} if auth else {}
+    spi_line = {
+        index: f"spi = {AUTH_SPI_BASE + index}\n" if auth else "" for index in DMPA_ADDRESSES
+    }
     peers = "".join(
-        f"[peer {address}]\ndialect = {dialect}\n\n" for address in DMPA_ADDRESSES.values()
+        f"[peer {address}]\ndialect = {dialect}\n{spi_line[index]}\n"
+        for index, address in DMPA_ADDRESSES.items()
     )
+    key_line = {}
+    if auth:
+        key_line["dlmap"] = _key_file(
+            folder / "dlmap.keys", {AUTH_SPI_BASE + i: k for i, k in keys.items()}
+        )
+        for index, key in keys.items():
+            own = secrets.token_bytes(20) if index in wrong_key else key
+            key_line[f"dmpa{index}"] = _key_file(
+                folder / f"dmpa{index}.keys", {AUTH_SPI_BASE + index: own}
+            )
     relay = f"dhcp_servers = {', '.join(dhcp_servers)}\n" if dhcp == "relay" else ""
     dlmap = (
         f"[node]\nrole = dlmap\nname = lm\naddress = {DLMAP_ADDRESS}\n"
         f"state_dir = {folder / 'dlmap-state'}\ncontrol_socket = {sockets['dlmap']}\n"
-        f"log_level = {log_level}\noffload = {'yes' if offload else 'no'}\n\n"
+        f"log_level = {log_level}\noffload = {'yes' if offload else 'no'}\n"
+        f"{key_line.get('dlmap', '')}\n"
         f"[dlmap]\ngateway = {GATEWAY}\nnetwork = {HOA_NETWORK}\npool = {POOL}\n"
         f"tunnel_mtu = {tunnel_mtu}\ndhcp = {dhcp}\n{relay}revocation_budget = 0.5\n\n"
         f"{peers}{_profiles(profiles, dlmap_line=False)}"
@@ -90,11 +113,11 @@ def write_configs(
             f"[node]\nrole = dmpa\nname = m{index}\naddress = {address}\n"
             f"state_dir = {folder / f'dmpa{index}-state'}\n"
             f"control_socket = {sockets[f'dmpa{index}']}\nlog_level = {log_level}\n"
-            f"offload = {'yes' if offload else 'no'}\n\n"
+            f"offload = {'yes' if offload else 'no'}\n{key_line.get(f'dmpa{index}', '')}\n"
             f"[dmpa]\naccess = {ACCESS_IF}\ngateway = {GATEWAY}\n"
             f"prefix_length = {HOA_NETWORK.prefixlen}\ntunnel_mtu = {tunnel_mtu}\n"
             f"aaa = {'radius' if radius else 'local'}\n\n"
-            f"[peer {DLMAP_ADDRESS}]\ndialect = {dialect}\n\n"
+            f"[peer {DLMAP_ADDRESS}]\ndialect = {dialect}\n{spi_line[index]}\n"
         )
         if radius is None:  # with RADIUS the profiles come from the server, not the file
             text += _profiles(profiles, dlmap_line=True)
@@ -106,3 +129,11 @@ def write_configs(
     for path in paths.values():
         config.load(path)  # raises ConfigErrors with every problem: a lab bug, said at once
     return LabConfigs(paths["dlmap"], {1: paths["dmpa1"], 2: paths["dmpa2"]}, sockets)
+
+
+def _key_file(path: Path, keys: dict[int, bytes]) -> str:
+    """Write an RFC 4285 key file (mode 600 before any key is in it); its ``key_file`` line."""
+    path.unlink(missing_ok=True)
+    path.touch(mode=0o600)
+    path.write_text("".join(f"{spi} {key.hex()}\n" for spi, key in keys.items()))
+    return f"key_file = {path}\n"

@@ -36,6 +36,8 @@ class Domain:
         radius: tuple[str, str] | None = None,
         tunnel_mtu: int = 1500,
         offload: bool = False,
+        auth: bool = False,
+        wrong_key: tuple[int, ...] = (),
     ) -> None:
         self.lab = lab
         self.profiles = profiles
@@ -49,6 +51,8 @@ class Domain:
             radius=radius,
             tunnel_mtu=tunnel_mtu,
             offload=offload,
+            auth=auth,
+            wrong_key=wrong_key,
         )
         self.processes: dict[str, subprocess.Popen[Any]] = {}
         self.logs: dict[str, Path] = {}
