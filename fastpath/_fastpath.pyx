@@ -167,6 +167,13 @@ cdef enum:
     TCP_FIN = 0x01
     TCP_PSH = 0x08
     TCP_CWR = 0x80
+    TCP_SYN = 0x02
+    TCP_RST = 0x04
+    TCP_URG = 0x20
+    COALESCE_MAX = 65535
+    CO_MERGED = 0  # co_add: taken (pending; write it now if closed)
+    CO_FLUSH = 1  # write the pending super-packet first, then add again
+    CO_PLAIN = 2  # not mergeable, nothing pending: write the packet as it is
 
 
 cdef struct res_t:
@@ -316,6 +323,144 @@ cdef Py_ssize_t gso_segment(const uint8_t *p, gso_t *g, int i, uint8_t *out) noe
     put16(th + 16, 0)
     put16(th + 16, (~fold(g.pseudo + <uint32_t>(n - g.t) + sum16(th, n - g.t))) & 0xFFFF)
     return n
+
+
+# ---- write-side coalescing: see reference._Coalescer ----
+
+cdef struct coal_t:
+    uint8_t *buf  # virtio-net header, then the pending packet
+    int l2, fd, count
+    bint closed
+    Py_ssize_t n, t, hdrs  # n: packet bytes after the virtio-net header
+    uint32_t mss, seq_next, id_next
+
+
+cdef Py_ssize_t co_mergeable(const uint8_t *p, Py_ssize_t n, int l2, Py_ssize_t *t) noexcept nogil:
+    """``reference._mergeable``: the payload offset (``t[0]``: the TCP header), or -1."""
+    cdef Py_ssize_t ip = l2, ihl, hdrs
+    if n < ip + 20 or (l2 and be16(p + 12) != 0x0800) or p[ip] >> 4 != 4:
+        return -1
+    ihl = (p[ip] & 0x0F) * 4
+    t[0] = ip + ihl
+    if ihl < 20 or p[ip + 9] != 6 or be16(p + ip + 6) & 0x3FFF or n < t[0] + 20:
+        return -1
+    hdrs = t[0] + (p[t[0] + 12] >> 4) * 4
+    if be16(p + ip + 2) != n - ip or hdrs < t[0] + 20 or hdrs >= n:
+        return -1
+    if p[t[0] + 13] & (TCP_SYN | TCP_RST | TCP_URG | TCP_CWR) or fold(sum16(p + ip, ihl)) != 0xFFFF:
+        return -1
+    if fold(sum16(p + ip + 12, 8) + 6 + <uint32_t>(n - t[0]) + sum16(p + t[0], n - t[0])) != 0xFFFF:
+        return -1
+    return hdrs
+
+
+cdef bint co_fits(coal_t *c, int fd, const uint8_t *p, Py_ssize_t n, Py_ssize_t t,
+                  Py_ssize_t hdrs) noexcept nogil:
+    cdef const uint8_t *b = c.buf + VNET_HDR_LEN
+    cdef Py_ssize_t ip = c.l2
+    return (fd == c.fd and t == c.t and hdrs == c.hdrs and n - hdrs <= c.mss
+            and memcmp(p, b, ip + 2) == 0
+            and be16(p + ip + 4) == c.id_next
+            and memcmp(p + ip + 6, b + ip + 6, 4) == 0
+            and memcmp(p + ip + 12, b + ip + 12, t + 4 - ip - 12) == 0
+            and be32(p + t + 4) == c.seq_next
+            and memcmp(p + t + 8, b + t + 8, 5) == 0
+            and p[t + 13] & ~(TCP_FIN | TCP_PSH) & 0xFF == b[t + 13]
+            and memcmp(p + t + 14, b + t + 14, 2) == 0
+            and memcmp(p + t + 18, b + t + 18, hdrs - t - 18) == 0)
+
+
+cdef int co_add(coal_t *c, int fd, const uint8_t *p, Py_ssize_t n) noexcept nogil:
+    """Offer one packet: CO_MERGED, CO_FLUSH or CO_PLAIN (see the enum)."""
+    cdef Py_ssize_t t = 0
+    cdef Py_ssize_t hdrs = co_mergeable(p, n, c.l2, &t)
+    cdef uint8_t flags
+    cdef Py_ssize_t k = n - hdrs
+    if c.count:
+        if hdrs < 0 or not co_fits(c, fd, p, n, t, hdrs):
+            return CO_FLUSH
+        flags = p[t + 13]
+        memcpy(c.buf + VNET_HDR_LEN + c.n, p + hdrs, k)
+        c.n += k
+        c.buf[VNET_HDR_LEN + t + 13] |= flags & (TCP_FIN | TCP_PSH)
+        c.count += 1
+        c.closed = k < c.mss
+    else:
+        if hdrs < 0:
+            return CO_PLAIN
+        flags = p[t + 13]
+        memcpy(c.buf + VNET_HDR_LEN, p, n)
+        c.fd, c.n, c.count, c.t, c.hdrs, c.mss = fd, n, 1, t, hdrs, <uint32_t>k
+        c.seq_next = be32(p + t + 4)
+        c.id_next = be16(p + c.l2 + 4)
+        c.closed = False
+    c.seq_next = c.seq_next + <uint32_t>k
+    c.id_next = (c.id_next + 1) & 0xFFFF
+    if flags & (TCP_FIN | TCP_PSH) or c.n + c.mss > c.l2 + COALESCE_MAX:
+        c.closed = True
+    return CO_MERGED
+
+
+cdef Py_ssize_t co_finish(coal_t *c) noexcept nogil:
+    """Make the pending packet one write at ``c.buf``; returns its length. Nothing pending
+    after."""
+    cdef uint8_t *b = c.buf + VNET_HDR_LEN
+    cdef uint8_t *ip = b + c.l2
+    cdef uint16_t f[4]
+    cdef int count = c.count
+    c.count = 0
+    c.closed = False
+    memset(c.buf, 0, VNET_HDR_LEN)
+    if count == 1:
+        return VNET_HDR_LEN + c.n
+    put16(ip + 2, <uint32_t>(c.n - c.l2))
+    put16(ip + 10, 0)
+    put16(ip + 10, (~sum16(ip, c.t - c.l2)) & 0xFFFF)
+    put16(b + c.t + 16, fold(sum16(ip + 12, 8) + 6 + <uint32_t>(c.n - c.t)))
+    c.buf[0] = VNET_F_NEEDS_CSUM
+    c.buf[1] = GSO_TCPV4
+    f[0] = <uint16_t>c.hdrs
+    f[1] = <uint16_t>c.mss
+    f[2] = <uint16_t>c.t
+    f[3] = 16
+    memcpy(c.buf + 2, f, 8)
+    return VNET_HDR_LEN + c.n
+
+
+cdef uint8_t *co_alloc() except NULL:
+    return <uint8_t *>_alloc(VNET_HDR_LEN + ETH_LEN + COALESCE_MAX + 64, False)
+
+
+def coalesce(packets, int l2len):
+    """See ``reference.coalesce``."""
+    cdef coal_t c
+    cdef list out = []
+    cdef Py_buffer v
+    cdef int a
+    memset(&c, 0, sizeof(c))
+    c.l2 = l2len
+    c.buf = co_alloc()
+    try:
+        for pkt in packets:
+            PyObject_GetBuffer(pkt, &v, PyBUF_SIMPLE)
+            try:
+                while True:
+                    a = co_add(&c, 0, <uint8_t *>v.buf, v.len)
+                    if a == CO_FLUSH:
+                        out.append((<char *>c.buf)[:co_finish(&c)])
+                        continue
+                    if a == CO_PLAIN:
+                        out.append(bytes(VNET_HDR_LEN) + (<char *>v.buf)[:v.len])
+                    elif c.closed:
+                        out.append((<char *>c.buf)[:co_finish(&c)])
+                    break
+            finally:
+                PyBuffer_Release(&v)
+        if c.count:
+            out.append((<char *>c.buf)[:co_finish(&c)])
+        return out
+    finally:
+        PyMem_RawFree(c.buf)
 
 
 def segment(buf, int l2len):
@@ -925,6 +1070,8 @@ cdef class _Engine:
     cdef int last_rx  # received by the last pump call
     cdef int vnet  # VNET_HDR_LEN when the TAP/TUN fds carry a virtio-net header, else 0
     cdef uint8_t *seg  # one segment of a super-packet
+    cdef bint coal  # the tunnel pumps merge TCP segments on TAP/TUN writes (needs vnet)
+    cdef coal_t co  # its pending super-packet (co.l2: the device's link header)
 
     def __cinit__(self, *args, **kwargs):
         self.rx = <uint8_t *>_alloc(IO_BATCH * IO_BUF, True)  # prefetch() reads stale bytes
@@ -937,6 +1084,7 @@ cdef class _Engine:
         self.txname = <sockaddr_in6 *>_alloc(IO_BATCH * sizeof(sockaddr_in6), True)
         self.peers = <uint8_t *>_alloc(16, False)
         self.seg = <uint8_t *>_alloc(VNET_READ_MAX, False)
+        self.co.buf = co_alloc()
 
     def __dealloc__(self):
         PyMem_RawFree(self.rx)
@@ -949,9 +1097,10 @@ cdef class _Engine:
         PyMem_RawFree(self.txname)
         PyMem_RawFree(self.peers)
         PyMem_RawFree(self.seg)
+        PyMem_RawFree(self.co.buf)
 
     def __init__(self, HoaTable table not None, local, *, int tunnel_mtu=1460,
-                 int hop_limit=64, peers=(), bint vnet_hdr=False):
+                 int hop_limit=64, peers=(), bint vnet_hdr=False, bint coalesce=True):
         cdef bytes lb = bytes(local)
         if len(lb) != 16:
             raise ValueError("local must be a 16-byte IPv6 address")
@@ -964,6 +1113,7 @@ cdef class _Engine:
         self.mtu = tunnel_mtu
         self.hop = hop_limit
         self.vnet = VNET_HDR_LEN if vnet_hdr else 0
+        self.coal = vnet_hdr and coalesce
         for p in peers:
             self.add_peer(p)
 
@@ -974,6 +1124,10 @@ cdef class _Engine:
     @property
     def vnet_hdr(self):
         return self.vnet != 0
+
+    @property
+    def coalesce(self):
+        return self.coal
 
     def add_peer(self, addr):
         """A tunnel peer whose DHCP is accepted before any binding exists."""
@@ -1158,15 +1312,47 @@ cdef class _Engine:
                         dev = fds[r.link]
                     else:
                         dev = -1
-                    if dev >= 0 and write(dev, out - self.vnet, r.n + self.vnet) == r.n + self.vnet:
+                    if dev >= 0 and self.coal:
+                        sent += self._co_emit(dev, out, r.n)
+                    elif dev >= 0 and write(dev, out - self.vnet,
+                                            r.n + self.vnet) == r.n + self.vnet:
                         sent += 1
                     else:
                         self.ctr[self.up][C_TX_ERRORS] += 1
             rx += got
             if got < IO_BATCH:
                 break
+        if self.co.count:
+            sent += self._co_write()
         self.last_rx = rx
         return sent
+
+    cdef int _co_emit(self, int dev, uint8_t *p, Py_ssize_t n) noexcept:
+        """One forwarded packet to ``dev`` through the coalescer (``p`` has a zeroed
+        virtio-net header before it); returns packets written."""
+        cdef int a, sent = 0
+        while True:
+            a = co_add(&self.co, dev, p, n)
+            if a == CO_FLUSH:
+                sent += self._co_write()
+                continue
+            if a == CO_PLAIN:
+                if write(dev, p - VNET_HDR_LEN, n + VNET_HDR_LEN) == n + VNET_HDR_LEN:
+                    sent += 1
+                else:
+                    self.ctr[self.up][C_TX_ERRORS] += 1
+            elif self.co.closed:
+                sent += self._co_write()
+            return sent
+
+    cdef int _co_write(self) noexcept:
+        """Write the pending super-packet; packets written (a failure: one tx error each)."""
+        cdef int count = self.co.count
+        cdef Py_ssize_t n = co_finish(&self.co)
+        if write(self.co.fd, self.co.buf, n) == n:
+            return count
+        self.ctr[self.up][C_TX_ERRORS] += count
+        return 0
 
     # batched send of encapsulated packets on an IPPROTO_RAW socket (header included)
     cdef int _flush(self, int fd, int n, int d) noexcept:
@@ -1270,9 +1456,10 @@ cdef class Dmpa(_Engine):
     cdef uint32_t gateway
 
     def __init__(self, HoaTable table not None, local, pseudo_mac, gateway, *,
-                 int tunnel_mtu=1460, int hop_limit=64, peers=(), bint vnet_hdr=False):
+                 int tunnel_mtu=1460, int hop_limit=64, peers=(), bint vnet_hdr=False,
+                 bint coalesce=True):
         _Engine.__init__(self, table, local, tunnel_mtu=tunnel_mtu, hop_limit=hop_limit,
-                         peers=peers, vnet_hdr=vnet_hdr)
+                         peers=peers, vnet_hdr=vnet_hdr, coalesce=coalesce)
         cdef bytes m = bytes(pseudo_mac)
         if len(m) != 6 or not 0 <= gateway <= 0xFFFFFFFF:
             raise ValueError("pseudo_mac must be 6 bytes and gateway an IPv4 integer")
@@ -1280,6 +1467,7 @@ cdef class Dmpa(_Engine):
         self.gateway = gateway
         self.up = DOWN
         self.tkey = 16
+        self.co.l2 = ETH_LEN
 
     cdef res_t _access(self, const uint8_t *f, Py_ssize_t n, int link, uint8_t *out,
                        Py_ssize_t cap) noexcept:
@@ -1392,9 +1580,9 @@ cdef class Dlmap(_Engine):
     """The LMA side; see ``reference.Dlmap``."""
 
     def __init__(self, HoaTable table not None, local, *, int tunnel_mtu=1460,
-                 int hop_limit=64, peers=(), bint vnet_hdr=False):
+                 int hop_limit=64, peers=(), bint vnet_hdr=False, bint coalesce=True):
         _Engine.__init__(self, table, local, tunnel_mtu=tunnel_mtu, hop_limit=hop_limit,
-                         peers=peers, vnet_hdr=vnet_hdr)
+                         peers=peers, vnet_hdr=vnet_hdr, coalesce=coalesce)
         self.up = UP
         self.tkey = 12
 

@@ -44,7 +44,7 @@ from fastpath.common import (
     counter_names,
 )
 
-__all__ = ["Batch", "Dlmap", "Dmpa", "HoaTable", "segment"]
+__all__ = ["Batch", "Dlmap", "Dmpa", "HoaTable", "coalesce", "segment"]
 
 Buf = bytes | bytearray | memoryview  # what the packet arguments accept
 
@@ -78,7 +78,11 @@ GSO_ECN = 0x80
 TCP_FIN = 0x01
 TCP_PSH = 0x08
 TCP_CWR = 0x80
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_URG = 0x20
 PROTO_TCP = 6
+COALESCE_MAX = 65535  # the IPv4 total length of a coalesced super-packet, at most
 _VNET = struct.Struct("=BBHHHH")
 
 # the compiled table's layout and growth schedule, which memory_bytes() and rehash_pending model:
@@ -181,6 +185,127 @@ def segment(buf: Buf, l2len: int) -> tuple[int, list[bytes]]:
         seg[t + 16 : t + 18] = (~s & 0xFFFF).to_bytes(2, "big")
         out.append(bytes(seg))
     return Reason.FORWARDED, out
+
+
+def _mergeable(p: Buf, l2: int) -> tuple[int, int] | None:
+    """(TCP header offset, payload offset) of a packet the coalescer may merge, else None:
+    IPv4 (after ``l2`` bytes of Ethernet) whose total length is the packet's, not a fragment,
+    TCP with a payload and none of SYN, RST, URG, CWR, both checksums valid (a merged packet's
+    checksum is computed afresh, so a bad one must not be hidden in it)."""
+    n, ip = len(p), l2
+    if n < ip + 20 or (l2 and _be16(p, 12) != ETH_P_IP) or p[ip] >> 4 != 4:
+        return None
+    ihl = (p[ip] & 0x0F) * 4
+    t = ip + ihl
+    if ihl < 20 or p[ip + 9] != PROTO_TCP or _be16(p, ip + 6) & 0x3FFF or n < t + 20:
+        return None
+    hdrs = t + (p[t + 12] >> 4) * 4
+    if _be16(p, ip + 2) != n - ip or hdrs < t + 20 or hdrs >= n:
+        return None
+    if p[t + 13] & (TCP_SYN | TCP_RST | TCP_URG | TCP_CWR) or not _checksum_ok(p, ip, ihl):
+        return None
+    if _fold(_sum16(p[ip + 12 : ip + 20]) + PROTO_TCP + n - t + _sum16(p[t:])) != 0xFFFF:
+        return None
+    return t, hdrs
+
+
+class _Coalescer:
+    """Write-side coalescing for a TAP/TUN with ``IFF_VNET_HDR``: consecutive in-order TCP
+    segments of one flow, each ``mss`` bytes of payload but the last, become one super-packet
+    (the inverse of :func:`segment`, which gives the segments back byte for byte).
+
+    The super-packet is the first segment's headers with the payload of all: IPv4 total
+    length and header checksum for the whole, FIN and PSH of the last segment, the TCP
+    checksum field holding the folded pseudo-header sum over the whole TCP length (the
+    kernel's ``CHECKSUM_PARTIAL`` convention), and a virtio-net header ``NEEDS_CSUM`` +
+    ``GSO_TCPV4``, ``gso_size`` = mss, ``csum_start`` = the TCP header, ``csum_offset`` = 16.
+    A segment merges when every header byte equals the first's except the IPv4 total length,
+    ID (first + count), checksum, the TCP sequence number (the next byte expected), checksum,
+    and FIN/PSH. The super-packet is written when a segment does not merge (before it), when it
+    closes (a short segment, FIN or PSH, no room for one more) and at the end of a pump call.
+    A lone segment is written as it came (virtio-net header all zero), so is anything else.
+
+    ``add`` returns the writes to do, in order: (fd, virtio-net header + packet, packets)."""
+
+    def __init__(self, l2: int) -> None:
+        self.l2 = l2
+        self.fd = -1
+        self.buf = bytearray()
+        self.count = 0
+        self.t = self.hdrs = self.mss = self.seq_next = self.id_next = 0
+
+    def add(self, fd: int, p: Buf) -> list[tuple[int, bytes, int]]:
+        out = []
+        m = _mergeable(p, self.l2)
+        if self.count and not (m is not None and self._fits(fd, p, *m)):
+            out.append(self.finish())
+        if m is None:
+            out.append((fd, bytes(VNET_HDR_LEN) + bytes(p), 1))
+            return out
+        t, hdrs = m
+        k, flags = len(p) - hdrs, p[t + 13]
+        if self.count:
+            self.buf += p[hdrs:]
+            self.buf[t + 13] |= flags & (TCP_FIN | TCP_PSH)
+            self.count += 1
+            closed = k < self.mss
+        else:
+            self.fd, self.buf, self.count = fd, bytearray(p), 1
+            self.t, self.hdrs, self.mss = t, hdrs, k
+            self.seq_next, self.id_next = _be32(p, t + 4), _be16(p, self.l2 + 4)
+            closed = False
+        self.seq_next = (self.seq_next + k) & 0xFFFFFFFF
+        self.id_next = (self.id_next + 1) & 0xFFFF
+        if (
+            closed
+            or flags & (TCP_FIN | TCP_PSH)
+            or len(self.buf) + self.mss > self.l2 + COALESCE_MAX
+        ):
+            out.append(self.finish())
+        return out
+
+    def _fits(self, fd: int, p: Buf, t: int, hdrs: int) -> bool:
+        b, ip = self.buf, self.l2
+        return (
+            fd == self.fd
+            and t == self.t
+            and hdrs == self.hdrs
+            and len(p) - hdrs <= self.mss
+            and p[: ip + 2] == b[: ip + 2]
+            and _be16(p, ip + 4) == self.id_next
+            and p[ip + 6 : ip + 10] == b[ip + 6 : ip + 10]
+            and p[ip + 12 : t + 4] == b[ip + 12 : t + 4]
+            and _be32(p, t + 4) == self.seq_next
+            and p[t + 8 : t + 13] == b[t + 8 : t + 13]
+            and p[t + 13] & ~(TCP_FIN | TCP_PSH) == b[t + 13]
+            and p[t + 14 : t + 16] == b[t + 14 : t + 16]
+            and p[t + 18 : hdrs] == b[t + 18 : hdrs]
+        )
+
+    def finish(self) -> tuple[int, bytes, int]:
+        """The pending super-packet (or lone segment) as one write; nothing pending after."""
+        b, ip, t, count = self.buf, self.l2, self.t, self.count
+        self.count = 0
+        if count == 1:
+            return self.fd, bytes(VNET_HDR_LEN) + bytes(b), 1
+        b[ip + 2 : ip + 4] = (len(b) - ip).to_bytes(2, "big")
+        b[ip + 10 : ip + 12] = b"\0\0"
+        b[ip + 10 : ip + 12] = (~_sum16(b[ip:t]) & 0xFFFF).to_bytes(2, "big")
+        pseudo = _fold(_sum16(b[ip + 12 : ip + 20]) + PROTO_TCP + len(b) - t)
+        b[t + 16 : t + 18] = pseudo.to_bytes(2, "big")
+        hdr = _VNET.pack(VNET_F_NEEDS_CSUM, GSO_TCPV4, self.hdrs, self.mss, t, 16)
+        return self.fd, hdr + bytes(b), count
+
+
+def coalesce(packets: Iterable[Buf], l2len: int) -> list[bytes]:
+    """What the pumps write to a TAP (``l2len`` 14) or TUN (0) with ``IFF_VNET_HDR`` for these
+    packets, in order (see :class:`_Coalescer`): each item is one write, virtio-net header
+    first. ``segment(item, l2len)`` gives the packets back."""
+    co = _Coalescer(l2len)
+    out = [data for p in packets for _, data, _ in co.add(0, p)]
+    if co.count:
+        out.append(co.finish()[1])
+    return out
 
 
 def _checksum_ok(b: Buf, off: int, hlen: int) -> bool:
@@ -477,6 +602,7 @@ class _Engine:
         hop_limit: int = 64,
         peers: Iterable[bytes] = (),
         vnet_hdr: bool = False,
+        coalesce: bool = True,
     ) -> None:
         if len(local) != 16:
             raise ValueError("local must be a 16-byte IPv6 address")
@@ -494,6 +620,8 @@ class _Engine:
         self._counters = [0] * (ROW * 2)
         # the pumps' TAP/TUN fds carry a virtio-net header (IFF_VNET_HDR + TUNSETOFFLOAD)
         self._vnet = bytes(VNET_HDR_LEN) if vnet_hdr else b""
+        # and the tunnel pumps merge TCP segments into super-packets on them (_Coalescer)
+        self._coalesce = vnet_hdr and coalesce
 
     # configuration
     @property
@@ -503,6 +631,11 @@ class _Engine:
     @property
     def vnet_hdr(self) -> bool:
         return bool(self._vnet)
+
+    @property
+    def coalesce(self) -> bool:
+        """The tunnel pumps merge TCP segments on their TAP/TUN writes (needs ``vnet_hdr``)."""
+        return self._coalesce
 
     def add_peer(self, addr: bytes) -> None:
         """A tunnel peer whose DHCP is accepted before any binding exists."""
@@ -627,6 +760,17 @@ class _Engine:
             self._end(d, reason)
         return packets
 
+    def _device_writes(self, writes: list[tuple[int, bytes, int]]) -> int:
+        """Do the writes of a :class:`_Coalescer`; packets written (a failed write counts one
+        tx error per packet in it)."""
+        sent = 0
+        for fd, data, k in writes:
+            if _write(fd, data):
+                sent += k
+            else:
+                self._counters[self._up * ROW + N_REASONS + 1] += k
+        return sent
+
     def _sent(self, ok: bool, d: Direction) -> int:
         if not ok:
             self._counters[d * ROW + N_REASONS + 1] += 1
@@ -664,6 +808,7 @@ class Dmpa(_Engine):
         hop_limit: int = 64,
         peers: Iterable[bytes] = (),
         vnet_hdr: bool = False,
+        coalesce: bool = True,
     ) -> None:
         super().__init__(
             table,
@@ -672,6 +817,7 @@ class Dmpa(_Engine):
             hop_limit=hop_limit,
             peers=peers,
             vnet_hdr=vnet_hdr,
+            coalesce=coalesce,
         )
         if len(pseudo_mac) != 6 or not 0 <= gateway <= 0xFFFFFFFF:
             raise ValueError("pseudo_mac must be 6 bytes and gateway an IPv4 integer")
@@ -799,6 +945,7 @@ class Dmpa(_Engine):
         self.table._migrate(REHASH_PER_BATCH)
         sent = rx = 0
         out = bytearray(IO_BUF)
+        co = _Coalescer(ETH_LEN) if self._coalesce else None
         sock = socket.socket(fileno=rx_fd)
         try:
             while rx < budget:
@@ -814,7 +961,12 @@ class Dmpa(_Engine):
                 if v == Verdict.PUNT:
                     punts.append(Punt(reason, -1, src, data))
                 elif v == Verdict.FORWARD:
-                    sent += self._write_link(tap_fds, link, out, n)
+                    if co is not None and 0 <= link < len(tap_fds):
+                        sent += self._device_writes(co.add(tap_fds[link], out[:n]))
+                    else:
+                        sent += self._write_link(tap_fds, link, out, n)
+            if co is not None and co.count:
+                sent += self._device_writes([co.finish()])
         finally:
             sock.detach()
         return rx, sent, punts
@@ -884,6 +1036,7 @@ class Dlmap(_Engine):
         self.table._migrate(REHASH_PER_BATCH)
         sent = rx = 0
         out = bytearray(IO_BUF)
+        co = _Coalescer(0) if self._coalesce else None
         sock = socket.socket(fileno=rx_fd)
         try:
             while rx < budget:
@@ -899,8 +1052,13 @@ class Dlmap(_Engine):
                 if v == Verdict.PUNT:
                     punts.append(Punt(reason, -1, src, data))
                 elif v == Verdict.FORWARD:
-                    ok = _write(tun_fd, self._vnet + bytes(out[:n]))
-                    sent += self._sent(ok, Direction.UPLINK)
+                    if co is not None:
+                        sent += self._device_writes(co.add(tun_fd, out[:n]))
+                    else:
+                        ok = _write(tun_fd, self._vnet + bytes(out[:n]))
+                        sent += self._sent(ok, Direction.UPLINK)
+            if co is not None and co.count:
+                sent += self._device_writes([co.finish()])
         finally:
             sock.detach()
         return rx, sent, punts
