@@ -81,10 +81,13 @@ def open_tunnel_rx(address: IPv6Address, rcvbuf: int | None = None) -> socket.so
     return _raw(IPPROTO_IPIP, address, rcvbuf)
 
 
-def open_raw_tx() -> socket.socket:
+def open_raw_tx(address: IPv6Address | None = None) -> socket.socket:
     """``AF_INET6, SOCK_RAW, IPPROTO_RAW``: every send carries its own IPv6 header (on Linux
-    ``IPPROTO_RAW`` implies ``IPV6_HDRINCL``); the destination sockaddr picks the route."""
-    return _raw(socket.IPPROTO_RAW, None, None)
+    ``IPPROTO_RAW`` implies ``IPV6_HDRINCL``); the destination sockaddr picks the route.
+
+    Bound to ``address`` (our own, the source of everything sent on it), the kernel's route
+    lookup per send starts from a known source and skips source address selection."""
+    return _raw(socket.IPPROTO_RAW, address, None)
 
 
 def ipv6_header(

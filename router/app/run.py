@@ -88,7 +88,7 @@ async def serve(settings: Settings, *, fastpath: str = "auto") -> int:
     store = Store(node_settings.state_dir / "state.sqlite")
     mh = sockets.open_mh_socket(address)
     tunnel_rx = sockets.open_tunnel_rx(address, rcvbuf=4 << 20)
-    raw_tx = sockets.open_raw_tx()
+    raw_tx = sockets.open_raw_tx(address)
     node: Node
     relay_transport: asyncio.DatagramTransport | None = None
     try:
