@@ -50,7 +50,7 @@ $(BIN)/python:
 
 # The editable install rebuilds the extension whenever the package definition or a .pyx changes.
 $(STAMPS)/venv: $(BIN)/python pyproject.toml setup.py $(wildcard fastpath/*.pyx fastpath/*.pxd) | $(STAMPS)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,lab]'
 	@touch $@
 
 setup: $(STAMPS)/apt $(STAMPS)/venv
@@ -77,6 +77,7 @@ lint: setup
 # (needs root). Everything it builds is torn down at the end, on error and on Ctrl-C too.
 demo: setup
 	$(BIN)/netlmm lab demo
+
 
 clean:
 	rm -rf build dist *.egg-info $(STAMPS) fastpath/*.c fastpath/*.so
