@@ -78,7 +78,6 @@ lint: setup
 demo: setup
 	$(BIN)/netlmm lab demo
 
-
 clean:
 	rm -rf build dist *.egg-info $(STAMPS) fastpath/*.c fastpath/*.so
 	find . -name __pycache__ -prune -exec rm -rf {} +
