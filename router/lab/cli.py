@@ -1,7 +1,7 @@
 """``netlmm lab``: the network-namespace lab.
 
-* ``netlmm lab demo [--json] [--dialect draft|rfc5844]``: the whole story with a handover,
-  then everything is torn down (what ``make demo`` runs).
+* ``netlmm lab demo [--json] [--dialect draft|rfc5844] [--plot PNG]``: the whole story with a
+  handover and a plot of it, then everything is torn down (what ``make demo`` runs).
 * ``netlmm lab up``: build the domain, start the appliance, leave it running; prints the
   namespace prefix and how to reach each node.
 * With both: embedded defaults (the DLMAP's built-in DHCP server, the DMPAs' local profiles);
@@ -26,6 +26,11 @@ def add_lab_parser(sub: Any) -> None:
     lab.add_argument("action", choices=("demo", "up", "down", "bench"))
     lab.add_argument("prefix", nargs="?", help="with down: the lab to remove")
     lab.add_argument("--json", action="store_true", help="demo: machine-readable result")
+    lab.add_argument(
+        "--plot",
+        default="netlmm-demo-handover.png",
+        help="demo: where to save the handover plot (PNG); '' for none",
+    )
     lab.add_argument("--dialect", choices=("draft", "rfc5844"), default="draft")
     lab.add_argument("--fastpath", choices=("auto", "compiled", "reference"), default="auto")
     lab.add_argument(
@@ -52,9 +57,12 @@ def lab_main(args: argparse.Namespace) -> int:
         print("netlmm lab: needs root (network namespaces)", file=sys.stderr)
         return 2
     if args.action == "demo":
+        from pathlib import Path
+
         from router.lab.demo import demo
 
         return demo(
+            plot=Path(args.plot) if args.plot else None,
             as_json=args.json,
             dialect=args.dialect,
             fastpath=args.fastpath,

@@ -12,20 +12,29 @@ FreeRADIUS in the DLMAP's namespace, see :mod:`router.lab.servers`). The steps, 
 3. the MS pings its gateway (answered by the DMPA) and the CN; a TCP transfer MS -> CN;
 4. a handover: a UDP probe stream and a TCP session run while the MS's link moves to DMPA 2's
    cell; the MS keeps its address, DMPA 1 is revoked, the TCP session survives;
-5. a summary (and ``--json``); everything is torn down, on error and Ctrl-C too.
+5. a plot of the handover: UDP echoes per 10 ms before, during and after the move, saved as a
+   PNG at the path printed (:func:`router.lab.plots.save_handover_plot`);
+6. a summary (and ``--json``); everything is torn down, on error and Ctrl-C too.
+
+Progress: each step is printed when it starts (its number, the time since the demo began) and
+when it ends (how long it took); on a terminal a counter ticks while a step runs. With
+``--json`` the progress goes to stderr and stdout carries only the JSON document.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
 
-from router.lab import servers
+from router.lab import plots, servers
 from router.lab.configs import MobileProfile
 from router.lab.domain import ROLES, Domain
 from router.lab.servers import Server
@@ -41,6 +50,8 @@ from router.lab.topology import (
 
 T = TypeVar("T")
 NAI = "ms@example.org"
+#: Where the handover plot goes unless ``--plot`` says otherwise (the current directory).
+DEFAULT_PLOT = Path("netlmm-demo-handover.png")
 DHCP_CHOICES = ("builtin", *servers.DHCP_SERVERS)
 AAA_CHOICES = ("local", "radius")
 
@@ -116,30 +127,71 @@ class Report:
 
 
 class Steps:
-    def __init__(self, report: Report, quiet: bool) -> None:
-        self.report, self.quiet = report, quiet
+    """Runs the demo's steps, timing each and printing progress to ``out`` (nothing when
+    ``out`` is None). ``live``: rewrite the current line with the running time while a step
+    runs (for a terminal)."""
+
+    def __init__(self, report: Report, out: TextIO | None, *, live: bool = False) -> None:
+        self.report, self.out, self.live = report, out, live
+        self.began = time.monotonic()
 
     def say(self, text: str) -> None:
-        if not self.quiet:
-            print(text, flush=True)
+        if self.out is not None:
+            print(text, file=self.out, flush=True)
 
     def run(self, title: str, body: Callable[[], T]) -> T:
         number = len(self.report.steps) + 1
-        if not self.quiet:
-            print(f"[{number}] {title} ...", end="", flush=True)
+        head = f"[{number:2}] {time.monotonic() - self.began:6.1f} s  {title} ..."
+        ticker = _Ticker(self.out, head) if self.out is not None and self.live else None
+        if self.out is not None and ticker is None:
+            print(head, end="", file=self.out, flush=True)
         began = time.monotonic()
         try:
             result = body()
-        except Exception as exc:
-            self.report.steps.append({"step": title, "ok": False, "error": str(exc)})
-            if not self.quiet:
-                print(f" FAILED after {time.monotonic() - began:.2f} s: {exc}", flush=True)
+        except BaseException as exc:
+            seconds = time.monotonic() - began
+            if ticker is not None:
+                ticker.stop()
+            self.report.steps.append(
+                {"step": title, "ok": False, "seconds": round(seconds, 3), "error": str(exc)}
+            )
+            if self.out is not None:
+                print(f" FAILED after {seconds:.2f} s: {exc}", file=self.out, flush=True)
             raise
         seconds = time.monotonic() - began
+        if ticker is not None:
+            ticker.stop()
         self.report.steps.append({"step": title, "ok": True, "seconds": round(seconds, 3)})
-        if not self.quiet:
-            print(f" ok ({seconds * 1000:.0f} ms)", flush=True)
+        if self.out is not None:
+            print(f" ok ({seconds * 1000:.0f} ms)", file=self.out, flush=True)
         return result
+
+
+class _Ticker:
+    """Rewrites ``head`` plus the running seconds every 0.2 s on a terminal, until stopped;
+    leaves ``head`` on the line for the result."""
+
+    PERIOD = 0.2
+
+    def __init__(self, out: TextIO, head: str) -> None:
+        self.out, self.head = out, head
+        self.began = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, name="demo-ticker", daemon=True)
+        out.write(head)
+        out.flush()
+        self._thread.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.PERIOD):
+            self.out.write(f"\r\x1b[K{self.head} {time.monotonic() - self.began:.1f} s")
+            self.out.flush()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self.out.write(f"\r\x1b[K{self.head}")
+        self.out.flush()
 
 
 def demo(
@@ -149,23 +201,55 @@ def demo(
     fastpath: str = "auto",
     dhcp: str = "builtin",
     aaa: str = "local",
+    plot: Path | None = DEFAULT_PLOT,
 ) -> int:
+    """Run the demo; 0 when every step passed. ``plot``: where to save the handover plot
+    (None: no plot). Progress goes to stdout, or to stderr with ``as_json`` (stdout is then
+    the JSON document alone)."""
     report = Report()
-    steps = Steps(report, quiet=as_json)
+    out = sys.stderr if as_json else sys.stdout
+    steps = Steps(report, out, live=out.isatty())
     try:
         check_backends(dhcp, aaa)
+        plot = check_plot(plot, steps)
         with Lab() as lab:
-            run_demo(lab, steps, report, dialect=dialect, fastpath=fastpath, dhcp=dhcp, aaa=aaa)
+            run_demo(
+                lab,
+                steps,
+                report,
+                dialect=dialect,
+                fastpath=fastpath,
+                dhcp=dhcp,
+                aaa=aaa,
+                plot=plot,
+            )
         report.ok = True
     except (LabError, AssertionError, OSError) as exc:
         report.summary.setdefault("error", str(exc))
     except KeyboardInterrupt:
         report.summary["error"] = "interrupted"
+    report.summary["seconds"] = round(time.monotonic() - steps.began, 1)
     if as_json:
         print(json.dumps({"ok": report.ok, "steps": report.steps, **report.summary}, indent=2))
     else:
         _print_summary(report)
     return 0 if report.ok else 1
+
+
+def check_plot(plot: Path | None, steps: Steps) -> Path | None:
+    """The plot's absolute path, or None (with a note) without matplotlib; :class:`LabError`
+    before anything is built if the directory cannot be written."""
+    if plot is None:
+        return None
+    if not plots.available():
+        steps.say("no handover plot: matplotlib is not installed (pip install '.[lab]')")
+        return None
+    plot = plot.resolve()
+    if not plot.parent.is_dir() or not os.access(plot.parent, os.W_OK):
+        raise LabError(
+            f"cannot write the plot to {plot}: {plot.parent} is not a writable directory"
+        )
+    return plot
 
 
 def run_demo(
@@ -177,6 +261,7 @@ def run_demo(
     fastpath: str,
     dhcp: str = "builtin",
     aaa: str = "local",
+    plot: Path | None = None,
 ) -> None:
     options = domain_options(dhcp, aaa)
     domain = Domain(lab, lab_profiles(lab, aaa), dialect=dialect, fastpath=fastpath, **options)
@@ -221,32 +306,62 @@ def run_demo(
         steps.say(f"    {transfer.mbit_s:.0f} Mbit/s")
         stream = UdpStream(lab, interval=0.005, count=2400)
         session = TcpSession(lab)
+        # Moments of the handover, time.monotonic() in this process; the probe stream's clock
+        # starts when it says "started" (the same CLOCK_MONOTONIC, a few ms of pipe latency).
+        clock: dict[str, float] = {}
         steps.run(
-            "start a UDP probe stream and a TCP session MS <-> CN",
-            lambda: _start_both(stream, session),
+            "start a UDP probe stream (every 5 ms) and a TCP session MS <-> CN",
+            lambda: _start_both(stream, session, clock),
         )
-        time.sleep(0.5)  # traffic before the move, for the comparison
+        steps.run("traffic before the move (0.5 s)", lambda: time.sleep(0.5))
+        clock["move"] = time.monotonic()
         moved = steps.run("handover: the MS's link moves to DMPA 2's cell", lambda: lab.handover(2))
         steps.run(
-            "DLMAP moves the binding to DMPA 2; DMPA 1 is revoked", lambda: _handed_over(domain)
+            "DLMAP moves the binding to DMPA 2; DMPA 1 is revoked",
+            lambda: _handed_over(domain, clock),
         )
-        time.sleep(1.0)  # traffic after the move
+        steps.run("traffic after the move (1 s)", lambda: time.sleep(1.0))
         udp = steps.run("stop the stream", stream.stop)
         tcp = steps.run("stop the TCP session", session.stop)
         after = domain.binding(NAI)
         assert after is not None and after["hoa"] == s["address"], after
+        marks = _handover_marks(clock, moved.carrier_ms)
         s["handover"] = {
             "link_move_ms": round(moved.move_ms, 1),
+            "carrier_ms": round(moved.carrier_ms, 1),
             "interruption_ms": round(udp.interruption_ms, 1),
+            "max_gap_ms": udp.max_gap_ms,
+            "interval_ms": udp.interval_ms,
             "probes_sent": udp.sent,
+            "probes_received": udp.received,
             "probes_lost": udp.lost,
             "reordered": udp.reordered,
             "tcp_survived": tcp.survived,
             "address_kept": after["hoa"] == s["address"],
             "histogram_10ms": udp.histogram_10ms,
+            "marks_s": marks,
         }
         if not tcp.survived:
             raise AssertionError(f"the TCP session did not survive the handover: {tcp.error}")
+        if plot is not None:
+            title = (
+                f"netlmm lab demo ({dialect}): MS {s['address']} moves from DMPA 1 to DMPA 2, "
+                f"{udp.lost} of {udp.sent} probes lost"
+            )
+            s["plot"] = str(
+                steps.run(
+                    f"plot the handover (UDP echoes per 10 ms) to {plot}",
+                    lambda: plots.save_handover_plot(
+                        plot,
+                        udp.histogram_10ms,
+                        interval_ms=udp.interval_ms,
+                        interruption_ms=udp.interruption_ms,
+                        origin_s=marks["link moves"],
+                        marks=marks,
+                        title=title,
+                    ),
+                )
+            )
         s["counters"] = {
             role: _short_counters(domain.ask(role, "counters")) for role in domain.processes
         }
@@ -276,9 +391,22 @@ def _check_backends_served(domain: Domain, address: Any, dhcp: str, aaa: str) ->
             raise AssertionError(f"DMPA 1 has no RADIUS Access-Accept: {counters}")
 
 
-def _start_both(stream: UdpStream, session: TcpSession) -> None:
+def _start_both(stream: UdpStream, session: TcpSession, clock: dict[str, float]) -> None:
     stream.start()
+    clock["stream"] = time.monotonic()
     session.start()
+
+
+def _handover_marks(clock: dict[str, float], carrier_ms: float) -> dict[str, float]:
+    """The handover's moments in seconds since the probe stream started (the plot's clock)."""
+    start = clock["stream"]
+    marks = {
+        "link moves": clock["move"] - start,
+        "carrier back on the MS": clock["move"] - start + carrier_ms / 1000.0,
+        "binding at DMPA 2 (polled)": clock["bound"] - start,
+        "DMPA 1 revoked (polled)": clock["revoked"] - start,
+    }
+    return {label: round(seconds, 4) for label, seconds in marks.items()}
 
 
 def _attach(client: DhcpClient, domain: Domain) -> Any:
@@ -295,13 +423,21 @@ def _ping_ok(lab: Lab, dst: str) -> Any:
     return result
 
 
-def _handed_over(domain: Domain) -> None:
+def _handed_over(domain: Domain, clock: dict[str, float]) -> None:
     wait_until(
         lambda: (domain.binding(NAI) or {}).get("dmpa") == str(DMPA_ADDRESSES[2]),
         10.0,
         "the binding to move to DMPA 2",
+        interval=0.02,
     )
-    wait_until(lambda: domain.visitor("dmpa1", NAI) is None, 10.0, "DMPA 1 to drop the visitor")
+    clock["bound"] = time.monotonic()
+    wait_until(
+        lambda: domain.visitor("dmpa1", NAI) is None,
+        10.0,
+        "DMPA 1 to drop the visitor",
+        interval=0.02,
+    )
+    clock["revoked"] = time.monotonic()
 
 
 def _short_counters(counters: dict[str, Any]) -> dict[str, int]:
@@ -335,6 +471,10 @@ def _print_summary(report: Report) -> None:
         )
         print(f"  address kept          {handover['address_kept']}")
         print(f"  TCP session survived  {handover['tcp_survived']}")
+    if "plot" in s:
+        print(f"  handover plot         {s['plot']}")
+    if "seconds" in s:
+        print(f"  demo took             {s['seconds']} s")
     if "error" in s:
         print(f"  error                 {s['error']}")
     for name, text in s.get("logs", {}).items() if not report.ok else ():

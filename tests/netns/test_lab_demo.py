@@ -5,17 +5,20 @@ Each case runs :func:`router.lab.demo.demo` with ``as_json=True`` in this proces
 torn down on return), parses what it printed and checks a successful run with a handover: the
 MS kept its address and the TCP session opened before the move survived it; with a real server
 the step list and the summary name it, and a DHCP server's address comes from its own range.
+Each run saves the handover plot; the PNG's bins (stored in it) are the probe stream's and agree
+with the interruption the stream measured.
 """
 
 from __future__ import annotations
 
 import json
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from router.lab import servers
+from router.lab import plots, servers
 from router.lab.demo import demo
 from tests.conftest import require
 
@@ -29,28 +32,37 @@ CASES = {
 }
 
 
-def _run(capsys: pytest.CaptureFixture[str], **options: str) -> tuple[int, dict[str, Any]]:
+def _run(
+    capsys: pytest.CaptureFixture[str], plot: Path, **options: str
+) -> tuple[int, dict[str, Any], str]:
     capsys.readouterr()
-    code = demo(as_json=True, **options)
-    out = capsys.readouterr().out
+    code = demo(as_json=True, plot=plot, **options)
+    captured = capsys.readouterr()
     try:
-        return code, json.loads(out)
+        return code, json.loads(captured.out), captured.err
     except json.JSONDecodeError as exc:
-        raise AssertionError(f"demo printed no JSON ({exc}):\n{out}") from exc
+        raise AssertionError(f"demo printed no JSON ({exc}):\n{captured.out}") from exc
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_demo(root: None, capsys: pytest.CaptureFixture[str], case: str) -> None:
+def test_demo(root: None, capsys: pytest.CaptureFixture[str], tmp_path: Path, case: str) -> None:
     options = CASES[case]
     dhcp, aaa = options.get("dhcp", "builtin"), options.get("aaa", "local")
     require(servers.binary("udhcpc") is not None, "udhcpc is not installed (make test)")
     for name in ([dhcp] if dhcp != "builtin" else []) + (["freeradius"] if aaa == "radius" else []):
         require(servers.binary(name) is not None, f"{name} is not installed (make test)")
 
-    code, result = _run(capsys, **options)
+    require(plots.available(), "matplotlib is not installed (make setup installs the lab extra)")
+
+    plot = tmp_path / "handover.png"
+    code, result, progress = _run(capsys, plot, **options)
     explain = json.dumps(result, indent=2)
     assert result["ok"] is True and code == 0, explain
     assert all(step["ok"] for step in result["steps"]), explain
+    # Progress went to stderr, one line per step with its duration; stdout was the JSON alone.
+    for number, step in enumerate(result["steps"], 1):
+        assert f"[{number:2}]" in progress and step["step"] in progress, progress
+    assert progress.count(" ok (") == len(result["steps"]), progress
     handover = result["handover"]
     assert handover["address_kept"] is True, explain
     assert handover["tcp_survived"] is True, explain
@@ -74,6 +86,32 @@ def test_demo(root: None, capsys: pytest.CaptureFixture[str], case: str) -> None
     if dhcp == "builtin" and aaa == "local":
         assert not any(title.startswith("start ") and " in cn" in title for title in titles)
         assert "server_exit_codes" not in result, explain
+    _check_plot(plot, result)
+
+
+def _check_plot(plot: Path, result: dict[str, Any]) -> None:
+    """The PNG is where the summary says, draws the stream's bins, and those bins agree with
+    the interruption the stream measured: ``n`` empty 10 ms bins in a row and the longest gap
+    ``g`` between echoes satisfy ``10 n < g < 10 (n + 2)`` (see tests/unit/test_lab_plots.py)."""
+    handover = result["handover"]
+    assert result["plot"] == str(plot.resolve()) and plot.is_file(), result.get("plot")
+    texts = plots.read_png_text(plot)
+    bins = json.loads(texts[plots.TEXT_BINS])
+    info = json.loads(texts[plots.TEXT_INFO])
+    assert bins == handover["histogram_10ms"]
+    assert sum(bins) == handover["probes_received"], (sum(bins), handover)
+    gap = handover["max_gap_ms"]
+    assert handover["interruption_ms"] == pytest.approx(gap - handover["interval_ms"], abs=0.1)
+    first, length = plots.longest_silence(bins)
+    assert info["silence"] == {"first_bin": first, "bins": length}
+    assert gap < (length + 2) * 10.0, (gap, length, bins)
+    if length:
+        assert length * 10.0 < gap, (gap, length, bins)
+    # The moments drawn: the stream ran before the link moved, the binding moved after it.
+    marks = handover["marks_s"]
+    assert info["marks_s"] == marks and info["origin_s"] == marks["link moves"]
+    assert 0.0 < marks["link moves"] < marks["binding at DMPA 2 (polled)"], marks
+    assert marks["link moves"] * 100 < len(bins), (marks, len(bins))
 
 
 def _server_range() -> list[IPv4Address]:
