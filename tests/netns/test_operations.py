@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import signal
+import subprocess
 import sys
 from argparse import Namespace
 from collections.abc import Iterator
@@ -33,6 +35,7 @@ from router.lab.topology import (
     Lab,
     wait_until,
 )
+from tests.conftest import require
 
 pytestmark = pytest.mark.root
 
@@ -254,3 +257,32 @@ def _version() -> str:
     from router import __version__
 
     return __version__
+
+
+CAPS = "-all,+net_admin,+net_raw"
+
+
+def test_the_service_s_two_capabilities_are_enough(lab: Lab) -> None:
+    """What etc/systemd/netlmm@.service leaves a node (CapabilityBoundingSet and
+    AmbientCapabilities CAP_NET_ADMIN CAP_NET_RAW, NoNewPrivileges): both roles start with
+    nothing else (setpriv, as systemd would), register an MS and forward its traffic."""
+    require(shutil.which("setpriv") is not None, "setpriv (util-linux) is not installed")
+    domain = Domain(lab, [MobileProfile(nai("ms"), lab.ms_mac("ms"), "dhcp")])
+    for role in ("dlmap", "dmpa1"):
+        log = lab.workdir / f"{role}.log"
+        domain.logs[role] = log
+        argv = ["setpriv", f"--bounding-set={CAPS}", f"--inh-caps={CAPS}"]
+        argv += [f"--ambient-caps={CAPS}", "--no-new-privs", sys.executable, "-m", "router"]
+        argv += ["run", "-c", str(domain.config(role))]
+        with log.open("ab") as out:
+            domain.processes[role] = lab.popen(
+                NS[role], argv, stdout=out.fileno(), stderr=subprocess.STDOUT
+            )
+    for role in ("dlmap", "dmpa1"):
+        domain.wait_ready(role)
+        status = Path(f"/proc/{domain.processes[role].pid}/status").read_text()
+        effective = next(line for line in status.splitlines() if line.startswith("CapEff:"))
+        assert int(effective.split()[1], 16) == (1 << 12) | (1 << 13)  # NET_ADMIN, NET_RAW
+    DhcpClient(lab, "ms").once(tries=10)
+    wait_until(lambda: domain.binding(nai("ms")) is not None, 15.0, "ms bound")
+    assert ping(lab, "ms", str(CN_ADDRESS), count=2).ok
