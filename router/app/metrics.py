@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -43,6 +43,9 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 #: How many registrations or handovers in progress the latency observer remembers.
 PENDING_CAPACITY = 4096
 MAX_REQUEST = 8192
+#: The classic text format (what generate_latest writes for our names), which every Prometheus
+#: version reads; prometheus-client's CONTENT_TYPE_LATEST says 1.0.0 since 0.22.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REQUEST_TIMEOUT = 5.0
 
 _STATUS = re.compile(r"^(pba|bra)\.status\.(\d+)$")
@@ -411,4 +414,4 @@ class MetricsServer:
             return "404 Not Found", b"GET /metrics\n", "text/plain"
         self.scrapes += 1
         body = generate_latest(self.registry)
-        return "200 OK", b"" if parts[0] == "HEAD" else body, CONTENT_TYPE_LATEST
+        return "200 OK", b"" if parts[0] == "HEAD" else body, CONTENT_TYPE
