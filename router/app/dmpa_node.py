@@ -24,6 +24,7 @@ from router.app.node import ActionRunner, Clock, CoreTimer, log, receive_mh
 from router.app.security import guard_for
 from router.app.settings import DMPASettings
 from router.core.actions import AAARequest, Bind, SendFrame, SendMH, SendTunnel, Unbind
+from router.core.common import RateLimiter
 from router.core.dmpa import DMPA, DMPAConfig, State
 from router.services.access import AccessDispatcher
 from router.services.arp_proxy import ArpProxy
@@ -127,6 +128,7 @@ class DMPANode:
         )
         self.runner.after_flush(self.timer.rearm)
         self._aaa_tasks: set[asyncio.Task[None]] = set()
+        self._log_limit = RateLimiter(10.0, capacity=64)
 
     # --- start and stop -------------------------------------------------------------------
 
@@ -254,7 +256,8 @@ class DMPANode:
             profile = await self.aaa.authenticate(mac, nai)
         except Exception as exc:
             self.counters["aaa.error"] += 1
-            log.warning("aaa failed mac=%s error=%s", mac, exc)
+            if self._log_limit.allow(type(exc).__name__, self.clock.now()):  # MSs trigger it
+                log.warning("aaa failed mac=%s error=%s", mac, exc)
             profile = None
         self.runner.submit(self.core.aaa_result(mac, profile, self.clock.now(), self.clock.wall()))
 

@@ -38,6 +38,28 @@ from router.wire.mh import MobilityMessage, decode_message
 
 log = logging.getLogger("netlmm")
 
+#: Events an operator should look at (a refusal, a conflict, a peer that does not answer) are
+#: logged as warnings; the others (registrations, handovers, leases) as info.
+WARNING_EVENTS = dict.fromkeys(
+    (
+        "aaa_reject",
+        "arp_conflict",
+        "binding_error_sent",
+        "dhcp_no_address",
+        "dhcp_relay_conflict",
+        "lease_conflict",
+        "pba_without_address",
+        "pbu_rejected",
+        "registration_refused",
+        "restore_conflict",
+        "revocation_unanswered",
+        "unexpected_message",
+        "unmatched_bra",
+        "unmatched_pba",
+    ),
+    logging.WARNING,
+)
+
 
 class Core(Protocol):
     def receive(
@@ -115,8 +137,12 @@ class ActionRunner:
                 self.counters[f"event.{action.kind}"] += 1
                 # Peers can trigger events: at most ten lines a second of each kind.
                 if self._log_limit.allow(action.kind, now):
-                    log.info(
-                        "%s %s", action.kind, kv(action.fields), extra={"fields": action.fields}
+                    log.log(
+                        WARNING_EVENTS.get(action.kind, logging.INFO),
+                        "%s %s",
+                        action.kind,
+                        kv(action.fields),
+                        extra={"fields": action.fields},
                     )
                 else:
                     self.counters["log.suppressed"] += 1

@@ -165,11 +165,15 @@ async def serve(
             registry, observer = registry_for(node, lambda: {"mh_socket": endpoint.counters})
             node.runner.observers.append(observer)
             metrics = MetricsServer(registry, *node_settings.metrics)
+            try:  # before the node starts: a busy port fails the start, not a running node
+                await metrics.start()
+            except OSError as exc:
+                host, port = node_settings.metrics
+                log.error("metrics cannot listen address=%s port=%d error=%s", host, port, exc)
+                return 1
         node.start()
         control = ControlServer(node_settings.control_socket, _control_handler(node, endpoint))
         await control.start()
-        if metrics is not None:
-            await metrics.start()
         tune_gc()
         # SIGHUP: what can be reloaded is, the rest is reported (module docstring).
         loop.add_signal_handler(signal.SIGHUP, lambda: reload(node, config_path, log_format))

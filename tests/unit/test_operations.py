@@ -640,3 +640,35 @@ def _version() -> str:
     from router import __version__
 
     return __version__
+
+
+def test_event_lines_have_levels_fields_and_a_rate_limit(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    from collections import Counter
+
+    from router.app.node import ActionRunner
+
+    counters: Counter[str] = Counter()
+    store = Store(tmp_path / "s.sqlite")
+    runner = ActionRunner(loop, store, {}, counters)
+    seen: list[str] = []
+    runner.observers.append(lambda action, now: seen.append(type(action).__name__))
+    caplog.set_level(logging.INFO, logger="netlmm")
+    try:
+        runner.submit([event("registered", nai=NAI, hoa="192.0.2.100")])
+        runner.submit([event("pbu_rejected", peer=DMPA1, status=135, reason="bad sequence")])
+        runner.submit([event("handover", nai=f"ms{n}") for n in range(30)])  # one loop turn
+        runner.flush()
+    finally:
+        store.close()
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert lines[0] == (logging.INFO, f"registered nai={NAI} hoa=192.0.2.100")
+    assert lines[1] == (
+        logging.WARNING,
+        f'pbu_rejected peer={DMPA1} status=135 reason="bad sequence"',
+    )
+    assert caplog.records[1].fields == {"peer": DMPA1, "status": 135, "reason": "bad sequence"}
+    assert [m for _, m in lines[2:]] == ["handover nai=ms0"]  # the next 29 within 0.1 s: left out
+    assert counters["log.suppressed"] == 29 and counters["event.handover"] == 30
+    assert seen == ["Event"] * 32
