@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
@@ -470,6 +471,7 @@ def live_frames(
             sock.bind((interface, 0))
         except OSError as exc:
             raise TraceError(f"interface {interface}: {exc.strerror}") from exc
+        print(f"capturing on {interface}", file=sys.stderr, flush=True)
         deadline = time.monotonic() + duration
         number = 0
         while number < count:
@@ -513,15 +515,22 @@ def add_trace_parser(sub: Any) -> None:
 
 
 def _in_namespace(args: argparse.Namespace) -> int:
-    """Run this same trace inside ``--netns`` (``ip netns exec``), minus that option."""
-    argv = [a for a in sys.argv[1:]]
-    index = argv.index("--netns") if "--netns" in argv else -1
-    if index >= 0:
-        del argv[index : index + 2]
-    else:
-        argv = [a for a in argv if not a.startswith("--netns=")]
+    """Run this same live trace inside ``--netns`` (``ip netns exec``), without that option."""
+    argv = ["trace", "-i", args.interface, "--dialect", args.dialect]
+    argv += ["--count", str(args.count), "--duration", str(args.duration)]
+    for option in ("nai", "hoa", "mac"):
+        for item in getattr(args, option):
+            argv += [f"--{option}", item]
+    if args.write is not None:
+        argv += ["-w", str(args.write.resolve())]
+    argv += [flag for flag in ("--json", "--tshark") if getattr(args, flag[2:])]
     command = ["ip", "netns", "exec", args.netns, sys.executable, "-m", "router", *argv]
-    return subprocess.call(command)
+    # exec, not a child: the same PID captures, so Ctrl-C and SIGTERM reach it directly
+    try:
+        os.execvp(command[0], command)
+    except OSError as exc:
+        raise TraceError(f"--netns: cannot run ip netns exec: {exc.strerror}") from exc
+    return 2  # not reached: execvp returns only by raising
 
 
 def trace_main(args: argparse.Namespace, out: IO[str] | None = None) -> int:

@@ -85,8 +85,19 @@ def lab(root: None) -> Iterator[Lab]:
         yield built
 
 
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts outside the lab's bookkeeping: killed by PID if still running."""
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+
+
 def test_metrics_logs_show_sighup_and_trace_on_a_running_domain(
-    lab: Lab, capsys: pytest.CaptureFixture[str]
+    lab: Lab, started: list[subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     profile = MobileProfile(nai("ms"), lab.ms_mac("ms"), "dhcp")
     domain = Domain(lab, [profile], auth=True)
@@ -95,24 +106,16 @@ def test_metrics_logs_show_sighup_and_trace_on_a_running_domain(
     add_to_node(domain.config("dlmap"), log_format="json")
     capture = lab.workdir / "transport.pcap"
     decoded = lab.workdir / "trace.jsonl"
-    with decoded.open("w") as sink:
-        tracer = lab.popen(
-            "lm",
-            [
-                sys.executable,
-                "-m",
-                "router",
-                "trace",
-                "-i",
-                TRANSPORT_IF,
-                "-w",
-                str(capture),
-                "--duration",
-                "120",
-                "--json",
-            ],
-            stdout=sink.fileno(),
-        )
+    errors = lab.workdir / "trace.err"
+    with decoded.open("w") as sink, errors.open("w") as err:
+        # started in the root namespace: --netns takes it into the DLMAP's
+        tracer = subprocess.Popen(
+            [sys.executable, "-m", "router", "trace", "-i", TRANSPORT_IF, "--netns",
+             lab.ns("lm"), "-w", str(capture), "--duration", "120", "--json"],
+            stdout=sink.fileno(), stderr=err.fileno(),
+        )  # fmt: skip
+    started.append(tracer)
+    wait_until(lambda: "capturing on" in errors.read_text(), 10.0, "the capture started")
     domain.start()
     before = scrape(lab, "dlmap")
     assert value(before, "netlmm_info", role="dlmap", name="lm", version=_version()) == 1
@@ -225,7 +228,8 @@ def test_metrics_logs_show_sighup_and_trace_on_a_running_domain(
     assert f"profile {nai('ms2')}" in shown
 
     # The live capture, then netlmm trace on its file, one MS at a time.
-    lab.stop(tracer)
+    tracer.terminate()
+    assert tracer.wait(15) == 0  # SIGTERM ends a live capture cleanly
     live = [json.loads(line) for line in decoded.read_text().splitlines()]
     assert {"PBU", "PBA", "BRI", "BRA", "DHCP"} <= {r["kind"] for r in live}
     out_ms = _trace(["-r", str(capture), "--nai", nai("ms")])
