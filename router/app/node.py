@@ -101,8 +101,8 @@ class ActionRunner:
         self._scheduled = False
         self._after: list[Callable[[], None]] = []
         self._log_limit = RateLimiter(0.1)
-        #: Called with every action carried out (the metrics' latency histograms watch Events,
-        #: Bind and Unbind there): per signaling event, never per packet.
+        #: Called with each Event, Bind and Unbind carried out (the metrics' latency
+        #: histograms): per signaling event, never per packet.
         self.observers: list[Callable[[object, float], None]] = []
 
     def submit(self, actions: Sequence[object]) -> None:
@@ -131,8 +131,9 @@ class ActionRunner:
         for action in queue:
             if isinstance(action, Persist):
                 continue
-            for observe in self.observers:
-                observe(action, now)
+            if self.observers and isinstance(action, Event | Bind | Unbind):
+                for observe in self.observers:
+                    observe(action, now)
             if isinstance(action, Event):
                 self.counters[f"event.{action.kind}"] += 1
                 # Peers can trigger events: at most ten lines a second of each kind.
