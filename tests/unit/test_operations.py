@@ -672,3 +672,15 @@ def test_event_lines_have_levels_fields_and_a_rate_limit(
     assert [m for _, m in lines[2:]] == ["handover nai=ms0"]  # the next 29 within 0.1 s: left out
     assert counters["log.suppressed"] == 29 and counters["event.handover"] == 30
     assert seen == ["Event"] * 32
+
+
+def test_run_takes_a_log_format_and_still_refuses_a_bad_file_first(tmp_path: Path) -> None:
+    from router.cli import build_parser
+
+    args = build_parser().parse_args(["run", "-c", "x.ini", "--log-format", "json"])
+    assert args.log_format == "json"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "-c", "x.ini", "--log-format", "yaml"])
+    bad = tmp_path / "bad.ini"
+    bad.write_text(DMPA_INI.replace("log_format = json", "log_format = yaml"))
+    assert main(["run", "-c", str(bad), "--log-format", "json"]) == 2
