@@ -53,6 +53,7 @@ from router.wire.mh_options import (
 LINK_ETHERNET, LINK_RAW, LINK_SLL, LINK_IPV4, LINK_IPV6, LINK_SLL2 = 1, 101, 113, 228, 229, 276
 ETH_P_ALL = 0x0003
 ARPHRD_ETHER = 1
+ARPHRD_LOOPBACK = 772  # frames with an all-zero Ethernet header
 MAX_FRAME = 65535
 TSHARK_FRAMES = 1000  # --tshark dissects at most this many (the first) of the frames shown
 IPPROTO_MH, IPPROTO_IPIP, IPPROTO_UDP = 135, 4, 17
@@ -484,7 +485,7 @@ def live_frames(
             except TimeoutError:
                 continue
             number += 1
-            link = LINK_ETHERNET if address[3] == ARPHRD_ETHER else LINK_RAW
+            link = LINK_ETHERNET if address[3] in (ARPHRD_ETHER, ARPHRD_LOOPBACK) else LINK_RAW
             frame = Frame(time.time(), link, data, number)
             if save is not None:
                 save.write(frame)
