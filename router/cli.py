@@ -2,8 +2,12 @@
 
 * ``netlmm run -c FILE``: the appliance, in the role its ini file names, until SIGTERM/SIGINT.
 * ``netlmm check-config FILE``: every error at once (``section.key: message``, exit 2).
-* ``netlmm show bindings|visitors|counters [--json] [-c FILE | --socket PATH]``: asks a running
-  appliance through its control socket.
+* ``netlmm show bindings|visitors|counters|config [--json] [-c FILE | --socket PATH]``: asks a
+  running appliance through its control socket. ``bindings`` filters with ``--nai``, ``--hoa``,
+  ``--dmpa``; ``counters`` lists the non-zero ones unless ``--all``; ``config`` is the effective
+  settings with the secrets left out.
+* ``netlmm trace (-r PCAP | -i IFACE [--netns NS]) [--nai|--hoa|--mac ...]``: one MS's signaling
+  and DHCP, decoded (:mod:`router.app.trace`).
 * ``netlmm lab ...``: the network-namespace lab (see ``netlmm lab --help``).
 * ``netlmm decode HEX``: decodes a Mobility Header (from a capture, a log, a test vector).
 * ``netlmm version``.
@@ -92,7 +96,12 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     from router.app.run import run
 
-    return run(settings, fastpath=args.fastpath)  # type: ignore[arg-type]
+    return run(
+        settings,  # type: ignore[arg-type]
+        fastpath=args.fastpath,
+        config_path=args.config,
+        log_format=args.log_format,
+    )
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -115,11 +124,118 @@ def _show(args: argparse.Namespace) -> int:
         print(f"netlmm show: {reply.get('error')}", file=sys.stderr)
         return 1
     result = reply["result"]
+    if args.what == "bindings":
+        try:
+            result = _filter_bindings(result, args)
+        except ValueError as exc:
+            print(f"netlmm show: {exc}", file=sys.stderr)
+            return 2
+    elif args.what == "counters" and not args.all:
+        result = {
+            group: {k: v for k, v in values.items() if v}
+            for group, values in result.items()
+            if isinstance(values, dict)
+        }
+        result = {group: values for group, values in result.items() if values}
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
+    elif args.what == "bindings":
+        print(_bindings_table(result, reply.get("role", "")))
+    elif args.what == "config":
+        print("\n".join(f"{k} = {_plain(result[k])}" for k in sorted(result)))
     else:
         print(_table(result))
     return 0
+
+
+def _filter_bindings(
+    rows: list[dict[str, object]], args: argparse.Namespace
+) -> list[dict[str, object]]:
+    """``--nai`` (exact, or ``*`` wildcards), ``--hoa``, ``--dmpa``: rows that match them all."""
+    import fnmatch
+    from ipaddress import ip_address, ip_network
+
+    out = rows
+    if args.nai:
+        out = [r for r in out if fnmatch.fnmatchcase(str(r.get("nai") or ""), args.nai)]
+    if args.hoa:
+        net = ip_network(args.hoa, strict=False)  # ValueError: reported by the caller
+        out = [r for r in out if r.get("hoa") and ip_address(str(r["hoa"])) in net]
+    if args.dmpa:
+        wanted = ip_address(args.dmpa)
+        out = [r for r in out if r.get("dmpa") and ip_address(str(r["dmpa"])) == wanted]
+    return out
+
+
+def _duration(value: object) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    seconds = int(value)
+    if seconds < 0:
+        return "0s"
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+_BINDING_COLUMNS = {
+    # role: (header, row key, formatter)
+    "dlmap": (
+        ("NAI", "nai", str),
+        ("HOA", "hoa", str),
+        ("DMPA", "dmpa", str),
+        ("AGE", "age", _duration),
+        ("LEFT", "expires_in", _duration),
+        ("LIFETIME", "lifetime", _duration),
+        ("PACKETS", "packets", str),
+    ),
+    "dmpa": (
+        ("NAI", "nai", str),
+        ("HOA", "hoa", str),
+        ("DLMAP", "dlmap", str),
+        ("MAC", "mac", str),
+        ("LINK", "link", str),
+        ("STATE", "state", str),
+        ("AGE", "age", _duration),
+        ("LIFETIME", "lifetime", _duration),
+        ("PACKETS", "packets", str),
+    ),
+}
+
+
+def _bindings_table(rows: list[dict[str, object]], role: str) -> str:
+    """NAI, HoA, serving node, age, lifetime left, packets: one aligned line per binding."""
+    if not rows:
+        return "(no bindings)"
+    columns = _BINDING_COLUMNS.get(role, _BINDING_COLUMNS["dlmap"])
+    cells = [[h for h, _, _ in columns]]
+    for row in sorted(rows, key=lambda r: str(r.get("nai"))):
+        cells.append(
+            [fmt(row.get(key)) if row.get(key) is not None else "-" for _, key, fmt in columns]
+        )
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _plain(value: object) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from router.app.trace import TraceError, trace_main
+
+    try:
+        return trace_main(args)
+    except TraceError as exc:
+        print(f"netlmm trace: {exc}", file=sys.stderr)
+        return 2
 
 
 def _table(result: object) -> str:
@@ -167,12 +283,25 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="data-plane twin (default: compiled when built)",
     )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="log lines on stderr (default: node.log_format, text)",
+    )
     show = sub.add_parser("show", help="ask a running appliance")
-    show.add_argument("what", choices=("bindings", "visitors", "counters"))
+    show.add_argument("what", choices=("bindings", "visitors", "counters", "config"))
     where = show.add_mutually_exclusive_group(required=True)
     where.add_argument("-c", "--config", type=Path, help="its ini file (for the socket path)")
     where.add_argument("--socket", type=Path, help="its control socket")
     show.add_argument("--json", action="store_true", help="JSON instead of a table")
+    show.add_argument("--nai", help="bindings: this NAI only (* and ? wildcards)")
+    show.add_argument("--hoa", help="bindings: this HoA, or the HoAs in a prefix (a.b.c.d/n)")
+    show.add_argument("--dmpa", help="bindings: served by this DMPA (DLMAP only)")
+    show.add_argument("--all", action="store_true", help="counters: the zero ones too")
+    from router.app.trace import add_trace_parser
+
+    add_trace_parser(sub)
     from router.lab.cli import add_lab_parser
 
     add_lab_parser(sub)
@@ -194,6 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "show":
         return _show(args)
+    if args.command == "trace":
+        return _trace(args)
     if args.command == "lab":
         from router.lab.cli import lab_main
 

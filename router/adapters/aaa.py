@@ -58,6 +58,10 @@ class AAA:
         self._local_counters["accept" if profile is not None else "reject"] += 1
         return profile
 
+    def set_profiles(self, profiles: tuple[LocalProfile, ...]) -> None:
+        """New local profiles (SIGHUP); visitors already admitted keep theirs."""
+        self._local = LocalAAA(profiles)
+
     def close(self) -> None:
         if self._radius is not None:
             self._radius.close()

@@ -66,6 +66,8 @@ KEYS: dict[str, tuple[str, ...]] = {
         "offload",
         "key_file",
         "replay_window",
+        "log_format",
+        "metrics",
     ),
     "dmpa": (
         "access",
@@ -109,6 +111,7 @@ NAMED_SECTIONS = ("peer", "profile")
 
 DEFAULT_PSEUDO_MAC = "02:00:5e:00:00:01"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 #: Binding lifetimes travel in units of 4 seconds in a 16-bit field (RFC 6275 6.1.7).
 MAX_LIFETIME = 0xFFFF * LIFETIME_UNIT_SECONDS
 #: Inner IPv4 packet size the tunnel carries: at least the IPv6 minimum MTU, and at most what
@@ -533,6 +536,8 @@ class _Loader:
         window = s.get(
             "replay_window", _number(0, 300, low_open=True), float(DEFAULT_REPLAY_WINDOW)
         )
+        log_format = s.get("log_format", _choice(*LOG_FORMATS), "text")
+        metrics = s.get("metrics", _listen_address)
         if s.failed:
             return None, role
         return (
@@ -546,6 +551,8 @@ class _Loader:
                 bool(offload),
                 key_file,
                 _some(window),
+                log_format=_some(log_format),
+                metrics=metrics,
             ),
             role,
         )
@@ -936,6 +943,24 @@ def _server_address(text: str) -> str:
         raise _Invalid(f"{host} is not an IP address (host names are not resolved)") from None
     port = _integer(1, 0xFFFF)(port_text)
     return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    """``ADDRESS:PORT`` or ``[IPv6]:PORT`` (a port is required: no default port to guess)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if not rest.startswith(":"):
+            raise _Invalid(f"{text} is not [IPv6]:PORT")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        raise _Invalid(f"{text} is not ADDRESS:PORT or [IPv6]:PORT")
+    try:
+        address = ip_address(host)
+    except ValueError:
+        raise _Invalid(f"{host} is not an IP address (host names are not resolved)") from None
+    return str(address), _integer(1, 0xFFFF)(port_text)
 
 
 def _pool_range(text: str) -> tuple[IPv4Address, IPv4Address]:

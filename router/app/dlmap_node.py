@@ -61,6 +61,8 @@ class DLMAPNode:
         self.settings, self.ports, self.store, self.loop = settings, ports, store, loop
         self.clock = clock or Clock()
         self.counters: Counter[str] = Counter()
+        #: Monotonic time each HoA was bound (or moved) here, for ``show bindings``' age.
+        self.bound_since: dict[IPv4Address, float] = {}
         self.dialects = {p.address: p.dialect for p in settings.peers}
         self.guard = guard_for(settings.node, settings.peers, self.clock.wall, self.counters)
         static = LocalAAA(settings.profiles).static_addresses()
@@ -230,9 +232,11 @@ class DLMAPNode:
 
     def _bind(self, action: Bind) -> None:
         self.table.bind(int(action.hoa), action.endpoint.packed)
+        self.bound_since[action.hoa] = self.clock.now()
 
     def _unbind(self, action: Unbind) -> None:
         self.table.unbind(int(action.hoa))
+        self.bound_since.pop(action.hoa, None)
 
     # --- show -----------------------------------------------------------------------------
 
@@ -251,6 +255,7 @@ class DLMAPNode:
                         "sequence": b.sequence,
                         "lifetime": b.lifetime,
                         "expires_in": round(b.expires - now, 1),
+                        "age": round(now - self.bound_since.get(b.hoa, now), 1),
                         "packets": entry.packets if entry else 0,
                     }
                 )

@@ -13,7 +13,7 @@ import asyncio
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from ipaddress import IPv6Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from fastpath import Punt, Reason, implementation
@@ -24,6 +24,7 @@ from router.app.node import ActionRunner, Clock, CoreTimer, log, receive_mh
 from router.app.security import guard_for
 from router.app.settings import DMPASettings
 from router.core.actions import AAARequest, Bind, SendFrame, SendMH, SendTunnel, Unbind
+from router.core.common import RateLimiter
 from router.core.dmpa import DMPA, DMPAConfig, State
 from router.services.access import AccessDispatcher
 from router.services.arp_proxy import ArpProxy
@@ -69,6 +70,8 @@ class DMPANode:
         )
         self.clock = clock or Clock()
         self.counters: Counter[str] = Counter()
+        #: Monotonic time each HoA was bound here, for ``show bindings``' age.
+        self.bound_since: dict[IPv4Address, float] = {}
         self.dialects = {p.address: p.dialect for p in settings.peers}
         self.guard = guard_for(settings.node, settings.peers, self.clock.wall, self.counters)
         self.core = DMPA(
@@ -125,6 +128,7 @@ class DMPANode:
         )
         self.runner.after_flush(self.timer.rearm)
         self._aaa_tasks: set[asyncio.Task[None]] = set()
+        self._log_limit = RateLimiter(10.0, capacity=64)
 
     # --- start and stop -------------------------------------------------------------------
 
@@ -236,9 +240,11 @@ class DMPANode:
     def _bind(self, action: Bind) -> None:
         mac = action.mac.packed if action.mac is not None else bytes(6)
         self.table.bind(int(action.hoa), action.endpoint.packed, mac, action.link)
+        self.bound_since[action.hoa] = self.clock.now()
 
     def _unbind(self, action: Unbind) -> None:
         self.table.unbind(int(action.hoa))
+        self.bound_since.pop(action.hoa, None)
 
     def _aaa_request(self, action: AAARequest) -> None:
         task = self.loop.create_task(self._authenticate(action.mac, action.nai))
@@ -250,13 +256,15 @@ class DMPANode:
             profile = await self.aaa.authenticate(mac, nai)
         except Exception as exc:
             self.counters["aaa.error"] += 1
-            log.warning("aaa failed mac=%s error=%s", mac, exc)
+            if self._log_limit.allow(type(exc).__name__, self.clock.now()):  # MSs trigger it
+                log.warning("aaa failed mac=%s error=%s", mac, exc)
             profile = None
         self.runner.submit(self.core.aaa_result(mac, profile, self.clock.now(), self.clock.wall()))
 
     # --- show -----------------------------------------------------------------------------
 
     def show(self, what: str) -> Any:
+        now = self.clock.now()
         if what in ("visitors", "bindings"):
             rows = []
             for v in self.core.visitors.values():
@@ -274,6 +282,10 @@ class DMPANode:
                         "sequence": v.sequence,
                         "gateway": str(v.gateway),
                         "pseudo_mac": str(v.pseudo_mac),
+                        "lifetime": v.lifetime,
+                        "age": round(now - self.bound_since[v.hoa], 1)
+                        if v.hoa in self.bound_since
+                        else None,
                         "packets": entry.packets if entry else 0,
                     }
                 )

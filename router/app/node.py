@@ -18,6 +18,7 @@ from ipaddress import IPv6Address
 from typing import Any, Protocol
 
 from router.adapters.store import Store
+from router.app.logs import kv
 from router.app.security import SignalingGuard
 from router.core.actions import (
     AAARequest,
@@ -36,6 +37,28 @@ from router.wire.errors import DecodeError, UnknownTypeError
 from router.wire.mh import MobilityMessage, decode_message
 
 log = logging.getLogger("netlmm")
+
+#: Events an operator should look at (a refusal, a conflict, a peer that does not answer) are
+#: logged as warnings; the others (registrations, handovers, leases) as info.
+WARNING_EVENTS = dict.fromkeys(
+    (
+        "aaa_reject",
+        "arp_conflict",
+        "binding_error_sent",
+        "dhcp_no_address",
+        "dhcp_relay_conflict",
+        "lease_conflict",
+        "pba_without_address",
+        "pbu_rejected",
+        "registration_refused",
+        "restore_conflict",
+        "revocation_unanswered",
+        "unexpected_message",
+        "unmatched_bra",
+        "unmatched_pba",
+    ),
+    logging.WARNING,
+)
 
 
 class Core(Protocol):
@@ -78,6 +101,9 @@ class ActionRunner:
         self._scheduled = False
         self._after: list[Callable[[], None]] = []
         self._log_limit = RateLimiter(0.1)
+        #: Called with each Event, Bind and Unbind carried out (the metrics' latency
+        #: histograms): per signaling event, never per packet.
+        self.observers: list[Callable[[object, float], None]] = []
 
     def submit(self, actions: Sequence[object]) -> None:
         """Queue actions: the cores' :data:`Action` types and any a service adds (dispatched
@@ -101,14 +127,26 @@ class ActionRunner:
             self.store.apply(persists)
             self.counters["store.rows"] += len(persists)
             self.counters["store.commits"] += 1
+        now = self.loop.time()
         for action in queue:
             if isinstance(action, Persist):
                 continue
+            if self.observers and isinstance(action, Event | Bind | Unbind):
+                for observe in self.observers:
+                    observe(action, now)
             if isinstance(action, Event):
                 self.counters[f"event.{action.kind}"] += 1
                 # Peers can trigger events: at most ten lines a second of each kind.
-                if self._log_limit.allow(action.kind, self.loop.time()):
-                    log.info("%s %s", action.kind, _fields(action.fields))
+                if self._log_limit.allow(action.kind, now):
+                    log.log(
+                        WARNING_EVENTS.get(action.kind, logging.INFO),
+                        "%s %s",
+                        action.kind,
+                        kv(action.fields),
+                        extra={"fields": action.fields},
+                    )
+                else:
+                    self.counters["log.suppressed"] += 1
                 continue
             handler = self.handlers.get(type(action))
             if handler is None:
@@ -122,10 +160,6 @@ class ActionRunner:
                 log.warning("%s failed: %s", type(action).__name__, exc)
         for callback in self._after:
             callback()
-
-
-def _fields(fields: dict[str, object]) -> str:
-    return " ".join(f"{k}={v}" for k, v in fields.items())
 
 
 class CoreTimer:

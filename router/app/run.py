@@ -4,9 +4,15 @@ Start-up, in order (what :mod:`router.adapters.devices` needs): wait until our I
 usable, sweep what a crashed run of this node left in the kernel, create the devices (DMPA: a
 TAP per access link bridged with it; DLMAP: the TUN with the gateway address, the HoA network
 routed into it, IPv4 forwarding on), open the SQLite state, the MH socket and the tunnel
-sockets, start the node and the control socket. SIGHUP re-reads the RFC 4285 key file
-(``node.key_file``) without touching the bindings. SIGTERM or SIGINT stops it in reverse order:
-the devices and routes it made are removed, the bindings stay in the database.
+sockets, start the node, the control socket and the metrics endpoint (``node.metrics``).
+SIGTERM or SIGINT stops it in reverse order: the devices and routes it made are removed, the
+bindings stay in the database.
+
+SIGHUP (:func:`reload`) re-reads the ini file and applies what can change in a running node,
+without touching the bindings: the RFC 4285 keys (``node.key_file``'s content), the log level
+and format, and the DMPA's local AAA profiles. Every other changed key is logged as needing a
+restart (``reload needs a restart key=...``) and keeps its running value; a file with errors is
+refused as a whole (each error logged) and changes nothing.
 
 Netlink calls block and cannot run on the loop's thread: they go through an executor.
 """
@@ -14,11 +20,13 @@ Netlink calls block and cannot run on the loop's thread: they go through an exec
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import socket
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
 from typing import Any
 
 from router.adapters import devices, sockets
@@ -26,9 +34,11 @@ from router.adapters.aaa import AAA, AAAConfig
 from router.adapters.control import ControlError, ControlServer
 from router.adapters.radius import RadiusConfig, parse_server
 from router.adapters.store import Store
+from router.app import logs
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
 from router.app.runtime import tune_gc
+from router.app.security import KeyRing
 from router.app.settings import DLMAPSettings, DMPASettings, RadiusSettings, Settings
 
 log = logging.getLogger("netlmm")
@@ -75,7 +85,13 @@ def _radius(settings: RadiusSettings | None, address: IPv6Address) -> RadiusConf
     )
 
 
-async def serve(settings: Settings, *, fastpath: str = "auto") -> int:
+async def serve(
+    settings: Settings,
+    *,
+    fastpath: str = "auto",
+    config_path: Path | None = None,
+    log_format: str | None = None,
+) -> int:
     loop = asyncio.get_running_loop()
     node_settings = settings.node
     name, address = node_settings.name, node_settings.address
@@ -142,15 +158,30 @@ async def serve(settings: Settings, *, fastpath: str = "auto") -> int:
         endpoint = sockets.MHEndpoint(mh, node.on_mh)
         node.ports.mh_send = endpoint.send
         endpoint.start(loop)
+        metrics = None
+        if node_settings.metrics is not None:
+            from router.app.metrics import MetricsServer, registry_for
+
+            registry, observer = registry_for(node, lambda: {"mh_socket": endpoint.counters})
+            node.runner.observers.append(observer)
+            metrics = MetricsServer(registry, *node_settings.metrics)
+            try:  # before the node starts: a busy port fails the start, not a running node
+                await metrics.start()
+            except OSError as exc:
+                host, port = node_settings.metrics
+                log.error("metrics cannot listen address=%s port=%d error=%s", host, port, exc)
+                return 1
         node.start()
         control = ControlServer(node_settings.control_socket, _control_handler(node, endpoint))
         await control.start()
         tune_gc()
-        # SIGHUP: re-read the RFC 4285 key file; bindings stay, a bad file keeps the old keys.
-        loop.add_signal_handler(signal.SIGHUP, node.guard.reload)
+        # SIGHUP: what can be reloaded is, the rest is reported (module docstring).
+        loop.add_signal_handler(signal.SIGHUP, lambda: reload(node, config_path, log_format))
         log.info("running role=%s name=%s address=%s", node_settings.role, name, address)
         await _until_signal(loop)
         log.info("stopping")
+        if metrics is not None:
+            await metrics.close()
         await control.close()
         node.stop()
         endpoint.stop()
@@ -184,6 +215,94 @@ async def _open_relay(
     return transport
 
 
+def flatten(settings: Settings) -> dict[str, object]:
+    """``section.key`` -> value, as the ini file names them (a peer or profile: one entry)."""
+    out: dict[str, object] = {}
+    role = settings.node.role
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.name == "node":
+            for nf in dataclasses.fields(value):
+                if nf.name != "keys":  # the key file's content: reloaded on every SIGHUP
+                    out[f"node.{nf.name}"] = getattr(value, nf.name)
+        elif f.name == "peers":
+            out.update({f"peer {p.address}": p for p in value})
+        elif f.name == "profiles":
+            out.update({f"profile {p.nai}": p for p in value})
+        elif f.name == "radius":
+            out["radius"] = value
+        else:
+            out[f"{role}.{f.name}"] = value
+    return out
+
+
+def redacted(value: object) -> object:
+    """Settings as JSON-ready data, secrets out: RADIUS secrets and RFC 4285 keys never leave."""
+    if isinstance(value, KeyRing):
+        return {"spis": list(value.spis)}
+    if isinstance(value, bytes | bytearray):
+        return "(secret)"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: redacted(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [redacted(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): redacted(v) for k, v in value.items()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def reload(node: Node, path: Path | None, log_format: str | None = None) -> list[str]:
+    """SIGHUP: apply what can change at run time, log the rest; returns the keys applied."""
+    from router.app import config
+
+    log.info("reload path=%s", path)
+    node.guard.reload()  # RFC 4285 keys: a bad file keeps the old keys (logged)
+    if path is None:
+        return []
+    try:
+        new, warnings = config.load(path)
+    except config.ConfigErrors as exc:
+        for problem in exc.problems:
+            log.error("reload refused, nothing changed: problem=%s", logs.quote(problem))
+        return []
+    for warning in warnings:
+        log.warning("reload warning=%s", warning)
+    current = node.settings
+    if new.node.role != current.node.role:
+        log.warning("reload needs a restart key=node.role")
+        return []
+    old_view, new_view = flatten(current), flatten(new)
+    changed = sorted(
+        k for k in old_view.keys() | new_view.keys() if old_view.get(k) != new_view.get(k)
+    )
+    applied: list[str] = []
+    node_fields: dict[str, Any] = {}
+    if "node.log_level" in changed:
+        logs.set_level(new.node.log_level)
+        node_fields["log_level"] = new.node.log_level
+    if "node.log_format" in changed and log_format is None:
+        logs.setup(new.node.log_level, new.node.log_format)
+        node_fields["log_format"] = new.node.log_format
+    replace: dict[str, Any] = {}
+    profiles = [k for k in changed if k.startswith("profile ")]
+    if profiles and isinstance(node, DMPANode) and isinstance(new, DMPASettings):
+        node.aaa.set_profiles(new.profiles)
+        replace["profiles"] = new.profiles
+        applied += profiles
+    if node_fields:
+        replace["node"] = dataclasses.replace(current.node, **node_fields)
+        applied += [f"node.{k}" for k in node_fields]
+    if replace:
+        node.settings = dataclasses.replace(current, **replace)
+    for key in changed:
+        if key not in applied:
+            log.warning("reload needs a restart key=%s", logs.quote(key))
+    log.info("reloaded applied=%s", ",".join(applied) or "-")
+    return applied
+
+
 def _control_handler(
     node: Node, endpoint: sockets.MHEndpoint
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -192,6 +311,11 @@ def _control_handler(
         if command != "show":
             raise ControlError(f"unknown command {command!r}")
         what = str(request.get("what", ""))
+        if what == "config":
+            view = {k: redacted(v) for k, v in flatten(node.settings).items()}
+            keys = node.settings.node.keys
+            view["node.keys"] = redacted(keys) if keys is not None else None
+            return {"what": what, "role": node.settings.node.role, "result": view}
         try:
             result = node.show(what)
         except KeyError:
@@ -210,14 +334,18 @@ async def _until_signal(loop: asyncio.AbstractEventLoop) -> None:
     await stop.wait()
 
 
-def run(settings: Settings, *, fastpath: str = "auto") -> int:
-    """Run the appliance until SIGTERM/SIGINT, on uvloop."""
+def run(
+    settings: Settings,
+    *,
+    fastpath: str = "auto",
+    config_path: Path | None = None,
+    log_format: str | None = None,
+) -> int:
+    """Run the appliance until SIGTERM/SIGINT, on uvloop. ``log_format`` (the command line's)
+    overrides ``node.log_format``; ``config_path`` is re-read on SIGHUP."""
     import uvloop
 
-    logging.basicConfig(
-        level=getattr(logging, settings.node.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    logs.setup(settings.node.log_level, log_format or settings.node.log_format)
+    return uvloop.run(
+        serve(settings, fastpath=fastpath, config_path=config_path, log_format=log_format)
     )
-    for noisy in ("pyroute2", "asyncio"):  # their debug output is per netlink message
-        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
-    return uvloop.run(serve(settings, fastpath=fastpath))

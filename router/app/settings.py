@@ -6,7 +6,8 @@
 The ini file, section by section (``etc/dmpa.ini`` and ``etc/dlmap.ini`` document every key)::
 
     [node]        role, name, address (our IPv6 tunnel endpoint and MH address), state_dir,
-                  control_socket, log_level, offload, key_file and replay_window (RFC 4285)
+                  control_socket, log_level, log_format, metrics, offload, key_file and
+                  replay_window (RFC 4285)
     [dmpa]        access interfaces, pseudo_mac, gateway, prefix_length, lifetime, tunnel_mtu,
                   aaa backend, default address mode
     [dlmap]       gateway, network (the HoA network), pool ranges, lifetime, lease_time,
@@ -53,6 +54,10 @@ class NodeSettings:
     replay_window: float = DEFAULT_REPLAY_WINDOW
     #: The keys read from ``key_file`` (their repr shows the SPIs only).
     keys: KeyRing | None = None
+    #: ``text`` (key=value lines) or ``json`` (one object a line), on stderr.
+    log_format: str = "text"
+    #: The Prometheus endpoint, ``(address, port)``; None: off.
+    metrics: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,635 @@
+"""``netlmm trace``: one MS's signaling and DHCP, decoded, from a capture file or a live interface.
+
+Sources: ``-r FILE`` (pcap or pcapng: Ethernet, raw IP, Linux cooked v1/v2) or ``-i IFACE``
+(an ``AF_PACKET`` socket; ``--netns NS`` runs the capture inside a network namespace, where a
+node's interfaces are), bounded by ``--count`` and ``--duration``; ``-w FILE`` keeps what was
+captured as a pcap for Wireshark.
+
+What is shown: Mobility Header messages (PBU, PBA, BRI, BRA, ...: our own decoder,
+:func:`router.wire.mh.decode_message`, in ``--dialect``, then the other) and DHCP, on an access
+link or inside the IPv4-in-IPv6 tunnel. ``--nai``, ``--hoa`` and ``--mac`` pick one MS; the
+trace learns the MS's other identifiers as they appear (a PBU's NAI gives the HoA its PBA grants,
+a DHCP exchange's MAC gives its address), and follows a BRA to its BRI and a DHCP reply to its
+request, so the whole exchange shows even where a message carries only one of them.
+``--tshark`` then prints Wireshark's dissection (its ``mipv6`` dissector, DHCP) of the same frames.
+
+Every packet that does not parse is counted and skipped: a capture never stops the trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from router.wire.dhcp import DhcpMessage
+from router.wire.dialect import DIALECTS
+from router.wire.errors import DecodeError
+from router.wire.ethernet import MacAddress
+from router.wire.mh import MobilityMessage, decode_message
+from router.wire.mh_options import (
+    IPv4HomeAddressReply,
+    IPv4HomeAddressRequest,
+    MNLinkLayerIdentifier,
+    MobileNodeIdentifier,
+    SeedIPv4HomeAddress,
+)
+
+# pcap link types (tcpdump.org/linktypes.html)
+LINK_ETHERNET, LINK_RAW, LINK_SLL, LINK_IPV4, LINK_IPV6, LINK_SLL2 = 1, 101, 113, 228, 229, 276
+ETH_P_ALL = 0x0003
+ARPHRD_ETHER = 1
+ARPHRD_LOOPBACK = 772  # frames with an all-zero Ethernet header
+MAX_FRAME = 65535
+TSHARK_FRAMES = 1000  # --tshark dissects at most this many (the first) of the frames shown
+IPPROTO_MH, IPPROTO_IPIP, IPPROTO_UDP = 135, 4, 17
+_EXT_HEADERS = {0, 43, 60}  # hop-by-hop, routing, destination options (length-prefixed)
+_FRAGMENT = 44
+_SHORT = {
+    "BindingUpdate": "PBU",
+    "BindingAck": "PBA",
+    "BindingRevocationIndication": "BRI",
+    "BindingRevocationAck": "BRA",
+    "BindingError": "BE",
+    "Heartbeat": "HB",
+    "BindingRefreshRequest": "BRR",
+}
+_ZERO4 = IPv4Address(0)
+
+
+class TraceError(Exception):
+    """A trace that cannot run: unreadable file, unknown link type, no such interface."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    time: float
+    link: int
+    data: bytes
+    number: int  # 1-based, as Wireshark numbers frames
+
+
+@dataclass(slots=True)
+class Record:
+    """One decoded message of interest: what the trace prints."""
+
+    frame: int
+    time: float
+    kind: str  # PBU, PBA, BRI, ..., or DHCP
+    src: str
+    dst: str
+    fields: dict[str, object]
+    tunnel: tuple[str, str] | None = None  # DHCP inside the IPv4-in-IPv6 tunnel
+    nai: str | None = None
+    hoas: set[IPv4Address] = field(default_factory=set)
+    macs: set[MacAddress] = field(default_factory=set)
+    keys: set[tuple[object, ...]] = field(default_factory=set)  # exchange keys (BRI seq, xid)
+
+    def line(self, start: float) -> str:
+        where = f"{self.src} -> {self.dst}"
+        if self.tunnel is not None:
+            where += f" (tunnel {self.tunnel[0]} -> {self.tunnel[1]})"
+        context = " ".join(f"{k}={v}" for k, v in self.fields.items())
+        return f"{self.frame:>6} {self.time - start:>10.6f}  {where}  {self.kind} {context}"
+
+    def render(self, start: float, as_json: bool) -> str:
+        return json.dumps(self.as_json()) if as_json else self.line(start)
+
+    def as_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "frame": self.frame,
+            "time": self.time,
+            "kind": self.kind,
+            "src": self.src,
+            "dst": self.dst,
+        }
+        if self.tunnel is not None:
+            out["tunnel"] = list(self.tunnel)
+        out.update({k: str(v) for k, v in self.fields.items()})
+        return out
+
+
+# --- capture files ----------------------------------------------------------------------------
+
+
+def read_capture(stream: BinaryIO) -> Iterator[Frame]:
+    """Frames of a pcap or pcapng stream (TraceError if it is neither)."""
+    head = stream.read(4)
+    if len(head) < 4:
+        raise TraceError("empty capture")
+    if head == b"\x0a\x0d\x0d\x0a":
+        yield from _pcapng(stream, head)
+    else:
+        yield from _pcap(stream, head)
+
+
+def _pcap(stream: BinaryIO, magic: bytes) -> Iterator[Frame]:
+    formats = {
+        b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+        b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+        b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+        b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+    }
+    if magic not in formats:
+        raise TraceError("not a pcap or pcapng file")
+    order, unit = formats[magic]
+    rest = stream.read(20)
+    if len(rest) < 20:
+        raise TraceError("truncated pcap header")
+    link = struct.unpack(order + "HHiIII", rest)[5] & 0x0FFFFFFF
+    record = struct.Struct(order + "IIII")
+    number = 0
+    while True:
+        header = stream.read(16)
+        if len(header) < 16:
+            return
+        seconds, fraction, caplen, _ = record.unpack(header)
+        data = stream.read(caplen)
+        if len(data) < caplen:
+            return
+        number += 1
+        yield Frame(seconds + fraction * unit, link, data, number)
+
+
+def _pcapng(stream: BinaryIO, first: bytes) -> Iterator[Frame]:
+    order = "<"
+    links: list[tuple[int, float]] = []
+    number = 0
+    block_type = struct.unpack("<I", first)[0]
+    while True:
+        raw_length = stream.read(4)
+        if len(raw_length) < 4:
+            return
+        if block_type == 0x0A0D0D0A:
+            bom = stream.read(4)
+            order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+            length = struct.unpack(order + "I", raw_length)[0]
+            body = stream.read(length - 12)
+            links = []
+        else:
+            length = struct.unpack(order + "I", raw_length)[0]
+            body = stream.read(length - 8)
+        if length < 12 or len(body) < length - 12:
+            return
+        if block_type == 1 and len(body) >= 8:  # interface description
+            link = struct.unpack_from(order + "H", body, 0)[0]
+            links.append((link, _ng_resolution(body[8:], order)))
+        elif block_type == 6 and len(body) >= 24:  # enhanced packet
+            interface, high, low, caplen, _ = struct.unpack_from(order + "IIIII", body, 0)
+            if interface < len(links):
+                link, unit = links[interface]
+                number += 1
+                stamp = ((high << 32) | low) * unit
+                yield Frame(stamp, link, bytes(body[20 : 20 + caplen]), number)
+        elif block_type == 3 and len(body) >= 8 and links:  # simple packet
+            number += 1
+            yield Frame(0.0, links[0][0], bytes(body[4:-4]), number)
+        raw_type = stream.read(4)
+        if len(raw_type) < 4:
+            return
+        block_type = struct.unpack(order + "I", raw_type)[0]
+
+
+def _ng_resolution(options: bytes, order: str) -> float:
+    pos = 0
+    while pos + 4 <= len(options):
+        code, size = struct.unpack_from(order + "HH", options, pos)
+        if code == 0:
+            break
+        if code == 9 and size >= 1:  # if_tsresol
+            value = options[pos + 4]
+            return 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0**-value
+        pos += 4 + (size + 3) // 4 * 4
+    return 1e-6
+
+
+class PcapWriter:
+    """A classic pcap file (microseconds); its link type is the first frame's."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.link: int | None = None
+
+    def write(self, frame: Frame) -> None:
+        if self.link is None:
+            self.link = frame.link
+            header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, MAX_FRAME, frame.link)
+            self.out.write(header)
+        if frame.link != self.link:
+            return  # one link type per file
+        seconds = int(frame.time)
+        micros = int((frame.time - seconds) * 1e6)
+        data = frame.data
+        self.out.write(struct.pack("<IIII", seconds, micros, len(data), len(data)) + data)
+        self.out.flush()
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+def _network_layer(link: int, data: bytes) -> tuple[int, bytes, MacAddress | None] | None:
+    """(IP version, IP packet, source MAC if any) of one frame, or None."""
+    mac: MacAddress | None = None
+    if link == LINK_ETHERNET:
+        if len(data) < 14:
+            return None
+        mac = MacAddress(data[6:12])
+        ethertype, pos = struct.unpack_from("!H", data, 12)[0], 14
+        while ethertype in (0x8100, 0x88A8) and len(data) >= pos + 4:
+            ethertype, pos = struct.unpack_from("!H", data, pos + 2)[0], pos + 4
+        payload = data[pos:]
+    elif link == LINK_SLL:
+        if len(data) < 16:
+            return None
+        ethertype, payload = struct.unpack_from("!H", data, 14)[0], data[16:]
+    elif link == LINK_SLL2:
+        if len(data) < 20:
+            return None
+        ethertype, payload = struct.unpack_from("!H", data, 0)[0], data[20:]
+    elif link in (LINK_RAW, LINK_IPV4, LINK_IPV6):
+        if not data:
+            return None
+        version = data[0] >> 4
+        ethertype, payload = (0x0800 if version == 4 else 0x86DD), data
+    else:
+        raise TraceError(f"link type {link} is not supported (Ethernet, raw IP, Linux cooked)")
+    if ethertype == 0x0800:
+        return 4, payload, mac
+    if ethertype == 0x86DD:
+        return 6, payload, mac
+    return None
+
+
+def _ipv6_upper(packet: bytes) -> tuple[IPv6Address, IPv6Address, int, bytes] | None:
+    if len(packet) < 40 or packet[0] >> 4 != 6:
+        return None
+    length = struct.unpack_from("!H", packet, 4)[0]
+    nxt = packet[6]
+    src, dst = IPv6Address(packet[8:24]), IPv6Address(packet[24:40])
+    body = packet[40 : 40 + length]
+    for _ in range(8):  # a bounded walk of the extension headers
+        if nxt in _EXT_HEADERS and len(body) >= 8:
+            nxt, body = body[0], body[(body[1] + 1) * 8 :]
+        elif nxt == _FRAGMENT and len(body) >= 8:
+            if struct.unpack_from("!H", body, 2)[0] & 0xFFF8:
+                return None  # a non-first fragment: nothing to decode
+            nxt, body = body[0], body[8:]
+        else:
+            break
+    return src, dst, nxt, body
+
+
+def _ipv4_udp(packet: bytes) -> tuple[IPv4Address, IPv4Address, int, int, bytes] | None:
+    if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != IPPROTO_UDP:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    if struct.unpack_from("!H", packet, 6)[0] & 0x1FFF:
+        return None  # a non-first fragment
+    udp = packet[ihl:]
+    if len(udp) < 8:
+        return None
+    sport, dport = struct.unpack_from("!HH", udp, 0)
+    return IPv4Address(packet[12:16]), IPv4Address(packet[16:20]), sport, dport, udp[8:]
+
+
+def _mh_record(
+    frame: Frame, src: IPv6Address, dst: IPv6Address, body: bytes, dialect: str
+) -> Record:
+    message: MobilityMessage | None = None
+    error: DecodeError | None = None
+    for name in (dialect, *(d for d in DIALECTS if d != dialect)):
+        try:
+            message = decode_message(body, DIALECTS[name])
+            break
+        except DecodeError as exc:
+            error = error or exc
+    if message is None:
+        return Record(frame.number, frame.time, "MH?", str(src), str(dst), {"error": error})
+    kind = _SHORT.get(type(message).__name__, type(message).__name__)
+    record = Record(frame.number, frame.time, kind, str(src), str(dst), {})
+    for name in message.__dataclass_fields__:  # type: ignore[attr-defined]
+        if name != "options":
+            value = getattr(message, name)
+            record.fields[name] = f"{value:#06x}" if name == "flags" else value
+    for option in message.options:
+        if isinstance(option, MobileNodeIdentifier) and option.nai is not None:
+            record.nai = option.nai
+            record.fields["nai"] = option.nai
+        elif isinstance(option, SeedIPv4HomeAddress | IPv4HomeAddressRequest):
+            record.fields["hoa"] = option.address
+            if option.address != _ZERO4:
+                record.hoas.add(option.address)
+        elif isinstance(option, IPv4HomeAddressReply):
+            record.fields["hoa"] = option.address
+            record.fields["hoa_status"] = option.status
+            if option.address != _ZERO4:
+                record.hoas.add(option.address)
+        elif isinstance(option, MNLinkLayerIdentifier) and len(option.link_layer_id) == 6:
+            mac = MacAddress(option.link_layer_id)
+            record.fields["mac"] = mac
+            record.macs.add(mac)
+        else:
+            record.fields.setdefault("options", "")
+            record.fields["options"] = f"{record.fields['options']},{type(option).__name__}".lstrip(
+                ","
+            )
+    sequence = getattr(message, "sequence", None)
+    if kind in ("BRI", "PBU"):
+        record.keys.add((kind, str(src), str(dst), sequence))
+    elif kind in ("BRA", "PBA"):
+        record.keys.add(("BRI" if kind == "BRA" else "PBU", str(dst), str(src), sequence))
+    return record
+
+
+def _dhcp_record(
+    frame: Frame, ip: tuple[IPv4Address, IPv4Address, int, int, bytes]
+) -> Record | None:
+    src, dst, sport, dport, payload = ip
+    if not ({sport, dport} & {67, 68}):
+        return None
+    try:
+        message = DhcpMessage.decode(payload)
+    except DecodeError:
+        return Record(frame.number, frame.time, "DHCP?", str(src), str(dst), {})
+    kind = message.message_type
+    name = getattr(kind, "name", None) or str(kind)
+    record = Record(frame.number, frame.time, "DHCP", f"{src}:{sport}", f"{dst}:{dport}", {})
+    record.fields["type"] = name
+    record.fields["xid"] = f"{message.xid:#010x}"
+    if message.hlen == 6:
+        mac = MacAddress(message.chaddr[:6])
+        record.fields["mac"] = mac
+        record.macs.add(mac)
+    for label, address in (
+        ("ciaddr", message.ciaddr),
+        ("yiaddr", message.yiaddr),
+        ("requested", message.requested_ip),
+    ):
+        if address is not None and address != _ZERO4:
+            record.fields[label] = address
+            record.hoas.add(address)
+    if message.giaddr != _ZERO4:
+        record.fields["giaddr"] = message.giaddr
+    record.keys.add(("DHCP", message.xid))
+    return record
+
+
+def decode_frame(frame: Frame, dialect: str = "draft") -> Record | None:
+    """The MH or DHCP message in one frame, or None if it holds neither."""
+    network = _network_layer(frame.link, frame.data)
+    if network is None:
+        return None
+    version, packet, _mac = network
+    if version == 6:
+        upper = _ipv6_upper(packet)
+        if upper is None:
+            return None
+        src, dst, nxt, body = upper
+        if nxt == IPPROTO_MH:
+            return _mh_record(frame, src, dst, body, dialect)
+        if nxt == IPPROTO_IPIP:
+            inner = _ipv4_udp(body)
+            record = _dhcp_record(frame, inner) if inner is not None else None
+            if record is not None:
+                record.tunnel = (str(src), str(dst))
+            return record
+        return None
+    inner = _ipv4_udp(packet)
+    return _dhcp_record(frame, inner) if inner is not None else None
+
+
+# --- one MS -----------------------------------------------------------------------------------
+
+
+class Follow:
+    """Which records concern one MS: its identifiers, learned as they appear."""
+
+    def __init__(
+        self,
+        nais: Iterable[str] = (),
+        hoas: Iterable[IPv4Address] = (),
+        macs: Iterable[MacAddress] = (),
+    ) -> None:
+        self.nais, self.hoas, self.macs = set(nais), set(hoas), set(macs)
+        self.everything = not (self.nais or self.hoas or self.macs)
+        self.keys: set[tuple[object, ...]] = set()
+
+    def settle(self, records: list[Record], passes: int = 8) -> None:
+        """Learn from a whole capture first, so a message before the one that names the MS
+        (a DHCP DISCOVER before the PBU with its NAI) shows too."""
+        for _ in range(passes):
+            known = (len(self.nais), len(self.hoas), len(self.macs), len(self.keys))
+            for record in records:
+                self(record)
+            if known == (len(self.nais), len(self.hoas), len(self.macs), len(self.keys)):
+                return
+
+    def __call__(self, record: Record) -> bool:
+        if self.everything:
+            return True
+        hit = (
+            (record.nai is not None and record.nai in self.nais)
+            or bool(record.hoas & self.hoas)
+            or bool(record.macs & self.macs)
+            or bool(record.keys & self.keys)
+        )
+        if hit:
+            if record.nai is not None:
+                self.nais.add(record.nai)
+            self.hoas |= record.hoas
+            self.macs |= record.macs
+            self.keys |= record.keys
+        return hit
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+
+def live_frames(
+    interface: str, count: int, duration: float, save: PcapWriter | None = None
+) -> Iterator[Frame]:
+    """Frames from ``interface`` (AF_PACKET, CAP_NET_RAW), at most ``count`` and ``duration``."""
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    except PermissionError as exc:
+        raise TraceError("a live capture needs CAP_NET_RAW (run as root)") from exc
+    try:
+        try:
+            sock.bind((interface, 0))
+        except OSError as exc:
+            raise TraceError(f"interface {interface}: {exc.strerror}") from exc
+        print(f"capturing on {interface}", file=sys.stderr, flush=True)
+        deadline = time.monotonic() + duration
+        number = 0
+        while number < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            sock.settimeout(min(left, 0.5))
+            try:
+                data, address = sock.recvfrom(MAX_FRAME)
+            except TimeoutError:
+                continue
+            number += 1
+            link = LINK_ETHERNET if address[3] in (ARPHRD_ETHER, ARPHRD_LOOPBACK) else LINK_RAW
+            frame = Frame(time.time(), link, data, number)
+            if save is not None:
+                save.write(frame)
+            yield frame
+    finally:
+        sock.close()
+
+
+def add_trace_parser(sub: Any) -> None:
+    trace = sub.add_parser(
+        "trace", help="one MS's signaling and DHCP, decoded (a capture file or live)"
+    )
+    source = trace.add_mutually_exclusive_group(required=True)
+    source.add_argument("-r", "--read", type=Path, help="a pcap or pcapng file")
+    source.add_argument("-i", "--interface", help="capture live on this interface")
+    trace.add_argument("--netns", help="with -i: the network namespace of the interface")
+    trace.add_argument("--nai", action="append", default=[], help="the MS's NAI")
+    trace.add_argument("--hoa", action="append", default=[], help="the MS's IPv4 home address")
+    trace.add_argument("--mac", action="append", default=[], help="the MS's MAC address")
+    trace.add_argument("--dialect", choices=sorted(DIALECTS), default="draft")
+    trace.add_argument("--count", type=int, default=100_000, help="-i: at most N frames")
+    trace.add_argument("--duration", type=float, default=300.0, help="-i: at most S seconds")
+    trace.add_argument("-w", "--write", type=Path, help="-i: also save the capture (pcap)")
+    trace.add_argument("--json", action="store_true", help="one JSON object a line")
+    trace.add_argument(
+        "--tshark", action="store_true", help="then Wireshark's dissection of the same frames"
+    )
+
+
+def _in_namespace(args: argparse.Namespace) -> int:
+    """Run this same live trace inside ``--netns`` (``ip netns exec``), without that option."""
+    argv = ["trace", "-i", args.interface, "--dialect", args.dialect]
+    argv += ["--count", str(args.count), "--duration", str(args.duration)]
+    for option in ("nai", "hoa", "mac"):
+        for item in getattr(args, option):
+            argv += [f"--{option}", item]
+    if args.write is not None:
+        argv += ["-w", str(args.write.resolve())]
+    argv += [flag for flag in ("--json", "--tshark") if getattr(args, flag[2:])]
+    command = ["ip", "netns", "exec", args.netns, sys.executable, "-m", "router", *argv]
+    # exec, not a child: the same PID captures, so Ctrl-C and SIGTERM reach it directly
+    try:
+        os.execvp(command[0], command)
+    except OSError as exc:
+        raise TraceError(f"--netns: cannot run ip netns exec: {exc.strerror}") from exc
+    return 2  # not reached: execvp returns only by raising
+
+
+def trace_main(args: argparse.Namespace, out: IO[str] | None = None) -> int:
+    out = out or sys.stdout
+    if args.netns and args.interface:
+        return _in_namespace(args)
+    try:
+        follow = Follow(
+            args.nai,
+            [IPv4Address(h) for h in args.hoa],
+            [MacAddress.parse(m) for m in args.mac],
+        )
+    except ValueError as exc:
+        raise TraceError(str(exc)) from exc
+    shown: list[int] = []
+    skipped = 0
+    with contextlib.ExitStack() as stack:
+        saved: Path | None = args.read
+        if args.read is not None:
+            try:
+                stream = stack.enter_context(args.read.open("rb"))
+            except OSError as exc:
+                raise TraceError(f"{args.read}: {exc.strerror}") from exc
+            frames: Iterable[Frame] = read_capture(stream)
+        else:
+            writer = None
+            path = args.write
+            if path is None and args.tshark:
+                temp = stack.enter_context(tempfile.TemporaryDirectory(prefix="netlmm-trace-"))
+                path = Path(temp) / "capture.pcap"
+            if path is not None:
+                handle = stack.enter_context(path.open("wb"))
+                writer = PcapWriter(handle)
+                saved = path
+            frames = live_frames(args.interface, args.count, args.duration, writer)
+        start: float | None = None
+        if args.read is None:  # a live capture ends cleanly on SIGTERM as on Ctrl-C
+            signal.signal(signal.SIGTERM, _interrupt)
+        records: list[Record] = []
+        try:
+            for frame in frames:
+                try:
+                    record = decode_frame(frame, args.dialect)
+                except (ValueError, IndexError, struct.error):
+                    skipped += 1
+                    continue
+                if record is None:
+                    continue
+                if args.read is not None:
+                    records.append(record)  # a file: printed once every identifier is known
+                    continue
+                if follow(record):
+                    start = record.time if start is None else start
+                    shown.append(record.frame)
+                    print(record.render(start, args.json), file=out, flush=True)
+        except KeyboardInterrupt:
+            pass
+        if records:
+            follow.settle(records)
+            for record in records:
+                if follow(record):
+                    start = record.time if start is None else start
+                    shown.append(record.frame)
+                    print(record.render(start, args.json), file=out)
+        if skipped:
+            print(f"({skipped} frames did not decode)", file=sys.stderr)
+        if args.tshark and shown and saved is not None:
+            return _tshark(saved, shown, out)
+    if not shown:
+        print("(no matching signaling or DHCP)", file=sys.stderr)
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _tshark(path: Path, frames: list[int], out: IO[str]) -> int:
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        raise TraceError("--tshark: tshark is not installed")
+    # "a || b" rather than a set: the set syntax changed between Wireshark 3 and 4
+    wanted = " || ".join(f"frame.number == {n}" for n in frames[:TSHARK_FRAMES])
+    argv = [
+        tshark,
+        "-n",
+        "-r",
+        str(path),
+        "-Y",
+        wanted,
+        "-O",
+        "ipv6,dhcp",
+    ]  # Mobile IPv6 is in the IPv6 tree
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    out.write(result.stdout)
+    if result.returncode != 0:
+        print(result.stderr.strip(), file=sys.stderr)
+    return result.returncode
+
+
+__all__ = ["Follow", "Frame", "PcapWriter", "Record", "TraceError", "decode_frame", "read_capture"]
