@@ -13,6 +13,7 @@ Everything lives in the lab's namespaces and goes with them.
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from router.lab.configs import MobileProfile
+from router.lab.configs import GATEWAY, STATIC_HOA, MobileProfile
 from router.lab.domain import Domain
 from router.lab.tools import UdpStream, ping
 from router.lab.topology import (
@@ -30,6 +31,7 @@ from router.lab.topology import (
     DLMAP_ADDRESS,
     DMPA_ADDRESSES,
     MS_IF,
+    DhcpClient,
     Lab,
     LabError,
     wait_until,
@@ -305,9 +307,67 @@ def restart_run(lab: Lab, domain: Domain, role: str, *, ms: str = "ms") -> Resta
     )
 
 
-def save(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+def _restart_domain(lab: Lab) -> Domain:
+    """Three MSs at DMPA 1 (modes dhcp, dlmap, static), heartbeats every second both ways."""
+    modes = {"ms": "dhcp", "ms2": "dlmap", "ms3": "static"}
+    profiles = [
+        MobileProfile(
+            f"{ms}@example.org", lab.ms_mac(ms), mode, str(STATIC_HOA) if mode == "static" else None
+        )
+        for ms, mode in modes.items()
+    ]
+    domain = Domain(lab, profiles)
+    configure(domain, "dmpa1", "dmpa", heartbeat_interval=1)
+    configure(domain, "dlmap", "dlmap", heartbeat_interval=1)
+    domain.start()
+    DhcpClient(lab, "ms").once(tries=10)
+    DhcpClient(lab, "ms2").once(tries=10)
+    lab.exec("ms3", ["ip", "addr", "add", f"{STATIC_HOA}/24", "dev", MS_IF])
+    lab.exec("ms3", ["ip", "route", "add", "default", "via", str(GATEWAY)])
+    lab.wait_ping("ms3", str(CN_ADDRESS), 15.0)
+    return domain
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m router.lab.faults loss|restart``: the issue 8 fault figures, as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m router.lab.faults")
+    sub = parser.add_subparsers(dest="what", required=True)
+    loss_p = sub.add_parser("loss", help="a fleet registers and hands over under MH loss")
+    loss_p.add_argument("--count", type=int, default=100)
+    loss_p.add_argument("--percent", type=int, default=20)
+    loss_p.add_argument("--timeout", type=float, default=600.0)
+    restart_p = sub.add_parser("restart", help="SIGKILL + restart under a UDP stream")
+    restart_p.add_argument("--role", choices=("dlmap", "dmpa1"), default="dlmap")
+    restart_p.add_argument("--rounds", type=int, default=3)
+    for p in (loss_p, restart_p):
+        p.add_argument("--save", type=Path, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    result: dict[str, Any]
+    with Lab(mobiles=1 if args.what == "loss" else 3) as lab:
+        if args.what == "loss":
+            fleet = Fleet(lab, args.count)
+            fleet.create()
+            domain = Domain(lab, fleet.profiles())
+            domain.start()
+            with MHLoss(lab, args.percent) as loss:
+                result = loss_run(lab, domain, fleet, loss, timeout=args.timeout).to_json()
+        else:
+            domain = _restart_domain(lab)
+            runs = []
+            for _ in range(max(1, min(args.rounds, 20))):
+                runs.append(restart_run(lab, domain, args.role).to_json())
+            figures = sorted(r["restart_to_first_packet_ms"] for r in runs)
+            result = {"role": args.role, "runs": runs, "median_ms": figures[len(figures) // 2]}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.save:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        args.save.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
 
 
 __all__ = [
