@@ -14,6 +14,7 @@ Everything lives in the lab's namespaces and goes with them.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import signal
 import subprocess
@@ -71,18 +72,20 @@ class MHLoss:
         self.remove()
 
     def install(self) -> None:
-        p, dlmap = self.percent, DLMAP_ADDRESS
-        rules = f"""
-table bridge {NFT_TABLE} {{
-  chain forward {{
-    type filter hook forward priority 0; policy accept;
-    ip6 nexthdr 135 ip6 daddr {dlmap} numgen random mod 100 < {p} counter drop comment "to_dlmap_dropped"
-    ip6 nexthdr 135 ip6 daddr {dlmap} counter comment "to_dlmap_passed"
-    ip6 nexthdr 135 ip6 saddr {dlmap} numgen random mod 100 < {p} counter drop comment "from_dlmap_dropped"
-    ip6 nexthdr 135 ip6 saddr {dlmap} counter comment "from_dlmap_passed"
-  }}
-}}
-"""  # noqa: E501
+        # numgen's range is 0..99: 100 % needs no random draw, 0 % no drop rule at all.
+        draw = "" if self.percent == 100 else f"numgen random mod 100 < {self.percent} "
+        lines = []
+        for way, field in (("to_dlmap", "daddr"), ("from_dlmap", "saddr")):
+            match = f"ip6 nexthdr 135 ip6 {field} {DLMAP_ADDRESS}"
+            if self.percent:
+                lines.append(f'{match} {draw}counter drop comment "{way}_dropped"')
+            lines.append(f'{match} counter comment "{way}_passed"')
+        rules = (
+            f"table bridge {NFT_TABLE} {{\n  chain forward {{\n"
+            "    type filter hook forward priority 0; policy accept;\n"
+            + "".join(f"    {line}\n" for line in lines)
+            + "  }\n}\n"
+        )
         self.lab.exec("tr", ["nft", "-f", "-"], input=rules)
 
     def counters(self) -> dict[str, int]:
@@ -328,6 +331,27 @@ def _restart_domain(lab: Lab) -> Domain:
     return domain
 
 
+def pbu_schedule(lab: Lab, seconds: float) -> list[float]:
+    """One MS attaches while every MH packet to the DLMAP is dropped: the departure times of
+    the DMPA's PBUs (tshark on the transport bridge), relative to the first one."""
+    fleet = Fleet(lab, 1)
+    fleet.create()
+    domain = Domain(lab, fleet.profiles())
+    domain.start()
+    capture = lab.popen(
+        "tr",
+        ["tshark", "-l", "-n", "-i", "br0", "-f", f"ip6 proto 135 and ip6 dst {DLMAP_ADDRESS}",
+         "-a", f"duration:{seconds:g}", "-T", "fields",
+         "-e", "frame.time_epoch", "-e", "mip6.mhtype"],
+    )  # fmt: skip
+    time.sleep(2.0)  # tshark is listening
+    with MHLoss(lab, 100):
+        fleet.start_dhcp()
+        out, _ = capture.communicate(timeout=seconds + 30)
+    times = [float(line.split()[0]) for line in out.splitlines() if line.split()[1:] == ["5"]]
+    return [round(t - times[0], 2) for t in times] if times else []
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m router.lab.faults loss|restart``: the issue 8 fault figures, as JSON."""
     parser = argparse.ArgumentParser(prog="python -m router.lab.faults")
@@ -339,7 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     restart_p = sub.add_parser("restart", help="SIGKILL + restart under a UDP stream")
     restart_p.add_argument("--role", choices=("dlmap", "dmpa1"), default="dlmap")
     restart_p.add_argument("--rounds", type=int, default=3)
-    for p in (loss_p, restart_p):
+    schedule_p = sub.add_parser("schedule", help="PBU departure times when no PBA comes back")
+    schedule_p.add_argument("--seconds", type=float, default=100.0)
+    for p in (loss_p, restart_p, schedule_p):
         p.add_argument("--save", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     result: dict[str, Any]
@@ -351,6 +377,10 @@ def main(argv: list[str] | None = None) -> int:
             domain.start()
             with MHLoss(lab, args.percent) as loss:
                 result = loss_run(lab, domain, fleet, loss, timeout=args.timeout).to_json()
+        elif args.what == "schedule":
+            times = pbu_schedule(lab, args.seconds)
+            gaps = [round(b - a, 2) for a, b in itertools.pairwise(times)]
+            result = {"pbu_times_s": times, "intervals_s": gaps}
         else:
             domain = _restart_domain(lab)
             runs = []
