@@ -779,7 +779,7 @@ class DLMAP:
                 self._bri_sequence = int(row["value"])
             elif row["key"] == "restart_counter":
                 stored_counter = int(row["value"])
-        counter = self.heartbeat.next_restart_counter(stored_counter)
+        counter = self.heartbeat.next_restart_counter(stored_counter, wall)
         actions.append(
             Persist("meta", "restart_counter", {"key": "restart_counter", "value": counter})
         )

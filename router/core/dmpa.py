@@ -543,7 +543,7 @@ class DMPA:
                 self.bu_sequence = int(row["value"])
             elif row["key"] == "restart_counter":
                 stored_counter = int(row["value"])
-        counter = self.heartbeat.next_restart_counter(stored_counter)
+        counter = self.heartbeat.next_restart_counter(stored_counter, wall)
         actions: list[Action] = [
             Persist("meta", "restart_counter", {"key": "restart_counter", "value": counter})
         ]

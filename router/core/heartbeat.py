@@ -8,7 +8,8 @@ Rules (RFC 5847 section 3):
 1. Every ``interval`` seconds a Heartbeat Request (R=0) with the next 32-bit sequence number
    goes to each peer; ``interval`` 0 turns the requests off (responses are always sent).
 2. A request is answered at once with a Response (R=1) of the same sequence number carrying our
-   Restart Counter option (section 5.2); the counter grows by one at every start of the node.
+   Restart Counter option (section 5.2); the counter grows by one at every start of the node
+   (kept in its database; without one it starts from the wall clock's seconds).
 3. A request still unanswered when the next one is due is a missed heartbeat; ``missing_allowed``
    missed in a row make the peer UNREACHABLE (RFC 5847 MISSING_HEARTBEATS_ALLOWED, default 3);
    the next matching response makes it REACHABLE again. A response whose sequence number is not
@@ -76,9 +77,14 @@ class HeartbeatMonitor:
         for peer in self.peers:
             self._timers.schedule(peer, now + self.config.interval)
 
-    def next_restart_counter(self, stored: int | None) -> int:
-        """Our counter for this run: one more than the stored one (0 on a first start)."""
-        self.restart_counter = 0 if stored is None else (stored + 1) % COUNTER_MODULO
+    def next_restart_counter(self, stored: int | None, wall: float) -> int:
+        """Our counter for this run: one more than the stored one. With none stored (a first
+        start, or a database lost), the wall clock's seconds: a peer that knew us before sees
+        a different value, so even a restart that lost everything is detected."""
+        if stored is None:
+            self.restart_counter = int(wall) % COUNTER_MODULO
+        else:
+            self.restart_counter = (stored + 1) % COUNTER_MODULO
         return self.restart_counter
 
     def get_timer(self) -> float | None:

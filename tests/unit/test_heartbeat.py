@@ -111,11 +111,11 @@ def test_responses_from_unknown_peers_are_counted_and_ignored() -> None:
     assert hb.counters["heartbeat.response.unknown_peer"] == 1
 
 
-def test_restart_counter_grows_by_one_per_start_and_wraps() -> None:
+def test_restart_counter_grows_by_one_per_start_wraps_and_starts_from_the_clock() -> None:
     hb = monitor()
-    assert hb.next_restart_counter(None) == 0
-    assert hb.next_restart_counter(5) == 6
-    assert hb.next_restart_counter(0xFFFFFFFF) == 0
+    assert hb.next_restart_counter(None, 1_700_000_000.5) == 1_700_000_000  # nothing stored
+    assert hb.next_restart_counter(5, 1e9) == 6
+    assert hb.next_restart_counter(0xFFFFFFFF, 1e9) == 0
 
 
 # --- the roles -------------------------------------------------------------------------------
