@@ -13,7 +13,7 @@ STAMPS := .stamps
 # C NAT64 the data path is compared with) are for the lab benchmarks; the rest build and run the
 # package.
 APT_PACKAGES := tshark python3-venv python3-dev gcc iproute2 udhcpc iputils-arping \
-	iputils-ping kea-dhcp4-server dnsmasq-base freeradius freeradius-utils iperf3 tayga
+	iputils-ping kea-dhcp4-server dnsmasq-base freeradius freeradius-utils iperf3 tayga nftables
 
 .PHONY: all setup test test-fast bench bench-lab lint demo clean
 

@@ -10,11 +10,19 @@ A database that is not SQLite, fails its integrity check, or has a schema from a
 raises :class:`StoreError` with the path and the reason; with ``on_corrupt="fresh"`` the bad file
 is moved aside (``<name>.corrupt-<n>``) and an empty store starts instead. A missing file starts
 an empty store, or is an error with ``on_missing="error"``. Never a silent partial state.
+
+A write that fails (disk full, read-only or failing file system) raises :class:`StoreWriteError`
+and keeps its batch in memory (the last record of each key: bounded by the live state); the next
+:meth:`Store.apply` or :meth:`Store.retry` writes it together with what came since, in one
+transaction. A transaction is atomic in SQLite's WAL, so a crash at any point leaves either the
+old rows or the new ones on disk, never part of a batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,6 +45,18 @@ class StoreError(Exception):
     """The state database cannot be used; the message says which file and why."""
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be opened for a reason outside it (disk full, read-only, I/O)."""
+
+
+#: SQLite result codes (and extended ones, by prefix) that say nothing about the file itself.
+_UNAVAILABLE = ("SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_BUSY")
+
+
+class StoreWriteError(StoreError):
+    """A batch could not be committed; it is kept and written by the next apply or retry."""
+
+
 class Store:
     def __init__(
         self,
@@ -48,12 +68,20 @@ class Store:
     ) -> None:
         self.path = path
         self.synchronous = synchronous
+        #: Rows not yet on disk after a failed write, (table, key) -> record (None: delete).
+        self._pending: dict[tuple[str, str], dict[str, object] | None] = {}
         if on_missing == "error" and not path.exists():
             # A node that has run before must not silently come back with no bindings.
             raise StoreError(f"{path}: no state database (expected one: on_missing=error)")
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(path.parent, os.W_OK):  # EROFS shows here even for root
+            raise StoreError(
+                f"{path.parent}: the state directory is not writable (read-only file system?)"
+            )
         try:
             self._db = self._open()
+        except StoreUnavailable:
+            raise
         except StoreError:
             if on_corrupt != "fresh":
                 raise
@@ -77,6 +105,11 @@ class Store:
                 )
             db.execute(_SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.OperationalError as exc:
+            name = getattr(exc, "sqlite_errorname", "")
+            if name.startswith(_UNAVAILABLE):  # the file may be fine: never moved aside
+                raise StoreUnavailable(f"{self.path}: cannot open ({name}: {exc})") from None
+            raise StoreError(f"{self.path}: not a usable SQLite database: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a usable SQLite database: {exc}") from None
         return db
@@ -93,15 +126,31 @@ class Store:
                 return
         raise StoreError(f"{self.path}: too many corrupt copies beside it")
 
+    @property
+    def backlog(self) -> int:
+        """Rows waiting for a successful write."""
+        return len(self._pending)
+
+    def defer(self, persists: Iterable[Persist]) -> None:
+        """Add a batch to the backlog without touching the disk (while writes are failing)."""
+        for p in persists:
+            self._pending[(p.table, p.key)] = p.record
+
     def apply(self, persists: Iterable[Persist]) -> int:
-        """Write a batch in one transaction; returns the number of rows written or deleted.
+        """Write the backlog and a batch in one transaction; returns the rows written or deleted.
 
         Within a batch only the last write of each (table, key) matters, so earlier ones are
         dropped before they reach SQLite (a loop turn often touches a peer's row many times).
+        Raises :class:`StoreWriteError` if the commit fails; nothing is lost from memory then.
         """
-        last: dict[tuple[str, str], dict[str, object] | None] = {}
-        for p in persists:
-            last[(p.table, p.key)] = p.record
+        self.defer(persists)
+        return self.retry()
+
+    def retry(self) -> int:
+        """Write the backlog (if any) in one transaction; :class:`StoreWriteError` on failure."""
+        if not self._pending:
+            return 0
+        last = self._pending
         writes = [
             (table, key, json.dumps(record, separators=(",", ":")))
             for (table, key), record in last.items()
@@ -109,19 +158,30 @@ class Store:
         ]
         deletes = [(table, key) for (table, key), record in last.items() if record is None]
         db = self._db
-        db.execute("BEGIN")
         try:
-            if deletes:
-                db.executemany("DELETE FROM state WHERE tbl = ? AND key = ?", deletes)
-            if writes:
-                db.executemany(
-                    "INSERT OR REPLACE INTO state (tbl, key, record) VALUES (?, ?, ?)", writes
-                )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return len(last)
+            db.execute("BEGIN")
+            try:
+                if deletes:
+                    db.executemany("DELETE FROM state WHERE tbl = ? AND key = ?", deletes)
+                if writes:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO state (tbl, key, record) VALUES (?, ?, ?)", writes
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:  # SQLITE_FULL, SQLITE_READONLY, SQLITE_IOERR...
+            name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+            raise StoreWriteError(
+                f"{self.path}: write of {len(last)} rows failed ({name}: {exc}); "
+                "kept in memory, will retry"
+            ) from None
+        count = len(last)
+        self._pending = {}
+        return count
 
     def load(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every record, by table and key."""

@@ -79,6 +79,8 @@ KEYS: dict[str, tuple[str, ...]] = {
         "aaa",
         "dns",
         "lease_time",
+        "heartbeat_interval",
+        "heartbeat_missing",
     ),
     "dlmap": (
         "gateway",
@@ -93,6 +95,8 @@ KEYS: dict[str, tuple[str, ...]] = {
         "revocation_budget",
         "bri_interval",
         "bri_retries",
+        "heartbeat_interval",
+        "heartbeat_missing",
     ),
     "peer": (
         "dialect",
@@ -447,6 +451,15 @@ def _lease(section: _Section, lifetime_key: str, lifetime: int | None) -> int | 
     return lease
 
 
+def _heartbeat(s: _Section, interval: float) -> tuple[float | None, int | None]:
+    """RFC 5847: seconds between Heartbeat requests (0 = off; else 1..3600), misses allowed."""
+    value = s.get("heartbeat_interval", _number(0, 3600), interval)
+    if value is not None and 0 < value < 1:
+        s.error("heartbeat_interval", f"{value:g} s: 0 (off) or at least 1 s")
+        value = None
+    return value, s.get("heartbeat_missing", _integer(1, 100), 3)
+
+
 def _some(value: T | None) -> T:
     """A value known to have parsed (only called when no problem was recorded)."""
     if value is None:  # pragma: no cover - our bug, not the operator's
@@ -751,6 +764,7 @@ class _Loader:
         if dns is not None and len(dns) > 63:
             s.error("dns", f"{len(dns)} servers do not fit in one DHCP option (63 at most)")
         lease_time = _lease(s, "lifetime", lifetime)
+        heartbeat_interval, heartbeat_missing = _heartbeat(s, 60.0)
 
         if not self.peer_sections:
             self.report.problems.append("peer: a DMPA needs a [peer <ipv6>] for its DLMAP")
@@ -786,6 +800,8 @@ class _Loader:
             radius=radius,
             dns=_some(dns),
             lease_time=_some(lease_time),
+            heartbeat_interval=_some(heartbeat_interval),
+            heartbeat_missing=_some(heartbeat_missing),
         )
 
     # [radius]
@@ -879,6 +895,7 @@ class _Loader:
             )
         bri_interval = s.get("bri_interval", _number(0, 60, low_open=True), 1.0)
         bri_retries = s.get("bri_retries", _integer(0, 10), 3)
+        heartbeat_interval, heartbeat_missing = _heartbeat(s, 0.0)
         if not self.peer_sections:
             self.report.problems.append("peer: a DLMAP needs a [peer <ipv6>] for each DMPA")
         profiles = self._profiles("dlmap", node, peers, network, reserved)
@@ -900,6 +917,8 @@ class _Loader:
             revocation_budget=_some(revocation_budget),
             bri_interval=_some(bri_interval),
             bri_retries=_some(bri_retries),
+            heartbeat_interval=_some(heartbeat_interval),
+            heartbeat_missing=_some(heartbeat_missing),
         )
 
     @staticmethod

@@ -26,6 +26,7 @@ from router.app.settings import DLMAPSettings
 from router.core.aaa import LocalAAA
 from router.core.actions import Bind, SendMH, SendTunnel, Unbind
 from router.core.dlmap import DLMAP, DLMAPConfig
+from router.core.heartbeat import HeartbeatConfig
 from router.core.pool import HoAPool
 from router.services.dhcp_relay import DhcpRelay, DhcpRelayConfig, SendToServer
 from router.services.dhcp_server import DhcpServer, DhcpServerConfig
@@ -76,6 +77,7 @@ class DLMAPNode:
             revocation_budget=settings.revocation_budget,
             bri_interval=settings.bri_interval,
             bri_retries=settings.bri_retries,
+            heartbeat=HeartbeatConfig(settings.heartbeat_interval, settings.heartbeat_missing),
         )
         self.core = DLMAP(config, self.pool)
         self.dhcp: DhcpServer | DhcpRelay

@@ -26,6 +26,7 @@ from router.app.settings import DMPASettings
 from router.core.actions import AAARequest, Bind, SendFrame, SendMH, SendTunnel, Unbind
 from router.core.common import RateLimiter
 from router.core.dmpa import DMPA, DMPAConfig, State
+from router.core.heartbeat import HeartbeatConfig
 from router.services.access import AccessDispatcher
 from router.services.arp_proxy import ArpProxy
 from router.services.dhcp_dmpa import DhcpDmpa, DhcpDmpaConfig
@@ -81,6 +82,7 @@ class DMPANode:
                 settings.gateway,
                 self.dialects,
                 lifetime=settings.lifetime,
+                heartbeat=HeartbeatConfig(settings.heartbeat_interval, settings.heartbeat_missing),
             )
         )
         dhcp = DhcpDmpa(

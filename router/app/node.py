@@ -5,6 +5,13 @@ Actions are queued as events produce them and carried out once per loop turn
 (``loop.call_soon``): first every :class:`Persist` of the turn in one SQLite transaction, then
 everything else in order. So writes are grouped per loop turn and a binding is on disk before
 the PBA that announces it leaves (issue 4, Persistence).
+
+When the state directory cannot take a write (disk full, read-only), the node keeps working
+from memory: the error is logged (rate-limited) and counted (``store.write_error``), the rows
+wait in the store's backlog, and the write is retried after 0.5 s, doubling up to 30 s
+(``store.retry``); until it succeeds new rows only join the backlog. ``store.recovered`` counts
+the returns to normal. Replies are not held back meanwhile: service goes on with the state the
+node has, and what is on disk stays a consistent older state (each write is one transaction).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv6Address
 from typing import Any, Protocol
 
-from router.adapters.store import Store
+from router.adapters.store import Store, StoreWriteError
 from router.app.logs import kv
 from router.app.security import SignalingGuard
 from router.core.actions import (
@@ -50,6 +57,8 @@ WARNING_EVENTS = dict.fromkeys(
         "lease_conflict",
         "pba_without_address",
         "pbu_rejected",
+        "peer_restarted",
+        "peer_unreachable",
         "registration_refused",
         "restore_conflict",
         "revocation_unanswered",
@@ -59,6 +68,10 @@ WARNING_EVENTS = dict.fromkeys(
     ),
     logging.WARNING,
 )
+
+#: Retry delays after a failed state write: the first, and the cap it doubles up to.
+STORE_RETRY_FIRST = 0.5
+STORE_RETRY_MAX = 30.0
 
 
 class Core(Protocol):
@@ -104,6 +117,8 @@ class ActionRunner:
         #: Called with each Event, Bind and Unbind carried out (the metrics' latency
         #: histograms): per signaling event, never per packet.
         self.observers: list[Callable[[object, float], None]] = []
+        self._store_retry: asyncio.TimerHandle | None = None
+        self._store_delay = STORE_RETRY_FIRST
 
     def submit(self, actions: Sequence[object]) -> None:
         """Queue actions: the cores' :data:`Action` types and any a service adds (dispatched
@@ -124,9 +139,7 @@ class ActionRunner:
         queue, self._queue = self._queue, []
         persists = [a for a in queue if isinstance(a, Persist)]
         if persists:
-            self.store.apply(persists)
-            self.counters["store.rows"] += len(persists)
-            self.counters["store.commits"] += 1
+            self._write(persists)
         now = self.loop.time()
         for action in queue:
             if isinstance(action, Persist):
@@ -160,6 +173,47 @@ class ActionRunner:
                 log.warning("%s failed: %s", type(action).__name__, exc)
         for callback in self._after:
             callback()
+
+    def _write(self, persists: list[Persist]) -> None:
+        self.counters["store.rows"] += len(persists)
+        if self._store_retry is not None:  # failing: wait for the retry, do not hammer the disk
+            self.store.defer(persists)
+            self.counters["store.backlog"] = self.store.backlog
+            return
+        try:
+            self.store.apply(persists)
+        except StoreWriteError as exc:
+            self._write_failed(exc)
+            return
+        self.counters["store.commits"] += 1
+
+    def _write_failed(self, exc: StoreWriteError) -> None:
+        self.counters["store.write_error"] += 1
+        self.counters["store.backlog"] = self.store.backlog
+        if self._log_limit.allow("store.write_error", self.loop.time()):
+            log.error("state write failed, retry in %gs: %s", self._store_delay, exc)
+        self._store_retry = self.loop.call_later(self._store_delay, self._retry_store)
+        self._store_delay = min(self._store_delay * 2, STORE_RETRY_MAX)
+
+    def _retry_store(self) -> None:
+        self._store_retry = None
+        self.counters["store.retry"] += 1
+        try:
+            rows = self.store.retry()
+        except StoreWriteError as exc:
+            self._write_failed(exc)
+            return
+        self.counters["store.commits"] += 1
+        self.counters["store.recovered"] += 1
+        self.counters["store.backlog"] = 0
+        self._store_delay = STORE_RETRY_FIRST
+        log.warning("state writes resumed rows=%d", rows)
+
+    def close(self) -> None:
+        """Stop retrying (the owner closes the store; a backlog left is lost with it)."""
+        if self._store_retry is not None:
+            self._store_retry.cancel()
+            self._store_retry = None
 
 
 class CoreTimer:

@@ -33,7 +33,7 @@ from router.adapters import devices, sockets
 from router.adapters.aaa import AAA, AAAConfig
 from router.adapters.control import ControlError, ControlServer
 from router.adapters.radius import RadiusConfig, parse_server
-from router.adapters.store import Store
+from router.adapters.store import Store, StoreError
 from router.app import logs
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
@@ -101,7 +101,12 @@ async def serve(
     if swept.links or swept.routes:
         log.info("swept leftovers links=%s routes=%s", swept.links, swept.routes)
     kernel = devices.Devices(name)
-    store = Store(node_settings.state_dir / "state.sqlite")
+    try:
+        store = Store(node_settings.state_dir / "state.sqlite")
+    except StoreError as exc:
+        log.error("cannot open the state database: %s", exc)
+        await run(None, kernel.teardown)
+        return 1
     mh = sockets.open_mh_socket(address)
     tunnel_rx = sockets.open_tunnel_rx(address, rcvbuf=4 << 20)
     raw_tx = sockets.open_raw_tx(address)

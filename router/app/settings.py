@@ -93,6 +93,9 @@ class DMPASettings:
     #: DHCP options the co-located server (DLMAP-allocation mode) hands out.
     dns: tuple[IPv4Address, ...] = ()
     lease_time: int = 3600
+    #: RFC 5847 heartbeats to the DLMAPs: seconds between requests (0 = off), misses allowed.
+    heartbeat_interval: float = 60.0
+    heartbeat_missing: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,9 @@ class DLMAPSettings:
     revocation_budget: float = 0.5
     bri_interval: float = 1.0
     bri_retries: int = 3
+    #: RFC 5847 heartbeats to the DMPAs (0 = off: the DLMAP only answers the DMPAs' requests).
+    heartbeat_interval: float = 0.0
+    heartbeat_missing: int = 3
     #: Extra settings a test or an operator may pass through (reserved; empty by default).
     extra: dict[str, str] = field(default_factory=dict)
 

@@ -30,13 +30,18 @@ V=1 never creates an IPv6 binding (seed 3.1.1): this cache holds IPv4 home addre
 a Home Network Prefix option in a draft PBU is ignored. Not followed from the seed: the type 2
 routing header in the PBA (seed section 6); standard PMIPv6 replies carry none and a Linux
 kernel without Mobile IPv6 drops it (wire-reference 3.2).
+
+Heartbeats (RFC 5847, :mod:`router.core.heartbeat`) are answered with our Restart Counter, so a
+DMPA sees that we restarted and registers its MSs again; with ``heartbeat.interval`` set we also
+probe the DMPAs. A DMPA's restart only needs reporting here: it re-registers its visitors from
+its own database (issue 4), and those PBUs refresh or move the bindings.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address
 from socket import inet_ntoa
@@ -44,6 +49,7 @@ from typing import Any
 
 from router.core.actions import Action, Bind, Persist, SendMH, Unbind, event
 from router.core.common import UnknownTypeResponder, from_wall, to_wall
+from router.core.heartbeat import HeartbeatConfig, HeartbeatMonitor
 from router.core.pool import HoAPool
 from router.core.sequence import seq_after, seq_at_least, seq_max, seq_next
 from router.core.timers import TimerHeap
@@ -116,6 +122,7 @@ class DLMAPConfig:
     timestamp_window: float = 0.3
     #: Dialect used to answer a PBU from an address that is not a configured DMPA.
     default_dialect: Dialect = DRAFT
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
 
 
 @dataclass(slots=True)
@@ -254,6 +261,7 @@ class DLMAP:
         self._bri_sequence = 0
         self._unknown = UnknownTypeResponder()
         self._default_router = IPv4DefaultRouterAddress(config.gateway)
+        self.heartbeat = HeartbeatMonitor(config.heartbeat, config.peers, self.counters)
 
     # --- entry points ---------------------------------------------------------------------
 
@@ -264,9 +272,9 @@ class DLMAP:
             return self._on_pbu(message, src, now, wall)
         if isinstance(message, BindingRevocationAck):
             return self._on_bra(message, src, now)
-        if isinstance(message, Heartbeat) and not message.flags & 0x1:
-            # RFC 5847: answer a heartbeat request with a response (R) of the same sequence.
-            return [SendMH(src, Heartbeat(message.sequence, 0x1))]
+        if isinstance(message, Heartbeat):
+            actions, _ = self.heartbeat.receive(message, src)  # changes: reported only
+            return actions
         self.counters["mh.unexpected"] += 1
         return [event("unexpected_message", peer=src, message=type(message).__name__)]
 
@@ -276,12 +284,18 @@ class DLMAP:
 
     def get_timer(self) -> float | None:
         deadlines = [
-            d for d in (self._timers.next_deadline(), self.pool.next_expiry()) if d is not None
+            d
+            for d in (
+                self._timers.next_deadline(),
+                self.pool.next_expiry(),
+                self.heartbeat.get_timer(),
+            )
+            if d is not None
         ]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float, wall: float) -> list[Action]:
-        actions: list[Action] = []
+        actions, _ = self.heartbeat.handle_timer(now)
         for key in self._timers.pop_due(now):
             kind, *rest = key
             if kind == "expire":
@@ -759,9 +773,17 @@ class DLMAP:
                 IPv4Address(str(row["hoa"])),
                 None if expires is None else from_wall(float(expires), now, wall),
             )
+        stored_counter: int | None = None
         for row in tables.get("meta", ()):
             if row["key"] == "bri_sequence":
                 self._bri_sequence = int(row["value"])
+            elif row["key"] == "restart_counter":
+                stored_counter = int(row["value"])
+        counter = self.heartbeat.next_restart_counter(stored_counter, wall)
+        actions.append(
+            Persist("meta", "restart_counter", {"key": "restart_counter", "value": counter})
+        )
+        self.heartbeat.start(now)
         for row in tables.get("peer", ()):
             peer = IPv6Address(str(row["peer"]))
             self.peer_sequence[peer] = int(row["sequence"])

@@ -19,6 +19,11 @@ whatever the mode, since it will not ask DHCP again after a handover.
 Retransmission (RFC 6275 11.8, wire-reference 7.2): 1.5 s for a first registration, 1 s
 otherwise, doubling up to 32 s; after the cap the DMPA keeps trying every 32 s while the MS is
 attached. Every PBU has a new BU sequence number (one counter per DMPA, seed 3.1.3).
+
+Peer restart (RFC 5847, :mod:`router.core.heartbeat`): when a DLMAP's Restart Counter changes,
+every visitor registered there is registered again at once (the DLMAP may have lost its cache);
+the PBU carries the address the visitor holds, so it keeps it. A DLMAP that stops answering is
+reported (``peer_unreachable``); its visitors keep retrying on their own timers.
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal
 
 from router.core.actions import AAARequest, Action, Bind, Persist, SendMH, Unbind, event
 from router.core.common import UnknownTypeResponder
+from router.core.heartbeat import HeartbeatConfig, HeartbeatMonitor, PeerChange
 from router.core.sequence import seq_max, seq_next
 from router.core.timers import TimerHeap
 from router.wire.constants import (
@@ -99,6 +105,7 @@ class DMPAConfig:
     #: How many times a de-registration is sent before the visitor is dropped anyway.
     deregistration_attempts: int = 3
     access_type: int = AccessTechnologyType.IEEE_802_3
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
 
 
 class State(enum.Enum):
@@ -148,6 +155,7 @@ class DMPA:
         self._timers: TimerHeap[tuple[str, MacAddress]] = TimerHeap()
         self._unknown = UnknownTypeResponder()
         self._last_timestamp = 0
+        self.heartbeat = HeartbeatMonitor(config.heartbeat, config.peers, self.counters)
 
     # --- access-side events ---------------------------------------------------------------
 
@@ -247,8 +255,12 @@ class DMPA:
             return self._on_pba(message, src, now, wall)
         if isinstance(message, BindingRevocationIndication):
             return self._on_bri(message, src)
-        if isinstance(message, Heartbeat) and not message.flags & 0x1:
-            return [SendMH(src, Heartbeat(message.sequence, 0x1))]
+        if isinstance(message, Heartbeat):
+            actions, changes = self.heartbeat.receive(message, src)
+            for peer, change in changes:
+                if change is PeerChange.RESTARTED:
+                    actions += self._reregister_at(peer, now, wall)
+            return actions
         self.counters["mh.unexpected"] += 1
         return [event("unexpected_message", peer=src, message=type(message).__name__)]
 
@@ -257,10 +269,13 @@ class DMPA:
         return self._unknown.respond(mh_type, src, now)
 
     def get_timer(self) -> float | None:
-        return self._timers.next_deadline()
+        deadlines = [
+            d for d in (self._timers.next_deadline(), self.heartbeat.get_timer()) if d is not None
+        ]
+        return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float, wall: float) -> list[Action]:
-        actions: list[Action] = []
+        actions, _ = self.heartbeat.handle_timer(now)  # unreachable: reported, visitors retry
         for kind, mac in self._timers.pop_due(now):
             visitor = self.visitors.get(mac)
             if visitor is None:
@@ -269,6 +284,18 @@ class DMPA:
                 actions += self._retransmit(visitor, now, wall)
             elif kind == "refresh" and visitor.state is State.REGISTERED:
                 self.counters["pbu.refresh"] += 1
+                visitor.state = State.REGISTERING
+                visitor.timeout = self.config.timeout
+                actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
+        return actions
+
+    def _reregister_at(self, dlmap: IPv6Address, now: float, wall: float) -> list[Action]:
+        """The DLMAP restarted: refresh every binding we hold there now, with its address."""
+        actions: list[Action] = []
+        for visitor in list(self.visitors.values()):
+            if visitor.tunnel_dst == dlmap and visitor.state is State.REGISTERED:
+                self.counters["pbu.peer_restarted"] += 1
+                self._timers.cancel(("refresh", visitor.mac))
                 visitor.state = State.REGISTERING
                 visitor.timeout = self.config.timeout
                 actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
@@ -510,10 +537,17 @@ class DMPA:
     ) -> list[Action]:
         """Reload the visitor list and re-register every visitor (issue 4: a restarted DMPA
         re-registers its visitors); the fastpath is bound again from the new PBAs."""
+        stored_counter: int | None = None
         for row in tables.get("meta", ()):
             if row["key"] == "bu_sequence":
                 self.bu_sequence = int(row["value"])
-        actions: list[Action] = []
+            elif row["key"] == "restart_counter":
+                stored_counter = int(row["value"])
+        counter = self.heartbeat.next_restart_counter(stored_counter, wall)
+        actions: list[Action] = [
+            Persist("meta", "restart_counter", {"key": "restart_counter", "value": counter})
+        ]
+        self.heartbeat.start(now)
         for row in tables.get("visitor", ()):
             if not row.get("hoa") or not row.get("tunnel_dst") or not row.get("nai"):
                 continue

@@ -1,0 +1,148 @@
+"""Peer liveness and restart detection by Heartbeat messages (RFC 5847), for either role.
+
+Sans-I/O and role-blind, like :class:`~router.core.timers.TimerHeap`: the DMPA and the DLMAP
+each own one monitor for their configured peers and decide what a :class:`PeerChange` means.
+
+Rules (RFC 5847 section 3):
+
+1. Every ``interval`` seconds a Heartbeat Request (R=0) with the next 32-bit sequence number
+   goes to each peer; ``interval`` 0 turns the requests off (responses are always sent).
+2. A request is answered at once with a Response (R=1) of the same sequence number carrying our
+   Restart Counter option (section 5.2); the counter grows by one at every start of the node
+   (kept in its database; without one it starts from the wall clock's seconds).
+3. A request still unanswered when the next one is due is a missed heartbeat; ``missing_allowed``
+   missed in a row make the peer UNREACHABLE (RFC 5847 MISSING_HEARTBEATS_ALLOWED, default 3);
+   the next matching response makes it REACHABLE again. A response whose sequence number is not
+   the one outstanding is counted and ignored (a late or forged one).
+4. The first Restart Counter seen from a peer is remembered; a different value later (in a
+   matching or an unsolicited, U=1, response) means the peer restarted: RESTARTED.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv6Address
+
+from router.core.actions import Action, SendMH, event
+from router.core.timers import TimerHeap
+from router.wire.constants import HeartbeatFlag
+from router.wire.mh import Heartbeat
+from router.wire.mh_options import RestartCounter
+
+SEQUENCE_MODULO = 1 << 32
+COUNTER_MODULO = 1 << 32
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatConfig:
+    #: Seconds between requests to each peer (RFC 5847 HEARTBEAT_INTERVAL, 60 s); 0 = off.
+    interval: float = 0.0
+    #: Missed heartbeats in a row before a peer is unreachable (MISSING_HEARTBEATS_ALLOWED).
+    missing_allowed: int = 3
+
+
+class PeerChange(enum.Enum):
+    RESTARTED = "peer_restarted"
+    UNREACHABLE = "peer_unreachable"
+    REACHABLE = "peer_reachable"
+
+
+@dataclass(slots=True)
+class PeerLiveness:
+    sequence: int = 0
+    outstanding: int | None = None
+    missed: int = 0
+    reachable: bool = True
+    restart_counter: int | None = None
+
+
+class HeartbeatMonitor:
+    def __init__(
+        self, config: HeartbeatConfig, peers: Iterable[IPv6Address], counters: Counter[str]
+    ) -> None:
+        self.config = config
+        self.peers = {peer: PeerLiveness() for peer in peers}
+        self.counters = counters
+        #: Ours, sent in every response; the owner sets it from its store at start.
+        self.restart_counter = 0
+        self._timers: TimerHeap[IPv6Address] = TimerHeap()
+
+    def start(self, now: float) -> None:
+        """Schedule the first request to every peer (nothing when the interval is 0)."""
+        if self.config.interval <= 0:
+            return
+        for peer in self.peers:
+            self._timers.schedule(peer, now + self.config.interval)
+
+    def next_restart_counter(self, stored: int | None, wall: float) -> int:
+        """Our counter for this run: one more than the stored one. With none stored (a first
+        start, or a database lost), the wall clock's seconds: a peer that knew us before sees
+        a different value, so even a restart that lost everything is detected."""
+        if stored is None:
+            self.restart_counter = int(wall) % COUNTER_MODULO
+        else:
+            self.restart_counter = (stored + 1) % COUNTER_MODULO
+        return self.restart_counter
+
+    def get_timer(self) -> float | None:
+        return self._timers.next_deadline()
+
+    def handle_timer(self, now: float) -> tuple[list[Action], list[tuple[IPv6Address, PeerChange]]]:
+        actions: list[Action] = []
+        changes: list[tuple[IPv6Address, PeerChange]] = []
+        for peer in self._timers.pop_due(now):
+            state = self.peers[peer]
+            if state.outstanding is not None:
+                state.missed += 1
+                self.counters["heartbeat.missed"] += 1
+                if state.reachable and state.missed >= self.config.missing_allowed:
+                    state.reachable = False
+                    self.counters["heartbeat.peer_unreachable"] += 1
+                    changes.append((peer, PeerChange.UNREACHABLE))
+                    actions.append(event("peer_unreachable", peer=peer, missed=state.missed))
+            state.sequence = (state.sequence + 1) % SEQUENCE_MODULO
+            state.outstanding = state.sequence
+            self.counters["heartbeat.request.sent"] += 1
+            actions.append(SendMH(peer, Heartbeat(state.sequence)))
+            self._timers.schedule(peer, now + self.config.interval)
+        return actions, changes
+
+    def receive(
+        self, message: Heartbeat, src: IPv6Address
+    ) -> tuple[list[Action], list[tuple[IPv6Address, PeerChange]]]:
+        if not message.flags & HeartbeatFlag.R:
+            self.counters["heartbeat.request.received"] += 1
+            reply = Heartbeat(
+                message.sequence, HeartbeatFlag.R, (RestartCounter(self.restart_counter),)
+            )
+            return [SendMH(src, reply)], []
+        state = self.peers.get(src)
+        if state is None:
+            self.counters["heartbeat.response.unknown_peer"] += 1
+            return [], []
+        unsolicited = bool(message.flags & HeartbeatFlag.U)
+        if not unsolicited:
+            if state.outstanding is None or message.sequence != state.outstanding:
+                self.counters["heartbeat.response.unmatched"] += 1
+                return [], []
+            state.outstanding = None
+            state.missed = 0
+        self.counters["heartbeat.response.received"] += 1
+        actions: list[Action] = []
+        changes: list[tuple[IPv6Address, PeerChange]] = []
+        if not unsolicited and not state.reachable:
+            state.reachable = True
+            self.counters["heartbeat.peer_reachable"] += 1
+            changes.append((src, PeerChange.REACHABLE))
+            actions.append(event("peer_reachable", peer=src))
+        option = message.find(RestartCounter)
+        if option is not None:
+            known, state.restart_counter = state.restart_counter, option.counter
+            if known is not None and known != option.counter:
+                self.counters["heartbeat.peer_restarted"] += 1
+                changes.append((src, PeerChange.RESTARTED))
+                actions.append(event("peer_restarted", peer=src, restart_counter=option.counter))
+        return actions, changes
