@@ -20,6 +20,7 @@ from typing import Any
 from fastpath import Punt, Reason, implementation
 from router.adapters.devices import VNET_HDR_LEN
 from router.adapters.store import Store
+from router.app.limits import LimitedDLMAP
 from router.app.node import ActionRunner, Clock, CoreTimer, log, receive_mh
 from router.app.security import guard_for
 from router.app.settings import DLMAPSettings
@@ -76,6 +77,9 @@ class DLMAPNode:
             bri_retries=settings.bri_retries,
         )
         self.core = DLMAP(config, self.pool)
+        limits = settings.limits
+        #: The core behind the per-DMPA limit on PBUs for new NAIs (MH input goes through it).
+        self.limited = LimitedDLMAP(self.core, limits.pbu_new_nai, limits.table_size, self.counters)
         self.dhcp: DhcpServer | DhcpRelay
         if settings.dhcp == "relay":
             self.dhcp = DhcpRelay(
@@ -163,7 +167,7 @@ class DLMAPNode:
 
     def on_mh(self, data: bytes, src: IPv6Address) -> None:
         actions = receive_mh(
-            self.core, data, src, self.dialects, DRAFT, self.clock, self.counters, self.guard
+            self.limited, data, src, self.dialects, DRAFT, self.clock, self.counters, self.guard
         )
         self.runner.submit(actions)
 
@@ -260,6 +264,7 @@ class DLMAPNode:
                 "node": dict(self.counters),
                 "core": dict(self.core.counters),
                 "dhcp": dict(self.dhcp.counters),
+                "limits": self.limited.buckets.stats("pbu_new_nai"),
                 "fastpath": self.fastpath.counters(),
             }
         raise KeyError(what)

@@ -20,6 +20,7 @@ from fastpath import Punt, Reason, implementation
 from router.adapters.aaa import AAA
 from router.adapters.devices import VNET_HDR_LEN
 from router.adapters.store import Store
+from router.app.limits import AccessLimits
 from router.app.node import ActionRunner, Clock, CoreTimer, log, receive_mh
 from router.app.security import guard_for
 from router.app.settings import DMPASettings
@@ -90,7 +91,10 @@ class DMPANode:
                 max_packet=settings.tunnel_mtu,
             ),
         )
-        self.access = AccessDispatcher(self.core, ArpProxy(self.core), IcmpResponder(), dhcp)
+        self.limits = AccessLimits(settings.limits)
+        self.access = AccessDispatcher(
+            self.core, ArpProxy(self.core), IcmpResponder(), dhcp, admission=self.limits
+        )
         fp = implementation(fastpath)
         self.table = fp.HoaTable()
         self.fastpath = fp.Dmpa(
@@ -283,6 +287,7 @@ class DMPANode:
                 "node": dict(self.counters),
                 "core": dict(self.core.counters),
                 "access": dict(self.access.counters),
+                "limits": self.limits.stats(),
                 "aaa": dict(self.aaa.counters),
                 "fastpath": self.fastpath.counters(),
             }

@@ -15,6 +15,8 @@ The ini file, section by section (``etc/dmpa.ini`` and ``etc/dlmap.ini`` documen
                   dialect (draft | rfc5844) and its draft-dialect codepoints; spi (RFC 4285)
     [profile <nai>] local AAA profiles (both roles: the DLMAP reads static addresses from them)
     [radius]      RADIUS servers and secrets (DMPA, when aaa = radius)
+    [limits]      per-source rate limits (router.app.limits): the DMPA's new_mac, arp and
+                  dhcp_discover, the DLMAP's pbu_new_nai, and table_size
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Literal
 
+from router.app.limits import LimitSettings
 from router.app.security import DEFAULT_REPLAY_WINDOW, KeyRing
 from router.core.aaa import LocalProfile
 from router.wire.dialect import Dialect
@@ -88,6 +91,7 @@ class DMPASettings:
     #: DHCP options the co-located server (DLMAP-allocation mode) hands out.
     dns: tuple[IPv4Address, ...] = ()
     lease_time: int = 3600
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,7 @@ class DLMAPSettings:
     revocation_budget: float = 0.5
     bri_interval: float = 1.0
     bri_retries: int = 3
+    limits: LimitSettings = field(default_factory=LimitSettings)
     #: Extra settings a test or an operator may pass through (reserved; empty by default).
     extra: dict[str, str] = field(default_factory=dict)
 
