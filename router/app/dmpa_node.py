@@ -93,7 +93,12 @@ class DMPANode:
         )
         self.limits = AccessLimits(settings.limits)
         self.access = AccessDispatcher(
-            self.core, ArpProxy(self.core), IcmpResponder(), dhcp, admission=self.limits
+            self.core,
+            ArpProxy(self.core),
+            IcmpResponder(),
+            dhcp,
+            admission=self.limits,
+            max_strangers=settings.limits.table_size,
         )
         fp = implementation(fastpath)
         self.table = fp.HoaTable()

@@ -28,7 +28,7 @@ hands them to the dispatcher.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Protocol
 
@@ -118,6 +118,8 @@ class AccessDispatcher:
         dhcp: DhcpDmpa,
         drops: Drops | None = None,
         admission: Admission | None = None,
+        *,
+        max_strangers: int = 4096,
     ) -> None:
         self.dmpa = dmpa
         self.arp = arp
@@ -126,6 +128,12 @@ class AccessDispatcher:
         self.drops = drops if drops is not None else Drops()
         #: Rate limits per source (new MACs per link, ARP and DISCOVERs per MAC); None: none.
         self.admission = admission
+        #: MACs attached by their frames, oldest first, at most ``max_strangers``: past that,
+        #: the oldest one AAA rejected is forgotten (a rejected visitor entry is kept so its
+        #: frames do not ask AAA again; without a cap, a slow flood of invented MACs would
+        #: grow the visitor table for ever).
+        self.max_strangers = max_strangers
+        self._strangers: OrderedDict[MacAddress, None] = OrderedDict()
 
     @property
     def counters(self) -> Counter[str]:
@@ -240,11 +248,38 @@ class AccessDispatcher:
             # draws from one bucket per link (router.app.limits, Rule 3).
             if self.admission is not None and not self.admission.new_mac(link, now):
                 return actions + self._drop("limit.new_mac", now, link=link, src=eth.src), None
+            actions += self._make_room(now)
             actions += self.dmpa.attach(eth.src, link, now)
+            self._strangers[eth.src] = None
+            self._strangers.move_to_end(eth.src)
             visitor = self.dmpa.visitors.get(eth.src)
         if visitor is None or visitor.state is State.REJECTED:
             return actions + self._drop("ms.rejected", now, link=link, src=eth.src), None
         return actions, visitor
+
+    def _make_room(self, now: float, look: int = 4) -> list[AccessAction]:
+        """Before an attach: past ``max_strangers``, forget the oldest attached MAC that AAA
+        rejected (its entry only), looking at no more than ``look`` of them. One still being
+        authenticated goes back to the end; any other state is no stranger any more."""
+        actions: list[AccessAction] = []
+        strangers = self._strangers
+        for _ in range(look):
+            if len(strangers) < self.max_strangers:
+                break
+            mac, _ = strangers.popitem(last=False)
+            visitor = self.dmpa.visitors.get(mac)
+            if visitor is None:
+                continue
+            if visitor.state is State.AUTHENTICATING:
+                strangers[mac] = None
+            elif (
+                visitor.state is State.REJECTED
+                and not visitor.registered_once
+                and visitor.pending is None
+            ):  # AAA said no before any PBU: detach only drops the entry (no PBU, no clock)
+                self.drops.count("limit.rejected_forgotten")
+                actions += self.dmpa.detach(mac, now, now)
+        return actions
 
     def _announce_gateway(self, visitor: Visitor, eth: EthernetFrame) -> SendFrame:
         """Answer an arriving MS's own announcement with the gateway's: an unsolicited ARP

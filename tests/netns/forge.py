@@ -39,7 +39,8 @@ for line in sys.stdin:
     print(sent, flush=True)
 """
 
-#: Counts frames received on ``argv[1]`` carrying the marker, by the word after it, until stdin closes.
+#: Counts frames received on ``argv[1]`` carrying the marker, by the word after it, until
+#: stdin closes.
 SNIFFER = r"""
 import json, select, socket, sys
 marker = sys.argv[2].encode()

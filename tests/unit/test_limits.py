@@ -251,3 +251,24 @@ def test_bad_limits_are_all_reported_at_once() -> None:
         "limits.pbu_new_nai_rate",
         "limits.something",
     }, found
+
+
+def test_rejected_strangers_are_forgotten_past_the_cap() -> None:
+    from router.core.dmpa import DMPA, DMPAConfig, State
+    from tests.netns.access_helpers import DLMAP as DLMAP_ADDRESS
+    from tests.netns.access_helpers import PSEUDO, SELF
+
+    node = DMPA(DMPAConfig(SELF, PSEUDO, GATEWAY, {DLMAP_ADDRESS: DRAFT}, 3600))
+    dispatch = AccessDispatcher(
+        node, ArpProxy(node), IcmpResponder(), DhcpDmpa(node), max_strangers=10
+    )
+    authenticate(node, MS, "dhcp")  # a real MS, attached long before
+    for n in range(100):
+        dispatch.receive_frame(arp_frame(mac(n), IPv4Address(0), GATEWAY), 0, 1.0, 1e9)
+        if n % 3:
+            node.aaa_result(mac(n), None, 1.0, 1e9)  # AAA says no to two in three
+    rejected = [v for v in node.visitors.values() if v.state is State.REJECTED]
+    waiting = [v for v in node.visitors.values() if v.state is State.AUTHENTICATING]
+    assert len(rejected) <= 10 and len(waiting) == 34  # those AAA has not answered are kept
+    assert MS in node.visitors
+    assert dispatch.counters["limit.rejected_forgotten"] == 66 - len(rejected)
