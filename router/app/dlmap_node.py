@@ -233,6 +233,11 @@ class DLMAPNode:
             self.ports.dhcp_server_send(action.payload, action.server, action.port)
 
     def _bind(self, action: Bind) -> None:
+        if action.endpoint not in self.dialects:
+            # A binding restored for a DMPA since removed from the config: the fastpath would
+            # take tunnel packets from an address that is no known DMPA (issue 8).
+            self.counters["bind.unknown_peer"] += 1
+            return
         self.table.bind(int(action.hoa), action.endpoint.packed)
 
     def _unbind(self, action: Unbind) -> None:

@@ -243,6 +243,11 @@ class DMPANode:
         self._write_tap(action.link, action.frame)
 
     def _bind(self, action: Bind) -> None:
+        if action.endpoint not in self.dialects:
+            # A visitor restored for a DLMAP since removed from the config: the fastpath would
+            # take tunnel packets for it from an address that is no known DLMAP (issue 8).
+            self.counters["bind.unknown_peer"] += 1
+            return
         mac = action.mac.packed if action.mac is not None else bytes(6)
         self.table.bind(int(action.hoa), action.endpoint.packed, mac, action.link)
 
