@@ -23,6 +23,9 @@ Rule 2. ``rate = 0`` turns a limit off (everything passes, nothing is remembered
 Rule 3. An evicted source comes back with a full bucket. That is why ``new_mac`` is keyed by the
         link, not by the MAC: a flood of invented MACs all draws from the one bucket of its
         link; the per-MAC limits only ever see MACs that passed it.
+Rule 4. The DMPA keeps the visitor entry of a MAC that AAA refused (its frames must not ask AAA
+        again); past ``table_size`` such strangers the oldest is forgotten, so the visitor table
+        stays bounded however long a rate-limited flood of invented MACs lasts.
 
 The DLMAP's limit sits in front of its core (:class:`LimitedDLMAP`, which ``receive_mh`` drives
 like the core itself), after the RFC 4285 check, so a forged source address cannot spend the
@@ -74,7 +77,8 @@ class LimitSettings:
     dhcp_discover: Rate = field(default_factory=lambda: Rate(2.0, 10))
     #: DMPA, per MS MAC: ARP packets.
     arp: Rate = field(default_factory=lambda: Rate(20.0, 50))
-    #: Sources each limit remembers at most (least recently seen evicted first).
+    #: Sources each limit remembers at most (least recently seen evicted first); on the DMPA
+    #: also the AAA-rejected MACs whose visitor entries are kept (``AccessDispatcher``).
     table_size: int = DEFAULT_TABLE_SIZE
 
 
