@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
@@ -26,6 +27,7 @@ from scapy.packet import Raw
 
 from router.lab.configs import STATIC_HOA, MobileProfile
 from router.lab.domain import Domain
+from router.lab.servers import binary, start_dhcp_server
 from router.lab.tools import ping
 from router.lab.topology import (
     BRIDGE,
@@ -407,3 +409,62 @@ def test_the_victim_still_has_service(world: World) -> None:
         result = ping(world.lab, ms, str(CN_ADDRESS), count=3, interval=0.05)
         assert result.received == 3, (ms, result)
     assert IPv4Address(world.hoa["ms"]) != IPv4Address(world.hoa["ms2"])
+
+
+# --- DHCP relay to a real server -----------------------------------------------------------
+
+
+def test_a_relayed_server_keying_by_client_id_cannot_hand_out_another_ms_address(
+    root: None, tmp_path: Path
+) -> None:
+    """dnsmasq knows a client by its client-id (option 61), which an MS can copy: the DLMAP's
+    relay refuses an ACK that names another NAI's address, so the copier never gets it."""
+    require(binary("dnsmasq") is not None, "dnsmasq is not installed (make test installs it)")
+    with Lab(mobiles=2) as lab:
+        dhcpd = start_dhcp_server(lab, "dnsmasq", tmp_path / "dnsmasq")
+        profiles = [MobileProfile(nai(ms), lab.ms_mac(ms), "dhcp") for ms in ("ms", "ms2")]
+        domain = Domain(lab, profiles, dhcp="relay", dhcp_servers=(str(CN_ADDRESS),))
+        domain.start()
+        try:
+            victim = str(DhcpClient(lab, "ms").once(tries=10).address)
+            wait_until(lambda: domain.binding(nai("ms")) is not None, 10.0, "ms bound")
+            attacker = Injector(lab, "ms2", MS_IF)
+            b = lab.ms_mac("ms2")
+            client_id = b"\x01" + bytes.fromhex(lab.ms_mac("ms").replace(":", ""))
+            request = (
+                Ether(src=b, dst=BROADCAST)
+                / IP(src="0.0.0.0", dst="255.255.255.255")
+                / UDP(sport=68, dport=67)
+                / BOOTP(chaddr=bytes.fromhex(b.replace(":", "")), xid=0x0BAD)
+                / DHCP(
+                    options=[
+                        ("message-type", "request"),
+                        ("requested_addr", victim),
+                        ("client_id", client_id),
+                        "end",
+                    ]
+                )
+            )
+            start = {role: flat(domain.ask(role, "counters")) for role in ("dlmap", "dmpa1")}
+            names = ("dhcp/rx.reply", "dhcp/reply.conflicting_ack", "dhcp/tx.nak")
+            answered: dict[str, int] = {}
+
+            def server_answered() -> bool:
+                attacker.send([bytes(request)])
+                now = flat(domain.ask("dlmap", "counters"))
+                answered.update({k: now[k] - start["dlmap"][k] for k in names})
+                return answered["dhcp/rx.reply"] >= 1
+
+            wait_until(server_answered, 15.0, "dnsmasq answering the copied client-id", 0.5)
+            print(f"\nRELAY client-id copy: {answered}")
+            # dnsmasq ACKs the victim's address to the copier; the relay drops that ACK
+            assert answered["dhcp/reply.conflicting_ack"] >= 1, answered
+            end = flat(domain.ask("dmpa1", "counters"))
+            assert end["access/dhcp.ack"] == start["dmpa1"]["access/dhcp.ack"]
+            assert domain.binding(nai("ms")) is not None
+            assert domain.binding(nai("ms"))["hoa"] == victim  # type: ignore[index]
+            assert (domain.binding(nai("ms2")) or {}).get("hoa") != victim
+            attacker.close()
+        finally:
+            domain.stop()
+            lab.stop(dhcpd.process)
