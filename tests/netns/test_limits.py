@@ -49,6 +49,9 @@ from tests.netns.forge import Injector, flat
 
 pytestmark = pytest.mark.root
 
+#: NETLMM_FLOOD_SCALE=N multiplies every flood's size (default 1: a few seconds in all; the
+#: figures in the report come from N=20 too, to show memory and tables stay flat).
+SCALE = max(1, int(os.environ.get("NETLMM_FLOOD_SCALE", "1")))
 PSEUDO = "02:00:5e:00:00:01"
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 GATEWAY = "192.0.2.1"
@@ -78,7 +81,7 @@ class Flood:
     frames: list[bytes]
     injector: Injector
     batch: int = 50
-    gap: float = 0.01  # seconds between batches: ~5,000 frames/s
+    gap: float = 0.02  # seconds between batches: ~2,500 frames/s
     figures: dict[str, object] = field(default_factory=dict)
 
     def run(self) -> tuple[dict[str, int], float, PingResult]:
@@ -87,9 +90,11 @@ class Flood:
         world = self.world
         before = flat(world.domain.ask(self.role, "counters"))
         result: list[PingResult] = []
+        # one echo every 20 ms for as long as the flood lasts (and a second more)
+        count = min(10_000, int(len(self.frames) / self.batch * self.gap / 0.02) + 50)
         pinger = threading.Thread(
             target=lambda: result.append(
-                ping(world.lab, "ms", str(CN_ADDRESS), count=100, interval=0.02)
+                ping(world.lab, "ms", str(CN_ADDRESS), count=count, interval=0.02)
             )
         )
         pinger.start()
@@ -99,7 +104,7 @@ class Flood:
             sent += self.injector.send(self.frames[start : start + self.batch])
             time.sleep(self.gap)
         took = time.monotonic() - began
-        pinger.join(30.0)
+        pinger.join(count * 0.02 + 30.0)
         assert sent == len(self.frames) and result, (sent, result)
         after: dict[str, int] = {}
 
@@ -158,6 +163,9 @@ def world() -> Iterator[World]:
 
 
 def report(name: str, **figures: object) -> None:
+    sent, seconds = figures.get("sent"), figures.get("seconds")
+    if isinstance(sent, int) and isinstance(seconds, float) and seconds > 0:
+        figures["frames_per_s"] = round(sent / seconds)
     print(f"\nFLOOD {name} " + json.dumps(figures, sort_keys=True))
 
 
@@ -167,7 +175,7 @@ def least_limited(sent: int, rate: tuple[float, int], seconds: float) -> int:
 
 
 def check_service(result: PingResult) -> None:
-    assert result.transmitted == 100 and result.received == result.transmitted, result
+    assert result.transmitted >= 50 and result.received == result.transmitted, result
 
 
 def mac(n: int) -> str:
@@ -177,7 +185,7 @@ def mac(n: int) -> str:
 
 
 def test_a_flood_of_new_macs_is_limited_per_link(world: World) -> None:
-    n = 3000
+    n = 3000 * SCALE
     frames = [
         bytes(
             Ether(src=mac(i), dst=BROADCAST) / ARP(op=1, hwsrc=mac(i), psrc="0.0.0.0", pdst=GATEWAY)
@@ -212,7 +220,7 @@ def test_a_flood_of_new_macs_is_limited_per_link(world: World) -> None:
 
 def test_a_flood_of_arp_requests_is_limited_per_mac(world: World) -> None:
     b, own = world.lab.ms_mac("ms2"), world_hoa(world, "ms2")
-    n = 3000
+    n = 3000 * SCALE
     frames = [
         bytes(
             Ether(src=b, dst=BROADCAST)
@@ -237,7 +245,7 @@ def test_a_flood_of_arp_requests_is_limited_per_mac(world: World) -> None:
 
 def test_a_flood_of_dhcp_discovers_is_limited_per_mac(world: World) -> None:
     b = world.lab.ms_mac("ms2")
-    n = 1000
+    n = 1000 * SCALE
     discover = bytes(
         Ether(src=b, dst=BROADCAST)
         / IP(src="0.0.0.0", dst="255.255.255.255")
@@ -264,7 +272,7 @@ def test_a_flood_of_dhcp_discovers_is_limited_per_mac(world: World) -> None:
 
 def test_a_flood_of_pbus_for_new_nais_is_limited_per_dmpa(world: World) -> None:
     src, dst = DMPA_ADDRESSES[2], DLMAP_ADDRESS
-    n = 2000
+    n = 2000 * SCALE
     frames = []
     for i in range(n):
         pbu = BindingUpdate(
