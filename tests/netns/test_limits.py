@@ -56,6 +56,7 @@ PSEUDO = "02:00:5e:00:00:01"
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 GATEWAY = "192.0.2.1"
 TABLE_SIZE = 64
+OTHERS = 10
 NEW_MAC, ARP_LIMIT, DISCOVER = (20.0, 100), (20.0, 50), (2.0, 10)
 PBU_NEW_NAI = (5.0, 20)
 DMPA_LIMITS = (
@@ -174,9 +175,11 @@ def report(name: str, flood: Flood, **figures: object) -> None:
 def least_limited(sent: int, reached: int, rate: tuple[float, int], seconds: float) -> int:
     """What one bucket cannot have let through of the ``reached`` packets that got to the
     process (under load the kernel drops some of a flood before): all but the burst and the
-    refill. Most of the flood must have got there, or the limit was not what was tested."""
-    assert sent >= reached >= sent // 2, (sent, reached)
-    return reached - rate[1] - int(rate[0] * (seconds + 1.0))
+    refill. Most of the flood must have got there, or the limit was not what was tested.
+    ``reached`` is a fastpath counter, which also saw a few packets of the pinging MS (its
+    own ARP): up to ``OTHERS`` of them are not taken for flood."""
+    assert sent + OTHERS >= reached >= sent // 2, (sent, reached)
+    return min(reached, sent) - OTHERS - rate[1] - int(rate[0] * (seconds + 1.0))
 
 
 def check_service(result: PingResult) -> None:
