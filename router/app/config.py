@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Literal, TypeVar, cast, get_args
 
 from fastpath.reference import ETH_LEN, IO_BUF, IP6_LEN
+from router.app.limits import LimitSettings, Rate
 from router.app.security import DEFAULT_REPLAY_WINDOW, MAX_SPI, MIN_SPI, KeyFileError, read_key_file
 from router.app.settings import (
     DLMAPSettings,
@@ -52,6 +53,13 @@ from router.wire.errors import EncodeError
 from router.wire.ethernet import MacAddress
 
 T = TypeVar("T")
+
+#: The rate limits of each role ([limits] NAME_rate, NAME_burst; router.app.limits).
+LIMITS_DMPA = ("new_mac", "dhcp_discover", "arp")
+LIMITS_DLMAP = ("pbu_new_nai",)
+MAX_LIMIT_RATE = 1e6
+MAX_LIMIT_BURST = 1_000_000
+MAX_TABLE_SIZE = 1 << 20
 
 #: Keys each kind of section may hold. ``peer`` and ``profile`` sections carry their address
 #: or NAI in the section name: ``[peer 2001:db8::1]``, ``[profile alice@example.org]``.
@@ -109,8 +117,12 @@ KEYS: dict[str, tuple[str, ...]] = {
     ),
     "profile": ("mac", "mode", "hoa", "dlmap", "gateway", "allowed"),
     "radius": ("servers", "nas_identifier", "timeout", "retries"),
+    "limits": (
+        *(f"{name}_{part}" for name in LIMITS_DMPA + LIMITS_DLMAP for part in ("rate", "burst")),
+        "table_size",
+    ),
 }
-SINGLE_SECTIONS = ("node", "dmpa", "dlmap", "radius")
+SINGLE_SECTIONS = ("node", "dmpa", "dlmap", "radius", "limits")
 NAMED_SECTIONS = ("peer", "profile")
 
 DEFAULT_PSEUDO_MAC = "02:00:5e:00:00:01"
@@ -499,7 +511,7 @@ class _Loader:
             else:
                 report.problems.append(
                     f"{name}: unknown section (known: [node], [dmpa], [dlmap], "
-                    "[peer <ipv6>], [profile <nai>], [radius])"
+                    "[peer <ipv6>], [profile <nai>], [radius], [limits])"
                 )
 
     def settings(self) -> Settings | None:
@@ -765,6 +777,7 @@ class _Loader:
             s.error("dns", f"{len(dns)} servers do not fit in one DHCP option (63 at most)")
         lease_time = _lease(s, "lifetime", lifetime)
         heartbeat_interval, heartbeat_missing = _heartbeat(s, 60.0)
+        limits = self._limits("dmpa")
 
         if not self.peer_sections:
             self.report.problems.append("peer: a DMPA needs a [peer <ipv6>] for its DLMAP")
@@ -802,7 +815,33 @@ class _Loader:
             lease_time=_some(lease_time),
             heartbeat_interval=_some(heartbeat_interval),
             heartbeat_missing=_some(heartbeat_missing),
+            limits=_some(limits),
         )
+
+    # [limits]
+
+    def _limits(self, role: Role) -> LimitSettings | None:
+        """The [limits] of ``role``: a key of the other role's limits is an error."""
+        s = self.single.get("limits")
+        if s is None:
+            return LimitSettings()
+        own, other = (LIMITS_DMPA, LIMITS_DLMAP) if role == "dmpa" else (LIMITS_DLMAP, LIMITS_DMPA)
+        for name in other:
+            for part in ("rate", "burst"):
+                if s.has(f"{name}_{part}"):
+                    s.error(f"{name}_{part}", f"a {role} has no such limit (node.role = {role})")
+        defaults = LimitSettings()
+        rates: dict[str, Rate] = {}
+        for name in own:
+            default = getattr(defaults, name)
+            rate = s.get(f"{name}_rate", _number(0, MAX_LIMIT_RATE), default.rate)
+            burst = s.get(f"{name}_burst", _integer(1, MAX_LIMIT_BURST), default.burst)
+            if rate is not None and burst is not None:
+                rates[name] = Rate(rate, burst)
+        size = s.get("table_size", _integer(1, MAX_TABLE_SIZE), defaults.table_size)
+        if s.failed or size is None:
+            return None
+        return dataclasses.replace(defaults, table_size=size, **rates)
 
     # [radius]
 
@@ -896,6 +935,7 @@ class _Loader:
         bri_interval = s.get("bri_interval", _number(0, 60, low_open=True), 1.0)
         bri_retries = s.get("bri_retries", _integer(0, 10), 3)
         heartbeat_interval, heartbeat_missing = _heartbeat(s, 0.0)
+        limits = self._limits("dlmap")
         if not self.peer_sections:
             self.report.problems.append("peer: a DLMAP needs a [peer <ipv6>] for each DMPA")
         profiles = self._profiles("dlmap", node, peers, network, reserved)
@@ -919,6 +959,7 @@ class _Loader:
             bri_retries=_some(bri_retries),
             heartbeat_interval=_some(heartbeat_interval),
             heartbeat_missing=_some(heartbeat_missing),
+            limits=_some(limits),
         )
 
     @staticmethod

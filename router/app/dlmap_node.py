@@ -20,6 +20,7 @@ from typing import Any
 from fastpath import Punt, Reason, implementation
 from router.adapters.devices import VNET_HDR_LEN
 from router.adapters.store import Store
+from router.app.limits import LimitedDLMAP
 from router.app.node import ActionRunner, Clock, CoreTimer, log, receive_mh
 from router.app.security import guard_for
 from router.app.settings import DLMAPSettings
@@ -80,6 +81,9 @@ class DLMAPNode:
             heartbeat=HeartbeatConfig(settings.heartbeat_interval, settings.heartbeat_missing),
         )
         self.core = DLMAP(config, self.pool)
+        limits = settings.limits
+        #: The core behind the per-DMPA limit on PBUs for new NAIs (MH input goes through it).
+        self.limited = LimitedDLMAP(self.core, limits.pbu_new_nai, limits.table_size, self.counters)
         self.dhcp: DhcpServer | DhcpRelay
         if settings.dhcp == "relay":
             self.dhcp = DhcpRelay(
@@ -167,7 +171,7 @@ class DLMAPNode:
 
     def on_mh(self, data: bytes, src: IPv6Address) -> None:
         actions = receive_mh(
-            self.core, data, src, self.dialects, DRAFT, self.clock, self.counters, self.guard
+            self.limited, data, src, self.dialects, DRAFT, self.clock, self.counters, self.guard
         )
         self.runner.submit(actions)
 
@@ -233,6 +237,11 @@ class DLMAPNode:
             self.ports.dhcp_server_send(action.payload, action.server, action.port)
 
     def _bind(self, action: Bind) -> None:
+        if action.endpoint not in self.dialects:
+            # A binding restored for a DMPA since removed from the config: the fastpath would
+            # take tunnel packets from an address that is no known DMPA (issue 8).
+            self.counters["bind.unknown_peer"] += 1
+            return
         self.table.bind(int(action.hoa), action.endpoint.packed)
         self.bound_since[action.hoa] = self.clock.now()
 
@@ -267,6 +276,7 @@ class DLMAPNode:
                 "node": dict(self.counters),
                 "core": dict(self.core.counters),
                 "dhcp": dict(self.dhcp.counters),
+                "limits": self.limited.buckets.stats("pbu_new_nai"),
                 "fastpath": self.fastpath.counters(),
             }
         raise KeyError(what)

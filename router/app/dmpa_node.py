@@ -20,6 +20,7 @@ from fastpath import Punt, Reason, implementation
 from router.adapters.aaa import AAA
 from router.adapters.devices import VNET_HDR_LEN
 from router.adapters.store import Store
+from router.app.limits import AccessLimits
 from router.app.node import ActionRunner, Clock, CoreTimer, log, receive_mh
 from router.app.security import guard_for
 from router.app.settings import DMPASettings
@@ -95,7 +96,15 @@ class DMPANode:
                 max_packet=settings.tunnel_mtu,
             ),
         )
-        self.access = AccessDispatcher(self.core, ArpProxy(self.core), IcmpResponder(), dhcp)
+        self.limits = AccessLimits(settings.limits)
+        self.access = AccessDispatcher(
+            self.core,
+            ArpProxy(self.core),
+            IcmpResponder(),
+            dhcp,
+            admission=self.limits,
+            max_strangers=settings.limits.table_size,
+        )
         fp = implementation(fastpath)
         self.table = fp.HoaTable()
         self.fastpath = fp.Dmpa(
@@ -240,6 +249,11 @@ class DMPANode:
         self._write_tap(action.link, action.frame)
 
     def _bind(self, action: Bind) -> None:
+        if action.endpoint not in self.dialects:
+            # A visitor restored for a DLMAP since removed from the config: the fastpath would
+            # take tunnel packets for it from an address that is no known DLMAP (issue 8).
+            self.counters["bind.unknown_peer"] += 1
+            return
         mac = action.mac.packed if action.mac is not None else bytes(6)
         self.table.bind(int(action.hoa), action.endpoint.packed, mac, action.link)
         self.bound_since[action.hoa] = self.clock.now()
@@ -297,6 +311,7 @@ class DMPANode:
                 "node": dict(self.counters),
                 "core": dict(self.core.counters),
                 "access": dict(self.access.counters),
+                "limits": self.limits.stats(),
                 "aaa": dict(self.aaa.counters),
                 "fastpath": self.fastpath.counters(),
             }

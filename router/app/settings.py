@@ -16,6 +16,8 @@ The ini file, section by section (``etc/dmpa.ini`` and ``etc/dlmap.ini`` documen
                   dialect (draft | rfc5844) and its draft-dialect codepoints; spi (RFC 4285)
     [profile <nai>] local AAA profiles (both roles: the DLMAP reads static addresses from them)
     [radius]      RADIUS servers and secrets (DMPA, when aaa = radius)
+    [limits]      per-source rate limits (router.app.limits): the DMPA's new_mac, arp and
+                  dhcp_discover, the DLMAP's pbu_new_nai, and table_size
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Literal
 
+from router.app.limits import LimitSettings
 from router.app.security import DEFAULT_REPLAY_WINDOW, KeyRing
 from router.core.aaa import LocalProfile
 from router.wire.dialect import Dialect
@@ -96,6 +99,7 @@ class DMPASettings:
     #: RFC 5847 heartbeats to the DLMAPs: seconds between requests (0 = off), misses allowed.
     heartbeat_interval: float = 60.0
     heartbeat_missing: int = 3
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,7 @@ class DLMAPSettings:
     #: RFC 5847 heartbeats to the DMPAs (0 = off: the DLMAP only answers the DMPAs' requests).
     heartbeat_interval: float = 0.0
     heartbeat_missing: int = 3
+    limits: LimitSettings = field(default_factory=LimitSettings)
     #: Extra settings a test or an operator may pass through (reserved; empty by default).
     extra: dict[str, str] = field(default_factory=dict)
 

@@ -28,17 +28,17 @@ hands them to the dispatcher.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from router.core.actions import Action, SendFrame
 from router.core.common import RateLimiter
 from router.core.dmpa import DMPA, State, Visitor
 from router.wire.arp import ArpOp, ArpPacket
-from router.wire.dhcp import CLIENT_PORT, SERVER_PORT, DhcpMessage
+from router.wire.dhcp import CLIENT_PORT, SERVER_PORT, DhcpMessage, DhcpMessageType
 from router.wire.errors import DecodeError
-from router.wire.ethernet import ZERO_MAC, EthernetFrame, EtherType
+from router.wire.ethernet import ZERO_MAC, EthernetFrame, EtherType, MacAddress
 from router.wire.icmp import IcmpMessage
 from router.wire.ipv4 import IPProto, IPv4Packet
 from router.wire.udp import UdpDatagram
@@ -65,6 +65,17 @@ def is_host_address(address: IPv4Address) -> bool:
         or address.is_multicast
         or address.is_reserved  # 240/4, 255.255.255.255 included
     )
+
+
+class Admission(Protocol):
+    """Per-source rate limits on the access link (``router.app.limits.AccessLimits``): each
+    call takes a token from the source's bucket and says whether the frame may go on."""
+
+    def new_mac(self, link: int, now: float) -> bool: ...
+
+    def dhcp_discover(self, mac: MacAddress, now: float) -> bool: ...
+
+    def arp(self, mac: MacAddress, now: float) -> bool: ...
 
 
 class Drops:
@@ -106,12 +117,23 @@ class AccessDispatcher:
         icmp: IcmpResponder,
         dhcp: DhcpDmpa,
         drops: Drops | None = None,
+        admission: Admission | None = None,
+        *,
+        max_strangers: int = 4096,
     ) -> None:
         self.dmpa = dmpa
         self.arp = arp
         self.icmp = icmp
         self.dhcp = dhcp
         self.drops = drops if drops is not None else Drops()
+        #: Rate limits per source (new MACs per link, ARP and DISCOVERs per MAC); None: none.
+        self.admission = admission
+        #: MACs attached by their frames, oldest first, at most ``max_strangers``: past that,
+        #: the oldest one AAA rejected is forgotten (a rejected visitor entry is kept so its
+        #: frames do not ask AAA again; without a cap, a slow flood of invented MACs would
+        #: grow the visitor table for ever).
+        self.max_strangers = max_strangers
+        self._strangers: OrderedDict[MacAddress, None] = OrderedDict()
 
     @property
     def counters(self) -> Counter[str]:
@@ -147,6 +169,8 @@ class AccessDispatcher:
             actions, visitor = self._visitor(eth, link, now)
             if visitor is None:
                 return actions
+            if self.admission is not None and not self.admission.arp(eth.src, now):
+                return actions + self._drop("limit.arp", now, link=link, src=eth.src)
             actions += self.arp.receive(visitor, eth, arp, now, wall)
             if not known and arp.is_gratuitous:
                 actions.append(self._announce_gateway(visitor, eth))
@@ -204,6 +228,12 @@ class AccessDispatcher:
         actions, visitor = self._visitor(eth, link, now)
         if visitor is None:
             return actions
+        if (
+            self.admission is not None
+            and message.message_type == DhcpMessageType.DISCOVER
+            and not self.admission.dhcp_discover(eth.src, now)
+        ):
+            return actions + self._drop("limit.dhcp_discover", now, link=link, src=eth.src)
         return actions + self.dhcp.from_access(visitor, eth, ip, message, now, wall)
 
     def _visitor(
@@ -214,11 +244,42 @@ class AccessDispatcher:
         actions: list[AccessAction] = []
         visitor = self.dmpa.visitors.get(eth.src)
         if visitor is None or visitor.link != link:
+            # An attach costs a visitor entry and an AAA request: a flood of invented MACs
+            # draws from one bucket per link (router.app.limits, Rule 3).
+            if self.admission is not None and not self.admission.new_mac(link, now):
+                return actions + self._drop("limit.new_mac", now, link=link, src=eth.src), None
+            actions += self._make_room(now)
             actions += self.dmpa.attach(eth.src, link, now)
+            self._strangers[eth.src] = None
+            self._strangers.move_to_end(eth.src)
             visitor = self.dmpa.visitors.get(eth.src)
         if visitor is None or visitor.state is State.REJECTED:
             return actions + self._drop("ms.rejected", now, link=link, src=eth.src), None
         return actions, visitor
+
+    def _make_room(self, now: float, look: int = 4) -> list[AccessAction]:
+        """Before an attach: past ``max_strangers``, forget the oldest attached MAC that AAA
+        rejected (its entry only), looking at no more than ``look`` of them. One still being
+        authenticated goes back to the end; any other state is no stranger any more."""
+        actions: list[AccessAction] = []
+        strangers = self._strangers
+        for _ in range(look):
+            if len(strangers) < self.max_strangers:
+                break
+            mac, _ = strangers.popitem(last=False)
+            visitor = self.dmpa.visitors.get(mac)
+            if visitor is None:
+                continue
+            if visitor.state is State.AUTHENTICATING:
+                strangers[mac] = None
+            elif (
+                visitor.state is State.REJECTED
+                and not visitor.registered_once
+                and visitor.pending is None
+            ):  # AAA said no before any PBU: detach only drops the entry (no PBU, no clock)
+                self.drops.count("limit.rejected_forgotten")
+                actions += self.dmpa.detach(mac, now, now)
+        return actions
 
     def _announce_gateway(self, visitor: Visitor, eth: EthernetFrame) -> SendFrame:
         """Answer an arriving MS's own announcement with the gateway's: an unsolicited ARP

@@ -19,7 +19,8 @@ Rules:
 3. On an ACK with a ``yiaddr``, the NAI (the subscriber-id of the option 82 the server echoed,
    else the one remembered) gets ``pool.record(nai, yiaddr, now + lease)``, so the seed section 6
    check "a unicast HoA must be the address allocated to that NAI" holds for it; an address
-   another NAI holds is refused by the pool and counted (``learn.conflict``).
+   another NAI holds is refused by the pool and counted (``learn.conflict``), and that ACK is
+   not delivered (``reply.conflicting_ack``): no MS is handed another MS's address.
 4. Option 82 is stripped from the reply (RFC 3046 section 2.1), which goes to the client as
    RFC 2131 section 4.1 says for a relay: NAK or broadcast bit -> broadcast, ciaddr -> ciaddr,
    else yiaddr (the DMPA delivers to ``chaddr``).
@@ -263,7 +264,13 @@ class DhcpRelay:
             del self.pending[key]  # the exchange is over
         nai = nai_of(message) or entry.nai
         if kind == DhcpMessageType.ACK and message.yiaddr != ZERO:
-            actions += self._learn(nai, message, entry.dmpa, now, wall)
+            learned, more = self._learn(nai, message, entry.dmpa, now, wall)
+            actions += more
+            if not learned:
+                # Rule 3: the address is another NAI's (a server keying leases by client-id or
+                # chaddr, which an MS can forge): the MS would announce it and its PBU would be
+                # refused anyway, so it never gets it.
+                return [*actions, *self._drop("reply.conflicting_ack")]
         reply = message.without_relay_agent_info()
         dst, port = _client_destination(reply, entry.giaddr)
         if entry.giaddr != ZERO:
@@ -275,10 +282,11 @@ class DhcpRelay:
 
     def _learn(
         self, nai: str | None, ack: DhcpMessage, dmpa: IPv6Address, now: float, wall: float
-    ) -> list[RelayAction]:
+    ) -> tuple[bool, list[RelayAction]]:
+        """Rule 3; False when the pool refused the address (another NAI holds it)."""
         if nai is None:
             self.counters["learn.no_nai"] += 1
-            return []
+            return True, []
         lease = ack.lease_time
         if lease is None or lease == INFINITE_LEASE:
             lease = self.config.max_lifetime
@@ -287,7 +295,9 @@ class DhcpRelay:
         if not self.pool.record(nai, ack.yiaddr, expires):
             self.counters["learn.conflict"] += 1
             owner = self.pool.owner(ack.yiaddr)
-            return [event("dhcp_relay_conflict", nai=nai, hoa=ack.yiaddr, owner=owner, dmpa=dmpa)]
+            return False, [
+                event("dhcp_relay_conflict", nai=nai, hoa=ack.yiaddr, owner=owner, dmpa=dmpa)
+            ]
         if fresh:
             # record() holds a new lease with no end; no binding holds it yet, so it runs
             # until the DHCP lease ends (a PBU will hold it).
@@ -298,7 +308,7 @@ class DhcpRelay:
         if held is not None:
             end = None if held.expires is None else to_wall(held.expires, now, wall)
             row = {"nai": nai, "hoa": str(held.address), "expires_wall": end}
-        return [
+        return True, [
             Persist(POOL_TABLE, nai, row),
             event("dhcp_relay_ack", nai=nai, hoa=ack.yiaddr, dmpa=dmpa, lease=lease),
         ]

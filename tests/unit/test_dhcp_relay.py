@@ -207,8 +207,9 @@ def test_ack_for_address_of_another_nai_is_a_conflict() -> None:
     relay.pool.record("other@example.net", HOA, 1000.0)
     relay.receive_from_dmpa(request(DhcpMessageType.REQUEST), DMPA, 0.0)
     actions = relay.receive_from_server(reply(DhcpMessageType.ACK), SERVER, 1.0)
-    assert tunnelled(actions)  # the MS still gets the ACK; the PBU check will refuse it
+    assert not [a for a in actions if isinstance(a, SendTunnel)]  # the MS never gets it
     assert relay.counters["learn.conflict"] == 1
+    assert relay.counters["reply.conflicting_ack"] == 1
     assert relay.pool.owner(HOA) == "other@example.net"
 
 
