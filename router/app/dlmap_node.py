@@ -94,6 +94,9 @@ class DLMAPNode:
                     network=settings.network,
                     lease_time=settings.lease_time,
                     max_lifetime=settings.max_lifetime,
+                    # the server's one-minute floor cannot exceed the lease the config allows
+                    # (dlmap.lease_time = 30 is valid: it must not stop the DLMAP at start)
+                    min_lease=min(60, settings.lease_time, settings.max_lifetime),
                     dns=settings.dns,
                     dmpas=frozenset(self.dialects),
                 ),

@@ -7,10 +7,11 @@ number of inputs (default 1,000,000), paced at a bounded rate:
 * ``mh.dlmap`` / ``mh.dmpa``: Mobility Header messages, IPv6 next header 135, whole packets
   written with a packet socket on the transport bridge (namespace ``tr``), so the source can be
   a configured peer's address (a DMPA's towards the DLMAP, the DLMAP's towards DMPA 1) and the
-  messages get past the source check. They start from valid encodings in both dialects (PBU,
-  PBA, BRI, BRA, heartbeat request and response, BRR, Binding Error, built by the real cores in
-  memory) and are mutated: bits, bytes, lengths, the header length, the MH type, option types
-  and lengths, truncation, extension, splicing, or are random bytes. The MH checksum is correct
+  messages get past the source check (a tenth of the DLMAP's come from a stranger instead).
+  They start from valid encodings in both dialects (PBU, PBA, BRI, BRA, heartbeat request and
+  response, BRR, Binding Error, built by the real cores in memory) and are mutated: bits,
+  bytes, lengths, the header length, the MH type, option types and lengths, truncation,
+  extension, splicing, or are random bytes. The MH checksum is correct
   most of the time (the kernel drops the others before the appliance sees them).
 * ``tunnel.dlmap`` / ``tunnel.dmpa``: IPv4-in-IPv6 (next header 4) packets from the peer's
   address, inner packets mutated from UDP, ICMP, TCP and DHCP seeds.
@@ -99,6 +100,9 @@ CLONE_NEWNET = 0x40000000
 IPPROTO_MH = 135
 IPPROTO_IPIP = 4
 PING_INTERVAL = 0.05
+#: An address in the transport network that is no configured peer (a tenth of the DLMAP's
+#: inputs come from it: the "not a known DMPA" paths).
+STRANGER = IPv6Address("2001:db8:100::99")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -362,13 +366,14 @@ def run_campaign(
     macs = [m for m in macs if m != targets.ms_mac]
     frames = access_seeds(macs, targets.pseudo_mac)
     dlmap, dmpa1, dmpa2 = DLMAP_ADDRESS, DMPA_ADDRESSES[1], DMPA_ADDRESSES[2]
+    sources = (dmpa1, dmpa2, STRANGER)  # mostly configured peers: past the source check
     kinds = rng.choices(range(len(KINDS)), WEIGHTS, k=4096)
     began = time.monotonic()
     batch = 1000
     for n in range(campaign.inputs):
         kind = KINDS[kinds[n % 4096]]
         if kind == "mh.dlmap":
-            src = dmpa1 if rng.random() < 0.5 else dmpa2
+            src = rng.choices(sources, (45, 45, 10))[0]
             base = rng.choice(seeds["to_dlmap"])
             data = (
                 mutate(base, rng, mh=True)
@@ -387,7 +392,7 @@ def run_campaign(
             pkt = targets.eth_dmpa + mh_packet(dlmap, dmpa1, data, rng.random() < 0.97)
             sock = targets.transport
         elif kind == "tunnel.dlmap":
-            src = dmpa1 if rng.random() < 0.5 else dmpa2
+            src = rng.choices(sources, (45, 45, 10))[0]
             data = mutate(rng.choice(inner), rng)
             pkt = targets.eth_dlmap + ipv6(src, dlmap, IPPROTO_IPIP, data)
             sock = targets.transport
