@@ -9,8 +9,8 @@ through the DLMAP at a steady rate over ``minutes``.
 The lab's home network is one documentation /24, so the simulated MSs cannot all hold an address
 at once: the DLMAP's pool is ``192.0.2.60-250`` with a 1-second lease time, and each simulated
 MS lives a few seconds (computed from the rate so that about 150 hold an address at any time).
-The real MSs get theirs from dnsmasq (in the CN's namespace) through the DLMAP's relay: the
-built-in DHCP server does not accept a lease time under a minute.
+The real MSs get theirs from dnsmasq (in the CN's namespace) through the DLMAP's relay, with
+dnsmasq's own ten-minute leases: the built-in server would hand them 1-second leases too.
 
 While it runs, the RSS and open fds of each appliance process are sampled from ``/proc/<pid>``.
 At the end, the DLMAP's binding cache (``show bindings`` on the control socket) must hold
