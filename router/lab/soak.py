@@ -4,7 +4,8 @@ The lab domain runs (``netlmm run`` per role) with a few real MS namespaces atta
 DMPA 1 by DHCP, each pinging the CN throughout. A :class:`~router.lab.loadgen.LoadGenerator`
 in the transport namespace plays two more DMPAs (addresses ``2001:db8:100::21`` and ``::22`` on
 the transport bridge, listed as peers in the DLMAP's config) and runs ``mss`` simulated MSs
-through the DLMAP at a steady rate over ``minutes``.
+through the DLMAP at a steady rate over ``minutes``. Halfway, the first real MS is handed over
+to DMPA 2.
 
 The lab's home network is one documentation /24, so the simulated MSs cannot all hold an address
 at once: the DLMAP's pool is ``192.0.2.60-250`` with a 1-second lease time, and each simulated
@@ -26,6 +27,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
@@ -242,9 +244,14 @@ def _soak_in(lab: Lab, domain: Domain, plan: Plan, every: float, say: Any) -> So
     next_sample = began
     next_say = began + 60.0
     problems: list[str] = []
+    # Halfway, the first real MS moves to DMPA 2's cell (in a thread: the move takes a moment
+    # and the generator must not stall meanwhile).
+    mover = threading.Thread(target=_move, args=(lab, lab.mobiles[0], problems), daemon=True)
 
     def tick(now: float) -> None:
         nonlocal next_sample, next_say
+        if now >= began + plan.seconds / 2 and mover.ident is None:
+            mover.start()
         if now >= next_sample:
             next_sample += every
             for role, s in series.items():
@@ -259,6 +266,8 @@ def _soak_in(lab: Lab, domain: Domain, plan: Plan, every: float, say: Any) -> So
     finally:
         for sock in sockets:
             sock.close()
+        if mover.ident is not None:
+            mover.join(30.0)
     elapsed = time.monotonic() - began
     for role, s in series.items():  # the last sample, before the control socket is asked
         if domain.processes[role].poll() is None:
@@ -313,6 +322,13 @@ def _soak_in(lab: Lab, domain: Domain, plan: Plan, every: float, say: Any) -> So
     )
 
 
+def _move(lab: Lab, ms: str, problems: list[str]) -> None:
+    try:
+        lab.handover(2, ms)
+    except LabError as exc:
+        problems.append(f"{ms}: handover failed: {exc}")
+
+
 def _compare(domain: Domain, gen: LoadGenerator, lab: Lab, problems: list[str]) -> dict[str, Any]:
     """The DLMAP's cache against the generator's view (simulated MSs) and the real MSs."""
     rows = domain.ask("dlmap", "bindings")
@@ -328,7 +344,8 @@ def _compare(domain: Domain, gen: LoadGenerator, lab: Lab, problems: list[str]) 
         )
     real = {r["nai"]: r["dmpa"] for r in rows if not r["nai"].endswith(SIM_SUFFIX)}
     for ms in lab.mobiles:
-        if real.get(real_nai(ms)) != str(DMPA_ADDRESSES[1]):
+        expected = DMPA_ADDRESSES[lab.attached(ms)]  # the first one moved to DMPA 2 halfway
+        if real.get(real_nai(ms)) != str(expected):
             problems.append(f"{ms}: binding {real.get(real_nai(ms))}")
     return {
         "cache_simulated": len(cache),
