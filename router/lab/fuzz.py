@@ -635,15 +635,32 @@ def print_result(result: FuzzResult) -> None:
         f"{p['loss_pct']}% loss, avg {p['rtt_avg_ms']} ms"
     )
     for role, values in result.counters.items():
-        seen = {
-            k: v
-            for k, v in values.items()
-            if k.startswith(("node.mh", "mh_socket", "node.punt", "access.", "fastpath."))
-        }
-        print(f"  {role} counters: " + ", ".join(f"{k}={v}" for k, v in sorted(seen.items())[:40]))
+        print(f"  {role:6} {_reached(values)}")
     for problem in result.problems:
         print(f"  problem: {problem}")
     sys.stdout.flush()
+
+
+def _reached(values: dict[str, int]) -> str:
+    """How far the inputs got inside one process, from its counters."""
+
+    def total(*prefixes: str) -> int:
+        return sum(v for k, v in values.items() if k.startswith(prefixes))
+
+    dropped = total(
+        "fastpath.uplink.bad_",
+        "fastpath.uplink.truncated",
+        "fastpath.uplink.src_not_bound",
+        "fastpath.uplink.unknown_peer",
+        "fastpath.downlink.bad_",
+        "fastpath.downlink.truncated",
+        "fastpath.downlink.no_binding",
+    )
+    return (
+        f"MH received {values.get('mh_socket.rx', 0)} (malformed "
+        f"{total('node.mh.malformed.')}), MH sent {values.get('mh_socket.tx', 0)}, "
+        f"access-service counts {total('access.')}, fastpath drops {dropped}"
+    )
 
 
 def main(args: Any) -> int:
