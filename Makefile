@@ -15,7 +15,7 @@ STAMPS := .stamps
 APT_PACKAGES := tshark python3-venv python3-dev gcc iproute2 udhcpc iputils-arping \
 	iputils-ping kea-dhcp4-server dnsmasq-base freeradius freeradius-utils iperf3 tayga nftables
 
-.PHONY: all setup test test-fast bench bench-lab lint demo clean
+.PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak clean
 
 all: test
 
@@ -77,6 +77,18 @@ lint: setup
 # (needs root). Everything it builds is torn down at the end, on error and on Ctrl-C too.
 demo: setup
 	$(BIN)/netlmm lab demo
+
+# A fuzz campaign (needs root): 1,000,000 mutated and random MH messages, access frames and
+# tunnel packets into a running DLMAP and DMPA while an MS pings the CN; both processes must
+# live, internal_error stay 0. Bounded: at most 25,000 inputs a second (about a minute).
+fuzz: setup
+	$(BIN)/netlmm lab fuzz
+
+# The soak (needs root): 10,000 simulated MSs attach, refresh, hand over and leave for 10
+# minutes next to real MSs; RSS and fds sampled, the binding cache checked at the end; the JSON
+# goes under bench/results/.
+soak: setup
+	$(BIN)/netlmm lab soak
 
 clean:
 	rm -rf build dist *.egg-info $(STAMPS) fastpath/*.c fastpath/*.so

@@ -102,6 +102,9 @@ class DLMAPNode:
                     network=settings.network,
                     lease_time=settings.lease_time,
                     max_lifetime=settings.max_lifetime,
+                    # the server's one-minute floor cannot exceed the lease the config allows
+                    # (dlmap.lease_time = 30 is valid: it must not stop the DLMAP at start)
+                    min_lease=min(60, settings.lease_time, settings.max_lifetime),
                     dns=settings.dns,
                     dmpas=frozenset(self.dialects),
                 ),
@@ -134,7 +137,12 @@ class DLMAPNode:
             self.counters,
         )
         self.timer = CoreTimer(
-            loop, self.clock, self.core.get_timer, self.core.handle_timer, self.runner.submit
+            loop,
+            self.clock,
+            self.core.get_timer,
+            self.core.handle_timer,
+            self.runner.submit,
+            self.runner.boundary,
         )
         dhcp = self.dhcp
         self.dhcp_timer = CoreTimer(
@@ -143,6 +151,7 @@ class DLMAPNode:
             dhcp.get_timer,
             lambda now, wall: dhcp.handle_timer(now),
             self.runner.submit,
+            self.runner.boundary,
         )
         self.runner.after_flush(self.timer.rearm)
         self.runner.after_flush(self.dhcp_timer.rearm)
@@ -155,8 +164,9 @@ class DLMAPNode:
         self.runner.submit(self.core.restore(tables, now, wall))
         if isinstance(self.dhcp, DhcpServer):
             self.dhcp.restore(tables, now, wall)
-        self.loop.add_reader(self.ports.tunnel_rx_fd, self._tunnel_readable)
-        self.loop.add_reader(self.ports.tun_fd, self._tun_readable)
+        guard = self.runner.boundary.wrap  # a bug in a handler drops the input, not the process
+        self.loop.add_reader(self.ports.tunnel_rx_fd, guard("tunnel", self._tunnel_readable))
+        self.loop.add_reader(self.ports.tun_fd, guard("tun", self._tun_readable))
         self.runner.flush()
         log.info("dlmap started bindings=%d", len(self.core.bindings))
 
@@ -170,9 +180,13 @@ class DLMAPNode:
     # --- inputs ---------------------------------------------------------------------------
 
     def on_mh(self, data: bytes, src: IPv6Address) -> None:
-        actions = receive_mh(
-            self.limited, data, src, self.dialects, DRAFT, self.clock, self.counters, self.guard
-        )
+        try:
+            actions = receive_mh(
+                self.limited, data, src, self.dialects, DRAFT, self.clock, self.counters, self.guard
+            )
+        except Exception:
+            self.runner.boundary.caught("mh")
+            return
         self.runner.submit(actions)
 
     def on_dhcp_from_server(self, data: bytes, server: IPv4Address) -> None:

@@ -135,7 +135,12 @@ class DMPANode:
             self.counters,
         )
         self.timer = CoreTimer(
-            loop, self.clock, self.core.get_timer, self.core.handle_timer, self.runner.submit
+            loop,
+            self.clock,
+            self.core.get_timer,
+            self.core.handle_timer,
+            self.runner.submit,
+            self.runner.boundary,
         )
         self.runner.after_flush(self.timer.rearm)
         self._aaa_tasks: set[asyncio.Task[None]] = set()
@@ -146,9 +151,10 @@ class DMPANode:
     def start(self) -> None:
         tables = {t: list(rows.values()) for t, rows in self.store.load().items()}
         self.runner.submit(self.core.restore(tables, self.clock.now(), self.clock.wall()))
+        guard = self.runner.boundary.wrap  # a bug in a handler drops the input, not the process
         for link, fd in enumerate(self.ports.tap_fds):
-            self.loop.add_reader(fd, self._access_readable, link)
-        self.loop.add_reader(self.ports.tunnel_rx_fd, self._tunnel_readable)
+            self.loop.add_reader(fd, guard("access", self._access_readable), link)
+        self.loop.add_reader(self.ports.tunnel_rx_fd, guard("tunnel", self._tunnel_readable))
         self.runner.flush()
         log.info(
             "dmpa started visitors=%d links=%d", len(self.core.visitors), len(self.ports.tap_fds)
@@ -165,11 +171,14 @@ class DMPANode:
     # --- inputs ---------------------------------------------------------------------------
 
     def on_mh(self, data: bytes, src: IPv6Address) -> None:
-        self.runner.submit(
-            receive_mh(
+        try:
+            actions = receive_mh(
                 self.core, data, src, self.dialects, DRAFT, self.clock, self.counters, self.guard
             )
-        )
+        except Exception:
+            self.runner.boundary.caught("mh")
+            return
+        self.runner.submit(actions)
 
     def _access_readable(self, link: int) -> None:
         _, _, punts = self.fastpath.pump_access(

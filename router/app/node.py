@@ -74,6 +74,43 @@ STORE_RETRY_FIRST = 0.5
 STORE_RETRY_MAX = 30.0
 
 
+#: The counter of exceptions caught at the dispatch boundary (a bug of ours, never the peer's).
+INTERNAL_ERROR = "internal_error"
+
+
+class Boundary:
+    """The dispatch boundary: an exception escaping a packet, message, timer or action handler
+    is caught here, counted (``internal_error`` and ``internal_error.<where>``) and logged with
+    its traceback at most once a second per place; the input is dropped and the process goes on.
+
+    Peer input must never raise (it is counted and dropped where it is parsed): anything caught
+    here is a bug to fix, which is why the fuzz campaign asserts the counter stays 0.
+    """
+
+    def __init__(self, counters: Counter[str], clock: Callable[[], float] = time.monotonic):
+        self.counters = counters
+        self.clock = clock
+        self._log_limit = RateLimiter(1.0)
+
+    def caught(self, where: str) -> None:
+        """Count and (rate-limited) log the exception being handled."""
+        self.counters[INTERNAL_ERROR] += 1
+        self.counters[f"{INTERNAL_ERROR}.{where}"] += 1
+        if self._log_limit.allow(where, self.clock()):
+            log.exception("internal error where=%s (input dropped, still running)", where)
+
+    def wrap(self, where: str, handler: Callable[..., object]) -> Callable[..., None]:
+        """``handler`` with its exceptions caught at this boundary (for ``loop.add_reader``)."""
+
+        def guarded(*args: Any) -> None:
+            try:
+                handler(*args)
+            except Exception:
+                self.caught(where)
+
+        return guarded
+
+
 class Core(Protocol):
     def receive(
         self, message: MobilityMessage, src: IPv6Address, now: float, wall: float
@@ -119,6 +156,7 @@ class ActionRunner:
         self.observers: list[Callable[[object, float], None]] = []
         self._store_retry: asyncio.TimerHandle | None = None
         self._store_delay = STORE_RETRY_FIRST
+        self.boundary = Boundary(counters)
 
     def submit(self, actions: Sequence[object]) -> None:
         """Queue actions: the cores' :data:`Action` types and any a service adds (dispatched
@@ -171,8 +209,13 @@ class ActionRunner:
             except OSError as exc:
                 self.counters[f"action.{type(action).__name__}.error"] += 1
                 log.warning("%s failed: %s", type(action).__name__, exc)
+            except Exception:
+                self.boundary.caught(f"action.{type(action).__name__}")
         for callback in self._after:
-            callback()
+            try:
+                callback()
+            except Exception:
+                self.boundary.caught("after_flush")
 
     def _write(self, persists: list[Persist]) -> None:
         self.counters["store.rows"] += len(persists)
@@ -230,9 +273,11 @@ class CoreTimer:
         get_timer: Callable[[], float | None],
         fire: Callable[[float, float], Sequence[object]],
         submit: Callable[[Sequence[object]], None],
+        boundary: Boundary | None = None,
     ) -> None:
         self.loop, self.clock, self.submit = loop, clock, submit
         self.get_timer, self.fire = get_timer, fire
+        self.boundary = boundary
         self._handle: asyncio.TimerHandle | None = None
         self._at: float | None = None
 
@@ -252,7 +297,12 @@ class CoreTimer:
     def _fire(self) -> None:
         self._handle = None
         self._at = None
-        self.submit(self.fire(self.clock.now(), self.clock.wall()))
+        try:
+            self.submit(self.fire(self.clock.now(), self.clock.wall()))
+        except Exception:
+            if self.boundary is None:
+                raise
+            self.boundary.caught("timer")
         self.rearm()
 
     def cancel(self) -> None:

@@ -11,6 +11,11 @@
   kernel forwarding, a tayga pair and the appliance side by side (iperf3, ping), a table and a
   JSON file under ``bench/results/`` (what ``make bench-lab`` runs; see
   :mod:`router.lab.throughput`).
+* ``netlmm lab fuzz [--inputs N] [--rate R] [--seed S]``: a fuzz campaign against a running
+  DLMAP and DMPA while an MS pings the CN (what ``make fuzz`` runs; :mod:`router.lab.fuzz`).
+* ``netlmm lab soak [--minutes M] [--mss N]``: simulated MSs from a load generator plus real
+  ones, memory and fds sampled, the binding cache checked (what ``make soak`` runs;
+  :mod:`router.lab.soak`).
 * ``netlmm lab down [PREFIX]``: remove a domain left by ``lab up`` (all of them without PREFIX).
 """
 
@@ -22,8 +27,8 @@ from typing import Any
 
 
 def add_lab_parser(sub: Any) -> None:
-    lab = sub.add_parser("lab", help="the network-namespace lab: demo, up, down, bench")
-    lab.add_argument("action", choices=("demo", "up", "down", "bench"))
+    lab = sub.add_parser("lab", help="the network-namespace lab: demo, up, down, bench, fuzz, soak")
+    lab.add_argument("action", choices=("demo", "up", "down", "bench", "fuzz", "soak"))
     lab.add_argument("prefix", nargs="?", help="with down: the lab to remove")
     lab.add_argument("--json", action="store_true", help="demo: machine-readable result")
     lab.add_argument(
@@ -45,6 +50,14 @@ def add_lab_parser(sub: Any) -> None:
         default="local",
         help="demo/up: the DMPAs' local profiles, or a real FreeRADIUS",
     )
+    fuzz = lab.add_argument_group("fuzz")
+    fuzz.add_argument("--inputs", type=int, default=1_000_000, help="fuzz: inputs to send")
+    fuzz.add_argument("--rate", type=float, default=25_000, help="fuzz: at most this many a second")
+    fuzz.add_argument("--seed", type=int, default=1, help="fuzz: the random seed (reproducible)")
+    soak = lab.add_argument_group("soak")
+    soak.add_argument("--minutes", type=float, default=10.0, help="soak: how long")
+    soak.add_argument("--mss", type=int, default=10_000, help="soak: simulated MSs in all")
+    soak.add_argument("--real-mss", type=int, default=3, help="soak: real MS namespaces (1..9)")
     from router.lab.throughput import add_arguments
 
     add_arguments(lab, fastpath=False)
@@ -71,6 +84,14 @@ def lab_main(args: argparse.Namespace) -> int:
         )
     if args.action == "up":
         return _up(args)
+    if args.action == "fuzz":
+        from router.lab.fuzz import main as fuzz_main
+
+        return fuzz_main(args)
+    if args.action == "soak":
+        from router.lab.soak import main as soak_main
+
+        return soak_main(args)
     if args.action == "bench":
         from router.lab.throughput import run
 

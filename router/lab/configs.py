@@ -66,13 +66,18 @@ def write_configs(
     offload: bool = False,
     auth: bool = False,
     wrong_key: tuple[int, ...] = (),
+    extra_peers: tuple[str, ...] = (),
+    pool: str = POOL,
+    lease_time: int | None = None,
 ) -> LabConfigs:
     """Write ``dlmap.ini``, ``dmpa1.ini`` and ``dmpa2.ini`` into ``folder`` and check them.
 
     ``radius`` = (server, secret) makes the DMPAs authenticate with RADIUS (``aaa = radius``)
     instead of their local profiles. ``auth`` turns on RFC 4285 signaling authentication: a
     random key per DMPA (SPI 256 + index) in mode-600 key files; the DMPAs listed in
-    ``wrong_key`` get a key the DLMAP does not have.
+    ``wrong_key`` get a key the DLMAP does not have. ``extra_peers`` are more DMPA addresses
+    the DLMAP accepts (the soak's load generator plays them); ``pool`` and ``lease_time`` replace
+    the DLMAP's address range and lease time.
     """
     folder.mkdir(parents=True, exist_ok=True)
     sockets = {"dlmap": folder / "dlmap.sock"} | {
@@ -85,7 +90,8 @@ def write_configs(
     peers = "".join(
         f"[peer {address}]\ndialect = {dialect}\n{spi_line[index]}\n"
         for index, address in DMPA_ADDRESSES.items()
-    )
+    ) + "".join(f"[peer {address}]\ndialect = {dialect}\n\n" for address in extra_peers)
+    lease = f"lease_time = {lease_time}\n" if lease_time is not None else ""
     key_line = {}
     if auth:
         key_line["dlmap"] = _key_file(
@@ -102,7 +108,7 @@ def write_configs(
         f"state_dir = {folder / 'dlmap-state'}\ncontrol_socket = {sockets['dlmap']}\n"
         f"log_level = {log_level}\noffload = {'yes' if offload else 'no'}\n"
         f"{key_line.get('dlmap', '')}\n"
-        f"[dlmap]\ngateway = {GATEWAY}\nnetwork = {HOA_NETWORK}\npool = {POOL}\n"
+        f"[dlmap]\ngateway = {GATEWAY}\nnetwork = {HOA_NETWORK}\npool = {pool}\n{lease}"
         f"tunnel_mtu = {tunnel_mtu}\ndhcp = {dhcp}\n{relay}revocation_budget = 0.5\n\n"
         f"{peers}{_profiles(profiles, dlmap_line=False)}"
     )

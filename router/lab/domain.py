@@ -38,6 +38,7 @@ class Domain:
         offload: bool = False,
         auth: bool = False,
         wrong_key: tuple[int, ...] = (),
+        **config_options: Any,
     ) -> None:
         self.lab = lab
         self.profiles = profiles
@@ -53,6 +54,7 @@ class Domain:
             offload=offload,
             auth=auth,
             wrong_key=wrong_key,
+            **config_options,  # extra_peers, pool, lease_time: see write_configs
         )
         self.processes: dict[str, subprocess.Popen[Any]] = {}
         self.logs: dict[str, Path] = {}
