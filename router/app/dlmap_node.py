@@ -192,7 +192,12 @@ class DLMAPNode:
     def on_dhcp_from_server(self, data: bytes, server: IPv4Address) -> None:
         if isinstance(self.dhcp, DhcpRelay):
             now, wall = self.clock.now(), self.clock.wall()
-            self.runner.submit(self.dhcp.receive_from_server(data, server, now, wall))
+            try:
+                actions = self.dhcp.receive_from_server(data, server, now, wall)
+            except Exception:
+                self.runner.boundary.caught("dhcp_server_reply")
+                return
+            self.runner.submit(actions)
 
     def _tunnel_readable(self) -> None:
         _, _, punts = self.fastpath.pump_tunnel(

@@ -284,7 +284,12 @@ class DMPANode:
             if self._log_limit.allow(type(exc).__name__, self.clock.now()):  # MSs trigger it
                 log.warning("aaa failed mac=%s error=%s", mac, exc)
             profile = None
-        self.runner.submit(self.core.aaa_result(mac, profile, self.clock.now(), self.clock.wall()))
+        try:
+            actions = self.core.aaa_result(mac, profile, self.clock.now(), self.clock.wall())
+        except Exception:
+            self.runner.boundary.caught("aaa_result")
+            return
+        self.runner.submit(actions)
 
     # --- show -----------------------------------------------------------------------------
 
