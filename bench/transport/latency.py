@@ -18,12 +18,13 @@ pids`` in the lab's namespaces); the testbed is torn down at the end, on error a
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import statistics
 import subprocess
 import sys
 
-from router.lab.throughput import Testbed, testbed
+from router.lab.throughput import Testbed, default_results_dir, testbed
 from router.lab.tools import parse_ping
 from router.lab.topology import CN_ADDRESS
 
@@ -55,7 +56,8 @@ def pin(bed: Testbed, mask: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.transport.latency", description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--offload", action="store_true")
+    parser.add_argument("--offload", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     cases = {"free": ("0x3", None), "same-cpu": ("0x1", 0), "cross-cpu": ("0x1", 1)}
     runs: dict[str, list[float]] = {name: [] for name in cases}
@@ -71,6 +73,19 @@ def main(argv: list[str] | None = None) -> int:
         name: {"median_us": statistics.median(v), "runs": v} for name, v in runs.items() if v
     }
     print(json.dumps(summary, indent=2))
+    if not args.no_save:
+        directory = default_results_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
+        path = directory / f"{stamp}-latency.json"
+        report = {
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "offload": args.offload,
+            "ping": "300 echoes 5 ms apart, MS -> CN, average RTT per run",
+            "cases": summary,
+        }
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"saved {path}")
     return 0
 
 
