@@ -556,7 +556,7 @@ class _Loader:
         if socket is not None and len(bytes(socket)) > SUN_PATH:
             s.error("control_socket", f"longer than the {SUN_PATH} bytes a unix socket path holds")
         log_level = s.get("log_level", _choice(*LOG_LEVELS), "info")
-        offload = s.get("offload", _boolean, False)
+        offload = s.get("offload", _boolean, True)
         key_file = s.get("key_file", _path)
         window = s.get(
             "replay_window", _number(0, 300, low_open=True), float(DEFAULT_REPLAY_WINDOW)

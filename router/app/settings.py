@@ -50,7 +50,7 @@ class NodeSettings:
     log_level: str = "info"
     #: TAP/TUN offload (``IFF_VNET_HDR`` + ``TUNSETOFFLOAD`` CSUM|TSO4): TCP super-packets
     #: arrive whole and the fastpath splits them for the tunnel (``fastpath.segment``).
-    offload: bool = False
+    offload: bool = True
     #: The RFC 4285 key file (``SPI HEX-KEY`` a line, mode 600), read at start and on SIGHUP.
     key_file: Path | None = None
     #: MESG-ID "close enough" window, seconds (RFC 4285 section 6).

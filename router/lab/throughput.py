@@ -81,6 +81,8 @@ LINK_IF = "ab0"  # A -- B
 IPERF_PORT = 5201
 LOSS_LIMIT_PCT = 1.0
 UDP_PAYLOAD = 64
+#: IPv4 packet sizes of the per-size TCP sweep (MSS = size - 40; Linux's smallest MSS is 88).
+SWEEP_SIZES = (128, 256, 512, 1024, 1500)
 
 
 class Chain(Lab):
@@ -201,7 +203,7 @@ class Testbed:
 
 
 @contextlib.contextmanager
-def testbed(variant: str, *, fastpath: str = "auto", offload: bool = False) -> Iterator[Testbed]:
+def testbed(variant: str, *, fastpath: str = "auto", offload: bool = True) -> Iterator[Testbed]:
     """Build ``variant``, wait until h1 reaches h2, yield it; always tear it all down."""
     if variant == "appliance":
         with _appliance(fastpath, offload) as bed:
@@ -217,6 +219,7 @@ def _appliance(fastpath: str, offload: bool) -> Iterator[Testbed]:
     from router.lab.domain import Domain
 
     with Lab() as lab:
+        bridge_nf = _no_bridge_netfilter(lab)
         profiles = [MobileProfile(NAI, lab.ms_mac(), "dhcp")]
         domain = Domain(lab, profiles, fastpath=fastpath, offload=offload)
         try:
@@ -230,13 +233,37 @@ def _appliance(fastpath: str, offload: bool) -> Iterator[Testbed]:
             except LabError as exc:
                 tails = "\n".join(f"--- {r}\n{domain.tail(r, 15)}" for r in domain.processes)
                 raise LabError(f"{exc}\n{tails}") from exc
-            notes = {"ms_address": str(lease.address), "fastpath": fastpath, "offload": offload}
+            notes = {
+                "ms_address": str(lease.address),
+                "fastpath": fastpath,
+                "offload": offload,
+                "bridge_netfilter": bridge_nf,
+            }
             yield Testbed("appliance", lab, "ms", "cn", str(CN_ADDRESS), notes)
             for role, process in domain.processes.items():
                 if process.poll() is not None:
                     raise LabError(f"{role} exited during the runs:\n{domain.tail(role)}")
         finally:
             domain.stop()
+
+
+#: The lab's namespaces that hold a bridge or send through one.
+_LAB_NAMESPACES = ("cn", "lm", "tr", "m1", "m2", "b1", "b2", "ms")
+
+
+def _no_bridge_netfilter(lab: Lab) -> str:
+    """Turn off bridge netfilter (``net.bridge.bridge-nf-call-*``, per namespace) in the lab's
+    namespaces. Where the host has ``br_netfilter`` loaded, every frame crossing the lab's
+    base-station, DMPA and transport bridges goes through the IPv4/IPv6 netfilter hooks: perf
+    put 10-16 % of the appliance's CPU there, a cost of the lab's bridges that the kernel and
+    tayga variants (no bridges) do not pay. Returns what was done, for the notes."""
+    keys = ("iptables", "ip6tables", "arptables")
+    done = "off"
+    for short in _LAB_NAMESPACES:
+        argv = ["sysctl", "-q", "-w", *(f"net.bridge.bridge-nf-call-{k}=0" for k in keys)]
+        if lab.exec(short, argv, check=False).returncode != 0:
+            done = "absent (no br_netfilter)"
+    return done
 
 
 def missing_tools(variants: Sequence[str]) -> list[str]:
@@ -265,6 +292,7 @@ def iperf3(
     streams: int = 1,
     reverse: bool = False,
     udp_bps: int | None = None,
+    mss: int | None = None,
     length: int | None = None,
     omit: int = 0,
 ) -> dict[str, Any]:
@@ -281,7 +309,8 @@ def iperf3(
     try:
         wait_until(lambda: _listening(bed, IPERF_PORT), 10.0, "iperf3 listening", interval=0.02)
         argv = ["iperf3", "-c", bed.dst, "-p", str(IPERF_PORT), "-J", "--connect-timeout", "3000"]
-        argv += ["-t", f"{seconds:g}", "-P", str(streams)]
+        # iperf3 takes whole seconds (0 would mean forever)
+        argv += ["-t", str(max(1, round(seconds))), "-P", str(streams)]
         if omit:
             argv += ["-O", str(omit)]
         if reverse:
@@ -290,6 +319,8 @@ def iperf3(
             argv += ["-u", "-b", str(udp_bps)]
         if length is not None:
             argv += ["-l", str(length)]
+        if mss is not None:
+            argv += ["-M", str(mss)]
         result = bed.lab.exec(bed.client, argv, timeout=seconds + omit + 30, check=False)
         try:
             data: dict[str, Any] = json.loads(result.stdout)
@@ -324,10 +355,12 @@ class UdpPoint:
         }
 
 
-def udp_point(bed: Testbed, *, kpps: float | None, seconds: float) -> UdpPoint:
-    """64-byte datagrams h1 -> h2 at ``kpps`` (None: as fast as the client can)."""
-    bps = 0 if kpps is None else round(kpps * 1000 * UDP_PAYLOAD * 8)
-    data = iperf3(bed, seconds=seconds, udp_bps=bps, length=UDP_PAYLOAD)
+def udp_point(
+    bed: Testbed, *, kpps: float | None, seconds: float, length: int = UDP_PAYLOAD
+) -> UdpPoint:
+    """``length``-byte datagrams h1 -> h2 at ``kpps`` (None: as fast as the client can)."""
+    bps = 0 if kpps is None else round(kpps * 1000 * length * 8)
+    data = iperf3(bed, seconds=seconds, udp_bps=bps, length=length)
     total = data["end"]["sum"]
     sent = int(total["packets"])
     lost = max(0, int(total["lost_packets"]))
@@ -360,6 +393,27 @@ def udp_search(bed: Testbed, *, seconds: float, steps: int) -> dict[str, Any]:
             high = rate
         rate = (low + high) / 2
     return {"kpps": best, "bound": "loss", "points": points}
+
+
+def tcp_sweep(bed: Testbed, *, sizes: Sequence[int], seconds: float) -> list[dict[str, float]]:
+    """Per IPv4 packet size, one TCP stream h1 -> h2 with its MSS set so that full segments
+    are ``size``-byte IPv4 packets (``iperf3 -M``: MSS = size - 40): the receiver's goodput, and
+    the packets per second that makes. TCP paces itself, so the figure is what the path carries
+    at that size, not what a generator lost."""
+    out = []
+    for size in sizes:
+        mss = size - 40
+        data = iperf3(bed, seconds=seconds, streams=1, reverse=False, omit=1, mss=mss)
+        gbit_s = float(data["end"]["sum_received"]["bits_per_second"]) / 1e9
+        out.append(
+            {
+                "packet": size,
+                "mss": mss,
+                "goodput_gbit_s": round(gbit_s, 3),
+                "kpps": round(gbit_s * 1e9 / 8 / mss / 1000, 1),
+            }
+        )
+    return out
 
 
 def ping_rtt_us(bed: Testbed, *, count: int = 50) -> float:
@@ -401,7 +455,9 @@ class Settings:
     udp_steps: int = 5
     ping_count: int = 50
     fastpath: str = "auto"
-    offload: bool = False  # the appliance's [node] offload (TAP/TUN IFF_VNET_HDR)
+    offload: bool = True  # the appliance's [node] offload (TAP/TUN IFF_VNET_HDR), its default
+    sweep_sizes: tuple[int, ...] = SWEEP_SIZES  # packet sizes of the TCP sweep (once per variant)
+    sweep_seconds: float = 2.0
 
 
 def measure_variant(
@@ -430,10 +486,18 @@ def measure_variant(
         rtt = ping_rtt_us(bed, count=settings.ping_count)
         out["ping_us"]["runs"].append(round(rtt, 1))
         say(f"  {bed.variant} run {run + 1}: ping {rtt:.0f} us")
+    if settings.sweep_sizes:
+        sweep = tcp_sweep(bed, sizes=settings.sweep_sizes, seconds=settings.sweep_seconds)
+        say(
+            f"  {bed.variant} sweep: "
+            + ", ".join(f"{p['packet']} B {p['goodput_gbit_s']:.2f} Gbit/s" for p in sweep)
+        )
     for metric in out.values():
         runs = metric["runs"]
         metric["median"] = round(statistics.median(runs), 3)
         metric["min"], metric["max"] = min(runs), max(runs)
+    if settings.sweep_sizes:
+        out["tcp_sweep"] = {"points": sweep}
     return out
 
 
@@ -514,6 +578,8 @@ def run_all(
             "ping_count": settings.ping_count,
             "fastpath": settings.fastpath,
             "offload": settings.offload,
+            "sweep_sizes": list(settings.sweep_sizes),
+            "sweep_seconds": settings.sweep_seconds,
             "mtu": {"hosts": ACCESS_MTU, "transport": TRANSPORT_MTU},
         },
         "source": _version(
@@ -557,6 +623,44 @@ def save(report: dict[str, Any], directory: Path) -> Path:
     return path
 
 
+def plot(report: dict[str, Any], path: Path) -> Path | None:
+    """A PNG of the TCP sweep: goodput and packets per second per IPv4 packet size, one line
+    per variant (one stream h1 -> h2, MSS = size - 40). None if matplotlib is missing (the
+    ``lab`` extra) or no variant has a sweep."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    results = report["results"]
+    variants = [v for v in VARIANTS if "tcp_sweep" in results.get(v, {})]
+    if not variants:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for variant in variants:
+        points = results[variant]["tcp_sweep"]["points"]
+        sizes = [p["packet"] for p in points]
+        left.plot(sizes, [p["goodput_gbit_s"] for p in points], marker="o", label=variant)
+        right.plot(sizes, [p["kpps"] for p in points], marker="o", label=variant)
+    left.set(xlabel="IPv4 packet size, bytes", ylabel="TCP goodput, Gbit/s", yscale="log")
+    right.set(xlabel="IPv4 packet size, bytes", ylabel="full-sized segments, kpps", yscale="log")
+    for ax in (left, right):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    offload = report["settings"].get("offload")
+    fig.suptitle(
+        f"one TCP stream h1 -> h2 per packet size (MSS = size - 40), {report['date']}, "
+        f"{report['cpus']} CPUs, appliance offload {'on' if offload else 'off'}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="netlmm lab bench", description="kernel vs tayga pair vs appliance, side by side"
@@ -582,7 +686,15 @@ def add_arguments(parser: argparse.ArgumentParser, *, fastpath: bool = True) -> 
     )
     parser.add_argument("--no-save", action="store_true", help="bench: print only, save no JSON")
     parser.add_argument(
-        "--offload", action="store_true", help="bench: the appliance with [node] offload = yes"
+        "--offload",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bench: the appliance with [node] offload = yes (its default) or no",
+    )
+    parser.add_argument(
+        "--sweep-sizes",
+        default=",".join(map(str, SWEEP_SIZES)),
+        help="bench: IPv4 packet sizes of the TCP sweep, comma-separated, >= 128 ('' for none)",
     )
     if fastpath:
         parser.add_argument("--fastpath", choices=("auto", "compiled", "reference"), default="auto")
@@ -608,6 +720,7 @@ def run(args: argparse.Namespace) -> int:
         udp_seconds=float(args.udp_seconds),
         fastpath=str(getattr(args, "fastpath", "auto")),
         offload=bool(args.offload),
+        sweep_sizes=tuple(int(x) for x in str(args.sweep_sizes).split(",") if x.strip()),
     )
 
     def say(text: str) -> None:
@@ -625,6 +738,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_save:
         path = save(report, args.results_dir or default_results_dir())
         print(f"\nsaved {path}")
+        image = plot(report, path.with_suffix(".png"))
+        if image is not None:
+            print(f"saved {image}")
     return 1 if report["errors"] else 0
 
 

@@ -1,0 +1,86 @@
+"""A/B of the appliance's data-path settings in alternating runs (issue 7).
+
+``sudo .venv/bin/python -m bench.transport.ab [--rounds 3 --seconds 4]``: per round, the
+appliance testbed of ``make bench-lab`` (:func:`router.lab.throughput.testbed`) with ``[node]
+offload = no``, then with ``offload = yes``; in the latter, bridge netfilter on the lab's bridges
+(``net.bridge.bridge-nf-call-*``, per namespace) first back on, then off (the bench's setting).
+Each cell: one TCP stream h1 -> h2 and one h2 -> h1, Gbit/s. The machine is shared: only the
+alternation within one invocation makes the cells comparable. JSON:
+``bench/results/<date>-ab.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+
+from router.lab.throughput import Testbed, default_results_dir, tcp_gbit_s, testbed
+
+LAB_NAMESPACES = ("cn", "lm", "tr", "m1", "m2", "b1", "b2", "ms")
+
+
+def bridge_netfilter(bed: Testbed, on: bool) -> None:
+    value = "1" if on else "0"
+    keys = ("iptables", "ip6tables", "arptables")
+    for short in LAB_NAMESPACES:
+        argv = ["sysctl", "-q", "-w", *(f"net.bridge.bridge-nf-call-{k}={value}" for k in keys)]
+        bed.lab.exec(short, argv, check=False)
+
+
+def cell(bed: Testbed, seconds: float) -> dict[str, float]:
+    return {
+        "up": round(tcp_gbit_s(bed, seconds=seconds, streams=1, reverse=False), 3),
+        "down": round(tcp_gbit_s(bed, seconds=seconds, streams=1, reverse=True), 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.transport.ab", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args(argv)
+    runs: dict[str, list[dict[str, float]]] = {
+        "offload=no, bridge_nf=off": [],
+        "offload=yes, bridge_nf=on": [],
+        "offload=yes, bridge_nf=off": [],
+    }
+    for _ in range(max(1, args.rounds)):
+        with testbed("appliance", offload=False) as bed:
+            runs["offload=no, bridge_nf=off"].append(cell(bed, args.seconds))
+        with testbed("appliance", offload=True) as bed:
+            bridge_netfilter(bed, True)
+            runs["offload=yes, bridge_nf=on"].append(cell(bed, args.seconds))
+            bridge_netfilter(bed, False)
+            runs["offload=yes, bridge_nf=off"].append(cell(bed, args.seconds))
+        print({name: r[-1] for name, r in runs.items()}, flush=True)
+    summary = {
+        name: {
+            "up_median": statistics.median(r["up"] for r in cells),
+            "down_median": statistics.median(r["down"] for r in cells),
+            "runs": cells,
+        }
+        for name, cells in runs.items()
+    }
+    for name, entry in summary.items():
+        print(f"{name:28} up {entry['up_median']:.2f}  down {entry['down_median']:.2f} Gbit/s")
+    if not args.no_save:
+        directory = default_results_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
+        path = directory / f"{stamp}-ab.json"
+        report = {
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "seconds": args.seconds,
+            "cases": summary,
+        }
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Ceilings of the transport leg's I/O in the lab's shape, without the appliance (issue 7).
+
+``sudo .venv/bin/python -m bench.transport.probe`` (root: namespaces) compiles
+``probe.c`` into a temporary directory, builds ``a -- [tr br0] -- b`` in network namespaces
+(veth + bridge, MTU 1600, 2001:db8:100::/64, as the lab's transport), and runs one sender in
+``a`` and one receiver in ``b`` at the same time, each bounded by ``--seconds``, for every case
+below. It prints one line per case and saves the JSON beside the lab bench's results. The
+namespaces go away at the end, on error and Ctrl-C too (the :class:`Lab` machinery).
+
+The packets are 1540-byte IPv4-in-IPv6 (a 1500-byte inner IPv4 TCP segment of one in-order
+flow, checksums valid), what the appliance sends for a full-sized MS packet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from router.lab.throughput import default_results_dir
+from router.lab.topology import BRIDGE, Lab, LabError, _ip
+
+SOURCE = Path(__file__).with_name("probe.c")
+A6, B6 = "2001:db8:100::11", "2001:db8:100::1"
+IF = "tr0"
+MTU = 1600
+SIZE = 1540
+
+# (name, sender mode, receiver mode, GRO on the receiving path, what it shows)
+CASES = (
+    ("raw-raw", "tx-raw", "rx-raw", False, "today's appliance: sendmmsg -> recvmmsg"),
+    ("ring-raw", "tx-ring", "rx-raw", False, "AF_PACKET TX ring + qdisc bypass -> recvmmsg"),
+    ("raw-ring", "tx-raw", "rx-ring", False, "sendmmsg -> AF_PACKET TPACKET_V3 RX ring"),
+    ("ring-ring", "tx-ring", "rx-ring", False, "both rings"),
+    ("raw-raw+gro", "tx-raw", "rx-raw", True, "GRO (veth NAPI) on b's path -> recvmmsg 64 KiB"),
+    ("raw-vnet+gro", "tx-raw", "rx-vnet", True, "GRO -> AF_PACKET PACKET_VNET_HDR"),
+    ("ring-raw+gro", "tx-ring", "rx-raw", True, "TX ring, GRO -> recvmmsg 64 KiB"),
+)
+
+
+class Pair(Lab):
+    """``a -- [tr br0] -- b``: the lab's transport between one DMPA and the DLMAP."""
+
+    def _build(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for short in ("a", "tr", "b"):
+            self._namespaces.append(self.ns(short))
+            _ip("netns", "add", self.ns(short))
+            self._link(short, "set", "lo", "up")
+        self._bridge("tr", MTU)
+        for short, address in (("a", A6), ("b", B6)):
+            self.exec(short, ["sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0"])
+            self._veth(short, IF, "tr", f"p{short}", MTU)
+            self._link("tr", "set", f"p{short}", "master", BRIDGE, "up")
+            self._addr(short, f"{address}/64", IF, "nodad")
+        # The rings read below the IP stack, which still sees every packet: without a
+        # listener for next header 4 it would answer each with an ICMPv6 error. Drop them
+        # before the stack in the ring cases only (see _case).
+
+    def wait_ready(self, timeout: float = 20.0) -> float:
+        began = time.monotonic()
+        self.exec("a", ["ping", "-6", "-c", "1", "-W", "5", B6], timeout=timeout)
+        return time.monotonic() - began
+
+    def mac(self, short: str) -> str:
+        out = _ip("-n", self.ns(short), "-j", "link", "show", IF)
+        return str(json.loads(out)[0]["address"])
+
+
+def _gro(lab: Pair, binary: str, on: bool) -> None:
+    """GRO on every receiving veth end of the path, and TSO off on every sending end: veth
+    hands a packet to its peer's GRO only when the sender has no TSO (the kernel assumes a
+    TSO sender already sends super-packets: veth_skb_is_eligible_for_gro)."""
+    gro, tso = ("on", "off") if on else ("off", "on")
+    lab.exec("b", [binary, "gro", IF, gro])
+    lab.exec("a", [binary, "tso", IF, tso])
+    for port in ("pa", "pb"):
+        lab.exec("tr", [binary, "gro", port, gro])
+        lab.exec("tr", [binary, "tso", port, tso])
+
+
+def _case(
+    lab: Pair, binary: str, case: tuple[str, str, str, bool, str], seconds: float
+) -> dict[str, Any]:
+    _, tx, rx, gro, _ = case
+    _gro(lab, binary, gro)
+    ring_rx = rx in ("rx-ring", "rx-vnet")
+    if ring_rx:
+        lab.exec(
+            "b",
+            ["nft", "add table ip6 probe; add chain ip6 probe pre { type filter hook prerouting"
+             " priority -300; }; add rule ip6 probe pre ip6 nexthdr 4 drop"],
+        )  # fmt: skip
+    try:
+        rx_argv = [binary, rx, B6 if rx == "rx-raw" else IF, f"{seconds + 1.5:g}"]
+        receiver = lab.popen("b", rx_argv)
+        time.sleep(0.3)
+        if tx == "tx-raw":
+            tx_argv = [binary, tx, A6, B6, f"{seconds:g}", str(SIZE)]
+        else:
+            tx_argv = [binary, tx, IF, lab.mac("b"), A6, B6, f"{seconds:g}", str(SIZE)]
+        sent = lab.exec("a", tx_argv, timeout=seconds + 10)
+        out, err = receiver.communicate(timeout=seconds + 10)
+        lab.forget(receiver)
+    finally:
+        if ring_rx:
+            lab.exec("b", ["nft", "delete table ip6 probe"], check=False)
+    result = {"tx": json.loads(sent.stdout), "rx": json.loads(out), "gro": gro}
+    if err.strip():
+        result["rx_note"] = err.strip()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.transport.probe", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=3.0, help="each sender's run")
+    parser.add_argument("--rounds", type=int, default=3, help="every case, alternating")
+    parser.add_argument("--cases", default=",".join(c[0] for c in CASES))
+    parser.add_argument("--no-save", action="store_true")
+    args = parser.parse_args(argv)
+    wanted = [c for c in CASES if c[0] in args.cases.split(",")]
+    if not shutil.which("gcc") or not shutil.which("nft"):
+        print("needs gcc and nft", file=sys.stderr)
+        return 2
+    report: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "size": SIZE,
+        "mtu": MTU,
+        "seconds": args.seconds,
+        "cases": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="netlmm-probe-") as tmp:
+        binary = str(Path(tmp) / "probe")
+        subprocess.run(["gcc", "-O2", "-o", binary, str(SOURCE)], check=True, timeout=60)
+        with Pair() as lab:
+            for case in [c for _ in range(max(1, args.rounds)) for c in wanted]:
+                runs = report["cases"].setdefault(case[0], {"what": case[4], "runs": []})
+                try:
+                    result = _case(lab, binary, case, args.seconds)
+                except (LabError, ValueError, subprocess.SubprocessError) as exc:
+                    print(f"{case[0]}: FAILED {exc}", flush=True)
+                    runs["runs"].append({"error": str(exc)})
+                    continue
+                runs["runs"].append(result)
+                tx, rx = result["tx"], result["rx"]
+                print(
+                    f"{case[0]:14} tx {tx.get('kpps', 0):7.1f} kpps  rx {rx.get('kpps', 0):7.1f}"
+                    f" kpps {rx.get('gbit_s', 0):6.2f} Gbit/s  reads {rx.get('reads', 0):>9}"
+                    f" super {rx.get('super', 0):>8}  ({case[4]})",
+                    flush=True,
+                )
+    print("\nmedians (kpps of 1540-byte packets received; Gbit/s of outer IPv6 bytes):")
+    for name, entry in report["cases"].items():
+        ok = [r for r in entry["runs"] if "rx" in r]
+        if not ok:
+            continue
+        entry["rx_kpps_median"] = statistics.median(r["rx"].get("kpps", 0.0) for r in ok)
+        entry["tx_kpps_median"] = statistics.median(r["tx"].get("kpps", 0.0) for r in ok)
+        entry["rx_gbit_s_median"] = statistics.median(r["rx"].get("gbit_s", 0.0) for r in ok)
+        print(
+            f"  {name:14} tx {entry['tx_kpps_median']:7.1f}  rx {entry['rx_kpps_median']:7.1f}"
+            f" kpps  {entry['rx_gbit_s_median']:5.2f} Gbit/s  ({entry['what']})"
+        )
+    if not args.no_save:
+        directory = default_results_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
+        path = directory / f"{stamp}-transport-probe.json"
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
