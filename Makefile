@@ -15,7 +15,7 @@ STAMPS := .stamps
 APT_PACKAGES := tshark python3-venv python3-dev gcc iproute2 udhcpc iputils-arping \
 	iputils-ping kea-dhcp4-server dnsmasq-base freeradius freeradius-utils iperf3 tayga nftables
 
-.PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak clean
+.PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults clean
 
 all: test
 
@@ -89,6 +89,14 @@ fuzz: setup
 # goes under bench/results/.
 soak: setup
 	$(BIN)/netlmm lab soak
+
+# Fault runs (needs root, a few minutes): 100 real DHCP hosts register and hand over with 20 %
+# of MH packets dropped each way (nftables in the lab), then SIGKILL + restart of the DLMAP and
+# of a DMPA under a UDP stream, 5 rounds each; prints the times.
+faults: setup
+	$(BIN)/python -m router.lab.faults loss --count 100 --percent 20
+	$(BIN)/python -m router.lab.faults restart --role dlmap --rounds 5
+	$(BIN)/python -m router.lab.faults restart --role dmpa1 --rounds 5
 
 clean:
 	rm -rf build dist *.egg-info $(STAMPS) fastpath/*.c fastpath/*.so
