@@ -11,8 +11,11 @@
  *   probe rx-raw  LOCAL6 SECONDS                    raw protocol-4 socket, recvmmsg of 64 (64 KiB)
  *   probe rx-ring IF SECONDS                        AF_PACKET TPACKET_V3 RX ring
  *   probe rx-vnet IF SECONDS                        AF_PACKET + PACKET_VNET_HDR, recvmmsg (64 KiB)
- *   probe tx-xdp IF DSTMAC SRC6 DST6 SECONDS SIZE  AF_XDP socket (queue 0), TX ring only, no
- *                                                   XDP program; zero-copy tried first, then copy
+ *   probe tx-xdp IF DSTMAC SRC6 DST6 SECONDS SIZE BUDGET
+ *                                                   AF_XDP socket (queue 0), TX ring only, no
+ *                                                   XDP program; zero-copy tried first, then copy;
+ *                                                   BUDGET > 0: XDP_MAX_TX_SKB_BUDGET (copy mode's
+ *                                                   descriptors per sendto, kernel default 32)
  *   probe rx-xdp IF SECONDS native|skb             AF_XDP socket (queue 0) behind libxdp's default
  *                                                   program (XDP_REDIRECT to the XSK) attached in
  *                                                   driver (veth NAPI) or generic mode; zero-copy
@@ -52,6 +55,9 @@
 #include <linux/if_xdp.h>
 #include <xdp/libxdp.h>
 #include <xdp/xsk.h>
+#ifndef XDP_MAX_TX_SKB_BUDGET
+#define XDP_MAX_TX_SKB_BUDGET 9 /* Linux 6.17; Debian 12's headers are older */
+#endif
 #endif
 
 #define BATCH 64
@@ -441,10 +447,13 @@ static int tx_xdp(char **av) {
     if (inet_pton(AF_INET6, av[2], &src) != 1 || inet_pton(AF_INET6, av[3], &dst) != 1) return 2;
     double secs = atof(av[4]);
     size_t size = atoi(av[5]);
+    unsigned budget = atoi(av[6]);
     struct xsk x;
     memset(&x, 0, sizeof x);
     xsk_open(&x, ifname, 0);
     int fd = xsk_socket__fd(x.sock), ufd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (budget && setsockopt(fd, SOL_XDP, XDP_MAX_TX_SKB_BUDGET, &budget, sizeof budget) < 0)
+        die("XDP_MAX_TX_SKB_BUDGET");
     struct ifreq ifr; /* an XSK takes no interface ioctl */
     memset(&ifr, 0, sizeof ifr);
     snprintf(ifr.ifr_name, IFNAMSIZ, "%s", ifname);
@@ -563,7 +572,7 @@ int main(int argc, char **argv) {
         {"tx-raw", 4, tx_raw}, {"tx-ring", 6, tx_ring}, {"rx-raw", 2, rx_raw},
         {"rx-ring", 2, rx_ring}, {"rx-vnet", 2, rx_vnet}, {"gro", 2, gro}, {"tso", 2, tso},
 #ifdef HAVE_XDP
-        {"tx-xdp", 6, tx_xdp}, {"rx-xdp", 3, rx_xdp},
+        {"tx-xdp", 7, tx_xdp}, {"rx-xdp", 3, rx_xdp},
 #endif
     };
     for (size_t i = 0; argc >= 2 && i < sizeof modes / sizeof *modes; i++)

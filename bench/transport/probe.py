@@ -44,9 +44,11 @@ CASES = (
     ("raw-vnet+gro", "tx-raw", "rx-vnet", True, "GRO -> AF_PACKET PACKET_VNET_HDR"),
     ("ring-raw+gro", "tx-ring", "rx-raw", True, "TX ring, GRO -> recvmmsg 64 KiB"),
     ("xdp-raw", "tx-xdp", "rx-raw", False, "AF_XDP TX (no program) -> recvmmsg"),
+    ("xdp2k-raw", "tx-xdp2k", "rx-raw", False, "AF_XDP TX, 2048 descriptors a sendto -> recvmmsg"),
     ("raw-xdp", "tx-raw", "rx-xdp", False, "sendmmsg -> native XDP redirect -> AF_XDP RX"),
     ("raw-xdpskb", "tx-raw", "rx-xdpskb", False, "sendmmsg -> generic XDP -> AF_XDP RX"),
     ("xdp-xdp", "tx-xdp", "rx-xdp", False, "AF_XDP at both ends (native XDP on b)"),
+    ("xdp2k-xdp", "tx-xdp2k", "rx-xdp", False, "AF_XDP at both ends, 2048 a sendto"),
     ("ring-xdp", "tx-ring", "rx-xdp", False, "AF_PACKET TX ring -> native XDP -> AF_XDP RX"),
 )
 # The AF_XDP modes need libxdp and libbpf (Debian packages, header -> package).
@@ -129,6 +131,9 @@ def _case(
             tx_argv = [binary, tx, A6, B6, f"{seconds:g}", str(SIZE)]
         else:
             tx_argv = [binary, tx, IF, lab.mac("b"), A6, B6, f"{seconds:g}", str(SIZE)]
+        if tx.startswith("tx-xdp"):  # copy mode's descriptors per sendto: kernel's 32 or 2048
+            tx_argv[1:2] = ["tx-xdp"]
+            tx_argv.append("2048" if tx == "tx-xdp2k" else "0")
         sent = lab.exec("a", tx_argv, timeout=seconds + 10)
         out, err = receiver.communicate(timeout=seconds + 10)
         lab.forget(receiver)
