@@ -526,13 +526,13 @@ static int rx_xdp(char **av) {
             poll(&pfd, 1, 100);
             continue;
         }
-        if (!start) start = now();
         uint32_t fidx;
         if (xsk_ring_prod__reserve(&x.fq, n, &fidx) != n) die("fill ring"); /* n came back */
         for (unsigned i = 0; i < n; i++) {
             const struct xdp_desc *d = xsk_ring_cons__rx_desc(&x.rx, idx + i);
             const uint8_t *p = xsk_umem__get_data(x.area, d->addr);
             if (d->len >= 54 && p[12] == 0x86 && p[13] == 0xdd && p[20] == 4) {
+                if (!start) start = now(); /* not at a stray ND or MLD packet before the run */
                 unsigned s = segments(p + 54, d->len - 54, 0);
                 packets += s, reads++, bytes += d->len - 14;
             } else other++;
