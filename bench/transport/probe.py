@@ -9,6 +9,9 @@ namespaces go away at the end, on error and Ctrl-C too (the :class:`Lab` machine
 
 The packets are 1540-byte IPv4-in-IPv6 (a 1500-byte inner IPv4 TCP segment of one in-order
 flow, checksums valid), what the appliance sends for a full-sized MS packet.
+
+The AF_XDP cases (``*xdp*``) need libxdp and libbpf (Debian: libxdp-dev libbpf-dev); without
+them the probe says which packages are missing and runs the other cases.
 """
 
 from __future__ import annotations
