@@ -11,9 +11,21 @@
  *   probe rx-raw  LOCAL6 SECONDS                    raw protocol-4 socket, recvmmsg of 64 (64 KiB)
  *   probe rx-ring IF SECONDS                        AF_PACKET TPACKET_V3 RX ring
  *   probe rx-vnet IF SECONDS                        AF_PACKET + PACKET_VNET_HDR, recvmmsg (64 KiB)
+ *   probe tx-xdp IF DSTMAC SRC6 DST6 SECONDS SIZE BUDGET
+ *                                                   AF_XDP socket (queue 0), TX ring only, no
+ *                                                   XDP program; zero-copy tried first, then copy;
+ *                                                   BUDGET > 0: XDP_MAX_TX_SKB_BUDGET (copy mode's
+ *                                                   descriptors per sendto, kernel default 32)
+ *   probe rx-xdp IF SECONDS native|skb             AF_XDP socket (queue 0) behind libxdp's default
+ *                                                   program (XDP_REDIRECT to the XSK) attached in
+ *                                                   driver (veth NAPI) or generic mode; zero-copy
+ *                                                   tried first
  *   probe gro IF on|off                             ETHTOOL_SGRO (veth: GRO needs NAPI, on = NAPI)
  *   probe tso IF on|off                             ETHTOOL_STSO (veth GRO only takes packets from
  *                                                   a peer without TSO: veth_skb_is_eligible_for_gro)
+ *
+ * The two AF_XDP modes exist only when compiled with -DHAVE_XDP -lxdp -lbpf (Debian:
+ * libxdp-dev libbpf-dev); they print on stderr which bind they got and the socket's drop counters.
  *
  * "packets" counts wire-sized packets (a GRO super-packet counts as the segments it carries),
  * "reads" the packets the socket handed over, "super" the super-packets among them.
@@ -38,6 +50,15 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef HAVE_XDP
+#include <linux/if_link.h>
+#include <linux/if_xdp.h>
+#include <xdp/libxdp.h>
+#include <xdp/xsk.h>
+#ifndef XDP_MAX_TX_SKB_BUDGET
+#define XDP_MAX_TX_SKB_BUDGET 9 /* Linux 6.17; Debian 12's headers are older */
+#endif
+#endif
 
 #define BATCH 64
 #define BIG 65600
@@ -348,6 +369,188 @@ static int rx_vnet(char **av) {
     return 0;
 }
 
+#ifdef HAVE_XDP
+#define XFRAMES 4096
+#define XFRAME XSK_UMEM__DEFAULT_FRAME_SIZE
+
+struct xsk {
+    struct xsk_umem *umem;
+    struct xsk_socket *sock;
+    struct xsk_ring_prod fq, tx;
+    struct xsk_ring_cons cq, rx;
+    uint8_t *area;
+    const char *bind; /* "zerocopy" or "copy" */
+    const char *attach; /* "native", "skb" or "none" */
+};
+
+/* One AF_XDP socket on ifname queue 0: tries zero-copy, then copy; for RX (rx = 1 native,
+ * rx = 2 generic), attaches libxdp's default program, native falling back to generic. Every
+ * refusal goes to stderr with its errno text. */
+static void xsk_open(struct xsk *x, const char *ifname, int rx) {
+    x->area = mmap(NULL, (size_t)XFRAMES * XFRAME, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (x->area == MAP_FAILED) die("mmap umem");
+    /* fill ring twice the frames: the kernel publishes what it took from it lazily, so a ring
+     * of exactly the frames would be "full" while every frame is in use */
+    struct xsk_umem_config uc = {.fill_size = 2 * XFRAMES, .comp_size = XFRAMES,
+                                 .frame_size = XFRAME, .frame_headroom = 0};
+    int err = xsk_umem__create(&x->umem, x->area, (uint64_t)XFRAMES * XFRAME, &x->fq, &x->cq, &uc);
+    if (err) errno = -err, die("xsk_umem__create");
+    const uint32_t attach[] = {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+    const char *attach_name[] = {"native", "skb"};
+    const uint16_t bind[] = {XDP_ZEROCOPY, XDP_COPY};
+    const char *bind_name[] = {"zerocopy", "copy"};
+    for (int a = rx == 2 ? 1 : 0; a < (rx ? 2 : 1); a++) {
+        for (int b = 0; b < 2; b++) {
+            struct xsk_socket_config sc = {
+                .rx_size = XSK_RING_CONS__DEFAULT_NUM_DESCS,
+                .tx_size = XSK_RING_PROD__DEFAULT_NUM_DESCS,
+                .libxdp_flags = rx ? 0 : XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD,
+                .xdp_flags = rx ? attach[a] : 0,
+                .bind_flags = bind[b] | XDP_USE_NEED_WAKEUP,
+            };
+            err = xsk_socket__create(&x->sock, ifname, 0, x->umem, rx ? &x->rx : NULL,
+                                     rx ? NULL : &x->tx, &sc);
+            if (!err) {
+                x->bind = bind_name[b], x->attach = rx ? attach_name[a] : "none";
+                fprintf(stderr, "xsk bind %s attach %s\n", x->bind, x->attach);
+                return;
+            }
+            fprintf(stderr, "xsk refused: attach %s bind %s: %s\n", rx ? attach_name[a] : "none",
+                    bind_name[b], strerror(-err));
+        }
+    }
+    errno = -err;
+    die("xsk_socket__create");
+}
+
+static void xsk_stats(struct xsk *x) {
+    struct xdp_statistics st;
+    socklen_t sl = sizeof st;
+    memset(&st, 0, sizeof st);
+    if (getsockopt(xsk_socket__fd(x->sock), SOL_XDP, XDP_STATISTICS, &st, &sl) == 0)
+        fprintf(stderr, "xsk stats rx_dropped %llu rx_invalid %llu tx_invalid %llu rx_ring_full "
+                "%llu fill_ring_empty %llu tx_ring_empty %llu\n",
+                (unsigned long long)st.rx_dropped, (unsigned long long)st.rx_invalid_descs,
+                (unsigned long long)st.tx_invalid_descs, (unsigned long long)st.rx_ring_full,
+                (unsigned long long)st.rx_fill_ring_empty_descs,
+                (unsigned long long)st.tx_ring_empty_descs);
+}
+
+static int tx_xdp(char **av) {
+    const char *ifname = av[0];
+    uint8_t mac[6];
+    if (sscanf(av[1], "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", mac, mac + 1, mac + 2, mac + 3, mac + 4,
+               mac + 5) != 6)
+        return 2;
+    struct in6_addr src, dst;
+    if (inet_pton(AF_INET6, av[2], &src) != 1 || inet_pton(AF_INET6, av[3], &dst) != 1) return 2;
+    double secs = atof(av[4]);
+    size_t size = atoi(av[5]);
+    unsigned budget = atoi(av[6]);
+    struct xsk x;
+    memset(&x, 0, sizeof x);
+    xsk_open(&x, ifname, 0);
+    int fd = xsk_socket__fd(x.sock), ufd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (budget && setsockopt(fd, SOL_XDP, XDP_MAX_TX_SKB_BUDGET, &budget, sizeof budget) < 0)
+        die("XDP_MAX_TX_SKB_BUDGET");
+    struct ifreq ifr; /* an XSK takes no interface ioctl */
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, IFNAMSIZ, "%s", ifname);
+    if (ioctl(ufd, SIOCGIFHWADDR, &ifr) < 0) die("SIOCGIFHWADDR");
+    close(ufd);
+    uint8_t eth[14];
+    memcpy(eth, mac, 6);
+    memcpy(eth + 6, ifr.ifr_hwaddr.sa_data, 6);
+    eth[12] = 0x86, eth[13] = 0xdd;
+    static uint64_t free_frames[XFRAMES];
+    unsigned nfree = 0;
+    for (unsigned i = 0; i < XSK_RING_PROD__DEFAULT_NUM_DESCS; i++)
+        free_frames[nfree++] = (uint64_t)i * XFRAME;
+    uint32_t seq = 1, idx;
+    unsigned long long queued = 0, done = 0, kicks = 0;
+    double start = now(), end = start + secs, t = start;
+    while (t < end) {
+        unsigned n = xsk_ring_cons__peek(&x.cq, XFRAMES, &idx);
+        for (unsigned i = 0; i < n; i++) free_frames[nfree++] = *xsk_ring_cons__comp_addr(&x.cq, idx + i);
+        if (n) xsk_ring_cons__release(&x.cq, n), done += n;
+        unsigned k = nfree < BATCH ? nfree : BATCH;
+        if (k && xsk_ring_prod__reserve(&x.tx, k, &idx) == k) {
+            for (unsigned i = 0; i < k; i++) {
+                uint64_t addr = free_frames[--nfree];
+                uint8_t *p = xsk_umem__get_data(x.area, addr);
+                memcpy(p, eth, 14);
+                build(p + 14, size, &src, &dst, seq);
+                seq += size - PAYLOAD_OFF;
+                struct xdp_desc *d = xsk_ring_prod__tx_desc(&x.tx, idx + i);
+                d->addr = addr, d->len = size + 14;
+            }
+            xsk_ring_prod__submit(&x.tx, k);
+            queued += k;
+        }
+        /* copy mode sends at most 32 descriptors per kick: kick while any are outstanding */
+        if (queued > done) {
+            kicks++;
+            if (sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0) < 0 && errno != EAGAIN &&
+                errno != EBUSY && errno != ENOBUFS && errno != EINTR)
+                die("sendto kick");
+        }
+        t = now();
+    }
+    xsk_stats(&x);
+    fprintf(stderr, "xsk kicks %llu queued %llu completed %llu\n", kicks, queued, done);
+    result("tx-xdp", t - start, done, done, 0, done * size);
+    xsk_socket__delete(x.sock);
+    xsk_umem__delete(x.umem);
+    return 0;
+}
+
+static int rx_xdp(char **av) {
+    double secs = atof(av[1]);
+    struct xsk x;
+    memset(&x, 0, sizeof x);
+    if (strcmp(av[2], "native") && strcmp(av[2], "skb")) return 2;
+    xsk_open(&x, av[0], strcmp(av[2], "skb") == 0 ? 2 : 1);
+    int fd = xsk_socket__fd(x.sock);
+    uint32_t idx;
+    if (xsk_ring_prod__reserve(&x.fq, XFRAMES, &idx) != XFRAMES) die("fill ring");
+    for (unsigned i = 0; i < XFRAMES; i++) *xsk_ring_prod__fill_addr(&x.fq, idx + i) = (uint64_t)i * XFRAME;
+    xsk_ring_prod__submit(&x.fq, XFRAMES);
+    unsigned long long packets = 0, reads = 0, other = 0, bytes = 0;
+    double start = 0, last = 0, end = now() + secs;
+    while (now() < end) {
+        unsigned n = xsk_ring_cons__peek(&x.rx, BATCH, &idx);
+        if (!n) {
+            if (xsk_ring_prod__needs_wakeup(&x.fq)) recvfrom(fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            poll(&pfd, 1, 100);
+            continue;
+        }
+        uint32_t fidx;
+        if (xsk_ring_prod__reserve(&x.fq, n, &fidx) != n) die("fill ring"); /* n came back */
+        for (unsigned i = 0; i < n; i++) {
+            const struct xdp_desc *d = xsk_ring_cons__rx_desc(&x.rx, idx + i);
+            const uint8_t *p = xsk_umem__get_data(x.area, d->addr);
+            if (d->len >= 54 && p[12] == 0x86 && p[13] == 0xdd && p[20] == 4) {
+                if (!start) start = now(); /* not at a stray ND or MLD packet before the run */
+                unsigned s = segments(p + 54, d->len - 54, 0);
+                packets += s, reads++, bytes += d->len - 14;
+            } else other++;
+            *xsk_ring_prod__fill_addr(&x.fq, fidx + i) = d->addr & ~(uint64_t)(XFRAME - 1);
+        }
+        xsk_ring_prod__submit(&x.fq, n);
+        xsk_ring_cons__release(&x.rx, n);
+        last = now();
+    }
+    xsk_stats(&x);
+    fprintf(stderr, "xsk other packets %llu\n", other);
+    result("rx-xdp", start ? last - start : 0, packets, reads, 0, bytes);
+    xsk_socket__delete(x.sock);
+    xsk_umem__delete(x.umem);
+    return 0;
+}
+#endif
+
 static int feature(unsigned cmd, char **av) {
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     struct ethtool_value ev = {.cmd = cmd, .data = strcmp(av[1], "on") == 0};
@@ -368,6 +571,9 @@ int main(int argc, char **argv) {
     struct { const char *name; int args; int (*fn)(char **); } modes[] = {
         {"tx-raw", 4, tx_raw}, {"tx-ring", 6, tx_ring}, {"rx-raw", 2, rx_raw},
         {"rx-ring", 2, rx_ring}, {"rx-vnet", 2, rx_vnet}, {"gro", 2, gro}, {"tso", 2, tso},
+#ifdef HAVE_XDP
+        {"tx-xdp", 7, tx_xdp}, {"rx-xdp", 3, rx_xdp},
+#endif
     };
     for (size_t i = 0; argc >= 2 && i < sizeof modes / sizeof *modes; i++)
         if (strcmp(argv[1], modes[i].name) == 0 && argc == 2 + modes[i].args)
