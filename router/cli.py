@@ -104,19 +104,46 @@ def _run(args: argparse.Namespace) -> int:
     )
 
 
+def _socket_path(args: argparse.Namespace) -> Path | None:
+    """The control socket: ``--socket``, or the one ``-c FILE`` names (None: a bad file)."""
+    if args.socket is not None:
+        return Path(args.socket)
+    settings = _load(args.config)
+    if settings is None:
+        return None
+    return Path(settings.node.control_socket)  # type: ignore[attr-defined]
+
+
+def _attach(args: argparse.Namespace) -> int:
+    from router.adapters.control import ControlClient, ControlError
+
+    path = _socket_path(args)
+    if path is None:
+        return 2
+    request = {"command": "associated", "mac": args.mac, "link": args.link}
+    try:
+        reply = ControlClient(path).request(request)
+    except ControlError as exc:
+        print(f"netlmm attach: {exc}", file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print(f"netlmm attach: {reply.get('error')}", file=sys.stderr)
+        return 1
+    result = reply["result"]
+    print(f"{result['mac']} on {result['link']}: {result['state']}")
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     import json
 
     from router.adapters.control import ControlClient, ControlError
 
-    path = args.socket
+    path = _socket_path(args)
     if path is None:
-        settings = _load(args.config)
-        if settings is None:
-            return 2
-        path = settings.node.control_socket  # type: ignore[attr-defined]
+        return 2
     try:
-        reply = ControlClient(Path(path)).request({"command": "show", "what": args.what})
+        reply = ControlClient(path).request({"command": "show", "what": args.what})
     except ControlError as exc:
         print(f"netlmm show: {exc}", file=sys.stderr)
         return 1
@@ -299,6 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--hoa", help="bindings: this HoA, or the HoAs in a prefix (a.b.c.d/n)")
     show.add_argument("--dmpa", help="bindings: served by this DMPA (DLMAP only)")
     show.add_argument("--all", action="store_true", help="counters: the zero ones too")
+    attach = sub.add_parser(
+        "attach",
+        help="DMPA: report a station's association with an access link (an access point's hook)",
+    )
+    attach.add_argument("mac", help="the station's MAC address")
+    attach.add_argument("--link", help="the access link (a name of [dmpa] access; optional if one)")
+    where = attach.add_mutually_exclusive_group(required=True)
+    where.add_argument("-c", "--config", type=Path, help="the DMPA's ini file (for the socket)")
+    where.add_argument("--socket", type=Path, help="the DMPA's control socket")
     from router.app.trace import add_trace_parser
 
     add_trace_parser(sub)
@@ -323,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "show":
         return _show(args)
+    if args.command == "attach":
+        return _attach(args)
     if args.command == "trace":
         return _trace(args)
     if args.command == "lab":

@@ -291,6 +291,29 @@ class DMPANode:
             return
         self.runner.submit(actions)
 
+    # --- the base station's reports -------------------------------------------------------
+
+    def associated(self, mac: str, link: str | None = None) -> dict[str, Any]:
+        """Station ``mac`` associated with access link ``link`` (a name of ``[dmpa] access``;
+        may be left out when there is one): see :meth:`AccessDispatcher.associated`. Raises
+        ValueError for a MAC or link that does not parse or is not ours."""
+        station = MacAddress.parse(mac)
+        links = list(self.settings.access)
+        if link is None:
+            if len(links) != 1:
+                raise ValueError(f"which access link? one of {', '.join(links)}")
+            link = links[0]
+        if link not in links:
+            raise ValueError(f"{link!r} is not an access link (one of {', '.join(links)})")
+        index = links.index(link)
+        self.runner.submit(self.access.associated(station, index, self.clock.now()))
+        visitor = self.core.visitors.get(station)
+        return {
+            "mac": str(station),
+            "link": link,
+            "state": visitor.state.value if visitor else None,
+        }
+
     # --- show -----------------------------------------------------------------------------
 
     def show(self, what: str) -> Any:

@@ -313,6 +313,16 @@ def _control_handler(
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def handle(request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("command")
+        if command == "associated":
+            if not isinstance(node, DMPANode):
+                raise ControlError("only a DMPA has access links")
+            try:
+                link = request.get("link")
+                mac = str(request.get("mac", ""))
+                result = node.associated(mac, None if link is None else str(link))
+            except ValueError as exc:
+                raise ControlError(str(exc)) from None
+            return {"what": command, "role": node.settings.node.role, "result": result}
         if command != "show":
             raise ControlError(f"unknown command {command!r}")
         what = str(request.get("what", ""))

@@ -116,6 +116,16 @@ class Domain:
             raise ControlError(str(reply.get("error")))
         return reply["result"]
 
+    def associated(self, role: str, mac: str, link: str | None = None) -> dict[str, Any]:
+        """Tell DMPA ``role`` that station ``mac`` associated (what ``netlmm attach`` does; in a
+        real cell the access point's association hook)."""
+        request = {"command": "associated", "mac": mac, "link": link}
+        reply = ControlClient(self.configs.sockets[role], timeout=5.0).request(request)
+        if not reply.get("ok"):
+            raise ControlError(str(reply.get("error")))
+        result: dict[str, Any] = reply["result"]
+        return result
+
     def binding(self, nai: str) -> dict[str, Any] | None:
         rows = self.ask("dlmap", "bindings")
         return next((row for row in rows if row["nai"] == nai), None)

@@ -38,7 +38,7 @@ from router.core.dmpa import DMPA, State, Visitor
 from router.wire.arp import ArpOp, ArpPacket
 from router.wire.dhcp import CLIENT_PORT, SERVER_PORT, DhcpMessage, DhcpMessageType
 from router.wire.errors import DecodeError
-from router.wire.ethernet import ZERO_MAC, EthernetFrame, EtherType, MacAddress
+from router.wire.ethernet import ZERO_MAC, EthernetFrame, EtherType, MacAddress, VlanTag
 from router.wire.icmp import IcmpMessage
 from router.wire.ipv4 import IPProto, IPv4Packet
 from router.wire.udp import UdpDatagram
@@ -173,7 +173,7 @@ class AccessDispatcher:
                 return actions + self._drop("limit.arp", now, link=link, src=eth.src)
             actions += self.arp.receive(visitor, eth, arp, now, wall)
             if not known and arp.is_gratuitous:
-                actions.append(self._announce_gateway(visitor, eth))
+                actions.append(self._announce_gateway(visitor, eth.src, eth.vlan))
             return actions
         if eth.ethertype != EtherType.IPV4:
             return self._drop("eth.bad_ethertype", now, link=link, ethertype=eth.ethertype)
@@ -248,14 +248,19 @@ class AccessDispatcher:
             # draws from one bucket per link (router.app.limits, Rule 3).
             if self.admission is not None and not self.admission.new_mac(link, now):
                 return actions + self._drop("limit.new_mac", now, link=link, src=eth.src), None
-            actions += self._make_room(now)
-            actions += self.dmpa.attach(eth.src, link, now)
-            self._strangers[eth.src] = None
-            self._strangers.move_to_end(eth.src)
+            actions += self._attach(eth.src, link, now)
             visitor = self.dmpa.visitors.get(eth.src)
         if visitor is None or visitor.state is State.REJECTED:
             return actions + self._drop("ms.rejected", now, link=link, src=eth.src), None
         return actions, visitor
+
+    def _attach(self, mac: MacAddress, link: int, now: float) -> list[AccessAction]:
+        """A visitor entry for ``mac`` on ``link`` (AAA starts), room made for it first."""
+        actions = self._make_room(now)
+        actions += self.dmpa.attach(mac, link, now)
+        self._strangers[mac] = None
+        self._strangers.move_to_end(mac)
+        return actions
 
     def _make_room(self, now: float, look: int = 4) -> list[AccessAction]:
         """Before an attach: past ``max_strangers``, forget the oldest attached MAC that AAA
@@ -281,21 +286,47 @@ class AccessDispatcher:
                 actions += self.dmpa.detach(mac, now, now)
         return actions
 
-    def _announce_gateway(self, visitor: Visitor, eth: EthernetFrame) -> SendFrame:
-        """Answer an arriving MS's own announcement with the gateway's: an unsolicited ARP
-        reply from the pseudo-MAC, unicast to it. Hosts that announce themselves when they
-        join a link (many phones on re-association) have often lost their ARP entries with
-        the old link; one whose solicitation for the gateway went out during the move would
-        wait a whole ARP retransmission (1 s). The reply completes that pending resolution at
-        once; a host with no entry ignores it."""
+    def associated(self, mac: MacAddress, link: int, now: float) -> list[AccessAction]:
+        """The base station reports that station ``mac`` associated with access link ``link``
+        (seed 3.2 step 1, "MS attaches to DMPA", seen by a DMPA on the base station: an access
+        point's association hook calls ``netlmm attach``).
+
+        The station gets a visitor entry (AAA starts at once, as for its first frame) and an
+        unsolicited ARP reply for its gateway. A host that moved here lost its ARP entries
+        with its carrier and its first solicitation for the gateway went out while the link
+        was down; Linux retries only after a second (``retrans_time``). Any ARP packet from the
+        gateway's address completes that pending entry (RFC 826 merge), so the host's queued
+        packets come here now and register it; a host with no pending entry ignores it."""
+        if mac.is_multicast or mac == ZERO_MAC or mac == self.dmpa.config.pseudo_mac:
+            return self._drop("station.bad_mac", now, link=link, mac=mac)
+        self.drops.count("station.associated")
+        actions: list[AccessAction] = []
+        visitor = self.dmpa.visitors.get(mac)
+        if visitor is None or visitor.link != link:
+            actions += self._attach(mac, link, now)
+            visitor = self.dmpa.visitors.get(mac)
+        if visitor is None or visitor.state is State.REJECTED:
+            return actions + self._drop("ms.rejected", now, link=link, src=mac)
+        return [*actions, self._announce_gateway(visitor, mac, None)]
+
+    def _announce_gateway(
+        self, visitor: Visitor, mac: MacAddress, vlan: VlanTag | None
+    ) -> SendFrame:
+        """An unsolicited ARP reply from the gateway at the pseudo-MAC, unicast to ``mac``.
+
+        Sent to an arriving MS that announces itself (many phones do on re-association) and
+        to a station the base station reports (:meth:`associated`): a host that lost its ARP
+        entries with the old link and whose solicitation for the gateway went out during the
+        move would wait a whole ARP retransmission (1 s). The reply completes that pending
+        resolution at once; a host with no entry ignores it."""
         reply = ArpPacket(
             ArpOp.REPLY,
             visitor.pseudo_mac,
             visitor.gateway,
-            eth.src,
+            mac,
             visitor.address_seen or visitor.hoa or IPv4Address(0),
         )
-        frame = EthernetFrame(eth.src, visitor.pseudo_mac, EtherType.ARP, reply.encode(), eth.vlan)
+        frame = EthernetFrame(mac, visitor.pseudo_mac, EtherType.ARP, reply.encode(), vlan)
         self.drops.count("arp.gateway_announced")
         return SendFrame(visitor.link, frame.encode())
 

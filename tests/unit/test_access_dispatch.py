@@ -251,3 +251,38 @@ def test_an_arriving_ms_announcing_itself_is_told_the_gateway_at_once() -> None:
     assert reply.sender_mac == node.config.pseudo_mac and reply.target_ip == HOA
     # Only on arrival: the same announcement again gets no answer (RFC 5227: none is due).
     assert frames(dispatch.receive_frame(arp_frame(MS, HOA, HOA), 0, 2.0, 1e9)) == []
+
+
+def test_a_station_the_base_station_reports_is_attached_and_told_the_gateway() -> None:
+    # The access point's association hook (netlmm attach): the host sent nothing we could see
+    # (its solicitation for the gateway went out while its link was down), so AAA starts now
+    # and an unsolicited ARP reply completes the host's pending entry for the gateway.
+    node, dispatch = stack()
+    actions = dispatch.associated(MS, 3, 1.0)
+    assert AAARequest(MS, 3) in actions and node.visitors[MS].link == 3
+    (frame,) = frames(actions)
+    reply = ArpPacket.decode(frame.payload)
+    assert frame.dst == MS and frame.src == node.config.pseudo_mac
+    assert reply.op == ArpOp.REPLY and reply.sender_ip == node.config.gateway
+    assert reply.sender_mac == node.config.pseudo_mac and reply.target_mac == MS
+    assert reply.target_ip == ZERO  # its address is not known yet
+    assert dispatch.counters["station.associated"] == 1
+    assert dispatch.counters["arp.gateway_announced"] == 1
+    # Reported again (the same link): no second AAA request, the gateway told again.
+    again = dispatch.associated(MS, 3, 2.0)
+    assert not any(isinstance(a, AAARequest) for a in again) and len(frames(again)) == 1
+
+
+def test_a_reported_station_that_aaa_rejected_is_told_nothing() -> None:
+    node, dispatch = stack()
+    node.attach(MS, 0, 0.0)
+    node.aaa_result(MS, None, 0.0, 1e9)
+    assert dispatch.associated(MS, 0, 1.0) == []
+    assert dispatch.counters["ms.rejected"] == 1
+
+
+@pytest.mark.parametrize("mac", [BROADCAST_MAC, MacAddress.parse("00:00:00:00:00:00")])
+def test_a_reported_station_with_an_impossible_mac_is_refused(mac: MacAddress) -> None:
+    node, dispatch = stack()
+    assert dispatch.associated(mac, 0, 1.0) == []
+    assert node.visitors == {} and dispatch.counters["station.bad_mac"] == 1
