@@ -32,6 +32,12 @@ def add_lab_parser(sub: Any) -> None:
     lab.add_argument("prefix", nargs="?", help="with down: the lab to remove")
     lab.add_argument("--json", action="store_true", help="demo: machine-readable result")
     lab.add_argument(
+        "--no-association-report",
+        dest="report_association",
+        action="store_false",
+        help="demo: DMPA 2 is not told of the MS's arrival (netlmm attach); it waits for a frame",
+    )
+    lab.add_argument(
         "--plot",
         default="netlmm-demo-handover.png",
         help="demo: where to save the handover plot (PNG); '' for none",
@@ -81,6 +87,7 @@ def lab_main(args: argparse.Namespace) -> int:
             fastpath=args.fastpath,
             dhcp=args.dhcp,
             aaa=args.aaa,
+            report_association=args.report_association,
         )
     if args.action == "up":
         return _up(args)
