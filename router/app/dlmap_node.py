@@ -176,6 +176,7 @@ class DLMAPNode:
         self.timer.cancel()
         self.dhcp_timer.cancel()
         self.runner.flush()
+        self.runner.close()  # a write backlog: one last try before the store closes
 
     # --- inputs ---------------------------------------------------------------------------
 

@@ -167,6 +167,7 @@ class DMPANode:
         for task in self._aaa_tasks:
             task.cancel()
         self.runner.flush()
+        self.runner.close()  # a write backlog: one last try before the store closes
 
     # --- inputs ---------------------------------------------------------------------------
 

@@ -1,0 +1,92 @@
+"""Bugs found reviewing 19a3f6a..0bbd2fc, where features built separately meet: the store
+retry and the node's stop, SIGHUP's reload and the [limits] section, ... One test per bug,
+written before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+
+from router.adapters.store import Store, StoreWriteError
+from router.app.node import ActionRunner
+from router.core.actions import Persist
+
+
+class FlakyStore(Store):
+    """A real store whose writes fail while ``failing`` is set (a full or read-only disk)."""
+
+    failing = False
+
+    def retry(self) -> int:
+        if self.failing and self.backlog:
+            raise StoreWriteError(f"{self.path}: write failed (SQLITE_FULL: test)")
+        return super().retry()
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    made = asyncio.new_event_loop()
+    yield made
+    made.close()
+
+
+def _turn(loop: asyncio.AbstractEventLoop) -> None:
+    loop.run_until_complete(asyncio.sleep(0))
+
+
+def _rows(path: Path) -> dict[str, dict[str, object]]:
+    store = Store(path)
+    try:
+        return store.load().get("binding", {})
+    finally:
+        store.close()
+
+
+def _persists(keys: Iterable[str]) -> list[Persist]:
+    return [Persist("binding", key, {"key": key}) for key in keys]
+
+
+# --- store retry vs stop ----------------------------------------------------------------------
+
+
+def test_stop_writes_the_backlog_when_the_disk_is_back_before_the_retry(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    """A write fails, the disk recovers, the node is stopped before the retry timer fires: the
+    rows must reach the disk at stop, not be lost with the store."""
+    path = tmp_path / "state.sqlite"
+    store = FlakyStore(path)
+    counters: Counter[str] = Counter()
+    runner = ActionRunner(loop, store, {}, counters)
+    store.failing = True
+    runner.submit(_persists(["a", "b"]))
+    _turn(loop)
+    assert counters["store.write_error"] == 1 and store.backlog == 2
+    store.failing = False  # an operator freed space; the retry is still 0.5 s away
+    runner.submit(_persists(["c"]))
+    runner.flush()  # what DMPANode.stop / DLMAPNode.stop do
+    runner.close()
+    store.close()
+    assert sorted(_rows(path)) == ["a", "b", "c"]
+    assert counters["store.recovered"] == 1 and counters["store.backlog"] == 0
+
+
+def test_stop_with_the_disk_still_failing_says_how_many_rows_are_lost(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FlakyStore(tmp_path / "state.sqlite")
+    counters: Counter[str] = Counter()
+    runner = ActionRunner(loop, store, {}, counters)
+    store.failing = True
+    runner.submit(_persists(["a", "b", "c"]))
+    _turn(loop)
+    caplog.set_level(logging.ERROR)
+    runner.close()
+    store.close()
+    assert counters["store.lost"] == 3
+    assert "state rows lost at stop rows=3" in caplog.text
