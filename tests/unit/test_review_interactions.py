@@ -90,3 +90,48 @@ def test_stop_with_the_disk_still_failing_says_how_many_rows_are_lost(
     store.close()
     assert counters["store.lost"] == 3
     assert "state rows lost at stop rows=3" in caplog.text
+
+
+# --- SIGHUP reload vs [limits] ----------------------------------------------------------------
+
+
+def test_reload_names_a_changed_limit_by_its_ini_key(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A changed [limits] key needs a restart: the log line must name it as the ini file does
+    (limits.arp_rate), not as a settings field (dmpa.limits) no operator can find."""
+    from router.adapters.aaa import AAA, AAAConfig
+    from router.app import config
+    from router.app.dmpa_node import DMPANode, DMPAPorts
+    from router.app.run import flatten, reload
+    from router.app.settings import DMPASettings
+    from tests.unit.test_operations import DMPA_INI, FakeClock
+
+    path = tmp_path / "m1.ini"
+    path.write_text(DMPA_INI + "[limits]\narp_rate = 20\n")
+    settings, _ = config.load(path)
+    assert isinstance(settings, DMPASettings)
+    node = DMPANode(
+        settings,
+        DMPAPorts(lambda data, dst: None, None, -1, -1),
+        Store(tmp_path / "m1.sqlite"),
+        AAA(AAAConfig(profiles=settings.profiles)),
+        loop,
+        FakeClock(),
+        fastpath="reference",
+    )
+    try:
+        caplog.set_level(logging.INFO)
+        path.write_text(DMPA_INI + "[limits]\narp_rate = 5\ntable_size = 100\n")
+        assert reload(node, path) == []
+        restart = [r.getMessage() for r in caplog.records if "needs a restart" in r.getMessage()]
+        assert restart == [
+            "reload needs a restart key=limits.arp_rate",
+            "reload needs a restart key=limits.table_size",
+        ]
+        view = flatten(settings)
+        assert view["limits.arp_burst"] == 50 and view["limits.new_mac_rate"] == 20.0
+        assert "limits.pbu_new_nai_rate" not in view  # a DLMAP's limit: no key of a DMPA
+        assert "dmpa.limits" not in view
+    finally:
+        node.store.close()
