@@ -49,6 +49,14 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REQUEST_TIMEOUT = 5.0
 
 _STATUS = re.compile(r"^(pba|bra)\.status\.(\d+)$")
+#: Entries of the registries that are sizes, not counts (they go down again): gauges, never in
+#: the counter family (a decrease would read as a counter reset).
+_LIMIT_TABLE = re.compile(r"^limit\.(\w+)\.table$")
+_STORE_BACKLOG = "store.backlog"
+
+
+def _is_level(name: str) -> bool:
+    return name == _STORE_BACKLOG or _LIMIT_TABLE.match(name) is not None
 
 
 class ObservedNode(Protocol):
@@ -139,9 +147,26 @@ def _events(groups: Counters) -> Metric:
     )
     for group in sorted(groups):
         for name, value in sorted(groups[group].items()):
-            if isinstance(value, int):
+            if isinstance(value, int) and not _is_level(name):
                 family.add_metric([group, name], value)
     return family
+
+
+def _levels(groups: Counters) -> Iterator[Metric]:
+    """The sizes kept among the counters: the state-write backlog, the limits' tables."""
+    backlog = _gauge("netlmm_store_backlog_rows", "State rows waiting for a failed write's retry")
+    backlog.add_metric([], groups.get("node", {}).get(_STORE_BACKLOG, 0))
+    yield backlog
+    tables = _gauge(
+        "netlmm_limit_table_sources",
+        "Sources each rate limit remembers (table_size caps it)",
+        ["limit"],
+    )
+    for name, value in sorted(groups.get("limits", {}).items()):
+        match = _LIMIT_TABLE.match(name)
+        if match:
+            tables.add_metric([match.group(1)], value)
+    yield tables
 
 
 def _prefixed(
@@ -200,6 +225,7 @@ class NodeCollector(Collector):
         suppressed.add_metric([], own.get("log.suppressed", 0))
         yield suppressed
         yield _registrations(core, settings.role)
+        yield from _levels(groups)
         if settings.role == "dlmap":
             yield from self._dlmap(groups, core, own)
         else:

@@ -135,3 +135,59 @@ def test_reload_names_a_changed_limit_by_its_ini_key(
         assert "dmpa.limits" not in view
     finally:
         node.store.close()
+
+
+# --- metrics of the new counters --------------------------------------------------------------
+
+
+def test_levels_that_go_down_are_gauges_not_counters(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    """store.backlog and limit.<name>.table are sizes that shrink again: exported in the
+    counter family netlmm_internal_events_total, every drop reads as a counter reset to
+    Prometheus (rate() and increase() go wrong). They are gauges of their own."""
+    from ipaddress import IPv4Address
+
+    from router.app import config
+    from router.app.dlmap_node import DLMAPNode, DLMAPPorts
+    from router.app.metrics import registry_for
+    from router.app.settings import DLMAPSettings
+    from router.wire.dialect import DRAFT
+    from router.wire.mh import BindingUpdate
+    from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
+    from tests.unit.test_operations import DLMAP_INI, DMPA1, FakeClock, scrape, value
+
+    settings, _ = config.loads(DLMAP_INI)
+    assert isinstance(settings, DLMAPSettings)
+    store = FlakyStore(tmp_path / "lm.sqlite")
+    node = DLMAPNode(
+        settings,
+        DLMAPPorts(lambda data, dst: None, None, -1, -1, -1),
+        store,
+        loop,
+        FakeClock(),
+        fastpath="reference",
+    )
+    try:
+        registry, _ = registry_for(node, process=False)
+        store.failing = True  # the binding's rows wait in the backlog
+        options = (
+            MobileNodeIdentifier.from_nai("alice@example.org"),
+            SeedIPv4HomeAddress(0, IPv4Address("0.0.0.0")),
+        )
+        node.on_mh(BindingUpdate(1, DRAFT.pbu_flags(), 900, options).encode(), DMPA1)
+        node.runner.flush()
+        assert node.counters["store.backlog"] > 0
+        samples = scrape(registry)
+        internal = {
+            dict(labels)["name"]
+            for name, labels in samples
+            if name == "netlmm_internal_events_total"
+        }
+        assert "store.backlog" not in internal
+        assert "limit.pbu_new_nai.table" not in internal
+        assert "limit.pbu_new_nai.allowed" in internal  # the real counters stay
+        assert value(samples, "netlmm_store_backlog_rows") == node.counters["store.backlog"]
+        assert value(samples, "netlmm_limit_table_sources", limit="pbu_new_nai") == 1
+    finally:
+        store.close()
