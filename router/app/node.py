@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv6Address
 from typing import Any, Protocol
 
-from router.adapters.store import Store, StoreWriteError
+from router.adapters.store import Store, StoreRecordError, StoreWriteError
 from router.app.logs import kv
 from router.app.security import SignalingGuard
 from router.core.actions import (
@@ -220,12 +220,17 @@ class ActionRunner:
 
     def _write(self, persists: list[Persist]) -> None:
         self.counters["store.rows"] += len(persists)
-        if self._store_retry is not None:  # failing: wait for the retry, do not hammer the disk
+        try:
             self.store.defer(persists)
+        except StoreRecordError:  # a record of ours JSON cannot hold: that batch is dropped
+            self.boundary.caught("store")
+        if self._store_retry is not None:  # failing: wait for the retry, do not hammer the disk
             self.counters["store.backlog"] = self.store.backlog
             return
+        if not self.store.backlog:
+            return
         try:
-            self.store.apply(persists)
+            self.store.retry()
         except StoreWriteError as exc:
             self._write_failed(exc)
             return

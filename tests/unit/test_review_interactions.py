@@ -191,3 +191,39 @@ def test_levels_that_go_down_are_gauges_not_counters(
         assert value(samples, "netlmm_limit_table_sources", limit="pbu_new_nai") == 1
     finally:
         store.close()
+
+
+# --- store retry vs the dispatch boundary -----------------------------------------------------
+
+
+def test_a_record_json_cannot_hold_is_dropped_alone_and_the_node_goes_on(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    """A Persist whose record is not JSON (a bug of ours) raised out of flush, and stayed in
+    the write backlog: every later flush raised again before carrying out any action, so the
+    node never sent another message. Its batch is dropped at the boundary, the rest goes on."""
+    from ipaddress import IPv4Address, IPv6Address
+
+    from router.core.actions import SendMH
+
+    path = tmp_path / "state.sqlite"
+    store = Store(path)
+    sent: list[object] = []
+    counters: Counter[str] = Counter()
+    runner = ActionRunner(loop, store, {SendMH: sent.append}, counters)
+    peer = IPv6Address("2001:db8::1")
+    runner.submit(
+        [
+            Persist("binding", "bad", {"hoa": IPv4Address("192.0.2.1")}),
+            *_persists(["a"]),
+            SendMH(peer, "first"),  # type: ignore[arg-type]
+        ]
+    )
+    runner.flush()
+    runner.submit([*_persists(["b"]), SendMH(peer, "second")])  # type: ignore[arg-type]
+    runner.flush()
+    assert [action.message for action in sent] == ["first", "second"]  # type: ignore[attr-defined]
+    assert counters["internal_error.store"] == 1 and counters["store.write_error"] == 0
+    assert store.backlog == 0
+    store.close()
+    assert sorted(_rows(path)) == ["b"]  # a batch is written whole or not at all
