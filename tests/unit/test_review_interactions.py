@@ -227,3 +227,46 @@ def test_a_record_json_cannot_hold_is_dropped_alone_and_the_node_goes_on(
     assert store.backlog == 0
     store.close()
     assert sorted(_rows(path)) == ["b"]  # a batch is written whole or not at all
+
+
+# --- log lines vs peer input ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("nai", ["a\rb@x", "\x1b[2Jroot@x", "a\u2028b@x", "a\x0bb@x", "a\xa0b@x"])
+def test_an_nai_from_a_peer_cannot_break_a_log_line(
+    nai: str, tmp_path: Path, loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A PBU's NAI is peer input (UTF-8, any character) and goes into the event's log line.
+    kv() quoted only space, quote, '=', newline and tab: a carriage return, an escape sequence
+    or a Unicode line separator went into the text line raw (a terminal rewrites the line, a
+    log reader splits it) and parse(), kv()'s inverse, cut the value short."""
+    from ipaddress import IPv4Address
+
+    from router.app import config, logs
+    from router.app.dlmap_node import DLMAPNode, DLMAPPorts
+    from router.app.settings import DLMAPSettings
+    from router.wire.dialect import DRAFT
+    from router.wire.mh import BindingUpdate
+    from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
+    from tests.unit.test_operations import DLMAP_INI, DMPA1, FakeClock
+
+    settings, _ = config.loads(DLMAP_INI)
+    assert isinstance(settings, DLMAPSettings)
+    node = DLMAPNode(
+        settings,
+        DLMAPPorts(lambda data, dst: None, None, -1, -1, -1),
+        Store(tmp_path / "lm.sqlite"),
+        loop,
+        FakeClock(),
+        fastpath="reference",
+    )
+    try:
+        caplog.set_level(logging.INFO)
+        options = (MobileNodeIdentifier.from_nai(nai), SeedIPv4HomeAddress(0, IPv4Address(0)))
+        node.on_mh(BindingUpdate(1, DRAFT.pbu_flags(), 900, options).encode(), DMPA1)
+        node.runner.flush()
+        [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("regis")]
+        assert line.isprintable(), repr(line)
+        assert logs.parse(line)[1]["nai"] == nai
+    finally:
+        node.store.close()
