@@ -168,6 +168,8 @@ class DLMAPNode:
         self.loop.add_reader(self.ports.tunnel_rx_fd, guard("tunnel", self._tunnel_readable))
         self.loop.add_reader(self.ports.tun_fd, guard("tun", self._tun_readable))
         self.runner.flush()
+        if self.store.backlog:  # the Restart Counter was not saved (heartbeat.py, rule 2)
+            self.core.heartbeat.unsaved(self.clock.wall())
         log.info("dlmap started bindings=%d", len(self.core.bindings))
 
     def stop(self) -> None:

@@ -270,3 +270,57 @@ def test_an_nai_from_a_peer_cannot_break_a_log_line(
         assert logs.parse(line)[1]["nai"] == nai
     finally:
         node.store.close()
+
+
+# --- store retry vs the RFC 5847 restart counter ----------------------------------------------
+
+
+def _dlmap_start_and_stop(path: Path, loop: asyncio.AbstractEventLoop, failing: bool) -> int:
+    """Start a DLMAP on the database at ``path`` (its writes failing or not), stop it, and
+    return the Restart Counter it answered heartbeats with."""
+    import os
+
+    from router.app import config
+    from router.app.dlmap_node import DLMAPNode, DLMAPPorts
+    from router.app.settings import DLMAPSettings
+    from tests.unit.test_operations import DLMAP_INI, FakeClock
+
+    settings, _ = config.loads(DLMAP_INI)
+    assert isinstance(settings, DLMAPSettings)
+    store = FlakyStore(path)
+    store.failing = failing
+    fds = [*os.pipe(), *os.pipe()]
+    node = DLMAPNode(
+        settings,
+        DLMAPPorts(lambda data, dst: None, None, fds[0], -1, fds[2]),
+        store,
+        loop,
+        FakeClock(),
+        fastpath="reference",
+    )
+    try:
+        node.start()
+        counter = node.core.heartbeat.restart_counter
+        node.stop()
+    finally:
+        store.close()
+        for fd in fds:
+            os.close(fd)
+    return counter
+
+
+def test_a_restart_counter_that_could_not_be_saved_is_not_used_again(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    """The counter is one more than the stored one, and saved at start. With the state writes
+    failing (the node runs on from memory), the next start read the same stored value and
+    answered with the same counter: the DMPAs saw no restart and did not register their MSs
+    again, though this DLMAP had lost every binding made since the disk filled."""
+    path = tmp_path / "lm.sqlite"
+    seed = Store(path)
+    seed.apply([Persist("meta", "restart_counter", {"key": "restart_counter", "value": 41})])
+    seed.close()
+    first = _dlmap_start_and_stop(path, loop, failing=True)  # counter never reaches the disk
+    second = _dlmap_start_and_stop(path, loop, failing=False)
+    assert second == 42  # one more than the stored one, as long as it can be saved
+    assert first != second
