@@ -10,7 +10,8 @@ Rules:
    DHCP wait included) and handover (DLMAP: the new DMPA's PBU to the PBA released to it, the
    revocation of the old DMPA included).
 3. The HTTP server runs on the node's own loop, so a scrape reads the counters between two loop
-   turns and never races the data path. One request per connection, bounded in size and time.
+   turns and never races the data path. One request per connection, bounded in size and time,
+   and at most ``MAX_CONNECTIONS`` connections at once.
 4. Names follow the Prometheus conventions: ``netlmm_`` prefix, counters end in ``_total``,
    durations in seconds, sizes in bytes. Every raw counter is also exported as
    ``netlmm_internal_events_total{group,name}``, so nothing the node counts is out of reach.
@@ -47,6 +48,9 @@ MAX_REQUEST = 8192
 #: version reads; prometheus-client's CONTENT_TYPE_LATEST says 1.0.0 since 0.22.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REQUEST_TIMEOUT = 5.0
+#: Connections served at once; past it one is closed unread (each holds an fd until it ends or
+#: times out, and the fds are the node's: its sockets and devices need them).
+MAX_CONNECTIONS = 16
 
 _STATUS = re.compile(r"^(pba|bra)\.status\.(\d+)$")
 #: Entries of the registries that are sizes, not counts (they go down again): gauges, never in
@@ -397,6 +401,9 @@ class MetricsServer:
         self.host, self.port = host, port
         self._server: asyncio.AbstractServer | None = None
         self.scrapes = 0
+        #: Connections being served now, and those closed unread past MAX_CONNECTIONS.
+        self.connections = 0
+        self.refused = 0
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -411,6 +418,11 @@ class MetricsServer:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.connections >= MAX_CONNECTIONS:
+            self.refused += 1
+            writer.close()
+            return
+        self.connections += 1
         try:
             status, body, ctype = await asyncio.wait_for(self._request(reader), REQUEST_TIMEOUT)
             head = (
@@ -422,6 +434,7 @@ class MetricsServer:
         except (TimeoutError, ConnectionError, ValueError, asyncio.LimitOverrunError):
             pass
         finally:
+            self.connections -= 1
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()

@@ -324,3 +324,48 @@ def test_a_restart_counter_that_could_not_be_saved_is_not_used_again(
     second = _dlmap_start_and_stop(path, loop, failing=False)
     assert second == 42  # one more than the stored one, as long as it can be saved
     assert first != second
+
+
+# --- the metrics endpoint vs idle connections -------------------------------------------------
+
+
+def test_idle_metrics_connections_are_capped(loop: asyncio.AbstractEventLoop) -> None:
+    """Each connection to node.metrics was kept (an fd and a task) until its 5 s timeout, with
+    no limit: anyone reaching the port could take every fd of the node (then its RADIUS
+    requests, control socket and restarts of devices fail). Past the cap a connection is closed
+    at once; the ones held still time out as before."""
+    from prometheus_client import CollectorRegistry
+
+    from router.app import metrics
+
+    server = metrics.MetricsServer(CollectorRegistry(), "127.0.0.1", 0)
+
+    async def scenario() -> tuple[int, bytes]:
+        await server.start()
+        assert server._server is not None
+        port = server._server.sockets[0].getsockname()[1]
+        idle = [
+            await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(metrics.MAX_CONNECTIONS + 20)
+        ]
+        for _ in range(100):  # until the server has taken them all in (bounded)
+            if server.connections + server.refused >= len(idle):
+                break
+            await asyncio.sleep(0.01)
+        held = server.connections
+        reader, _ = idle[-1]
+        closed = await asyncio.wait_for(reader.read(), 2.0)  # refused: EOF at once
+        for _, writer in idle:
+            writer.close()
+        for _ in range(200):  # the held ones end on EOF (bounded)
+            if server.connections == 0:
+                break
+            await asyncio.sleep(0.01)
+        await server.close()
+        return held, closed
+
+    held, closed = loop.run_until_complete(scenario())
+    assert held == metrics.MAX_CONNECTIONS
+    assert server.refused == 20
+    assert closed == b""
+    assert server.connections == 0
