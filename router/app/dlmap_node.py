@@ -83,7 +83,9 @@ class DLMAPNode:
         self.core = DLMAP(config, self.pool)
         limits = settings.limits
         #: The core behind the per-DMPA limit on PBUs for new NAIs (MH input goes through it).
-        self.limited = LimitedDLMAP(self.core, limits.pbu_new_nai, limits.table_size, self.counters)
+        self.limited = LimitedDLMAP(
+            self.core, limits.pbu_new_nai, limits.table_size, self.counters, self.dialects
+        )
         self.dhcp: DhcpServer | DhcpRelay
         if settings.dhcp == "relay":
             self.dhcp = DhcpRelay(
@@ -298,7 +300,7 @@ class DLMAPNode:
                 "node": dict(self.counters),
                 "core": dict(self.core.counters),
                 "dhcp": dict(self.dhcp.counters),
-                "limits": self.limited.buckets.stats("pbu_new_nai"),
+                "limits": self.limited.stats(),
                 "fastpath": self.fastpath.counters(),
             }
         raise KeyError(what)

@@ -369,3 +369,55 @@ def test_idle_metrics_connections_are_capped(loop: asyncio.AbstractEventLoop) ->
     assert server.refused == 20
     assert closed == b""
     assert server.connections == 0
+
+
+# --- the pbu_new_nai limit vs PBUs from strangers ---------------------------------------------
+
+
+def test_strangers_cannot_evict_a_dmpa_from_the_pbu_new_nai_limit(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    """PBUs from addresses that are no DMPA are refused by the core without any state, yet each
+    took a slot of the limit's table: a few of them (any IPv6 source will do) evicted a DMPA
+    that had spent its burst, which came back with a full bucket (limits.py, Rule 3)."""
+    from ipaddress import IPv4Address, IPv6Address
+
+    from router.app import config
+    from router.app.dlmap_node import DLMAPNode, DLMAPPorts
+    from router.app.settings import DLMAPSettings
+    from router.wire.dialect import DRAFT
+    from router.wire.mh import BindingAck, BindingUpdate, decode_message
+    from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
+    from tests.unit.test_operations import DLMAP_INI, DMPA1, FakeClock
+
+    ini = DLMAP_INI + "[limits]\npbu_new_nai_rate = 0.001\npbu_new_nai_burst = 2\ntable_size = 4\n"
+    settings, _ = config.loads(ini)
+    assert isinstance(settings, DLMAPSettings)
+    sent: list[tuple[bytes, IPv6Address]] = []
+    node = DLMAPNode(
+        settings,
+        DLMAPPorts(lambda data, dst: sent.append((data, dst)), None, -1, -1, -1),
+        Store(tmp_path / "lm.sqlite"),
+        loop,
+        FakeClock(),
+        fastpath="reference",
+    )
+
+    def pbu(sequence: int, nai: str, src: IPv6Address) -> list[BindingAck]:
+        options = (MobileNodeIdentifier.from_nai(nai), SeedIPv4HomeAddress(0, IPv4Address(0)))
+        node.on_mh(BindingUpdate(sequence, DRAFT.pbu_flags(), 900, options).encode(), src)
+        node.runner.flush()
+        replies = [decode_message(data, DRAFT) for data, dst in sent if dst == src]
+        sent.clear()
+        return [r for r in replies if isinstance(r, BindingAck)]
+
+    try:
+        assert [a.status for a in pbu(1, "ms1@x", DMPA1) + pbu(2, "ms2@x", DMPA1)] == [0, 0]
+        assert pbu(3, "ms3@x", DMPA1) == []  # burst spent: dropped unanswered
+        for n in range(8):  # strangers: refused (154), whatever the limit says
+            stranger = IPv6Address(f"2001:db8:666::{n + 1:x}")
+            assert [a.status for a in pbu(1, f"x{n}@x", stranger)] == [154]
+        assert pbu(4, "ms4@x", DMPA1) == []  # still no token for the DMPA
+        assert node.counters["limit.pbu_new_nai"] == 2
+    finally:
+        node.store.close()
