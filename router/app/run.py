@@ -309,6 +309,7 @@ def reload(node: Node, path: Path | None, log_format: str | None = None) -> list
     profiles = [k for k in changed if k.startswith("profile ")]
     if profiles and isinstance(node, DMPANode) and isinstance(new, DMPASettings):
         node.aaa.set_profiles(new.profiles)
+        node.runner.submit(node.access.forget_rejected(node.clock.now()))  # they may get in now
         replace["profiles"] = new.profiles
         applied += profiles
     if node_fields:

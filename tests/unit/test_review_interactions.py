@@ -421,3 +421,50 @@ def test_strangers_cannot_evict_a_dmpa_from_the_pbu_new_nai_limit(
         assert node.counters["limit.pbu_new_nai"] == 2
     finally:
         node.store.close()
+
+
+# --- SIGHUP's new profiles vs the AAA-rejected visitor entries --------------------------------
+
+
+def test_a_profile_added_by_reload_admits_an_ms_refused_before(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    """The DMPA keeps the entry of a MAC that AAA refused, so its frames do not ask AAA again
+    (limits.py Rule 4); nothing removed it but table_size other strangers. A reload that adds
+    the MS's profile therefore changed nothing for it until a restart, though the profiles are
+    'applied at once'. The refused entries are forgotten when the profiles change: the next
+    frame asks AAA again."""
+    from router.adapters.aaa import AAA, AAAConfig
+    from router.app import config
+    from router.app.dmpa_node import DMPANode, DMPAPorts
+    from router.app.run import reload
+    from router.app.settings import DMPASettings
+    from router.core.dmpa import State
+    from router.wire.ethernet import MacAddress
+    from tests.unit.test_operations import DMPA_INI, FakeClock
+
+    path = tmp_path / "m1.ini"
+    path.write_text(DMPA_INI)
+    settings, _ = config.load(path)
+    assert isinstance(settings, DMPASettings)
+    node = DMPANode(
+        settings,
+        DMPAPorts(lambda data, dst: None, None, -1, -1),
+        Store(tmp_path / "m1.sqlite"),
+        AAA(AAAConfig(profiles=settings.profiles)),
+        loop,
+        FakeClock(),
+        fastpath="reference",
+    )
+    bob = MacAddress.parse("02:00:00:00:0b:01")
+    try:
+        node.core.attach(bob, 0, 100.0)
+        node.core.aaa_result(bob, None, 100.0, 1e9)  # AAA: no profile for bob
+        assert node.core.visitors[bob].state is State.REJECTED
+        path.write_text(DMPA_INI + f"[profile bob@example.org]\nmac = {bob}\n")
+        assert reload(node, path) == ["profile bob@example.org"]
+        node.runner.flush()
+        assert bob not in node.core.visitors  # its next frame attaches and asks AAA again
+        assert node.access.counters["aaa_rejected_forgotten"] == 1
+    finally:
+        node.store.close()
