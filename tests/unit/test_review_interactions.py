@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,32 @@ def _rows(path: Path) -> dict[str, dict[str, object]]:
 
 def _persists(keys: Iterable[str]) -> list[Persist]:
     return [Persist("binding", key, {"key": key}) for key in keys]
+
+
+def _dmpa_node(settings: Any, store: Store, loop: asyncio.AbstractEventLoop) -> Any:
+    """A DMPA node in memory (no devices, no sockets), on the fake clock of test_operations."""
+    from router.adapters.aaa import AAA, AAAConfig
+    from router.app.dmpa_node import DMPANode, DMPAPorts
+    from tests.unit.test_operations import FakeClock
+
+    ports = DMPAPorts(lambda data, dst: None, None, -1, -1)
+    aaa = AAA(AAAConfig(profiles=settings.profiles))
+    return DMPANode(settings, ports, store, aaa, loop, FakeClock(), fastpath="reference")
+
+
+def _dlmap_node(
+    settings: Any,
+    store: Store,
+    loop: asyncio.AbstractEventLoop,
+    send: Callable[[bytes, Any], None] = lambda data, dst: None,
+    fds: tuple[int, int] = (-1, -1),
+) -> Any:
+    """A DLMAP node in memory: MH sent to ``send``, ``fds`` its tunnel and TUN readers."""
+    from router.app.dlmap_node import DLMAPNode, DLMAPPorts
+    from tests.unit.test_operations import FakeClock
+
+    ports = DLMAPPorts(send, None, fds[0], -1, fds[1])
+    return DLMAPNode(settings, ports, store, loop, FakeClock(), fastpath="reference")
 
 
 # --- store retry vs stop ----------------------------------------------------------------------
@@ -100,26 +127,16 @@ def test_reload_names_a_changed_limit_by_its_ini_key(
 ) -> None:
     """A changed [limits] key needs a restart: the log line must name it as the ini file does
     (limits.arp_rate), not as a settings field (dmpa.limits) no operator can find."""
-    from router.adapters.aaa import AAA, AAAConfig
     from router.app import config
-    from router.app.dmpa_node import DMPANode, DMPAPorts
     from router.app.run import flatten, reload
     from router.app.settings import DMPASettings
-    from tests.unit.test_operations import DMPA_INI, FakeClock
+    from tests.unit.test_operations import DMPA_INI
 
     path = tmp_path / "m1.ini"
     path.write_text(DMPA_INI + "[limits]\narp_rate = 20\n")
     settings, _ = config.load(path)
     assert isinstance(settings, DMPASettings)
-    node = DMPANode(
-        settings,
-        DMPAPorts(lambda data, dst: None, None, -1, -1),
-        Store(tmp_path / "m1.sqlite"),
-        AAA(AAAConfig(profiles=settings.profiles)),
-        loop,
-        FakeClock(),
-        fastpath="reference",
-    )
+    node = _dmpa_node(settings, Store(tmp_path / "m1.sqlite"), loop)
     try:
         caplog.set_level(logging.INFO)
         path.write_text(DMPA_INI + "[limits]\narp_rate = 5\ntable_size = 100\n")
@@ -149,25 +166,17 @@ def test_levels_that_go_down_are_gauges_not_counters(
     from ipaddress import IPv4Address
 
     from router.app import config
-    from router.app.dlmap_node import DLMAPNode, DLMAPPorts
     from router.app.metrics import registry_for
     from router.app.settings import DLMAPSettings
     from router.wire.dialect import DRAFT
     from router.wire.mh import BindingUpdate
     from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
-    from tests.unit.test_operations import DLMAP_INI, DMPA1, FakeClock, scrape, value
+    from tests.unit.test_operations import DLMAP_INI, DMPA1, scrape, value
 
     settings, _ = config.loads(DLMAP_INI)
     assert isinstance(settings, DLMAPSettings)
     store = FlakyStore(tmp_path / "lm.sqlite")
-    node = DLMAPNode(
-        settings,
-        DLMAPPorts(lambda data, dst: None, None, -1, -1, -1),
-        store,
-        loop,
-        FakeClock(),
-        fastpath="reference",
-    )
+    node = _dlmap_node(settings, store, loop)
     try:
         registry, _ = registry_for(node, process=False)
         store.failing = True  # the binding's rows wait in the backlog
@@ -243,23 +252,15 @@ def test_an_nai_from_a_peer_cannot_break_a_log_line(
     from ipaddress import IPv4Address
 
     from router.app import config, logs
-    from router.app.dlmap_node import DLMAPNode, DLMAPPorts
     from router.app.settings import DLMAPSettings
     from router.wire.dialect import DRAFT
     from router.wire.mh import BindingUpdate
     from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
-    from tests.unit.test_operations import DLMAP_INI, DMPA1, FakeClock
+    from tests.unit.test_operations import DLMAP_INI, DMPA1
 
     settings, _ = config.loads(DLMAP_INI)
     assert isinstance(settings, DLMAPSettings)
-    node = DLMAPNode(
-        settings,
-        DLMAPPorts(lambda data, dst: None, None, -1, -1, -1),
-        Store(tmp_path / "lm.sqlite"),
-        loop,
-        FakeClock(),
-        fastpath="reference",
-    )
+    node = _dlmap_node(settings, Store(tmp_path / "lm.sqlite"), loop)
     try:
         caplog.set_level(logging.INFO)
         options = (MobileNodeIdentifier.from_nai(nai), SeedIPv4HomeAddress(0, IPv4Address(0)))
@@ -281,23 +282,15 @@ def _dlmap_start_and_stop(path: Path, loop: asyncio.AbstractEventLoop, failing: 
     import os
 
     from router.app import config
-    from router.app.dlmap_node import DLMAPNode, DLMAPPorts
     from router.app.settings import DLMAPSettings
-    from tests.unit.test_operations import DLMAP_INI, FakeClock
+    from tests.unit.test_operations import DLMAP_INI
 
     settings, _ = config.loads(DLMAP_INI)
     assert isinstance(settings, DLMAPSettings)
     store = FlakyStore(path)
     store.failing = failing
     fds = [*os.pipe(), *os.pipe()]
-    node = DLMAPNode(
-        settings,
-        DLMAPPorts(lambda data, dst: None, None, fds[0], -1, fds[2]),
-        store,
-        loop,
-        FakeClock(),
-        fastpath="reference",
-    )
+    node = _dlmap_node(settings, store, loop, fds=(fds[0], fds[2]))
     try:
         node.start()
         counter = node.core.heartbeat.restart_counter
@@ -383,24 +376,18 @@ def test_strangers_cannot_evict_a_dmpa_from_the_pbu_new_nai_limit(
     from ipaddress import IPv4Address, IPv6Address
 
     from router.app import config
-    from router.app.dlmap_node import DLMAPNode, DLMAPPorts
     from router.app.settings import DLMAPSettings
     from router.wire.dialect import DRAFT
     from router.wire.mh import BindingAck, BindingUpdate, decode_message
     from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
-    from tests.unit.test_operations import DLMAP_INI, DMPA1, FakeClock
+    from tests.unit.test_operations import DLMAP_INI, DMPA1
 
     ini = DLMAP_INI + "[limits]\npbu_new_nai_rate = 0.001\npbu_new_nai_burst = 2\ntable_size = 4\n"
     settings, _ = config.loads(ini)
     assert isinstance(settings, DLMAPSettings)
     sent: list[tuple[bytes, IPv6Address]] = []
-    node = DLMAPNode(
-        settings,
-        DLMAPPorts(lambda data, dst: sent.append((data, dst)), None, -1, -1, -1),
-        Store(tmp_path / "lm.sqlite"),
-        loop,
-        FakeClock(),
-        fastpath="reference",
+    node = _dlmap_node(
+        settings, Store(tmp_path / "lm.sqlite"), loop, lambda d, a: sent.append((d, a))
     )
 
     def pbu(sequence: int, nai: str, src: IPv6Address) -> list[BindingAck]:
@@ -434,28 +421,18 @@ def test_a_profile_added_by_reload_admits_an_ms_refused_before(
     the MS's profile therefore changed nothing for it until a restart, though the profiles are
     'applied at once'. The refused entries are forgotten when the profiles change: the next
     frame asks AAA again."""
-    from router.adapters.aaa import AAA, AAAConfig
     from router.app import config
-    from router.app.dmpa_node import DMPANode, DMPAPorts
     from router.app.run import reload
     from router.app.settings import DMPASettings
     from router.core.dmpa import State
     from router.wire.ethernet import MacAddress
-    from tests.unit.test_operations import DMPA_INI, FakeClock
+    from tests.unit.test_operations import DMPA_INI
 
     path = tmp_path / "m1.ini"
     path.write_text(DMPA_INI)
     settings, _ = config.load(path)
     assert isinstance(settings, DMPASettings)
-    node = DMPANode(
-        settings,
-        DMPAPorts(lambda data, dst: None, None, -1, -1),
-        Store(tmp_path / "m1.sqlite"),
-        AAA(AAAConfig(profiles=settings.profiles)),
-        loop,
-        FakeClock(),
-        fastpath="reference",
-    )
+    node = _dmpa_node(settings, Store(tmp_path / "m1.sqlite"), loop)
     bob = MacAddress.parse("02:00:00:00:0b:01")
     try:
         node.core.attach(bob, 0, 100.0)
