@@ -205,7 +205,7 @@ def test_levels_that_go_down_are_gauges_not_counters(
 # --- store retry vs the dispatch boundary -----------------------------------------------------
 
 
-def test_a_record_json_cannot_hold_is_dropped_alone_and_the_node_goes_on(
+def test_a_record_json_cannot_hold_drops_its_batch_and_the_node_goes_on(
     tmp_path: Path, loop: asyncio.AbstractEventLoop
 ) -> None:
     """A Persist whose record is not JSON (a bug of ours) raised out of flush, and stayed in
