@@ -57,6 +57,10 @@ class StoreWriteError(StoreError):
     """A batch could not be committed; it is kept and written by the next apply or retry."""
 
 
+class StoreRecordError(StoreError, TypeError):
+    """A batch with a record JSON cannot hold (our bug): refused whole, the backlog is kept."""
+
+
 class Store:
     def __init__(
         self,
@@ -68,8 +72,8 @@ class Store:
     ) -> None:
         self.path = path
         self.synchronous = synchronous
-        #: Rows not yet on disk after a failed write, (table, key) -> record (None: delete).
-        self._pending: dict[tuple[str, str], dict[str, object] | None] = {}
+        #: Rows not yet on disk, (table, key) -> the record as JSON (None: delete).
+        self._pending: dict[tuple[str, str], str | None] = {}
         if on_missing == "error" and not path.exists():
             # A node that has run before must not silently come back with no bindings.
             raise StoreError(f"{path}: no state database (expected one: on_missing=error)")
@@ -132,9 +136,25 @@ class Store:
         return len(self._pending)
 
     def defer(self, persists: Iterable[Persist]) -> None:
-        """Add a batch to the backlog without touching the disk (while writes are failing)."""
-        for p in persists:
-            self._pending[(p.table, p.key)] = p.record
+        """Add a batch to the backlog without touching the disk (while writes are failing).
+
+        Records become JSON here, so a batch with one that cannot (a bug of ours) is refused
+        whole by :class:`StoreRecordError` and never reaches the backlog, where it would fail
+        every later write.
+        """
+        last = {(p.table, p.key): p.record for p in persists}  # only the last of a key counts
+        batch: dict[tuple[str, str], str | None] = {}
+        refused: list[str] = []
+        for (table, key), record in last.items():
+            try:
+                text = None if record is None else json.dumps(record, separators=(",", ":"))
+            except (TypeError, ValueError) as exc:
+                refused.append(f"{table}/{key} ({exc})")
+                continue
+            batch[(table, key)] = text
+        if refused:
+            raise StoreRecordError(f"{self.path}: batch refused, records: {', '.join(refused)}")
+        self._pending.update(batch)
 
     def apply(self, persists: Iterable[Persist]) -> int:
         """Write the backlog and a batch in one transaction; returns the rows written or deleted.
@@ -152,9 +172,7 @@ class Store:
             return 0
         last = self._pending
         writes = [
-            (table, key, json.dumps(record, separators=(",", ":")))
-            for (table, key), record in last.items()
-            if record is not None
+            (table, key, record) for (table, key), record in last.items() if record is not None
         ]
         deletes = [(table, key) for (table, key), record in last.items() if record is None]
         db = self._db

@@ -986,41 +986,36 @@ class _Loader:
                 )
 
 
-def _server_address(text: str) -> str:
-    """``HOST[:PORT]`` -> the ``address:port`` form of :class:`RadiusSettings` (port 1812)."""
-    host, port_text = text, "1812"
+def _host_port(text: str, default_port: str | None) -> tuple[IPv4Address | IPv6Address, int]:
+    """``ADDRESS:PORT`` or ``[IPv6]:PORT``; without ``:PORT`` only when there is a default."""
+    host, port_text = text, default_port or ""
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
-        if rest:
+        if rest or default_port is None:
             if not rest.startswith(":"):
                 raise _Invalid(f"{text} is not [IPv6]:PORT")
             port_text = rest[1:]
     elif text.count(":") == 1:
         host, _, port_text = text.partition(":")
-    try:
-        address = ip_address(host)
-    except ValueError:
-        raise _Invalid(f"{host} is not an IP address (host names are not resolved)") from None
-    port = _integer(1, 0xFFFF)(port_text)
-    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
-
-
-def _listen_address(text: str) -> tuple[str, int]:
-    """``ADDRESS:PORT`` or ``[IPv6]:PORT`` (a port is required: no default port to guess)."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if not rest.startswith(":"):
-            raise _Invalid(f"{text} is not [IPv6]:PORT")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    else:
+    elif default_port is None:
         raise _Invalid(f"{text} is not ADDRESS:PORT or [IPv6]:PORT")
     try:
         address = ip_address(host)
     except ValueError:
         raise _Invalid(f"{host} is not an IP address (host names are not resolved)") from None
-    return str(address), _integer(1, 0xFFFF)(port_text)
+    return address, _integer(1, 0xFFFF)(port_text)
+
+
+def _server_address(text: str) -> str:
+    """``HOST[:PORT]`` -> the ``address:port`` form of :class:`RadiusSettings` (port 1812)."""
+    address, port = _host_port(text, "1812")
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    """``ADDRESS:PORT`` or ``[IPv6]:PORT`` (a port is required: no default port to guess)."""
+    address, port = _host_port(text, None)
+    return str(address), port
 
 
 def _pool_range(text: str) -> tuple[IPv4Address, IPv4Address]:

@@ -83,7 +83,9 @@ class DLMAPNode:
         self.core = DLMAP(config, self.pool)
         limits = settings.limits
         #: The core behind the per-DMPA limit on PBUs for new NAIs (MH input goes through it).
-        self.limited = LimitedDLMAP(self.core, limits.pbu_new_nai, limits.table_size, self.counters)
+        self.limited = LimitedDLMAP(
+            self.core, limits.pbu_new_nai, limits.table_size, self.counters, self.dialects
+        )
         self.dhcp: DhcpServer | DhcpRelay
         if settings.dhcp == "relay":
             self.dhcp = DhcpRelay(
@@ -168,6 +170,8 @@ class DLMAPNode:
         self.loop.add_reader(self.ports.tunnel_rx_fd, guard("tunnel", self._tunnel_readable))
         self.loop.add_reader(self.ports.tun_fd, guard("tun", self._tun_readable))
         self.runner.flush()
+        if self.store.backlog:  # the Restart Counter was not saved (heartbeat.py, rule 2)
+            self.core.heartbeat.unsaved(self.clock.wall())
         log.info("dlmap started bindings=%d", len(self.core.bindings))
 
     def stop(self) -> None:
@@ -176,6 +180,7 @@ class DLMAPNode:
         self.timer.cancel()
         self.dhcp_timer.cancel()
         self.runner.flush()
+        self.runner.close()  # a write backlog: one last try before the store closes
 
     # --- inputs ---------------------------------------------------------------------------
 
@@ -295,7 +300,7 @@ class DLMAPNode:
                 "node": dict(self.counters),
                 "core": dict(self.core.counters),
                 "dhcp": dict(self.dhcp.counters),
-                "limits": self.limited.buckets.stats("pbu_new_nai"),
+                "limits": self.limited.stats(),
                 "fastpath": self.fastpath.counters(),
             }
         raise KeyError(what)

@@ -156,6 +156,8 @@ class DMPANode:
             self.loop.add_reader(fd, guard("access", self._access_readable), link)
         self.loop.add_reader(self.ports.tunnel_rx_fd, guard("tunnel", self._tunnel_readable))
         self.runner.flush()
+        if self.store.backlog:  # the Restart Counter was not saved (heartbeat.py, rule 2)
+            self.core.heartbeat.unsaved(self.clock.wall())
         log.info(
             "dmpa started visitors=%d links=%d", len(self.core.visitors), len(self.ports.tap_fds)
         )
@@ -167,6 +169,7 @@ class DMPANode:
         for task in self._aaa_tasks:
             task.cancel()
         self.runner.flush()
+        self.runner.close()  # a write backlog: one last try before the store closes
 
     # --- inputs ---------------------------------------------------------------------------
 

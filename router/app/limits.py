@@ -36,7 +36,7 @@ budget of a real DMPA. The DMPA's limits are the ``admission`` of the access dis
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from typing import Protocol
@@ -190,11 +190,25 @@ def pbu_nai(message: MobilityMessage) -> str | None:
 class LimitedDLMAP:
     """The DLMAP core behind the ``pbu_new_nai`` limit: a PBU naming an NAI with no binding
     takes a token of its source DMPA's bucket, or is dropped unanswered (the DMPA retransmits at
-    its backed-off interval, RFC 5213 6.9.4). Everything else goes straight to the core."""
+    its backed-off interval, RFC 5213 6.9.4). Everything else goes straight to the core.
 
-    def __init__(self, core: _DLMAPCore, rate: Rate, capacity: int, counters: Counter[str]):
+    The configured DMPAs (``peers``) have a table of their own: sources that are no DMPA (any
+    address will do, and the core refuses them without state) fill the other one, so they
+    cannot evict a DMPA's spent bucket (Rule 3)."""
+
+    def __init__(
+        self,
+        core: _DLMAPCore,
+        rate: Rate,
+        capacity: int,
+        counters: Counter[str],
+        peers: Collection[IPv6Address] = (),
+    ):
         self.core = core
+        self.peers = frozenset(peers)
+        #: Sources that are no configured DMPA, at most ``capacity`` of them.
         self.buckets = TokenBuckets(rate, capacity)
+        self.peer_buckets = TokenBuckets(rate, max(1, len(self.peers)))
         self.counters = counters
 
     def receive(
@@ -205,11 +219,18 @@ class LimitedDLMAP:
             nai is not None
             and self.buckets.rate.enabled
             and nai not in self.core.bindings
-            and not self.buckets.allow(src, now)
+            and not (self.peer_buckets if src in self.peers else self.buckets).allow(src, now)
         ):
             self.counters["limit.pbu_new_nai"] += 1
             return []
         return self.core.receive(message, src, now, wall)
+
+    def stats(self) -> dict[str, int]:
+        """Both tables' counters, as one limit (``show counters``)."""
+        out = self.buckets.stats("pbu_new_nai")
+        for key, value in self.peer_buckets.stats("pbu_new_nai").items():
+            out[key] += value
+        return out
 
     def receive_unknown_type(self, mh_type: int, src: IPv6Address, now: float) -> list[Action]:
         return self.core.receive_unknown_type(mh_type, src, now)

@@ -3,7 +3,8 @@
 Rules:
 
 1. A message is a short stable event name followed by ``key=value`` context (:func:`kv` quotes a
-   value with a space, a quote or nothing in it, JSON style, so a line splits unambiguously).
+   value with a space, a quote, a character that is not printable or nothing in it, JSON style,
+   so a line splits unambiguously).
 2. Text format: ``TIME LEVEL LOGGER: message``; under systemd (stderr is the journal, which
    ``JOURNAL_STREAM`` names) the time is left to journald and the line starts with the syslog
    priority (``<3>`` error ... ``<7>`` debug), which journald turns into the entry's priority.
@@ -49,9 +50,11 @@ def kv(fields: Mapping[str, object]) -> str:
 
 
 def quote(value: object) -> str:
-    """One value for a ``key=value`` pair: JSON-quoted if it has a space, quote or ``=``."""
+    """One value for a ``key=value`` pair: JSON-quoted if it has a space, quote or ``=``, or
+    any character that is not printable (control characters, line and other separators: peer
+    input such as an NAI must not break or rewrite a line)."""
     text = str(value)
-    if not text or any(c in text for c in ' "=\n\t'):
+    if not text or not text.isprintable() or any(c in text for c in ' "='):
         return json.dumps(text)
     return text
 

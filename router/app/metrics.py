@@ -10,7 +10,8 @@ Rules:
    DHCP wait included) and handover (DLMAP: the new DMPA's PBU to the PBA released to it, the
    revocation of the old DMPA included).
 3. The HTTP server runs on the node's own loop, so a scrape reads the counters between two loop
-   turns and never races the data path. One request per connection, bounded in size and time.
+   turns and never races the data path. One request per connection, bounded in size and time,
+   and at most ``MAX_CONNECTIONS`` connections at once.
 4. Names follow the Prometheus conventions: ``netlmm_`` prefix, counters end in ``_total``,
    durations in seconds, sizes in bytes. Every raw counter is also exported as
    ``netlmm_internal_events_total{group,name}``, so nothing the node counts is out of reach.
@@ -47,8 +48,19 @@ MAX_REQUEST = 8192
 #: version reads; prometheus-client's CONTENT_TYPE_LATEST says 1.0.0 since 0.22.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REQUEST_TIMEOUT = 5.0
+#: Connections served at once; past it one is closed unread (each holds an fd until it ends or
+#: times out, and the fds are the node's: its sockets and devices need them).
+MAX_CONNECTIONS = 16
 
 _STATUS = re.compile(r"^(pba|bra)\.status\.(\d+)$")
+#: Entries of the registries that are sizes, not counts (they go down again): gauges, never in
+#: the counter family (a decrease would read as a counter reset).
+_LIMIT_TABLE = re.compile(r"^limit\.(\w+)\.table$")
+_STORE_BACKLOG = "store.backlog"
+
+
+def _is_level(name: str) -> bool:
+    return name == _STORE_BACKLOG or _LIMIT_TABLE.match(name) is not None
 
 
 class ObservedNode(Protocol):
@@ -139,9 +151,26 @@ def _events(groups: Counters) -> Metric:
     )
     for group in sorted(groups):
         for name, value in sorted(groups[group].items()):
-            if isinstance(value, int):
+            if isinstance(value, int) and not _is_level(name):
                 family.add_metric([group, name], value)
     return family
+
+
+def _levels(groups: Counters) -> Iterator[Metric]:
+    """The sizes kept among the counters: the state-write backlog, the limits' tables."""
+    backlog = _gauge("netlmm_store_backlog_rows", "State rows waiting for a failed write's retry")
+    backlog.add_metric([], groups.get("node", {}).get(_STORE_BACKLOG, 0))
+    yield backlog
+    tables = _gauge(
+        "netlmm_limit_table_sources",
+        "Sources each rate limit remembers (table_size caps it)",
+        ["limit"],
+    )
+    for name, value in sorted(groups.get("limits", {}).items()):
+        match = _LIMIT_TABLE.match(name)
+        if match:
+            tables.add_metric([match.group(1)], value)
+    yield tables
 
 
 def _prefixed(
@@ -200,6 +229,7 @@ class NodeCollector(Collector):
         suppressed.add_metric([], own.get("log.suppressed", 0))
         yield suppressed
         yield _registrations(core, settings.role)
+        yield from _levels(groups)
         if settings.role == "dlmap":
             yield from self._dlmap(groups, core, own)
         else:
@@ -371,6 +401,9 @@ class MetricsServer:
         self.host, self.port = host, port
         self._server: asyncio.AbstractServer | None = None
         self.scrapes = 0
+        #: Connections being served now, and those closed unread past MAX_CONNECTIONS.
+        self.connections = 0
+        self.refused = 0
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -385,6 +418,11 @@ class MetricsServer:
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.connections >= MAX_CONNECTIONS:
+            self.refused += 1
+            writer.close()
+            return
+        self.connections += 1
         try:
             status, body, ctype = await asyncio.wait_for(self._request(reader), REQUEST_TIMEOUT)
             head = (
@@ -396,6 +434,7 @@ class MetricsServer:
         except (TimeoutError, ConnectionError, ValueError, asyncio.LimitOverrunError):
             pass
         finally:
+            self.connections -= 1
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()

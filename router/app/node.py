@@ -10,7 +10,8 @@ When the state directory cannot take a write (disk full, read-only), the node ke
 from memory: the error is logged (rate-limited) and counted (``store.write_error``), the rows
 wait in the store's backlog, and the write is retried after 0.5 s, doubling up to 30 s
 (``store.retry``); until it succeeds new rows only join the backlog. ``store.recovered`` counts
-the returns to normal. Replies are not held back meanwhile: service goes on with the state the
+the returns to normal; a stop tries the backlog once more (``store.lost``: rows it could not
+write). Replies are not held back meanwhile: service goes on with the state the
 node has, and what is on disk stays a consistent older state (each write is one transaction).
 """
 
@@ -24,7 +25,7 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv6Address
 from typing import Any, Protocol
 
-from router.adapters.store import Store, StoreWriteError
+from router.adapters.store import Store, StoreRecordError, StoreWriteError
 from router.app.logs import kv
 from router.app.security import SignalingGuard
 from router.core.actions import (
@@ -219,12 +220,17 @@ class ActionRunner:
 
     def _write(self, persists: list[Persist]) -> None:
         self.counters["store.rows"] += len(persists)
-        if self._store_retry is not None:  # failing: wait for the retry, do not hammer the disk
+        try:
             self.store.defer(persists)
+        except StoreRecordError:  # a record of ours JSON cannot hold: that batch is dropped
+            self.boundary.caught("store")
+        if self._store_retry is not None:  # failing: wait for the retry, do not hammer the disk
             self.counters["store.backlog"] = self.store.backlog
             return
+        if not self.store.backlog:
+            return
         try:
-            self.store.apply(persists)
+            self.store.retry()
         except StoreWriteError as exc:
             self._write_failed(exc)
             return
@@ -253,10 +259,24 @@ class ActionRunner:
         log.warning("state writes resumed rows=%d", rows)
 
     def close(self) -> None:
-        """Stop retrying (the owner closes the store; a backlog left is lost with it)."""
-        if self._store_retry is not None:
-            self._store_retry.cancel()
-            self._store_retry = None
+        """At stop, after the last flush: stop retrying and try the backlog once more now (the
+        disk may be back before the retry was due); what still cannot be written is lost with
+        the store, counted (``store.lost``) and logged."""
+        if self._store_retry is None:
+            return
+        self._store_retry.cancel()
+        self._store_retry = None
+        self.counters["store.retry"] += 1
+        try:
+            rows = self.store.retry()
+        except StoreWriteError as exc:
+            self.counters["store.lost"] += self.store.backlog
+            log.error("state rows lost at stop rows=%d: %s", self.store.backlog, exc)
+            return
+        self.counters["store.commits"] += 1
+        self.counters["store.recovered"] += 1
+        self.counters["store.backlog"] = 0
+        log.warning("state writes resumed rows=%d", rows)
 
 
 class CoreTimer:

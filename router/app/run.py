@@ -37,6 +37,7 @@ from router.adapters.store import Store, StoreError
 from router.app import logs
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
+from router.app.limits import LimitSettings, Rate
 from router.app.runtime import tune_gc
 from router.app.security import KeyRing
 from router.app.settings import DLMAPSettings, DMPASettings, RadiusSettings, Settings
@@ -236,8 +237,22 @@ def flatten(settings: Settings) -> dict[str, object]:
             out.update({f"profile {p.nai}": p for p in value})
         elif f.name == "radius":
             out["radius"] = value
+        elif f.name == "limits":  # [limits] NAME_rate, NAME_burst of this role, table_size
+            out.update(_limit_keys(role, value))
         else:
             out[f"{role}.{f.name}"] = value
+    return out
+
+
+def _limit_keys(role: str, limits: LimitSettings) -> dict[str, object]:
+    from router.app.config import LIMITS_DLMAP, LIMITS_DMPA
+
+    out: dict[str, object] = {}
+    for name in LIMITS_DMPA if role == "dmpa" else LIMITS_DLMAP:
+        rate: Rate = getattr(limits, name)
+        out[f"limits.{name}_rate"] = rate.rate
+        out[f"limits.{name}_burst"] = rate.burst
+    out["limits.table_size"] = limits.table_size
     return out
 
 
@@ -294,6 +309,7 @@ def reload(node: Node, path: Path | None, log_format: str | None = None) -> list
     profiles = [k for k in changed if k.startswith("profile ")]
     if profiles and isinstance(node, DMPANode) and isinstance(new, DMPASettings):
         node.aaa.set_profiles(new.profiles)
+        node.runner.submit(node.access.forget_rejected(node.clock.now()))  # they may get in now
         replace["profiles"] = new.profiles
         applied += profiles
     if node_fields:

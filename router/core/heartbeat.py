@@ -9,7 +9,9 @@ Rules (RFC 5847 section 3):
    goes to each peer; ``interval`` 0 turns the requests off (responses are always sent).
 2. A request is answered at once with a Response (R=1) of the same sequence number carrying our
    Restart Counter option (section 5.2); the counter grows by one at every start of the node
-   (kept in its database; without one it starts from the wall clock's seconds).
+   (kept in its database; without one it starts from the wall clock's seconds). A counter that
+   could not be saved at start would be sent again by the next start (one more than the same
+   stored one), hiding that restart: the wall clock's seconds are used instead.
 3. A request still unanswered when the next one is due is a missed heartbeat; ``missing_allowed``
    missed in a row make the peer UNREACHABLE (RFC 5847 MISSING_HEARTBEATS_ALLOWED, default 3);
    the next matching response makes it REACHABLE again. A response whose sequence number is not
@@ -85,6 +87,13 @@ class HeartbeatMonitor:
             self.restart_counter = int(wall) % COUNTER_MODULO
         else:
             self.restart_counter = (stored + 1) % COUNTER_MODULO
+        return self.restart_counter
+
+    def unsaved(self, wall: float) -> int:
+        """Our counter did not reach the database at start (state writes failing, rule 2):
+        switch to the wall clock's seconds, a value the next start does not pick again."""
+        self.counters["heartbeat.restart_counter_unsaved"] += 1
+        self.restart_counter = int(wall) % COUNTER_MODULO
         return self.restart_counter
 
     def get_timer(self) -> float | None:

@@ -63,7 +63,7 @@ def write_configs(
     tunnel_mtu: int = 1500,
     log_level: str = "info",
     radius: tuple[str, str] | None = None,
-    offload: bool = False,
+    offload: bool = True,
     auth: bool = False,
     wrong_key: tuple[int, ...] = (),
     extra_peers: tuple[str, ...] = (),

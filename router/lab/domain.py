@@ -35,7 +35,7 @@ class Domain:
         fastpath: str = "auto",
         radius: tuple[str, str] | None = None,
         tunnel_mtu: int = 1500,
-        offload: bool = False,
+        offload: bool = True,
         auth: bool = False,
         wrong_key: tuple[int, ...] = (),
         **config_options: Any,

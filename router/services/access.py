@@ -67,6 +67,13 @@ def is_host_address(address: IPv4Address) -> bool:
     )
 
 
+def _aaa_rejected(visitor: Visitor) -> bool:
+    """AAA said no before any PBU: detach only drops the entry (no PBU, no clock)."""
+    return (
+        visitor.state is State.REJECTED and not visitor.registered_once and visitor.pending is None
+    )
+
+
 class Admission(Protocol):
     """Per-source rate limits on the access link (``router.app.limits.AccessLimits``): each
     call takes a token from the source's bucket and says whether the frame may go on."""
@@ -277,11 +284,7 @@ class AccessDispatcher:
                 continue
             if visitor.state is State.AUTHENTICATING:
                 strangers[mac] = None
-            elif (
-                visitor.state is State.REJECTED
-                and not visitor.registered_once
-                and visitor.pending is None
-            ):  # AAA said no before any PBU: detach only drops the entry (no PBU, no clock)
+            elif _aaa_rejected(visitor):
                 self.drops.count("limit.rejected_forgotten")
                 actions += self.dmpa.detach(mac, now, now)
         return actions
@@ -308,6 +311,16 @@ class AccessDispatcher:
         if visitor is None or visitor.state is State.REJECTED:
             return actions + self._drop("ms.rejected", now, link=link, src=mac)
         return [*actions, self._announce_gateway(visitor, mac, None)]
+
+    def forget_rejected(self, now: float) -> list[AccessAction]:
+        """New AAA profiles (SIGHUP): forget every MAC AAA refused, so that its next frame asks
+        AAA again instead of being dropped as refused until a restart."""
+        actions: list[AccessAction] = []
+        for mac, visitor in list(self.dmpa.visitors.items()):
+            if _aaa_rejected(visitor):
+                self.drops.count("aaa_rejected_forgotten")
+                actions += self.dmpa.detach(mac, now, now)
+        return actions
 
     def _announce_gateway(
         self, visitor: Visitor, mac: MacAddress, vlan: VlanTag | None
