@@ -29,10 +29,7 @@ down, on error too.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
-import os
 import random
 import socket
 import struct
@@ -40,7 +37,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
@@ -51,6 +48,7 @@ from router.core.dlmap import DLMAP, DLMAPConfig
 from router.core.pool import HoAPool
 from router.lab.configs import GATEWAY, MobileProfile
 from router.lab.domain import Domain
+from router.lab.netns import netns
 from router.lab.tools import parse_ping
 from router.lab.topology import (
     BRIDGE,
@@ -96,15 +94,12 @@ WEIGHTS = (30, 25, 10, 10, 25)
 DEFAULT_INPUTS = 1_000_000
 DEFAULT_RATE = 25_000
 ETH_P_IPV6 = 0x86DD
-CLONE_NEWNET = 0x40000000
 IPPROTO_MH = 135
 IPPROTO_IPIP = 4
 PING_INTERVAL = 0.05
 #: An address in the transport network that is no configured peer (a tenth of the DLMAP's
 #: inputs come from it: the "not a known DMPA" paths).
 STRANGER = IPv6Address("2001:db8:100::99")
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 # --- seeds: valid encodings, made by the real cores --------------------------------------------
@@ -293,24 +288,6 @@ def mh_packet(src: IPv6Address, dst: IPv6Address, mh: bytes, good_checksum: bool
 
 
 # --- sockets in the lab's namespaces -----------------------------------------------------------
-
-
-@contextlib.contextmanager
-def netns(name: str) -> Iterator[None]:
-    """Run the body with this thread in namespace ``name`` (sockets made there stay there)."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns")
-        try:
-            yield
-        finally:
-            if _libc.setns(home, CLONE_NEWNET) != 0:  # pragma: no cover - cannot go home
-                os._exit(70)
-    finally:
-        os.close(target)
-        os.close(home)
 
 
 def packet_socket(namespace: str, ifname: str) -> socket.socket:

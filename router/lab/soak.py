@@ -38,8 +38,8 @@ from router.adapters.sockets import open_mh_socket
 from router.lab import servers
 from router.lab.configs import MobileProfile
 from router.lab.domain import ROLES, Domain
-from router.lab.fuzz import netns
 from router.lab.loadgen import LoadGenerator
+from router.lab.netns import netns
 from router.lab.tools import parse_ping
 from router.lab.topology import (
     BRIDGE,

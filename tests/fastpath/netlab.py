@@ -7,44 +7,24 @@ nothing in the root namespace is touched.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import fcntl
 import os
 import socket
 import struct
 import subprocess
-from collections.abc import Iterator
 
-CLONE_NEWNET = 0x40000000
+from router.lab.netns import netns
+
+__all__ = ["netns"]  # the I/O tests and pump benchmarks take it from here
+
 TUNSETIFF = 0x400454CA
 IFF_TUN, IFF_TAP, IFF_NO_PI = 0x0001, 0x0002, 0x1000
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
-@contextlib.contextmanager
-def netns(name: str) -> Iterator[None]:
-    """Run the body with this thread in namespace ``name`` (fds made there stay there)."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns")
-        try:
-            yield
-        finally:
-            if _libc.setns(home, CLONE_NEWNET) != 0:  # pragma: no cover - cannot go home
-                os._exit(70)
-    finally:
-        os.close(target)
-        os.close(home)
 
 
 def tun_open(name: str, flags: int) -> int:
