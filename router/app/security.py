@@ -27,6 +27,7 @@ from ipaddress import IPv6Address
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from router.app.logs import quote
 from router.core.common import RateLimiter
 from router.wire import mh_auth
 from router.wire.constants import AuthSubtype, Status
@@ -294,7 +295,7 @@ class SignalingGuard:
         if abs(skew) > self.window:
             if self._log_limit.allow(("skew", src), self.wall()):
                 log.warning(
-                    "signaling from %s is %.1f s off our clock (window %.0f s): check NTP",
+                    "signaling_clock_skew peer=%s skew_s=%.1f window_s=%.0f hint=check_ntp",
                     src,
                     skew,
                     self.window,
@@ -317,7 +318,7 @@ class SignalingGuard:
     def _reject(self, reason: Reason, src: IPv6Address) -> Reason:
         self.counters[f"auth.rx.{reason.value}"] += 1
         if self._log_limit.allow((reason, src), self.wall()):
-            log.warning("signaling from %s refused: %s", src, reason.value)
+            log.warning("signaling_refused peer=%s reason=%s", src, reason.value)
         return reason
 
     def failure_reply(
@@ -350,18 +351,19 @@ class SignalingGuard:
     def reload(self) -> bool:
         """Re-read the key file (SIGHUP). On any problem the old keys stay and it is logged."""
         if self.key_file is None:
-            log.info("key reload: no node.key_file configured")
+            log.info("key_reload result=skipped reason=no_key_file")
             return False
         try:
             keys = read_key_file(self.key_file, self.spis.values())
         except KeyFileError as exc:
             self.counters["auth.reload.error"] += 1
             for problem in exc.problems:
-                log.error("key reload refused, the old keys stay: %s", problem)
+                log.error("key_reload result=refused old_keys=kept problem=%s", quote(problem))
             return False
         self.keys = keys
         self.counters["auth.reload.ok"] += 1
-        log.info("keys reloaded from %s: spis=%s", self.key_file, list(keys.spis))
+        spis = ",".join(str(spi) for spi in keys.spis)
+        log.info("key_reload result=ok file=%s spis=%s", quote(self.key_file), spis)
         return True
 
 

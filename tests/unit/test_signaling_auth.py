@@ -23,6 +23,7 @@ from router.adapters.store import Store
 from router.app.config import ConfigErrors, loads
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
+from router.app.logs import parse
 from router.app.node import Clock
 from router.app.security import (
     KeyFileError,
@@ -355,7 +356,10 @@ def test_a_stale_pbu_gets_144_and_a_replayed_one_is_dropped(
         replies = nodes.dlmap_receives(resign(pbu(7), stamp=old))
     assert status_of(replies) == Status.MIPV6_ID_MISMATCH
     assert nodes.dlmap.counters["auth.rx.stale"] == 1
-    assert "check NTP" in caplog.text and KEY.hex() not in caplog.text
+    assert "hint=check_ntp" in caplog.text and KEY.hex() not in caplog.text
+    skew = next(r.getMessage() for r in caplog.records if "clock_skew" in r.getMessage())
+    event, fields = parse(skew)  # the key=value form every other line has
+    assert event == "signaling_clock_skew" and float(fields["skew_s"]) < -7
     # a good PBU, then the very same bytes again: the replay is dropped without an answer
     data = nodes.dmpa_sends(pbu(8))
     assert len(nodes.dlmap_receives(data)) == 1
