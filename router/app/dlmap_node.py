@@ -185,24 +185,15 @@ class DLMAPNode:
     # --- inputs ---------------------------------------------------------------------------
 
     def on_mh(self, data: bytes, src: IPv6Address) -> None:
-        try:
-            actions = receive_mh(
-                self.limited, data, src, self.dialects, DRAFT, self.clock, self.counters, self.guard
-            )
-        except Exception:
-            self.runner.boundary.caught("mh")
-            return
+        actions = receive_mh(
+            self.limited, data, src, self.dialects, DRAFT, self.clock, self.counters, self.guard
+        )
         self.runner.submit(actions)
 
     def on_dhcp_from_server(self, data: bytes, server: IPv4Address) -> None:
         if isinstance(self.dhcp, DhcpRelay):
             now, wall = self.clock.now(), self.clock.wall()
-            try:
-                actions = self.dhcp.receive_from_server(data, server, now, wall)
-            except Exception:
-                self.runner.boundary.caught("dhcp_server_reply")
-                return
-            self.runner.submit(actions)
+            self.runner.submit(self.dhcp.receive_from_server(data, server, now, wall))
 
     def _tunnel_readable(self) -> None:
         _, _, punts = self.fastpath.pump_tunnel(

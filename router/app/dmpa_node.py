@@ -174,13 +174,9 @@ class DMPANode:
     # --- inputs ---------------------------------------------------------------------------
 
     def on_mh(self, data: bytes, src: IPv6Address) -> None:
-        try:
-            actions = receive_mh(
-                self.core, data, src, self.dialects, DRAFT, self.clock, self.counters, self.guard
-            )
-        except Exception:
-            self.runner.boundary.caught("mh")
-            return
+        actions = receive_mh(
+            self.core, data, src, self.dialects, DRAFT, self.clock, self.counters, self.guard
+        )
         self.runner.submit(actions)
 
     def _access_readable(self, link: int) -> None:

@@ -161,7 +161,8 @@ async def serve(
             dlmap_ports.raw_send = raw_sender(raw_tx, node.counters)
             if settings.dhcp == "relay":
                 relay_transport = await _open_relay(loop, node, settings.gateway)
-        endpoint = sockets.MHEndpoint(mh, node.on_mh)
+        # a bug in a handler drops the input, not the process (node.Boundary)
+        endpoint = sockets.MHEndpoint(mh, node.runner.boundary.wrap("mh", node.on_mh))
         node.ports.mh_send = endpoint.send
         endpoint.start(loop)
         metrics = None
@@ -206,9 +207,11 @@ async def _open_relay(
 ) -> asyncio.DatagramTransport:
     """The relay's UDP socket on the gateway address, port 67 (replies from the DHCP servers)."""
 
+    on_reply = node.runner.boundary.wrap("dhcp_server_reply", node.on_dhcp_from_server)
+
     class Protocol(asyncio.DatagramProtocol):
         def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-            node.on_dhcp_from_server(data, IPv4Address(addr[0]))
+            on_reply(data, IPv4Address(addr[0]))
 
     transport, _ = await loop.create_datagram_endpoint(
         Protocol, local_addr=(str(gateway), 67), reuse_port=False
