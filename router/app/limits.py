@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from typing import Protocol
 
+from router.app.node import Core
 from router.core.actions import Action
 from router.wire.ethernet import MacAddress
 from router.wire.mh import BindingUpdate, MobilityMessage
@@ -160,21 +161,12 @@ class AccessLimits:
         return out
 
 
-class _DLMAPCore(Protocol):
-    """What :class:`LimitedDLMAP` needs of :class:`router.core.dlmap.DLMAP`."""
+class _DLMAPCore(Core, Protocol):
+    """What :class:`LimitedDLMAP` needs of :class:`router.core.dlmap.DLMAP`: a node's core
+    (:class:`router.app.node.Core`) that keeps bindings by NAI."""
 
     @property
     def bindings(self) -> Mapping[str, object]: ...
-
-    def receive(
-        self, message: MobilityMessage, src: IPv6Address, now: float, wall: float
-    ) -> list[Action]: ...
-
-    def receive_unknown_type(self, mh_type: int, src: IPv6Address, now: float) -> list[Action]: ...
-
-    def get_timer(self) -> float | None: ...
-
-    def handle_timer(self, now: float, wall: float) -> list[Action]: ...
 
 
 def pbu_nai(message: MobilityMessage) -> str | None:
