@@ -10,10 +10,12 @@ STAMPS := .stamps
 # Debian packages the tests need: tshark is the wire oracle; udhcpc, arping and ping are the
 # mobile station's real host tools; kea-dhcp4-server, dnsmasq-base and freeradius are the real
 # DHCP and RADIUS servers the service tests start in their own namespaces; iperf3 and tayga (the
-# C NAT64 the data path is compared with) are for the lab benchmarks; the rest build and run the
-# package.
+# C NAT64 the data path is compared with) are for the lab benchmarks; nftables drops MH packets
+# in the signaling-loss tests; systemd gives systemd-analyze, which checks the unit file (a
+# minimal image may lack it; installing it starts nothing); the rest build and run the package.
 APT_PACKAGES := tshark python3-venv python3-dev gcc iproute2 udhcpc iputils-arping \
-	iputils-ping kea-dhcp4-server dnsmasq-base freeradius freeradius-utils iperf3 tayga nftables
+	iputils-ping kea-dhcp4-server dnsmasq-base freeradius freeradius-utils iperf3 tayga nftables \
+	systemd
 
 .PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults clean
 
