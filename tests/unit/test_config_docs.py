@@ -55,7 +55,7 @@ def test_the_rendered_comment_says_the_default_or_required() -> None:
 def test_a_missing_key_is_found() -> None:
     text = example("dmpa")
     block = "\n".join(docs.comment(DMPA_LIFETIME, "dmpa"))
-    without = text.replace(f"{block}\nlifetime = 3600\n", "")
+    without = text.replace(f"{block}\n;lifetime = 3600\n", "")
     assert without != text
     assert docs.check(without) == ["dmpa.lifetime: not in the file"]
 
@@ -72,11 +72,17 @@ def test_a_stale_comment_is_found_and_refreshed() -> None:
 
 def test_a_commented_example_must_be_the_default() -> None:
     text = example("dmpa")
-    assert ";retries = 2\n" in text
+    assert ";retries = 2\n" in text and ";lifetime = 3600\n" in text
     wrong = text.replace(";retries = 2\n", ";retries = 3\n")
     assert docs.check(wrong) == [
         "radius.retries: the commented-out example '3' is not the default (2)"
     ]
+    wrong = text.replace(";lifetime = 3600\n", ";lifetime = 7200\n")
+    assert docs.check(wrong) == [
+        "dmpa.lifetime: the commented-out example '7200' is not the default (3600)"
+    ]
+    set_explicitly = text.replace(";lifetime = 3600\n", "lifetime = 7200\n")
+    assert docs.check(set_explicitly) == []  # a value set is an example, not the default
 
 
 def test_a_key_of_the_other_role_or_of_no_one_is_found() -> None:
