@@ -93,6 +93,9 @@ PMIP6_HOME_IPV4_GATEWAY = 161
 
 HEADER = struct.Struct("!BBH16s")
 MAX_PACKET = 4096  # RFC 2865 3: "The maximum length is 4096."
+#: Seconds to wait for each try, and retransmissions to one server before the next is asked.
+DEFAULT_TIMEOUT = 2.0
+DEFAULT_RETRIES = 2
 # RFC 2865 5.8: 0xFFFFFFFF lets the user choose, 0xFFFFFFFE lets the NAS choose: not a static HoA.
 FRAMED_DYNAMIC = frozenset({IPv4Address("255.255.255.255"), IPv4Address("255.255.255.254")})
 
@@ -147,8 +150,8 @@ class RadiusConfig:
     default_dlmap: IPv6Address | None = None
     #: Realm appended to the MAC identity when the NAI is not known (``None``: bare MAC).
     mac_realm: str | None = None
-    timeout: float = 2.0
-    retries: int = 2
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
     require_message_authenticator: bool = True
 
     def errors(self) -> list[str]:

@@ -3,6 +3,9 @@
 :mod:`router.app.config` turns an ini file into these (or into every error at once, as
 ``section.key: message``); the composition roots in :mod:`router.app` read nothing else.
 
+The fields carry no defaults: the loader fills every one, and each key's default is declared
+once, in the schema (:mod:`router.app.config.schema`).
+
 The ini file, section by section (``etc/dmpa.ini`` and ``etc/dlmap.ini`` document every key)::
 
     [node]        role, name, address (our IPv6 tunnel endpoint and MH address), state_dir,
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 from router.app.limits import LimitSettings
-from router.app.security import DEFAULT_REPLAY_WINDOW, KeyRing
+from router.app.security import KeyRing
 from router.core.aaa import LocalProfile
 from router.wire.dialect import Dialect
 from router.wire.ethernet import MacAddress
@@ -47,20 +50,20 @@ class NodeSettings:
     address: IPv6Address
     state_dir: Path
     control_socket: Path
-    log_level: str = "info"
+    log_level: str
     #: TAP/TUN offload (``IFF_VNET_HDR`` + ``TUNSETOFFLOAD`` CSUM|TSO4): TCP super-packets
     #: arrive whole and the fastpath splits them for the tunnel (``fastpath.segment``).
-    offload: bool = True
+    offload: bool
     #: The RFC 4285 key file (``SPI HEX-KEY`` a line, mode 600), read at start and on SIGHUP.
-    key_file: Path | None = None
+    key_file: Path | None
     #: MESG-ID "close enough" window, seconds (RFC 4285 section 6).
-    replay_window: float = DEFAULT_REPLAY_WINDOW
-    #: The keys read from ``key_file`` (their repr shows the SPIs only).
-    keys: KeyRing | None = None
+    replay_window: float
     #: ``text`` (key=value lines) or ``json`` (one object a line), on stderr.
-    log_format: str = "text"
+    log_format: str
     #: The Prometheus endpoint, ``(address, port)``; None: off.
-    metrics: tuple[str, int] | None = None
+    metrics: tuple[str, int] | None
+    #: The keys read from ``key_file`` (their repr shows the SPIs only): set after loading.
+    keys: KeyRing | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +71,15 @@ class PeerSettings:
     address: IPv6Address
     dialect: Dialect
     #: RFC 4285 MN-HA SPI (>= 256): signaling with this peer is signed and checked. None: not.
-    spi: int | None = None
+    spi: int | None
 
 
 @dataclass(frozen=True, slots=True)
 class RadiusSettings:
     servers: tuple[tuple[str, bytes], ...]  # ("[2001:db8::5]:1812" or "192.0.2.5:1812", secret)
     nas_identifier: str
-    timeout: float = 2.0
-    retries: int = 2
+    timeout: float
+    retries: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,17 +92,17 @@ class DMPASettings:
     prefix_length: int
     peers: tuple[PeerSettings, ...]
     profiles: tuple[LocalProfile, ...]
-    lifetime: int = 3600
-    tunnel_mtu: int = 1460
-    aaa: Literal["local", "radius"] = "local"
-    radius: RadiusSettings | None = None
+    lifetime: int
+    tunnel_mtu: int
+    aaa: Literal["local", "radius"]
+    radius: RadiusSettings | None
     #: DHCP options the co-located server (DLMAP-allocation mode) hands out.
-    dns: tuple[IPv4Address, ...] = ()
-    lease_time: int = 3600
+    dns: tuple[IPv4Address, ...]
+    lease_time: int
     #: RFC 5847 heartbeats to the DLMAPs: seconds between requests (0 = off), misses allowed.
-    heartbeat_interval: float = 60.0
-    heartbeat_missing: int = 3
-    limits: LimitSettings = field(default_factory=LimitSettings)
+    heartbeat_interval: float
+    heartbeat_missing: int
+    limits: LimitSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,19 +114,19 @@ class DLMAPSettings:
     pool: tuple[tuple[IPv4Address, IPv4Address], ...]
     peers: tuple[PeerSettings, ...]
     profiles: tuple[LocalProfile, ...]
-    max_lifetime: int = 3600
-    lease_time: int = 3600
-    tunnel_mtu: int = 1460
-    dhcp: Literal["builtin", "relay"] = "builtin"
-    dhcp_servers: tuple[IPv4Address, ...] = ()
-    dns: tuple[IPv4Address, ...] = ()
-    revocation_budget: float = 0.5
-    bri_interval: float = 1.0
-    bri_retries: int = 3
+    max_lifetime: int
+    lease_time: int
+    tunnel_mtu: int
+    dhcp: Literal["builtin", "relay"]
+    dhcp_servers: tuple[IPv4Address, ...]
+    dns: tuple[IPv4Address, ...]
+    revocation_budget: float
+    bri_interval: float
+    bri_retries: int
     #: RFC 5847 heartbeats to the DMPAs (0 = off: the DLMAP only answers the DMPAs' requests).
-    heartbeat_interval: float = 0.0
-    heartbeat_missing: int = 3
-    limits: LimitSettings = field(default_factory=LimitSettings)
+    heartbeat_interval: float
+    heartbeat_missing: int
+    limits: LimitSettings
     #: Extra settings a test or an operator may pass through (reserved; empty by default).
     extra: dict[str, str] = field(default_factory=dict)
 

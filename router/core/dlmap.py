@@ -49,6 +49,13 @@ from typing import Any
 
 from router.core.actions import Action, Bind, Persist, SendMH, Unbind, event
 from router.core.common import UnknownTypeResponder, from_wall, to_wall
+from router.core.defaults import (
+    BRI_INTERVAL,
+    BRI_RETRIES,
+    LIFETIME,
+    PREFIX_LENGTH,
+    REVOCATION_BUDGET,
+)
 from router.core.heartbeat import HeartbeatConfig, HeartbeatMonitor
 from router.core.pool import HoAPool
 from router.core.sequence import seq_after, seq_at_least, seq_max, seq_next
@@ -110,14 +117,14 @@ class DLMAPConfig:
     #: The DMPAs allowed to register, and the dialect each speaks.
     peers: Mapping[IPv6Address, Dialect]
     #: Prefix length of the home network, reported in RFC 5844 replies.
-    prefix_length: int = 24
+    prefix_length: int = PREFIX_LENGTH
     #: Longest binding lifetime granted, in seconds.
-    max_lifetime: int = 3600
+    max_lifetime: int = LIFETIME
     #: Longest time the new DMPA's PBA waits for the old DMPA's revocation acknowledgement.
-    revocation_budget: float = 0.5
+    revocation_budget: float = REVOCATION_BUDGET
     #: BRI retransmission interval and count (RFC 5846 MINDelayBRIs, BRIMaxRetriesNumber).
-    bri_interval: float = 1.0
-    bri_retries: int = 3
+    bri_interval: float = BRI_INTERVAL
+    bri_retries: int = BRI_RETRIES
     #: RFC 5213 TimestampValidityWindow, seconds.
     timestamp_window: float = 0.3
     #: Dialect used to answer a PBU from an address that is not a configured DMPA.

@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from router.core.actions import AAARequest, Action, Bind, Persist, SendMH, Unbind, event
 from router.core.common import UnknownTypeResponder
+from router.core.defaults import FIRST_BINDACK_TIMEOUT, LIFETIME
 from router.core.heartbeat import HeartbeatConfig, HeartbeatMonitor, PeerChange
 from router.core.sequence import seq_max, seq_next
 from router.core.timers import TimerHeap
@@ -97,9 +98,9 @@ class DMPAConfig:
     #: The DLMAPs we may register at, and the dialect each speaks.
     peers: Mapping[IPv6Address, Dialect]
     #: Binding lifetime asked for, seconds; refreshed at ``refresh_at`` of the granted lifetime.
-    lifetime: int = 3600
+    lifetime: int = LIFETIME
     refresh_at: float = 0.8
-    first_timeout: float = 1.5  # InitialBindackTimeoutFirstReg
+    first_timeout: float = FIRST_BINDACK_TIMEOUT
     timeout: float = 1.0  # INITIAL_BINDACK_TIMEOUT
     max_timeout: float = 32.0  # MAX_BINDACK_TIMEOUT
     #: How many times a de-registration is sent before the visitor is dropped anyway.

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 
 from router.core.actions import Action, SendMH, event
+from router.core.defaults import HEARTBEAT_OFF, MISSING_HEARTBEATS_ALLOWED
 from router.core.timers import TimerHeap
 from router.wire.constants import HeartbeatFlag
 from router.wire.mh import Heartbeat
@@ -41,9 +42,9 @@ COUNTER_MODULO = 1 << 32
 @dataclass(frozen=True, slots=True)
 class HeartbeatConfig:
     #: Seconds between requests to each peer (RFC 5847 HEARTBEAT_INTERVAL, 60 s); 0 = off.
-    interval: float = 0.0
+    interval: float = HEARTBEAT_OFF
     #: Missed heartbeats in a row before a peer is unreachable (MISSING_HEARTBEATS_ALLOWED).
-    missing_allowed: int = 3
+    missing_allowed: int = MISSING_HEARTBEATS_ALLOWED
 
 
 class PeerChange(enum.Enum):

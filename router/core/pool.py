@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
+from router.core.defaults import LEASE_TIME
 from router.core.timers import TimerHeap
 
 
@@ -35,7 +36,7 @@ class HoAPool:
         self,
         ranges: Iterable[IPv4Network | tuple[IPv4Address, IPv4Address]],
         static: Mapping[str, IPv4Address] | None = None,
-        lease_time: float = 3600.0,
+        lease_time: float = LEASE_TIME,
     ) -> None:
         self._ranges: list[tuple[int, int]] = []
         for item in ranges:

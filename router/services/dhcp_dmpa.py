@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
 from router.core.actions import SendFrame, SendTunnel
+from router.core.defaults import LEASE_TIME, PREFIX_LENGTH, TUNNEL_MTU
 from router.core.dmpa import DMPA, State, Visitor
 from router.services.access import AccessAction, Drops
 from router.wire.dhcp import (
@@ -81,9 +82,9 @@ _INFINITE = 0xFFFFFFFF
 @dataclass(frozen=True, slots=True)
 class DhcpDmpaConfig:
     #: Prefix length of the subnet mask given to the MS (co-located server).
-    prefix_length: int = 24
+    prefix_length: int = PREFIX_LENGTH
     #: Lease time offered by the co-located server, seconds; capped by the binding lifetime.
-    lease_time: int = 3600
+    lease_time: int = LEASE_TIME
     dns_servers: tuple[IPv4Address, ...] = ()
     domain_name: str | None = None
     #: Option 26 for the MS (a value <= the tunnel MTU avoids PMTU black holes; wire-ref 6.x).
@@ -91,7 +92,7 @@ class DhcpDmpaConfig:
     #: Circuit-id of access link ``n``: ``link_names[n]`` when given, else ``str(n)``.
     link_names: tuple[str, ...] = ()
     #: The largest IPv4 packet carried to the DLMAP (the tunnel MTU for the inner packet).
-    max_packet: int = 1460
+    max_packet: int = TUNNEL_MTU
     #: Transactions remembered per MS, and MSs remembered, to match replies from the DLMAP.
     xids_per_client: int = 4
     max_clients: int = 65536

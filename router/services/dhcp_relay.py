@@ -35,6 +35,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from router.core.actions import Event, Persist, SendTunnel, event
 from router.core.common import to_wall
+from router.core.defaults import LIFETIME
 from router.core.pool import HoAPool
 from router.services.dhcp_server import (
     BROADCAST,
@@ -94,7 +95,7 @@ class DhcpRelayConfig:
     table_size: int = 4096
     entry_ttl: float = 60.0
     #: The NAI <-> HoA lease recorded in the pool never outlasts this (the binding lifetime).
-    max_lifetime: int = 3600
+    max_lifetime: int = LIFETIME
 
     def problems(self, section: str = "dhcp_relay") -> list[str]:
         out: list[str] = []

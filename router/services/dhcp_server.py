@@ -42,6 +42,7 @@ from typing import Any
 
 from router.core.actions import Event, Persist, SendTunnel, event
 from router.core.common import from_wall, to_wall
+from router.core.defaults import LEASE_TIME, LIFETIME
 from router.core.pool import HoAPool
 from router.wire.dhcp import (
     BROADCAST_FLAG,
@@ -85,9 +86,9 @@ class DhcpServerConfig:
     gateway: IPv4Address
     #: The HoA network, for option 1 and for the free-address search after a DECLINE.
     network: IPv4Network
-    lease_time: int = 3600
+    lease_time: int = LEASE_TIME
     #: Longest binding lifetime the DLMAP grants: the lease never outlasts it.
-    max_lifetime: int = 3600
+    max_lifetime: int = LIFETIME
     dns: tuple[IPv4Address, ...] = ()
     mtu: int | None = None
     offer_hold: float = 60.0

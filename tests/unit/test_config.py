@@ -3,23 +3,39 @@
 from __future__ import annotations
 
 import re
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 
 import pytest
 
+from router.adapters.radius import RadiusConfig
 from router.app.config import (
     FIRST_PBU_TIMEOUT,
     KEYS,
+    LIMITS_DLMAP,
+    LIMITS_DMPA,
     MAX_TUNNEL_MTU,
     ConfigErrors,
     load,
     loads,
+    schema,
 )
-from router.app.settings import DLMAPSettings, DMPASettings
+from router.app.limits import LimitSettings
+from router.app.settings import (
+    DLMAPSettings,
+    DMPASettings,
+    NodeSettings,
+    PeerSettings,
+    RadiusSettings,
+)
 from router.cli import main
+from router.core.dlmap import DLMAPConfig
 from router.core.dmpa import DMPAConfig
+from router.core.heartbeat import HeartbeatConfig
+from router.services.dhcp_dmpa import DhcpDmpaConfig
+from router.services.dhcp_relay import DhcpRelayConfig
+from router.services.dhcp_server import DhcpServerConfig
 from router.wire.dialect import Dialect
 
 ETC = Path(__file__).resolve().parents[2] / "etc"
@@ -86,15 +102,6 @@ def test_every_example_is_valid_and_quiet(path: Path) -> None:
 
 def test_the_examples_exist() -> None:
     assert {p.name for p in EXAMPLES} >= {"dmpa.ini", "dlmap.ini"}
-
-
-@pytest.mark.parametrize("role", ["dmpa", "dlmap"])
-def test_each_example_documents_every_key(role: str) -> None:
-    text = (ETC / f"{role}.ini").read_text()
-    kinds = ["node", role, "peer", "profile"] + (["radius"] if role == "dmpa" else [])
-    for kind in kinds:
-        for key in KEYS[kind]:
-            assert re.search(rf"^;?{key} = ", text, re.M), f"{role}.ini lacks {kind}.{key}"
 
 
 def test_the_examples_describe_one_domain() -> None:
@@ -560,6 +567,71 @@ def test_short_secret_and_open_file_mode(tmp_path: Path) -> None:
 def test_the_revocation_warning_knows_the_dmpa_timeout() -> None:
     (first,) = [f.default for f in fields(DMPAConfig) if f.name == "first_timeout"]
     assert first == FIRST_PBU_TIMEOUT
+
+
+# The schema
+
+
+def _default(cls: type, name: str) -> object:
+    (found,) = [f.default for f in fields(cls) if f.name == name]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("key", "cls", "name"),
+    [
+        (schema.DMPA_LIFETIME, DMPAConfig, "lifetime"),
+        (schema.DLMAP_MAX_LIFETIME, DLMAPConfig, "max_lifetime"),
+        (schema.DLMAP_MAX_LIFETIME, DhcpServerConfig, "max_lifetime"),
+        (schema.DLMAP_MAX_LIFETIME, DhcpRelayConfig, "max_lifetime"),
+        (schema.DLMAP_REVOCATION_BUDGET, DLMAPConfig, "revocation_budget"),
+        (schema.DLMAP_BRI_INTERVAL, DLMAPConfig, "bri_interval"),
+        (schema.DLMAP_BRI_RETRIES, DLMAPConfig, "bri_retries"),
+        (schema.DMPA_PREFIX_LENGTH, DhcpDmpaConfig, "prefix_length"),
+        (schema.DMPA_LEASE_TIME, DhcpDmpaConfig, "lease_time"),
+        (schema.DMPA_TUNNEL_MTU, DhcpDmpaConfig, "max_packet"),
+        (schema.DLMAP_LEASE_TIME, DhcpServerConfig, "lease_time"),
+        (schema.DLMAP_HEARTBEAT_INTERVAL, HeartbeatConfig, "interval"),
+        (schema.DMPA_HEARTBEAT_MISSING, HeartbeatConfig, "missing_allowed"),
+        (schema.RADIUS_TIMEOUT, RadiusConfig, "timeout"),
+        (schema.RADIUS_RETRIES, RadiusConfig, "retries"),
+    ],
+    ids=lambda v: v.name if isinstance(v, schema.Key) else None,
+)
+def test_a_default_the_core_uses_is_the_cores(
+    key: schema.Key[object], cls: type, name: str
+) -> None:
+    assert key.default == _default(cls, name)
+
+
+@pytest.mark.parametrize(
+    ("kind", "cls", "not_keys"),
+    [
+        ("node", NodeSettings, {"keys"}),
+        ("dmpa", DMPASettings, {"node", "peers", "profiles", "radius", "limits"}),
+        ("dlmap", DLMAPSettings, {"node", "peers", "profiles", "limits", "extra"}),
+        ("radius", RadiusSettings, set()),
+    ],
+)
+def test_each_key_of_a_section_is_a_settings_field(
+    kind: str, cls: type, not_keys: set[str]
+) -> None:
+    assert set(KEYS[kind]) == {f.name for f in fields(cls)} - not_keys
+
+
+def test_the_settings_have_no_defaults_of_their_own() -> None:
+    for cls in (NodeSettings, DMPASettings, DLMAPSettings, RadiusSettings, PeerSettings):
+        defaulted = {f.name for f in fields(cls) if f.default is not MISSING}
+        defaulted |= {f.name for f in fields(cls) if f.default_factory is not MISSING}
+        assert defaulted <= {"keys", "extra"}, cls
+
+
+def test_the_limits_defaults_are_the_limits_modules() -> None:
+    settings, _ = loads(DMPA)
+    assert settings.limits == LimitSettings()
+    for name in (*LIMITS_DMPA, *LIMITS_DLMAP):
+        assert schema.LIMIT_RATE[name].default == getattr(LimitSettings(), name).rate
+        assert schema.LIMIT_BURST[name].default == getattr(LimitSettings(), name).burst
 
 
 # The command

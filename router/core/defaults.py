@@ -1,0 +1,32 @@
+"""The protocol defaults the cores own, each written once.
+
+The core and service dataclasses take them as field defaults, and the ini schema
+(:mod:`router.app.config.schema`) as the default of the key that sets that field, so a default
+such as the binding lifetime lives here and nowhere else. Values without a protocol meaning
+(log level, pseudo-MAC, ...) are the schema's own.
+"""
+
+from __future__ import annotations
+
+#: Binding lifetime a DMPA asks for and the longest a DLMAP grants, seconds (a multiple of the
+#: 4-second unit it travels in, RFC 6275 6.1.7).
+LIFETIME = 3600
+#: DHCP lease time handed to an MS, seconds (never longer than the binding lifetime).
+LEASE_TIME = 3600
+#: Prefix length of the HoA network (the subnet mask handed to the MS).
+PREFIX_LENGTH = 24
+#: Largest inner IPv4 packet the tunnel carries: a 1500-byte IPv6 transport MTU less the
+#: 40-byte IPv6 header.
+TUNNEL_MTU = 1460
+#: RFC 5213 InitialBindackTimeoutFirstReg: a DMPA's first PBU retransmission, seconds.
+FIRST_BINDACK_TIMEOUT = 1.5
+#: Longest wait of the new DMPA's PBA for the old DMPA's revocation acknowledgement, seconds.
+REVOCATION_BUDGET = 0.5
+#: RFC 5846 MINDelayBRIs (seconds) and BRIMaxRetriesNumber.
+BRI_INTERVAL = 1.0
+BRI_RETRIES = 3
+#: RFC 5847 HEARTBEAT_INTERVAL, seconds (the DMPA's default; 0 turns heartbeats off).
+HEARTBEAT_INTERVAL = 60.0
+HEARTBEAT_OFF = 0.0
+#: RFC 5847 MISSING_HEARTBEATS_ALLOWED.
+MISSING_HEARTBEATS_ALLOWED = 3
