@@ -33,7 +33,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Literal, TypeVar, cast, get_args
 
-from fastpath.reference import ETH_LEN, IO_BUF, IP6_LEN
+from fastpath.common import ETH_LEN, IO_BUF, IP6_LEN
 from router.app.limits import LimitSettings, Rate
 from router.app.security import DEFAULT_REPLAY_WINDOW, MAX_SPI, MIN_SPI, KeyFileError, read_key_file
 from router.app.settings import (
