@@ -74,6 +74,7 @@ lint: setup
 	$(BIN)/ruff check router fastpath tests bench setup.py
 	$(BIN)/ruff format --check router fastpath tests bench setup.py
 	$(BIN)/mypy router fastpath/reference.py
+	$(BIN)/python -m mypy.stubtest fastpath._fastpath
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/cython-lint --max-line-length 100 $(wildcard fastpath/*.pyx fastpath/*.pxd fastpath/*.pxi)
 
 # The lab demo: a DLMAP, two DMPAs, a CN and an MS in network namespaces, with a handover

@@ -1,4 +1,7 @@
-# cython: language_level=3
+# cython: language_level=3, auto_pickle=False, autotestdict=False
+# (auto_pickle: the extension types hold C pointers and cannot be pickled either way, a
+# TypeError; with it, Cython also leaves pickling helpers in the module's namespace.
+# autotestdict: no doctest dictionary ``__test__``. Both keep the module's names its API.)
 """The compiled fastpath. ``fastpath/reference.py`` is its specification: same classes, same
 results, byte for byte. Read the reference first; this code only says what differs (C layout).
 
