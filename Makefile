@@ -50,8 +50,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# The editable install rebuilds the extension whenever the package definition or a .pyx changes.
-$(STAMPS)/venv: $(BIN)/python pyproject.toml setup.py $(wildcard fastpath/*.pyx fastpath/*.pxd) | $(STAMPS)
+# The editable install rebuilds the extension whenever the package definition or a Cython source
+# (.pyx, .pxd, or a .pxi unit it includes) changes.
+$(STAMPS)/venv: $(BIN)/python pyproject.toml setup.py $(wildcard fastpath/*.pyx fastpath/*.pxd fastpath/*.pxi) | $(STAMPS)
 	$(BIN)/python -m pip install -q -e '.[dev,lab]'
 	@touch $@
 
@@ -73,7 +74,8 @@ lint: setup
 	$(BIN)/ruff check router fastpath tests bench setup.py
 	$(BIN)/ruff format --check router fastpath tests bench setup.py
 	$(BIN)/mypy router fastpath/reference.py
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/cython-lint --max-line-length 100 $(wildcard fastpath/*.pyx fastpath/*.pxd)
+	$(BIN)/python -m mypy.stubtest fastpath._fastpath
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/cython-lint --max-line-length 100 $(wildcard fastpath/*.pyx fastpath/*.pxd fastpath/*.pxi)
 
 # The lab demo: a DLMAP, two DMPAs, a CN and an MS in network namespaces, with a handover
 # (needs root). Everything it builds is torn down at the end, on error and on Ctrl-C too.

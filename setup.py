@@ -1,8 +1,9 @@
 """Build the Cython fastpath.
 
-Every ``fastpath/*.pyx`` becomes an extension module ``fastpath.<name>``. The generated C file is a
-build output (``.gitignore``); ``NETLMM_DEBUG_BUILD=1`` turns bounds checks back on and keeps
-assertions, like uvloop's debug build.
+Every ``fastpath/*.pyx`` becomes an extension module ``fastpath.<name>``, with its ``.pxd`` and
+the ``.pxi`` units it includes (cythonize rebuilds it when any of them changes). The generated C
+file is a build output (``.gitignore``); ``NETLMM_DEBUG_BUILD=1`` turns bounds checks back on
+and keeps assertions, like uvloop's debug build.
 """
 
 import os

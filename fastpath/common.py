@@ -1,8 +1,12 @@
-"""What both fastpath twins share: the verdict and drop-reason table, and the records they return.
+"""What both fastpath twins share: the verdict and drop-reason table, the constants, and the
+records they return.
 
-The table below is *the* list. ``_fastpath.pyx`` mirrors it as a C enum and exports
-``REASON_TABLE``; ``tests/fastpath/test_table.py`` checks that the two agree row by row, so a
-reason cannot be added to one twin only.
+The table below is *the* list, and the integer constants at the end are *the* values. The
+compiled twin does not restate them: ``python -m fastpath.gen_pxd`` writes them into
+``_fastpath.pxd`` (C enums) and ``_fastpath.pyx`` (``REASON_TABLE``), and
+``tests/fastpath/test_table.py`` fails while those generated blocks are stale or the built
+module's ``REASON_TABLE`` differs from this one row by row, so a reason or a constant cannot
+change in one twin only.
 
 Rule 1: every packet ends with exactly one reason, and the reason decides the verdict.
 Rule 2: FORWARD only for ``FORWARDED``; a PUNT goes to the slow path with its context (it may
@@ -103,4 +107,46 @@ class Punt(NamedTuple):
 Result = tuple[int, int, int, int]
 
 ETH_BROADCAST = b"\xff" * 6
-MAX_STRIDE = 65535
+
+# ---- constants of both twins (and of the configuration's limits); every int here is also a
+# C enum constant of the compiled twin (generated, see above) ----
+
+ETH_LEN = 14  # Ethernet header on the access links
+IP6_LEN = 40  # the outer IPv6 header
+IO_BUF = 2048  # per-packet buffer of the batched I/O: tunnel MTU <= IO_BUF - IP6_LEN - ETH_LEN
+READ_MAX = 65536  # one read() from a TAP/TUN
+MAX_STRIDE = 65535  # the largest Batch stride
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+NH_IPV4 = 4
+NH_DSTOPTS = 60
+OPT_PAD1 = 0
+OPT_PADN = 1
+OPT_TUNNEL_ENCAP_LIMIT = 4  # RFC 2473 4.1.1: ignored at the exit point
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+DHCP_SERVER_PORT = 67
+DHCP_CLIENT_PORT = 68
+ECN_CE = 3
+# TAP/TUN offload (IFF_VNET_HDR): every read and write starts with a struct virtio_net_hdr, in
+# host byte order (linux/virtio_net.h; legacy, no TUNSETVNETLE)
+VNET_HDR_LEN = 10
+VNET_READ_MAX = 65536 + 64  # a TCP super-packet: 64 KiB of IPv4 + Ethernet + the header
+VNET_F_NEEDS_CSUM = 1
+GSO_NONE = 0
+GSO_TCPV4 = 1
+GSO_ECN = 0x80
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_PSH = 0x08
+TCP_URG = 0x20
+TCP_CWR = 0x80
+COALESCE_MAX = 65535  # the IPv4 total length of a coalesced super-packet, at most
+# the HoA table
+MAX_ENTRIES = 0x40000000
+MAX_ENDPOINTS = 0xFFFF  # distinct tunnel endpoints (an entry holds a 16-bit index)
+# growth: old slots moved to the doubled array per bind/unbind and per batch call
+REHASH_PER_UPDATE = 8
+REHASH_PER_BATCH = 64

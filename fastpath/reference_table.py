@@ -1,0 +1,183 @@
+"""The HoA table of the reference twin (the compiled twin's ``table.pxi``)."""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Iterator
+
+from fastpath.common import (
+    MAX_ENDPOINTS,
+    MAX_ENTRIES,
+    REHASH_PER_BATCH,
+    REHASH_PER_UPDATE,
+    Binding,
+)
+
+# the compiled table's layout, which memory_bytes() models: 8-byte slots (key + index) and
+# 32-byte entries in mappings of whole pages, endpoints of 16 bytes + a 4-byte reference count
+PAGE = mmap.PAGESIZE
+SLOT_BYTES = 8
+ENTRY_BYTES = 32
+ENDPOINT_BYTES = 20
+# the growth schedule (the compiled twin exports the same tuple)
+REHASH_STEPS = (REHASH_PER_UPDATE, REHASH_PER_BATCH)
+
+
+def pages(n: int) -> int:
+    return -(-n // PAGE) * PAGE
+
+
+class HoaTable:
+    """HoA -> binding. Iteration order is the compiled table's: insertion order, except that
+    unbinding moves the last entry into the hole (the dense array of the C table).
+
+    The compiled table is open addressing over 8-byte slots (load at most 3/4) and a dense array
+    of entries; this one is a dict, but it models the compiled allocation exactly so that
+    ``memory_bytes()`` and ``rehash_pending`` agree. Growth is incremental: the bind that would
+    cross 3/4 doubles the slot array and the old one is moved over ``REHASH_PER_UPDATE`` slots
+    per bind/unbind (and ``REHASH_PER_BATCH`` per batch call of an engine), so no single call
+    rehashes the whole table. ``reserve()`` rehashes at once: it is for start-up."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._index: dict[int, int] = {}
+        self._entries: list[list[int | bytes]] = []
+        # the model of the compiled allocation
+        self._slots = 16  # slots of the current array
+        self._old = 0  # slots of the array being migrated, 0 when none
+        self._cursor = 0  # old slots already moved
+        self._dense = 16  # entries allocated
+        self._eprefs: dict[bytes, int] = {}  # interned endpoints and their reference counts
+        self._neps = 0  # endpoint indices handed out since clear() (live or free)
+        self._epcap = 16
+        self.reserve(max(0, capacity))
+
+    def bind(
+        self, hoa: int, endpoint: bytes, mac: bytes = bytes(6), link: int = 0, flags: int = 0
+    ) -> None:
+        """Add or replace the binding of ``hoa``; counters survive a replacement (handover)."""
+        if not 0 <= hoa <= 0xFFFFFFFF:
+            raise ValueError("hoa must be an unsigned 32-bit integer")
+        if len(endpoint) != 16 or len(mac) != 6:
+            raise ValueError("endpoint must be 16 bytes and mac 6 bytes")
+        if not 0 <= link <= 0xFFFF or not 0 <= flags <= 0xFF:
+            raise ValueError("link must fit 16 bits and flags 8 bits")
+        endpoint = bytes(endpoint)
+        self._migrate(REHASH_PER_UPDATE)
+        i = self._index.get(hoa)
+        if i is None:
+            self._grow(len(self._entries) + 1, incremental=True)
+            self._ep_acquire(endpoint)
+            self._index[hoa] = len(self._entries)
+            self._entries.append([hoa, endpoint, bytes(mac), link, flags, 0, 0])
+        else:
+            e = self._entries[i]
+            self._ep_acquire(endpoint)
+            self._ep_release(bytes(e[1]))
+            e[1:5] = [endpoint, bytes(mac), link, flags]
+
+    def unbind(self, hoa: int) -> bool:
+        if not 0 <= hoa <= 0xFFFFFFFF:
+            return False
+        self._migrate(REHASH_PER_UPDATE)
+        i = self._index.pop(hoa, None)
+        if i is None:
+            return False
+        self._ep_release(bytes(self._entries[i][1]))
+        last = self._entries.pop()
+        if i < len(self._entries):
+            self._entries[i] = last
+            self._index[int(last[0])] = i
+        return True
+
+    def lookup(self, hoa: int) -> Binding | None:
+        i = self._index.get(hoa)
+        return None if i is None else Binding(*self._entries[i])  # type: ignore[arg-type]
+
+    def clear(self) -> None:
+        """Forget every binding; the allocation stays (a growth in progress is abandoned)."""
+        self._index.clear()
+        self._entries.clear()
+        self._eprefs.clear()
+        self._neps = 0
+        self._old = self._cursor = 0
+
+    def reserve(self, want: int) -> None:
+        """Grow to hold ``want`` entries without further allocation, rehashing at once."""
+        if want > 0:
+            self._grow(want, incremental=False)
+
+    @property
+    def rehash_pending(self) -> int:
+        """Old slots not yet moved to the grown array (0: no growth in progress)."""
+        return self._old - self._cursor
+
+    def memory_bytes(self) -> int:
+        """Bytes the compiled table has allocated in the same state: slot arrays and entries
+        (whole pages; the old slot array counted whole until its migration ends), endpoints."""
+        return (
+            pages(self._slots * SLOT_BYTES)
+            + (pages(self._old * SLOT_BYTES) if self._old else 0)
+            + pages(self._dense * ENTRY_BYTES)
+            + self._epcap * ENDPOINT_BYTES
+        )
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, hoa: object) -> bool:
+        return hoa in self._index
+
+    def __iter__(self) -> Iterator[Binding]:
+        return iter([Binding(*e) for e in self._entries])  # type: ignore[arg-type]
+
+    # the allocation model
+    def _grow(self, want: int, incremental: bool) -> None:
+        if want > MAX_ENTRIES:
+            raise OverflowError("too many entries")
+        while self._dense < want:
+            self._dense *= 2
+        slots = self._slots
+        while slots * 3 < want * 4:
+            slots *= 2
+        if slots != self._slots:
+            # a growth still in progress ends first; then the current array becomes the old one
+            self._old, self._cursor, self._slots = self._slots, 0, slots
+            if not incremental:
+                self._old = 0
+
+    def _migrate(self, k: int) -> None:
+        """Move the next ``k`` old slots (the compiled table walks them in slot order)."""
+        if self._old:
+            self._cursor += k
+            if self._cursor >= self._old:
+                self._old = self._cursor = 0
+
+    def _ep_acquire(self, endpoint: bytes) -> None:
+        refs = self._eprefs.get(endpoint)
+        if refs is None:
+            if len(self._eprefs) == self._neps:  # no free index to reuse: a new one
+                if self._neps == MAX_ENDPOINTS:
+                    raise OverflowError("at most 65535 distinct tunnel endpoints")
+                if self._neps == self._epcap:
+                    self._epcap *= 2
+                self._neps += 1
+            refs = 0
+        self._eprefs[endpoint] = refs + 1
+
+    def _ep_release(self, endpoint: bytes) -> None:
+        refs = self._eprefs[endpoint] - 1
+        if refs:
+            self._eprefs[endpoint] = refs
+        else:
+            del self._eprefs[endpoint]
+
+    # for the engines
+    def _entry(self, hoa: int) -> list[int | bytes] | None:
+        i = self._index.get(hoa)
+        return None if i is None else self._entries[i]
+
+
+def count_binding(e: list[int | bytes], octets: int) -> None:
+    """One packet of ``octets`` forwarded through the entry ``e`` (``HoaTable._entry``)."""
+    e[5] = int(e[5]) + 1
+    e[6] = int(e[6]) + octets
