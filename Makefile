@@ -51,8 +51,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 # The editable install rebuilds the extension whenever the package definition or a .pyx changes.
-$(STAMPS)/venv: $(BIN)/python pyproject.toml setup.py $(wildcard fastpath/*.pyx fastpath/*.pxd) | $(STAMPS)
-	$(BIN)/python -m pip install -q -e '.[dev,lab]'
+# The lab (lab/, the netlmm-lab distribution: test bed, demo, campaigns) is installed after the
+# appliance it depends on; the appliance's own wheel holds none of it.
+$(STAMPS)/venv: $(BIN)/python pyproject.toml setup.py lab/pyproject.toml $(wildcard fastpath/*.pyx fastpath/*.pxd) | $(STAMPS)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e ./lab
 	@touch $@
 
 setup: $(STAMPS)/apt $(STAMPS)/venv
@@ -70,9 +73,9 @@ bench-lab: setup
 	$(BIN)/netlmm lab bench
 
 lint: setup
-	$(BIN)/ruff check router fastpath tests bench setup.py
-	$(BIN)/ruff format --check router fastpath tests bench setup.py
-	$(BIN)/mypy router fastpath/reference.py
+	$(BIN)/ruff check router fastpath lab tests bench setup.py
+	$(BIN)/ruff format --check router fastpath lab tests bench setup.py
+	$(BIN)/mypy router fastpath/reference.py lab/netlmm_lab
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/cython-lint --max-line-length 100 $(wildcard fastpath/*.pyx fastpath/*.pxd)
 
 # The lab demo: a DLMAP, two DMPAs, a CN and an MS in network namespaces, with a handover
@@ -96,9 +99,9 @@ soak: setup
 # of MH packets dropped each way (nftables in the lab), then SIGKILL + restart of the DLMAP and
 # of a DMPA under a UDP stream, 5 rounds each; prints the times.
 faults: setup
-	$(BIN)/python -m router.lab.faults loss --count 100 --percent 20
-	$(BIN)/python -m router.lab.faults restart --role dlmap --rounds 5
-	$(BIN)/python -m router.lab.faults restart --role dmpa1 --rounds 5
+	$(BIN)/python -m netlmm_lab.faults loss --count 100 --percent 20
+	$(BIN)/python -m netlmm_lab.faults restart --role dlmap --rounds 5
+	$(BIN)/python -m netlmm_lab.faults restart --role dmpa1 --rounds 5
 
 clean:
 	rm -rf build dist *.egg-info $(STAMPS) fastpath/*.c fastpath/*.so

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from router.lab.throughput import default_results_dir
-from router.lab.topology import BRIDGE, Lab, LabError, _ip
+from netlmm_lab.throughput import default_results_dir
+from netlmm_lab.topology import BRIDGE, Lab, LabError, _ip
 
 SOURCE = Path(__file__).with_name("probe.c")
 A6, B6 = "2001:db8:100::11", "2001:db8:100::1"

@@ -13,7 +13,7 @@ import socket
 import struct
 import subprocess
 
-from router.lab.netns import netns
+from netlmm_lab.netns import netns
 
 __all__ = ["netns"]  # the I/O tests and pump benchmarks take it from here
 

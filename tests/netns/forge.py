@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from router.lab.topology import Lab, LabError
+from netlmm_lab.topology import Lab, LabError
 
 MARKER = b"NLFORGE:"
 

@@ -25,11 +25,11 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
-from router.lab.configs import STATIC_HOA, MobileProfile
-from router.lab.domain import Domain
-from router.lab.servers import binary, start_dhcp_server
-from router.lab.tools import ping
-from router.lab.topology import (
+from netlmm_lab.configs import STATIC_HOA, MobileProfile
+from netlmm_lab.domain import Domain
+from netlmm_lab.servers import binary, start_dhcp_server
+from netlmm_lab.tools import ping
+from netlmm_lab.topology import (
     BRIDGE,
     CN_ADDRESS,
     CN_IF,

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from router.lab.configs import MobileProfile
-from router.lab.domain import Domain
-from router.lab.tools import ping
-from router.lab.topology import CN_ADDRESS, DMPA_ADDRESSES, DhcpClient, Lab, wait_until
+from netlmm_lab.configs import MobileProfile
+from netlmm_lab.domain import Domain
+from netlmm_lab.tools import ping
+from netlmm_lab.topology import CN_ADDRESS, DMPA_ADDRESSES, DhcpClient, Lab, wait_until
 
 pytestmark = pytest.mark.root
 

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from router.lab.configs import MobileProfile
-from router.lab.domain import Domain
-from router.lab.tools import UdpStream
-from router.lab.topology import DMPA_ADDRESSES, DhcpClient, Lab, wait_until
+from netlmm_lab.configs import MobileProfile
+from netlmm_lab.domain import Domain
+from netlmm_lab.tools import UdpStream
+from netlmm_lab.topology import DMPA_ADDRESSES, DhcpClient, Lab, wait_until
 
 pytestmark = pytest.mark.root
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from router.lab.tools import (
+from netlmm_lab.tools import (
     PingResult,
     Sniffer,
     TcpSession,
@@ -31,7 +31,7 @@ from router.lab.tools import (
     summarize_stream,
     tcp_transfer,
 )
-from router.lab.topology import (
+from netlmm_lab.topology import (
     ACCESS_IF,
     CN_ADDRESS,
     DLMAP_ADDRESS,
@@ -271,7 +271,7 @@ def test_sigterm_tears_the_lab_down(root: None) -> None:
     code = textwrap.dedent(
         """
         import sys, time
-        from router.lab.topology import Lab
+        from netlmm_lab.topology import Lab
         with Lab() as lab:
             lab.popen("cn", ["sleep", "60"])
             print(lab.prefix, flush=True)

@@ -22,11 +22,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from router.cli import main
-from router.lab.configs import MobileProfile
-from router.lab.domain import Domain
-from router.lab.tools import ping
-from router.lab.topology import (
+from netlmm_lab.configs import MobileProfile
+from netlmm_lab.domain import Domain
+from netlmm_lab.tools import ping
+from netlmm_lab.topology import (
     CN_ADDRESS,
     DLMAP_ADDRESS,
     DMPA_ADDRESSES,
@@ -35,6 +34,7 @@ from router.lab.topology import (
     Lab,
     wait_until,
 )
+from router.cli import main
 from tests.conftest import require
 
 pytestmark = pytest.mark.root

@@ -9,7 +9,7 @@
 
 The veth pair is created inside the NAS namespace with its peer moved straight into the AAA
 namespace, so no link ever exists in the root namespace. FreeRADIUS configs are rendered from
-the lab's templates (``router/lab/radius/``, with its example ``users``) into a per-run
+the lab's templates (``lab/netlmm_lab/radius/``, with its example ``users``) into a per-run
 directory; each ``freeradius -X`` is started with ``ip netns exec`` (which execs, so the PID we
 hold is the server's) and ended by that PID.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from router.lab.servers import RADIUS_TEMPLATES, render_radiusd
+from netlmm_lab.servers import RADIUS_TEMPLATES, render_radiusd
 from tests.netns.netns import namespace
 
 NAS6 = "2001:db8:5::1"

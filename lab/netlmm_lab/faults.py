@@ -24,10 +24,10 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from router.lab.configs import GATEWAY, STATIC_HOA, MobileProfile
-from router.lab.domain import Domain
-from router.lab.tools import UdpStream, ping
-from router.lab.topology import (
+from netlmm_lab.configs import GATEWAY, STATIC_HOA, MobileProfile
+from netlmm_lab.domain import Domain
+from netlmm_lab.tools import UdpStream, ping
+from netlmm_lab.topology import (
     CN_ADDRESS,
     DLMAP_ADDRESS,
     DMPA_ADDRESSES,
@@ -353,8 +353,8 @@ def pbu_schedule(lab: Lab, seconds: float) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m router.lab.faults loss|restart``: the issue 8 fault figures, as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m router.lab.faults")
+    """``python -m netlmm_lab.faults loss|restart``: the issue 8 fault figures, as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m netlmm_lab.faults")
     sub = parser.add_subparsers(dest="what", required=True)
     loss_p = sub.add_parser("loss", help="a fleet registers and hands over under MH loss")
     loss_p.add_argument("--count", type=int, default=100)

@@ -8,8 +8,8 @@ variants of A and B, each built, measured and torn down in turn:
 - ``tayga``: one tayga process in A translates h1's IPv4 into IPv6 (static map for h1, a
   network-specific NAT64 prefix for h2), a second one in B translates back; each uses its TUN
   device packet by packet. The C reference.
-- ``appliance``: the real appliance from :class:`router.lab.topology.Lab` and
-  :class:`router.lab.domain.Domain`: h1 is the MS (address by DHCP, busybox udhcpc), A is
+- ``appliance``: the real appliance from :class:`netlmm_lab.topology.Lab` and
+  :class:`netlmm_lab.domain.Domain`: h1 is the MS (address by DHCP, busybox udhcpc), A is
   DMPA 1, B is the DLMAP, h2 is the CN. (The lab also has base-station and transport bridges
   on the way, and a second DMPA standing by.)
 
@@ -45,8 +45,8 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
-from router.lab.tools import parse_ping
-from router.lab.topology import (
+from netlmm_lab.tools import parse_ping
+from netlmm_lab.topology import (
     ACCESS_MTU,
     CN_ADDRESS,
     TRANSPORT_MTU,
@@ -215,8 +215,8 @@ def testbed(variant: str, *, fastpath: str = "auto", offload: bool = True) -> It
 
 @contextlib.contextmanager
 def _appliance(fastpath: str, offload: bool) -> Iterator[Testbed]:
-    from router.lab.configs import MobileProfile
-    from router.lab.domain import Domain
+    from netlmm_lab.configs import MobileProfile
+    from netlmm_lab.domain import Domain
 
     with Lab() as lab:
         bridge_nf = _no_bridge_netfilter(lab)
@@ -625,8 +625,8 @@ def save(report: dict[str, Any], directory: Path) -> Path:
 
 def plot(report: dict[str, Any], path: Path) -> Path | None:
     """A PNG of the TCP sweep: goodput and packets per second per IPv4 packet size, one line
-    per variant (one stream h1 -> h2, MSS = size - 40). None if matplotlib is missing (the
-    ``lab`` extra) or no variant has a sweep."""
+    per variant (one stream h1 -> h2, MSS = size - 40). None if matplotlib is missing (a
+    dependency of netlmm-lab) or no variant has a sweep."""
     try:
         import matplotlib
 

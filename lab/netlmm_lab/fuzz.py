@@ -42,15 +42,11 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
-from router.app import config as app_config
-from router.app.settings import DMPASettings
-from router.core.dlmap import DLMAP, DLMAPConfig
-from router.core.pool import HoAPool
-from router.lab.configs import GATEWAY, MobileProfile
-from router.lab.domain import Domain
-from router.lab.netns import netns
-from router.lab.tools import parse_ping
-from router.lab.topology import (
+from netlmm_lab.configs import GATEWAY, MobileProfile
+from netlmm_lab.domain import Domain
+from netlmm_lab.netns import netns
+from netlmm_lab.tools import parse_ping
+from netlmm_lab.topology import (
     BRIDGE,
     CN_ADDRESS,
     DLMAP_ADDRESS,
@@ -62,6 +58,10 @@ from router.lab.topology import (
     LabError,
     wait_until,
 )
+from router.app import config as app_config
+from router.app.settings import DMPASettings
+from router.core.dlmap import DLMAP, DLMAPConfig
+from router.core.pool import HoAPool
 from router.wire.arp import ArpOp, ArpPacket
 from router.wire.dhcp import BootpOp, DhcpMessage, DhcpOption
 from router.wire.dialect import DRAFT, RFC5844, Dialect

@@ -29,8 +29,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from router.lab.configs import GATEWAY, STATIC_HOA
-from router.lab.topology import (
+from netlmm_lab.configs import GATEWAY, STATIC_HOA
+from netlmm_lab.topology import (
     CN_ADDRESS,
     CN_IF,
     DLMAP_ADDRESS,

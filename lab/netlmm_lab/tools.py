@@ -1,6 +1,6 @@
 """Measurement tools for the lab, run inside its namespaces with this same interpreter.
 
-Each tool is a subcommand of ``python -m router.lab.tools`` (so it runs in any namespace through
+Each tool is a subcommand of ``python -m netlmm_lab.tools`` (so it runs in any namespace through
 :meth:`Lab.popen`) and a small class or function here that starts it and parses its JSON:
 
 - :class:`UdpStream`: a probe every ``interval`` (5 ms) from the MS, echoed by the CN; reports
@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
-from router.lab.topology import CN_ADDRESS, Lab, LabError
+from netlmm_lab.topology import CN_ADDRESS, Lab, LabError
 
 PROBE = struct.Struct("!4sIQ")  # magic, sequence, sender's monotonic ns
 PROBE_MAGIC = b"NLPS"
@@ -206,7 +206,7 @@ def parse_ping(text: str, exit_code: int = 0) -> PingResult:
 
 
 def _tool_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "router.lab.tools", *args]
+    return [sys.executable, "-m", "netlmm_lab.tools", *args]
 
 
 def _family(address: str) -> socket.AddressFamily:
@@ -786,7 +786,7 @@ def cmd_sniff(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m router.lab.tools")
+    parser = argparse.ArgumentParser(prog="python -m netlmm_lab.tools")
     sub = parser.add_subparsers(dest="tool", required=True)
 
     def server(name: str) -> argparse.ArgumentParser:
