@@ -36,16 +36,16 @@ from typing import Any, TextIO, TypeVar
 
 from netlmm_lab import plots, servers
 from netlmm_lab.configs import MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import ROLES, Domain
+from netlmm_lab.errors import LabError
+from netlmm_lab.poll import wait_until
 from netlmm_lab.servers import Server
 from netlmm_lab.tools import TcpSession, UdpStream, ping, tcp_transfer
 from netlmm_lab.topology import (
     CN_ADDRESS,
     DMPA_ADDRESSES,
-    DhcpClient,
     Lab,
-    LabError,
-    wait_until,
 )
 
 T = TypeVar("T")

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from netlmm_lab.configs import LabConfigs, MobileProfile, write_configs
-from netlmm_lab.topology import Lab, LabError, wait_until
+from netlmm_lab.errors import LabError
+from netlmm_lab.poll import wait_until
+from netlmm_lab.topology import Lab
 from router.adapters.control import ControlClient, ControlError
 
 ROLES = ("dlmap", "dmpa1", "dmpa2")

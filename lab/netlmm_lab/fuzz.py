@@ -42,9 +42,12 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
+from netlmm_lab import netns
 from netlmm_lab.configs import GATEWAY, MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import Domain
-from netlmm_lab.netns import netns
+from netlmm_lab.errors import LabError
+from netlmm_lab.poll import wait_until
 from netlmm_lab.tools import parse_ping
 from netlmm_lab.topology import (
     BRIDGE,
@@ -53,10 +56,7 @@ from netlmm_lab.topology import (
     DMPA_ADDRESSES,
     HOA_NETWORK,
     TRANSPORT_IF,
-    DhcpClient,
     Lab,
-    LabError,
-    wait_until,
 )
 from router.app import config as app_config
 from router.app.settings import DMPASettings
@@ -291,7 +291,7 @@ def mh_packet(src: IPv6Address, dst: IPv6Address, mh: bytes, good_checksum: bool
 
 
 def packet_socket(namespace: str, ifname: str) -> socket.socket:
-    with netns(namespace):
+    with netns.enter(namespace):
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # send only
         sock.bind((ifname, 0))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)

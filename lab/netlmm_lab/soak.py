@@ -36,19 +36,18 @@ from typing import Any
 
 from netlmm_lab import servers
 from netlmm_lab.configs import MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import ROLES, Domain
+from netlmm_lab.errors import LabError
 from netlmm_lab.loadgen import LoadGenerator
-from netlmm_lab.netns import netns
+from netlmm_lab.poll import wait_until
 from netlmm_lab.tools import parse_ping
 from netlmm_lab.topology import (
     BRIDGE,
     CN_ADDRESS,
     DLMAP_ADDRESS,
     DMPA_ADDRESSES,
-    DhcpClient,
     Lab,
-    LabError,
-    wait_until,
 )
 from router.adapters.sockets import open_mh_socket
 
@@ -180,7 +179,7 @@ def _generator_addresses(lab: Lab) -> None:
 
 def _open_sockets(lab: Lab) -> list[socket.socket]:
     sockets = []
-    with netns(lab.ns("tr")):
+    with lab.enter("tr"):
         for address in GENERATOR_ADDRESSES:
             sock = open_mh_socket(address, rcvbuf=4 << 20)
             sock.setblocking(False)

@@ -31,7 +31,10 @@ from typing import Any
 import pytest
 
 from netlmm_lab.configs import GATEWAY, STATIC_HOA, MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import ROLES, Domain
+from netlmm_lab.errors import LabError
+from netlmm_lab.poll import wait_until
 from netlmm_lab.servers import (
     RADIUS_SECRET,
     SERVER_RANGE,
@@ -48,10 +51,7 @@ from netlmm_lab.tools import ping
 from netlmm_lab.topology import (
     CN_ADDRESS,
     DMPA_ADDRESSES,
-    DhcpClient,
     Lab,
-    LabError,
-    wait_until,
 )
 from tests.conftest import require
 

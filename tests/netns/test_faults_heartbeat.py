@@ -11,7 +11,8 @@ import pytest
 from netlmm_lab.configs import MobileProfile
 from netlmm_lab.domain import Domain
 from netlmm_lab.faults import configure
-from netlmm_lab.topology import Lab, wait_until
+from netlmm_lab.poll import wait_until
+from netlmm_lab.topology import Lab
 
 pytestmark = pytest.mark.root
 

@@ -27,7 +27,9 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
 from netlmm_lab.configs import MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import Domain
+from netlmm_lab.poll import wait_until
 from netlmm_lab.tools import PingResult, ping
 from netlmm_lab.topology import (
     BRIDGE,
@@ -36,9 +38,7 @@ from netlmm_lab.topology import (
     DMPA_ADDRESSES,
     MS_IF,
     TRANSPORT_IF,
-    DhcpClient,
     Lab,
-    wait_until,
 )
 from router.app import config
 from router.wire.dialect import DRAFT
