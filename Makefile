@@ -86,7 +86,7 @@ bench-lab: setup
 lint: setup
 	$(BIN)/ruff check router fastpath lab tests bench setup.py
 	$(BIN)/ruff format --check router fastpath lab tests bench setup.py
-	$(BIN)/mypy router fastpath/reference.py lab/netlmm_lab
+	$(BIN)/mypy router fastpath/reference.py lab/netlmm_lab tests/netns/children
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/cython-lint --max-line-length 100 $(wildcard fastpath/*.pyx fastpath/*.pxd)
 
 # The lab demo: a DLMAP, two DMPAs, a CN and an MS in network namespaces, with a handover
@@ -115,5 +115,5 @@ faults: setup
 	$(BIN)/python -m netlmm_lab.faults restart --role dmpa1 --rounds 5
 
 clean:
-	rm -rf build dist *.egg-info $(STAMPS) fastpath/*.c fastpath/*.so
+	rm -rf build dist *.egg-info lab/build lab/dist lab/*.egg-info $(STAMPS) fastpath/*.c fastpath/*.so
 	find . -name __pycache__ -prune -exec rm -rf {} +
