@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from netlmm_lab import netns
 from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.errors import LabError
 from netlmm_lab.netns import running
@@ -278,18 +279,18 @@ def test_sweep_removes_a_crashed_runs_leftovers(root: None) -> None:
     dead.wait()
     assert not Path(f"/proc/{dead.pid}").exists()
     prefix = f"nl{dead.pid}"
-    subprocess.run(["ip", "netns", "add", f"{prefix}-cn"], check=True)
+    netns.create(f"{prefix}-cn")
     etc = NETNS_ETC / f"{prefix}-ms"
     etc.mkdir(parents=True)
     alive = f"nl{os.getpid()}.999-cn"  # our own PID: a live owner is never swept
-    subprocess.run(["ip", "netns", "add", alive], check=True)
+    netns.create(alive)
     try:
         removed = Lab.sweep()
         assert f"{prefix}-cn" in removed and alive not in removed
         assert _leftovers(prefix) == [] and not etc.exists()
         assert (NETNS_RUN / alive).exists()
     finally:
-        subprocess.run(["ip", "netns", "delete", f"{prefix}-cn"], capture_output=True)
-        subprocess.run(["ip", "netns", "delete", alive], capture_output=True)
+        netns.delete(f"{prefix}-cn")
+        netns.delete(alive)
         if etc.exists():
             etc.rmdir()
