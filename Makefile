@@ -7,15 +7,26 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMPS := .stamps
 
-# Debian packages the tests need: tshark is the wire oracle; udhcpc, arping and ping are the
-# mobile station's real host tools; kea-dhcp4-server, dnsmasq-base and freeradius are the real
-# DHCP and RADIUS servers the service tests start in their own namespaces; iperf3 and tayga (the
-# C NAT64 the data path is compared with) are for the lab benchmarks; nftables drops MH packets
-# in the signaling-loss tests; systemd gives systemd-analyze, which checks the unit file (a
-# minimal image may lack it; installing it starts nothing); the rest build and run the package.
-APT_PACKAGES := tshark python3-venv python3-dev gcc iproute2 udhcpc iputils-arping \
-	iputils-ping kea-dhcp4-server dnsmasq-base freeradius freeradius-utils iperf3 tayga nftables \
-	systemd
+# Debian packages, one variable per capability, each with why it is here; APT_PACKAGES is all
+# of them (a new capability adds its own variable and its line below).
+# Build and run the package: the venv, the Cython build, ip for every namespace.
+APT_BUILD := python3-venv python3-dev gcc iproute2
+# tshark is the wire oracle (tests/oracle) and what `netlmm trace --tshark` decodes with.
+APT_ORACLE := tshark
+# udhcpc, arping and ping are the mobile station's real host tools.
+APT_MS_TOOLS := udhcpc iputils-arping iputils-ping
+# The real DHCP and RADIUS servers the service tests (and `netlmm lab --dhcp/--aaa`) start in
+# their own namespaces.
+APT_SERVERS := kea-dhcp4-server dnsmasq-base freeradius freeradius-utils
+# iperf3, and tayga (the C NAT64 the data path is compared with), for the lab benchmarks.
+APT_BENCH := iperf3 tayga
+# nftables drops MH packets in the signaling-loss tests and `make faults`.
+APT_FAULTS := nftables
+# systemd gives systemd-analyze, which checks the unit file (a minimal image may lack it;
+# installing it starts nothing).
+APT_SERVICE := systemd
+APT_PACKAGES := $(APT_BUILD) $(APT_ORACLE) $(APT_MS_TOOLS) $(APT_SERVERS) $(APT_BENCH) \
+	$(APT_FAULTS) $(APT_SERVICE)
 
 .PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults clean
 
@@ -52,8 +63,11 @@ $(BIN)/python:
 
 # The editable install rebuilds the extension whenever the package definition or a Cython source
 # (.pyx, .pxd, or a .pxi unit it includes) changes.
-$(STAMPS)/venv: $(BIN)/python pyproject.toml setup.py $(wildcard fastpath/*.pyx fastpath/*.pxd fastpath/*.pxi) | $(STAMPS)
-	$(BIN)/python -m pip install -q -e '.[dev,lab]'
+# The lab (lab/, the netlmm-lab distribution: test bed, demo, campaigns) is installed after the
+# appliance it depends on; the appliance's own wheel holds none of it.
+$(STAMPS)/venv: $(BIN)/python pyproject.toml setup.py lab/pyproject.toml $(wildcard fastpath/*.pyx fastpath/*.pxd fastpath/*.pxi) | $(STAMPS)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e ./lab
 	@touch $@
 
 setup: $(STAMPS)/apt $(STAMPS)/venv
@@ -71,9 +85,9 @@ bench-lab: setup
 	$(BIN)/netlmm lab bench
 
 lint: setup
-	$(BIN)/ruff check router fastpath tests bench setup.py
-	$(BIN)/ruff format --check router fastpath tests bench setup.py
-	$(BIN)/mypy router fastpath/reference.py
+	$(BIN)/ruff check router fastpath lab tests bench setup.py
+	$(BIN)/ruff format --check router fastpath lab tests bench setup.py
+	$(BIN)/mypy router fastpath/reference.py lab/netlmm_lab tests/netns/children
 	$(BIN)/python -m mypy.stubtest fastpath._fastpath
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/cython-lint --max-line-length 100 $(wildcard fastpath/*.pyx fastpath/*.pxd fastpath/*.pxi)
 
@@ -98,10 +112,10 @@ soak: setup
 # of MH packets dropped each way (nftables in the lab), then SIGKILL + restart of the DLMAP and
 # of a DMPA under a UDP stream, 5 rounds each; prints the times.
 faults: setup
-	$(BIN)/python -m router.lab.faults loss --count 100 --percent 20
-	$(BIN)/python -m router.lab.faults restart --role dlmap --rounds 5
-	$(BIN)/python -m router.lab.faults restart --role dmpa1 --rounds 5
+	$(BIN)/python -m netlmm_lab.faults loss --count 100 --percent 20
+	$(BIN)/python -m netlmm_lab.faults restart --role dlmap --rounds 5
+	$(BIN)/python -m netlmm_lab.faults restart --role dmpa1 --rounds 5
 
 clean:
-	rm -rf build dist *.egg-info $(STAMPS) fastpath/*.c fastpath/*.so
+	rm -rf build dist *.egg-info lab/build lab/dist lab/*.egg-info $(STAMPS) fastpath/*.c fastpath/*.so
 	find . -name __pycache__ -prune -exec rm -rf {} +

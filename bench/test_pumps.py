@@ -1,6 +1,7 @@
 """The batched I/O pumps on real devices: time of one pump call that drains 64 packets.
 
-One network namespace made here (``nlb<pid>``) and always deleted, documentation prefixes only:
+One network namespace (a :class:`netlmm_lab.topology.Lab` of one), always deleted,
+documentation prefixes only:
 a TAP and a TUN (IPv6 off, no addresses: nothing but our packets on them), the two tunnel
 addresses on its loopback, and a veth behind 2001:db8:2::/64 that takes what the pumps send
 (a permanent neighbour entry, so no neighbour discovery; its peer is down, so the veth driver
@@ -30,10 +31,10 @@ import pytest
 
 from bench.test_fastpath import SIZES, packet
 from fastpath import reference
-from tests.fastpath.netlab import IFF_TAP, IFF_TUN, a4, a6, ip, netns, tun_open
+from netlmm_lab.topology import Lab
 from tests.fastpath.packets import MS_MAC, PSEUDO_MAC, eth, ipv6
+from tests.fastpath.tuntap import IFF_TAP, IFF_TUN, a4, a6, tun_open
 
-TAG = f"nlb{os.getpid()}"
 DMPA_ADDR, DLMAP_ADDR = "2001:db8:1::a", "2001:db8:1::b"
 SINK = "2001:db8:2::1"  # a tunnel endpoint behind the veth
 SINK_MAC = "02:00:00:00:00:99"
@@ -44,9 +45,13 @@ ROUNDS = 25
 BATCH = 64
 
 
-class Lab:
+class PumpBed(Lab):
+    """One namespace ``p`` with the TAP, the TUN, the raw sockets and the sink veth."""
+
     def __init__(self) -> None:
-        self.ns, self.tap, self.tun, self.veth = TAG, f"{TAG}tap", f"{TAG}tun", f"{TAG}v"
+        super().__init__()
+        self.mobiles = []
+        self.tap, self.tun, self.veth_name = "tap0", "tun0", "sink0"
         self.fds: list[int] = []
         self.socks: list[socket.socket] = []
 
@@ -58,31 +63,18 @@ class Lab:
         self.socks.append(s)
         return s
 
-    def up(self) -> None:
-        ns = self.ns
-        ip("netns", "add", ns)
-        ip("-n", ns, "link", "set", "lo", "up")
+    def build(self) -> None:
+        self.add_namespace("p")
         for addr in (DMPA_ADDR, DLMAP_ADDR):
-            ip("-n", ns, "addr", "add", f"{addr}/128", "dev", "lo", "nodad")
-        veth, peer = self.veth, f"{self.veth}p"
-        ip("-n", ns, "link", "add", veth, "type", "veth", "peer", "name", peer)
-        ip("-n", ns, "link", "set", veth, "up")  # the peer stays down
-        ip("-n", ns, "-6", "route", "add", "2001:db8:2::/64", "dev", veth)
-        ip(
-            "-n",
-            ns,
-            "-6",
-            "neigh",
-            "add",
-            SINK,
-            "lladdr",
-            SINK_MAC,
-            "dev",
-            veth,
-            "nud",
-            "permanent",
+            self.addr("p", f"{addr}/128", "lo", "nodad")
+        veth, peer = self.veth_name, f"{self.veth_name}p"
+        self.link("p", "add", veth, "type", "veth", "peer", "name", peer)
+        self.link("p", "set", veth, "up")  # the peer stays down
+        self.ip("p", "-6", "route", "add", "2001:db8:2::/64", "dev", veth)
+        self.ip(
+            "p", "-6", "neigh", "add", SINK, "lladdr", SINK_MAC, "dev", veth, "nud", "permanent"
         )
-        with netns(ns):
+        with self.enter("p"):
             self.tap_fd = tun_open(self.tap, IFF_TAP)
             self.tun_fd = tun_open(self.tun, IFF_TUN)
             self.fds += [self.tap_fd, self.tun_fd]
@@ -93,28 +85,30 @@ class Lab:
             self.feed_tap = self.sock(socket.AF_PACKET, socket.SOCK_RAW, 0)
             self.feed_tun = self.sock(socket.AF_PACKET, socket.SOCK_RAW, 0)
         for dev in (self.tap, self.tun):
-            ip("netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
-            ip("-n", ns, "link", "set", dev, "up")
+            self.sysctl("p", f"net.ipv6.conf.{dev}.disable_ipv6=1")
+            self.link("p", "set", dev, "up")
 
-    def down(self) -> None:
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Nothing to wait for: the pumps read and write their fds directly, and the veth's
+        peer stays down on purpose (it drops what is sent)."""
+
+    def close(self) -> None:
         for s in self.socks:
             s.close()
         for fd in self.fds:
             os.close(fd)
-        ip("netns", "del", self.ns)
+        self.socks, self.fds = [], []
+        super().close()
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
+def lab() -> Iterator[PumpBed]:
     if os.geteuid() != 0:
         pytest.skip("the pump benchmarks need root (a network namespace, TAP/TUN, raw sockets)")
-    lab = Lab()
-    try:
-        lab.up()
-        yield lab
-    finally:
-        lab.down()
-        assert not os.path.exists(f"/run/netns/{lab.ns}")
+    with PumpBed() as bed:
+        names = bed.namespaces
+        yield bed
+    assert not any(os.path.exists(f"/run/netns/{name}") for name in names)
 
 
 def run(benchmark: Any, feed: Callable[[], None], pump: Callable[[], Any]) -> Any:
@@ -129,7 +123,7 @@ def table(fp: ModuleType, endpoint: str) -> Any:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_pump_access(benchmark: Any, lab: Lab, fp: ModuleType, size: int) -> None:
+def test_pump_access(benchmark: Any, lab: PumpBed, fp: ModuleType, size: int) -> None:
     dm = fp.Dmpa(table(fp, SINK), a6(DMPA_ADDR), PSEUDO_MAC, GW)
     frame = eth(packet(size, HOA, CN))
 
@@ -146,7 +140,7 @@ def test_pump_access(benchmark: Any, lab: Lab, fp: ModuleType, size: int) -> Non
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_pump_tun(benchmark: Any, lab: Lab, fp: ModuleType, size: int) -> None:
+def test_pump_tun(benchmark: Any, lab: PumpBed, fp: ModuleType, size: int) -> None:
     dl = fp.Dlmap(table(fp, SINK), a6(DLMAP_ADDR))
     pkt = packet(size, CN, HOA)
 
@@ -163,7 +157,7 @@ def test_pump_tun(benchmark: Any, lab: Lab, fp: ModuleType, size: int) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_pump_tunnel(benchmark: Any, lab: Lab, fp: ModuleType, size: int) -> None:
+def test_pump_tunnel(benchmark: Any, lab: PumpBed, fp: ModuleType, size: int) -> None:
     dm = fp.Dmpa(table(fp, DLMAP_ADDR), a6(DMPA_ADDR), PSEUDO_MAC, GW, peers=[a6(DLMAP_ADDR)])
     pkt = ipv6(packet(size, CN, HOA), src=a6(DLMAP_ADDR), dst=a6(DMPA_ADDR))
 
@@ -180,7 +174,7 @@ def test_pump_tunnel(benchmark: Any, lab: Lab, fp: ModuleType, size: int) -> Non
 
 
 @pytest.mark.parametrize("syscall", ["read_tap", "write_tap", "sendto_raw"])
-def test_pump_floor(benchmark: Any, lab: Lab, syscall: str) -> None:
+def test_pump_floor(benchmark: Any, lab: PumpBed, syscall: str) -> None:
     """The kernel's share, without the fastpath: the pumps' per-packet syscalls made one by one
     from Python (64-byte packets; Python adds a little): read() from the TAP, write() of a frame
     to the TAP, sendto() of an encapsulated packet on the IPPROTO_RAW socket (what sendmmsg

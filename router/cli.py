@@ -8,7 +8,9 @@
   settings with the secrets left out.
 * ``netlmm trace (-r PCAP | -i IFACE [--netns NS]) [--nai|--hoa|--mac ...]``: one MS's signaling
   and DHCP, decoded (:mod:`router.app.trace`).
-* ``netlmm lab ...``: the network-namespace lab (see ``netlmm lab --help``).
+* ``netlmm lab ...``: the network-namespace lab (see ``netlmm lab --help``), from the
+  netlmm-lab package (``lab/``; not part of the appliance): imported only for ``netlmm lab``,
+  which says how to install it where it is missing.
 * ``netlmm decode HEX``: decodes a Mobility Header (from a capture, a log, a test vector).
 * ``netlmm version``.
 """
@@ -16,10 +18,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from ipaddress import AddressValueError, IPv6Address
 from pathlib import Path
+from types import ModuleType
 
 from router import __version__
 from router.wire.dialect import DIALECTS
@@ -27,6 +31,20 @@ from router.wire.errors import DecodeError
 from router.wire.mh import decode_message
 
 NOT_YET: tuple[str, ...] = ()
+#: ``netlmm lab`` in ``netlmm --help``; its own options come with the netlmm-lab package.
+LAB_HELP = "the network-namespace lab: demo, up, down, bench, fuzz, soak"
+LAB_MISSING = "netlmm lab needs the netlmm-lab package: pip install -e ./lab"
+
+
+def _lab_cli() -> ModuleType | None:
+    """The lab's command line (``netlmm_lab.cli``), or None where the netlmm-lab package is not
+    installed (an appliance installed from its wheel alone)."""
+    try:
+        return importlib.import_module("netlmm_lab.cli")
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and exc.name.split(".")[0] == "netlmm_lab":
+            return None
+        raise
 
 
 def _decode(args: argparse.Namespace) -> int:
@@ -289,7 +307,8 @@ def _table(result: object) -> str:
     return str(result)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
+    """The ``netlmm`` parser; ``lab`` (``netlmm_lab.cli``) adds the ``lab`` command's options."""
     parser = argparse.ArgumentParser(
         prog="netlmm", description="IPv4/netlmm6/IPv4 router appliance (DMPA and DLMAP roles)."
     )
@@ -338,16 +357,24 @@ def build_parser() -> argparse.ArgumentParser:
     from router.app.trace import add_trace_parser
 
     add_trace_parser(sub)
-    from router.lab.cli import add_lab_parser
-
-    add_lab_parser(sub)
+    if lab is not None:
+        lab.add_lab_parser(sub)
+    else:
+        sub.add_parser("lab", help=LAB_HELP)
     for name in NOT_YET:
         sub.add_parser(name, help="not implemented yet")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    lab = None
+    if argv[:1] == ["lab"]:
+        lab = _lab_cli()
+        if lab is None:
+            print(LAB_MISSING, file=sys.stderr)
+            return 2
+    args = build_parser(lab).parse_args(argv)
     if args.command == "version":
         print(f"netlmm {__version__}")
         return 0
@@ -363,10 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _attach(args)
     if args.command == "trace":
         return _trace(args)
-    if args.command == "lab":
-        from router.lab.cli import lab_main
-
-        return lab_main(args)
+    if args.command == "lab" and lab is not None:
+        return int(lab.lab_main(args))
     print(f"netlmm {args.command}: not implemented yet; see README.md", file=sys.stderr)
     return 2
 

@@ -1,6 +1,6 @@
 """The lab data-path benchmarks: one testbed per variant (kernel, tayga pair, appliance),
 built once for the tests of that variant and torn down after them (see
-:mod:`router.lab.throughput`). They need root, iperf3 and tayga (``make bench-lab`` installs
+:mod:`netlmm_lab.throughput`). They need root, iperf3 and tayga (``make bench-lab`` installs
 them); without, they skip with the reason (or fail in CI, like the tests)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from router.lab.throughput import VARIANTS, Testbed, missing_tools, testbed
+from netlmm_lab.throughput import VARIANTS, Testbed, missing_tools, testbed
 from tests.conftest import require
 
 

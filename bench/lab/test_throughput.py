@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.lab.throughput import Testbed, tcp_gbit_s, udp_point
+from netlmm_lab.throughput import Testbed, tcp_gbit_s, udp_point
 
 TCP_SECONDS = 3.0
 UDP_SECONDS = 2.0

@@ -1,7 +1,7 @@
 """A/B of the appliance's data-path settings in alternating runs (issue 7).
 
 ``sudo .venv/bin/python -m bench.transport.ab [--rounds 3 --seconds 4]``: per round, the
-appliance testbed of ``make bench-lab`` (:func:`router.lab.throughput.testbed`) with ``[node]
+appliance testbed of ``make bench-lab`` (:func:`netlmm_lab.throughput.testbed`) with ``[node]
 offload = no``, then with ``offload = yes``; in the latter, bridge netfilter on the lab's bridges
 (``net.bridge.bridge-nf-call-*``, per namespace) first back on, then off (the bench's setting).
 Each cell: one TCP stream h1 -> h2 and one h2 -> h1, Gbit/s. The machine is shared: only the
@@ -17,7 +17,7 @@ import json
 import statistics
 import sys
 
-from router.lab.throughput import Testbed, default_results_dir, tcp_gbit_s, testbed
+from netlmm_lab.throughput import Testbed, default_results_dir, tcp_gbit_s, testbed
 
 LAB_NAMESPACES = ("cn", "lm", "tr", "m1", "m2", "b1", "b2", "ms")
 

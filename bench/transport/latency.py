@@ -1,7 +1,7 @@
 """Where the appliance's added ping latency goes: cross-CPU wake-ups (issue 7).
 
 ``sudo .venv/bin/python -m bench.transport.latency [--rounds 5]`` builds the appliance testbed
-of ``make bench-lab`` (:func:`router.lab.throughput.testbed`), then, alternating, pings MS -> CN
+of ``make bench-lab`` (:func:`netlmm_lab.throughput.testbed`), then, alternating, pings MS -> CN
 (300 echoes 5 ms apart, average RTT):
 
 - ``free``: the scheduler places everything (what ``make bench-lab`` measures);
@@ -24,9 +24,9 @@ import statistics
 import subprocess
 import sys
 
-from router.lab.throughput import Testbed, default_results_dir, testbed
-from router.lab.tools import parse_ping
-from router.lab.topology import CN_ADDRESS
+from netlmm_lab.throughput import Testbed, default_results_dir, testbed
+from netlmm_lab.tools import parse_ping
+from netlmm_lab.topology import CN_ADDRESS
 
 APPLIANCE = ("m1", "m2", "lm")
 

@@ -28,8 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from router.lab.throughput import default_results_dir
-from router.lab.topology import BRIDGE, Lab, LabError, _ip
+from netlmm_lab.errors import LabError
+from netlmm_lab.throughput import default_results_dir
+from netlmm_lab.topology import BRIDGE, Lab
 
 SOURCE = Path(__file__).with_name("probe.c")
 A6, B6 = "2001:db8:100::11", "2001:db8:100::1"
@@ -61,29 +62,24 @@ XDP_HEADERS = {"/usr/include/xdp/xsk.h": "libxdp-dev", "/usr/include/bpf/libbpf.
 class Pair(Lab):
     """``a -- [tr br0] -- b``: the lab's transport between one DMPA and the DLMAP."""
 
-    def _build(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def build(self) -> None:
         for short in ("a", "tr", "b"):
-            self._namespaces.append(self.ns(short))
-            _ip("netns", "add", self.ns(short))
-            self._link(short, "set", "lo", "up")
-        self._bridge("tr", MTU)
+            self.add_namespace(short)
+        self.bridge("tr", MTU)
         for short, address in (("a", A6), ("b", B6)):
-            self.exec(short, ["sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0"])
-            self._veth(short, IF, "tr", f"p{short}", MTU)
-            self._link("tr", "set", f"p{short}", "master", BRIDGE, "up")
-            self._addr(short, f"{address}/64", IF, "nodad")
+            self.sysctl(short, "net.ipv6.conf.all.accept_dad=0")
+            self.veth(short, IF, "tr", f"p{short}", MTU)
+            self.link("tr", "set", f"p{short}", "master", BRIDGE, "up")
+            self.addr(short, f"{address}/64", IF, "nodad")
         # The rings read below the IP stack, which still sees every packet: without a
         # listener for next header 4 it would answer each with an ICMPv6 error. Drop them
         # before the stack in the ring cases only (see _case).
 
-    def wait_ready(self, timeout: float = 20.0) -> float:
-        began = time.monotonic()
-        self.exec("a", ["ping", "-6", "-c", "1", "-W", "5", B6], timeout=timeout)
-        return time.monotonic() - began
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        self.wait_ping("a", B6, timeout)
 
     def mac(self, short: str) -> str:
-        out = _ip("-n", self.ns(short), "-j", "link", "show", IF)
+        out = self.ip(short, "-j", "link", "show", IF)
         return str(json.loads(out)[0]["address"])
 
 

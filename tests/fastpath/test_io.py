@@ -1,8 +1,8 @@
 """The batched I/O on real fds: a TAP in one network namespace (DMPA), a TUN in another (DLMAP),
 raw sockets across a veth between them; real packets in both directions, both twins.
 
-The namespaces are made by this test (``nlt<pid>a`` / ``nlt<pid>b``) and always deleted; only
-documentation prefixes are used; nothing in the root namespace is touched (the test process
+The namespaces are a :class:`netlmm_lab.topology.Lab` of two (``a`` and ``b``), always deleted;
+only documentation prefixes are used; nothing in the root namespace is touched (the test process
 enters a namespace with setns(2) only to create its fds there, then comes back).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import select
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -20,17 +19,8 @@ from typing import Any
 import pytest
 
 from fastpath.common import Reason
-from tests.fastpath.netlab import (
-    ETH_P_ALL,
-    IFF_TAP,
-    IFF_TUN,
-    PACKET_OUTGOING,
-    a4,
-    a6,
-    ip,
-    netns,
-    tun_open,
-)
+from netlmm_lab.poll import wait_until
+from netlmm_lab.topology import Lab
 from tests.fastpath.packets import (
     BROADCAST,
     MS_MAC,
@@ -39,30 +29,32 @@ from tests.fastpath.packets import (
     ipv4,
     udp,
 )
+from tests.fastpath.tuntap import (
+    ETH_P_ALL,
+    IFF_TAP,
+    IFF_TUN,
+    PACKET_OUTGOING,
+    a4,
+    a6,
+    tun_open,
+)
 
 DEADLINE = 10.0
 
-TAG = f"nlt{os.getpid()}"
 A_ADDR, B_ADDR = "2001:db8:1::a", "2001:db8:1::b"
 HOA = "192.0.2.10"
 CN = "198.51.100.7"  # DLMAP's TUN address, the "Internet" side in this test
 GW = "192.0.2.1"
 
 
-def poll_until(cond: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-class Lab:
-    """Two namespaces: a = DMPA (tap, raw sockets), b = DLMAP (tun, raw sockets)."""
+class IoBed(Lab):
+    """Two namespaces joined by a veth: a = DMPA (tap, raw sockets), b = DLMAP (tun, raw
+    sockets); the fds are opened inside them and closed with the lab."""
 
     def __init__(self) -> None:
-        self.a, self.b = f"{TAG}a", f"{TAG}b"
-        self.tap, self.tun = f"{TAG}tap", f"{TAG}tun"
+        super().__init__()
+        self.mobiles = []
+        self.tap, self.tun = "tap0", "tun0"
         self.fds: list[int] = []
         self.socks: list[socket.socket] = []
 
@@ -72,55 +64,44 @@ class Lab:
         self.socks.append(s)
         return s
 
-    def up(self) -> None:
-        a, b = self.a, self.b
-        ip("netns", "add", a)
-        ip("netns", "add", b)
-        ip(
-            "-n",
-            a,
-            "link",
-            "add",
-            f"{TAG}va",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            f"{TAG}vb",
-            "netns",
-            b,
+    def build(self) -> None:
+        self.add_namespace("a")
+        self.add_namespace("b")
+        self.ip(
+            "a", "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", self.ns("b")
         )
-        for ns, dev, addr in ((a, f"{TAG}va", A_ADDR), (b, f"{TAG}vb", B_ADDR)):
-            ip("-n", ns, "addr", "add", f"{addr}/64", "dev", dev, "nodad")
-            ip("-n", ns, "link", "set", dev, "up")
-            ip("-n", ns, "link", "set", "lo", "up")
-        with netns(a):
+        for ns, dev, addr in (("a", "va", A_ADDR), ("b", "vb", B_ADDR)):
+            self.addr(ns, f"{addr}/64", dev, "nodad")
+            self.link(ns, "set", dev, "up")
+        with self.enter("a"):
             self.tap_fd = tun_open(self.tap, IFF_TAP)
             self.fds.append(self.tap_fd)
             self.a_rx = self.sock(socket.AF_INET6, socket.SOCK_RAW, 4)
             self.a_tx = self.sock(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
             self.a_pkt = self.sock(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        with netns(b):
+        with self.enter("b"):
             self.tun_fd = tun_open(self.tun, IFF_TUN)
             self.fds.append(self.tun_fd)
             self.b_rx = self.sock(socket.AF_INET6, socket.SOCK_RAW, 4)
             self.b_tx = self.sock(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
             self.b_pkt = self.sock(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
             self.b_udp = self.sock(socket.AF_INET, socket.SOCK_DGRAM)
-        for ns, dev in ((a, self.tap), (b, self.tun)):
-            ip("netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
-            ip("-n", ns, "link", "set", dev, "up")
-        ip("-n", b, "addr", "add", f"{CN}/32", "dev", self.tun)
-        ip("-n", b, "route", "add", "192.0.2.0/24", "dev", self.tun)
-        with netns(b):  # the "server" the MS talks to, behind the DLMAP's TUN
+        for ns, dev in (("a", self.tap), ("b", self.tun)):
+            self.sysctl(ns, f"net.ipv6.conf.{dev}.disable_ipv6=1")
+            self.link(ns, "set", dev, "up")
+        self.addr("b", f"{CN}/32", self.tun)
+        self.ip("b", "route", "add", "192.0.2.0/24", "dev", self.tun)
+        with self.enter("b"):  # the "server" the MS talks to, behind the DLMAP's TUN
             self.b_sink = self.sock(socket.AF_INET, socket.SOCK_DGRAM)
             self.b_sink.bind((CN, 53))
         self.a_pkt.bind((self.tap, 0))
         self.b_pkt.bind((self.tun, 0))
-        # readiness: the veth passes IPv6 (poll with a probe datagram, never a fixed sleep)
-        with netns(a):
+
+    def wait_ready(self, timeout: float = DEADLINE) -> None:
+        """The veth passes IPv6: poll with a probe datagram, never a fixed sleep."""
+        with self.enter("a"):
             probe_tx = self.sock(socket.AF_INET6, socket.SOCK_DGRAM)
-        with netns(b):
+        with self.enter("b"):
             probe_rx = self.sock(socket.AF_INET6, socket.SOCK_DGRAM)
             probe_rx.bind((B_ADDR, 50000))
 
@@ -128,29 +109,26 @@ class Lab:
             probe_tx.sendto(b"ready?", (B_ADDR, 50000))
             return bool(select.select([probe_rx], [], [], 0.2)[0])
 
-        poll_until(ready, "the veth to pass IPv6")
+        wait_until(ready, timeout, "the veth to pass IPv6")
 
-    def down(self) -> None:
+    def close(self) -> None:
         for s in self.socks:
             s.close()
         for fd in self.fds:
             os.close(fd)
-        for ns in (self.a, self.b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+        self.socks, self.fds = [], []
+        super().close()
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
+def lab() -> Iterator[IoBed]:
     if os.geteuid() != 0:
         yield None  # type: ignore[misc]  # the root fixture skips (or fails in CI) first
         return
-    lab = Lab()
-    try:
-        lab.up()
-        yield lab
-    finally:
-        lab.down()
-    assert not os.path.exists(f"/run/netns/{lab.a}") and not os.path.exists(f"/run/netns/{lab.b}")
+    with IoBed() as bed:
+        names = bed.namespaces
+        yield bed
+    assert not any(os.path.exists(f"/run/netns/{name}") for name in names)
 
 
 def engines(fp: ModuleType) -> tuple[Any, Any]:
@@ -176,20 +154,21 @@ def drain(sock: socket.socket, keep: Callable[[bytes, Any], bool]) -> list[bytes
 
 def pump_until(pump: Callable[[], tuple[int, int, list[Any]]], fd: int, want: int) -> list[Any]:
     """Call a pump whenever ``fd`` is readable until it has received ``want`` packets."""
-    totals = [0, 0, []]  # type: list[Any]
-    deadline = time.monotonic() + DEADLINE
-    while totals[0] < want:
-        if time.monotonic() > deadline:
-            pytest.fail(f"pump received {totals[0]} of {want}")
+    totals: list[Any] = [0, 0, []]
+
+    def received() -> list[Any] | None:
         select.select([fd], [], [], 0.1)
         rx, sent, punts = pump()
         totals[0] += rx
         totals[1] += sent
         totals[2] += punts
+        return totals if totals[0] >= want else None
+
+    wait_until(received, DEADLINE, f"the pump to receive {want} packets", interval=0.001)
     return totals
 
 
-def test_uplink_and_downlink_on_real_fds(root: None, lab: Lab, fp: ModuleType) -> None:
+def test_uplink_and_downlink_on_real_fds(root: None, lab: IoBed, fp: ModuleType) -> None:
     dmpa, dlmap = engines(fp)
     inner = ipv4(a4(HOA), a4(CN), payload=udp(4000, 53, b"uplink"), ttl=64)
     drain(lab.b_pkt, lambda d, a: False)
@@ -213,12 +192,15 @@ def test_uplink_and_downlink_on_real_fds(root: None, lab: Lab, fp: ModuleType) -
     )
     assert (rx, sent, punts) == (1, 1, [])
     seen: list[bytes] = []
-    poll_until(
+    wait_until(
         lambda: bool(seen.extend(drain(lab.b_pkt, lambda d, a: d[9] == 17)) or seen),
+        DEADLINE,
         "the packet on the TUN",
     )
     assert seen[0][:8] == inner[:8] and seen[0][8] == 63 and seen[0][20:] == inner[20:]
-    poll_until(lambda: bool(select.select([lab.b_sink], [], [], 0.1)[0]), "the server socket")
+    wait_until(
+        lambda: bool(select.select([lab.b_sink], [], [], 0.1)[0]), DEADLINE, "the server socket"
+    )
     assert lab.b_sink.recvfrom(100) == (b"uplink", (HOA, 4000))  # the kernel took it
 
     # downlink: a datagram routed into the TUN -> encapsulated -> DMPA -> Ethernet on the tap
@@ -233,13 +215,14 @@ def test_uplink_and_downlink_on_real_fds(root: None, lab: Lab, fp: ModuleType) -
     )
     assert (rx, sent, punts) == (1, 1, [])
     frames: list[bytes] = []
-    poll_until(
+    wait_until(
         lambda: bool(
             frames.extend(
                 drain(lab.a_pkt, lambda d, a: a[2] != PACKET_OUTGOING and d[:6] == MS_MAC)
             )
             or frames
         ),
+        DEADLINE,
         "the frame on the tap",
     )
     f = frames[0]
@@ -252,12 +235,14 @@ def test_uplink_and_downlink_on_real_fds(root: None, lab: Lab, fp: ModuleType) -
     assert c_a["uplink.tx_errors"] == c_b["downlink.tx_errors"] == 0
 
 
-def test_budget_bounds_one_call(root: None, lab: Lab, fp: ModuleType) -> None:
+def test_budget_bounds_one_call(root: None, lab: IoBed, fp: ModuleType) -> None:
     dmpa, _ = engines(fp)
     frame = eth(ipv4(a4(HOA), a4(CN), payload=udp(1, 2, b"b")))
     for _ in range(10):
         lab.a_pkt.send(frame)
-    poll_until(lambda: bool(select.select([lab.tap_fd], [], [], 0)[0]), "frames on the tap")
+    wait_until(
+        lambda: bool(select.select([lab.tap_fd], [], [], 0)[0]), DEADLINE, "frames on the tap"
+    )
     time.sleep(0)  # the ten frames are queued synchronously by the sends above
     rx, sent, _ = dmpa.pump_access(lab.tap_fd, 0, lab.a_tx.fileno(), budget=4)
     assert (rx, sent) == (4, 4)

@@ -1,20 +1,19 @@
 """Builders for the access-side service tests: a DMPA with its access services, and frames.
 
 The builders are pure (no root, no I/O), so the unit tests use them too; the namespace part at
-the end (links, the harness that answers a TAP with the services, the udhcpc script) is for
-``test_access_host.py``, whose harness imports this module inside the DMPA-side namespace.
+the end (links, the udhcpc script) is for ``test_access_host.py``, whose harness
+(``tests/netns/children/access_harness.py``) imports this module inside the DMPA-side
+namespace.
 """
 
 from __future__ import annotations
 
 import json
-import select
 import subprocess
-import sys
-import time
 from ipaddress import IPv4Address, IPv6Address
-from pathlib import Path
+from typing import Any
 
+from netlmm_lab import netns
 from router.core.actions import Action, SendFrame, SendMH, SendTunnel
 from router.core.dmpa import DMPA, AddressMode, DMPAConfig, Profile
 from router.services.access import AccessAction, AccessDispatcher
@@ -220,64 +219,35 @@ DNS = IPv4Address("198.51.100.53")
 DOMAIN = "example.net"
 
 
-def ip_cmd(*args: str) -> str:
-    """``ip args`` (always with ``-n <ns>`` from the callers: never the root namespace)."""
-    result = subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
-    return result.stdout
-
-
 def access_link(ms_ns: str, dmpa_ns: str, tap: str = "tap0") -> None:
     """MS ``msv0`` <-veth-> ``dmv0`` in the DMPA namespace, bridged (``br0``, no STP) with a
     persistent TAP ``tap`` (no packet information header) that the harness opens."""
-    ip_cmd("-n", ms_ns, "link", "add", "msv0", "type", "veth", "peer", "name", "dmv0",
-           "netns", dmpa_ns)  # fmt: skip
-    ip_cmd("-n", dmpa_ns, "link", "add", "br0", "type", "bridge", "stp_state", "0",
-           "forward_delay", "0")  # fmt: skip
-    ip_cmd("-n", dmpa_ns, "tuntap", "add", "dev", tap, "mode", "tap")
+    netns.ip("-n", ms_ns, "link", "add", "msv0", "type", "veth", "peer", "name", "dmv0",
+             "netns", dmpa_ns)  # fmt: skip
+    netns.ip("-n", dmpa_ns, "link", "add", "br0", "type", "bridge", "stp_state", "0",
+             "forward_delay", "0")  # fmt: skip
+    netns.ip("-n", dmpa_ns, "tuntap", "add", "dev", tap, "mode", "tap")
     for dev in ("dmv0", tap):
-        ip_cmd("-n", dmpa_ns, "link", "set", dev, "master", "br0", "up")
-    ip_cmd("-n", dmpa_ns, "link", "set", "br0", "up")
+        netns.ip("-n", dmpa_ns, "link", "set", dev, "master", "br0", "up")
+    netns.ip("-n", dmpa_ns, "link", "set", "br0", "up")
     for key in ("all", "default", "msv0"):  # keep IPv6 chatter off the access link
-        subprocess.run(
-            ["ip", "netns", "exec", ms_ns, "sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1"],
-            capture_output=True,
-            timeout=30,
-        )
-    ip_cmd("-n", ms_ns, "link", "set", "msv0", "up")
+        netns.run(ms_ns, ["sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1"], check=False)
+    netns.ip("-n", ms_ns, "link", "set", "msv0", "up")
 
 
-def wait_forwarding(dmpa_ns: str, ports: tuple[str, ...], deadline: float) -> None:
-    """Poll until every bridge port is up and forwarding (links need about a second)."""
-    while True:
-        out = subprocess.run(
-            ["bridge", "-n", dmpa_ns, "-j", "link", "show"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout
-        state = {p["ifname"]: p for p in json.loads(out or "[]")}
-        if all(
-            p in state
-            and state[p].get("state") == "forwarding"
-            and "LOWER_UP" in state[p].get("flags", [])
-            for p in ports
-        ):
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"bridge ports not forwarding in time: {state}")
-        time.sleep(0.05)  # polling interval, bounded by the deadline
+def bridge_ports(dmpa_ns: str) -> dict[str, dict[str, Any]]:
+    """The bridge ports of ``dmpa_ns`` by name (``bridge -j link show``)."""
+    out = netns.run(dmpa_ns, ["bridge", "-j", "link", "show"], check=False).stdout
+    return {port["ifname"]: port for port in json.loads(out or "[]")}
 
 
-def start_python(ns: str, code: str, *args: str) -> subprocess.Popen[str]:
-    """``python -c code args`` inside ``ns``, stdin/stdout piped, run from the repository root."""
-    root = Path(__file__).resolve().parents[2]
-    return subprocess.Popen(
-        ["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=root,
+def forwarding(state: dict[str, dict[str, Any]], ports: tuple[str, ...]) -> bool:
+    """Every one of ``ports`` is up and forwarding in ``state`` (see :func:`bridge_ports`)."""
+    return all(
+        p in state
+        and state[p].get("state") == "forwarding"
+        and "LOWER_UP" in state[p].get("flags", [])
+        for p in ports
     )
 
 
@@ -288,18 +258,6 @@ def stop(process: subprocess.Popen[str], timeout: float = 10.0) -> tuple[str, st
     except subprocess.TimeoutExpired:
         process.kill()  # this PID only
         return process.communicate(timeout=timeout)
-
-
-def read_line(process: subprocess.Popen[str], deadline: float) -> str:
-    """The next stdout line of ``process`` before ``deadline`` (select-based, no sleeps)."""
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.1)
-        if ready:
-            return process.stdout.readline()
-        if process.poll() is not None:
-            break
-    raise AssertionError("the harness did not answer in time")
 
 
 UDHCPC_SCRIPT = r"""#!/bin/sh
@@ -330,47 +288,4 @@ case "$1" in
     ;;
 esac
 exit 0
-"""
-
-# The harness: runs inside the DMPA-side namespace, reads the TAP, answers with the services.
-# It plays AAA (accepts every MS with the given mode) and the DLMAP (accepts every PBU with
-# HOA), so the only real peer is the MS's host stack. Bounded: stops on stdin EOF, after
-# ``seconds`` or after 5000 frames, then prints its counters as JSON.
-HARNESS = r"""
-import json, os, select, sys, time
-from pytun import IFF_NO_PI, IFF_TAP, TunTapDevice
-from router.core.actions import AAARequest, SendMH
-from router.core.dmpa import Profile, State
-from router.core.actions import SendFrame
-from router.services.dhcp_dmpa import DhcpDmpaConfig
-from router.wire.mh import BindingUpdate
-from tests.netns.access_helpers import DLMAP, DNS, DOMAIN, HOA, NAI, grant, stack
-
-tap_name, mode, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-tap = TunTapDevice(name=tap_name, flags=IFF_TAP | IFF_NO_PI)
-node, dispatch = stack(DhcpDmpaConfig(dns_servers=(DNS,), domain_name=DOMAIN))
-print("ready", flush=True)
-fd, end, seen = tap.fileno(), time.monotonic() + seconds, 0
-while time.monotonic() < end and seen < 5000:
-    ready, _, _ = select.select([fd, sys.stdin], [], [], 0.2)
-    if sys.stdin in ready and not sys.stdin.readline():
-        break
-    if fd not in ready:
-        continue
-    frame, seen = os.read(fd, 65535), seen + 1
-    now, wall = time.monotonic(), time.time()
-    pending = list(dispatch.receive_frame(frame, 0, now, wall))
-    while pending:
-        action = pending.pop(0)
-        if isinstance(action, SendFrame):
-            os.write(fd, action.frame)
-        elif isinstance(action, AAARequest):
-            hoa = HOA if mode == "static" else None
-            pending += node.aaa_result(action.mac, Profile(NAI, mode, DLMAP, hoa), now, wall)
-        elif isinstance(action, SendMH) and isinstance(action.message, BindingUpdate):
-            for mac, v in list(node.visitors.items()):
-                if v.pending == action.message.sequence and action.message.lifetime:
-                    pending += grant(node, mac, HOA, now)
-states = {str(m): (v.state.value, str(v.hoa)) for m, v in node.visitors.items()}
-print(json.dumps({"counters": dict(dispatch.counters), "visitors": states, "frames": seen}))
 """

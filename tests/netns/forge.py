@@ -2,7 +2,8 @@
 
 The test process builds the frames with scapy; a small :class:`Injector` in the sending
 namespace writes them on a packet socket (no scapy start-up per batch), and a :class:`Sniffer`
-in each namespace that must see nothing counts the frames carrying a forged packet's marker.
+in each namespace that must see nothing counts the frames carrying a forged packet's marker
+(their processes: ``tests/netns/children/injector.py`` and ``marker_sniffer.py``).
 Every process runs through :meth:`Lab.popen`, so the lab ends it by PID, and every wait has a
 deadline.
 """
@@ -10,64 +11,17 @@ deadline.
 from __future__ import annotations
 
 import json
-import select
 import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from router.lab.topology import Lab, LabError
+from netlmm_lab.errors import LabError
+from netlmm_lab.poll import read_line
+from netlmm_lab.topology import Lab
+from tests.netns.children import REPO, child_argv
 
 MARKER = b"NLFORGE:"
-
-#: Writes the hex frames of each stdin line on ``argv[1]``, then says how many it sent.
-INJECTOR = r"""
-import socket, sys
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((sys.argv[1], 0))
-print("ready", flush=True)
-for line in sys.stdin:
-    sent = 0
-    for frame in line.split():
-        try:
-            s.send(bytes.fromhex(frame))
-            sent += 1
-        except OSError:
-            pass  # a full queue under a flood: the count says so
-    print(sent, flush=True)
-"""
-
-#: Counts frames received on ``argv[1]`` carrying the marker, by the word after it, until
-#: stdin closes.
-SNIFFER = r"""
-import json, select, socket, sys
-marker = sys.argv[2].encode()
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-s.bind((sys.argv[1], 0))
-s.setblocking(False)
-seen = {}
-print("ready", flush=True)
-done = False
-while not done:
-    ready, _, _ = select.select([s, sys.stdin], [], [], 1.0)
-    if sys.stdin in ready:
-        done = True
-    while True:
-        try:
-            frame, address = s.recvfrom(65535)
-        except BlockingIOError:
-            break
-        if address[2] == socket.PACKET_OUTGOING:
-            continue  # what the host itself sends (an ICMP error quoting a marker) is not news
-        at = frame.find(marker)
-        if at >= 0:
-            tail = frame[at + len(marker):at + len(marker) + 24]
-            word = tail.split(b";")[0].decode("ascii", "replace")
-            seen[word] = seen.get(word, 0) + 1
-print(json.dumps(seen), flush=True)
-"""
 
 
 def marker(kind: str) -> bytes:
@@ -76,12 +30,9 @@ def marker(kind: str) -> bytes:
 
 
 def _ready(process: subprocess.Popen[str], what: str, timeout: float = 15.0) -> None:
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], timeout)
-    line = process.stdout.readline() if ready else ""
-    if line.strip() != "ready":
-        err = process.stderr.read() if process.stderr and process.poll() is not None else ""
-        raise LabError(f"{what} did not start: {line!r} {err}")
+    line = read_line(process, timeout, what)
+    if line != "ready":
+        raise LabError(f"{what} did not start: {line!r}")
 
 
 class Injector:
@@ -90,19 +41,16 @@ class Injector:
     def __init__(self, lab: Lab, ns: str, ifname: str) -> None:
         self.lab = lab
         self.process = lab.popen(
-            ns, [sys.executable, "-c", INJECTOR, ifname], stdin=subprocess.PIPE
+            ns, child_argv("injector", ifname), cwd=REPO, stdin=subprocess.PIPE
         )
         _ready(self.process, f"injector in {ns}")
 
     def send(self, frames: Iterable[bytes], timeout: float = 30.0) -> int:
         """Write ``frames`` (bytes each); returns how many the kernel took."""
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
         self.process.stdin.write(" ".join(f.hex() for f in frames) + "\n")
         self.process.stdin.flush()
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-        if not ready:
-            raise LabError("injector did not answer")
-        return int(self.process.stdout.readline())
+        return int(read_line(self.process, timeout, "the injector's count"))
 
     def close(self) -> None:
         self.lab.stop(self.process)
@@ -116,7 +64,8 @@ class Sniffer:
         self.where = f"{ns}:{ifname}"
         self.process = lab.popen(
             ns,
-            [sys.executable, "-c", SNIFFER, ifname, MARKER.decode()],
+            child_argv("marker_sniffer", ifname, MARKER.decode()),
+            cwd=REPO,
             stdin=subprocess.PIPE,
         )
         _ready(self.process, f"sniffer in {ns}")
@@ -143,11 +92,3 @@ def flat(counters: dict[str, Any], prefix: str = "") -> Counter[str]:
         elif isinstance(value, int | float) and not isinstance(value, bool):
             out[name] = int(value)
     return out
-
-
-def deadline_loop(timeout: float, interval: float = 0.05) -> Iterable[None]:
-    """Yield until ``timeout`` seconds have passed (bounded polling)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        yield None
-        time.sleep(interval)

@@ -25,11 +25,13 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
-from router.lab.configs import STATIC_HOA, MobileProfile
-from router.lab.domain import Domain
-from router.lab.servers import binary, start_dhcp_server
-from router.lab.tools import ping
-from router.lab.topology import (
+from netlmm_lab.configs import STATIC_HOA, MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
+from netlmm_lab.domain import Domain
+from netlmm_lab.poll import wait_until
+from netlmm_lab.servers import binary, start_dhcp_server
+from netlmm_lab.tools import ping
+from netlmm_lab.topology import (
     BRIDGE,
     CN_ADDRESS,
     CN_IF,
@@ -37,11 +39,10 @@ from router.lab.topology import (
     DMPA_ADDRESSES,
     MS_IF,
     TRANSPORT_IF,
-    DhcpClient,
     Lab,
-    wait_until,
 )
 from tests.conftest import require
+from tests.netns.children import REPO, child_argv
 from tests.netns.forge import Injector, Sniffer, flat, marker
 
 pytestmark = pytest.mark.root
@@ -258,14 +259,10 @@ def test_arp_cannot_take_another_ms_address(world: World) -> None:
     # The victim's traffic still goes to the victim: a marked packet from the CN arrives at
     # ms and at nobody else (ms2 shares the base station's bridge).
     watch = [Sniffer(world.lab, "ms", MS_IF), Sniffer(world.lab, "ms2", MS_IF)]
-    code = (
-        "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
-        "s.sendto(sys.argv[2].encode(), (sys.argv[1], 9))"
-    )
     text = marker("legit").decode()
 
     def delivered() -> bool:
-        world.lab.exec("cn", ["python3", "-c", code, victim, text])
+        world.lab.exec("cn", child_argv("udp_send", victim, "9", text), cwd=REPO)
         return ping(world.lab, "cn", victim, count=1).ok
 
     wait_until(delivered, 10.0, "the CN reaching the victim")
@@ -455,7 +452,9 @@ def test_a_relayed_server_keying_by_client_id_cannot_hand_out_another_ms_address
                 answered.update({k: now[k] - start["dlmap"][k] for k in names})
                 return answered["dhcp/rx.reply"] >= 1
 
-            wait_until(server_answered, 15.0, "dnsmasq answering the copied client-id", 0.5)
+            wait_until(
+                server_answered, 15.0, "dnsmasq answering the copied client-id", interval=0.5
+            )
             print(f"\nRELAY client-id copy: {answered}")
             # dnsmasq ACKs the victim's address to the copier; the relay drops that ACK
             assert answered["dhcp/reply.conflicting_ack"] >= 1, answered

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
-from router.lab.configs import STATIC_HOA, MobileProfile
-from router.lab.domain import Domain
-from router.lab.faults import configure, restart_run
-from router.lab.tools import TcpSession, UdpStream, ping, tcp_transfer
-from router.lab.topology import CN_ADDRESS, DMPA_ADDRESSES, DhcpClient, Lab, wait_until
+from netlmm_lab.configs import STATIC_HOA, MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
+from netlmm_lab.domain import Domain
+from netlmm_lab.faults import configure, restart_run
+from netlmm_lab.poll import wait_until
+from netlmm_lab.tools import TcpSession, UdpStream, ping, tcp_transfer
+from netlmm_lab.topology import CN_ADDRESS, DMPA_ADDRESSES, Lab
 
 pytestmark = pytest.mark.root
 

@@ -14,10 +14,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from router.lab.configs import MobileProfile
-from router.lab.domain import Domain
-from router.lab.tools import ping
-from router.lab.topology import CN_ADDRESS, DMPA_ADDRESSES, DhcpClient, Lab, wait_until
+from netlmm_lab.configs import MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
+from netlmm_lab.domain import Domain
+from netlmm_lab.poll import wait_until
+from netlmm_lab.tools import ping
+from netlmm_lab.topology import CN_ADDRESS, DMPA_ADDRESSES, Lab
 
 pytestmark = pytest.mark.root
 

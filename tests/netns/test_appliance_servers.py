@@ -1,8 +1,8 @@
-"""The real appliance (``netlmm run`` in each role, :class:`router.lab.domain.Domain`) against
+"""The real appliance (``netlmm run`` in each role, :class:`netlmm_lab.domain.Domain`) against
 real third-party servers: a DHCP relay to dnsmasq and to Kea, and FreeRADIUS as the DMPAs' AAA.
 
-Every test builds its own :class:`router.lab.topology.Lab` (torn down even on failure), starts
-the servers it needs with :mod:`router.lab.servers` (the same code as ``netlmm lab demo --dhcp
+Every test builds its own :class:`netlmm_lab.topology.Lab` (torn down even on failure), starts
+the servers it needs with :mod:`netlmm_lab.servers` (the same code as ``netlmm lab demo --dhcp
 kea|dnsmasq --aaa radius``: :meth:`Lab.popen`, ended by PID here and again by the lab's close),
 and polls until deadlines. On failure the message carries the tail of each appliance log and
 of the server's log (the lab's work directory is deleted on close, so they are read before).
@@ -30,9 +30,12 @@ from typing import Any
 
 import pytest
 
-from router.lab.configs import GATEWAY, STATIC_HOA, MobileProfile
-from router.lab.domain import ROLES, Domain
-from router.lab.servers import (
+from netlmm_lab.configs import GATEWAY, STATIC_HOA, MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
+from netlmm_lab.domain import ROLES, Domain
+from netlmm_lab.errors import LabError
+from netlmm_lab.poll import wait_until
+from netlmm_lab.servers import (
     RADIUS_SECRET,
     SERVER_RANGE,
     Server,
@@ -44,14 +47,11 @@ from router.lab.servers import (
     start_freeradius,
     tail,
 )
-from router.lab.tools import ping
-from router.lab.topology import (
+from netlmm_lab.tools import ping
+from netlmm_lab.topology import (
     CN_ADDRESS,
     DMPA_ADDRESSES,
-    DhcpClient,
     Lab,
-    LabError,
-    wait_until,
 )
 from tests.conftest import require
 

@@ -8,10 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from router.lab.configs import MobileProfile
-from router.lab.domain import Domain
-from router.lab.faults import configure
-from router.lab.topology import Lab, wait_until
+from netlmm_lab.configs import MobileProfile
+from netlmm_lab.domain import Domain
+from netlmm_lab.faults import configure
+from netlmm_lab.poll import wait_until
+from netlmm_lab.topology import Lab
 
 pytestmark = pytest.mark.root
 

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from router.lab.domain import Domain
-from router.lab.faults import Fleet, MHLoss, loss_run
-from router.lab.topology import Lab
+from netlmm_lab.domain import Domain
+from netlmm_lab.faults import Fleet, MHLoss, loss_run
+from netlmm_lab.topology import Lab
 
 pytestmark = pytest.mark.root
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.lab.fuzz import KINDS, fuzz
+from netlmm_lab.fuzz import KINDS, fuzz
 
 pytestmark = pytest.mark.root
 

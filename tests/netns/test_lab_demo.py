@@ -1,7 +1,7 @@
 """``netlmm lab demo`` end to end, as ``make demo`` runs it: the embedded defaults, and each real
 server in its place (``--dhcp dnsmasq``, ``--dhcp kea``, ``--aaa radius``).
 
-Each case runs :func:`router.lab.demo.demo` with ``as_json=True`` in this process (its own lab,
+Each case runs :func:`netlmm_lab.demo.demo` with ``as_json=True`` in this process (its own lab,
 torn down on return), parses what it printed and checks a successful run with a handover: the
 MS kept its address and the TCP session opened before the move survived it; with a real server
 the step list and the summary name it, and a DHCP server's address comes from its own range.
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from router.lab import plots, servers
-from router.lab.demo import demo
+from netlmm_lab import plots, servers
+from netlmm_lab.demo import demo
 from tests.conftest import require
 
 pytestmark = pytest.mark.root
@@ -52,7 +52,9 @@ def test_demo(root: None, capsys: pytest.CaptureFixture[str], tmp_path: Path, ca
     for name in ([dhcp] if dhcp != "builtin" else []) + (["freeradius"] if aaa == "radius" else []):
         require(servers.binary(name) is not None, f"{name} is not installed (make test)")
 
-    require(plots.available(), "matplotlib is not installed (make setup installs the lab extra)")
+    require(
+        plots.available(), "matplotlib is not installed (a dependency of netlmm-lab: make setup)"
+    )
 
     plot = tmp_path / "handover.png"
     code, result, progress = _run(capsys, plot, **options)

@@ -13,15 +13,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from router.lab.tools import (
+from netlmm_lab import netns
+from netlmm_lab.dhcp_client import DhcpClient
+from netlmm_lab.errors import LabError
+from netlmm_lab.netns import running
+from netlmm_lab.poll import wait_until
+from netlmm_lab.tools import (
     PingResult,
     Sniffer,
     TcpSession,
@@ -31,7 +34,7 @@ from router.lab.tools import (
     summarize_stream,
     tcp_transfer,
 )
-from router.lab.topology import (
+from netlmm_lab.topology import (
     ACCESS_IF,
     CN_ADDRESS,
     DLMAP_ADDRESS,
@@ -40,11 +43,10 @@ from router.lab.topology import (
     MS_IF,
     NETNS_ETC,
     NETNS_RUN,
-    DhcpClient,
     Lab,
-    LabError,
 )
 from tests.conftest import require
+from tests.netns.children import REPO, child_argv
 
 ARP = 0x0806
 
@@ -53,15 +55,6 @@ def _leftovers(prefix: str) -> list[str]:
     found = [p.name for p in NETNS_RUN.glob(f"{prefix}-*")] if NETNS_RUN.exists() else []
     found += [p.name for p in NETNS_ETC.glob(f"{prefix}-*")] if NETNS_ETC.exists() else []
     return found
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (an orphan waits for PID 1 to reap it, which may be slow)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "State:\tZ" not in status
 
 
 def _tools(*names: str) -> None:
@@ -147,11 +140,9 @@ def _arp_until_seen(lab: Lab, dmpa: int) -> int:
     """arping from the MS until DMPA ``dmpa``'s acc0 sees it (bounded); frames seen."""
     sniffer = Sniffer(lab, f"m{dmpa}", ACCESS_IF, src_mac=Lab.ms_mac(), ethertype=ARP, seconds=8)
     sniffer.start()
-    deadline = time.monotonic() + 8
     proc = lab.popen("ms", ["arping", "-D", "-c", "8", "-w", "8", "-I", MS_IF, "192.0.2.1"])
-    try:
-        while time.monotonic() < deadline and not sniffer.done():
-            time.sleep(0.05)
+    try:  # the sniffer exits on the first match, or after its 8 s
+        wait_until(sniffer.done, 12, "the sniffer on acc0 to finish")
     finally:
         lab.stop(proc)
     return sniffer.result().matched
@@ -260,7 +251,7 @@ def test_close_leaves_nothing_when_the_body_raises(root: None) -> None:
         raise RuntimeError("boom")
     assert _leftovers(lab.prefix) == []
     assert sleeper.poll() is not None
-    assert not _running(int(stray))
+    assert not running(int(stray))
     assert not lab.workdir.exists()
     with pytest.raises(LabError):
         lab.exec("cn", ["true"])
@@ -268,18 +259,7 @@ def test_close_leaves_nothing_when_the_body_raises(root: None) -> None:
 
 @pytest.mark.root
 def test_sigterm_tears_the_lab_down(root: None) -> None:
-    code = textwrap.dedent(
-        """
-        import sys, time
-        from router.lab.topology import Lab
-        with Lab() as lab:
-            lab.popen("cn", ["sleep", "60"])
-            print(lab.prefix, flush=True)
-            for _ in range(600):
-                time.sleep(0.1)
-        """
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(child_argv("lab_sigterm"), cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         prefix = proc.stdout.readline().strip()
@@ -299,18 +279,18 @@ def test_sweep_removes_a_crashed_runs_leftovers(root: None) -> None:
     dead.wait()
     assert not Path(f"/proc/{dead.pid}").exists()
     prefix = f"nl{dead.pid}"
-    subprocess.run(["ip", "netns", "add", f"{prefix}-cn"], check=True)
+    netns.create(f"{prefix}-cn")
     etc = NETNS_ETC / f"{prefix}-ms"
     etc.mkdir(parents=True)
     alive = f"nl{os.getpid()}.999-cn"  # our own PID: a live owner is never swept
-    subprocess.run(["ip", "netns", "add", alive], check=True)
+    netns.create(alive)
     try:
         removed = Lab.sweep()
         assert f"{prefix}-cn" in removed and alive not in removed
         assert _leftovers(prefix) == [] and not etc.exists()
         assert (NETNS_RUN / alive).exists()
     finally:
-        subprocess.run(["ip", "netns", "delete", f"{prefix}-cn"], capture_output=True)
-        subprocess.run(["ip", "netns", "delete", alive], capture_output=True)
+        netns.delete(f"{prefix}-cn")
+        netns.delete(alive)
         if etc.exists():
             etc.rmdir()

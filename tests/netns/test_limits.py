@@ -26,21 +26,21 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
-from router.app import config
-from router.lab.configs import MobileProfile
-from router.lab.domain import Domain
-from router.lab.tools import PingResult, ping
-from router.lab.topology import (
+from netlmm_lab.configs import MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
+from netlmm_lab.domain import Domain
+from netlmm_lab.poll import wait_until
+from netlmm_lab.tools import PingResult, ping
+from netlmm_lab.topology import (
     BRIDGE,
     CN_ADDRESS,
     DLMAP_ADDRESS,
     DMPA_ADDRESSES,
     MS_IF,
     TRANSPORT_IF,
-    DhcpClient,
     Lab,
-    wait_until,
 )
+from router.app import config
 from router.wire.dialect import DRAFT
 from router.wire.mh import BindingUpdate
 from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress

@@ -12,6 +12,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
+from netlmm_lab.netns import namespace
 from router.wire.dialect import DRAFT, RFC5844
 from router.wire.mh import (
     BindingAck,
@@ -29,7 +30,7 @@ from router.wire.mh_options import (
     SeedIPv4HomeAddress,
     Timestamp,
 )
-from tests.netns.netns import namespace, run_python
+from tests.netns.children import run_child
 
 LOOPBACK = IPv6Address("::1")
 NAI = MobileNodeIdentifier.from_nai("ms1@example.net")
@@ -55,37 +56,12 @@ MESSAGES: list[MobilityMessage] = [
     Heartbeat(3, 0, (RestartCounter(1),)),
 ]
 
-# Runs inside the namespace: send each message (and a corrupted copy) to ::1 with kernel
-# checksumming off, and report which ones a verifying MH socket received, byte for byte.
-CHILD = r"""
-import json, socket, sys
-IPV6_CHECKSUM = 7
-messages = [bytes.fromhex(h) for h in json.loads(sys.argv[1])]
-rx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 135)
-rx.settimeout(0.5)
-tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 135)
-tx.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, -1)
-report = {"verify_offset": rx.getsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM), "results": []}
-for mh in messages:
-    bad = bytearray(mh); bad[4] ^= 0x5A
-    got = []
-    for payload in (bytes(bad), mh):
-        tx.sendto(payload, ("::1", 0))
-    for _ in range(2):
-        try:
-            got.append(rx.recv(4096).hex())
-        except socket.timeout:
-            break
-    report["results"].append(got)
-print(json.dumps(report))
-"""
-
 
 @pytest.mark.root
 def test_kernel_accepts_our_checksums_and_drops_a_bad_one(root: None) -> None:
     wires = [m.encode(LOOPBACK, LOOPBACK) for m in MESSAGES]
     with namespace("mh") as ns:
-        report = json.loads(run_python(ns, CHILD, json.dumps([w.hex() for w in wires])))
+        report = json.loads(run_child(ns, "mh_checksum", json.dumps([w.hex() for w in wires])))
     assert report["verify_offset"] == 4  # the receiving socket verifies at offset 4
     for wire, received in zip(wires, report["results"], strict=True):
         # Only the good copy arrives: the corrupted one was dropped by the kernel's check.

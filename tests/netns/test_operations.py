@@ -22,28 +22,25 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from router.cli import main
-from router.lab.configs import MobileProfile
-from router.lab.domain import Domain
-from router.lab.tools import ping
-from router.lab.topology import (
+from netlmm_lab.configs import MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
+from netlmm_lab.domain import Domain
+from netlmm_lab.poll import wait_until
+from netlmm_lab.tools import ping
+from netlmm_lab.topology import (
     CN_ADDRESS,
     DLMAP_ADDRESS,
     DMPA_ADDRESSES,
     TRANSPORT_IF,
-    DhcpClient,
     Lab,
-    wait_until,
 )
+from router.cli import main
 from tests.conftest import require
+from tests.netns.children import REPO, child_argv
 
 pytestmark = pytest.mark.root
 
 PORT = 9477
-SCRAPE = (
-    "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
-    f"'http://127.0.0.1:{PORT}/metrics', timeout=5).read().decode())"
-)
 NS = {"dlmap": "lm", "dmpa1": "m1", "dmpa2": "m2"}
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -54,7 +51,7 @@ def nai(ms: str) -> str:
 
 
 def scrape(lab: Lab, role: str) -> Samples:
-    text = lab.exec(NS[role], [sys.executable, "-c", SCRAPE]).stdout
+    text = lab.exec(NS[role], child_argv("scrape", str(PORT)), cwd=REPO).stdout
     samples: Samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

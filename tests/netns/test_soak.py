@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.lab.soak import soak
+from netlmm_lab.soak import soak
 
 pytestmark = pytest.mark.root
 

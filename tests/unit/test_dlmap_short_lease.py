@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from netlmm_lab.configs import write_configs
 from router.adapters.store import Store
 from router.app import config
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.settings import DLMAPSettings
-from router.lab.configs import write_configs
 from router.services.dhcp_server import DhcpServer
 
 

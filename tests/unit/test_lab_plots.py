@@ -1,4 +1,4 @@
-"""The demo's handover plot (:mod:`router.lab.plots`) without a lab: the longest silence in the
+"""The demo's handover plot (:mod:`netlmm_lab.plots`) without a lab: the longest silence in the
 bins and its bound on the measured interruption, and the PNG carrying the bins it draws."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from router.lab import plots
-from router.lab.plots import longest_silence, read_png_text, save_handover_plot
-from router.lab.tools import HIST_BIN, summarize_stream
+from netlmm_lab import plots
+from netlmm_lab.plots import longest_silence, read_png_text, save_handover_plot
+from netlmm_lab.tools import HIST_BIN, summarize_stream
 from tests.conftest import require
 
 
@@ -62,7 +62,7 @@ def test_silence_bounds_the_gap(seed: int) -> None:
 
 
 def test_plot_carries_its_bins(tmp_path: Path) -> None:
-    require(plots.available(), "matplotlib is not installed (pip install '.[lab]')")
+    require(plots.available(), "matplotlib is not installed (pip install -e ./lab brings it)")
     bins = [2] * 50 + [0] * 7 + [1] + [2] * 60
     marks = {"link moves": 0.49, "carrier back on the MS": 0.52, "binding at DMPA 2": 0.56}
     path = save_handover_plot(

@@ -13,6 +13,8 @@ import os
 import random
 import shutil
 import subprocess
+import sys
+import sysconfig
 from argparse import ArgumentParser, Namespace
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -625,9 +627,11 @@ def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
     unit = (ROOT / "etc/systemd/netlmm@.service").read_text()
     assert "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW" in unit
     assert "Restart=on-failure" in unit
-    netlmm = shutil.which("netlmm") or str(ROOT / ".venv/bin/netlmm")
-    # verify checks that ExecStart exists: point it at this checkout's netlmm
-    (tmp_path / "netlmm@lab.service").write_text(unit.replace("/usr/local/bin/netlmm", netlmm))
+    # verify checks that ExecStart exists: point it at the netlmm entry point of the
+    # interpreter running the tests (wherever its environment is), not at a ./.venv
+    netlmm = Path(sysconfig.get_path("scripts")) / "netlmm"
+    require(netlmm.is_file(), f"no netlmm entry point beside {sys.executable} (pip install -e .)")
+    (tmp_path / "netlmm@lab.service").write_text(unit.replace("/usr/local/bin/netlmm", str(netlmm)))
     result = subprocess.run(
         [analyze, "verify", str(tmp_path / "netlmm@lab.service")],
         capture_output=True, text=True, timeout=60, check=False,

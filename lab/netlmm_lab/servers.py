@@ -29,16 +29,17 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from router.lab.configs import GATEWAY, STATIC_HOA
-from router.lab.topology import (
+from netlmm_lab import netns
+from netlmm_lab.configs import GATEWAY, STATIC_HOA
+from netlmm_lab.errors import LabError
+from netlmm_lab.poll import wait_until
+from netlmm_lab.topology import (
     CN_ADDRESS,
     CN_IF,
     DLMAP_ADDRESS,
     DMPA_ADDRESSES,
     HOA_NETWORK,
     Lab,
-    LabError,
-    wait_until,
 )
 
 DHCP_SERVERS = ("dnsmasq", "kea")
@@ -111,16 +112,17 @@ def tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
-def udp_listening(lab: Lab, ns: str, port: int) -> bool:
-    """Whether something in namespace ``ns`` listens on UDP ``port``."""
-    out = lab.exec(ns, ["ss", "-Hlun"], timeout=10, check=False).stdout
+def udp_listening(namespace: str, port: int) -> bool:
+    """Whether something in namespace ``namespace`` (a full name: ``lab.ns("cn")``) listens
+    on UDP ``port``."""
+    out = netns.run(namespace, ["ss", "-Hlun"], timeout=10, check=False).stdout
     return any(
         len(fields) >= 4 and fields[3].endswith(f":{port}")
         for fields in (line.split() for line in out.splitlines())
     )
 
 
-def _start(
+def start_server(
     lab: Lab,
     name: str,
     ns: str,
@@ -132,6 +134,10 @@ def _start(
     env: dict[str, str] | None = None,
     timeout: float = READY_TIMEOUT,
 ) -> Server:
+    """Start ``argv`` (server ``name``) in the lab's namespace ``ns``, its output in
+    ``folder/<name>.log``, and poll ``ready(log)`` until it holds; a :class:`LabError` with the
+    log's tail if the server exits first, :class:`~netlmm_lab.poll.TimedOut` at ``timeout``
+    (the server is stopped either way)."""
     log = folder / f"{name}.log"
     with log.open("wb") as out:
         proc = lab.popen(ns, argv, env=env, stdout=out.fileno(), stderr=subprocess.STDOUT)
@@ -231,14 +237,14 @@ def start_dhcp_server(
         env = {"KEA_PIDFILE_DIR": str(folder), "KEA_LOCKFILE_DIR": str(folder)}
     else:
         argv = dnsmasq_argv(path, folder)
-    return _start(
+    return start_server(
         lab,
         kind,
         DHCP_NAMESPACE,
         argv,
         folder,
         str(DHCP_ADDRESS),
-        lambda _log: udp_listening(lab, DHCP_NAMESPACE, 67),
+        lambda _log: udp_listening(lab.ns(DHCP_NAMESPACE), 67),
         env=env,
         timeout=timeout,
     )
@@ -335,7 +341,7 @@ def start_freeradius(
     )
     (folder / "users").write_text(users)
     argv = [path, "-X", "-d", str(folder), "-n", "radiusd"]
-    return _start(
+    return start_server(
         lab,
         "freeradius",
         RADIUS_NAMESPACE,

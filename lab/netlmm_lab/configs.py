@@ -11,13 +11,13 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from router.app import config
-from router.lab.topology import (
+from netlmm_lab.topology import (
     ACCESS_IF,
     DLMAP_ADDRESS,
     DMPA_ADDRESSES,
     HOA_NETWORK,
 )
+from router.app import config
 
 GATEWAY = HOA_NETWORK.network_address + 1
 POOL = f"{HOA_NETWORK.network_address + 100}-{HOA_NETWORK.network_address + 199}"

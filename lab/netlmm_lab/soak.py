@@ -1,7 +1,7 @@
 """``netlmm lab soak``: thousands of MSs attach, refresh, hand over and leave for minutes.
 
 The lab domain runs (``netlmm run`` per role) with a few real MS namespaces attached through
-DMPA 1 by DHCP, each pinging the CN throughout. A :class:`~router.lab.loadgen.LoadGenerator`
+DMPA 1 by DHCP, each pinging the CN throughout. A :class:`~netlmm_lab.loadgen.LoadGenerator`
 in the transport namespace plays two more DMPAs (addresses ``2001:db8:100::21`` and ``::22`` on
 the transport bridge, listed as peers in the DLMAP's config) and runs ``mss`` simulated MSs
 through the DLMAP at a steady rate over ``minutes``. Halfway, the first real MS is handed over
@@ -34,23 +34,22 @@ from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any
 
-from router.adapters.sockets import open_mh_socket
-from router.lab import servers
-from router.lab.configs import MobileProfile
-from router.lab.domain import ROLES, Domain
-from router.lab.loadgen import LoadGenerator
-from router.lab.netns import netns
-from router.lab.tools import parse_ping
-from router.lab.topology import (
+from netlmm_lab import servers
+from netlmm_lab.configs import MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
+from netlmm_lab.domain import ROLES, Domain
+from netlmm_lab.errors import LabError
+from netlmm_lab.loadgen import LoadGenerator
+from netlmm_lab.poll import wait_until
+from netlmm_lab.tools import parse_ping
+from netlmm_lab.topology import (
     BRIDGE,
     CN_ADDRESS,
     DLMAP_ADDRESS,
     DMPA_ADDRESSES,
-    DhcpClient,
     Lab,
-    LabError,
-    wait_until,
 )
+from router.adapters.sockets import open_mh_socket
 
 GENERATOR_ADDRESSES = (IPv6Address("2001:db8:100::21"), IPv6Address("2001:db8:100::22"))
 POOL = "192.0.2.60-192.0.2.250"  # outside the relayed DHCP server's range (.50-.59)
@@ -180,7 +179,7 @@ def _generator_addresses(lab: Lab) -> None:
 
 def _open_sockets(lab: Lab) -> list[socket.socket]:
     sockets = []
-    with netns(lab.ns("tr")):
+    with lab.enter("tr"):
         for address in GENERATOR_ADDRESSES:
             sock = open_mh_socket(address, rcvbuf=4 << 20)
             sock.setblocking(False)

@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from netlmm_lab.configs import LabConfigs, MobileProfile, write_configs
+from netlmm_lab.errors import LabError
+from netlmm_lab.poll import wait_until
+from netlmm_lab.topology import Lab
 from router.adapters.control import ControlClient, ControlError
-from router.lab.configs import LabConfigs, MobileProfile, write_configs
-from router.lab.topology import Lab, LabError, wait_until
 
 ROLES = ("dlmap", "dmpa1", "dmpa2")
 NAMESPACE = {"dlmap": "lm", "dmpa1": "m1", "dmpa2": "m2"}

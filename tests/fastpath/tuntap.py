@@ -1,8 +1,8 @@
-"""Network namespace plumbing shared by the I/O tests and the pump benchmarks.
+"""TUN/TAP fds and address packing shared by the I/O tests and the pump benchmarks.
 
-Everything here acts on a namespace the caller made (``ip netns add``) and deletes; the process
-enters it with setns(2) only for the time it takes to create fds there, then comes back, so
-nothing in the root namespace is touched.
+The namespaces these fds live in are the lab's (:class:`netlmm_lab.topology.Lab` subclasses,
+entered with :func:`netlmm_lab.netns.enter` only to open the fds); nothing here touches the root
+namespace.
 """
 
 from __future__ import annotations
@@ -11,20 +11,11 @@ import fcntl
 import os
 import socket
 import struct
-import subprocess
-
-from router.lab.netns import netns
-
-__all__ = ["netns"]  # the I/O tests and pump benchmarks take it from here
 
 TUNSETIFF = 0x400454CA
 IFF_TUN, IFF_TAP, IFF_NO_PI = 0x0001, 0x0002, 0x1000
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
-
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
 
 def tun_open(name: str, flags: int) -> int:

@@ -42,26 +42,26 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
-from router.app import config as app_config
-from router.app.settings import DMPASettings
-from router.core.dlmap import DLMAP, DLMAPConfig
-from router.core.pool import HoAPool
-from router.lab.configs import GATEWAY, MobileProfile
-from router.lab.domain import Domain
-from router.lab.netns import netns
-from router.lab.tools import parse_ping
-from router.lab.topology import (
+from netlmm_lab import netns
+from netlmm_lab.configs import GATEWAY, MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
+from netlmm_lab.domain import Domain
+from netlmm_lab.errors import LabError
+from netlmm_lab.poll import wait_until
+from netlmm_lab.tools import parse_ping
+from netlmm_lab.topology import (
     BRIDGE,
     CN_ADDRESS,
     DLMAP_ADDRESS,
     DMPA_ADDRESSES,
     HOA_NETWORK,
     TRANSPORT_IF,
-    DhcpClient,
     Lab,
-    LabError,
-    wait_until,
 )
+from router.app import config as app_config
+from router.app.settings import DMPASettings
+from router.core.dlmap import DLMAP, DLMAPConfig
+from router.core.pool import HoAPool
 from router.wire.arp import ArpOp, ArpPacket
 from router.wire.dhcp import BootpOp, DhcpMessage, DhcpOption
 from router.wire.dialect import DRAFT, RFC5844, Dialect
@@ -291,7 +291,7 @@ def mh_packet(src: IPv6Address, dst: IPv6Address, mh: bytes, good_checksum: bool
 
 
 def packet_socket(namespace: str, ifname: str) -> socket.socket:
-    with netns(namespace):
+    with netns.enter(namespace):
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # send only
         sock.bind((ifname, 0))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)

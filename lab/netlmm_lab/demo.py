@@ -4,7 +4,7 @@ CN on the IPv4 side, a DLMAP, two DMPAs on an IPv6 transport, one IPv4-only MS w
 udhcpc, all in network namespaces; the appliance runs in each role from generated ini files
 (embedded defaults: built-in DHCP server, local AAA profiles; ``dhcp="kea"|"dnsmasq"`` makes the
 DLMAP relay DHCP to that server in the CN's namespace, ``aaa="radius"`` makes the DMPAs ask
-FreeRADIUS in the DLMAP's namespace, see :mod:`router.lab.servers`). The steps, each timed:
+FreeRADIUS in the DLMAP's namespace, see :mod:`netlmm_lab.servers`). The steps, each timed:
 
 0. with real servers: start each of them (the step says which, where);
 1. start the DLMAP and both DMPAs;
@@ -13,7 +13,7 @@ FreeRADIUS in the DLMAP's namespace, see :mod:`router.lab.servers`). The steps, 
 4. a handover: a UDP probe stream and a TCP session run while the MS's link moves to DMPA 2's
    cell; the MS keeps its address, DMPA 1 is revoked, the TCP session survives;
 5. a plot of the handover: UDP echoes per 10 ms before, during and after the move, saved as a
-   PNG at the path printed (:func:`router.lab.plots.save_handover_plot`);
+   PNG at the path printed (:func:`netlmm_lab.plots.save_handover_plot`);
 6. a summary (and ``--json``); everything is torn down, on error and Ctrl-C too.
 
 Progress: each step is printed when it starts (its number, the time since the demo began) and
@@ -34,18 +34,18 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from router.lab import plots, servers
-from router.lab.configs import MobileProfile
-from router.lab.domain import ROLES, Domain
-from router.lab.servers import Server
-from router.lab.tools import TcpSession, UdpStream, ping, tcp_transfer
-from router.lab.topology import (
+from netlmm_lab import plots, servers
+from netlmm_lab.configs import MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
+from netlmm_lab.domain import ROLES, Domain
+from netlmm_lab.errors import LabError
+from netlmm_lab.poll import wait_until
+from netlmm_lab.servers import Server
+from netlmm_lab.tools import TcpSession, UdpStream, ping, tcp_transfer
+from netlmm_lab.topology import (
     CN_ADDRESS,
     DMPA_ADDRESSES,
-    DhcpClient,
     Lab,
-    LabError,
-    wait_until,
 )
 
 T = TypeVar("T")
@@ -244,7 +244,7 @@ def check_plot(plot: Path | None, steps: Steps) -> Path | None:
     if plot is None:
         return None
     if not plots.available():
-        steps.say("no handover plot: matplotlib is not installed (pip install '.[lab]')")
+        steps.say("no handover plot: matplotlib is not installed (pip install -e ./lab brings it)")
         return None
     plot = plot.resolve()
     if not plot.parent.is_dir() or not os.access(plot.parent, os.W_OK):

@@ -1,10 +1,9 @@
-"""The client side of the RADIUS lab, run inside the NAS namespace by ``run_python``.
+"""The client side of the RADIUS lab (``tests/netns/radius``), run inside its NAS namespace.
 
-``python -c '<put repo on sys.path>; from tests.netns.radius.client import main; main()' <repo>
-'<json spec>'`` authenticates
-one MS with :class:`router.adapters.radius.RadiusClient` (or the AAA front), optionally with a
-fake server socket in the same loop, and prints one JSON line: the outcome, the counters, the
-elapsed time and what the fake server saw.
+``python -m tests.netns.children.radius_client '<json spec>'`` authenticates one MS with
+:class:`router.adapters.radius.RadiusClient` (or the AAA front), optionally with a fake server
+socket in the same loop, and prints one JSON line: the outcome, the counters, the elapsed time
+and what the fake server saw.
 
 Fake servers (``spec["fake"]``, bound in this namespace, never in the root one):
 
@@ -155,6 +154,10 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
-    """``sys.argv`` is ``["-c", <repo>, <json spec>]`` (see DRIVER in test_radius.py)."""
-    print(json.dumps(asyncio.run(run(json.loads(sys.argv[2])))))
+def main(argv: list[str]) -> None:
+    """``argv`` is ``[<json spec>]`` (see ``authenticate`` in test_radius.py)."""
+    print(json.dumps(asyncio.run(run(json.loads(argv[0])))))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,7 +1,8 @@
-"""The lab domain in network namespaces: CN, DLMAP, IPv6 transport, two DMPAs, base stations, MS.
+"""The lab: network namespaces, the processes started in them, and their teardown.
 
-Layout (namespace short names; the real names are ``<prefix>-<short>``, ``prefix`` =
-``nl<pid>`` or ``nl<pid>.<n>`` for the n-th lab of one process)::
+:class:`Lab` is the one test bed of the project. By default it builds the NETLMM domain
+(namespace short names; the real names are ``<prefix>-<short>``, ``prefix`` = ``nl<pid>`` or
+``nl<pid>.<n>`` for the n-th lab of one process)::
 
     cn  cn0 198.51.100.2/24 --- up0 198.51.100.1/24  lm                 (IPv4 side, MTU 1500)
                                 tr0 2001:db8:100::1/64 --- [tr br0]     (IPv6 transport, MTU 1600)
@@ -13,6 +14,10 @@ Layout (namespace short names; the real names are ``<prefix>-<short>``, ``prefix
 The MS's peer end (``ms`` in ``b1``) moves to ``b2`` on :meth:`Lab.handover`. Interface names
 are fixed and short: each lives in a namespace the lab made, so nothing collides with the host.
 Only documentation prefixes are used; the root namespace's links and routes are never touched.
+
+Other shapes (the throughput chain, the transport probe's pair, the I/O tests' two namespaces)
+are subclasses that override :meth:`Lab.build` and :meth:`Lab.wait_ready` with the same
+building blocks (:meth:`Lab.add_namespace`, :meth:`Lab.veth`, :meth:`Lab.bridge`, ...).
 
 Every process started through :meth:`Lab.exec` / :meth:`Lab.popen` is tracked and ended by PID
 in :meth:`Lab.close`, which also kills anything left inside the lab's namespaces, deletes them
@@ -27,7 +32,6 @@ import atexit
 import contextlib
 import json
 import logging
-import os
 import re
 import shutil
 import signal
@@ -40,6 +44,13 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
+
+from netlmm_lab import netns
+from netlmm_lab.errors import LabError
+from netlmm_lab.netns import NETNS_ETC, NETNS_RUN
+from netlmm_lab.poll import wait_until
+
+__all__ = ["NETNS_ETC", "NETNS_RUN", "HandoverResult", "Lab", "LabError"]
 
 log = logging.getLogger(__name__)
 
@@ -64,86 +75,16 @@ BRIDGE = "br0"  # tr, b1, b2
 BS_DMPA_PORT = "dmpa"  # b1, b2: peer of the DMPA's acc0
 MS_IF = "ms0"  # ms, ms2, ...
 
-NETNS_RUN = Path("/run/netns")
-NETNS_ETC = Path("/etc/netns")
 RUN_DIR = Path("/run/netlmm-lab")
-_NAME = re.compile(r"^(nl(\d+)(?:\.\d+)?)-[a-z0-9]+$")
 _KEPT = "kept"
-_counter = 0
-_counter_lock = threading.Lock()
-
-
-class LabError(RuntimeError):
-    """The lab could not be built, a command in it failed, or a wait timed out."""
-
-
-def _ip(*args: str, timeout: float = 15.0) -> str:
-    """Run ``ip`` (in the root namespace's mount view; ``-n NS`` selects the network)."""
-    result = subprocess.run(
-        ["ip", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if result.returncode != 0:
-        raise LabError(f"ip {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _netns_pids(name: str) -> list[int]:
-    result = subprocess.run(
-        ["ip", "netns", "pids", name], capture_output=True, text=True, timeout=10, check=False
-    )
-    return [int(word) for word in result.stdout.split() if word.isdigit()]
-
-
-def _kill_all_in(name: str, deadline: float) -> None:
-    """SIGKILL every process left in namespace ``name`` (all were started for the lab)."""
-    for _ in range(50):
-        pids = [pid for pid in _netns_pids(name) if pid != os.getpid()]
-        if not pids or time.monotonic() > deadline:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        _wait_gone(pids, min(deadline, time.monotonic() + 1.0))
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (orphans wait for PID 1 to reap them, which may be slow)."""
-    try:
-        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def _wait_gone(pids: Sequence[int], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if not any(_running(pid) for pid in pids):
-            return
-        time.sleep(0.01)
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
-) -> float:
-    """Poll ``predicate`` until it holds; return the seconds it took, raise LabError at the
-    deadline (the message says ``what`` was awaited)."""
-    start = time.monotonic()
-    deadline = start + timeout
-    while True:
-        if predicate():
-            return time.monotonic() - start
-        if time.monotonic() >= deadline:
-            raise LabError(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(interval)
+# No DAD: the transport addresses must be usable before the appliance starts.
+NO_DAD = (
+    "net.ipv6.conf.all.accept_dad=0",
+    "net.ipv6.conf.default.accept_dad=0",
+    "net.ipv6.conf.all.dad_transmits=0",
+    "net.ipv6.conf.default.dad_transmits=0",
+)
+NO_IPV6 = ("net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,73 +101,16 @@ class HandoverResult:
         return asdict(self)
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """What udhcpc's script saw on its last ``bound``/``renew`` event."""
-
-    serial: int  # events seen so far (grows with every script call)
-    event: str
-    interface: str
-    address: IPv4Address
-    prefix_len: int
-    router: IPv4Address | None
-    dns: tuple[IPv4Address, ...]
-    domain: str
-    lease_time: int
-    server_id: IPv4Address | None
-    mtu: int | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "serial": self.serial,
-            "event": self.event,
-            "interface": self.interface,
-            "address": str(self.address),
-            "prefix_len": self.prefix_len,
-            "router": None if self.router is None else str(self.router),
-            "dns": [str(a) for a in self.dns],
-            "domain": self.domain,
-            "lease_time": self.lease_time,
-            "server_id": None if self.server_id is None else str(self.server_id),
-            "mtu": self.mtu,
-        }
-
-    @classmethod
-    def parse(cls, text: str) -> Lease:
-        fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-
-        def opt4(key: str) -> IPv4Address | None:
-            words = fields.get(key, "").split()
-            return IPv4Address(words[0]) if words else None
-
-        mtu = fields.get("mtu", "")
-        return cls(
-            serial=int(fields.get("serial", "0") or 0),
-            event=fields.get("event", ""),
-            interface=fields.get("interface", ""),
-            address=IPv4Address(fields["ip"]),
-            prefix_len=int(fields.get("mask", "32") or 32),
-            router=opt4("router"),
-            dns=tuple(IPv4Address(w) for w in fields.get("dns", "").split()),
-            domain=fields.get("domain", ""),
-            lease_time=int(fields.get("lease", "0") or 0),
-            server_id=opt4("serverid"),
-            mtu=int(mtu) if mtu.isdigit() else None,
-        )
-
-
 class Lab:
-    """The lab domain; ``with Lab() as lab:`` builds it and always tears it down."""
+    """A test bed in network namespaces; ``with Lab() as lab:`` builds it (the NETLMM domain
+    unless a subclass builds another shape) and always tears it down."""
 
     def __init__(
         self, *, mobiles: int = 1, sweep: bool = True, transport_mtu: int = TRANSPORT_MTU
     ) -> None:
         if not 1 <= mobiles <= 9:
             raise ValueError("mobiles must be 1..9")
-        global _counter
-        with _counter_lock:
-            n, _counter = _counter, _counter + 1
-        self.prefix = f"nl{os.getpid()}" if n == 0 else f"nl{os.getpid()}.{n}"
+        self.prefix = netns.new_prefix()
         self.mobiles = ["ms"] + [f"ms{i}" for i in range(2, mobiles + 1)]
         self.workdir = RUN_DIR / self.prefix
         #: MTU of the IPv6 transport: 1600 fits a full-size IPv4 packet in the tunnel; 1500
@@ -234,7 +118,6 @@ class Lab:
         self.transport_mtu = transport_mtu
         self._sweep = sweep
         self._namespaces: list[str] = []
-        self._etc_dirs: list[Path] = []
         self._procs: dict[int, subprocess.Popen[Any]] = {}
         self._procs_lock = threading.Lock()
         self._attached: dict[str, int] = {}
@@ -246,8 +129,13 @@ class Lab:
 
     def ns(self, short: str) -> str:
         """The real namespace name of ``cn``, ``lm``, ``tr``, ``m1``, ``m2``, ``b1``, ``b2``,
-        ``ms`` (and ``ms2``... with more mobiles)."""
+        ``ms`` (and ``ms2``... with more mobiles), or of a subclass's own short names."""
         return f"{self.prefix}-{short}"
+
+    @property
+    def namespaces(self) -> list[str]:
+        """The namespaces this lab made and will delete."""
+        return list(self._namespaces)
 
     @staticmethod
     def ms_mac(ms: str = "ms") -> str:
@@ -281,7 +169,7 @@ class Lab:
         self.close()
 
     def start(self, timeout: float = 20.0) -> Lab:
-        """Build the domain and wait until every link passes frames (ping across each)."""
+        """Build the bed and wait until every link passes frames (:meth:`wait_ready`)."""
         if self._started:
             raise LabError("a Lab starts once")
         self._started = True
@@ -290,103 +178,102 @@ class Lab:
         try:
             if self._sweep:
                 self.sweep()
-            self._build()
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.build()
             self.wait_ready(timeout)
         except BaseException:
             self.close()
             raise
         return self
 
-    def _build(self) -> None:
-        shorts = ["cn", "lm", "tr", "m1", "m2", "b1", "b2", *self.mobiles]
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        for short in shorts:
-            name = self.ns(short)
-            self._namespaces.append(name)
-            _ip("netns", "add", name)
-            # No DAD: the transport addresses must be usable before the appliance starts.
-            self.exec(
-                short,
-                [
-                    "sysctl", "-q", "-w",
-                    "net.ipv6.conf.all.accept_dad=0",
-                    "net.ipv6.conf.default.accept_dad=0",
-                    "net.ipv6.conf.all.dad_transmits=0",
-                    "net.ipv6.conf.default.dad_transmits=0",
-                ],
-            )  # fmt: skip
+    def build(self) -> None:
+        """Make the namespaces, links and addresses: the NETLMM domain (see the module)."""
+        for short in ["cn", "lm", "tr", "m1", "m2", "b1", "b2", *self.mobiles]:
+            self.add_namespace(short)
+            self.sysctl(short, *NO_DAD)
             if short not in ("lm", "m1", "m2"):
                 # IPv4-only hosts and layer-2 boxes: no IPv6 chatter on their links.
-                self.exec(
-                    short,
-                    [
-                        "sysctl", "-q", "-w",
-                        "net.ipv6.conf.all.disable_ipv6=1",
-                        "net.ipv6.conf.default.disable_ipv6=1",
-                    ],
-                )  # fmt: skip
-            self._link(short, "set", "lo", "up")
+                self.sysctl(short, *NO_IPV6)
         for short in self.mobiles:
-            etc = NETNS_ETC / self.ns(short)
-            etc.mkdir(parents=True, exist_ok=True)
-            self._etc_dirs.append(etc)
+            netns.etc(self.ns(short))
             self.resolv_conf(short).write_text("# netlmm lab: written by the MS's DHCP client\n")
 
         # IPv4 side: cn <-> lm.
-        self._veth("cn", CN_IF, "lm", UPLINK_IF, ACCESS_MTU)
-        self._addr("cn", f"{CN_ADDRESS}/24", CN_IF)
-        self._addr("lm", f"{DLMAP_UPLINK_ADDRESS}/24", UPLINK_IF)
-        _ip("-n", self.ns("cn"), "route", "add", str(HOA_NETWORK), "via", str(DLMAP_UPLINK_ADDRESS))
+        self.veth("cn", CN_IF, "lm", UPLINK_IF, ACCESS_MTU)
+        self.addr("cn", f"{CN_ADDRESS}/24", CN_IF)
+        self.addr("lm", f"{DLMAP_UPLINK_ADDRESS}/24", UPLINK_IF)
+        self.ip("cn", "route", "add", str(HOA_NETWORK), "via", str(DLMAP_UPLINK_ADDRESS))
 
         # IPv6 transport: a bridge in tr with lm, m1, m2.
-        self._bridge("tr", self.transport_mtu)
+        self.bridge("tr", self.transport_mtu)
         for short, address in (
             ("lm", DLMAP_ADDRESS),
             ("m1", DMPA_ADDRESSES[1]),
             ("m2", DMPA_ADDRESSES[2]),
         ):
-            self._veth(short, TRANSPORT_IF, "tr", short, self.transport_mtu)
-            self._link("tr", "set", short, "master", BRIDGE, "up")
-            self._addr(short, f"{address}/64", TRANSPORT_IF, "nodad")
+            self.veth(short, TRANSPORT_IF, "tr", short, self.transport_mtu)
+            self.link("tr", "set", short, "master", BRIDGE, "up")
+            self.addr(short, f"{address}/64", TRANSPORT_IF, "nodad")
 
         # Access: each DMPA's acc0 into its base station's bridge; the mobiles into b1.
         for index in (1, 2):
             bs = f"b{index}"
-            self._bridge(bs, ACCESS_MTU)
-            self._veth(f"m{index}", ACCESS_IF, bs, BS_DMPA_PORT, ACCESS_MTU)
-            self._link(bs, "set", BS_DMPA_PORT, "master", BRIDGE, "up")
+            self.bridge(bs, ACCESS_MTU)
+            self.veth(f"m{index}", ACCESS_IF, bs, BS_DMPA_PORT, ACCESS_MTU)
+            self.link(bs, "set", BS_DMPA_PORT, "master", BRIDGE, "up")
             # acc0 is layer 2 only (the appliance bridges it with its TAP): no address at all.
-            self.exec(
-                f"m{index}", ["sysctl", "-q", "-w", f"net.ipv6.conf.{ACCESS_IF}.disable_ipv6=1"]
-            )
+            self.sysctl(f"m{index}", f"net.ipv6.conf.{ACCESS_IF}.disable_ipv6=1")
         for short in self.mobiles:
-            self._veth(short, MS_IF, "b1", self.bs_port(short), ACCESS_MTU)
-            self._link(short, "set", MS_IF, "address", self.ms_mac(short))
-            self._link("b1", "set", self.bs_port(short), "master", BRIDGE, "up")
+            self.veth(short, MS_IF, "b1", self.bs_port(short), ACCESS_MTU)
+            self.link(short, "set", MS_IF, "address", self.ms_mac(short))
+            self.link("b1", "set", self.bs_port(short), "master", BRIDGE, "up")
             self._attached[short] = 1
 
-    def _link(self, short: str, *args: str) -> None:
-        _ip("-n", self.ns(short), "link", *args)
+    # --- building blocks (for build) --------------------------------------------------------
 
-    def _addr(self, short: str, cidr: str, dev: str, *flags: str) -> None:
-        _ip("-n", self.ns(short), "addr", "add", cidr, "dev", dev, *flags)
+    def add_namespace(self, short: str) -> str:
+        """Make namespace ``<prefix>-<short>`` (loopback up); :meth:`close` deletes it."""
+        name = self.ns(short)
+        self._namespaces.append(name)  # first: a half-made namespace is deleted too
+        netns.create(name)
+        return name
 
-    def _veth(self, a: str, a_if: str, b: str, b_if: str, mtu: int) -> None:
+    def ip(self, short: str, *args: str) -> str:
+        """``ip -n <namespace> args``."""
+        return netns.ip("-n", self.ns(short), *args)
+
+    def sysctl(self, short: str, *settings: str) -> None:
+        self.exec(short, ["sysctl", "-q", "-w", *settings])
+
+    def link(self, short: str, *args: str) -> None:
+        self.ip(short, "link", *args)
+
+    def addr(self, short: str, cidr: str, dev: str, *flags: str) -> None:
+        self.ip(short, "addr", "add", cidr, "dev", dev, *flags)
+
+    def veth(self, a: str, a_if: str, b: str, b_if: str, mtu: int) -> None:
         """A veth pair made inside ``a`` with its peer sent to ``b``; both ends up."""
-        _ip(
-            "-n", self.ns(a), "link", "add", a_if, "mtu", str(mtu),
+        self.ip(
+            a, "link", "add", a_if, "mtu", str(mtu),
             "type", "veth", "peer", "name", b_if, "mtu", str(mtu), "netns", self.ns(b),
         )  # fmt: skip
-        self._link(a, "set", a_if, "up")
-        self._link(b, "set", b_if, "up")
+        self.link(a, "set", a_if, "up")
+        self.link(b, "set", b_if, "up")
 
-    def _bridge(self, short: str, mtu: int) -> None:
-        # No STP and no forward delay: a port forwards as soon as it is up.
-        _ip(
-            "-n", self.ns(short), "link", "add", BRIDGE, "mtu", str(mtu), "type", "bridge",
+    def bridge(self, short: str, mtu: int) -> None:
+        """Bridge ``br0`` in ``short``, up; no STP and no forward delay: a port forwards as
+        soon as it is up."""
+        self.ip(
+            short, "link", "add", BRIDGE, "mtu", str(mtu), "type", "bridge",
             "stp_state", "0", "forward_delay", "0",
         )  # fmt: skip
-        self._link(short, "set", BRIDGE, "up")
+        self.link(short, "set", BRIDGE, "up")
+
+    def enter(self, short: str) -> contextlib.AbstractContextManager[None]:
+        """This thread in the lab's namespace ``short`` for the body (sockets made there)."""
+        return netns.enter(self.ns(short))
+
+    # --- teardown ------------------------------------------------------------------------
 
     def close(self) -> None:
         """End every process by PID, delete every namespace and /etc/netns dir; idempotent."""
@@ -399,23 +286,15 @@ class Lab:
                 procs = list(self._procs.values())
                 self._procs.clear()
             for proc in procs:
-                _end(proc, min(deadline, time.monotonic() + 3.0))
+                netns.end(proc, min(deadline, time.monotonic() + 3.0))
             for name in self._namespaces:
-                _kill_all_in(name, deadline)
+                netns.kill_all_in(name, deadline)
             for name in self._namespaces:
-                result = subprocess.run(
-                    ["ip", "netns", "delete", name],
-                    capture_output=True,
-                    text=True,
-                    timeout=15,
-                    check=False,
-                )
-                if result.returncode != 0 and (NETNS_RUN / name).exists():
-                    log.warning("netns delete failed ns=%s err=%s", name, result.stderr.strip())
+                try:
+                    netns.delete(name, deadline)
+                except LabError as exc:
+                    log.warning("netns delete failed ns=%s err=%s", name, exc)
             self._namespaces.clear()
-            for etc in self._etc_dirs:
-                shutil.rmtree(etc, ignore_errors=True)
-            self._etc_dirs.clear()
             shutil.rmtree(self.workdir, ignore_errors=True)
             with contextlib.suppress(Exception):
                 atexit.unregister(self.close)
@@ -428,7 +307,7 @@ class Lab:
         (self.workdir / _KEPT).write_text(json.dumps({"namespaces": self._namespaces}))
         with self._procs_lock:
             self._procs.clear()
-        self._namespaces, self._etc_dirs = [], []
+        self._namespaces = []
         self._closed = True
         with contextlib.suppress(Exception):
             atexit.unregister(self.close)
@@ -449,7 +328,7 @@ class Lab:
     def sweep(cls) -> list[str]:
         """Remove what crashed runs left (namespaces, their processes, /etc/netns dirs and work
         dirs whose owner PID is dead; detached domains are spared). Returns the namespaces."""
-        return cls._remove(lambda _p, pid: not _pid_alive(pid), kept_too=False)
+        return cls._remove(lambda _p, pid: not netns.pid_alive(pid), kept_too=False)
 
     @classmethod
     def _remove(cls, select: Callable[[str, int], bool], *, kept_too: bool) -> list[str]:
@@ -458,7 +337,7 @@ class Lab:
         for root in (NETNS_RUN, NETNS_ETC):
             with contextlib.suppress(FileNotFoundError):
                 for entry in root.iterdir():
-                    match = _NAME.match(entry.name)
+                    match = netns.NAME.match(entry.name)
                     if match:
                         found.setdefault(match.group(1), [])
                         owners[match.group(1)] = int(match.group(2))
@@ -477,14 +356,12 @@ class Lab:
             if (kept and not kept_too) or not select(prefix, owners[prefix]):
                 continue
             for name in names:
-                _kill_all_in(name, deadline)
-                subprocess.run(
-                    ["ip", "netns", "delete", name], capture_output=True, timeout=15, check=False
-                )
+                with contextlib.suppress(LabError):
+                    netns.delete(name, deadline)
                 removed.append(name)
             with contextlib.suppress(FileNotFoundError):
                 for etc in NETNS_ETC.iterdir():
-                    if etc.name.startswith(prefix + "-") and _NAME.match(etc.name):
+                    if etc.name.startswith(prefix + "-") and netns.NAME.match(etc.name):
                         shutil.rmtree(etc, ignore_errors=True)
             shutil.rmtree(RUN_DIR / prefix, ignore_errors=True)
             if names:
@@ -532,11 +409,10 @@ class Lab:
 
     # --- processes -----------------------------------------------------------------------
 
-    def _argv(self, ns: str, argv: Sequence[str]) -> list[str]:
+    def _name(self, ns: str) -> str:
         if self._closed or self.ns(ns) not in self._namespaces:
             raise LabError(f"no namespace {ns!r} in this lab")
-        # ip netns exec execs the command: the PID we track is the command's own.
-        return ["ip", "netns", "exec", self.ns(ns), *argv]
+        return self.ns(ns)
 
     def popen(
         self,
@@ -544,21 +420,22 @@ class Lab:
         argv: Sequence[str],
         *,
         env: Mapping[str, str] | None = None,
+        cwd: str | Path | None = None,
         stdin: int | None = subprocess.DEVNULL,
         stdout: int | None = subprocess.PIPE,
         stderr: int | None = subprocess.PIPE,
         text: bool = True,
     ) -> subprocess.Popen[Any]:
         """Start ``argv`` in namespace ``ns``; the lab ends it by PID on close."""
-        full_env = None if env is None else {**os.environ, **env}
-        proc = subprocess.Popen(
-            self._argv(ns, argv),
-            env=full_env,
+        proc = netns.popen(
+            self._name(ns),
+            argv,
+            env=env,
+            cwd=cwd,
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
             text=text,
-            start_new_session=True,  # a Ctrl-C on the terminal reaches us, we end them
         )
         with self._procs_lock:
             self._procs[proc.pid] = proc
@@ -566,7 +443,7 @@ class Lab:
 
     def stop(self, proc: subprocess.Popen[Any], timeout: float = 5.0) -> int | None:
         """End one process started by :meth:`popen` (SIGTERM, then SIGKILL); its exit code."""
-        _end(proc, time.monotonic() + timeout)
+        netns.end(proc, time.monotonic() + timeout)
         with self._procs_lock:
             self._procs.pop(proc.pid, None)
         return proc.returncode
@@ -585,11 +462,16 @@ class Lab:
         timeout: float = 30.0,
         check: bool = True,
         env: Mapping[str, str] | None = None,
+        cwd: str | Path | None = None,
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` in namespace ``ns`` to completion (killed at ``timeout``)."""
         proc = self.popen(
-            ns, argv, env=env, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL
+            ns,
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
         )
         try:
             out, err = proc.communicate(input, timeout=timeout)
@@ -609,7 +491,7 @@ class Lab:
 
     def links(self, ns: str) -> list[dict[str, Any]]:
         """``ip -j link`` of namespace ``ns``."""
-        result: list[dict[str, Any]] = json.loads(_ip("-n", self.ns(ns), "-j", "link", "show"))
+        result: list[dict[str, Any]] = json.loads(self.ip(ns, "-j", "link", "show"))
         return result
 
     def _links_up(self, ns: str) -> bool:
@@ -618,10 +500,10 @@ class Lab:
                 continue
             if link.get("operstate") != "UP":
                 return False
-        tentative = json.loads(_ip("-n", self.ns(ns), "-j", "-6", "addr", "show", "tentative"))
+        tentative = json.loads(self.ip(ns, "-j", "-6", "addr", "show", "tentative"))
         if any(entry.get("addr_info") for entry in tentative):
             return False
-        ports = json.loads(_ip("-n", self.ns(ns), "-j", "link", "show", "type", "bridge_slave"))
+        ports = json.loads(self.ip(ns, "-j", "link", "show", "type", "bridge_slave"))
         for port in ports:
             master = port.get("master")
             if master and _port_state(self.ns(ns), port["ifname"]) != "forwarding":
@@ -631,7 +513,9 @@ class Lab:
     def up(self, ns: str, timeout: float = 10.0) -> float:
         """Wait until every link of ``ns`` is up with carrier, no address is tentative and
         every bridge port forwards; returns the seconds waited."""
-        return wait_until(lambda: self._links_up(ns), timeout, f"links up in {ns}")
+        began = time.monotonic()
+        wait_until(lambda: self._links_up(ns), timeout, f"links up in {ns}")
+        return time.monotonic() - began
 
     def ping_ok(self, ns: str, dst: str, *, size: int | None = None, df: bool = False) -> bool:
         """One echo from ``ns`` to ``dst`` answered within a second."""
@@ -645,8 +529,11 @@ class Lab:
         return self.exec(ns, [*argv, dst], timeout=5, check=False).returncode == 0
 
     def wait_ping(self, ns: str, dst: str, timeout: float = 10.0) -> float:
-        """Ping from ``ns`` until ``dst`` answers (at most one probe a second is lost)."""
-        return wait_until(lambda: self.ping_ok(ns, dst), timeout, f"{dst} answering from {ns}")
+        """Ping from ``ns`` until ``dst`` answers (at most one probe a second is lost);
+        returns the seconds waited."""
+        began = time.monotonic()
+        wait_until(lambda: self.ping_ok(ns, dst), timeout, f"{dst} answering from {ns}")
+        return time.monotonic() - began
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """Every namespace's links up, then IPv4 and IPv6 reachability across cn/lm/tr."""
@@ -659,8 +546,7 @@ class Lab:
         self.wait_ping("m1", str(DMPA_ADDRESSES[2]), max(0.1, deadline - time.monotonic()))
 
     def carrier(self, ns: str, ifname: str) -> bool:
-        out = _ip("-n", self.ns(ns), "-j", "link", "show", "dev", ifname)
-        links: list[dict[str, Any]] = json.loads(out)
+        links: list[dict[str, Any]] = json.loads(self.ip(ns, "-j", "link", "show", "dev", ifname))
         return bool(links) and links[0].get("operstate") == "UP"
 
     # --- handover ------------------------------------------------------------------------
@@ -676,8 +562,8 @@ class Lab:
             raise LabError(f"{ms} is already on b{to}")
         port = self.bs_port(ms)
         start = time.monotonic()
-        _ip("-n", self.ns(f"b{old}"), "link", "set", port, "netns", self.ns(f"b{to}"))
-        _ip("-n", self.ns(f"b{to}"), "link", "set", port, "master", BRIDGE, "up")
+        self.link(f"b{old}", "set", port, "netns", self.ns(f"b{to}"))
+        self.link(f"b{to}", "set", port, "master", BRIDGE, "up")
         moved = time.monotonic()
         self._attached[ms] = to
         wait_until(
@@ -694,179 +580,11 @@ class Lab:
         )
 
 
-def _port_state(netns: str, port: str) -> str:
-    out = _ip("-n", netns, "-j", "-d", "link", "show", "dev", port)
-    links: list[dict[str, Any]] = json.loads(out)
+def _port_state(name: str, port: str) -> str:
+    links: list[dict[str, Any]] = json.loads(
+        netns.ip("-n", name, "-j", "-d", "link", "show", "dev", port)
+    )
     if not links:
         return ""
     info = links[0].get("linkinfo", {}).get("info_slave_data", {})
     return str(info.get("state", ""))
-
-
-def _end(proc: subprocess.Popen[Any], deadline: float) -> None:
-    """SIGTERM, wait until the deadline, then SIGKILL; always reaps."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=max(0.05, deadline - time.monotonic()))
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.close()
-
-
-# --- the MS's DHCP client --------------------------------------------------------------------
-
-# busybox ships no default udhcpc script here; this one configures the MS from the lease, writes
-# its DNS servers to the namespace's own resolv.conf (never the host's), and leaves the lease in
-# NETLMM_LEASE_FILE (key=value) and one line per event in NETLMM_EVENT_LOG.
-UDHCPC_SCRIPT = r"""#!/bin/sh
-echo "$1 ip=$ip mask=$mask router=$router lease=$lease serverid=$serverid" >> "$NETLMM_EVENT_LOG"
-case "$1" in
-  deconfig)
-    ip -4 addr flush dev "$interface"
-    ip link set dev "$interface" up
-    ;;
-  bound|renew)
-    if ! ip -4 addr show dev "$interface" | grep -q "inet $ip/${mask:-32} "; then
-      ip -4 addr flush dev "$interface"
-      ip addr add "$ip/${mask:-32}" dev "$interface"
-    fi
-    [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
-    for r in $router; do
-      ip route replace default via "$r" dev "$interface" onlink
-      break
-    done
-    tmp="$NETLMM_RESOLV.tmp"
-    echo "# from DHCP ($interface)" > "$tmp"
-    [ -n "$domain" ] && echo "search $domain" >> "$tmp"
-    for d in $dns; do echo "nameserver $d" >> "$tmp"; done
-    mv "$tmp" "$NETLMM_RESOLV"
-    serial=$(wc -l < "$NETLMM_EVENT_LOG")
-    {
-      echo "serial=$serial"; echo "event=$1"; echo "interface=$interface"
-      echo "ip=$ip"; echo "mask=$mask"; echo "router=$router"; echo "dns=$dns"
-      echo "domain=$domain"; echo "lease=$lease"; echo "serverid=$serverid"; echo "mtu=$mtu"
-    } > "$NETLMM_LEASE_FILE.tmp"
-    mv "$NETLMM_LEASE_FILE.tmp" "$NETLMM_LEASE_FILE"
-    ;;
-esac
-exit 0
-"""
-
-
-class DhcpClient:
-    """busybox ``udhcpc`` on a mobile's ``ms0`` with the lab's own script.
-
-    :meth:`once` gets one lease and exits (``-f -q -n``); :meth:`start` keeps a client running
-    (``-f``: it renews at T1 and re-acquires on its own, :meth:`renew` forces a renewal), and
-    :meth:`wait_lease` polls for the lease it reports."""
-
-    def __init__(self, lab: Lab, ms: str = "ms", *, extra_args: Sequence[str] = ()) -> None:
-        self.lab = lab
-        self.ms = ms
-        self.extra_args = list(extra_args)
-        lab.workdir.mkdir(parents=True, exist_ok=True)
-        self.script = lab.workdir / f"udhcpc-{ms}.sh"
-        self.lease_file = lab.workdir / f"lease-{ms}.env"
-        self.event_log = lab.workdir / f"events-{ms}.log"
-        self.script.write_text(UDHCPC_SCRIPT)
-        self.script.chmod(0o755)
-        self.event_log.touch()
-        self.proc: subprocess.Popen[Any] | None = None
-
-    def _env(self) -> dict[str, str]:
-        return {
-            "NETLMM_LEASE_FILE": str(self.lease_file),
-            "NETLMM_EVENT_LOG": str(self.event_log),
-            "NETLMM_RESOLV": str(self.lab.resolv_conf(self.ms)),
-        }
-
-    def _argv(self, *mode: str) -> list[str]:
-        return [
-            "udhcpc", "-i", MS_IF, "-s", str(self.script), "-f", "-T", "1", "-A", "1",
-            "-O", "mtu", *mode, *self.extra_args,
-        ]  # fmt: skip
-
-    def once(self, tries: int = 5, timeout: float = 30.0) -> Lease:
-        """Send up to ``tries`` discovers (one a second), take the lease, exit."""
-        before = self.serial()
-        result = self.lab.exec(
-            self.ms,
-            self._argv("-q", "-n", "-t", str(tries)),
-            env=self._env(),
-            timeout=timeout,
-            check=False,
-        )
-        lease = self.lease()
-        if result.returncode != 0 or lease is None or lease.serial <= before:
-            raise LabError(
-                f"udhcpc in {self.ms} got no lease (exit {result.returncode}): "
-                f"{result.stderr.strip()[-500:]}"
-            )
-        return lease
-
-    def start(self, tries: int = 5) -> None:
-        """Run udhcpc in the foreground until :meth:`stop` (or the lab closes)."""
-        if self.proc is not None and self.proc.poll() is None:
-            raise LabError("udhcpc already running")
-        self.proc = self.lab.popen(
-            self.ms,
-            self._argv("-t", str(tries)),
-            env=self._env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def renew(self) -> None:
-        """Ask the running client to renew now (SIGUSR1)."""
-        if self.proc is None or self.proc.poll() is not None:
-            raise LabError("udhcpc is not running")
-        self.proc.send_signal(signal.SIGUSR1)
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        code = self.lab.stop(self.proc)
-        self.proc = None
-        return code
-
-    def serial(self) -> int:
-        """Script calls so far."""
-        try:
-            return len(self.event_log.read_text().splitlines())
-        except FileNotFoundError:
-            return 0
-
-    def events(self) -> list[str]:
-        """One line per script call: ``<event> ip=... mask=... router=... lease=...``."""
-        try:
-            return self.event_log.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-
-    def lease(self) -> Lease | None:
-        try:
-            return Lease.parse(self.lease_file.read_text())
-        except (FileNotFoundError, KeyError, ValueError):
-            return None
-
-    def wait_lease(self, timeout: float = 15.0, after: int = 0) -> Lease:
-        """Poll until a lease newer than event ``after`` (a :meth:`serial`) is reported."""
-        found: list[Lease] = []
-
-        def newer() -> bool:
-            lease = self.lease()
-            if lease is not None and lease.serial > after:
-                found.append(lease)
-                return True
-            return False
-
-        wait_until(newer, timeout, f"a DHCP lease in {self.ms}")
-        return found[-1]

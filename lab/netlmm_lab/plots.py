@@ -1,7 +1,7 @@
-"""Plots of lab measurements, saved as PNG files (matplotlib, the ``lab`` extra, Agg canvas).
+"""Plots of lab measurements, saved as PNG files (matplotlib, netlmm-lab's dependency, Agg).
 
 :func:`save_handover_plot` draws the demo's handover: the UDP probe stream's echoes per 10 ms
-(:attr:`router.lab.tools.UdpStreamResult.histogram_10ms`) before, during and after the MS's
+(:attr:`netlmm_lab.tools.UdpStreamResult.histogram_10ms`) before, during and after the MS's
 link moves, the nominal rate, the longest silence shaded, and the moments the demo saw (the
 link moved, carrier back, the binding at the new DMPA) as vertical lines.
 
@@ -28,7 +28,7 @@ TEXT_INFO = "netlmm:handover"
 
 
 class PlotUnavailable(RuntimeError):
-    """matplotlib is not installed (``pip install '.[lab]'``)."""
+    """matplotlib is not installed (``pip install -e ./lab`` brings it)."""
 
 
 def longest_silence(bins: Sequence[int]) -> tuple[int, int]:
@@ -67,7 +67,9 @@ def save_handover_plot(
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise PlotUnavailable("matplotlib is not installed (pip install '.[lab]')") from exc
+        raise PlotUnavailable(
+            "matplotlib is not installed (pip install -e ./lab brings it)"
+        ) from exc
     marks = dict(marks or {})
     origin_ms = origin_s * 1000.0
     starts = [i * bin_ms - origin_ms for i in range(len(bins))]
@@ -143,7 +145,7 @@ def read_png_text(path: Path) -> dict[str, str]:
 
 
 def available() -> bool:
-    """Whether matplotlib can be imported (the ``lab`` extra)."""
+    """Whether matplotlib can be imported (a dependency of netlmm-lab)."""
     import importlib.util
 
     return importlib.util.find_spec("matplotlib") is not None

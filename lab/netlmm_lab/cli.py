@@ -10,12 +10,12 @@
 * ``netlmm lab bench [--variants kernel,tayga,appliance] [--runs 3]``: data-path throughput of
   kernel forwarding, a tayga pair and the appliance side by side (iperf3, ping), a table and a
   JSON file under ``bench/results/`` (what ``make bench-lab`` runs; see
-  :mod:`router.lab.throughput`).
+  :mod:`netlmm_lab.throughput`).
 * ``netlmm lab fuzz [--inputs N] [--rate R] [--seed S]``: a fuzz campaign against a running
-  DLMAP and DMPA while an MS pings the CN (what ``make fuzz`` runs; :mod:`router.lab.fuzz`).
+  DLMAP and DMPA while an MS pings the CN (what ``make fuzz`` runs; :mod:`netlmm_lab.fuzz`).
 * ``netlmm lab soak [--minutes M] [--mss N]``: simulated MSs from a load generator plus real
   ones, memory and fds sampled, the binding cache checked (what ``make soak`` runs;
-  :mod:`router.lab.soak`).
+  :mod:`netlmm_lab.soak`).
 * ``netlmm lab down [PREFIX]``: remove a domain left by ``lab up`` (all of them without PREFIX).
 """
 
@@ -64,7 +64,7 @@ def add_lab_parser(sub: Any) -> None:
     soak.add_argument("--minutes", type=float, default=10.0, help="soak: how long")
     soak.add_argument("--mss", type=int, default=10_000, help="soak: simulated MSs in all")
     soak.add_argument("--real-mss", type=int, default=3, help="soak: real MS namespaces (1..9)")
-    from router.lab.throughput import add_arguments
+    from netlmm_lab.throughput import add_arguments
 
     add_arguments(lab, fastpath=False)
 
@@ -78,7 +78,7 @@ def lab_main(args: argparse.Namespace) -> int:
     if args.action == "demo":
         from pathlib import Path
 
-        from router.lab.demo import demo
+        from netlmm_lab.demo import demo
 
         return demo(
             plot=Path(args.plot) if args.plot else None,
@@ -92,18 +92,18 @@ def lab_main(args: argparse.Namespace) -> int:
     if args.action == "up":
         return _up(args)
     if args.action == "fuzz":
-        from router.lab.fuzz import main as fuzz_main
+        from netlmm_lab.fuzz import main as fuzz_main
 
         return fuzz_main(args)
     if args.action == "soak":
-        from router.lab.soak import main as soak_main
+        from netlmm_lab.soak import main as soak_main
 
         return soak_main(args)
     if args.action == "bench":
-        from router.lab.throughput import run
+        from netlmm_lab.throughput import run
 
         return run(args)
-    from router.lab.topology import Lab
+    from netlmm_lab.topology import Lab
 
     removed = Lab.down(args.prefix)
     print("removed: " + (", ".join(removed) if removed else "nothing"))
@@ -111,16 +111,16 @@ def lab_main(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from router.lab import servers
-    from router.lab.demo import (
+    from netlmm_lab import servers
+    from netlmm_lab.demo import (
         check_backends,
         describe_backends,
         domain_options,
         lab_profiles,
         start_backends,
     )
-    from router.lab.domain import NAMESPACE, Domain
-    from router.lab.topology import Lab, LabError
+    from netlmm_lab.domain import NAMESPACE, Domain
+    from netlmm_lab.topology import Lab, LabError
 
     try:
         check_backends(args.dhcp, args.aaa)

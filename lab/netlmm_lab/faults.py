@@ -24,18 +24,18 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from router.lab.configs import GATEWAY, STATIC_HOA, MobileProfile
-from router.lab.domain import Domain
-from router.lab.tools import UdpStream, ping
-from router.lab.topology import (
+from netlmm_lab.configs import GATEWAY, STATIC_HOA, MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
+from netlmm_lab.domain import Domain
+from netlmm_lab.errors import LabError
+from netlmm_lab.poll import wait_until
+from netlmm_lab.tools import UdpStream, ping
+from netlmm_lab.topology import (
     CN_ADDRESS,
     DLMAP_ADDRESS,
     DMPA_ADDRESSES,
     MS_IF,
-    DhcpClient,
     Lab,
-    LabError,
-    wait_until,
 )
 
 NFT_TABLE = "netlmm_loss"
@@ -243,16 +243,22 @@ def loss_run(
         bound, seen = bindings_at(domain, dmpa), registered_at(domain, dmpa)
         return names <= bound.keys() and all(seen.get(n) == bound[n] for n in names)
 
-    wait_until(lambda: all_registered(1), timeout, "every fleet MS registered at DMPA 1", 0.2)
+    wait_until(
+        lambda: all_registered(1), timeout, "every fleet MS registered at DMPA 1", interval=0.2
+    )
     register_s = time.monotonic() - began
-    wait_until(lambda: len(fleet.leases()) == fleet.count, timeout, "every fleet lease", 0.2)
+    wait_until(
+        lambda: len(fleet.leases()) == fleet.count, timeout, "every fleet lease", interval=0.2
+    )
     leases_s = time.monotonic() - began
     fleet.stop_dhcp()
     before = bindings_at(domain, 1)
     lab.handover(2, fleet.ms)
     moved = time.monotonic()
     fleet.announce()
-    wait_until(lambda: all_registered(2), timeout, "every fleet MS registered at DMPA 2", 0.2)
+    wait_until(
+        lambda: all_registered(2), timeout, "every fleet MS registered at DMPA 2", interval=0.2
+    )
     handover_s = time.monotonic() - moved
     after = bindings_at(domain, 2)
     counters = {role: domain.ask(role, "counters")["core"] for role in ("dmpa1", "dmpa2")}
@@ -353,8 +359,8 @@ def pbu_schedule(lab: Lab, seconds: float) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m router.lab.faults loss|restart``: the issue 8 fault figures, as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m router.lab.faults")
+    """``python -m netlmm_lab.faults loss|restart``: the issue 8 fault figures, as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m netlmm_lab.faults")
     sub = parser.add_subparsers(dest="what", required=True)
     loss_p = sub.add_parser("loss", help="a fleet registers and hands over under MH loss")
     loss_p.add_argument("--count", type=int, default=100)

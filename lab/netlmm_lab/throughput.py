@@ -8,8 +8,8 @@ variants of A and B, each built, measured and torn down in turn:
 - ``tayga``: one tayga process in A translates h1's IPv4 into IPv6 (static map for h1, a
   network-specific NAT64 prefix for h2), a second one in B translates back; each uses its TUN
   device packet by packet. The C reference.
-- ``appliance``: the real appliance from :class:`router.lab.topology.Lab` and
-  :class:`router.lab.domain.Domain`: h1 is the MS (address by DHCP, busybox udhcpc), A is
+- ``appliance``: the real appliance from :class:`netlmm_lab.topology.Lab` and
+  :class:`netlmm_lab.domain.Domain`: h1 is the MS (address by DHCP, busybox udhcpc), A is
   DMPA 1, B is the DLMAP, h2 is the CN. (The lab also has base-station and transport bridges
   on the way, and a second DMPA standing by.)
 
@@ -45,16 +45,15 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
-from router.lab.tools import parse_ping
-from router.lab.topology import (
+from netlmm_lab.dhcp_client import DhcpClient
+from netlmm_lab.errors import LabError
+from netlmm_lab.poll import wait_until
+from netlmm_lab.tools import parse_ping
+from netlmm_lab.topology import (
     ACCESS_MTU,
     CN_ADDRESS,
     TRANSPORT_MTU,
-    DhcpClient,
     Lab,
-    LabError,
-    _ip,
-    wait_until,
 )
 
 VARIANTS = ("kernel", "tayga", "appliance")
@@ -99,50 +98,43 @@ class Chain(Lab):
         self.variant = variant
         self.mobiles = []
 
-    def _build(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def build(self) -> None:
         for short in ("h1", "a", "b", "h2"):
-            name = self.ns(short)
-            self._namespaces.append(name)
-            _ip("netns", "add", name)
-            self._link(short, "set", "lo", "up")
+            self.add_namespace(short)
         for short in ("h1", "h2"):
-            self._sysctl(
+            self.sysctl(
                 short, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"
             )
         for short in ("a", "b"):
-            self._sysctl(
+            self.sysctl(
                 short,
                 "net.ipv4.ip_forward=1",
                 "net.ipv6.conf.all.forwarding=1",
                 "net.ipv6.conf.all.accept_dad=0",
                 "net.ipv6.conf.default.accept_dad=0",
             )
-        self._veth("h1", HOST_IF, "a", DOWN_IF, ACCESS_MTU)
-        self._veth("h2", HOST_IF, "b", DOWN_IF, ACCESS_MTU)
-        self._veth("a", LINK_IF, "b", LINK_IF, self.transport_mtu)
-        self._addr("h1", f"{H1_ADDRESS}/24", HOST_IF)
-        self._addr("a", f"{A_HOST_ADDRESS}/24", DOWN_IF)
-        self._addr("h2", f"{H2_ADDRESS}/24", HOST_IF)
-        self._addr("b", f"{B_HOST_ADDRESS}/24", DOWN_IF)
-        _ip("-n", self.ns("h1"), "route", "add", "default", "via", str(A_HOST_ADDRESS))
-        _ip("-n", self.ns("h2"), "route", "add", "default", "via", str(B_HOST_ADDRESS))
+        self.veth("h1", HOST_IF, "a", DOWN_IF, ACCESS_MTU)
+        self.veth("h2", HOST_IF, "b", DOWN_IF, ACCESS_MTU)
+        self.veth("a", LINK_IF, "b", LINK_IF, self.transport_mtu)
+        self.addr("h1", f"{H1_ADDRESS}/24", HOST_IF)
+        self.addr("a", f"{A_HOST_ADDRESS}/24", DOWN_IF)
+        self.addr("h2", f"{H2_ADDRESS}/24", HOST_IF)
+        self.addr("b", f"{B_HOST_ADDRESS}/24", DOWN_IF)
+        self.ip("h1", "route", "add", "default", "via", str(A_HOST_ADDRESS))
+        self.ip("h2", "route", "add", "default", "via", str(B_HOST_ADDRESS))
         if self.variant == "kernel":
-            self._addr("a", f"{A_LINK4}/24", LINK_IF)
-            self._addr("b", f"{B_LINK4}/24", LINK_IF)
-            _ip("-n", self.ns("a"), "route", "add", "198.51.100.0/24", "via", str(B_LINK4))
-            _ip("-n", self.ns("b"), "route", "add", "192.0.2.0/24", "via", str(A_LINK4))
+            self.addr("a", f"{A_LINK4}/24", LINK_IF)
+            self.addr("b", f"{B_LINK4}/24", LINK_IF)
+            self.ip("a", "route", "add", "198.51.100.0/24", "via", str(B_LINK4))
+            self.ip("b", "route", "add", "192.0.2.0/24", "via", str(A_LINK4))
         else:
-            self._addr("a", f"{A_LINK6}/64", LINK_IF, "nodad")
-            self._addr("b", f"{B_LINK6}/64", LINK_IF, "nodad")
+            self.addr("a", f"{A_LINK6}/64", LINK_IF, "nodad")
+            self.addr("b", f"{B_LINK6}/64", LINK_IF, "nodad")
             h1_net = f"{H1_MAPPED}/128"
-            _ip("-n", self.ns("a"), "-6", "route", "add", str(NAT64_PREFIX), "via", str(B_LINK6))
-            _ip("-n", self.ns("b"), "-6", "route", "add", h1_net, "via", str(A_LINK6))
+            self.ip("a", "-6", "route", "add", str(NAT64_PREFIX), "via", str(B_LINK6))
+            self.ip("b", "-6", "route", "add", h1_net, "via", str(A_LINK6))
             self._tayga("a", routes4=["198.51.100.0/24"], routes6=[h1_net])
             self._tayga("b", routes4=["192.0.2.0/24"], routes6=[str(NAT64_PREFIX)])
-
-    def _sysctl(self, short: str, *settings: str) -> None:
-        self.exec(short, ["sysctl", "-q", "-w", *settings])
 
     def _tayga(self, short: str, *, routes4: Sequence[str], routes6: Sequence[str]) -> None:
         """A tayga in ``short``: its TUN made persistent first (to set its MTU and routes before
@@ -156,11 +148,11 @@ class Chain(Lab):
         )
         self.exec(short, ["tayga", "-c", str(conf), "--mktun"])
         # The TUN carries IPv4 (<= 1500) one way and IPv6 (<= 1520) the other.
-        self._link(short, "set", TAYGA_IF, "mtu", str(self.transport_mtu), "up")
+        self.link(short, "set", TAYGA_IF, "mtu", str(self.transport_mtu), "up")
         for route in routes4:
-            _ip("-n", self.ns(short), "route", "add", route, "dev", TAYGA_IF)
+            self.ip(short, "route", "add", route, "dev", TAYGA_IF)
         for route in routes6:
-            _ip("-n", self.ns(short), "-6", "route", "add", route, "dev", TAYGA_IF)
+            self.ip(short, "-6", "route", "add", route, "dev", TAYGA_IF)
         log = self.workdir / f"tayga-{short}.log"
         with log.open("ab") as out:
             proc = self.popen(
@@ -173,7 +165,7 @@ class Chain(Lab):
         def attached() -> bool:
             if proc.poll() is not None:
                 raise LabError(f"tayga in {short} exited with {proc.returncode}: {log.read_text()}")
-            links = json.loads(_ip("-n", self.ns(short), "-j", "link", "show", "dev", TAYGA_IF))
+            links = json.loads(self.ip(short, "-j", "link", "show", "dev", TAYGA_IF))
             return bool(links) and "LOWER_UP" in links[0].get("flags", [])
 
         wait_until(attached, 10.0, f"tayga attached to {TAYGA_IF} in {short}")
@@ -215,8 +207,8 @@ def testbed(variant: str, *, fastpath: str = "auto", offload: bool = True) -> It
 
 @contextlib.contextmanager
 def _appliance(fastpath: str, offload: bool) -> Iterator[Testbed]:
-    from router.lab.configs import MobileProfile
-    from router.lab.domain import Domain
+    from netlmm_lab.configs import MobileProfile
+    from netlmm_lab.domain import Domain
 
     with Lab() as lab:
         bridge_nf = _no_bridge_netfilter(lab)
@@ -625,8 +617,8 @@ def save(report: dict[str, Any], directory: Path) -> Path:
 
 def plot(report: dict[str, Any], path: Path) -> Path | None:
     """A PNG of the TCP sweep: goodput and packets per second per IPv4 packet size, one line
-    per variant (one stream h1 -> h2, MSS = size - 40). None if matplotlib is missing (the
-    ``lab`` extra) or no variant has a sweep."""
+    per variant (one stream h1 -> h2, MSS = size - 40). None if matplotlib is missing (a
+    dependency of netlmm-lab) or no variant has a sweep."""
     try:
         import matplotlib
 
