@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal
@@ -156,6 +156,22 @@ class DMPA:
         self._unknown = UnknownTypeResponder()
         self._last_timestamp = 0
         self.heartbeat = HeartbeatMonitor(config.heartbeat, config.peers, self.counters)
+
+    # --- what the access services see (router.services.common.AccessHost) ---------------
+
+    @property
+    def pseudo_mac(self) -> MacAddress:
+        return self.config.pseudo_mac
+
+    @property
+    def binding_lifetime(self) -> int:
+        return self.config.lifetime
+
+    def visitor(self, mac: MacAddress) -> Visitor | None:
+        return self.visitors.get(mac)
+
+    def visitor_list(self) -> Collection[Visitor]:
+        return self.visitors.values()
 
     # --- access-side events ---------------------------------------------------------------
 

@@ -20,21 +20,23 @@ Peer input never raises: a frame that does not decode, or that a service refuses
 and counted per reason; the log gets at most one line per reason per interval (BIRD's
 ``log_rl``), never one per packet.
 
-The services import :class:`SendFrame`, :class:`SendTunnel` and :class:`Drops` from here, so
-this module imports them only for type checking: the composition root builds the services and
-hands them to the dispatcher.
+The services and this dispatcher share :mod:`router.services.common` (the DMPA as an
+:class:`~router.services.common.AccessHost`, :class:`~router.services.common.Drops`); the
+composition root builds the services and hands them to the dispatcher.
 """
 
 from __future__ import annotations
 
-import logging
 from collections import Counter, OrderedDict
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from router.core.actions import Action, SendFrame
-from router.core.common import RateLimiter
-from router.core.dmpa import DMPA, State, Visitor
+from router.core.actions import SendFrame
+from router.core.dmpa import State, Visitor
+from router.services.arp_proxy import ArpProxy
+from router.services.common import AccessAction, AccessHost, Drops
+from router.services.dhcp_dmpa import DhcpDmpa
+from router.services.icmp_responder import IcmpResponder
 from router.wire.arp import ArpOp, ArpPacket
 from router.wire.dhcp import CLIENT_PORT, SERVER_PORT, DhcpMessage, DhcpMessageType
 from router.wire.errors import DecodeError
@@ -43,28 +45,7 @@ from router.wire.icmp import IcmpMessage
 from router.wire.ipv4 import IPProto, IPv4Packet
 from router.wire.udp import UdpDatagram
 
-if TYPE_CHECKING:
-    from router.services.arp_proxy import ArpProxy
-    from router.services.dhcp_dmpa import DhcpDmpa
-    from router.services.icmp_responder import IcmpResponder
-
-log = logging.getLogger(__name__)
-
-
-#: What the access services return (the core's action types, frames and tunnel sends included).
-AccessAction = Action
-
-
-def is_host_address(address: IPv4Address) -> bool:
-    """An address an MS may hold as its own: unicast, not 0/8-unspecified, loopback,
-    link-local (RFC 3927 autoconfiguration is not a HoA), multicast, class E or broadcast."""
-    return not (
-        address.is_unspecified
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved  # 240/4, 255.255.255.255 included
-    )
+__all__ = ["AccessAction", "AccessDispatcher", "Admission"]
 
 
 def _aaa_rejected(visitor: Visitor) -> bool:
@@ -75,7 +56,7 @@ def _aaa_rejected(visitor: Visitor) -> bool:
 
 
 class Admission(Protocol):
-    """Per-source rate limits on the access link (``router.app.limits.AccessLimits``): each
+    """Per-source rate limits on the access link (``router.core.limits.AccessLimits``): each
     call takes a token from the source's bucket and says whether the frame may go on."""
 
     def new_mac(self, link: int, now: float) -> bool: ...
@@ -85,41 +66,12 @@ class Admission(Protocol):
     def arp(self, mac: MacAddress, now: float) -> bool: ...
 
 
-class Drops:
-    """Counters by name, and for drops a log line per reason at most once per ``interval``.
-
-    The line says how many packets that reason dropped since the previous line, so nothing is
-    hidden and a flood costs one line per interval.
-    """
-
-    def __init__(self, logger: logging.Logger = log, interval: float = 10.0) -> None:
-        self.counters: Counter[str] = Counter()
-        self._logger = logger
-        self._limit = RateLimiter(interval, capacity=1024)
-        self._unlogged: Counter[str] = Counter()
-
-    def count(self, name: str) -> None:
-        self.counters[name] += 1
-
-    def drop(self, reason: str, now: float, **context: object) -> bool:
-        """Count a drop; log it if this reason has not been logged for ``interval`` seconds.
-        Returns True when it logged (callers rate-limit their own events with it)."""
-        self.counters[reason] += 1
-        self._unlogged[reason] += 1
-        if not self._limit.allow(reason, now):
-            return False
-        n = self._unlogged.pop(reason)
-        detail = " ".join(f"{k}={v}" for k, v in context.items())
-        self._logger.warning("dropped reason=%s count=%d %s", reason, n, detail)
-        return True
-
-
 class AccessDispatcher:
     """Route punted access frames (and tunnelled DHCP replies) to the DMPA's services."""
 
     def __init__(
         self,
-        dmpa: DMPA,
+        host: AccessHost,
         arp: ArpProxy,
         icmp: IcmpResponder,
         dhcp: DhcpDmpa,
@@ -128,7 +80,7 @@ class AccessDispatcher:
         *,
         max_strangers: int = 4096,
     ) -> None:
-        self.dmpa = dmpa
+        self.host = host
         self.arp = arp
         self.icmp = icmp
         self.dhcp = dhcp
@@ -162,7 +114,7 @@ class AccessDispatcher:
             return self._drop("eth.malformed", now, link=link, error=exc)
         if eth.src.is_multicast or eth.src == ZERO_MAC:
             return self._drop("eth.bad_source", now, link=link, src=eth.src)
-        pseudo = self.dmpa.config.pseudo_mac
+        pseudo = self.host.pseudo_mac
         if eth.src == pseudo:
             return self._drop("eth.own_source", now, link=link)  # a loop on the access side
         if eth.dst != pseudo and not eth.dst.is_broadcast:
@@ -172,7 +124,7 @@ class AccessDispatcher:
                 arp = ArpPacket.decode(eth.payload)
             except DecodeError as exc:
                 return self._drop("arp.malformed", now, link=link, src=eth.src, error=exc)
-            known = eth.src in self.dmpa.visitors
+            known = self.host.visitor(eth.src) is not None
             actions, visitor = self._visitor(eth, link, now)
             if visitor is None:
                 return actions
@@ -249,14 +201,14 @@ class AccessDispatcher:
         """The visitor entry of the frame's sender, attaching it on its first frame (or when it
         shows up on another access link); None for an MS that AAA rejected."""
         actions: list[AccessAction] = []
-        visitor = self.dmpa.visitors.get(eth.src)
+        visitor = self.host.visitor(eth.src)
         if visitor is None or visitor.link != link:
             # An attach costs a visitor entry and an AAA request: a flood of invented MACs
-            # draws from one bucket per link (router.app.limits, Rule 3).
+            # draws from one bucket per link (router.core.limits, Rule 3).
             if self.admission is not None and not self.admission.new_mac(link, now):
                 return actions + self._drop("limit.new_mac", now, link=link, src=eth.src), None
             actions += self._attach(eth.src, link, now)
-            visitor = self.dmpa.visitors.get(eth.src)
+            visitor = self.host.visitor(eth.src)
         if visitor is None or visitor.state is State.REJECTED:
             return actions + self._drop("ms.rejected", now, link=link, src=eth.src), None
         return actions, visitor
@@ -264,7 +216,7 @@ class AccessDispatcher:
     def _attach(self, mac: MacAddress, link: int, now: float) -> list[AccessAction]:
         """A visitor entry for ``mac`` on ``link`` (AAA starts), room made for it first."""
         actions = self._make_room(now)
-        actions += self.dmpa.attach(mac, link, now)
+        actions += self.host.attach(mac, link, now)
         self._strangers[mac] = None
         self._strangers.move_to_end(mac)
         return actions
@@ -279,14 +231,14 @@ class AccessDispatcher:
             if len(strangers) < self.max_strangers:
                 break
             mac, _ = strangers.popitem(last=False)
-            visitor = self.dmpa.visitors.get(mac)
+            visitor = self.host.visitor(mac)
             if visitor is None:
                 continue
             if visitor.state is State.AUTHENTICATING:
                 strangers[mac] = None
             elif _aaa_rejected(visitor):
                 self.drops.count("limit.rejected_forgotten")
-                actions += self.dmpa.detach(mac, now, now)
+                actions += self.host.detach(mac, now, now)
         return actions
 
     def associated(self, mac: MacAddress, link: int, now: float) -> list[AccessAction]:
@@ -300,14 +252,14 @@ class AccessDispatcher:
         was down; Linux retries only after a second (``retrans_time``). Any ARP packet from the
         gateway's address completes that pending entry (RFC 826 merge), so the host's queued
         packets come here now and register it; a host with no pending entry ignores it."""
-        if mac.is_multicast or mac == ZERO_MAC or mac == self.dmpa.config.pseudo_mac:
+        if mac.is_multicast or mac == ZERO_MAC or mac == self.host.pseudo_mac:
             return self._drop("station.bad_mac", now, link=link, mac=mac)
         self.drops.count("station.associated")
         actions: list[AccessAction] = []
-        visitor = self.dmpa.visitors.get(mac)
+        visitor = self.host.visitor(mac)
         if visitor is None or visitor.link != link:
             actions += self._attach(mac, link, now)
-            visitor = self.dmpa.visitors.get(mac)
+            visitor = self.host.visitor(mac)
         if visitor is None or visitor.state is State.REJECTED:
             return actions + self._drop("ms.rejected", now, link=link, src=mac)
         return [*actions, self._announce_gateway(visitor, mac, None)]
@@ -316,10 +268,10 @@ class AccessDispatcher:
         """New AAA profiles (SIGHUP): forget every MAC AAA refused, so that its next frame asks
         AAA again instead of being dropped as refused until a restart."""
         actions: list[AccessAction] = []
-        for mac, visitor in list(self.dmpa.visitors.items()):
+        for visitor in list(self.host.visitor_list()):
             if _aaa_rejected(visitor):
                 self.drops.count("aaa_rejected_forgotten")
-                actions += self.dmpa.detach(mac, now, now)
+                actions += self.host.detach(visitor.mac, now, now)
         return actions
 
     def _announce_gateway(

@@ -2,9 +2,9 @@
 
 Seed 5.3: "the ARP entries for default gateway and other hosts could be set to be a common MAC
 address for all the DMPA in current domain". Every DMPA of a domain answers with the same
-pseudo-MAC (``DMPAConfig.pseudo_mac``, kept in each visitor entry), so an MS that moves, and whose
-kernel flushes its neighbour cache when the carrier drops, re-learns the very same MAC for its
-gateway at the new DMPA.
+pseudo-MAC (``AccessHost.pseudo_mac``, kept in each visitor entry), so an MS that moves, and
+whose kernel flushes its neighbour cache when the carrier drops, re-learns the very same MAC for
+its gateway at the new DMPA.
 
 The rest is what a real router does with the ARP packets of its hosts (RFC 826, RFC 5227):
 
@@ -32,8 +32,8 @@ from ipaddress import IPv4Address
 
 from router.core.actions import Action, SendFrame, event
 from router.core.common import RateLimiter
-from router.core.dmpa import DMPA, State, Visitor
-from router.services.access import AccessAction, Drops, is_host_address
+from router.core.dmpa import State, Visitor
+from router.services.common import AccessAction, AccessHost, Drops, is_host_address
 from router.wire.arp import ArpOp, ArpPacket, reply_to
 from router.wire.ethernet import BROADCAST_MAC, EthernetFrame, EtherType, MacAddress
 
@@ -48,8 +48,10 @@ _LEARNING = (State.AUTHENTICATING, State.WAIT_ADDRESS)
 class ArpProxy:
     """Answers the ARP of the DMPA's visitors; learns their addresses; spots conflicts."""
 
-    def __init__(self, dmpa: DMPA, drops: Drops | None = None, *, index_age: float = 1.0) -> None:
-        self.dmpa = dmpa
+    def __init__(
+        self, host: AccessHost, drops: Drops | None = None, *, index_age: float = 1.0
+    ) -> None:
+        self.host = host
         self.drops = drops if drops is not None else Drops(log)
         #: How old (seconds) the address -> MAC index may get before it is rebuilt.
         self.index_age = index_age
@@ -68,14 +70,14 @@ class ArpProxy:
         list changed size, and every hit is checked against the visitor entry, so it never
         names a wrong owner; a HoA granted less than ``index_age`` ago may be missed.
         """
-        visitors = self.dmpa.visitors
+        visitors = self.host.visitor_list()
         if now >= self._index_built + self.index_age or len(visitors) != self._index_size:
-            self._index = {v.hoa: mac for mac, v in visitors.items() if v.hoa is not None}
+            self._index = {v.hoa: v.mac for v in visitors if v.hoa is not None}
             self._index_built, self._index_size = now, len(visitors)
         mac = self._index.get(address)
         if mac is None:
             return None
-        visitor = visitors.get(mac)
+        visitor = self.host.visitor(mac)
         return mac if visitor is not None and visitor.hoa == address else None
 
     def learn(
@@ -90,7 +92,7 @@ class ArpProxy:
         if self.owner_of(address, now) not in (None, visitor.mac):
             return []
         self.drops.count("arp.learned")
-        return self.dmpa.address_seen(visitor.mac, address, now, wall)
+        return self.host.address_seen(visitor.mac, address, now, wall)
 
     # --- ARP ------------------------------------------------------------------------------
 

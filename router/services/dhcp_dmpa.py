@@ -44,8 +44,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
 from router.core.actions import SendFrame, SendTunnel
-from router.core.dmpa import DMPA, State, Visitor
-from router.services.access import AccessAction, Drops
+from router.core.dmpa import State, Visitor
+from router.services.common import AccessAction, AccessHost, Drops
 from router.wire.dhcp import (
     CLIENT_PORT,
     SERVER_PORT,
@@ -128,13 +128,13 @@ class DhcpDmpa:
 
     def __init__(
         self,
-        dmpa: DMPA,
+        host: AccessHost,
         config: DhcpDmpaConfig | None = None,
         drops: Drops | None = None,
         *,
         colocated_modes: frozenset[str] = frozenset(("dlmap", "static")),
     ) -> None:
-        self.dmpa = dmpa
+        self.host = host
         self.config = config if config is not None else DhcpDmpaConfig()
         self.drops = drops if drops is not None else Drops(log)
         self.colocated_modes = colocated_modes
@@ -230,7 +230,7 @@ class DhcpDmpa:
             return []
         self.drops.count("dhcp.release")
         self.forget(visitor.mac)
-        return list(self.dmpa.detach(visitor.mac, now, wall))
+        return list(self.host.detach(visitor.mac, now, wall))
 
     def _decline(
         self, visitor: Visitor, address: IPv4Address | None, now: float, wall: float
@@ -240,7 +240,7 @@ class DhcpDmpa:
         if address is None or address != visitor.hoa:
             return []
         self.forget(visitor.mac)
-        return list(self.dmpa.detach(visitor.mac, now, wall))
+        return list(self.host.detach(visitor.mac, now, wall))
 
     def _remember(self, mac: MacAddress, xid: int) -> None:
         xids = self._xids.pop(mac, ())
@@ -264,7 +264,7 @@ class DhcpDmpa:
         mac = message.client_mac
         if mac is None:
             return self._drop("dhcp.bad_htype", now, peer=src, htype=message.htype)
-        visitor = self.dmpa.visitors.get(mac)
+        visitor = self.host.visitor(mac)
         if visitor is None:
             self.forget(mac)
             return self._drop("dhcp.reply_unknown_client", now, peer=src, chaddr=mac)
@@ -281,7 +281,7 @@ class DhcpDmpa:
         actions: list[AccessAction] = [self._frame(visitor, reply, source, None)]
         if kind == DhcpMessageType.ACK and reply.yiaddr != _ZERO:
             self.drops.count("dhcp.ack")
-            actions += self.dmpa.dhcp_ack(mac, reply.yiaddr, now, wall)
+            actions += self.host.dhcp_ack(mac, reply.yiaddr, now, wall)
         elif kind == DhcpMessageType.NAK:
             self.drops.count("dhcp.nak")  # the MS starts over; we leave it waiting
         else:
@@ -346,7 +346,7 @@ class DhcpDmpa:
 
     def _lease_time(self, visitor: Visitor) -> int:
         """The configured lease, never longer than the binding lifetime (wire-reference 7.6)."""
-        lifetime = visitor.lifetime or self.dmpa.config.lifetime
+        lifetime = visitor.lifetime or self.host.binding_lifetime
         return max(1, min(self.config.lease_time, lifetime))
 
     def _answer(

@@ -18,7 +18,7 @@ import logging
 
 from router.core.actions import SendFrame
 from router.core.dmpa import Visitor
-from router.services.access import AccessAction, Drops, is_host_address
+from router.services.common import AccessAction, Drops, is_host_address
 from router.wire.errors import DecodeError
 from router.wire.ethernet import EthernetFrame, EtherType
 from router.wire.icmp import IcmpEcho, IcmpMessage, IcmpType

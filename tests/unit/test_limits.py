@@ -113,7 +113,7 @@ def mac(n: int) -> MacAddress:
 
 def test_a_flood_of_new_macs_draws_from_one_bucket_per_link() -> None:
     dispatch, limits = limited_stack(new_mac=Rate(1.0, 10))
-    node = dispatch.dmpa
+    node = dispatch.host
     for n in range(1000):
         dispatch.receive_frame(arp_frame(mac(n), IPv4Address(0), GATEWAY), 0, 5.0, 1e9)
     assert len(node.visitors) == 10  # the burst; the rest never became visitors
@@ -127,7 +127,7 @@ def test_a_flood_of_new_macs_draws_from_one_bucket_per_link() -> None:
 
 def test_arp_and_discovers_are_limited_per_mac_and_the_neighbour_keeps_going() -> None:
     dispatch, _ = limited_stack(arp=Rate(1.0, 3), dhcp_discover=Rate(1.0, 2))
-    node = dispatch.dmpa
+    node = dispatch.host
     other = mac(7)
     authenticate(node, MS, "dhcp")
     authenticate(node, other, "dhcp", nai="other@example.net")
