@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import Literal, TypeVar, cast, get_args
 
 from fastpath.reference import ETH_LEN, IO_BUF, IP6_LEN
-from router.app.limits import LimitSettings, Rate
-from router.app.security import DEFAULT_REPLAY_WINDOW, MAX_SPI, MIN_SPI, KeyFileError, read_key_file
+from router.adapters.keyfile import KeyFileError, read_key_file
 from router.app.settings import (
     DLMAPSettings,
     DMPASettings,
@@ -47,6 +46,8 @@ from router.app.settings import (
 )
 from router.core.aaa import LocalProfile
 from router.core.dmpa import AddressMode
+from router.core.limits import LimitSettings, Rate
+from router.core.security import DEFAULT_REPLAY_WINDOW, MAX_SPI, MIN_SPI
 from router.wire.constants import LIFETIME_UNIT_SECONDS
 from router.wire.dialect import Dialect
 from router.wire.errors import EncodeError

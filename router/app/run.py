@@ -37,10 +37,10 @@ from router.adapters.store import Store, StoreError
 from router.app import logs
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
-from router.app.limits import LimitSettings, Rate
-from router.app.runtime import tune_gc
-from router.app.security import KeyRing
 from router.app.settings import DLMAPSettings, DMPASettings, RadiusSettings, Settings
+from router.app.tuning import tune_gc
+from router.core.limits import LimitSettings, Rate
+from router.core.security import KeyRing
 
 log = logging.getLogger("netlmm")
 
@@ -161,7 +161,7 @@ async def serve(
             dlmap_ports.raw_send = raw_sender(raw_tx, node.counters)
             if settings.dhcp == "relay":
                 relay_transport = await _open_relay(loop, node, settings.gateway)
-        # a bug in a handler drops the input, not the process (node.Boundary)
+        # a bug in a handler drops the input, not the process (runner.Boundary)
         endpoint = sockets.MHEndpoint(mh, node.runner.boundary.wrap("mh", node.on_mh))
         node.ports.mh_send = endpoint.send
         endpoint.start(loop)
@@ -281,7 +281,7 @@ def reload(node: Node, path: Path | None, log_format: str | None = None) -> list
     from router.app import config
 
     log.info("reload path=%s", path)
-    node.guard.reload()  # RFC 4285 keys: a bad file keeps the old keys (logged)
+    node.reload_keys()  # RFC 4285 keys: a bad file keeps the old keys (logged)
     if path is None:
         return []
     try:

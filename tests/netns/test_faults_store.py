@@ -25,8 +25,8 @@ import asyncio, json, os, signal, sys
 from collections import Counter
 from pathlib import Path
 from router.adapters.store import Store, StoreError, StoreWriteError
-from router.app import node as node_mod
-from router.app.node import ActionRunner
+from router.app import runner as runner_mod
+from router.app.runner import ActionRunner
 from router.core.actions import Persist, SendMH
 
 root, step = Path(sys.argv[1]), sys.argv[2]
@@ -58,7 +58,7 @@ if step == "write":
         out["b"] = str(exc)
     out["backlog"] = store.backlog
     # The node: a loop turn with a Persist and a reply; the reply leaves although the write fails.
-    node_mod.STORE_RETRY_FIRST = 0.05
+    runner_mod.STORE_RETRY_FIRST = 0.05
     loop = asyncio.new_event_loop()
     sent, counters = [], Counter()
     runner = ActionRunner(loop, store, {SendMH: sent.append}, counters)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from router.app.node import INTERNAL_ERROR, ActionRunner, Boundary, Clock, CoreTimer
+from router.app.runner import INTERNAL_ERROR, ActionRunner, Boundary, Clock, CoreTimer
 
 
 class Boom:

@@ -11,10 +11,17 @@ from pathlib import Path
 import pytest
 
 from router.app.config import KEYS, LIMITS_DLMAP, LIMITS_DMPA, ConfigErrors, load, loads
-from router.app.limits import AccessLimits, LimitedDLMAP, LimitSettings, Rate, TokenBuckets, pbu_nai
 from router.app.settings import DLMAPSettings, DMPASettings
 from router.core.actions import Action
 from router.core.dlmap import DLMAP, DLMAPConfig
+from router.core.limits import (
+    AccessLimits,
+    LimitedDLMAP,
+    LimitSettings,
+    Rate,
+    TokenBuckets,
+    pbu_nai,
+)
 from router.core.pool import HoAPool
 from router.services.access import AccessDispatcher
 from router.services.arp_proxy import ArpProxy

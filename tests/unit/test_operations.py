@@ -29,8 +29,8 @@ from router.app import config, logs
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
 from router.app.metrics import LatencyObserver, MetricsServer, registry_for
-from router.app.node import Clock
 from router.app.run import flatten, redacted, reload
+from router.app.runner import Clock
 from router.app.settings import DLMAPSettings, DMPASettings
 from router.app.trace import (
     LINK_ETHERNET,
@@ -647,7 +647,7 @@ def test_event_lines_have_levels_fields_and_a_rate_limit(
 ) -> None:
     from collections import Counter
 
-    from router.app.node import ActionRunner
+    from router.app.runner import ActionRunner
 
     counters: Counter[str] = Counter()
     store = Store(tmp_path / "s.sqlite")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from router.adapters.store import Store, StoreWriteError
-from router.app.node import ActionRunner
+from router.app.runner import ActionRunner
 from router.core.actions import Persist
 
 

@@ -1,5 +1,5 @@
-"""What both roles' composition roots share: carrying out the cores' actions, one loop turn at
-a time, and the timer that wakes a core.
+"""Carrying out the cores' actions, one loop turn at a time, the timer that wakes a core, and
+the dispatch boundary: the machinery of the node runtime (:mod:`router.app.runtime`).
 
 Actions are queued as events produce them and carried out once per loop turn
 (``loop.call_soon``): first every :class:`Persist` of the turn in one SQLite transaction, then
@@ -22,27 +22,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from ipaddress import IPv6Address
-from typing import Any, Protocol
+from typing import Any
 
 from router.adapters.store import Store, StoreRecordError, StoreWriteError
 from router.app.logs import kv
-from router.app.security import SignalingGuard
-from router.core.actions import (
-    AAARequest,
-    Action,
-    Bind,
-    Event,
-    Persist,
-    SendFrame,
-    SendMH,
-    SendTunnel,
-    Unbind,
-)
+from router.core.actions import Bind, Event, Persist, Unbind
 from router.core.common import RateLimiter
-from router.wire.dialect import Dialect
-from router.wire.errors import DecodeError, UnknownTypeError
-from router.wire.mh import MobilityMessage, decode_message
 
 log = logging.getLogger("netlmm")
 
@@ -110,18 +95,6 @@ class Boundary:
                 self.caught(where)
 
         return guarded
-
-
-class Core(Protocol):
-    def receive(
-        self, message: MobilityMessage, src: IPv6Address, now: float, wall: float
-    ) -> list[Action]: ...
-
-    def receive_unknown_type(self, mh_type: int, src: IPv6Address, now: float) -> list[Action]: ...
-
-    def get_timer(self) -> float | None: ...
-
-    def handle_timer(self, now: float, wall: float) -> list[Action]: ...
 
 
 class Clock:
@@ -328,55 +301,3 @@ class CoreTimer:
     def cancel(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
-
-
-def receive_mh(
-    core: Core,
-    data: bytes,
-    src: IPv6Address,
-    dialects: dict[IPv6Address, Dialect],
-    default: Dialect,
-    clock: Clock,
-    counters: Counter[str],
-    guard: SignalingGuard | None = None,
-) -> list[Action]:
-    """Decode one received MH in the sender's dialect and hand it to the core.
-
-    The kernel has verified the checksum already (wire-reference 3.2). A malformed message is
-    counted and dropped; an unknown MH type is answered with a Binding Error by the core.
-    With a ``guard``, a message from a protected peer (an SPI in its ``[peer]`` section) must
-    pass the RFC 4285 checks first (docs/protocol-auth.md): if not, it is counted
-    (``auth.rx.<reason>``) and dropped, or, for a PBU at the DLMAP, answered with a PBA
-    146, 145 or 144.
-    """
-    counters["mh.rx"] += 1
-    dialect = dialects.get(src, default)
-    try:
-        message = decode_message(data, dialect)
-    except UnknownTypeError as exc:
-        if guard is not None and guard.reject_unknown_type(src):
-            return []
-        return core.receive_unknown_type(exc.type_value, src, clock.now())
-    except DecodeError as exc:
-        counters[f"mh.malformed.{type(exc).__name__}"] += 1
-        return []
-    if guard is not None:
-        reason = guard.check(data, message, src)
-        if reason is not None:
-            reply = guard.failure_reply(message, reason, src, dialect)
-            return [SendMH(src, reply)] if reply is not None else []
-    return core.receive(message, src, clock.now(), clock.wall())
-
-
-__all__ = [
-    "AAARequest",
-    "ActionRunner",
-    "Bind",
-    "Clock",
-    "CoreTimer",
-    "SendFrame",
-    "SendMH",
-    "SendTunnel",
-    "Unbind",
-    "receive_mh",
-]

@@ -27,8 +27,8 @@ Rule 4. The DMPA keeps the visitor entry of a MAC that AAA refused (its frames m
         again); past ``table_size`` such strangers the oldest is forgotten, so the visitor table
         stays bounded however long a rate-limited flood of invented MACs lasts.
 
-The DLMAP's limit sits in front of its core (:class:`LimitedDLMAP`, which ``receive_mh`` drives
-like the core itself), after the RFC 4285 check, so a forged source address cannot spend the
+The DLMAP's limit sits in front of its core (:class:`LimitedDLMAP`, which the node drives like
+the core itself), after the RFC 4285 check, so a forged source address cannot spend the
 budget of a real DMPA. The DMPA's limits are the ``admission`` of the access dispatcher
 (:class:`AccessLimits`, :class:`router.services.access.Admission`).
 """
@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from typing import Protocol
 
-from router.app.node import Core
 from router.core.actions import Action
+from router.core.common import Core
 from router.wire.ethernet import MacAddress
 from router.wire.mh import BindingUpdate, MobilityMessage
 from router.wire.mh_options import MobileNodeIdentifier
@@ -163,7 +163,7 @@ class AccessLimits:
 
 class _DLMAPCore(Core, Protocol):
     """What :class:`LimitedDLMAP` needs of :class:`router.core.dlmap.DLMAP`: a node's core
-    (:class:`router.app.node.Core`) that keeps bindings by NAI."""
+    (:class:`router.core.common.Core`) that keeps bindings by NAI."""
 
     @property
     def bindings(self) -> Mapping[str, object]: ...
