@@ -9,9 +9,8 @@ Rules:
    observer), never per packet: registration (DMPA: an MS's attach to its binding, AAA and any
    DHCP wait included) and handover (DLMAP: the new DMPA's PBU to the PBA released to it, the
    revocation of the old DMPA included).
-3. The HTTP server runs on the node's own loop, so a scrape reads the counters between two loop
-   turns and never races the data path. One request per connection, bounded in size and time,
-   and at most ``MAX_CONNECTIONS`` connections at once.
+3. The HTTP server (:mod:`router.adapters.metrics_http`) runs on the node's own loop, so a
+   scrape reads the counters between two loop turns and never races the data path.
 4. Names follow the Prometheus conventions: ``netlmm_`` prefix, counters end in ``_total``,
    durations in seconds, sizes in bytes. Every raw counter is also exported as
    ``netlmm_internal_events_total{group,name}``, so nothing the node counts is out of reach.
@@ -21,9 +20,6 @@ docs/service.md lists the metrics with what to watch.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -31,26 +27,15 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from router import __version__
 from router.core.actions import Bind, Event
 
-log = logging.getLogger(__name__)
-
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10, 30)
 #: How many registrations or handovers in progress the latency observer remembers.
 PENDING_CAPACITY = 4096
-MAX_REQUEST = 8192
-#: The classic text format (what generate_latest writes for our names), which every Prometheus
-#: version reads; prometheus-client's CONTENT_TYPE_LATEST says 1.0.0 since 0.22.
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-REQUEST_TIMEOUT = 5.0
-#: Connections served at once; past it one is closed unread (each holds an fd until it ends or
-#: times out, and the fds are the node's: its sockets and devices need them).
-MAX_CONNECTIONS = 16
 
 _STATUS = re.compile(r"^(pba|bra)\.status\.(\d+)$")
 #: Entries of the registries that are sizes, not counts (they go down again): gauges, never in
@@ -391,66 +376,3 @@ def registry_for(
     budget = float(getattr(node.settings, "revocation_budget", 0.0))
     observer = LatencyObserver(node.settings.node.role, registry, budget)
     return registry, observer
-
-
-class MetricsServer:
-    """``GET /metrics`` over HTTP/1.0-style one-shot connections, on the running loop."""
-
-    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
-        self.registry = registry
-        self.host, self.port = host, port
-        self._server: asyncio.AbstractServer | None = None
-        self.scrapes = 0
-        #: Connections being served now, and those closed unread past MAX_CONNECTIONS.
-        self.connections = 0
-        self.refused = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve, self.host, self.port, limit=MAX_REQUEST, reuse_address=True
-        )
-        log.info("metrics listening address=%s port=%d", self.host, self.port)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.connections >= MAX_CONNECTIONS:
-            self.refused += 1
-            writer.close()
-            return
-        self.connections += 1
-        try:
-            status, body, ctype = await asyncio.wait_for(self._request(reader), REQUEST_TIMEOUT)
-            head = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError, ValueError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            self.connections -= 1
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    async def _request(self, reader: asyncio.StreamReader) -> tuple[str, bytes, str]:
-        line = await reader.readline()
-        for _ in range(100):  # headers: read and ignored
-            header = await reader.readline()
-            if header in (b"\r\n", b"\n", b""):
-                break
-        parts = line.decode("latin-1").split()
-        if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
-            return "405 Method Not Allowed", b"GET /metrics\n", "text/plain"
-        path = parts[1].split("?", 1)[0]
-        if path not in ("/metrics", "/"):
-            return "404 Not Found", b"GET /metrics\n", "text/plain"
-        self.scrapes += 1
-        body = generate_latest(self.registry)
-        return "200 OK", b"" if parts[0] == "HEAD" else body, CONTENT_TYPE

@@ -167,7 +167,8 @@ async def serve(
         endpoint.start(loop)
         metrics = None
         if node_settings.metrics is not None:
-            from router.app.metrics import MetricsServer, registry_for
+            from router.adapters.metrics_http import MetricsServer
+            from router.app.metrics import registry_for
 
             registry, observer = registry_for(node, lambda: {"mh_socket": endpoint.counters})
             node.runner.observers.append(observer)

@@ -329,7 +329,7 @@ def test_idle_metrics_connections_are_capped(loop: asyncio.AbstractEventLoop) ->
     at once; the ones held still time out as before."""
     from prometheus_client import CollectorRegistry
 
-    from router.app import metrics
+    from router.adapters import metrics_http as metrics
 
     server = metrics.MetricsServer(CollectorRegistry(), "127.0.0.1", 0)
 
