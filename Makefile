@@ -73,6 +73,7 @@ lint: setup
 	$(BIN)/ruff check router fastpath tests bench setup.py
 	$(BIN)/ruff format --check router fastpath tests bench setup.py
 	$(BIN)/mypy router fastpath/reference.py
+	$(BIN)/lint-imports --no-logo
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/cython-lint --max-line-length 100 $(wildcard fastpath/*.pyx fastpath/*.pxd)
 
 # The lab demo: a DLMAP, two DMPAs, a CN and an MS in network namespaces, with a handover
