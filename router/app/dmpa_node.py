@@ -23,6 +23,7 @@ from router.app.runtime import PUMP_BUDGET, NodeRuntime, Ports
 from router.app.settings import DMPASettings
 from router.core.actions import AAARequest
 from router.core.common import RateLimiter
+from router.core.counters import Names
 from router.core.dmpa import DMPA, DMPAConfig
 from router.core.heartbeat import HeartbeatConfig
 from router.core.limits import AccessLimits
@@ -34,6 +35,10 @@ from router.services.icmp_responder import IcmpResponder
 from router.wire.ethernet import MacAddress
 
 log = logging.getLogger("netlmm")
+
+
+class AAACounter(Names):
+    AAA_ERROR = "aaa.error"  # the AAA backend raised (the node's registry: ``node`` group)
 
 
 @dataclass
@@ -127,7 +132,7 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
         try:
             profile = await self.aaa.authenticate(mac, nai)
         except Exception as exc:
-            self.counters["aaa.error"] += 1
+            self.counters[AAACounter.AAA_ERROR] += 1
             if self._log_limit.allow(type(exc).__name__, self.clock.now()):  # MSs trigger it
                 log.warning("aaa failed mac=%s error=%s", mac, exc)
             profile = None

@@ -51,6 +51,7 @@ from router.core.actions import (
     Unbind,
 )
 from router.core.common import Core
+from router.core.counters import Counters, Family, Names
 from router.core.heartbeat import HeartbeatMonitor
 from router.core.security import SignalingGuard
 from router.wire.dialect import DRAFT
@@ -65,6 +66,22 @@ P = TypeVar("P", bound="Ports")
 
 #: Packets a pump moves per call (one batch of the fastpath's I/O).
 PUMP_BUDGET = 64
+
+
+class NodeCounter(Names):
+    """What the runtime counts in the node's registry (``node`` group)."""
+
+    MH_RX = "mh.rx"
+    MH_TX = "mh.tx"
+    BIND_UNKNOWN_PEER = "bind.unknown_peer"  # a Bind for a peer not configured, refused
+    TAP_TX_ERROR = "tap.tx_error"
+    TUN_TX_ERROR = "tun.tx_error"
+    AUTH_RELOAD_OK = "auth.reload.ok"
+    AUTH_RELOAD_ERROR = "auth.reload.error"
+
+
+#: MH dropped as malformed, by decode error (``TruncatedError``, ...).
+MH_MALFORMED = Family("mh.malformed.{}", "MH that did not decode, by error")
 
 
 @dataclass
@@ -100,7 +117,7 @@ class RoleCore(Core, Protocol):
     """A role's core as the runtime restores and reports it."""
 
     @property
-    def counters(self) -> Counter[str]: ...
+    def counters(self) -> Counters: ...
 
     @property
     def heartbeat(self) -> HeartbeatMonitor: ...
@@ -109,7 +126,7 @@ class RoleCore(Core, Protocol):
 
 
 def guard_for(
-    node: NodeSettings, peers: Iterable[PeerSettings], counters: Counter[str]
+    node: NodeSettings, peers: Iterable[PeerSettings], counters: Counters
 ) -> SignalingGuard:
     """The RFC 4285 guard a node's settings describe (no protected peer: it passes all)."""
     return SignalingGuard(
@@ -148,7 +165,7 @@ class NodeRuntime(Generic[S, P]):
     ) -> None:
         self.settings, self.ports, self.store, self.loop = settings, ports, store, loop
         self.clock = clock or Clock()
-        self.counters: Counter[str] = Counter()
+        self.counters = Counters()
         #: Monotonic time each HoA was bound here (or moved here), for ``show``'s age.
         self.bound_since: dict[IPv4Address, float] = {}
         self.dialects = {p.address: p.dialect for p in settings.peers}
@@ -283,7 +300,7 @@ class NodeRuntime(Generic[S, P]):
         checks first (docs/protocol-auth.md): if not, it is counted (``auth.rx.<reason>``) and
         dropped, or, for a PBU at the DLMAP, answered with a PBA 146, 145 or 144.
         """
-        self.counters["mh.rx"] += 1
+        self.counters[NodeCounter.MH_RX] += 1
         dialect = self.dialects.get(src, DRAFT)
         wall = self.clock.wall()
         try:
@@ -295,7 +312,7 @@ class NodeRuntime(Generic[S, P]):
                 )
             return
         except DecodeError as exc:
-            self.counters[f"mh.malformed.{type(exc).__name__}"] += 1
+            self.counters[MH_MALFORMED(type(exc).__name__)] += 1
             return
         reason = self.guard.check(data, message, src, wall)
         if reason is not None:
@@ -314,12 +331,12 @@ class NodeRuntime(Generic[S, P]):
         try:
             keys = read_key_file(path, self.guard.spis.values())
         except KeyFileError as exc:
-            self.counters["auth.reload.error"] += 1
+            self.counters[NodeCounter.AUTH_RELOAD_ERROR] += 1
             for problem in exc.problems:
                 log.error("key_reload result=refused old_keys=kept problem=%s", quote(problem))
             return False
         self.guard.keys = keys
-        self.counters["auth.reload.ok"] += 1
+        self.counters[NodeCounter.AUTH_RELOAD_OK] += 1
         spis = ",".join(str(spi) for spi in keys.spis)
         log.info("key_reload result=ok file=%s spis=%s", quote(path), spis)
         return True
@@ -327,7 +344,7 @@ class NodeRuntime(Generic[S, P]):
     # --- the actions both roles carry out -------------------------------------------------
 
     def _send_mh(self, action: SendMH) -> None:
-        self.counters["mh.tx"] += 1
+        self.counters[NodeCounter.MH_TX] += 1
         sealed = self.guard.seal(action.message, action.peer, self.clock.wall())
         self.ports.mh_send(sealed, action.peer)
 
@@ -336,7 +353,7 @@ class NodeRuntime(Generic[S, P]):
 
     def _bind(self, action: Bind) -> None:
         if action.endpoint not in self.dialects:
-            self.counters["bind.unknown_peer"] += 1
+            self.counters[NodeCounter.BIND_UNKNOWN_PEER] += 1
             return
         for backend in self.backends:
             backend.bind(action)
@@ -351,13 +368,13 @@ class NodeRuntime(Generic[S, P]):
         try:
             os.write(self.taps[action.link], self._vnet + action.frame)
         except (OSError, IndexError):
-            self.counters["tap.tx_error"] += 1
+            self.counters[NodeCounter.TAP_TX_ERROR] += 1
 
     def _send_tun(self, action: SendTun) -> None:
         try:
             os.write(self.tun, self._vnet + action.packet)
         except OSError:
-            self.counters["tun.tx_error"] += 1
+            self.counters[NodeCounter.TUN_TX_ERROR] += 1
 
     def _reinject(self, action: Reinject) -> None:
         if self._userspace is None:

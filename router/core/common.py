@@ -10,8 +10,23 @@ from ipaddress import IPv6Address
 from typing import Protocol
 
 from router.core.actions import Action, SendMH, event
+from router.core.counters import Family, Names
 from router.wire.constants import BindingErrorStatus
 from router.wire.mh import BindingError, MobilityMessage
+
+
+class SignalingCounter(Names):
+    """What both roles' cores count of the signaling (their ``core`` group)."""
+
+    MH_UNEXPECTED = "mh.unexpected"  # a known message this role does not take
+    MH_UNKNOWN_TYPE = "mh.unknown_type"  # answered with Binding Error 2
+    PBA_ACCEPTED = "pba.accepted"  # DLMAP: sent; DMPA: received for our PBU
+
+
+#: PBAs with a refusing status (DLMAP: sent; DMPA: received), by status code.
+PBA_STATUS = Family("pba.status.{}", "PBAs refusing a registration, by status code")
+#: BRAs by status code (DLMAP: received for our BRI; DMPA: sent).
+BRA_STATUS = Family("bra.status.{}", "BRAs, by status code")
 
 
 class Core(Protocol):

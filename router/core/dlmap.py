@@ -39,7 +39,6 @@ its own database (issue 4), and those PBUs refresh or move the bindings.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -48,7 +47,15 @@ from socket import inet_ntoa
 from typing import Any
 
 from router.core.actions import Action, Bind, Persist, SendMH, Unbind, event
-from router.core.common import UnknownTypeResponder, from_wall, to_wall
+from router.core.common import (
+    BRA_STATUS,
+    PBA_STATUS,
+    SignalingCounter,
+    UnknownTypeResponder,
+    from_wall,
+    to_wall,
+)
+from router.core.counters import Counters, Names
 from router.core.heartbeat import HeartbeatConfig, HeartbeatMonitor
 from router.core.pool import HoAPool
 from router.core.sequence import seq_after, seq_at_least, seq_max, seq_next
@@ -88,6 +95,25 @@ from router.wire.mh_options import (
 UNSPECIFIED = IPv4Address("0.0.0.0")
 _P_FLAG = int(BUFlag.P)
 _NOT_CHANGED = int(HandoffIndicator.HANDOFF_STATE_NOT_CHANGED)
+
+
+class DLMAPCounter(Names):
+    """What the DLMAP core counts (``core`` group, with :class:`SignalingCounter`,
+    :data:`PBA_STATUS`, :data:`BRA_STATUS` and the heartbeat's)."""
+
+    BINDING_CREATED = "binding.created"
+    BINDING_EXPIRED = "binding.expired"
+    BRA_UNMATCHED = "bra.unmatched"
+    BRI_RETRANSMITTED = "bri.retransmitted"
+    BRI_SENT = "bri.sent"
+    BRI_UNANSWERED = "bri.unanswered"
+    DEREGISTRATION_IGNORED = "deregistration.ignored"
+    HANDOVER = "handover"
+    LEASE_CONFLICT = "lease.conflict"
+    LEASE_EXPIRED = "lease.expired"
+    PBU_RETRANSMISSION = "pbu.retransmission"
+    POOL_EXHAUSTED = "pool.exhausted"
+    RESTORE_CONFLICT = "restore.conflict"
 
 
 def _text(address: IPv4Address | IPv6Address) -> str:
@@ -256,7 +282,7 @@ class DLMAP:
         self.peer_last: dict[IPv6Address, tuple[Fingerprint, str]] = {}
         self.revocations: dict[tuple[IPv6Address, int], Revocation] = {}
         self.pending: dict[str, PendingReply] = {}
-        self.counters: Counter[str] = Counter()
+        self.counters = Counters()
         self._timers: TimerHeap[tuple[Any, ...]] = TimerHeap()
         self._bri_sequence = 0
         self._unknown = UnknownTypeResponder()
@@ -275,11 +301,11 @@ class DLMAP:
         if isinstance(message, Heartbeat):
             actions, _ = self.heartbeat.receive(message, src)  # changes: reported only
             return actions
-        self.counters["mh.unexpected"] += 1
+        self.counters[SignalingCounter.MH_UNEXPECTED] += 1
         return [event("unexpected_message", peer=src, message=type(message).__name__)]
 
     def receive_unknown_type(self, mh_type: int, src: IPv6Address, now: float) -> list[Action]:
-        self.counters["mh.unknown_type"] += 1
+        self.counters[SignalingCounter.MH_UNKNOWN_TYPE] += 1
         return self._unknown.respond(mh_type, src, now)
 
     def get_timer(self) -> float | None:
@@ -305,7 +331,7 @@ class DLMAP:
             elif kind == "pba":
                 actions += self._release_pending(rest[0], "revocation budget spent")
         for lease in self.pool.expire(now):
-            self.counters["lease.expired"] += 1
+            self.counters[DLMAPCounter.LEASE_EXPIRED] += 1
             actions.append(Persist("lease", lease.nai, None))
             actions.append(event("lease_expired", nai=lease.nai, hoa=lease.address))
         return actions
@@ -335,10 +361,10 @@ class DLMAP:
         fingerprint = _fingerprint(req)
         if bce is not None and bce.last_bu == (src, fingerprint):
             # The same PBU again: the binding has not changed since, so neither has the answer.
-            self.counters["pbu.retransmission"] += 1
+            self.counters[DLMAPCounter.PBU_RETRANSMISSION] += 1
             return [SendMH(src, self._pba(req, Status.ACCEPTED, bce=bce))]
         if message.lifetime == 0 and self.peer_last.get(src) == (fingerprint, req.nai):
-            self.counters["pbu.retransmission"] += 1
+            self.counters[DLMAPCounter.PBU_RETRANSMISSION] += 1
             return [SendMH(src, self._pba(req, Status.ACCEPTED, lifetime=0))]
         if req.coa is not None and req.coa not in self.config.peers:
             raise Reject(Status.INVALID_CARE_OF_ADDRESS, "alternate CoA is not a configured DMPA")
@@ -410,7 +436,7 @@ class DLMAP:
         if wanted == UNSPECIFIED:
             hoa = self.pool.allocate(req.nai)
             if hoa is None:
-                self.counters["pool.exhausted"] += 1
+                self.counters[DLMAPCounter.POOL_EXHAUSTED] += 1
                 raise Reject(
                     req.dialect.status_hoa_unavailable,
                     "IPv4 home address unavailable",
@@ -456,7 +482,7 @@ class DLMAP:
         if bce is None:
             bce = BindingCacheEntry(nai, hoa, serving, req.dialect.name, assigned, granted, 0.0)
             self.bindings[nai] = bce
-            self.counters["binding.created"] += 1
+            self.counters[DLMAPCounter.BINDING_CREATED] += 1
         bce.hoa, bce.dmpa, bce.dialect, bce.sequence = hoa, serving, req.dialect.name, assigned
         bce.lifetime, bce.expires = granted, now + granted
         bce.last_bu = (src, fingerprint)
@@ -479,7 +505,7 @@ class DLMAP:
             actions.append(Bind(hoa, serving))
         if moved:
             assert previous_dmpa is not None
-            self.counters["handover"] += 1
+            self.counters[DLMAPCounter.HANDOVER] += 1
             # A PBA still held for an earlier handover goes out now: its DMPA is owed an answer
             # (the revocation that follows tells it the MS has moved on again).
             actions += self._release_pending(nai, "superseded by another handover")
@@ -490,7 +516,7 @@ class DLMAP:
                 self.pending[nai] = PendingReply(src, reply, revocation)
                 self._timers.schedule(("pba", nai), now + self.config.revocation_budget)
                 return actions
-        self.counters["pba.accepted"] += 1
+        self.counters[SignalingCounter.PBA_ACCEPTED] += 1
         actions.append(SendMH(src, reply))
         if previous_dmpa is None:
             actions.append(event("registered", nai=nai, hoa=hoa, dmpa=serving))
@@ -508,7 +534,7 @@ class DLMAP:
         src = req.src
         if bce is None or bce.dmpa != req.serving:
             # Answered, but a DMPA that no longer serves the NAI cannot undo a handover.
-            self.counters["deregistration.ignored"] += 1
+            self.counters[DLMAPCounter.DEREGISTRATION_IGNORED] += 1
             return [
                 SendMH(src, self._pba(req, Status.ACCEPTED, lifetime=0)),
                 event("stale_deregistration", nai=req.nai, dmpa=src),
@@ -522,7 +548,7 @@ class DLMAP:
         return actions
 
     def _reject(self, req: _Request, reject: Reject, wall: float) -> list[Action]:
-        self.counters[f"pba.status.{reject.status}"] += 1
+        self.counters[PBA_STATUS(reject.status)] += 1
         reply = self._pba(
             req,
             reject.status,
@@ -627,7 +653,7 @@ class DLMAP:
                 else RevocationTrigger.INTER_MAG_HANDOVER_DIFFERENT_ACCESS_TYPE
             )
         bri = BindingRevocationIndication(trigger, self._bri_sequence, flags, tuple(options))
-        self.counters["bri.sent"] += 1
+        self.counters[DLMAPCounter.BRI_SENT] += 1
         return [
             Persist("meta", "bri_sequence", {"key": "bri_sequence", "value": self._bri_sequence}),
             *self._start_revocation(Revocation(bce.nai, old, bri, self.config.bri_retries), now),
@@ -650,23 +676,23 @@ class DLMAP:
             return []
         if revocation.retries_left <= 0:
             del self.revocations[key]
-            self.counters["bri.unanswered"] += 1
+            self.counters[DLMAPCounter.BRI_UNANSWERED] += 1
             return [
                 Persist("revocation", _revocation_key(key), None),
                 event("revocation_unanswered", nai=revocation.nai, peer=revocation.peer),
             ]
         revocation.retries_left -= 1
         self._timers.schedule(("bri", *key), now + self.config.bri_interval)
-        self.counters["bri.retransmitted"] += 1
+        self.counters[DLMAPCounter.BRI_RETRANSMITTED] += 1
         return [SendMH(revocation.peer, revocation.message)]
 
     def _on_bra(self, message: BindingRevocationAck, src: IPv6Address, now: float) -> list[Action]:
         revocation = self.revocations.pop((src, message.sequence), None)
         if revocation is None:
-            self.counters["bra.unmatched"] += 1
+            self.counters[DLMAPCounter.BRA_UNMATCHED] += 1
             return [event("unmatched_bra", peer=src, sequence=message.sequence)]
         self._timers.cancel(("bri", src, message.sequence))
-        self.counters[f"bra.status.{message.status}"] += 1
+        self.counters[BRA_STATUS(message.status)] += 1
         actions: list[Action] = [
             Persist("revocation", _revocation_key((src, message.sequence)), None),
             event("revoked", nai=revocation.nai, peer=src, status=message.status),
@@ -681,7 +707,7 @@ class DLMAP:
         self._timers.cancel(("pba", nai))
         if pending is None:
             return []
-        self.counters["pba.accepted"] += 1
+        self.counters[SignalingCounter.PBA_ACCEPTED] += 1
         return [SendMH(pending.dmpa, pending.message), event("pba_released", nai=nai, why=why)]
 
     # --- expiry and removal ---------------------------------------------------------------
@@ -690,7 +716,7 @@ class DLMAP:
         bce = self.bindings.get(nai)
         if bce is None or bce.expires > now:
             return []
-        self.counters["binding.expired"] += 1
+        self.counters[DLMAPCounter.BINDING_EXPIRED] += 1
         return self._remove(bce, now, wall, "expired")
 
     def _remove(self, bce: BindingCacheEntry, now: float, wall: float, why: str) -> list[Action]:
@@ -751,7 +777,7 @@ class DLMAP:
         the seed 6 PBU check must then see it as the NAI's. Refused (event, counter) when
         another NAI holds the address."""
         if not self.pool.record(nai, address, expires):
-            self.counters["lease.conflict"] += 1
+            self.counters[DLMAPCounter.LEASE_CONFLICT] += 1
             return [event("lease_conflict", nai=nai, hoa=address, owner=self.pool.owner(address))]
         if nai in self.bindings:
             return []  # held by the binding; its row is the record
@@ -808,7 +834,7 @@ class DLMAP:
             owner = self.pool.owner(bce.hoa)
             if owner is not None and owner != bce.nai:
                 # Two rows claim one address: the binding wins (it is what the fastpath uses).
-                self.counters["restore.conflict"] += 1
+                self.counters[DLMAPCounter.RESTORE_CONFLICT] += 1
                 actions.append(event("restore_conflict", nai=bce.nai, hoa=bce.hoa, other=owner))
                 self.pool.forget(owner)
                 actions.append(Persist("lease", owner, None))

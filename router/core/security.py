@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import Counter
 from collections.abc import Mapping
 from enum import Enum
 from ipaddress import IPv6Address
 
 from router.core.common import RateLimiter
+from router.core.counters import Counters, Family, Names
 from router.wire import mh_auth
 from router.wire.constants import AuthSubtype, Status
 from router.wire.dialect import Dialect
@@ -117,6 +117,24 @@ PBU_STATUS: dict[Reason, int | None] = {
 }
 
 
+class AuthCounter(Names):
+    """What the guard counts (the node's registry: ``node`` group)."""
+
+    TX_SIGNED = "auth.tx.signed"
+    RX_OK = "auth.rx.ok"
+    REPLY_SUPPRESSED = "auth.reply.suppressed"
+
+
+#: Messages refused, by :class:`Reason`.
+AUTH_RX = Family("auth.rx.{}", "messages refused by the RFC 4285 checks", (r.value for r in Reason))
+#: The DLMAP's PBAs answering a refused PBU, by status code.
+AUTH_REPLY = Family(
+    "auth.reply.{}",
+    "PBAs answering a refused PBU, by status",
+    (status for status in PBU_STATUS.values() if status is not None),
+)
+
+
 class SignalingGuard:
     """Signs what a node sends and checks what it receives, per peer (see the module docstring).
 
@@ -132,7 +150,7 @@ class SignalingGuard:
         keys: KeyRing | None,
         *,
         replay_window: float = DEFAULT_REPLAY_WINDOW,
-        counters: Counter[str] | None = None,
+        counters: Counters | None = None,
     ) -> None:
         if spis and keys is None:
             raise ValueError("protected peers need a key ring")
@@ -140,7 +158,7 @@ class SignalingGuard:
         self.spis = dict(spis)
         self.keys = keys or KeyRing({})
         self.window = replay_window
-        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.counters = counters if counters is not None else Counters()
         self._last_rx: dict[IPv6Address, int] = {}  # peer -> last accepted MESG-ID
         self._last_tx = 0
         self._reply_limit = RateLimiter(FAILURE_REPLY_INTERVAL)
@@ -181,7 +199,7 @@ class SignalingGuard:
             MobilityMessageAuthentication(spi, bytes(mh_auth.AUTHENTICATOR_LENGTH)),
         )
         signed = dataclasses.replace(message, options=options)  # type: ignore[type-var]
-        self.counters["auth.tx.signed"] += 1
+        self.counters[AuthCounter.TX_SIGNED] += 1
         return mh_auth.sign(signed, key, self._care_of(peer), ZERO_ADDRESS)
 
     def _next_stamp(self, wall: float) -> int:
@@ -231,7 +249,7 @@ class SignalingGuard:
         if last is not None and mesg_id.timestamp <= last:
             return self._reject(Reason.REPLAYED, src, wall)
         self._last_rx[src] = mesg_id.timestamp
-        self.counters["auth.rx.ok"] += 1
+        self.counters[AuthCounter.RX_OK] += 1
         return None
 
     def reject_unknown_type(self, src: IPv6Address, wall: float) -> bool:
@@ -242,7 +260,7 @@ class SignalingGuard:
         return True
 
     def _reject(self, reason: Reason, src: IPv6Address, wall: float) -> Reason:
-        self.counters[f"auth.rx.{reason.value}"] += 1
+        self.counters[AUTH_RX(reason.value)] += 1
         if self._log_limit.allow((reason, src), wall):
             log.warning("signaling_refused peer=%s reason=%s", src, reason.value)
         return reason
@@ -264,9 +282,9 @@ class SignalingGuard:
         if self.is_dmpa or not isinstance(message, BindingUpdate) or status is None:
             return None
         if not self._reply_limit.allow(src, wall):
-            self.counters["auth.reply.suppressed"] += 1
+            self.counters[AuthCounter.REPLY_SUPPRESSED] += 1
             return None
-        self.counters[f"auth.reply.{status}"] += 1
+        self.counters[AUTH_REPLY(status)] += 1
         mn_id = message.find(MobileNodeIdentifier)
         ipv4 = dialect.name == "draft" and dialect.bu_has_v(message.flags)
         return BindingAck(

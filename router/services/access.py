@@ -32,11 +32,12 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
 from router.core.actions import SendFrame
+from router.core.counters import Declared, Names
 from router.core.dmpa import State, Visitor
 from router.services.arp_proxy import ArpProxy
 from router.services.common import AccessAction, AccessHost, Drops
 from router.services.dhcp_dmpa import DhcpDmpa
-from router.services.icmp_responder import IcmpResponder
+from router.services.icmp_responder import IcmpCounter, IcmpResponder
 from router.wire.arp import ArpOp, ArpPacket
 from router.wire.dhcp import CLIENT_PORT, SERVER_PORT, DhcpMessage, DhcpMessageType
 from router.wire.errors import DecodeError
@@ -46,6 +47,35 @@ from router.wire.ipv4 import IPProto, IPv4Packet
 from router.wire.udp import UdpDatagram
 
 __all__ = ["AccessAction", "AccessDispatcher", "Admission"]
+
+
+class AccessCounter(Names):
+    """What the access dispatcher counts (``access`` group)."""
+
+    AAA_REJECTED_FORGOTTEN = "aaa_rejected_forgotten"
+    ARP_GATEWAY_ANNOUNCED = "arp.gateway_announced"
+    ARP_MALFORMED = "arp.malformed"
+    DHCP_BAD_PORT = "dhcp.bad_port"
+    DHCP_MALFORMED = "dhcp.malformed"
+    ETH_BAD_ETHERTYPE = "eth.bad_ethertype"
+    ETH_BAD_SOURCE = "eth.bad_source"
+    ETH_MALFORMED = "eth.malformed"
+    ETH_NOT_FOR_US = "eth.not_for_us"
+    ETH_OWN_SOURCE = "eth.own_source"
+    ICMP_FRAGMENT = "icmp.fragment"
+    IPV4_MALFORMED = "ipv4.malformed"
+    IPV4_REGISTERED = "ipv4.registered"  # a registered MS sent from another address
+    IPV4_UNREGISTERED = "ipv4.unregistered"
+    LIMIT_ARP = "limit.arp"
+    LIMIT_DHCP_DISCOVER = "limit.dhcp_discover"
+    LIMIT_NEW_MAC = "limit.new_mac"
+    LIMIT_REJECTED_FORGOTTEN = "limit.rejected_forgotten"
+    MS_REJECTED = "ms.rejected"
+    STATION_ASSOCIATED = "station.associated"
+    STATION_BAD_MAC = "station.bad_mac"
+    TUNNEL_MALFORMED = "tunnel.malformed"
+    TUNNEL_NOT_DHCP = "tunnel.not_dhcp"
+    UDP_MALFORMED = "udp.malformed"
 
 
 def _aaa_rejected(visitor: Visitor) -> bool:
@@ -111,43 +141,51 @@ class AccessDispatcher:
         try:
             eth = EthernetFrame.decode(frame)
         except DecodeError as exc:
-            return self._drop("eth.malformed", now, link=link, error=exc)
+            return self._drop(AccessCounter.ETH_MALFORMED, now, link=link, error=exc)
         if eth.src.is_multicast or eth.src == ZERO_MAC:
-            return self._drop("eth.bad_source", now, link=link, src=eth.src)
+            return self._drop(AccessCounter.ETH_BAD_SOURCE, now, link=link, src=eth.src)
         pseudo = self.host.pseudo_mac
         if eth.src == pseudo:
-            return self._drop("eth.own_source", now, link=link)  # a loop on the access side
+            return self._drop(
+                AccessCounter.ETH_OWN_SOURCE, now, link=link
+            )  # a loop on the access side
         if eth.dst != pseudo and not eth.dst.is_broadcast:
-            return self._drop("eth.not_for_us", now, link=link, dst=eth.dst)
+            return self._drop(AccessCounter.ETH_NOT_FOR_US, now, link=link, dst=eth.dst)
         if eth.ethertype == EtherType.ARP:
             try:
                 arp = ArpPacket.decode(eth.payload)
             except DecodeError as exc:
-                return self._drop("arp.malformed", now, link=link, src=eth.src, error=exc)
+                return self._drop(
+                    AccessCounter.ARP_MALFORMED, now, link=link, src=eth.src, error=exc
+                )
             known = self.host.visitor(eth.src) is not None
             actions, visitor = self._visitor(eth, link, now)
             if visitor is None:
                 return actions
             if self.admission is not None and not self.admission.arp(eth.src, now):
-                return actions + self._drop("limit.arp", now, link=link, src=eth.src)
+                return actions + self._drop(AccessCounter.LIMIT_ARP, now, link=link, src=eth.src)
             actions += self.arp.receive(visitor, eth, arp, now, wall)
             if not known and arp.is_gratuitous:
                 actions.append(self._announce_gateway(visitor, eth.src, eth.vlan))
             return actions
         if eth.ethertype != EtherType.IPV4:
-            return self._drop("eth.bad_ethertype", now, link=link, ethertype=eth.ethertype)
+            return self._drop(
+                AccessCounter.ETH_BAD_ETHERTYPE, now, link=link, ethertype=eth.ethertype
+            )
         return self._ipv4(eth, link, now, wall)
 
     def _ipv4(self, eth: EthernetFrame, link: int, now: float, wall: float) -> list[AccessAction]:
         try:
             ip = IPv4Packet.decode(eth.payload)  # Ethernet padding after total length ignored
         except DecodeError as exc:
-            return self._drop("ipv4.malformed", now, link=link, src=eth.src, error=exc)
+            return self._drop(AccessCounter.IPV4_MALFORMED, now, link=link, src=eth.src, error=exc)
         if ip.protocol == IPProto.UDP and not ip.is_fragment:
             try:
                 udp = UdpDatagram.decode(ip.payload)
             except DecodeError as exc:
-                return self._drop("udp.malformed", now, link=link, src=eth.src, error=exc)
+                return self._drop(
+                    AccessCounter.UDP_MALFORMED, now, link=link, src=eth.src, error=exc
+                )
             if udp.dst_port == SERVER_PORT:
                 return self._dhcp(eth, ip, udp, link, now, wall)
         actions, visitor = self._visitor(eth, link, now)
@@ -155,17 +193,20 @@ class AccessDispatcher:
             return actions
         if ip.protocol == IPProto.ICMP and ip.dst == visitor.gateway:
             if ip.is_fragment:
-                return actions + self._drop("icmp.fragment", now, link=link, src=eth.src)
+                return actions + self._drop(
+                    AccessCounter.ICMP_FRAGMENT, now, link=link, src=eth.src
+                )
             try:
                 message = IcmpMessage.decode(ip.payload)
             except DecodeError as exc:
-                return actions + self._drop("icmp.malformed", now, link=link, error=exc)
+                return actions + self._drop(IcmpCounter.MALFORMED, now, link=link, error=exc)
             actions += self.arp.learn(visitor, ip.src, now, wall)
             return actions + self.icmp.receive(visitor, eth, ip, message, now)
         # An MS not bound yet shows the address it holds (seed 4: it may come from another
         # DMPA of the domain with its address kept): that registers it (router.core.dmpa).
         actions += self.arp.learn(visitor, ip.src, now, wall)
-        reason = "ipv4.registered" if visitor.state is State.REGISTERED else "ipv4.unregistered"
+        registered = visitor.state is State.REGISTERED
+        reason = AccessCounter.IPV4_REGISTERED if registered else AccessCounter.IPV4_UNREGISTERED
         return actions + self._drop(reason, now, link=link, src=eth.src, dst=ip.dst)
 
     def _dhcp(
@@ -178,12 +219,14 @@ class AccessDispatcher:
         wall: float,
     ) -> list[AccessAction]:
         if udp.src_port != CLIENT_PORT:
-            return self._drop("dhcp.bad_port", now, link=link, src=eth.src, port=udp.src_port)
+            return self._drop(
+                AccessCounter.DHCP_BAD_PORT, now, link=link, src=eth.src, port=udp.src_port
+            )
         try:
             UdpDatagram.decode(ip.payload, src=ip.src, dst=ip.dst)  # verify the checksum
             message = DhcpMessage.decode(udp.payload)
         except DecodeError as exc:
-            return self._drop("dhcp.malformed", now, link=link, src=eth.src, error=exc)
+            return self._drop(AccessCounter.DHCP_MALFORMED, now, link=link, src=eth.src, error=exc)
         actions, visitor = self._visitor(eth, link, now)
         if visitor is None:
             return actions
@@ -192,7 +235,9 @@ class AccessDispatcher:
             and message.message_type == DhcpMessageType.DISCOVER
             and not self.admission.dhcp_discover(eth.src, now)
         ):
-            return actions + self._drop("limit.dhcp_discover", now, link=link, src=eth.src)
+            return actions + self._drop(
+                AccessCounter.LIMIT_DHCP_DISCOVER, now, link=link, src=eth.src
+            )
         return actions + self.dhcp.from_access(visitor, eth, ip, message, now, wall)
 
     def _visitor(
@@ -206,11 +251,15 @@ class AccessDispatcher:
             # An attach costs a visitor entry and an AAA request: a flood of invented MACs
             # draws from one bucket per link (router.core.limits, Rule 3).
             if self.admission is not None and not self.admission.new_mac(link, now):
-                return actions + self._drop("limit.new_mac", now, link=link, src=eth.src), None
+                return actions + self._drop(
+                    AccessCounter.LIMIT_NEW_MAC, now, link=link, src=eth.src
+                ), None
             actions += self._attach(eth.src, link, now)
             visitor = self.host.visitor(eth.src)
         if visitor is None or visitor.state is State.REJECTED:
-            return actions + self._drop("ms.rejected", now, link=link, src=eth.src), None
+            return actions + self._drop(
+                AccessCounter.MS_REJECTED, now, link=link, src=eth.src
+            ), None
         return actions, visitor
 
     def _attach(self, mac: MacAddress, link: int, now: float) -> list[AccessAction]:
@@ -237,7 +286,7 @@ class AccessDispatcher:
             if visitor.state is State.AUTHENTICATING:
                 strangers[mac] = None
             elif _aaa_rejected(visitor):
-                self.drops.count("limit.rejected_forgotten")
+                self.drops.count(AccessCounter.LIMIT_REJECTED_FORGOTTEN)
                 actions += self.host.detach(mac, now, now)
         return actions
 
@@ -253,15 +302,15 @@ class AccessDispatcher:
         gateway's address completes that pending entry (RFC 826 merge), so the host's queued
         packets come here now and register it; a host with no pending entry ignores it."""
         if mac.is_multicast or mac == ZERO_MAC or mac == self.host.pseudo_mac:
-            return self._drop("station.bad_mac", now, link=link, mac=mac)
-        self.drops.count("station.associated")
+            return self._drop(AccessCounter.STATION_BAD_MAC, now, link=link, mac=mac)
+        self.drops.count(AccessCounter.STATION_ASSOCIATED)
         actions: list[AccessAction] = []
         visitor = self.host.visitor(mac)
         if visitor is None or visitor.link != link:
             actions += self._attach(mac, link, now)
             visitor = self.host.visitor(mac)
         if visitor is None or visitor.state is State.REJECTED:
-            return actions + self._drop("ms.rejected", now, link=link, src=mac)
+            return actions + self._drop(AccessCounter.MS_REJECTED, now, link=link, src=mac)
         return [*actions, self._announce_gateway(visitor, mac, None)]
 
     def forget_rejected(self, now: float) -> list[AccessAction]:
@@ -270,7 +319,7 @@ class AccessDispatcher:
         actions: list[AccessAction] = []
         for visitor in list(self.host.visitor_list()):
             if _aaa_rejected(visitor):
-                self.drops.count("aaa_rejected_forgotten")
+                self.drops.count(AccessCounter.AAA_REJECTED_FORGOTTEN)
                 actions += self.host.detach(visitor.mac, now, now)
         return actions
 
@@ -292,7 +341,7 @@ class AccessDispatcher:
             visitor.address_seen or visitor.hoa or IPv4Address(0),
         )
         frame = EthernetFrame(mac, visitor.pseudo_mac, EtherType.ARP, reply.encode(), vlan)
-        self.drops.count("arp.gateway_announced")
+        self.drops.count(AccessCounter.ARP_GATEWAY_ANNOUNCED)
         return SendFrame(visitor.link, frame.encode())
 
     # --- tunnel ---------------------------------------------------------------------------
@@ -304,21 +353,21 @@ class AccessDispatcher:
         try:
             ip = IPv4Packet.decode(packet)
         except DecodeError as exc:
-            return self._drop("tunnel.malformed", now, peer=src, error=exc)
+            return self._drop(AccessCounter.TUNNEL_MALFORMED, now, peer=src, error=exc)
         if ip.protocol != IPProto.UDP or ip.is_fragment:
-            return self._drop("tunnel.not_dhcp", now, peer=src, protocol=ip.protocol)
+            return self._drop(AccessCounter.TUNNEL_NOT_DHCP, now, peer=src, protocol=ip.protocol)
         try:
             udp = UdpDatagram.decode(ip.payload, src=ip.src, dst=ip.dst)
         except DecodeError as exc:
-            return self._drop("tunnel.malformed", now, peer=src, error=exc)
+            return self._drop(AccessCounter.TUNNEL_MALFORMED, now, peer=src, error=exc)
         if udp.src_port != SERVER_PORT or udp.dst_port != CLIENT_PORT:
-            return self._drop("tunnel.not_dhcp", now, peer=src, port=udp.dst_port)
+            return self._drop(AccessCounter.TUNNEL_NOT_DHCP, now, peer=src, port=udp.dst_port)
         try:
             message = DhcpMessage.decode(udp.payload)
         except DecodeError as exc:
-            return self._drop("dhcp.malformed", now, peer=src, error=exc)
+            return self._drop(AccessCounter.DHCP_MALFORMED, now, peer=src, error=exc)
         return self.dhcp.from_tunnel(src, ip, message, now, wall)
 
-    def _drop(self, reason: str, now: float, **context: object) -> list[AccessAction]:
+    def _drop(self, reason: Declared, now: float, **context: object) -> list[AccessAction]:
         self.drops.drop(reason, now, **context)
         return []

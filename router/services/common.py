@@ -16,6 +16,7 @@ from typing import Protocol
 
 from router.core.actions import Action
 from router.core.common import RateLimiter
+from router.core.counters import Counters, Declared
 from router.core.dmpa import Visitor
 from router.wire.ethernet import MacAddress
 
@@ -76,15 +77,15 @@ class Drops:
     """
 
     def __init__(self, logger: logging.Logger = log, interval: float = 10.0) -> None:
-        self.counters: Counter[str] = Counter()
+        self.counters = Counters()
         self._logger = logger
         self._limit = RateLimiter(interval, capacity=1024)
         self._unlogged: Counter[str] = Counter()
 
-    def count(self, name: str) -> None:
+    def count(self, name: Declared) -> None:
         self.counters[name] += 1
 
-    def drop(self, reason: str, now: float, **context: object) -> bool:
+    def drop(self, reason: Declared, now: float, **context: object) -> bool:
         """Count a drop; log it if this reason has not been logged for ``interval`` seconds.
         Returns True when it logged (callers rate-limit their own events with it)."""
         self.counters[reason] += 1

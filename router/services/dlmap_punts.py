@@ -19,11 +19,11 @@ anything else                  either          none: counted only
 
 from __future__ import annotations
 
-from collections import Counter
 from ipaddress import IPv4Address, IPv6Address
 
 from fastpath.common import Punt, Reason
 from router.core.actions import Action, Reinject, SendTun
+from router.core.counters import Counters, Family
 from router.services.dhcp_relay import DhcpRelay, RelayAction
 from router.services.dhcp_server import DhcpServer
 from router.services.ipv4_slowpath import fragment, icmp_error
@@ -31,6 +31,8 @@ from router.services.ipv4_slowpath import fragment, icmp_error
 #: What the DLMAP's slow path returns: the core's action types and the relay's.
 PuntAction = Action | RelayAction
 
+#: Packets punted, by reason (the node's registry: ``node`` group).
+PUNT = Family("punt.{}", "packets the fastpath punted", (r.name.lower() for r in Reason))
 #: The ICMP error each reason is answered with (``ipv4_slowpath.icmp_error``'s kinds).
 ICMP_ERRORS = {Reason.TTL_EXPIRED: "ttl", Reason.FRAG_NEEDED: "frag_needed"}
 
@@ -42,7 +44,7 @@ class DLMAPPunts:
         self.dhcp = dhcp
         self.gateway = gateway
         self.tunnel_mtu = tunnel_mtu
-        self.counters: Counter[str] = Counter()
+        self.counters = Counters()
 
     def from_tunnel(self, punt: Punt, now: float, wall: float) -> list[PuntAction]:
         """A packet punted from the tunnel: ``punt.source`` is the DMPA that sent it."""
@@ -63,7 +65,7 @@ class DLMAPPunts:
 
     def _count(self, punt: Punt) -> Reason:
         reason = Reason(punt.reason)
-        self.counters[f"punt.{reason.name.lower()}"] += 1
+        self.counters[PUNT(reason.name.lower())] += 1
         return reason
 
     def _icmp_error(self, reason: Reason, packet: bytes) -> list[PuntAction]:

@@ -23,17 +23,30 @@ counted (``punt.access.undecodable``) and gets nothing.
 
 from __future__ import annotations
 
-from collections import Counter
 from ipaddress import IPv4Address, IPv6Address
 
 from fastpath.common import Punt, Reason
 from router.core.actions import Action, Reinject, SendFrame
+from router.core.counters import Counters, Family, Names
 from router.core.dmpa import State
 from router.services.access import AccessDispatcher
 from router.services.common import AccessHost
 from router.services.ipv4_slowpath import fragment, icmp_error
 from router.wire.errors import DecodeError
 from router.wire.ethernet import EthernetFrame, EtherType
+
+#: Packets punted, by where and reason (the node's registry: ``node`` group).
+PUNT_ACCESS = Family(
+    "punt.access.{}", "frames punted from the access links", (r.name.lower() for r in Reason)
+)
+PUNT_TUNNEL = Family(
+    "punt.tunnel.{}", "packets punted from the tunnel", (r.name.lower() for r in Reason)
+)
+
+
+class PuntCounter(Names):
+    UNDECODABLE = "punt.access.undecodable"  # a punted frame that does not decode
+
 
 #: Punts the access services take whole.
 FOR_SERVICES = frozenset((Reason.ARP, Reason.DHCP, Reason.ICMP_GATEWAY, Reason.UNKNOWN_MS))
@@ -52,19 +65,19 @@ class DMPAPunts:
         self.host = host
         self.gateway = gateway
         self.tunnel_mtu = tunnel_mtu
-        self.counters: Counter[str] = Counter()
+        self.counters = Counters()
 
     def from_access(self, punt: Punt, now: float, wall: float) -> list[Action]:
         """A frame punted from access link ``punt.link``."""
         reason = Reason(punt.reason)
-        self.counters[f"punt.access.{reason.name.lower()}"] += 1
+        self.counters[PUNT_ACCESS(reason.name.lower())] += 1
         if reason in FOR_SERVICES:
             return self.access.receive_frame(punt.data, punt.link, now, wall)
         # The rest concern the IPv4 packet inside the frame: TTL and tunnel MTU.
         try:
             frame = EthernetFrame.decode(punt.data)
         except DecodeError:  # the fastpath only punts frames it parsed; counted if not
-            self.counters["punt.access.undecodable"] += 1
+            self.counters[PuntCounter.UNDECODABLE] += 1
             return []
         if frame.ethertype != EtherType.IPV4:
             return []
@@ -82,7 +95,7 @@ class DMPAPunts:
     def from_tunnel(self, punt: Punt, now: float, wall: float) -> list[Action]:
         """An inner packet punted from the tunnel: ``punt.source`` is the DLMAP that sent it."""
         reason = Reason(punt.reason)
-        self.counters[f"punt.tunnel.{reason.name.lower()}"] += 1
+        self.counters[PUNT_TUNNEL(reason.name.lower())] += 1
         if reason is not Reason.DHCP:
             return []
         return self.access.receive_tunnel(punt.data, IPv6Address(punt.source), now, wall)
