@@ -1,4 +1,4 @@
-"""The dispatch boundary (router.app.node.Boundary): a handler's exception is counted as
+"""The dispatch boundary (router.app.runner.Boundary): a handler's exception is counted as
 ``internal_error``, logged, and the process goes on with the next input."""
 
 from __future__ import annotations

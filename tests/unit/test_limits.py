@@ -1,4 +1,4 @@
-"""Per-source rate limits (router.app.limits): token buckets in a capped table, the DMPA's
+"""Per-source rate limits (router.core.limits): token buckets in a capped table, the DMPA's
 access admission and the DLMAP's limit on PBUs for new NAIs, and their [limits] config."""
 
 from __future__ import annotations
