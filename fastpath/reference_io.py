@@ -31,7 +31,6 @@ from fastpath.reference_gso import Coalescer, segment
 from fastpath.reference_packet import Buf
 
 if TYPE_CHECKING:
-    from fastpath.reference_engines import _Engine
     from fastpath.reference_table import HoaTable
 
 
@@ -146,8 +145,19 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+class Counting(Protocol):
+    """What :func:`pump` needs of an engine (``reference_engines._Engine``): its table and
+    its per-direction counters (a protocol, so the engines can import this module)."""
+
+    table: HoaTable
+
+    def _end(self, d: Direction, reason: int) -> object: ...
+
+    def _tx_errors(self, d: Direction, n: int) -> None: ...
+
+
 def pump(
-    engine: _Engine,
+    engine: Counting,
     d: Direction,
     source: Source,
     step: Step,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from router.adapters.store import Store
-from router.app.runtime import tune_gc
+from router.app.tuning import tune_gc
 from router.core.actions import Persist, SendMH
 from router.core.dlmap import DLMAP, DLMAPConfig
 from router.core.pool import HoAPool

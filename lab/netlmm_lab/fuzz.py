@@ -23,7 +23,7 @@ Frames that would hit the real MS instead of the DMPA are kept away from it (no 
 no made-up source MAC equal to the MS's): the campaign tests the appliance, not the MS's stack.
 
 At the end: both processes alive, their ``internal_error`` counter (the dispatch boundary in
-:mod:`router.app.node`) 0, the MS's ping loss, inputs per kind and rates. Everything is torn
+:mod:`router.app.runner`) 0, the MS's ping loss, inputs per kind and rates. Everything is torn
 down, on error too.
 """
 

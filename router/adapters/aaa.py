@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from router.adapters.radius import RadiusClient, RadiusConfig
+from router.adapters.radius import RadiusClient, RadiusConfig, RadiusCounter
 from router.core.aaa import LocalAAA, LocalProfile
+from router.core.counters import Counters
 from router.core.dmpa import Profile
 from router.wire.ethernet import MacAddress
 
@@ -42,7 +43,9 @@ class AAA:
         self.backend = config.backend
         self._local = LocalAAA(config.profiles)
         self._radius = RadiusClient(config.radius) if config.radius is not None else None
-        self._local_counters: dict[str, int] = {"requests": 0, "accept": 0, "reject": 0}
+        self._local_counters = Counters(
+            dict.fromkeys((RadiusCounter.REQUESTS, RadiusCounter.ACCEPT, RadiusCounter.REJECT), 0)
+        )
 
     @property
     def counters(self) -> dict[str, int]:
@@ -53,9 +56,10 @@ class AAA:
     async def authenticate(self, mac: MacAddress, nai: str | None = None) -> Profile | None:
         if self.backend == "radius" and self._radius is not None:
             return await self._radius.authenticate(mac, nai)
-        self._local_counters["requests"] += 1
+        self._local_counters[RadiusCounter.REQUESTS] += 1
         profile = self._local.authenticate(mac, nai)
-        self._local_counters["accept" if profile is not None else "reject"] += 1
+        outcome = RadiusCounter.ACCEPT if profile is not None else RadiusCounter.REJECT
+        self._local_counters[outcome] += 1
         return profile
 
     def set_profiles(self, profiles: tuple[LocalProfile, ...]) -> None:

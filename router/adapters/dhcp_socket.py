@@ -19,7 +19,7 @@ from typing import cast
 
 from router.core.actions import Event, Persist, SendTunnel
 from router.core.common import RateLimiter
-from router.services.dhcp_relay import DhcpRelay, RelayAction, SendToServer
+from router.services.dhcp_relay import DhcpRelay, DhcpRelayCounter, RelayAction, SendToServer
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +60,13 @@ class RelayEndpoint(asyncio.DatagramProtocol):
         try:
             source = IPv4Address(str(addr[0]))
         except ValueError:
-            self.relay.counters["reply.bad_source"] += 1
+            self.relay.counters[DhcpRelayCounter.REPLY_BAD_SOURCE] += 1
             return
         now = self.clock()
         self.run(self.relay.receive_from_server(data, source, now, self.wall_clock()))
 
     def error_received(self, exc: Exception) -> None:
-        self.relay.counters["socket.error"] += 1
+        self.relay.counters[DhcpRelayCounter.SOCKET_ERROR] += 1
         if self._log_limit.allow("error", self.clock()):
             log.warning("dhcp relay socket error=%s", exc)
 

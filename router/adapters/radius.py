@@ -73,6 +73,7 @@ from pyrad.packet import (
     PacketError,
 )
 
+from router.core.counters import Counters, Names
 from router.core.dmpa import AddressMode, Profile
 from router.wire.ethernet import MacAddress
 
@@ -101,28 +102,37 @@ FRAMED_DYNAMIC = frozenset({IPv4Address("255.255.255.255"), IPv4Address("255.255
 
 Result = Literal["accept", "reject", "challenge", "timeout", "unusable"]
 
-COUNTERS = (
-    "requests",  # Access-Requests started (one per authenticate call)
-    "sent",  # datagrams sent, retransmissions and failovers included
-    "retransmissions",
-    "failovers",
-    "send_errors",  # sendto failed or the kernel reported an ICMP error for the socket
-    "accept",
-    "reject",
-    "challenge",  # treated as a reject: we have nothing to answer a challenge with
-    "timeout",
-    "unusable",  # an authentic Accept we cannot turn into a profile
-    "hoa_conflict",  # 155 and Framed-IP-Address both present and different (155 used)
-    "no_identifier",  # 256 requests already outstanding on a server: that server is skipped
-    "drop_malformed",
-    "drop_unknown_id",
-    "drop_duplicate",
-    "drop_bad_authenticator",
-    "drop_bad_code",
-    "drop_bad_message_authenticator",
-    "drop_missing_message_authenticator",
-    "drop_proxy_state",
-)
+
+class RadiusCounter(Names):
+    """What the RADIUS client counts (``aaa`` group; the local backend counts three of them)."""
+
+    REQUESTS = "requests"  # Access-Requests started (one per authenticate call)
+    SENT = "sent"  # datagrams sent, retransmissions and failovers included
+    RETRANSMISSIONS = "retransmissions"
+    FAILOVERS = "failovers"
+    #: sendto failed or the kernel reported an ICMP error for the socket
+    SEND_ERRORS = "send_errors"
+    ACCEPT = "accept"
+    REJECT = "reject"
+    CHALLENGE = "challenge"  # treated as a reject: we have nothing to answer a challenge with
+    TIMEOUT = "timeout"
+    UNUSABLE = "unusable"  # an authentic Accept we cannot turn into a profile
+    #: 155 and Framed-IP-Address both present and different (155 used)
+    HOA_CONFLICT = "hoa_conflict"
+    #: 256 requests already outstanding on a server: that server is skipped
+    NO_IDENTIFIER = "no_identifier"
+    DROP_MALFORMED = "drop_malformed"
+    DROP_UNKNOWN_ID = "drop_unknown_id"
+    DROP_DUPLICATE = "drop_duplicate"
+    DROP_BAD_AUTHENTICATOR = "drop_bad_authenticator"
+    DROP_BAD_CODE = "drop_bad_code"
+    DROP_BAD_MESSAGE_AUTHENTICATOR = "drop_bad_message_authenticator"
+    DROP_MISSING_MESSAGE_AUTHENTICATOR = "drop_missing_message_authenticator"
+    DROP_PROXY_STATE = "drop_proxy_state"
+
+
+#: Every counter, in the order ``show counters`` lists them.
+COUNTERS = tuple(RadiusCounter)
 
 
 class MappingError(ValueError):
@@ -278,42 +288,42 @@ def check_reply(
     secret: bytes,
     *,
     require_message_authenticator: bool = True,
-) -> CheckedReply | str:
+) -> CheckedReply | RadiusCounter:
     """Check a reply whose Identifier matched a request: the reply, or the drop counter's name.
 
     Octets past the Length field are padding (RFC 2865 3) and ignored.
     """
     if reply_identifier(data) is None:
-        return "drop_malformed"
+        return RadiusCounter.DROP_MALFORMED
     data = data[: struct.unpack_from("!H", data, 2)[0]]
     code = data[0]
     # RFC 2865 3: ResponseAuth = MD5(Code+ID+Length+RequestAuth+Attributes+Secret).
     expected = hashlib.md5(data[:4] + request_authenticator + data[20:] + secret).digest()
     if not hmac.compare_digest(expected, data[4:20]):
-        return "drop_bad_authenticator"
+        return RadiusCounter.DROP_BAD_AUTHENTICATOR
     if code not in (AccessAccept, AccessReject, AccessChallenge):
-        return "drop_bad_code"
+        return RadiusCounter.DROP_BAD_CODE
     if not _framed(data):
-        return "drop_malformed"
+        return RadiusCounter.DROP_MALFORMED
     try:
         reply = Packet(secret=secret, dict=dictionary(), packet=data)
     except PacketError:
-        return "drop_malformed"
+        return RadiusCounter.DROP_MALFORMED
     raw = _raw_attributes(reply)
     authenticators = raw.get(MESSAGE_AUTHENTICATOR, [])
     if authenticators:
         if len(authenticators) != 1 or len(authenticators[0]) != 16:
-            return "drop_bad_message_authenticator"
+            return RadiusCounter.DROP_BAD_MESSAGE_AUTHENTICATOR
         verified = reply.verify_message_authenticator(
             secret=secret, original_authenticator=request_authenticator, original_code=AccessRequest
         )
         if not verified:
-            return "drop_bad_message_authenticator"
+            return RadiusCounter.DROP_BAD_MESSAGE_AUTHENTICATOR
     elif require_message_authenticator:
-        return "drop_missing_message_authenticator"
+        return RadiusCounter.DROP_MISSING_MESSAGE_AUTHENTICATOR
     if PROXY_STATE in raw:
         # We send no Proxy-State, so one in the reply was not put there for us (CVE-2024-3596).
-        return "drop_proxy_state"
+        return RadiusCounter.DROP_PROXY_STATE
     return CheckedReply(code, {k: v for k, v in raw.items() if isinstance(k, int)})
 
 
@@ -459,7 +469,7 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.client._received(self, data)
 
     def error_received(self, exc: Exception) -> None:
-        self.client._count("send_errors")
+        self.client._count(RadiusCounter.SEND_ERRORS)
         self.client._limited.warning(
             self.client._now(), "socket", "radius socket error server=%s error=%s", self.server, exc
         )
@@ -473,7 +483,7 @@ class RadiusClient:
 
     def __init__(self, config: RadiusConfig, *, rng: random.Random | None = None) -> None:
         self.config = config
-        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.counters = Counters(dict.fromkeys(RadiusCounter, 0))
         self._rng = rng or random.SystemRandom()
         self._endpoints: dict[RadiusServer, _Endpoint] = {}
         self._opening: dict[RadiusServer, asyncio.Lock] = {}
@@ -501,15 +511,15 @@ class RadiusClient:
 
     async def access(self, mac: MacAddress, nai: str | None = None) -> AccessOutcome:
         """One authentication, with retries and failover; never raises on what the peer sends."""
-        self._count("requests")
+        self._count(RadiusCounter.REQUESTS)
         for index, server in enumerate(self.config.servers):
             if index:
-                self._count("failovers")
+                self._count(RadiusCounter.FAILOVERS)
                 log.info("radius failover server=%s mac=%s", server.address, mac)
             outcome = await self._ask(server, mac, nai)
             if outcome is not None:
                 return outcome
-        self._count("timeout")
+        self._count(RadiusCounter.TIMEOUT)
         log.info("radius timeout mac=%s nai=%s", mac, nai)
         return AccessOutcome("timeout", reason="no server answered")
 
@@ -521,7 +531,7 @@ class RadiusClient:
             return None
         ident = endpoint.allocate_id()
         if ident is None:
-            self._count("no_identifier")
+            self._count(RadiusCounter.NO_IDENTIFIER)
             return None
         request = build_request(self.config, server, ident, mac, nai)
         raw = request.RequestPacket()
@@ -530,14 +540,14 @@ class RadiusClient:
         try:
             for attempt in range(1 + self.config.retries):
                 if attempt:
-                    self._count("retransmissions")
+                    self._count(RadiusCounter.RETRANSMISSIONS)
                 if endpoint.transport is None:
                     return None
                 try:
                     endpoint.transport.sendto(raw)
-                    self._count("sent")
+                    self._count(RadiusCounter.SENT)
                 except OSError as exc:
-                    self._count("send_errors")
+                    self._count(RadiusCounter.SEND_ERRORS)
                     log.warning("radius send failed server=%s error=%s", server.address, exc)
                 done, _ = await asyncio.wait({future}, timeout=self.config.timeout)
                 if done:
@@ -548,20 +558,20 @@ class RadiusClient:
 
     def _outcome(self, reply: CheckedReply, server: RadiusServer, sent_name: str) -> AccessOutcome:
         if reply.code == AccessReject:
-            self._count("reject")
+            self._count(RadiusCounter.REJECT)
             return AccessOutcome("reject", server=server, reason="Access-Reject")
         if reply.code == AccessChallenge:
-            self._count("challenge")
+            self._count(RadiusCounter.CHALLENGE)
             return AccessOutcome("challenge", server=server, reason="Access-Challenge")
         try:
             profile, dhcp4_server, conflict = map_accept(reply.attributes, sent_name, self.config)
         except MappingError as exc:
-            self._count("unusable")
+            self._count(RadiusCounter.UNUSABLE)
             log.warning("radius accept unusable server=%s reason=%s", server.address, exc)
             return AccessOutcome("unusable", server=server, reason=str(exc))
         if conflict:
-            self._count("hoa_conflict")
-        self._count("accept")
+            self._count(RadiusCounter.HOA_CONFLICT)
+        self._count(RadiusCounter.ACCEPT)
         return AccessOutcome("accept", profile, dhcp4_server, server)
 
     async def _endpoint(self, server: RadiusServer) -> _Endpoint | None:
@@ -580,7 +590,7 @@ class RadiusClient:
                     remote_addr=(str(server.address), server.port),
                 )
             except OSError as exc:
-                self._count("send_errors")
+                self._count(RadiusCounter.SEND_ERRORS)
                 log.warning("radius socket failed server=%s error=%s", server.address, exc)
                 return None
             self._endpoints[server] = endpoint
@@ -589,12 +599,12 @@ class RadiusClient:
     def _received(self, endpoint: _Endpoint, data: bytes) -> None:
         ident = reply_identifier(data)
         if ident is None:
-            return self._drop(endpoint, "drop_malformed", data)
+            return self._drop(endpoint, RadiusCounter.DROP_MALFORMED, data)
         pending = endpoint.pending.get(ident)
         if pending is None:
-            return self._drop(endpoint, "drop_unknown_id", data)
+            return self._drop(endpoint, RadiusCounter.DROP_UNKNOWN_ID, data)
         if pending.future.done():
-            return self._drop(endpoint, "drop_duplicate", data)
+            return self._drop(endpoint, RadiusCounter.DROP_DUPLICATE, data)
         checked = check_reply(
             data,
             pending.authenticator,
@@ -606,7 +616,7 @@ class RadiusClient:
         pending.future.set_result(checked)
         return None
 
-    def _drop(self, endpoint: _Endpoint, reason: str, data: bytes) -> None:
+    def _drop(self, endpoint: _Endpoint, reason: RadiusCounter, data: bytes) -> None:
         self._count(reason)
         self._limited.warning(
             self._now(),
@@ -617,7 +627,7 @@ class RadiusClient:
             len(data),
         )
 
-    def _count(self, name: str) -> None:
+    def _count(self, name: RadiusCounter) -> None:
         self.counters[name] += 1
 
     @staticmethod

@@ -24,11 +24,11 @@ import logging
 import socket
 import struct
 import time
-from collections import Counter
 from collections.abc import Callable
 from ipaddress import IPv6Address
 
 from router.core.common import RateLimiter
+from router.core.counters import Counters, Family, Names
 from router.wire.constants import IPPROTO_IPIP, IPPROTO_MH
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,22 @@ def send_ipv6(
 MessageHandler = Callable[[bytes, IPv6Address], None]
 
 
+class SocketCounter(Names):
+    """What the MH socket counts (``mh_socket`` group, with :data:`TX_ERRNO`, :data:`RX_ERRNO`)."""
+
+    RX = "rx"
+    RX_ERROR = "rx.error"
+    RX_HANDLER_ERROR = "rx.handler_error"
+    TX = "tx"
+    TX_ERROR = "tx.error"
+
+
+#: Failed sends and receives, by errno name (``ENETUNREACH``, ...).
+TX_ERRNO = Family("tx.error.{}", "sends that failed, by errno")
+RX_ERRNO = Family("rx.error.{}", "receives that failed, by errno")
+_ERRORS = {"tx": (SocketCounter.TX_ERROR, TX_ERRNO), "rx": (SocketCounter.RX_ERROR, RX_ERRNO)}
+
+
 class MHEndpoint:
     """Mobility Header signaling on one :func:`open_mh_socket` socket, driven by the loop.
 
@@ -149,7 +165,7 @@ class MHEndpoint:
         self.sock = sock
         self.on_message = on_message
         self.batch = batch
-        self.counters: Counter[str] = Counter()
+        self.counters = Counters()
         self._clock = clock
         self._log_limit = RateLimiter(1.0)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -179,13 +195,14 @@ class MHEndpoint:
         except OSError as exc:
             self._count_error("tx", exc, dst)
             return False
-        self.counters["tx"] += 1
+        self.counters[SocketCounter.TX] += 1
         return True
 
     def _count_error(self, direction: str, exc: OSError, peer: object) -> None:
         name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-        self.counters[f"{direction}.error"] += 1
-        self.counters[f"{direction}.error.{name}"] += 1
+        total, by_errno = _ERRORS[direction]
+        self.counters[total] += 1
+        self.counters[by_errno(name)] += 1
         if self._log_limit.allow((direction, name), self._clock()):
             log.warning("mh %s error=%s peer=%s", direction, name, peer)
 
@@ -198,13 +215,45 @@ class MHEndpoint:
             except OSError as exc:
                 self._count_error("rx", exc, None)
                 return
-            self.counters["rx"] += 1
+            self.counters[SocketCounter.RX] += 1
             # The sockaddr of an AF_INET6 raw socket: (address, port, flowinfo, scope_id);
             # a link-local source carries "%scope" in the text.
             src = IPv6Address(str(addr[0]).split("%", 1)[0])
             try:
                 self.on_message(data, src)
             except Exception:
-                self.counters["rx.handler_error"] += 1
+                self.counters[SocketCounter.RX_HANDLER_ERROR] += 1
                 if self._log_limit.allow("handler", self._clock()):
                     log.exception("mh handler failed peer=%s", src)
+
+
+# --- the slow path's sends --------------------------------------------------------------------
+
+#: The slow path's sends that failed (the node's registry: ``node`` group), by exception.
+SLOW_TX_ERROR = Family("tunnel.slow_tx_error.{}", "slow-path sends that failed, by error")
+
+
+def tunnel_sender(sock: socket.socket, counters: Counters) -> Callable[[bytes, IPv6Address], None]:
+    """The slow path's tunnel output: a raw protocol-4 socket, the kernel adds the outer header
+    (and fragments at the IPv6 level if it must; wire-reference 6.3)."""
+
+    def send(packet: bytes, dst: IPv6Address) -> None:
+        try:
+            sock.sendto(packet, (str(dst), 0))
+        except OSError as exc:
+            counters[SLOW_TX_ERROR(type(exc).__name__)] += 1
+
+    return send
+
+
+def raw_sender(sock: socket.socket, counters: Counters) -> Callable[[bytes], None]:
+    """The slow path's way out for a whole IPv6 packet the fastpath built: a raw socket is not
+    connected, so each packet goes to the destination its own header names."""
+
+    def send(packet: bytes) -> None:
+        try:
+            sock.sendto(packet, (str(IPv6Address(packet[24:40])), 0))
+        except OSError as exc:
+            counters[SLOW_TX_ERROR(type(exc).__name__)] += 1
+
+    return send

@@ -9,58 +9,45 @@ Rules:
    observer), never per packet: registration (DMPA: an MS's attach to its binding, AAA and any
    DHCP wait included) and handover (DLMAP: the new DMPA's PBU to the PBA released to it, the
    revocation of the old DMPA included).
-3. The HTTP server runs on the node's own loop, so a scrape reads the counters between two loop
-   turns and never races the data path. One request per connection, bounded in size and time,
-   and at most ``MAX_CONNECTIONS`` connections at once.
+3. The HTTP server (:mod:`router.adapters.metrics_http`) runs on the node's own loop, so a
+   scrape reads the counters between two loop turns and never races the data path.
 4. Names follow the Prometheus conventions: ``netlmm_`` prefix, counters end in ``_total``,
    durations in seconds, sizes in bytes. Every raw counter is also exported as
    ``netlmm_internal_events_total{group,name}``, so nothing the node counts is out of reach.
+5. The metrics are a table (:data:`METRICS`) of the declared counters (router.core.counters,
+   :mod:`router.app.counters`): a sample is a declared name or every counted name of declared
+   families, never a string looked up by hand.
 
 docs/service.md lists the metrics with what to watch.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from router import __version__
+from router.app.counters import GROUPS, LEVELS
+from router.app.runner import EVENT, RunnerCounter
+from router.app.runtime import MH_MALFORMED, NodeCounter
 from router.core.actions import Bind, Event
-
-log = logging.getLogger(__name__)
+from router.core.common import BRA_STATUS, PBA_STATUS, SignalingCounter
+from router.core.counters import Declaration, Declared, Family, is_declared
+from router.core.dlmap import DLMAPCounter
+from router.core.dmpa import DMPACounter, State
+from router.core.limits import TABLE
+from router.core.security import AUTH_REPLY, AUTH_RX, AuthCounter
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10, 30)
 #: How many registrations or handovers in progress the latency observer remembers.
 PENDING_CAPACITY = 4096
-MAX_REQUEST = 8192
-#: The classic text format (what generate_latest writes for our names), which every Prometheus
-#: version reads; prometheus-client's CONTENT_TYPE_LATEST says 1.0.0 since 0.22.
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-REQUEST_TIMEOUT = 5.0
-#: Connections served at once; past it one is closed unread (each holds an fd until it ends or
-#: times out, and the fds are the node's: its sockets and devices need them).
-MAX_CONNECTIONS = 16
-
-_STATUS = re.compile(r"^(pba|bra)\.status\.(\d+)$")
-#: Entries of the registries that are sizes, not counts (they go down again): gauges, never in
-#: the counter family (a decrease would read as a counter reset).
-_LIMIT_TABLE = re.compile(r"^limit\.(\w+)\.table$")
-_STORE_BACKLOG = "store.backlog"
-
-
-def _is_level(name: str) -> bool:
-    return name == _STORE_BACKLOG or _LIMIT_TABLE.match(name) is not None
 
 
 class ObservedNode(Protocol):
@@ -72,15 +59,68 @@ class ObservedNode(Protocol):
     def show(self, what: str) -> Any: ...
 
 
-Counters = Mapping[str, Mapping[str, int]]
+Groups = Mapping[str, Mapping[str, int]]
+
+
+# --- the table --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class One:
+    """One sample, always there (0 until counted): counter ``name`` of ``group``."""
+
+    labels: tuple[str, ...]
+    group: str
+    name: Declared
+
+
+@dataclass(frozen=True, slots=True)
+class Each:
+    """A sample per counter of ``group`` that ``declared`` names (and that was counted), in
+    name order: the labels are ``labels`` then, with ``part``, the variable part of the
+    family the name belongs to, else the name without ``strip``."""
+
+    group: str
+    declared: tuple[Declaration, ...]
+    labels: tuple[str, ...] = ()
+    part: bool = True
+    strip: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FromState:
+    """Samples read from the node's state at scrape time (sizes of its tables)."""
+
+    read: Callable[[Any], Iterable[tuple[tuple[str, ...], int]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One metric family: its name (``_total`` added to counters), help, labels, samples,
+    kind and the roles that export it."""
+
+    name: str
+    doc: str
+    labels: tuple[str, ...]
+    samples: tuple[One | Each | FromState, ...]
+    gauge: bool = False
+    roles: tuple[str, ...] = ("dlmap", "dmpa")
+
+
+def _bindings(node: Any) -> list[tuple[tuple[str, ...], int]]:
+    pending = len(node.core.pending)
+    return [(("bound",), len(node.core.bindings) - pending), (("handover_pending",), pending)]
+
+
+def _visitors(node: Any) -> list[tuple[tuple[str, ...], int]]:
+    counts = dict.fromkeys((s.value for s in State), 0)
+    for visitor in node.core.visitors.values():
+        counts[visitor.state.value] += 1
+    return [((state,), value) for state, value in counts.items()]
 
 
 def _counter(name: str, doc: str, labels: Iterable[str] = ()) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, labels=list(labels))
-
-
-def _gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, labels=list(labels))
 
 
 def _fastpath(fastpath: Mapping[str, int]) -> Iterator[Metric]:
@@ -121,65 +161,267 @@ def _fastpath(fastpath: Mapping[str, int]) -> Iterator[Metric]:
     yield from (packets, octets, punted, dropped, errors)
 
 
-def _by_status(core: Mapping[str, int], prefix: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for key, value in core.items():
-        match = _STATUS.match(key)
-        if match and match.group(1) == prefix:
-            out[match.group(2)] = value
-    return out
+def _revocations_in_flight(node: Any) -> list[tuple[tuple[str, ...], int]]:
+    return [((), len(node.core.revocations))]
 
 
-def _registrations(core: Mapping[str, int], role: str) -> Metric:
-    doc = (
-        "PBAs sent, by result and status code (refreshes included)"
-        if role == "dlmap"
-        else "PBAs received for our PBUs, by result and status code (refreshes included)"
-    )
-    family = _counter("netlmm_registrations", doc, ["result", "status"])
-    family.add_metric(["accepted", "0"], core.get("pba.accepted", 0))
-    for status, value in sorted(_by_status(core, "pba").items()):
-        family.add_metric(["rejected", status], value)
-    return family
+_AUTH = (
+    AuthCounter,
+    AUTH_RX,
+    AUTH_REPLY,
+    NodeCounter.AUTH_RELOAD_OK,
+    NodeCounter.AUTH_RELOAD_ERROR,
+)
+_REGISTRATIONS = (
+    One(("accepted", "0"), "core", SignalingCounter.PBA_ACCEPTED),
+    Each("core", (PBA_STATUS,), ("rejected",)),
+)
+_DLMAP, _DMPA = ("dlmap",), ("dmpa",)
+
+#: The metrics after the fastpath's, in the order they are exported.
+METRICS: tuple[Spec, ...] = (
+    Spec(
+        "netlmm_mh_messages",
+        "Mobility Header messages",
+        ("direction",),
+        (One(("rx",), "node", NodeCounter.MH_RX), One(("tx",), "node", NodeCounter.MH_TX)),
+    ),
+    Spec(
+        "netlmm_mh_malformed",
+        "Mobility Header messages dropped as malformed, by decode error",
+        ("error",),
+        (Each("node", (MH_MALFORMED,)),),
+    ),
+    Spec(
+        "netlmm_auth",
+        "RFC 4285 signaling authentication outcomes (rx.ok, rx.<reason>, tx.signed, ...)",
+        ("outcome",),
+        (Each("node", _AUTH, part=False, strip="auth."),),
+    ),
+    Spec(
+        "netlmm_events",
+        "Events the node logged (one per kind)",
+        ("kind",),
+        (Each("node", (EVENT,)),),
+    ),
+    Spec(
+        "netlmm_log_suppressed",
+        "Event log lines left out (rate limit)",
+        (),
+        (One((), "node", RunnerCounter.LOG_SUPPRESSED),),
+    ),
+    Spec(
+        "netlmm_registrations",
+        "PBAs sent, by result and status code (refreshes included)",
+        ("result", "status"),
+        _REGISTRATIONS,
+        roles=_DLMAP,
+    ),
+    Spec(
+        "netlmm_registrations",
+        "PBAs received for our PBUs, by result and status code (refreshes included)",
+        ("result", "status"),
+        _REGISTRATIONS,
+        roles=_DMPA,
+    ),
+    Spec(
+        "netlmm_store_backlog_rows",
+        "State rows waiting for a failed write's retry",
+        (),
+        (One((), "node", RunnerCounter.STORE_BACKLOG),),
+        gauge=True,
+    ),
+    Spec(
+        "netlmm_limit_table_sources",
+        "Sources each rate limit remembers (table_size caps it)",
+        ("limit",),
+        (Each("limits", (TABLE,)),),
+        gauge=True,
+    ),
+    # --- the DLMAP's
+    Spec(
+        "netlmm_bindings",
+        "Binding cache entries, by state",
+        ("state",),
+        (FromState(_bindings),),
+        gauge=True,
+        roles=_DLMAP,
+    ),
+    Spec(
+        "netlmm_bindings_created",
+        "Bindings created (first registration)",
+        (),
+        (One((), "core", DLMAPCounter.BINDING_CREATED),),
+        roles=_DLMAP,
+    ),
+    Spec(
+        "netlmm_bindings_removed",
+        "Bindings removed, by reason",
+        ("reason",),
+        (
+            One(("expired",), "core", DLMAPCounter.BINDING_EXPIRED),
+            One(("deregistered",), "node", EVENT("deregistered")),
+        ),
+        roles=_DLMAP,
+    ),
+    Spec(
+        "netlmm_handovers",
+        "Handovers: a binding moved to another DMPA",
+        (),
+        (One((), "core", DLMAPCounter.HANDOVER),),
+        roles=_DLMAP,
+    ),
+    Spec(
+        "netlmm_revocations",
+        "Binding revocations of the old DMPA, by result and the BRA's status code",
+        ("result", "status"),
+        (
+            One(("unanswered", ""), "core", DLMAPCounter.BRI_UNANSWERED),
+            Each("core", (BRA_STATUS,), ("acknowledged",)),
+        ),
+        roles=_DLMAP,
+    ),
+    Spec(
+        "netlmm_revocations_sent",
+        "BRIs sent (first transmissions)",
+        (),
+        (One((), "core", DLMAPCounter.BRI_SENT),),
+        roles=_DLMAP,
+    ),
+    Spec(
+        "netlmm_revocations_in_flight",
+        "BRIs waiting for their BRA",
+        (),
+        (FromState(_revocations_in_flight),),
+        gauge=True,
+        roles=_DLMAP,
+    ),
+    Spec(
+        "netlmm_retransmissions",
+        "Retransmissions: BRIs we sent again, PBUs a DMPA sent again",
+        ("message",),
+        (
+            One(("bri_sent",), "core", DLMAPCounter.BRI_RETRANSMITTED),
+            One(("pbu_received",), "core", DLMAPCounter.PBU_RETRANSMISSION),
+        ),
+        roles=_DLMAP,
+    ),
+    Spec(
+        "netlmm_dhcp",
+        "DHCP service outcomes (built-in server or relay)",
+        ("outcome",),
+        (Each("dhcp", GROUPS["dhcp"], part=False),),
+        roles=_DLMAP,
+    ),
+    # --- the DMPA's
+    Spec(
+        "netlmm_visitors",
+        "Visitor list entries (MSs), by state",
+        ("state",),
+        (FromState(_visitors),),
+        gauge=True,
+        roles=_DMPA,
+    ),
+    Spec(
+        "netlmm_attaches",
+        "MSs seen on an access link for the first time",
+        (),
+        (One((), "core", DMPACounter.ATTACH),),
+        roles=_DMPA,
+    ),
+    Spec(
+        "netlmm_pbu_sent",
+        "PBUs sent (first transmissions and refreshes)",
+        (),
+        (One((), "core", DMPACounter.PBU_SENT),),
+        roles=_DMPA,
+    ),
+    Spec(
+        "netlmm_retransmissions",
+        "Retransmissions: PBUs we sent again",
+        ("message",),
+        (One(("pbu_sent",), "core", DMPACounter.PBU_RETRANSMIT),),
+        roles=_DMPA,
+    ),
+    Spec(
+        "netlmm_revocations",
+        "Revocations from the DLMAP, by result and the status code of our BRA",
+        ("result", "status"),
+        (Each("core", (BRA_STATUS,), ("acknowledged",)),),
+        roles=_DMPA,
+    ),
+    Spec(
+        "netlmm_aaa_results",
+        "AAA answers, by result",
+        ("result",),
+        (
+            One(("accept",), "core", DMPACounter.AAA_ACCEPT),
+            One(("reject",), "core", DMPACounter.AAA_REJECT),
+        ),
+        roles=_DMPA,
+    ),
+    Spec(
+        "netlmm_aaa_backend",
+        "AAA backend (local or RADIUS) outcomes",
+        ("outcome",),
+        (Each("aaa", GROUPS["aaa"], part=False),),
+        roles=_DMPA,
+    ),
+    Spec(
+        "netlmm_access",
+        "Access-link services (ARP proxy, DHCP, ICMP) outcomes",
+        ("outcome",),
+        (Each("access", GROUPS["access"], part=False),),
+        roles=_DMPA,
+    ),
+)
 
 
-def _events(groups: Counters) -> Metric:
-    family = _counter(
+def _variable(name: str, source: Each) -> str:
+    if source.part:
+        for item in source.declared:
+            if isinstance(item, Family) and name in item:
+                return item.part(name) or name
+    return name.removeprefix(source.strip)
+
+
+def _samples(
+    source: One | Each | FromState, node: Any, groups: Groups
+) -> Iterator[tuple[tuple[str, ...], int]]:
+    if isinstance(source, FromState):
+        yield from source.read(node)
+    elif isinstance(source, One):
+        yield source.labels, groups.get(source.group, {}).get(source.name, 0)
+    else:
+        group = groups.get(source.group, {})
+        for name in sorted(group):
+            if is_declared(name, source.declared):
+                yield (*source.labels, _variable(name, source)), group[name]
+
+
+def _metric(spec: Spec, node: Any, groups: Groups) -> Metric:
+    family = GaugeMetricFamily if spec.gauge else CounterMetricFamily
+    metric = family(spec.name, spec.doc, labels=list(spec.labels))
+    for source in spec.samples:
+        for labels, value in _samples(source, node, groups):
+            metric.add_metric(list(labels), value)
+    return metric
+
+
+def _is_level(name: str) -> bool:
+    return is_declared(name, LEVELS)
+
+
+def _events(groups: Groups) -> Metric:
+    family = CounterMetricFamily(
         "netlmm_internal_events",
         "Every counter the node keeps, as show counters names it",
-        ["group", "name"],
+        labels=["group", "name"],
     )
     for group in sorted(groups):
         for name, value in sorted(groups[group].items()):
             if isinstance(value, int) and not _is_level(name):
                 family.add_metric([group, name], value)
-    return family
-
-
-def _levels(groups: Counters) -> Iterator[Metric]:
-    """The sizes kept among the counters: the state-write backlog, the limits' tables."""
-    backlog = _gauge("netlmm_store_backlog_rows", "State rows waiting for a failed write's retry")
-    backlog.add_metric([], groups.get("node", {}).get(_STORE_BACKLOG, 0))
-    yield backlog
-    tables = _gauge(
-        "netlmm_limit_table_sources",
-        "Sources each rate limit remembers (table_size caps it)",
-        ["limit"],
-    )
-    for name, value in sorted(groups.get("limits", {}).items()):
-        match = _LIMIT_TABLE.match(name)
-        if match:
-            tables.add_metric([match.group(1)], value)
-    yield tables
-
-
-def _prefixed(
-    name: str, doc: str, label: str, counters: Mapping[str, int], prefix: str
-) -> CounterMetricFamily:
-    family = _counter(name, doc, [label])
-    for key, value in sorted(counters.items()):
-        if key.startswith(prefix):
-            family.add_metric([key[len(prefix) :]], value)
     return family
 
 
@@ -198,135 +440,16 @@ class NodeCollector(Collector):
         groups: dict[str, Mapping[str, int]] = dict(node.show("counters"))
         if self.extra is not None:
             groups.update(self.extra())
-        info = _gauge("netlmm_info", "This node: role, name, version", ["role", "name", "version"])
+        info = GaugeMetricFamily(
+            "netlmm_info", "This node: role, name, version", labels=["role", "name", "version"]
+        )
         info.add_metric([settings.role, settings.name, __version__], 1)
         yield info
-        own = groups.get("node", {})
-        core = groups.get("core", {})
         yield from _fastpath(groups.get("fastpath", {}))
-        mh = _counter("netlmm_mh_messages", "Mobility Header messages", ["direction"])
-        mh.add_metric(["rx"], own.get("mh.rx", 0))
-        mh.add_metric(["tx"], own.get("mh.tx", 0))
-        yield mh
-        yield _prefixed(
-            "netlmm_mh_malformed",
-            "Mobility Header messages dropped as malformed, by decode error",
-            "error",
-            own,
-            "mh.malformed.",
-        )
-        yield _prefixed(
-            "netlmm_auth",
-            "RFC 4285 signaling authentication outcomes (rx.ok, rx.<reason>, tx.signed, ...)",
-            "outcome",
-            own,
-            "auth.",
-        )
-        yield _prefixed(
-            "netlmm_events", "Events the node logged (one per kind)", "kind", own, "event."
-        )
-        suppressed = _counter("netlmm_log_suppressed", "Event log lines left out (rate limit)")
-        suppressed.add_metric([], own.get("log.suppressed", 0))
-        yield suppressed
-        yield _registrations(core, settings.role)
-        yield from _levels(groups)
-        if settings.role == "dlmap":
-            yield from self._dlmap(groups, core, own)
-        else:
-            yield from self._dmpa(groups, core)
+        for spec in METRICS:
+            if settings.role in spec.roles:
+                yield _metric(spec, node, groups)
         yield _events(groups)
-
-    def _dlmap(
-        self, groups: Counters, core: Mapping[str, int], own: Mapping[str, int]
-    ) -> Iterator[Metric]:
-        dlmap = self.node.core
-        bindings = _gauge("netlmm_bindings", "Binding cache entries, by state", ["state"])
-        pending = len(dlmap.pending)
-        bindings.add_metric(["bound"], len(dlmap.bindings) - pending)
-        bindings.add_metric(["handover_pending"], pending)
-        yield bindings
-        created = _counter("netlmm_bindings_created", "Bindings created (first registration)")
-        created.add_metric([], core.get("binding.created", 0))
-        yield created
-        removed = _counter("netlmm_bindings_removed", "Bindings removed, by reason", ["reason"])
-        removed.add_metric(["expired"], core.get("binding.expired", 0))
-        removed.add_metric(["deregistered"], own.get("event.deregistered", 0))
-        yield removed
-        handovers = _counter("netlmm_handovers", "Handovers: a binding moved to another DMPA")
-        handovers.add_metric([], core.get("handover", 0))
-        yield handovers
-        revocations = _counter(
-            "netlmm_revocations",
-            "Binding revocations of the old DMPA, by result and the BRA's status code",
-            ["result", "status"],
-        )
-        revocations.add_metric(["unanswered", ""], core.get("bri.unanswered", 0))
-        for status, value in sorted(_by_status(core, "bra").items()):
-            revocations.add_metric(["acknowledged", status], value)
-        yield revocations
-        sent = _counter("netlmm_revocations_sent", "BRIs sent (first transmissions)")
-        sent.add_metric([], core.get("bri.sent", 0))
-        yield sent
-        in_flight = _gauge("netlmm_revocations_in_flight", "BRIs waiting for their BRA")
-        in_flight.add_metric([], len(dlmap.revocations))
-        yield in_flight
-        retransmissions = _counter(
-            "netlmm_retransmissions",
-            "Retransmissions: BRIs we sent again, PBUs a DMPA sent again",
-            ["message"],
-        )
-        retransmissions.add_metric(["bri_sent"], core.get("bri.retransmitted", 0))
-        retransmissions.add_metric(["pbu_received"], core.get("pbu.retransmission", 0))
-        yield retransmissions
-        yield _prefixed(
-            "netlmm_dhcp", "DHCP service outcomes (built-in server or relay)", "outcome",
-            groups.get("dhcp", {}), "",
-        )  # fmt: skip
-
-    def _dmpa(self, groups: Counters, core: Mapping[str, int]) -> Iterator[Metric]:
-        from router.core.dmpa import State
-
-        counts = dict.fromkeys((s.value for s in State), 0)
-        for visitor in self.node.core.visitors.values():
-            counts[visitor.state.value] += 1
-        visitors = _gauge("netlmm_visitors", "Visitor list entries (MSs), by state", ["state"])
-        for state, value in counts.items():
-            visitors.add_metric([state], value)
-        yield visitors
-        attaches = _counter("netlmm_attaches", "MSs seen on an access link for the first time")
-        attaches.add_metric([], core.get("attach", 0))
-        yield attaches
-        sent = _counter("netlmm_pbu_sent", "PBUs sent (first transmissions and refreshes)")
-        sent.add_metric([], core.get("pbu.sent", 0))
-        yield sent
-        retransmissions = _counter(
-            "netlmm_retransmissions", "Retransmissions: PBUs we sent again", ["message"]
-        )
-        retransmissions.add_metric(["pbu_sent"], core.get("pbu.retransmit", 0))
-        yield retransmissions
-        revocations = _counter(
-            "netlmm_revocations",
-            "Revocations from the DLMAP, by result and the status code of our BRA",
-            ["result", "status"],
-        )
-        for status, value in sorted(_by_status(core, "bra").items()):
-            revocations.add_metric(["acknowledged", status], value)
-        yield revocations
-        aaa = _counter("netlmm_aaa_results", "AAA answers, by result", ["result"])
-        aaa.add_metric(["accept"], core.get("aaa.accept", 0))
-        aaa.add_metric(["reject"], core.get("aaa.reject", 0))
-        yield aaa
-        yield _prefixed(
-            "netlmm_aaa_backend", "AAA backend (local or RADIUS) outcomes", "outcome",
-            groups.get("aaa", {}), "",
-        )  # fmt: skip
-        yield _prefixed(
-            "netlmm_access",
-            "Access-link services (ARP proxy, DHCP, ICMP) outcomes",
-            "outcome",
-            groups.get("access", {}),
-            "",
-        )
 
 
 class LatencyObserver:
@@ -391,66 +514,3 @@ def registry_for(
     budget = float(getattr(node.settings, "revocation_budget", 0.0))
     observer = LatencyObserver(node.settings.node.role, registry, budget)
     return registry, observer
-
-
-class MetricsServer:
-    """``GET /metrics`` over HTTP/1.0-style one-shot connections, on the running loop."""
-
-    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
-        self.registry = registry
-        self.host, self.port = host, port
-        self._server: asyncio.AbstractServer | None = None
-        self.scrapes = 0
-        #: Connections being served now, and those closed unread past MAX_CONNECTIONS.
-        self.connections = 0
-        self.refused = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve, self.host, self.port, limit=MAX_REQUEST, reuse_address=True
-        )
-        log.info("metrics listening address=%s port=%d", self.host, self.port)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.connections >= MAX_CONNECTIONS:
-            self.refused += 1
-            writer.close()
-            return
-        self.connections += 1
-        try:
-            status, body, ctype = await asyncio.wait_for(self._request(reader), REQUEST_TIMEOUT)
-            head = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError, ValueError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            self.connections -= 1
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    async def _request(self, reader: asyncio.StreamReader) -> tuple[str, bytes, str]:
-        line = await reader.readline()
-        for _ in range(100):  # headers: read and ignored
-            header = await reader.readline()
-            if header in (b"\r\n", b"\n", b""):
-                break
-        parts = line.decode("latin-1").split()
-        if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
-            return "405 Method Not Allowed", b"GET /metrics\n", "text/plain"
-        path = parts[1].split("?", 1)[0]
-        if path not in ("/metrics", "/"):
-            return "404 Not Found", b"GET /metrics\n", "text/plain"
-        self.scrapes += 1
-        body = generate_latest(self.registry)
-        return "200 OK", b"" if parts[0] == "HEAD" else body, CONTENT_TYPE

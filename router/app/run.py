@@ -23,7 +23,6 @@ import asyncio
 import dataclasses
 import logging
 import signal
-import socket
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
@@ -37,40 +36,14 @@ from router.adapters.store import Store, StoreError
 from router.app import logs
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
-from router.app.limits import LimitSettings, Rate
-from router.app.runtime import tune_gc
-from router.app.security import KeyRing
 from router.app.settings import DLMAPSettings, DMPASettings, RadiusSettings, Settings
+from router.app.tuning import tune_gc
+from router.core.limits import LimitSettings, Rate
+from router.core.security import KeyRing
 
 log = logging.getLogger("netlmm")
 
 Node = DMPANode | DLMAPNode
-
-
-def tunnel_sender(sock: socket.socket, counters: Any) -> Callable[[bytes, IPv6Address], None]:
-    """The slow path's tunnel output: a raw protocol-4 socket, the kernel adds the outer header
-    (and fragments at the IPv6 level if it must; wire-reference 6.3)."""
-
-    def send(packet: bytes, dst: IPv6Address) -> None:
-        try:
-            sock.sendto(packet, (str(dst), 0))
-        except OSError as exc:
-            counters[f"tunnel.slow_tx_error.{type(exc).__name__}"] += 1
-
-    return send
-
-
-def raw_sender(sock: socket.socket, counters: Any) -> Callable[[bytes], None]:
-    """The slow path's way out for a whole IPv6 packet the fastpath built: a raw socket is not
-    connected, so each packet goes to the destination its own header names."""
-
-    def send(packet: bytes) -> None:
-        try:
-            sock.sendto(packet, (str(IPv6Address(packet[24:40])), 0))
-        except OSError as exc:
-            counters[f"tunnel.slow_tx_error.{type(exc).__name__}"] += 1
-
-    return send
 
 
 def _radius(settings: RadiusSettings | None, address: IPv6Address) -> RadiusConfig | None:
@@ -138,8 +111,8 @@ async def serve(
                 tap_fds=taps,
             )
             node = DMPANode(settings, dmpa_ports, store, aaa, loop, fastpath=fastpath)
-            dmpa_ports.tunnel_send = tunnel_sender(tunnel_rx, node.counters)
-            dmpa_ports.raw_send = raw_sender(raw_tx, node.counters)
+            dmpa_ports.tunnel_send = sockets.tunnel_sender(tunnel_rx, node.counters)
+            dmpa_ports.raw_send = sockets.raw_sender(raw_tx, node.counters)
         else:
             assert isinstance(settings, DLMAPSettings)
             tun_name = devices.tun_name(name)
@@ -157,17 +130,18 @@ async def serve(
                 tun_fd=tun,
             )
             node = DLMAPNode(settings, dlmap_ports, store, loop, fastpath=fastpath)
-            dlmap_ports.tunnel_send = tunnel_sender(tunnel_rx, node.counters)
-            dlmap_ports.raw_send = raw_sender(raw_tx, node.counters)
+            dlmap_ports.tunnel_send = sockets.tunnel_sender(tunnel_rx, node.counters)
+            dlmap_ports.raw_send = sockets.raw_sender(raw_tx, node.counters)
             if settings.dhcp == "relay":
                 relay_transport = await _open_relay(loop, node, settings.gateway)
-        # a bug in a handler drops the input, not the process (node.Boundary)
+        # a bug in a handler drops the input, not the process (runner.Boundary)
         endpoint = sockets.MHEndpoint(mh, node.runner.boundary.wrap("mh", node.on_mh))
         node.ports.mh_send = endpoint.send
         endpoint.start(loop)
         metrics = None
         if node_settings.metrics is not None:
-            from router.app.metrics import MetricsServer, registry_for
+            from router.adapters.metrics_http import MetricsServer
+            from router.app.metrics import registry_for
 
             registry, observer = registry_for(node, lambda: {"mh_socket": endpoint.counters})
             node.runner.observers.append(observer)
@@ -281,7 +255,7 @@ def reload(node: Node, path: Path | None, log_format: str | None = None) -> list
     from router.app import config
 
     log.info("reload path=%s", path)
-    node.guard.reload()  # RFC 4285 keys: a bad file keeps the old keys (logged)
+    node.reload_keys()  # RFC 4285 keys: a bad file keeps the old keys (logged)
     if path is None:
         return []
     try:

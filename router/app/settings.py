@@ -19,7 +19,7 @@ The ini file, section by section (``etc/dmpa.ini`` and ``etc/dlmap.ini`` documen
                   dialect (draft | rfc5844) and its draft-dialect codepoints; spi (RFC 4285)
     [profile <nai>] local AAA profiles (both roles: the DLMAP reads static addresses from them)
     [radius]      RADIUS servers and secrets (DMPA, when aaa = radius)
-    [limits]      per-source rate limits (router.app.limits): the DMPA's new_mac, arp and
+    [limits]      per-source rate limits (router.core.limits): the DMPA's new_mac, arp and
                   dhcp_discover, the DLMAP's pbu_new_nai, and table_size
 """
 
@@ -30,9 +30,9 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Literal
 
-from router.app.limits import LimitSettings
-from router.app.security import KeyRing
 from router.core.aaa import LocalProfile
+from router.core.limits import LimitSettings
+from router.core.security import KeyRing
 from router.wire.dialect import Dialect
 from router.wire.ethernet import MacAddress
 

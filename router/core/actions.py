@@ -40,6 +40,24 @@ class SendFrame:
 
 
 @dataclass(frozen=True, slots=True)
+class SendTun:
+    """DLMAP: write the IPv4 ``packet`` to the TUN, i.e. hand it to the kernel, which routes it
+    (an ICMP error the slow path answers a punted packet with)."""
+
+    packet: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reinject:
+    """Give ``data`` back to the data path as if it had just been read there, to be forwarded
+    through the tunnel: a frame from access link ``link`` (DMPA), or an IPv4 packet from the TUN
+    (DLMAP, ``link`` -1). The slow path's fragments of a packet too big for the tunnel MTU."""
+
+    data: bytes
+    link: int = -1
+
+
+@dataclass(frozen=True, slots=True)
 class Bind:
     """Point the fastpath's HoA at a tunnel endpoint (and, on the DMPA, an MS on a link)."""
 
@@ -94,7 +112,18 @@ class Event:
     __hash__ = None  # type: ignore[assignment]
 
 
-Action = SendMH | SendTunnel | SendFrame | Bind | Unbind | Persist | AAARequest | Event
+Action = (
+    SendMH
+    | SendTunnel
+    | SendFrame
+    | SendTun
+    | Reinject
+    | Bind
+    | Unbind
+    | Persist
+    | AAARequest
+    | Event
+)
 
 
 def event(kind: str, **fields: object) -> Event:

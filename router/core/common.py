@@ -1,15 +1,48 @@
-"""Machinery both roles share and that knows nothing about either: wall-time conversion for
-persisted deadlines, a per-source rate limit, and the Binding Error answer to unknown MH types.
+"""Machinery both roles share and that knows nothing about either: what a node's core offers
+(:class:`Core`), wall-time conversion for persisted deadlines, a per-source rate limit, and the
+Binding Error answer to unknown MH types.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from ipaddress import IPv6Address
+from typing import Protocol
 
 from router.core.actions import Action, SendMH, event
+from router.core.counters import Family, Names
 from router.wire.constants import BindingErrorStatus
-from router.wire.mh import BindingError
+from router.wire.mh import BindingError, MobilityMessage
+
+
+class SignalingCounter(Names):
+    """What both roles' cores count of the signaling (their ``core`` group)."""
+
+    MH_UNEXPECTED = "mh.unexpected"  # a known message this role does not take
+    MH_UNKNOWN_TYPE = "mh.unknown_type"  # answered with Binding Error 2
+    PBA_ACCEPTED = "pba.accepted"  # DLMAP: sent; DMPA: received for our PBU
+
+
+#: PBAs with a refusing status (DLMAP: sent; DMPA: received), by status code.
+PBA_STATUS = Family("pba.status.{}", "PBAs refusing a registration, by status code")
+#: BRAs by status code (DLMAP: received for our BRI; DMPA: sent).
+BRA_STATUS = Family("bra.status.{}", "BRAs, by status code")
+
+
+class Core(Protocol):
+    """A role's signaling core as the node drives it: decoded MH in, timers, actions out
+    (:class:`router.core.dlmap.DLMAP`, :class:`router.core.dmpa.DMPA`, and what wraps one, such
+    as :class:`router.core.limits.LimitedDLMAP`)."""
+
+    def receive(
+        self, message: MobilityMessage, src: IPv6Address, now: float, wall: float
+    ) -> list[Action]: ...
+
+    def receive_unknown_type(self, mh_type: int, src: IPv6Address, now: float) -> list[Action]: ...
+
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float, wall: float) -> list[Action]: ...
 
 
 def to_wall(deadline: float, now: float, wall: float) -> float:

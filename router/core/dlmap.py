@@ -39,16 +39,21 @@ its own database (issue 4), and those PBUs refresh or move the bindings.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address
-from socket import inet_ntoa
 from typing import Any
 
 from router.core.actions import Action, Bind, Persist, SendMH, Unbind, event
-from router.core.common import UnknownTypeResponder, from_wall, to_wall
+from router.core.common import (
+    BRA_STATUS,
+    PBA_STATUS,
+    SignalingCounter,
+    UnknownTypeResponder,
+    from_wall,
+    to_wall,
+)
+from router.core.counters import Counters, Names
 from router.core.defaults import (
     BRI_INTERVAL,
     BRI_RETRIES,
@@ -57,7 +62,16 @@ from router.core.defaults import (
     REVOCATION_BUDGET,
 )
 from router.core.heartbeat import HeartbeatConfig, HeartbeatMonitor
+from router.core.pbu import (
+    Fingerprint,
+    PBURequest,
+    Reject,
+    as_fingerprint,
+    fingerprint_of,
+    parse,
+)
 from router.core.pool import HoAPool
+from router.core.records import Revocation, revocation_key, revocation_record, text
 from router.core.sequence import seq_after, seq_at_least, seq_max, seq_next
 from router.core.timers import TimerHeap
 from router.wire.constants import (
@@ -79,13 +93,8 @@ from router.wire.mh import (
     MobilityMessage,
 )
 from router.wire.mh_options import (
-    AccessTechnologyTypeOption,
-    AlternateCareOfAddress,
-    HandoffIndicatorOption,
-    HomeNetworkPrefix,
     IPv4DefaultRouterAddress,
     IPv4HomeAddressReply,
-    IPv4HomeAddressRequest,
     MobileNodeIdentifier,
     MobilityOption,
     SeedIPv4HomeAddress,
@@ -97,16 +106,23 @@ _P_FLAG = int(BUFlag.P)
 _NOT_CHANGED = int(HandoffIndicator.HANDOFF_STATE_NOT_CHANGED)
 
 
-def _text(address: IPv4Address | IPv6Address) -> str:
-    """Addresses as text for the database, quickly: the ipaddress module formats in Python."""
-    if address.version == 4:
-        return inet_ntoa(address.packed)
-    return _text6(address)
+class DLMAPCounter(Names):
+    """What the DLMAP core counts (``core`` group, with :class:`SignalingCounter`,
+    :data:`PBA_STATUS`, :data:`BRA_STATUS` and the heartbeat's)."""
 
-
-@lru_cache(maxsize=65536)
-def _text6(address: IPv4Address | IPv6Address) -> str:
-    return str(address)  # DMPAs are few: cached
+    BINDING_CREATED = "binding.created"
+    BINDING_EXPIRED = "binding.expired"
+    BRA_UNMATCHED = "bra.unmatched"
+    BRI_RETRANSMITTED = "bri.retransmitted"
+    BRI_SENT = "bri.sent"
+    BRI_UNANSWERED = "bri.unanswered"
+    DEREGISTRATION_IGNORED = "deregistration.ignored"
+    HANDOVER = "handover"
+    LEASE_CONFLICT = "lease.conflict"
+    LEASE_EXPIRED = "lease.expired"
+    PBU_RETRANSMISSION = "pbu.retransmission"
+    POOL_EXHAUSTED = "pool.exhausted"
+    RESTORE_CONFLICT = "restore.conflict"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,103 +167,10 @@ class BindingCacheEntry:
 
 
 @dataclass(slots=True)
-class Revocation:
-    nai: str
-    peer: IPv6Address
-    message: BindingRevocationIndication
-    retries_left: int
-
-
-@dataclass(slots=True)
 class PendingReply:
     dmpa: IPv6Address
     message: BindingAck
     revocation: tuple[IPv6Address, int]
-
-
-#: What identifies one PBU: BU sequence, lifetime, and the ordering/address fields of its options.
-#: BU sequence numbers wrap within a refresh period on a busy DMPA, so the number alone is not
-#: enough to say "the same PBU again".
-Fingerprint = tuple[int, int, int, int, int, int]
-
-
-@dataclass(slots=True)
-class _Request:
-    """What the checks learned about one PBU."""
-
-    message: BindingUpdate
-    src: IPv6Address
-    dialect: Dialect
-    #: The Alternate Care-of Address option, when the tunnel endpoint is not the source (seed 6).
-    coa: IPv6Address | None = None
-    nai: str | None = None
-    seed: SeedIPv4HomeAddress | None = None
-    request: IPv4HomeAddressRequest | None = None
-    handoff: HandoffIndicatorOption | None = None
-    access: AccessTechnologyTypeOption | None = None
-    timestamp: Timestamp | None = None
-    mn_id: MobileNodeIdentifier | None = None
-    prefix: HomeNetworkPrefix | None = None
-
-    @property
-    def serving(self) -> IPv6Address:
-        """The DMPA that serves the MS: the Alternate CoA if given, else the source (seed 6)."""
-        return self.coa if self.coa is not None else self.src
-
-
-def _parse(req: _Request) -> None:
-    """One pass over the PBU's options (the first of each kind counts)."""
-    for option in reversed(req.message.options):
-        if isinstance(option, MobileNodeIdentifier):
-            req.mn_id = option
-        elif isinstance(option, SeedIPv4HomeAddress):
-            req.seed = option
-        elif isinstance(option, HandoffIndicatorOption):
-            req.handoff = option
-        elif isinstance(option, AccessTechnologyTypeOption):
-            req.access = option
-        elif isinstance(option, Timestamp):
-            req.timestamp = option
-        elif isinstance(option, IPv4HomeAddressRequest):
-            req.request = option
-        elif isinstance(option, HomeNetworkPrefix):
-            req.prefix = option
-        elif isinstance(option, AlternateCareOfAddress):
-            req.coa = option.address
-    req.nai = req.mn_id.nai if req.mn_id is not None else None
-
-
-def _fingerprint(req: _Request) -> Fingerprint:
-    m, seed, request, ts = req.message, req.seed, req.request, req.timestamp
-    carrier = seed or request
-    return (
-        m.sequence,
-        m.lifetime,
-        seed.sequence if seed is not None else -1,
-        int(carrier.address) if carrier is not None else -1,
-        ts.value if ts is not None else -1,
-        int(req.coa) & 0xFFFFFFFF if req.coa is not None else -1,
-    )
-
-
-class Reject(Exception):
-    """A PBU refused: the exception carries what the PBA says (the exception *is* the reply)."""
-
-    def __init__(
-        self,
-        status: int,
-        reason: str,
-        *,
-        reply_status: int | None = None,
-        sequence: int | None = None,
-        our_time: bool = False,
-    ) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.reply_status = reply_status
-        self.sequence = sequence
-        self.our_time = our_time
 
 
 class DLMAP:
@@ -263,7 +186,7 @@ class DLMAP:
         self.peer_last: dict[IPv6Address, tuple[Fingerprint, str]] = {}
         self.revocations: dict[tuple[IPv6Address, int], Revocation] = {}
         self.pending: dict[str, PendingReply] = {}
-        self.counters: Counter[str] = Counter()
+        self.counters = Counters()
         self._timers: TimerHeap[tuple[Any, ...]] = TimerHeap()
         self._bri_sequence = 0
         self._unknown = UnknownTypeResponder()
@@ -282,11 +205,11 @@ class DLMAP:
         if isinstance(message, Heartbeat):
             actions, _ = self.heartbeat.receive(message, src)  # changes: reported only
             return actions
-        self.counters["mh.unexpected"] += 1
+        self.counters[SignalingCounter.MH_UNEXPECTED] += 1
         return [event("unexpected_message", peer=src, message=type(message).__name__)]
 
     def receive_unknown_type(self, mh_type: int, src: IPv6Address, now: float) -> list[Action]:
-        self.counters["mh.unknown_type"] += 1
+        self.counters[SignalingCounter.MH_UNKNOWN_TYPE] += 1
         return self._unknown.respond(mh_type, src, now)
 
     def get_timer(self) -> float | None:
@@ -312,7 +235,7 @@ class DLMAP:
             elif kind == "pba":
                 actions += self._release_pending(rest[0], "revocation budget spent")
         for lease in self.pool.expire(now):
-            self.counters["lease.expired"] += 1
+            self.counters[DLMAPCounter.LEASE_EXPIRED] += 1
             actions.append(Persist("lease", lease.nai, None))
             actions.append(event("lease_expired", nai=lease.nai, hoa=lease.address))
         return actions
@@ -323,7 +246,7 @@ class DLMAP:
         self, message: BindingUpdate, src: IPv6Address, now: float, wall: float
     ) -> list[Action]:
         dialect = self.config.peers.get(src)
-        request = _Request(message, src, dialect or self.config.default_dialect)
+        request = PBURequest(message, src, dialect or self.config.default_dialect)
         try:
             if dialect is None:
                 raise Reject(Status.MAG_NOT_AUTHORIZED_FOR_PROXY_REG, "unknown DMPA")
@@ -331,21 +254,21 @@ class DLMAP:
         except Reject as reject:
             return self._reject(request, reject, wall)
 
-    def _process(self, req: _Request, now: float, wall: float) -> list[Action]:
+    def _process(self, req: PBURequest, now: float, wall: float) -> list[Action]:
         message, src = req.message, req.src
         if not message.flags & _P_FLAG:
             raise Reject(Status.PROXY_REG_NOT_ENABLED, "P flag not set")
-        _parse(req)
+        parse(req)
         if not req.nai:
             raise Reject(Status.MISSING_MN_IDENTIFIER_OPTION, "no NAI")
         bce = self.bindings.get(req.nai)
-        fingerprint = _fingerprint(req)
+        fingerprint = fingerprint_of(req)
         if bce is not None and bce.last_bu == (src, fingerprint):
             # The same PBU again: the binding has not changed since, so neither has the answer.
-            self.counters["pbu.retransmission"] += 1
+            self.counters[DLMAPCounter.PBU_RETRANSMISSION] += 1
             return [SendMH(src, self._pba(req, Status.ACCEPTED, bce=bce))]
         if message.lifetime == 0 and self.peer_last.get(src) == (fingerprint, req.nai):
-            self.counters["pbu.retransmission"] += 1
+            self.counters[DLMAPCounter.PBU_RETRANSMISSION] += 1
             return [SendMH(src, self._pba(req, Status.ACCEPTED, lifetime=0))]
         if req.coa is not None and req.coa not in self.config.peers:
             raise Reject(Status.INVALID_CARE_OF_ADDRESS, "alternate CoA is not a configured DMPA")
@@ -374,7 +297,7 @@ class DLMAP:
         hoa = self._home_address(req)
         return self._accept(req, bce, hoa, fingerprint, now, wall)
 
-    def _check_draft(self, req: _Request) -> None:
+    def _check_draft(self, req: PBURequest) -> None:
         message, src = req.message, req.src
         last = self.peer_sequence.get(src)
         if last is not None and not seq_after(message.sequence, last):
@@ -389,7 +312,7 @@ class DLMAP:
         if req.seed is None:
             raise Reject(Status.ADMINISTRATIVELY_PROHIBITED, "no IPv4 home address option")
 
-    def _check_rfc5844(self, req: _Request, bce: BindingCacheEntry | None, wall: float) -> None:
+    def _check_rfc5844(self, req: PBURequest, bce: BindingCacheEntry | None, wall: float) -> None:
         if req.handoff is None:
             raise Reject(Status.MISSING_HANDOFF_INDICATOR_OPTION, "no handoff indicator")
         if req.access is None:
@@ -409,7 +332,7 @@ class DLMAP:
         elif req.timestamp.value <= bce.timestamp:
             raise Reject(Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, "timestamp not newer")
 
-    def _home_address(self, req: _Request) -> IPv4Address:
+    def _home_address(self, req: PBURequest) -> IPv4Address:
         assert req.nai is not None
         carrier = req.seed or req.request
         assert carrier is not None  # the dialect checks made sure one is there
@@ -417,7 +340,7 @@ class DLMAP:
         if wanted == UNSPECIFIED:
             hoa = self.pool.allocate(req.nai)
             if hoa is None:
-                self.counters["pool.exhausted"] += 1
+                self.counters[DLMAPCounter.POOL_EXHAUSTED] += 1
                 raise Reject(
                     req.dialect.status_hoa_unavailable,
                     "IPv4 home address unavailable",
@@ -440,7 +363,7 @@ class DLMAP:
 
     def _accept(
         self,
-        req: _Request,
+        req: PBURequest,
         bce: BindingCacheEntry | None,
         hoa: IPv4Address,
         fingerprint: Fingerprint,
@@ -463,7 +386,7 @@ class DLMAP:
         if bce is None:
             bce = BindingCacheEntry(nai, hoa, serving, req.dialect.name, assigned, granted, 0.0)
             self.bindings[nai] = bce
-            self.counters["binding.created"] += 1
+            self.counters[DLMAPCounter.BINDING_CREATED] += 1
         bce.hoa, bce.dmpa, bce.dialect, bce.sequence = hoa, serving, req.dialect.name, assigned
         bce.lifetime, bce.expires = granted, now + granted
         bce.last_bu = (src, fingerprint)
@@ -486,7 +409,7 @@ class DLMAP:
             actions.append(Bind(hoa, serving))
         if moved:
             assert previous_dmpa is not None
-            self.counters["handover"] += 1
+            self.counters[DLMAPCounter.HANDOVER] += 1
             # A PBA still held for an earlier handover goes out now: its DMPA is owed an answer
             # (the revocation that follows tells it the MS has moved on again).
             actions += self._release_pending(nai, "superseded by another handover")
@@ -497,7 +420,7 @@ class DLMAP:
                 self.pending[nai] = PendingReply(src, reply, revocation)
                 self._timers.schedule(("pba", nai), now + self.config.revocation_budget)
                 return actions
-        self.counters["pba.accepted"] += 1
+        self.counters[SignalingCounter.PBA_ACCEPTED] += 1
         actions.append(SendMH(src, reply))
         if previous_dmpa is None:
             actions.append(event("registered", nai=nai, hoa=hoa, dmpa=serving))
@@ -505,7 +428,7 @@ class DLMAP:
 
     def _deregister(
         self,
-        req: _Request,
+        req: PBURequest,
         bce: BindingCacheEntry | None,
         fingerprint: Fingerprint,
         now: float,
@@ -515,7 +438,7 @@ class DLMAP:
         src = req.src
         if bce is None or bce.dmpa != req.serving:
             # Answered, but a DMPA that no longer serves the NAI cannot undo a handover.
-            self.counters["deregistration.ignored"] += 1
+            self.counters[DLMAPCounter.DEREGISTRATION_IGNORED] += 1
             return [
                 SendMH(src, self._pba(req, Status.ACCEPTED, lifetime=0)),
                 event("stale_deregistration", nai=req.nai, dmpa=src),
@@ -528,8 +451,8 @@ class DLMAP:
         actions.append(SendMH(src, reply))
         return actions
 
-    def _reject(self, req: _Request, reject: Reject, wall: float) -> list[Action]:
-        self.counters[f"pba.status.{reject.status}"] += 1
+    def _reject(self, req: PBURequest, reject: Reject, wall: float) -> list[Action]:
+        self.counters[PBA_STATUS(reject.status)] += 1
         reply = self._pba(
             req,
             reject.status,
@@ -550,7 +473,7 @@ class DLMAP:
 
     def _pba(
         self,
-        req: _Request,
+        req: PBURequest,
         status: int,
         *,
         bce: BindingCacheEntry | None = None,
@@ -613,7 +536,7 @@ class DLMAP:
     # --- revocation -----------------------------------------------------------------------
 
     def _revoke(
-        self, bce: BindingCacheEntry, old: IPv6Address, req: _Request, now: float, wall: float
+        self, bce: BindingCacheEntry, old: IPv6Address, req: PBURequest, now: float, wall: float
     ) -> list[Action]:
         self._bri_sequence = seq_next(self._bri_sequence)
         old_dialect = self.config.peers.get(old, req.dialect)
@@ -634,7 +557,7 @@ class DLMAP:
                 else RevocationTrigger.INTER_MAG_HANDOVER_DIFFERENT_ACCESS_TYPE
             )
         bri = BindingRevocationIndication(trigger, self._bri_sequence, flags, tuple(options))
-        self.counters["bri.sent"] += 1
+        self.counters[DLMAPCounter.BRI_SENT] += 1
         return [
             Persist("meta", "bri_sequence", {"key": "bri_sequence", "value": self._bri_sequence}),
             *self._start_revocation(Revocation(bce.nai, old, bri, self.config.bri_retries), now),
@@ -647,7 +570,11 @@ class DLMAP:
         self.revocations[key] = revocation
         self._timers.schedule(("bri", *key), now + self.config.bri_interval)
         return [
-            Persist("revocation", _revocation_key(key), _revocation_record(revocation)),
+            Persist(
+                "revocation",
+                revocation_key(key),
+                revocation_record(revocation.nai, revocation.peer, revocation.message),
+            ),
             SendMH(revocation.peer, revocation.message),
         ]
 
@@ -657,25 +584,25 @@ class DLMAP:
             return []
         if revocation.retries_left <= 0:
             del self.revocations[key]
-            self.counters["bri.unanswered"] += 1
+            self.counters[DLMAPCounter.BRI_UNANSWERED] += 1
             return [
-                Persist("revocation", _revocation_key(key), None),
+                Persist("revocation", revocation_key(key), None),
                 event("revocation_unanswered", nai=revocation.nai, peer=revocation.peer),
             ]
         revocation.retries_left -= 1
         self._timers.schedule(("bri", *key), now + self.config.bri_interval)
-        self.counters["bri.retransmitted"] += 1
+        self.counters[DLMAPCounter.BRI_RETRANSMITTED] += 1
         return [SendMH(revocation.peer, revocation.message)]
 
     def _on_bra(self, message: BindingRevocationAck, src: IPv6Address, now: float) -> list[Action]:
         revocation = self.revocations.pop((src, message.sequence), None)
         if revocation is None:
-            self.counters["bra.unmatched"] += 1
+            self.counters[DLMAPCounter.BRA_UNMATCHED] += 1
             return [event("unmatched_bra", peer=src, sequence=message.sequence)]
         self._timers.cancel(("bri", src, message.sequence))
-        self.counters[f"bra.status.{message.status}"] += 1
+        self.counters[BRA_STATUS(message.status)] += 1
         actions: list[Action] = [
-            Persist("revocation", _revocation_key((src, message.sequence)), None),
+            Persist("revocation", revocation_key((src, message.sequence)), None),
             event("revoked", nai=revocation.nai, peer=src, status=message.status),
         ]
         pending = self.pending.get(revocation.nai)
@@ -688,7 +615,7 @@ class DLMAP:
         self._timers.cancel(("pba", nai))
         if pending is None:
             return []
-        self.counters["pba.accepted"] += 1
+        self.counters[SignalingCounter.PBA_ACCEPTED] += 1
         return [SendMH(pending.dmpa, pending.message), event("pba_released", nai=nai, why=why)]
 
     # --- expiry and removal ---------------------------------------------------------------
@@ -697,7 +624,7 @@ class DLMAP:
         bce = self.bindings.get(nai)
         if bce is None or bce.expires > now:
             return []
-        self.counters["binding.expired"] += 1
+        self.counters[DLMAPCounter.BINDING_EXPIRED] += 1
         return self._remove(bce, now, wall, "expired")
 
     def _remove(self, bce: BindingCacheEntry, now: float, wall: float, why: str) -> list[Action]:
@@ -715,15 +642,15 @@ class DLMAP:
     def _persist_binding(self, bce: BindingCacheEntry, now: float, wall: float) -> list[Action]:
         record: dict[str, object] = {
             "nai": bce.nai,
-            "hoa": _text(bce.hoa),
-            "dmpa": _text(bce.dmpa),
+            "hoa": text(bce.hoa),
+            "dmpa": text(bce.dmpa),
             "dialect": bce.dialect,
             "sequence": bce.sequence,
             "lifetime": bce.lifetime,
             "expires_wall": to_wall(bce.expires, now, wall),
             "timestamp": bce.timestamp,
             "access_type": bce.access_type,
-            "last_bu": [_text(bce.last_bu[0]), list(bce.last_bu[1])] if bce.last_bu else None,
+            "last_bu": [text(bce.last_bu[0]), list(bce.last_bu[1])] if bce.last_bu else None,
         }
         # No lease row: a binding holds its address, and restore() re-creates the held lease
         # from the binding row. Lease rows record only leases that run on without a binding.
@@ -736,20 +663,20 @@ class DLMAP:
         expires = None if lease.expires is None else to_wall(lease.expires, now, wall)
         record: dict[str, object] = {
             "nai": nai,
-            "hoa": _text(lease.address),
+            "hoa": text(lease.address),
             "expires_wall": expires,
         }
         return [Persist("lease", nai, record)]
 
     def _persist_peer(self, peer: IPv6Address) -> Persist:
-        text = _text(peer)
+        name = text(peer)
         last = self.peer_last.get(peer)
         record: dict[str, object] = {
-            "peer": text,
+            "peer": name,
             "sequence": self.peer_sequence[peer],
             "last": [list(last[0]), last[1]] if last else None,
         }
-        return Persist("peer", text, record)
+        return Persist("peer", name, record)
 
     def record_lease(
         self, nai: str, address: IPv4Address, expires: float, now: float, wall: float
@@ -758,7 +685,7 @@ class DLMAP:
         the seed 6 PBU check must then see it as the NAI's. Refused (event, counter) when
         another NAI holds the address."""
         if not self.pool.record(nai, address, expires):
-            self.counters["lease.conflict"] += 1
+            self.counters[DLMAPCounter.LEASE_CONFLICT] += 1
             return [event("lease_conflict", nai=nai, hoa=address, owner=self.pool.owner(address))]
         if nai in self.bindings:
             return []  # held by the binding; its row is the record
@@ -796,7 +723,7 @@ class DLMAP:
             self.peer_sequence[peer] = int(row["sequence"])
             if row.get("last"):
                 fingerprint, nai = row["last"]
-                self.peer_last[peer] = (_as_fingerprint(fingerprint), str(nai))
+                self.peer_last[peer] = (as_fingerprint(fingerprint), str(nai))
         for row in tables.get("binding", ()):
             bce = BindingCacheEntry(
                 nai=str(row["nai"]),
@@ -811,11 +738,11 @@ class DLMAP:
             )
             if row.get("last_bu"):
                 source, fingerprint = row["last_bu"]
-                bce.last_bu = (IPv6Address(source), _as_fingerprint(fingerprint))
+                bce.last_bu = (IPv6Address(source), as_fingerprint(fingerprint))
             owner = self.pool.owner(bce.hoa)
             if owner is not None and owner != bce.nai:
                 # Two rows claim one address: the binding wins (it is what the fastpath uses).
-                self.counters["restore.conflict"] += 1
+                self.counters[DLMAPCounter.RESTORE_CONFLICT] += 1
                 actions.append(event("restore_conflict", nai=bce.nai, hoa=bce.hoa, other=owner))
                 self.pool.forget(owner)
                 actions.append(Persist("lease", owner, None))
@@ -850,29 +777,6 @@ class DLMAP:
         return BindingRevocationIndication(
             int(row["trigger"]), int(row["sequence"]), int(row["flags"]), tuple(options)
         )
-
-
-def _revocation_key(key: tuple[IPv6Address, int]) -> str:
-    return f"{_text(key[0])}/{key[1]}"
-
-
-def _revocation_record(revocation: Revocation) -> dict[str, object]:
-    bri = revocation.message
-    seed = bri.find(SeedIPv4HomeAddress)
-    return {
-        "nai": revocation.nai,
-        "peer": _text(revocation.peer),
-        "sequence": bri.sequence,
-        "trigger": bri.trigger,
-        "flags": bri.flags,
-        "hoa": _text(seed.address) if seed is not None else None,
-        "option_sequence": seed.sequence if seed is not None else None,
-    }
-
-
-def _as_fingerprint(values: Iterable[Any]) -> Fingerprint:
-    a, b, c, d, e, f = (int(v) for v in values)
-    return (a, b, c, d, e, f)
 
 
 def _usable_unicast(address: IPv4Address) -> bool:

@@ -29,14 +29,14 @@ reported (``peer_unreachable``); its visitors keep retrying on their own timers.
 from __future__ import annotations
 
 import enum
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal
 
 from router.core.actions import AAARequest, Action, Bind, Persist, SendMH, Unbind, event
-from router.core.common import UnknownTypeResponder
+from router.core.common import BRA_STATUS, PBA_STATUS, SignalingCounter, UnknownTypeResponder
+from router.core.counters import Counters, Names
 from router.core.defaults import FIRST_BINDACK_TIMEOUT, LIFETIME
 from router.core.heartbeat import HeartbeatConfig, HeartbeatMonitor, PeerChange
 from router.core.sequence import seq_max, seq_next
@@ -74,6 +74,24 @@ from router.wire.mh_options import (
 
 UNSPECIFIED = IPv4Address("0.0.0.0")
 AddressMode = Literal["dhcp", "dlmap", "static"]
+
+
+class DMPACounter(Names):
+    """What the DMPA core counts (``core`` group, with :class:`SignalingCounter`,
+    :data:`PBA_STATUS`, :data:`BRA_STATUS` and the heartbeat's)."""
+
+    AAA_ACCEPT = "aaa.accept"
+    AAA_REJECT = "aaa.reject"
+    ATTACH = "attach"
+    DEREGISTERED = "deregistered"
+    DEREGISTRATION_UNANSWERED = "deregistration.unanswered"
+    PBA_NO_ADDRESS = "pba.no_address"
+    PBA_UNMATCHED = "pba.unmatched"
+    PBU_PEER_RESTARTED = "pbu.peer_restarted"
+    PBU_REFRESH = "pbu.refresh"
+    PBU_RETRANSMIT = "pbu.retransmit"
+    PBU_SENT = "pbu.sent"
+    REVOKED = "revoked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +167,7 @@ class DMPA:
     def __init__(self, config: DMPAConfig) -> None:
         self.config = config
         self.visitors: dict[MacAddress, Visitor] = {}
-        self.counters: Counter[str] = Counter()
+        self.counters = Counters()
         self.bu_sequence = 0
         #: (DLMAP, BU sequence number) of each PBU in flight -> the visitor's MAC.
         self._in_flight: dict[tuple[IPv6Address, int], MacAddress] = {}
@@ -157,6 +175,22 @@ class DMPA:
         self._unknown = UnknownTypeResponder()
         self._last_timestamp = 0
         self.heartbeat = HeartbeatMonitor(config.heartbeat, config.peers, self.counters)
+
+    # --- what the access services see (router.services.common.AccessHost) ---------------
+
+    @property
+    def pseudo_mac(self) -> MacAddress:
+        return self.config.pseudo_mac
+
+    @property
+    def binding_lifetime(self) -> int:
+        return self.config.lifetime
+
+    def visitor(self, mac: MacAddress) -> Visitor | None:
+        return self.visitors.get(mac)
+
+    def visitor_list(self) -> Collection[Visitor]:
+        return self.visitors.values()
 
     # --- access-side events ---------------------------------------------------------------
 
@@ -175,7 +209,7 @@ class DMPA:
         )
         visitor.address_seen = address if address != UNSPECIFIED else None
         self.visitors[mac] = visitor
-        self.counters["attach"] += 1
+        self.counters[DMPACounter.ATTACH] += 1
         return [AAARequest(mac, link), event("attach", mac=mac, link=link)]
 
     def aaa_result(
@@ -186,10 +220,10 @@ class DMPA:
             return []
         if profile is None or profile.dlmap not in self.config.peers:
             visitor.state = State.REJECTED
-            self.counters["aaa.reject"] += 1
+            self.counters[DMPACounter.AAA_REJECT] += 1
             why = "access-reject" if profile is None else "DLMAP not configured"
             return [event("aaa_reject", mac=mac, why=why)]
-        self.counters["aaa.accept"] += 1
+        self.counters[DMPACounter.AAA_ACCEPT] += 1
         visitor.nai, visitor.mode, visitor.tunnel_dst = profile.nai, profile.mode, profile.dlmap
         if profile.gateway is not None:
             visitor.gateway = profile.gateway
@@ -262,11 +296,11 @@ class DMPA:
                 if change is PeerChange.RESTARTED:
                     actions += self._reregister_at(peer, now, wall)
             return actions
-        self.counters["mh.unexpected"] += 1
+        self.counters[SignalingCounter.MH_UNEXPECTED] += 1
         return [event("unexpected_message", peer=src, message=type(message).__name__)]
 
     def receive_unknown_type(self, mh_type: int, src: IPv6Address, now: float) -> list[Action]:
-        self.counters["mh.unknown_type"] += 1
+        self.counters[SignalingCounter.MH_UNKNOWN_TYPE] += 1
         return self._unknown.respond(mh_type, src, now)
 
     def get_timer(self) -> float | None:
@@ -284,7 +318,7 @@ class DMPA:
             if kind == "retransmit":
                 actions += self._retransmit(visitor, now, wall)
             elif kind == "refresh" and visitor.state is State.REGISTERED:
-                self.counters["pbu.refresh"] += 1
+                self.counters[DMPACounter.PBU_REFRESH] += 1
                 visitor.state = State.REGISTERING
                 visitor.timeout = self.config.timeout
                 actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
@@ -295,7 +329,7 @@ class DMPA:
         actions: list[Action] = []
         for visitor in list(self.visitors.values()):
             if visitor.tunnel_dst == dlmap and visitor.state is State.REGISTERED:
-                self.counters["pbu.peer_restarted"] += 1
+                self.counters[DMPACounter.PBU_PEER_RESTARTED] += 1
                 self._timers.cancel(("refresh", visitor.mac))
                 visitor.state = State.REGISTERING
                 visitor.timeout = self.config.timeout
@@ -343,7 +377,7 @@ class DMPA:
             options=tuple(options),
         )
         self._timers.schedule(("retransmit", visitor.mac), now + visitor.timeout)
-        self.counters["pbu.sent"] += 1
+        self.counters[DMPACounter.PBU_SENT] += 1
         return [
             Persist("meta", "bu_sequence", {"key": "bu_sequence", "value": self.bu_sequence}),
             SendMH(dlmap, pbu),
@@ -369,7 +403,7 @@ class DMPA:
         if visitor.state is State.DEREGISTERING:
             visitor.deregistrations_left -= 1
             if visitor.deregistrations_left <= 0:
-                self.counters["deregistration.unanswered"] += 1
+                self.counters[DMPACounter.DEREGISTRATION_UNANSWERED] += 1
                 return self._forget(visitor, "deregistration unanswered")
             visitor.timeout = min(visitor.timeout * 2, self.config.max_timeout)
             return self._send_pbu(visitor, now, wall, lifetime=0)
@@ -377,7 +411,7 @@ class DMPA:
             return []
         # Doubling up to the cap, then every cap interval while the MS is attached.
         visitor.timeout = min(visitor.timeout * 2, self.config.max_timeout)
-        self.counters["pbu.retransmit"] += 1
+        self.counters[DMPACounter.PBU_RETRANSMIT] += 1
         return self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
 
     def _on_pba(
@@ -388,18 +422,18 @@ class DMPA:
         mac = self._in_flight.pop((src, message.sequence), None)
         visitor = self.visitors.get(mac) if mac is not None else None
         if visitor is None or visitor.pending != message.sequence:
-            self.counters["pba.unmatched"] += 1
+            self.counters[DMPACounter.PBA_UNMATCHED] += 1
             return [event("unmatched_pba", peer=src, sequence=message.sequence)]
         visitor.pending = None
         self._timers.cancel(("retransmit", visitor.mac))
         if visitor.state is State.DEREGISTERING:
-            self.counters["deregistered"] += 1
+            self.counters[DMPACounter.DEREGISTERED] += 1
             return self._forget(visitor, "deregistered")
         if not message.accepted:
             return self._refused(visitor, message)
         hoa, gateway = self._granted_address(visitor, message, src)
         if hoa is None:
-            self.counters["pba.no_address"] += 1
+            self.counters[DMPACounter.PBA_NO_ADDRESS] += 1
             return [
                 *self._refused(visitor, message),
                 event("pba_without_address", nai=visitor.nai, peer=src),
@@ -417,7 +451,7 @@ class DMPA:
         if visitor.lifetime > 0:
             refresh = now + visitor.lifetime * self.config.refresh_at
             self._timers.schedule(("refresh", visitor.mac), refresh)
-        self.counters["pba.accepted"] += 1
+        self.counters[SignalingCounter.PBA_ACCEPTED] += 1
         actions.append(self._persist(visitor))
         if visitor.bound != hoa:
             visitor.bound = hoa
@@ -443,7 +477,7 @@ class DMPA:
         return reply.address, router.address if router is not None else None
 
     def _refused(self, visitor: Visitor, message: BindingAck) -> list[Action]:
-        self.counters[f"pba.status.{message.status}"] += 1
+        self.counters[PBA_STATUS(message.status)] += 1
         actions = self._unbind(visitor)
         visitor.state = State.REJECTED
         self._timers.cancel(("refresh", visitor.mac))
@@ -456,7 +490,7 @@ class DMPA:
     ) -> list[Action]:
         """135: the DLMAP's last accepted BU sequence number is ahead of ours; jump past it and
         resend the refused visitor's PBU (named by the MN-ID the PBA echoes)."""
-        self.counters["pba.status.135"] += 1
+        self.counters[PBA_STATUS(int(Status.SEQUENCE_NUMBER_OUT_OF_WINDOW))] += 1
         if src not in self.config.peers:
             return [event("unmatched_pba", peer=src, sequence=message.sequence)]
         self.bu_sequence = seq_max(self.bu_sequence, message.sequence)
@@ -492,10 +526,10 @@ class DMPA:
             if visitor is None:
                 status = BRAStatus.BINDING_DOES_NOT_EXIST
             else:
-                self.counters["revoked"] += 1
+                self.counters[DMPACounter.REVOKED] += 1
                 actions += self._unbind(visitor)
                 actions += self._forget(visitor, "revoked")
-        self.counters[f"bra.status.{status}"] += 1
+        self.counters[BRA_STATUS(status)] += 1
         actions.append(SendMH(src, BindingRevocationAck(status, message.sequence, message.flags)))
         return actions
 

@@ -23,12 +23,12 @@ Rules (RFC 5847 section 3):
 from __future__ import annotations
 
 import enum
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
 from router.core.actions import Action, SendMH, event
+from router.core.counters import Counters, Names
 from router.core.defaults import HEARTBEAT_OFF, MISSING_HEARTBEATS_ALLOWED
 from router.core.timers import TimerHeap
 from router.wire.constants import HeartbeatFlag
@@ -37,6 +37,21 @@ from router.wire.mh_options import RestartCounter
 
 SEQUENCE_MODULO = 1 << 32
 COUNTER_MODULO = 1 << 32
+
+
+class HeartbeatCounter(Names):
+    """RFC 5847 heartbeats, counted in the core's registry (``core`` group)."""
+
+    MISSED = "heartbeat.missed"
+    PEER_REACHABLE = "heartbeat.peer_reachable"
+    PEER_RESTARTED = "heartbeat.peer_restarted"
+    PEER_UNREACHABLE = "heartbeat.peer_unreachable"
+    REQUEST_RECEIVED = "heartbeat.request.received"
+    REQUEST_SENT = "heartbeat.request.sent"
+    RESPONSE_RECEIVED = "heartbeat.response.received"
+    RESPONSE_UNKNOWN_PEER = "heartbeat.response.unknown_peer"
+    RESPONSE_UNMATCHED = "heartbeat.response.unmatched"
+    RESTART_COUNTER_UNSAVED = "heartbeat.restart_counter_unsaved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +79,7 @@ class PeerLiveness:
 
 class HeartbeatMonitor:
     def __init__(
-        self, config: HeartbeatConfig, peers: Iterable[IPv6Address], counters: Counter[str]
+        self, config: HeartbeatConfig, peers: Iterable[IPv6Address], counters: Counters
     ) -> None:
         self.config = config
         self.peers = {peer: PeerLiveness() for peer in peers}
@@ -93,7 +108,7 @@ class HeartbeatMonitor:
     def unsaved(self, wall: float) -> int:
         """Our counter did not reach the database at start (state writes failing, rule 2):
         switch to the wall clock's seconds, a value the next start does not pick again."""
-        self.counters["heartbeat.restart_counter_unsaved"] += 1
+        self.counters[HeartbeatCounter.RESTART_COUNTER_UNSAVED] += 1
         self.restart_counter = int(wall) % COUNTER_MODULO
         return self.restart_counter
 
@@ -107,15 +122,15 @@ class HeartbeatMonitor:
             state = self.peers[peer]
             if state.outstanding is not None:
                 state.missed += 1
-                self.counters["heartbeat.missed"] += 1
+                self.counters[HeartbeatCounter.MISSED] += 1
                 if state.reachable and state.missed >= self.config.missing_allowed:
                     state.reachable = False
-                    self.counters["heartbeat.peer_unreachable"] += 1
+                    self.counters[HeartbeatCounter.PEER_UNREACHABLE] += 1
                     changes.append((peer, PeerChange.UNREACHABLE))
                     actions.append(event("peer_unreachable", peer=peer, missed=state.missed))
             state.sequence = (state.sequence + 1) % SEQUENCE_MODULO
             state.outstanding = state.sequence
-            self.counters["heartbeat.request.sent"] += 1
+            self.counters[HeartbeatCounter.REQUEST_SENT] += 1
             actions.append(SendMH(peer, Heartbeat(state.sequence)))
             self._timers.schedule(peer, now + self.config.interval)
         return actions, changes
@@ -124,35 +139,35 @@ class HeartbeatMonitor:
         self, message: Heartbeat, src: IPv6Address
     ) -> tuple[list[Action], list[tuple[IPv6Address, PeerChange]]]:
         if not message.flags & HeartbeatFlag.R:
-            self.counters["heartbeat.request.received"] += 1
+            self.counters[HeartbeatCounter.REQUEST_RECEIVED] += 1
             reply = Heartbeat(
                 message.sequence, HeartbeatFlag.R, (RestartCounter(self.restart_counter),)
             )
             return [SendMH(src, reply)], []
         state = self.peers.get(src)
         if state is None:
-            self.counters["heartbeat.response.unknown_peer"] += 1
+            self.counters[HeartbeatCounter.RESPONSE_UNKNOWN_PEER] += 1
             return [], []
         unsolicited = bool(message.flags & HeartbeatFlag.U)
         if not unsolicited:
             if state.outstanding is None or message.sequence != state.outstanding:
-                self.counters["heartbeat.response.unmatched"] += 1
+                self.counters[HeartbeatCounter.RESPONSE_UNMATCHED] += 1
                 return [], []
             state.outstanding = None
             state.missed = 0
-        self.counters["heartbeat.response.received"] += 1
+        self.counters[HeartbeatCounter.RESPONSE_RECEIVED] += 1
         actions: list[Action] = []
         changes: list[tuple[IPv6Address, PeerChange]] = []
         if not unsolicited and not state.reachable:
             state.reachable = True
-            self.counters["heartbeat.peer_reachable"] += 1
+            self.counters[HeartbeatCounter.PEER_REACHABLE] += 1
             changes.append((src, PeerChange.REACHABLE))
             actions.append(event("peer_reachable", peer=src))
         option = message.find(RestartCounter)
         if option is not None:
             known, state.restart_counter = state.restart_counter, option.counter
             if known is not None and known != option.counter:
-                self.counters["heartbeat.peer_restarted"] += 1
+                self.counters[HeartbeatCounter.PEER_RESTARTED] += 1
                 changes.append((src, PeerChange.RESTARTED))
                 actions.append(event("peer_restarted", peer=src, restart_counter=option.counter))
         return actions, changes

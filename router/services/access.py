@@ -20,21 +20,24 @@ Peer input never raises: a frame that does not decode, or that a service refuses
 and counted per reason; the log gets at most one line per reason per interval (BIRD's
 ``log_rl``), never one per packet.
 
-The services import :class:`SendFrame`, :class:`SendTunnel` and :class:`Drops` from here, so
-this module imports them only for type checking: the composition root builds the services and
-hands them to the dispatcher.
+The services and this dispatcher share :mod:`router.services.common` (the DMPA as an
+:class:`~router.services.common.AccessHost`, :class:`~router.services.common.Drops`); the
+composition root builds the services and hands them to the dispatcher.
 """
 
 from __future__ import annotations
 
-import logging
 from collections import Counter, OrderedDict
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from router.core.actions import Action, SendFrame
-from router.core.common import RateLimiter
-from router.core.dmpa import DMPA, State, Visitor
+from router.core.actions import SendFrame
+from router.core.counters import Declared, Names
+from router.core.dmpa import State, Visitor
+from router.services.arp_proxy import ArpProxy
+from router.services.common import AccessAction, AccessHost, Drops
+from router.services.dhcp_dmpa import DhcpDmpa
+from router.services.icmp_responder import IcmpCounter, IcmpResponder
 from router.wire.arp import ArpOp, ArpPacket
 from router.wire.dhcp import CLIENT_PORT, SERVER_PORT, DhcpMessage, DhcpMessageType
 from router.wire.errors import DecodeError
@@ -43,28 +46,36 @@ from router.wire.icmp import IcmpMessage
 from router.wire.ipv4 import IPProto, IPv4Packet
 from router.wire.udp import UdpDatagram
 
-if TYPE_CHECKING:
-    from router.services.arp_proxy import ArpProxy
-    from router.services.dhcp_dmpa import DhcpDmpa
-    from router.services.icmp_responder import IcmpResponder
-
-log = logging.getLogger(__name__)
+__all__ = ["AccessAction", "AccessDispatcher", "Admission"]
 
 
-#: What the access services return (the core's action types, frames and tunnel sends included).
-AccessAction = Action
+class AccessCounter(Names):
+    """What the access dispatcher counts (``access`` group)."""
 
-
-def is_host_address(address: IPv4Address) -> bool:
-    """An address an MS may hold as its own: unicast, not 0/8-unspecified, loopback,
-    link-local (RFC 3927 autoconfiguration is not a HoA), multicast, class E or broadcast."""
-    return not (
-        address.is_unspecified
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved  # 240/4, 255.255.255.255 included
-    )
+    AAA_REJECTED_FORGOTTEN = "aaa_rejected_forgotten"
+    ARP_GATEWAY_ANNOUNCED = "arp.gateway_announced"
+    ARP_MALFORMED = "arp.malformed"
+    DHCP_BAD_PORT = "dhcp.bad_port"
+    DHCP_MALFORMED = "dhcp.malformed"
+    ETH_BAD_ETHERTYPE = "eth.bad_ethertype"
+    ETH_BAD_SOURCE = "eth.bad_source"
+    ETH_MALFORMED = "eth.malformed"
+    ETH_NOT_FOR_US = "eth.not_for_us"
+    ETH_OWN_SOURCE = "eth.own_source"
+    ICMP_FRAGMENT = "icmp.fragment"
+    IPV4_MALFORMED = "ipv4.malformed"
+    IPV4_REGISTERED = "ipv4.registered"  # a registered MS sent from another address
+    IPV4_UNREGISTERED = "ipv4.unregistered"
+    LIMIT_ARP = "limit.arp"
+    LIMIT_DHCP_DISCOVER = "limit.dhcp_discover"
+    LIMIT_NEW_MAC = "limit.new_mac"
+    LIMIT_REJECTED_FORGOTTEN = "limit.rejected_forgotten"
+    MS_REJECTED = "ms.rejected"
+    STATION_ASSOCIATED = "station.associated"
+    STATION_BAD_MAC = "station.bad_mac"
+    TUNNEL_MALFORMED = "tunnel.malformed"
+    TUNNEL_NOT_DHCP = "tunnel.not_dhcp"
+    UDP_MALFORMED = "udp.malformed"
 
 
 def _aaa_rejected(visitor: Visitor) -> bool:
@@ -75,7 +86,7 @@ def _aaa_rejected(visitor: Visitor) -> bool:
 
 
 class Admission(Protocol):
-    """Per-source rate limits on the access link (``router.app.limits.AccessLimits``): each
+    """Per-source rate limits on the access link (``router.core.limits.AccessLimits``): each
     call takes a token from the source's bucket and says whether the frame may go on."""
 
     def new_mac(self, link: int, now: float) -> bool: ...
@@ -85,41 +96,12 @@ class Admission(Protocol):
     def arp(self, mac: MacAddress, now: float) -> bool: ...
 
 
-class Drops:
-    """Counters by name, and for drops a log line per reason at most once per ``interval``.
-
-    The line says how many packets that reason dropped since the previous line, so nothing is
-    hidden and a flood costs one line per interval.
-    """
-
-    def __init__(self, logger: logging.Logger = log, interval: float = 10.0) -> None:
-        self.counters: Counter[str] = Counter()
-        self._logger = logger
-        self._limit = RateLimiter(interval, capacity=1024)
-        self._unlogged: Counter[str] = Counter()
-
-    def count(self, name: str) -> None:
-        self.counters[name] += 1
-
-    def drop(self, reason: str, now: float, **context: object) -> bool:
-        """Count a drop; log it if this reason has not been logged for ``interval`` seconds.
-        Returns True when it logged (callers rate-limit their own events with it)."""
-        self.counters[reason] += 1
-        self._unlogged[reason] += 1
-        if not self._limit.allow(reason, now):
-            return False
-        n = self._unlogged.pop(reason)
-        detail = " ".join(f"{k}={v}" for k, v in context.items())
-        self._logger.warning("dropped reason=%s count=%d %s", reason, n, detail)
-        return True
-
-
 class AccessDispatcher:
     """Route punted access frames (and tunnelled DHCP replies) to the DMPA's services."""
 
     def __init__(
         self,
-        dmpa: DMPA,
+        host: AccessHost,
         arp: ArpProxy,
         icmp: IcmpResponder,
         dhcp: DhcpDmpa,
@@ -128,7 +110,7 @@ class AccessDispatcher:
         *,
         max_strangers: int = 4096,
     ) -> None:
-        self.dmpa = dmpa
+        self.host = host
         self.arp = arp
         self.icmp = icmp
         self.dhcp = dhcp
@@ -159,43 +141,51 @@ class AccessDispatcher:
         try:
             eth = EthernetFrame.decode(frame)
         except DecodeError as exc:
-            return self._drop("eth.malformed", now, link=link, error=exc)
+            return self._drop(AccessCounter.ETH_MALFORMED, now, link=link, error=exc)
         if eth.src.is_multicast or eth.src == ZERO_MAC:
-            return self._drop("eth.bad_source", now, link=link, src=eth.src)
-        pseudo = self.dmpa.config.pseudo_mac
+            return self._drop(AccessCounter.ETH_BAD_SOURCE, now, link=link, src=eth.src)
+        pseudo = self.host.pseudo_mac
         if eth.src == pseudo:
-            return self._drop("eth.own_source", now, link=link)  # a loop on the access side
+            return self._drop(
+                AccessCounter.ETH_OWN_SOURCE, now, link=link
+            )  # a loop on the access side
         if eth.dst != pseudo and not eth.dst.is_broadcast:
-            return self._drop("eth.not_for_us", now, link=link, dst=eth.dst)
+            return self._drop(AccessCounter.ETH_NOT_FOR_US, now, link=link, dst=eth.dst)
         if eth.ethertype == EtherType.ARP:
             try:
                 arp = ArpPacket.decode(eth.payload)
             except DecodeError as exc:
-                return self._drop("arp.malformed", now, link=link, src=eth.src, error=exc)
-            known = eth.src in self.dmpa.visitors
+                return self._drop(
+                    AccessCounter.ARP_MALFORMED, now, link=link, src=eth.src, error=exc
+                )
+            known = self.host.visitor(eth.src) is not None
             actions, visitor = self._visitor(eth, link, now)
             if visitor is None:
                 return actions
             if self.admission is not None and not self.admission.arp(eth.src, now):
-                return actions + self._drop("limit.arp", now, link=link, src=eth.src)
+                return actions + self._drop(AccessCounter.LIMIT_ARP, now, link=link, src=eth.src)
             actions += self.arp.receive(visitor, eth, arp, now, wall)
             if not known and arp.is_gratuitous:
                 actions.append(self._announce_gateway(visitor, eth.src, eth.vlan))
             return actions
         if eth.ethertype != EtherType.IPV4:
-            return self._drop("eth.bad_ethertype", now, link=link, ethertype=eth.ethertype)
+            return self._drop(
+                AccessCounter.ETH_BAD_ETHERTYPE, now, link=link, ethertype=eth.ethertype
+            )
         return self._ipv4(eth, link, now, wall)
 
     def _ipv4(self, eth: EthernetFrame, link: int, now: float, wall: float) -> list[AccessAction]:
         try:
             ip = IPv4Packet.decode(eth.payload)  # Ethernet padding after total length ignored
         except DecodeError as exc:
-            return self._drop("ipv4.malformed", now, link=link, src=eth.src, error=exc)
+            return self._drop(AccessCounter.IPV4_MALFORMED, now, link=link, src=eth.src, error=exc)
         if ip.protocol == IPProto.UDP and not ip.is_fragment:
             try:
                 udp = UdpDatagram.decode(ip.payload)
             except DecodeError as exc:
-                return self._drop("udp.malformed", now, link=link, src=eth.src, error=exc)
+                return self._drop(
+                    AccessCounter.UDP_MALFORMED, now, link=link, src=eth.src, error=exc
+                )
             if udp.dst_port == SERVER_PORT:
                 return self._dhcp(eth, ip, udp, link, now, wall)
         actions, visitor = self._visitor(eth, link, now)
@@ -203,17 +193,20 @@ class AccessDispatcher:
             return actions
         if ip.protocol == IPProto.ICMP and ip.dst == visitor.gateway:
             if ip.is_fragment:
-                return actions + self._drop("icmp.fragment", now, link=link, src=eth.src)
+                return actions + self._drop(
+                    AccessCounter.ICMP_FRAGMENT, now, link=link, src=eth.src
+                )
             try:
                 message = IcmpMessage.decode(ip.payload)
             except DecodeError as exc:
-                return actions + self._drop("icmp.malformed", now, link=link, error=exc)
+                return actions + self._drop(IcmpCounter.MALFORMED, now, link=link, error=exc)
             actions += self.arp.learn(visitor, ip.src, now, wall)
             return actions + self.icmp.receive(visitor, eth, ip, message, now)
         # An MS not bound yet shows the address it holds (seed 4: it may come from another
         # DMPA of the domain with its address kept): that registers it (router.core.dmpa).
         actions += self.arp.learn(visitor, ip.src, now, wall)
-        reason = "ipv4.registered" if visitor.state is State.REGISTERED else "ipv4.unregistered"
+        registered = visitor.state is State.REGISTERED
+        reason = AccessCounter.IPV4_REGISTERED if registered else AccessCounter.IPV4_UNREGISTERED
         return actions + self._drop(reason, now, link=link, src=eth.src, dst=ip.dst)
 
     def _dhcp(
@@ -226,12 +219,14 @@ class AccessDispatcher:
         wall: float,
     ) -> list[AccessAction]:
         if udp.src_port != CLIENT_PORT:
-            return self._drop("dhcp.bad_port", now, link=link, src=eth.src, port=udp.src_port)
+            return self._drop(
+                AccessCounter.DHCP_BAD_PORT, now, link=link, src=eth.src, port=udp.src_port
+            )
         try:
             UdpDatagram.decode(ip.payload, src=ip.src, dst=ip.dst)  # verify the checksum
             message = DhcpMessage.decode(udp.payload)
         except DecodeError as exc:
-            return self._drop("dhcp.malformed", now, link=link, src=eth.src, error=exc)
+            return self._drop(AccessCounter.DHCP_MALFORMED, now, link=link, src=eth.src, error=exc)
         actions, visitor = self._visitor(eth, link, now)
         if visitor is None:
             return actions
@@ -240,7 +235,9 @@ class AccessDispatcher:
             and message.message_type == DhcpMessageType.DISCOVER
             and not self.admission.dhcp_discover(eth.src, now)
         ):
-            return actions + self._drop("limit.dhcp_discover", now, link=link, src=eth.src)
+            return actions + self._drop(
+                AccessCounter.LIMIT_DHCP_DISCOVER, now, link=link, src=eth.src
+            )
         return actions + self.dhcp.from_access(visitor, eth, ip, message, now, wall)
 
     def _visitor(
@@ -249,22 +246,26 @@ class AccessDispatcher:
         """The visitor entry of the frame's sender, attaching it on its first frame (or when it
         shows up on another access link); None for an MS that AAA rejected."""
         actions: list[AccessAction] = []
-        visitor = self.dmpa.visitors.get(eth.src)
+        visitor = self.host.visitor(eth.src)
         if visitor is None or visitor.link != link:
             # An attach costs a visitor entry and an AAA request: a flood of invented MACs
-            # draws from one bucket per link (router.app.limits, Rule 3).
+            # draws from one bucket per link (router.core.limits, Rule 3).
             if self.admission is not None and not self.admission.new_mac(link, now):
-                return actions + self._drop("limit.new_mac", now, link=link, src=eth.src), None
+                return actions + self._drop(
+                    AccessCounter.LIMIT_NEW_MAC, now, link=link, src=eth.src
+                ), None
             actions += self._attach(eth.src, link, now)
-            visitor = self.dmpa.visitors.get(eth.src)
+            visitor = self.host.visitor(eth.src)
         if visitor is None or visitor.state is State.REJECTED:
-            return actions + self._drop("ms.rejected", now, link=link, src=eth.src), None
+            return actions + self._drop(
+                AccessCounter.MS_REJECTED, now, link=link, src=eth.src
+            ), None
         return actions, visitor
 
     def _attach(self, mac: MacAddress, link: int, now: float) -> list[AccessAction]:
         """A visitor entry for ``mac`` on ``link`` (AAA starts), room made for it first."""
         actions = self._make_room(now)
-        actions += self.dmpa.attach(mac, link, now)
+        actions += self.host.attach(mac, link, now)
         self._strangers[mac] = None
         self._strangers.move_to_end(mac)
         return actions
@@ -279,14 +280,14 @@ class AccessDispatcher:
             if len(strangers) < self.max_strangers:
                 break
             mac, _ = strangers.popitem(last=False)
-            visitor = self.dmpa.visitors.get(mac)
+            visitor = self.host.visitor(mac)
             if visitor is None:
                 continue
             if visitor.state is State.AUTHENTICATING:
                 strangers[mac] = None
             elif _aaa_rejected(visitor):
-                self.drops.count("limit.rejected_forgotten")
-                actions += self.dmpa.detach(mac, now, now)
+                self.drops.count(AccessCounter.LIMIT_REJECTED_FORGOTTEN)
+                actions += self.host.detach(mac, now, now)
         return actions
 
     def associated(self, mac: MacAddress, link: int, now: float) -> list[AccessAction]:
@@ -300,26 +301,26 @@ class AccessDispatcher:
         was down; Linux retries only after a second (``retrans_time``). Any ARP packet from the
         gateway's address completes that pending entry (RFC 826 merge), so the host's queued
         packets come here now and register it; a host with no pending entry ignores it."""
-        if mac.is_multicast or mac == ZERO_MAC or mac == self.dmpa.config.pseudo_mac:
-            return self._drop("station.bad_mac", now, link=link, mac=mac)
-        self.drops.count("station.associated")
+        if mac.is_multicast or mac == ZERO_MAC or mac == self.host.pseudo_mac:
+            return self._drop(AccessCounter.STATION_BAD_MAC, now, link=link, mac=mac)
+        self.drops.count(AccessCounter.STATION_ASSOCIATED)
         actions: list[AccessAction] = []
-        visitor = self.dmpa.visitors.get(mac)
+        visitor = self.host.visitor(mac)
         if visitor is None or visitor.link != link:
             actions += self._attach(mac, link, now)
-            visitor = self.dmpa.visitors.get(mac)
+            visitor = self.host.visitor(mac)
         if visitor is None or visitor.state is State.REJECTED:
-            return actions + self._drop("ms.rejected", now, link=link, src=mac)
+            return actions + self._drop(AccessCounter.MS_REJECTED, now, link=link, src=mac)
         return [*actions, self._announce_gateway(visitor, mac, None)]
 
     def forget_rejected(self, now: float) -> list[AccessAction]:
         """New AAA profiles (SIGHUP): forget every MAC AAA refused, so that its next frame asks
         AAA again instead of being dropped as refused until a restart."""
         actions: list[AccessAction] = []
-        for mac, visitor in list(self.dmpa.visitors.items()):
+        for visitor in list(self.host.visitor_list()):
             if _aaa_rejected(visitor):
-                self.drops.count("aaa_rejected_forgotten")
-                actions += self.dmpa.detach(mac, now, now)
+                self.drops.count(AccessCounter.AAA_REJECTED_FORGOTTEN)
+                actions += self.host.detach(visitor.mac, now, now)
         return actions
 
     def _announce_gateway(
@@ -340,7 +341,7 @@ class AccessDispatcher:
             visitor.address_seen or visitor.hoa or IPv4Address(0),
         )
         frame = EthernetFrame(mac, visitor.pseudo_mac, EtherType.ARP, reply.encode(), vlan)
-        self.drops.count("arp.gateway_announced")
+        self.drops.count(AccessCounter.ARP_GATEWAY_ANNOUNCED)
         return SendFrame(visitor.link, frame.encode())
 
     # --- tunnel ---------------------------------------------------------------------------
@@ -352,21 +353,21 @@ class AccessDispatcher:
         try:
             ip = IPv4Packet.decode(packet)
         except DecodeError as exc:
-            return self._drop("tunnel.malformed", now, peer=src, error=exc)
+            return self._drop(AccessCounter.TUNNEL_MALFORMED, now, peer=src, error=exc)
         if ip.protocol != IPProto.UDP or ip.is_fragment:
-            return self._drop("tunnel.not_dhcp", now, peer=src, protocol=ip.protocol)
+            return self._drop(AccessCounter.TUNNEL_NOT_DHCP, now, peer=src, protocol=ip.protocol)
         try:
             udp = UdpDatagram.decode(ip.payload, src=ip.src, dst=ip.dst)
         except DecodeError as exc:
-            return self._drop("tunnel.malformed", now, peer=src, error=exc)
+            return self._drop(AccessCounter.TUNNEL_MALFORMED, now, peer=src, error=exc)
         if udp.src_port != SERVER_PORT or udp.dst_port != CLIENT_PORT:
-            return self._drop("tunnel.not_dhcp", now, peer=src, port=udp.dst_port)
+            return self._drop(AccessCounter.TUNNEL_NOT_DHCP, now, peer=src, port=udp.dst_port)
         try:
             message = DhcpMessage.decode(udp.payload)
         except DecodeError as exc:
-            return self._drop("dhcp.malformed", now, peer=src, error=exc)
+            return self._drop(AccessCounter.DHCP_MALFORMED, now, peer=src, error=exc)
         return self.dhcp.from_tunnel(src, ip, message, now, wall)
 
-    def _drop(self, reason: str, now: float, **context: object) -> list[AccessAction]:
+    def _drop(self, reason: Declared, now: float, **context: object) -> list[AccessAction]:
         self.drops.drop(reason, now, **context)
         return []

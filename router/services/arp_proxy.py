@@ -2,9 +2,9 @@
 
 Seed 5.3: "the ARP entries for default gateway and other hosts could be set to be a common MAC
 address for all the DMPA in current domain". Every DMPA of a domain answers with the same
-pseudo-MAC (``DMPAConfig.pseudo_mac``, kept in each visitor entry), so an MS that moves, and whose
-kernel flushes its neighbour cache when the carrier drops, re-learns the very same MAC for its
-gateway at the new DMPA.
+pseudo-MAC (``AccessHost.pseudo_mac``, kept in each visitor entry), so an MS that moves, and
+whose kernel flushes its neighbour cache when the carrier drops, re-learns the very same MAC for
+its gateway at the new DMPA.
 
 The rest is what a real router does with the ARP packets of its hosts (RFC 826, RFC 5227):
 
@@ -32,8 +32,9 @@ from ipaddress import IPv4Address
 
 from router.core.actions import Action, SendFrame, event
 from router.core.common import RateLimiter
-from router.core.dmpa import DMPA, State, Visitor
-from router.services.access import AccessAction, Drops, is_host_address
+from router.core.counters import Declared, Names
+from router.core.dmpa import State, Visitor
+from router.services.common import AccessAction, AccessHost, Drops, is_host_address
 from router.wire.arp import ArpOp, ArpPacket, reply_to
 from router.wire.ethernet import BROADCAST_MAC, EthernetFrame, EtherType, MacAddress
 
@@ -45,11 +46,30 @@ _UNSPECIFIED = IPv4Address(0)
 _LEARNING = (State.AUTHENTICATING, State.WAIT_ADDRESS)
 
 
+class ArpCounter(Names):
+    """What the ARP proxy counts (``access`` group)."""
+
+    ANNOUNCEMENT = "arp.announcement"
+    BAD_OP = "arp.bad_op"
+    BOGUS_TARGET = "arp.bogus_target"
+    CONFLICT = "arp.conflict"
+    GATEWAY_CLAIMED = "arp.gateway_claimed"
+    LEARNED = "arp.learned"
+    OWN_ADDRESS = "arp.own_address"
+    PROBE_DEFENDED = "arp.probe_defended"
+    PROBE_SILENT = "arp.probe_silent"
+    REPLY = "arp.reply"
+    REPLY_RECEIVED = "arp.reply_received"
+    SENDER_MISMATCH = "arp.sender_mismatch"
+
+
 class ArpProxy:
     """Answers the ARP of the DMPA's visitors; learns their addresses; spots conflicts."""
 
-    def __init__(self, dmpa: DMPA, drops: Drops | None = None, *, index_age: float = 1.0) -> None:
-        self.dmpa = dmpa
+    def __init__(
+        self, host: AccessHost, drops: Drops | None = None, *, index_age: float = 1.0
+    ) -> None:
+        self.host = host
         self.drops = drops if drops is not None else Drops(log)
         #: How old (seconds) the address -> MAC index may get before it is rebuilt.
         self.index_age = index_age
@@ -68,14 +88,14 @@ class ArpProxy:
         list changed size, and every hit is checked against the visitor entry, so it never
         names a wrong owner; a HoA granted less than ``index_age`` ago may be missed.
         """
-        visitors = self.dmpa.visitors
+        visitors = self.host.visitor_list()
         if now >= self._index_built + self.index_age or len(visitors) != self._index_size:
-            self._index = {v.hoa: mac for mac, v in visitors.items() if v.hoa is not None}
+            self._index = {v.hoa: v.mac for v in visitors if v.hoa is not None}
             self._index_built, self._index_size = now, len(visitors)
         mac = self._index.get(address)
         if mac is None:
             return None
-        visitor = visitors.get(mac)
+        visitor = self.host.visitor(mac)
         return mac if visitor is not None and visitor.hoa == address else None
 
     def learn(
@@ -89,8 +109,8 @@ class ArpProxy:
             return []
         if self.owner_of(address, now) not in (None, visitor.mac):
             return []
-        self.drops.count("arp.learned")
-        return self.dmpa.address_seen(visitor.mac, address, now, wall)
+        self.drops.count(ArpCounter.LEARNED)
+        return self.host.address_seen(visitor.mac, address, now, wall)
 
     # --- ARP ------------------------------------------------------------------------------
 
@@ -101,9 +121,9 @@ class ArpProxy:
         if arp.sender_mac != eth.src:
             # The Ethernet source is who the visitor entry is; a packet speaking for another
             # MAC is either a bridge we do not support or an attempt to poison caches.
-            return self._drop("arp.sender_mismatch", now, mac=eth.src, sender=arp.sender_mac)
+            return self._drop(ArpCounter.SENDER_MISMATCH, now, mac=eth.src, sender=arp.sender_mac)
         if arp.op not in (ArpOp.REQUEST, ArpOp.REPLY):
-            return self._drop("arp.bad_op", now, mac=eth.src, op=arp.op)
+            return self._drop(ArpCounter.BAD_OP, now, mac=eth.src, op=arp.op)
         actions: list[AccessAction] = []
         sender = arp.sender_ip
         if sender != _UNSPECIFIED:
@@ -114,27 +134,27 @@ class ArpProxy:
                 return conflict
             actions += self.learn(visitor, sender, now, wall)  # Rule 3
         if arp.op == ArpOp.REPLY:
-            self.drops.count("arp.reply_received")  # we never ask: nothing to answer
+            self.drops.count(ArpCounter.REPLY_RECEIVED)  # we never ask: nothing to answer
             return actions
         target = arp.target_ip
         if arp.is_probe:  # Rule 2
             if target == visitor.gateway:
-                self.drops.count("arp.probe_defended")
+                self.drops.count(ArpCounter.PROBE_DEFENDED)
                 return [self._frame(visitor, eth, reply_to(arp, visitor.pseudo_mac))]
             conflict = self._conflict(visitor, target, now)
             if conflict is not None:
                 return conflict
-            self.drops.count("arp.probe_silent")
+            self.drops.count(ArpCounter.PROBE_SILENT)
             return []
         if arp.is_gratuitous:  # Rule 3
-            self.drops.count("arp.announcement")
+            self.drops.count(ArpCounter.ANNOUNCEMENT)
             return actions
         if not is_host_address(target):  # Rule 1
-            return actions + self._drop("arp.bogus_target", now, mac=eth.src, target=target)
+            return actions + self._drop(ArpCounter.BOGUS_TARGET, now, mac=eth.src, target=target)
         if target in (visitor.hoa, visitor.address_seen):
-            self.drops.count("arp.own_address")
+            self.drops.count(ArpCounter.OWN_ADDRESS)
             return actions
-        self.drops.count("arp.reply")
+        self.drops.count(ArpCounter.REPLY)
         return [*actions, self._frame(visitor, eth, reply_to(arp, visitor.pseudo_mac))]
 
     def _conflict(
@@ -145,14 +165,14 @@ class ArpProxy:
         owner = self.owner_of(address, now)
         if owner is None or owner == visitor.mac:
             return None
-        if self.drops.drop("arp.conflict", now, mac=visitor.mac, address=address, owner=owner):
+        if self.drops.drop(ArpCounter.CONFLICT, now, mac=visitor.mac, address=address, owner=owner):
             return [event("arp_conflict", mac=visitor.mac, address=address, owner=owner)]
         return []
 
     def _defend_gateway(
         self, visitor: Visitor, eth: EthernetFrame, now: float
     ) -> list[AccessAction]:
-        self.drops.drop("arp.gateway_claimed", now, mac=eth.src, gateway=visitor.gateway)
+        self.drops.drop(ArpCounter.GATEWAY_CLAIMED, now, mac=eth.src, gateway=visitor.gateway)
         if not self._defend.allow(visitor.link, now):
             return []
         announcement = ArpPacket.announcement(visitor.pseudo_mac, visitor.gateway)
@@ -166,6 +186,6 @@ class ArpProxy:
         frame = EthernetFrame(eth.src, visitor.pseudo_mac, EtherType.ARP, arp.encode(), eth.vlan)
         return SendFrame(visitor.link, frame.encode())
 
-    def _drop(self, reason: str, now: float, **context: object) -> list[AccessAction]:
+    def _drop(self, reason: Declared, now: float, **context: object) -> list[AccessAction]:
         self.drops.drop(reason, now, **context)
         return []

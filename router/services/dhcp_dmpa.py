@@ -44,9 +44,10 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
 from router.core.actions import SendFrame, SendTunnel
+from router.core.counters import Declared, Family, Names
 from router.core.defaults import LEASE_TIME, PREFIX_LENGTH, TUNNEL_MTU
-from router.core.dmpa import DMPA, State, Visitor
-from router.services.access import AccessAction, Drops
+from router.core.dmpa import State, Visitor
+from router.services.common import AccessAction, AccessHost, Drops
 from router.wire.dhcp import (
     CLIENT_PORT,
     SERVER_PORT,
@@ -77,6 +78,46 @@ _CLIENT_TYPES = frozenset(
 )
 _SERVER_TYPES = frozenset((DhcpMessageType.OFFER, DhcpMessageType.ACK, DhcpMessageType.NAK))
 _INFINITE = 0xFFFFFFFF
+
+
+class DhcpDmpaCounter(Names):
+    """What the DMPA's DHCP counts (``access`` group; also :data:`RELAYED`, :data:`DELIVERED`)."""
+
+    ACK = "dhcp.ack"
+    BAD_HTYPE = "dhcp.bad_htype"
+    BAD_TYPE = "dhcp.bad_type"
+    CHADDR_MISMATCH = "dhcp.chaddr_mismatch"
+    CLIENT_OPTION82 = "dhcp.client_option82"
+    DECLINE = "dhcp.decline"
+    GIADDR_SET = "dhcp.giaddr_set"
+    NAK = "dhcp.nak"
+    NOT_AUTHENTICATED = "dhcp.not_authenticated"
+    NOT_REQUEST = "dhcp.not_request"
+    OPTION82_TOO_LONG = "dhcp.option82_too_long"
+    RELEASE = "dhcp.release"
+    RELEASE_OTHER_ADDRESS = "dhcp.release_other_address"
+    REPLY_BAD_TYPE = "dhcp.reply_bad_type"
+    REPLY_NOT_REPLY = "dhcp.reply_not_reply"
+    REPLY_UNKNOWN_CLIENT = "dhcp.reply_unknown_client"
+    REPLY_UNSOLICITED = "dhcp.reply_unsolicited"
+    REPLY_WRONG_DLMAP = "dhcp.reply_wrong_dlmap"
+    REPLY_WRONG_SUBSCRIBER = "dhcp.reply_wrong_subscriber"
+    SERVER_ACK = "dhcp.server.ack"
+    SERVER_BAD_REQUEST = "dhcp.server.bad_request"
+    SERVER_INFORM = "dhcp.server.inform"
+    SERVER_NAK = "dhcp.server.nak"
+    SERVER_OFFER = "dhcp.server.offer"
+    SERVER_OTHER_SERVER = "dhcp.server.other_server"
+    SERVER_WAITING_PBA = "dhcp.server.waiting_pba"
+    TOO_BIG = "dhcp.too_big"
+
+
+#: Client messages carried to the DLMAP, by type (Rule 1).
+RELAYED = Family("dhcp.relayed.{}", "carried to the DLMAP", (t.name.lower() for t in _CLIENT_TYPES))
+#: Server messages delivered to the MS other than ACK and NAK (Rule 3).
+DELIVERED = Family(
+    "dhcp.delivered.{}", "delivered to the MS", (t.name.lower() for t in _SERVER_TYPES)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +170,13 @@ class DhcpDmpa:
 
     def __init__(
         self,
-        dmpa: DMPA,
+        host: AccessHost,
         config: DhcpDmpaConfig | None = None,
         drops: Drops | None = None,
         *,
         colocated_modes: frozenset[str] = frozenset(("dlmap", "static")),
     ) -> None:
-        self.dmpa = dmpa
+        self.host = host
         self.config = config if config is not None else DhcpDmpaConfig()
         self.drops = drops if drops is not None else Drops(log)
         self.colocated_modes = colocated_modes
@@ -159,22 +200,24 @@ class DhcpDmpa:
     ) -> list[AccessAction]:
         """A client message from ``visitor`` (UDP 68 -> 67, checksum verified)."""
         if message.op != BootpOp.BOOTREQUEST:
-            return self._drop("dhcp.not_request", now, mac=eth.src, op=message.op)
+            return self._drop(DhcpDmpaCounter.NOT_REQUEST, now, mac=eth.src, op=message.op)
         mac = message.client_mac
         if mac is None:
-            return self._drop("dhcp.bad_htype", now, mac=eth.src, htype=message.htype)
+            return self._drop(DhcpDmpaCounter.BAD_HTYPE, now, mac=eth.src, htype=message.htype)
         if mac != visitor.mac:  # Rule 2
-            return self._drop("dhcp.chaddr_mismatch", now, mac=eth.src, chaddr=mac)
+            return self._drop(DhcpDmpaCounter.CHADDR_MISMATCH, now, mac=eth.src, chaddr=mac)
         if message.giaddr != _ZERO:
-            return self._drop("dhcp.giaddr_set", now, mac=eth.src, giaddr=message.giaddr)
+            return self._drop(DhcpDmpaCounter.GIADDR_SET, now, mac=eth.src, giaddr=message.giaddr)
         if any(o.code == DhcpOptionCode.RELAY_AGENT_INFO for o in message.options):
-            return self._drop("dhcp.client_option82", now, mac=eth.src)
+            return self._drop(DhcpDmpaCounter.CLIENT_OPTION82, now, mac=eth.src)
         kind = message.message_type
         if kind not in _CLIENT_TYPES:
-            return self._drop("dhcp.bad_type", now, mac=eth.src, type=kind)
+            return self._drop(DhcpDmpaCounter.BAD_TYPE, now, mac=eth.src, type=kind)
         assert isinstance(kind, DhcpMessageType)
         if visitor.mode is None or visitor.nai is None or visitor.tunnel_dst is None:
-            return self._drop("dhcp.not_authenticated", now, mac=eth.src, state=visitor.state)
+            return self._drop(
+                DhcpDmpaCounter.NOT_AUTHENTICATED, now, mac=eth.src, state=visitor.state
+            )
         if visitor.mode in self.colocated_modes:
             return self._serve(visitor, eth, message, kind, now, wall)
         return self._relay(visitor, visitor.tunnel_dst, visitor.nai, ip, message, kind, now, wall)
@@ -197,7 +240,7 @@ class DhcpDmpa:
             )
             tagged = message.with_relay_agent_info(info)
         except EncodeError:  # an NAI too long for option 82's 255 bytes
-            return self._drop("dhcp.option82_too_long", now, mac=visitor.mac, nai=nai)
+            return self._drop(DhcpDmpaCounter.OPTION82_TOO_LONG, now, mac=visitor.mac, nai=nai)
         udp = UdpDatagram(CLIENT_PORT, SERVER_PORT, tagged.encode())
         try:
             packet = IPv4Packet(
@@ -212,9 +255,9 @@ class DhcpDmpa:
         except EncodeError:
             packet = b""  # longer than an IPv4 packet can be: dropped just below
         if not packet or len(packet) > self.config.max_packet:
-            return self._drop("dhcp.too_big", now, mac=visitor.mac, size=len(packet))
+            return self._drop(DhcpDmpaCounter.TOO_BIG, now, mac=visitor.mac, size=len(packet))
         self._remember(visitor.mac, message.xid)
-        self.drops.count(f"dhcp.relayed.{kind.name.lower()}")
+        self.drops.count(RELAYED(kind.name.lower()))
         actions: list[AccessAction] = [SendTunnel(dlmap, packet)]
         if kind == DhcpMessageType.RELEASE:
             actions += self._release(visitor, message.ciaddr, now, wall)
@@ -227,21 +270,21 @@ class DhcpDmpa:
     ) -> list[AccessAction]:
         """Rule 5: releasing the address we registered (or any, before one is) de-registers."""
         if visitor.hoa is not None and address != visitor.hoa:
-            self.drops.count("dhcp.release_other_address")
+            self.drops.count(DhcpDmpaCounter.RELEASE_OTHER_ADDRESS)
             return []
-        self.drops.count("dhcp.release")
+        self.drops.count(DhcpDmpaCounter.RELEASE)
         self.forget(visitor.mac)
-        return list(self.dmpa.detach(visitor.mac, now, wall))
+        return list(self.host.detach(visitor.mac, now, wall))
 
     def _decline(
         self, visitor: Visitor, address: IPv4Address | None, now: float, wall: float
     ) -> list[AccessAction]:
         """Rule 5: declining the registered HoA makes its binding useless: de-register."""
-        self.drops.count("dhcp.decline")
+        self.drops.count(DhcpDmpaCounter.DECLINE)
         if address is None or address != visitor.hoa:
             return []
         self.forget(visitor.mac)
-        return list(self.dmpa.detach(visitor.mac, now, wall))
+        return list(self.host.detach(visitor.mac, now, wall))
 
     def _remember(self, mac: MacAddress, xid: int) -> None:
         xids = self._xids.pop(mac, ())
@@ -258,35 +301,35 @@ class DhcpDmpa:
     ) -> list[AccessAction]:
         """A server message (UDP 67 -> 68, checksum verified) from DLMAP ``src`` (Rule 3, 4)."""
         if message.op != BootpOp.BOOTREPLY:
-            return self._drop("dhcp.reply_not_reply", now, peer=src, op=message.op)
+            return self._drop(DhcpDmpaCounter.REPLY_NOT_REPLY, now, peer=src, op=message.op)
         kind = message.message_type
         if kind not in _SERVER_TYPES:
-            return self._drop("dhcp.reply_bad_type", now, peer=src, type=kind)
+            return self._drop(DhcpDmpaCounter.REPLY_BAD_TYPE, now, peer=src, type=kind)
         mac = message.client_mac
         if mac is None:
-            return self._drop("dhcp.bad_htype", now, peer=src, htype=message.htype)
-        visitor = self.dmpa.visitors.get(mac)
+            return self._drop(DhcpDmpaCounter.BAD_HTYPE, now, peer=src, htype=message.htype)
+        visitor = self.host.visitor(mac)
         if visitor is None:
             self.forget(mac)
-            return self._drop("dhcp.reply_unknown_client", now, peer=src, chaddr=mac)
+            return self._drop(DhcpDmpaCounter.REPLY_UNKNOWN_CLIENT, now, peer=src, chaddr=mac)
         if visitor.tunnel_dst != src:
-            return self._drop("dhcp.reply_wrong_dlmap", now, peer=src, chaddr=mac)
+            return self._drop(DhcpDmpaCounter.REPLY_WRONG_DLMAP, now, peer=src, chaddr=mac)
         if message.xid not in self._xids.get(mac, ()):
-            return self._drop("dhcp.reply_unsolicited", now, peer=src, chaddr=mac)
+            return self._drop(DhcpDmpaCounter.REPLY_UNSOLICITED, now, peer=src, chaddr=mac)
         info = message.relay_agent_info
         nai = (visitor.nai or "").encode()
         if info is not None and info.subscriber_id not in (None, nai):
-            return self._drop("dhcp.reply_wrong_subscriber", now, peer=src, chaddr=mac)
+            return self._drop(DhcpDmpaCounter.REPLY_WRONG_SUBSCRIBER, now, peer=src, chaddr=mac)
         reply = message.without_relay_agent_info()
         source = ip.src if ip.src != _ZERO else visitor.gateway
         actions: list[AccessAction] = [self._frame(visitor, reply, source, None)]
         if kind == DhcpMessageType.ACK and reply.yiaddr != _ZERO:
-            self.drops.count("dhcp.ack")
-            actions += self.dmpa.dhcp_ack(mac, reply.yiaddr, now, wall)
+            self.drops.count(DhcpDmpaCounter.ACK)
+            actions += self.host.dhcp_ack(mac, reply.yiaddr, now, wall)
         elif kind == DhcpMessageType.NAK:
-            self.drops.count("dhcp.nak")  # the MS starts over; we leave it waiting
+            self.drops.count(DhcpDmpaCounter.NAK)  # the MS starts over; we leave it waiting
         else:
-            self.drops.count(f"dhcp.delivered.{DhcpMessageType(kind).name.lower()}")
+            self.drops.count(DELIVERED(DhcpMessageType(kind).name.lower()))
         return actions
 
     # --- co-located server ----------------------------------------------------------------
@@ -314,23 +357,23 @@ class DhcpDmpa:
         server_id = message.server_id
         if kind == DhcpMessageType.RELEASE:
             if server_id not in (None, gateway):
-                return self._drop("dhcp.server.other_server", now, mac=visitor.mac)
+                return self._drop(DhcpDmpaCounter.SERVER_OTHER_SERVER, now, mac=visitor.mac)
             return list(self._release(visitor, message.ciaddr, now, wall))
         if kind == DhcpMessageType.DECLINE:
             if server_id not in (None, gateway):
-                return self._drop("dhcp.server.other_server", now, mac=visitor.mac)
+                return self._drop(DhcpDmpaCounter.SERVER_OTHER_SERVER, now, mac=visitor.mac)
             return list(self._decline(visitor, message.requested_ip, now, wall))
         if kind == DhcpMessageType.INFORM:  # 4.3.5: configuration only, no lease, no yiaddr
-            self.drops.count("dhcp.server.inform")
+            self.drops.count(DhcpDmpaCounter.SERVER_INFORM)
             return [self._answer(visitor, eth, message, DhcpMessageType.ACK, _ZERO, lease=False)]
         if kind == DhcpMessageType.REQUEST and server_id not in (None, gateway):
-            self.drops.count("dhcp.server.other_server")  # 4.3.2: the client chose another
+            self.drops.count(DhcpDmpaCounter.SERVER_OTHER_SERVER)  # 4.3.2: the client chose another
             return []
         if hoa is None:
-            self.drops.count("dhcp.server.waiting_pba")  # silent: the client retries
+            self.drops.count(DhcpDmpaCounter.SERVER_WAITING_PBA)  # silent: the client retries
             return []
         if kind == DhcpMessageType.DISCOVER:
-            self.drops.count("dhcp.server.offer")
+            self.drops.count(DhcpDmpaCounter.SERVER_OFFER)
             return [self._answer(visitor, eth, message, DhcpMessageType.OFFER, hoa, lease=True)]
         # REQUEST: SELECTING / INIT-REBOOT name the address in option 50, RENEWING /
         # REBINDING in ciaddr (RFC 2131 4.3.2).
@@ -338,16 +381,16 @@ class DhcpDmpa:
         if asked is None and message.ciaddr != _ZERO:
             asked = message.ciaddr
         if asked is None:
-            return self._drop("dhcp.server.bad_request", now, mac=visitor.mac)
+            return self._drop(DhcpDmpaCounter.SERVER_BAD_REQUEST, now, mac=visitor.mac)
         if asked != hoa:
-            self.drops.count("dhcp.server.nak")
+            self.drops.count(DhcpDmpaCounter.SERVER_NAK)
             return [self._answer(visitor, eth, message, DhcpMessageType.NAK, _ZERO, lease=False)]
-        self.drops.count("dhcp.server.ack")
+        self.drops.count(DhcpDmpaCounter.SERVER_ACK)
         return [self._answer(visitor, eth, message, DhcpMessageType.ACK, hoa, lease=True)]
 
     def _lease_time(self, visitor: Visitor) -> int:
         """The configured lease, never longer than the binding lifetime (wire-reference 7.6)."""
-        lifetime = visitor.lifetime or self.dmpa.config.lifetime
+        lifetime = visitor.lifetime or self.host.binding_lifetime
         return max(1, min(self.config.lease_time, lifetime))
 
     def _answer(
@@ -431,6 +474,6 @@ class DhcpDmpa:
         frame = EthernetFrame(dst_mac, visitor.pseudo_mac, EtherType.IPV4, packet.encode(), vlan)
         return SendFrame(visitor.link, frame.encode())
 
-    def _drop(self, reason: str, now: float, **context: object) -> list[AccessAction]:
+    def _drop(self, reason: Declared, now: float, **context: object) -> list[AccessAction]:
         self.drops.drop(reason, now, **context)
         return []

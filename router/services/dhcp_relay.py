@@ -28,13 +28,14 @@ Rules:
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address
 
 from router.core.actions import Event, Persist, SendTunnel, event
 from router.core.common import to_wall
+from router.core.counters import Counters, Declared, Family, Names
 from router.core.defaults import LIFETIME
 from router.core.pool import HoAPool
 from router.services.dhcp_server import (
@@ -43,6 +44,7 @@ from router.services.dhcp_server import (
     POOL_TABLE,
     ZERO,
     ConfigError,
+    RequestDrop,
     build_packet,
     nai_of,
     parse_request,
@@ -68,6 +70,37 @@ _REPLY_NAMES = {
     DhcpMessageType.ACK: "ack",
     DhcpMessageType.NAK: "nak",
 }
+
+
+class DhcpRelayCounter(Names):
+    """What the DHCP relay counts (``dhcp`` group, with
+    :class:`~router.services.dhcp_server.RequestDrop` and :data:`TX_REPLY`)."""
+
+    DROP_HOPS = "drop.hops"
+    DROP_OPTION82_FULL = "drop.option82_full"
+    LEARN_CONFLICT = "learn.conflict"
+    LEARN_NO_NAI = "learn.no_nai"
+    LEARN_RECORDED = "learn.recorded"
+    PENDING_EVICTED = "pending.evicted"
+    PENDING_EXPIRED = "pending.expired"
+    REPLY_BAD_MESSAGE_TYPE = "reply.bad_message_type"
+    REPLY_CONFLICTING_ACK = "reply.conflicting_ack"
+    REPLY_MALFORMED = "reply.malformed"
+    REPLY_NOT_REPLY = "reply.not_reply"
+    REPLY_UNKNOWN_SERVER = "reply.unknown_server"
+    REPLY_UNMATCHED = "reply.unmatched"
+    REPLY_WRONG_GIADDR = "reply.wrong_giaddr"
+    REQUEST_GIADDR_REPLACED = "request.giaddr_replaced"
+    REQUEST_NO_NAI = "request.no_nai"
+    RX_REPLY = "rx.reply"
+    RX_REQUEST = "rx.request"
+    REPLY_BAD_SOURCE = "reply.bad_source"  # router.adapters.dhcp_socket: not from a server
+    SOCKET_ERROR = "socket.error"  # router.adapters.dhcp_socket: the relay socket failed
+    TX_SERVER = "tx.server"
+
+
+#: Server replies carried back to the DMPA, by type.
+TX_REPLY = Family("tx.{}", "replies carried back to the DMPA", _REPLY_NAMES.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +174,7 @@ class DhcpRelay:
         config.check()
         self.config = config
         self.pool = pool
-        self.counters: Counter[str] = Counter()
+        self.counters = Counters()
         self.pending: OrderedDict[tuple[int, bytes], Pending] = OrderedDict()
 
     # --- timers ---------------------------------------------------------------------------
@@ -158,7 +191,7 @@ class DhcpRelay:
             if entry.expires > now:
                 break
             del self.pending[key]
-            self.counters["pending.expired"] += 1
+            self.counters[DhcpRelayCounter.PENDING_EXPIRED] += 1
         return []
 
     # --- client side ----------------------------------------------------------------------
@@ -170,37 +203,37 @@ class DhcpRelay:
         now: float,
     ) -> list[RelayAction]:
         """A request from an MS, as the tunnel of ``dmpa`` carried it: relay it to the servers."""
-        self.counters["rx.request"] += 1
+        self.counters[DhcpRelayCounter.RX_REQUEST] += 1
         message, why = parse_request(data)
         if message is None:
-            return self._drop(why or "drop.malformed")
+            return self._drop(why or RequestDrop.MALFORMED)
         if message.op != BootpOp.BOOTREQUEST:
-            return self._drop("drop.not_request")
+            return self._drop(RequestDrop.NOT_REQUEST)
         if message.hlen > 16:
-            return self._drop("drop.bad_hlen")
+            return self._drop(RequestDrop.BAD_HLEN)
         if message.hops > self.config.max_hops:
-            return self._drop("drop.hops")
+            return self._drop(DhcpRelayCounter.DROP_HOPS)
         if not isinstance(message.message_type, DhcpMessageType):
-            return self._drop("drop.bad_message_type")
+            return self._drop(RequestDrop.BAD_MESSAGE_TYPE)
         forwarded = self._forwarded(message, dmpa)
         if forwarded is None:
-            return self._drop("drop.option82_full")
+            return self._drop(DhcpRelayCounter.DROP_OPTION82_FULL)
         nai = nai_of(message)
         if nai is None:
-            self.counters["request.no_nai"] += 1
+            self.counters[DhcpRelayCounter.REQUEST_NO_NAI] += 1
         key = (message.xid, message.chaddr)
         self.pending.pop(key, None)
         self.pending[key] = Pending(dmpa, nai, message.giaddr, now + self.config.entry_ttl)
         while len(self.pending) > self.config.table_size:
             self.pending.popitem(last=False)
-            self.counters["pending.evicted"] += 1
+            self.counters[DhcpRelayCounter.PENDING_EVICTED] += 1
         payload = forwarded.encode()
-        self.counters["tx.server"] += len(self.config.servers)
+        self.counters[DhcpRelayCounter.TX_SERVER] += len(self.config.servers)
         return [SendToServer(s, self.config.server_port, payload) for s in self.config.servers]
 
     def _forwarded(self, message: DhcpMessage, dmpa: IPv6Address) -> DhcpMessage | None:
         if message.giaddr not in (ZERO, self.config.giaddr):
-            self.counters["request.giaddr_replaced"] += 1
+            self.counters[DhcpRelayCounter.REQUEST_GIADDR_REPLACED] += 1
         try:
             out = DhcpMessage(
                 op=message.op,
@@ -241,25 +274,25 @@ class DhcpRelay:
     ) -> list[RelayAction]:
         """A UDP payload from ``server`` to the relay socket: carry it back to its DMPA."""
         wall = now if wall is None else wall
-        self.counters["rx.reply"] += 1
+        self.counters[DhcpRelayCounter.RX_REPLY] += 1
         if server not in self.config.servers:
-            return self._drop("reply.unknown_server")
+            return self._drop(DhcpRelayCounter.REPLY_UNKNOWN_SERVER)
         try:
             message = data if isinstance(data, DhcpMessage) else DhcpMessage.decode(data)
         except DecodeError:
-            return self._drop("reply.malformed")
+            return self._drop(DhcpRelayCounter.REPLY_MALFORMED)
         if message.op != BootpOp.BOOTREPLY:
-            return self._drop("reply.not_reply")
+            return self._drop(DhcpRelayCounter.REPLY_NOT_REPLY)
         kind = message.message_type
         name = _REPLY_NAMES.get(kind) if isinstance(kind, DhcpMessageType) else None
         if name is None:
-            return self._drop("reply.bad_message_type")
+            return self._drop(DhcpRelayCounter.REPLY_BAD_MESSAGE_TYPE)
         if message.giaddr != self.config.giaddr:
-            return self._drop("reply.wrong_giaddr")
+            return self._drop(DhcpRelayCounter.REPLY_WRONG_GIADDR)
         key = (message.xid, message.chaddr)
         entry = self.pending.get(key)
         if entry is None or entry.expires <= now:
-            return self._drop("reply.unmatched")
+            return self._drop(DhcpRelayCounter.REPLY_UNMATCHED)
         actions: list[RelayAction] = []
         if kind != DhcpMessageType.OFFER:
             del self.pending[key]  # the exchange is over
@@ -271,12 +304,12 @@ class DhcpRelay:
                 # Rule 3: the address is another NAI's (a server keying leases by client-id or
                 # chaddr, which an MS can forge): the MS would announce it and its PBU would be
                 # refused anyway, so it never gets it.
-                return [*actions, *self._drop("reply.conflicting_ack")]
+                return [*actions, *self._drop(DhcpRelayCounter.REPLY_CONFLICTING_ACK)]
         reply = message.without_relay_agent_info()
         dst, port = _client_destination(reply, entry.giaddr)
         if entry.giaddr != ZERO:
             reply = _with_giaddr(reply, entry.giaddr)
-        self.counters[f"tx.{name}"] += 1
+        self.counters[TX_REPLY(name)] += 1
         packet = build_packet(reply, self.config.giaddr, dst, port)
         actions.insert(0, SendTunnel(entry.dmpa, packet.encode()))
         return actions
@@ -286,7 +319,7 @@ class DhcpRelay:
     ) -> tuple[bool, list[RelayAction]]:
         """Rule 3; False when the pool refused the address (another NAI holds it)."""
         if nai is None:
-            self.counters["learn.no_nai"] += 1
+            self.counters[DhcpRelayCounter.LEARN_NO_NAI] += 1
             return True, []
         lease = ack.lease_time
         if lease is None or lease == INFINITE_LEASE:
@@ -294,7 +327,7 @@ class DhcpRelay:
         expires = now + min(lease, self.config.max_lifetime)
         fresh = self.pool.lease_of(nai) is None and self.pool.allocated_to(nai) is None
         if not self.pool.record(nai, ack.yiaddr, expires):
-            self.counters["learn.conflict"] += 1
+            self.counters[DhcpRelayCounter.LEARN_CONFLICT] += 1
             owner = self.pool.owner(ack.yiaddr)
             return False, [
                 event("dhcp_relay_conflict", nai=nai, hoa=ack.yiaddr, owner=owner, dmpa=dmpa)
@@ -303,7 +336,7 @@ class DhcpRelay:
             # record() holds a new lease with no end; no binding holds it yet, so it runs
             # until the DHCP lease ends (a PBU will hold it).
             self.pool.restore(nai, ack.yiaddr, expires)
-        self.counters["learn.recorded"] += 1
+        self.counters[DhcpRelayCounter.LEARN_RECORDED] += 1
         held = self.pool.lease_of(nai)
         row: dict[str, object] | None = None
         if held is not None:
@@ -314,7 +347,7 @@ class DhcpRelay:
             event("dhcp_relay_ack", nai=nai, hoa=ack.yiaddr, dmpa=dmpa, lease=lease),
         ]
 
-    def _drop(self, reason: str) -> list[RelayAction]:
+    def _drop(self, reason: Declared) -> list[RelayAction]:
         self.counters[reason] += 1
         return []
 

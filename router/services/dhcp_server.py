@@ -34,7 +34,6 @@ Bad input (undecodable, not a BOOTREQUEST, no message type, no key) is dropped a
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
@@ -42,6 +41,7 @@ from typing import Any
 
 from router.core.actions import Event, Persist, SendTunnel, event
 from router.core.common import from_wall, to_wall
+from router.core.counters import Counters, Declared, Family, Names
 from router.core.defaults import LEASE_TIME, LIFETIME
 from router.core.pool import HoAPool
 from router.wire.dhcp import (
@@ -65,6 +65,59 @@ LEASE_TABLE = "dhcp_lease"
 POOL_TABLE = "lease"  # the DLMAP's table of pool leases (router.core.dlmap._persist_lease)
 DECLINED_PREFIX = "dhcp:declined:"
 _MAX_SCAN = 1 << 16  # free-address search after a DECLINE: bounded
+
+
+class RequestDrop(Names):
+    """Client messages dropped before a server or relay looks at them (``dhcp`` group)."""
+
+    NOT_UDP = "drop.not_udp"
+    FRAGMENT = "drop.fragment"
+    NOT_PORT_67 = "drop.not_port_67"
+    MALFORMED = "drop.malformed"
+    NOT_REQUEST = "drop.not_request"
+    BAD_HLEN = "drop.bad_hlen"
+    BAD_MESSAGE_TYPE = "drop.bad_message_type"
+
+
+class DhcpServerCounter(Names):
+    """What the built-in DHCP server counts (``dhcp`` group, with :class:`RequestDrop` and
+    the families :data:`RX`, :data:`REQUEST`, :data:`EXPIRED`)."""
+
+    DECLINE_IGNORED = "decline.ignored"
+    DECLINE_NO_REPLACEMENT = "decline.no_replacement"
+    DECLINE_NOT_OURS = "decline.not_ours"
+    DECLINE_QUARANTINED = "decline.quarantined"
+    DECLINE_STATIC = "decline.static"
+    DROP_NO_CLIENT_KEY = "drop.no_client_key"
+    DROP_UNKNOWN_DMPA = "drop.unknown_dmpa"
+    INFORM_NO_CIADDR = "inform.no_ciaddr"
+    KEY_FALLBACK = "key.fallback"
+    POOL_EXHAUSTED = "pool.exhausted"
+    RELEASE_DONE = "release.done"
+    RELEASE_OTHER_SERVER = "release.other_server"
+    RELEASE_UNKNOWN = "release.unknown"
+    REQUEST_OTHER_SERVER = "request.other_server"
+    RESTORE_BAD_ROW = "restore.bad_row"
+    RESTORE_CONFLICT = "restore.conflict"
+    RESTORE_EXPIRED = "restore.expired"
+    RESTORE_LEASE = "restore.lease"
+    RX = "rx"
+    TX_ACK = "tx.ack"
+    TX_INFORM_ACK = "tx.inform_ack"
+    TX_NAK = "tx.nak"
+    TX_OFFER = "tx.offer"
+
+
+#: Client messages received, by type.
+RX = Family("rx.{}", "client messages, by type", (t.name.lower() for t in DhcpMessageType))
+#: REQUESTs by the client state RFC 2131 4.3.2 tells from their fields.
+REQUEST = Family(
+    "request.{}",
+    "REQUESTs, by client state",
+    ("selecting", "init_reboot", "renewing", "no_address"),
+)
+#: Offers and leases that ended, by the state they were in (offered, bound, released).
+EXPIRED = Family("{}.expired", "offers and leases that ended, by state")
 
 
 class ConfigError(ValueError):
@@ -149,22 +202,22 @@ class DhcpLease:
 
 def parse_request(
     data: bytes | bytearray | memoryview | IPv4Packet | DhcpMessage,
-) -> tuple[DhcpMessage | None, str | None]:
+) -> tuple[DhcpMessage | None, RequestDrop | None]:
     """The DHCP message in what the tunnel carried, or (None, drop reason)."""
     if isinstance(data, DhcpMessage):
         return data, None
     try:
         packet = data if isinstance(data, IPv4Packet) else IPv4Packet.decode(data)
         if packet.protocol != IPProto.UDP:
-            return None, "drop.not_udp"
+            return None, RequestDrop.NOT_UDP
         if packet.is_fragment:
-            return None, "drop.fragment"
+            return None, RequestDrop.FRAGMENT
         udp = UdpDatagram.decode(packet.payload, src=packet.src, dst=packet.dst)
         if udp.dst_port != SERVER_PORT:
-            return None, "drop.not_port_67"
+            return None, RequestDrop.NOT_PORT_67
         return DhcpMessage.decode(udp.payload), None
     except DecodeError:
-        return None, "drop.malformed"
+        return None, RequestDrop.MALFORMED
 
 
 def nai_of(message: DhcpMessage) -> str | None:
@@ -221,7 +274,7 @@ class DhcpServer:
         config.check()
         self.config = config
         self.pool = pool
-        self.counters: Counter[str] = Counter()
+        self.counters = Counters()
         self.leases: dict[str, DhcpLease] = {}
 
     # --- timers ---------------------------------------------------------------------------
@@ -235,7 +288,7 @@ class DhcpServer:
         actions: list[DhcpAction] = []
         for key in [k for k, lease in self.leases.items() if lease.expires <= now]:
             lease = self.leases.pop(key)
-            self.counters[f"{lease.state}.expired"] += 1
+            self.counters[EXPIRED(lease.state)] += 1
             actions.append(Persist(LEASE_TABLE, key, None))
         return actions
 
@@ -251,28 +304,28 @@ class DhcpServer:
         """One DHCP message the tunnel of ``dmpa`` carried; ``wall`` (default ``now``) is the
         wall-clock time, for persisted deadlines."""
         wall = now if wall is None else wall
-        self.counters["rx"] += 1
+        self.counters[DhcpServerCounter.RX] += 1
         if self.config.dmpas is not None and dmpa not in self.config.dmpas:
-            return self._drop("drop.unknown_dmpa")
+            return self._drop(DhcpServerCounter.DROP_UNKNOWN_DMPA)
         message, why = parse_request(data)
         if message is None:
-            return self._drop(why or "drop.malformed")
+            return self._drop(why or RequestDrop.MALFORMED)
         if message.op != BootpOp.BOOTREQUEST:
-            return self._drop("drop.not_request")
+            return self._drop(RequestDrop.NOT_REQUEST)
         if message.hlen > 16:
-            return self._drop("drop.bad_hlen")
+            return self._drop(RequestDrop.BAD_HLEN)
         key, is_nai = client_key(message)
         if key is None:
-            return self._drop("drop.no_client_key")
+            return self._drop(DhcpServerCounter.DROP_NO_CLIENT_KEY)
         if not is_nai:
-            self.counters["key.fallback"] += 1
+            self.counters[DhcpServerCounter.KEY_FALLBACK] += 1
         kind = message.message_type
         if not isinstance(kind, DhcpMessageType) or kind not in _HANDLERS:
-            return self._drop("drop.bad_message_type")
-        self.counters[f"rx.{kind.name.lower()}"] += 1
+            return self._drop(RequestDrop.BAD_MESSAGE_TYPE)
+        self.counters[RX(kind.name.lower())] += 1
         return _HANDLERS[kind](self, message, key if is_nai else None, key, dmpa, now, wall)
 
-    def _drop(self, reason: str) -> list[DhcpAction]:
+    def _drop(self, reason: Declared) -> list[DhcpAction]:
         self.counters[reason] += 1
         return []
 
@@ -289,7 +342,7 @@ class DhcpServer:
     ) -> list[DhcpAction]:
         address = self._address_for(key, msg.requested_ip, now + self.config.offer_hold)
         if address is None:
-            self.counters["pool.exhausted"] += 1
+            self.counters[DhcpServerCounter.POOL_EXHAUSTED] += 1
             return [event("dhcp_no_address", key=key, dmpa=dmpa)]
         lease = self.leases.get(key)
         if lease is None or lease.address != address or lease.state != "bound":
@@ -298,7 +351,7 @@ class DhcpServer:
             self.leases[key] = lease
         actions: list[DhcpAction] = self._persist(lease, now, wall)
         reply = self._reply(msg, DhcpMessageType.OFFER, yiaddr=address, lease=self._lease(msg))
-        actions.append(self._send(reply, msg, dmpa, "tx.offer"))
+        actions.append(self._send(reply, msg, dmpa, DhcpServerCounter.TX_OFFER))
         return actions
 
     def _request(
@@ -316,7 +369,7 @@ class DhcpServer:
             # SELECTING (RFC 2131 section 4.3.2): a server id that is not ours means the
             # client took another server's offer; stay silent.
             if server_id != self.config.server_id:
-                self.counters["request.other_server"] += 1
+                self.counters[DhcpServerCounter.REQUEST_OTHER_SERVER] += 1
                 return []
             state = "selecting"
             wanted = requested
@@ -326,7 +379,7 @@ class DhcpServer:
         else:
             state = "renewing" if msg.ciaddr != ZERO else "no_address"
             wanted = msg.ciaddr if msg.ciaddr != ZERO else None
-        self.counters[f"request.{state}"] += 1
+        self.counters[REQUEST(state)] += 1
         if wanted is None:
             return self._nak(msg, dmpa, "request names no address")
         lease_seconds = self._lease(msg)
@@ -347,7 +400,7 @@ class DhcpServer:
         reply = self._reply(
             msg, DhcpMessageType.ACK, yiaddr=wanted, ciaddr=msg.ciaddr, lease=lease_seconds
         )
-        actions.append(self._send(reply, msg, dmpa, "tx.ack"))
+        actions.append(self._send(reply, msg, dmpa, DhcpServerCounter.TX_ACK))
         actions.append(event("dhcp_ack", key=key, hoa=wanted, dmpa=dmpa, lease=lease_seconds))
         return actions
 
@@ -363,18 +416,18 @@ class DhcpServer:
         address = msg.requested_ip
         sid = msg.server_id
         if address is None or (sid is not None and sid != self.config.server_id):
-            return self._drop("decline.ignored")
+            return self._drop(DhcpServerCounter.DECLINE_IGNORED)
         if self.pool.allocated_to(key) != address:
-            return self._drop("decline.not_ours")
+            return self._drop(DhcpServerCounter.DECLINE_NOT_OURS)
         actions: list[DhcpAction] = [event("dhcp_decline", key=key, hoa=address, dmpa=dmpa)]
         lease = self.pool.lease_of(key)
         if (lease is not None and lease.static) or (lease is None and self._is_static(key)):
             # A static address belongs to this NAI alone: nothing to move it to.
-            self.counters["decline.static"] += 1
+            self.counters[DhcpServerCounter.DECLINE_STATIC] += 1
             return actions
         replacement = self._free_address(now)
         if replacement is None:
-            self.counters["decline.no_replacement"] += 1
+            self.counters[DhcpServerCounter.DECLINE_NO_REPLACEMENT] += 1
             return actions
         # The key moves to the replacement (record drops its old lease), then the declined
         # address is parked under a key of its own until decline_hold ends.
@@ -384,7 +437,7 @@ class DhcpServer:
         parked = DECLINED_PREFIX + str(address)
         self.pool.record(parked, address, now + self.config.decline_hold)
         self.pool.restore(parked, address, now + self.config.decline_hold)
-        self.counters["decline.quarantined"] += 1
+        self.counters[DhcpServerCounter.DECLINE_QUARANTINED] += 1
         old = self.leases.pop(key, None)
         if old is not None:
             actions.append(Persist(LEASE_TABLE, key, None))
@@ -402,14 +455,14 @@ class DhcpServer:
     ) -> list[DhcpAction]:
         sid = msg.server_id
         if sid is not None and sid != self.config.server_id:
-            return self._drop("release.other_server")
+            return self._drop(DhcpServerCounter.RELEASE_OTHER_SERVER)
         lease = self.leases.get(key)
         if lease is None or lease.address != msg.ciaddr:
-            return self._drop("release.unknown")
+            return self._drop(DhcpServerCounter.RELEASE_UNKNOWN)
         # RFC 2131 section 4.3.4: the address is no longer in use, but the pool keeps it for
         # this key until its lease runs out, so the same client gets it back.
         lease.state = "released"
-        self.counters["release.done"] += 1
+        self.counters[DhcpServerCounter.RELEASE_DONE] += 1
         actions: list[DhcpAction] = self._persist(lease, now, wall)
         actions.append(event("dhcp_release", key=key, hoa=lease.address, dmpa=dmpa))
         return actions
@@ -424,10 +477,10 @@ class DhcpServer:
         wall: float,
     ) -> list[DhcpAction]:
         if msg.ciaddr == ZERO:
-            return self._drop("inform.no_ciaddr")
+            return self._drop(DhcpServerCounter.INFORM_NO_CIADDR)
         # RFC 2131 section 4.3.5: no lease time, no yiaddr; unicast to ciaddr.
         reply = self._reply(msg, DhcpMessageType.ACK, ciaddr=msg.ciaddr, lease=None)
-        return [self._send(reply, msg, dmpa, "tx.inform_ack")]
+        return [self._send(reply, msg, dmpa, DhcpServerCounter.TX_INFORM_ACK)]
 
     # --- addresses ------------------------------------------------------------------------
 
@@ -556,10 +609,10 @@ class DhcpServer:
             DhcpOption(DhcpOptionCode.MESSAGE, why.encode()),
         ]
         reply = self._finish(request, DhcpMessageType.NAK, options, ZERO, ZERO)
-        return [self._send(reply, request, dmpa, "tx.nak")]
+        return [self._send(reply, request, dmpa, DhcpServerCounter.TX_NAK)]
 
     def _send(
-        self, reply: DhcpMessage, request: DhcpMessage, dmpa: IPv6Address, counter: str
+        self, reply: DhcpMessage, request: DhcpMessage, dmpa: IPv6Address, counter: Declared
     ) -> SendTunnel:
         self.counters[counter] += 1
         dst, port = reply_destination(reply, request)
@@ -613,19 +666,19 @@ class DhcpServer:
                     dmpa=None if dmpa is None else IPv6Address(str(dmpa)),
                 )
             except (KeyError, TypeError, ValueError):
-                self.counters["restore.bad_row"] += 1
+                self.counters[DhcpServerCounter.RESTORE_BAD_ROW] += 1
                 continue
             if expires <= now:
-                self.counters["restore.expired"] += 1
+                self.counters[DhcpServerCounter.RESTORE_EXPIRED] += 1
                 continue
             if self.pool.allocated_to(key) is None and self._grantable(address):
                 self.pool.record(key, address, expires)
                 self.pool.restore(key, address, expires)
             if self.pool.allocated_to(key) != address:
-                self.counters["restore.conflict"] += 1
+                self.counters[DhcpServerCounter.RESTORE_CONFLICT] += 1
                 continue
             self.leases[key] = lease
-            self.counters["restore.lease"] += 1
+            self.counters[DhcpServerCounter.RESTORE_LEASE] += 1
 
 
 _Handler = Callable[

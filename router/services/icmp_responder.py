@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 
 from router.core.actions import SendFrame
+from router.core.counters import Declared, Names
 from router.core.dmpa import Visitor
-from router.services.access import AccessAction, Drops, is_host_address
+from router.services.common import AccessAction, Drops, is_host_address
 from router.wire.errors import DecodeError
 from router.wire.ethernet import EthernetFrame, EtherType
 from router.wire.icmp import IcmpEcho, IcmpMessage, IcmpType
@@ -27,6 +28,17 @@ from router.wire.ipv4 import IPProto, IPv4Flags, IPv4Packet
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 64  # RFC 1700 / RFC 1122 3.2.1.7 recommended default
+
+
+class IcmpCounter(Names):
+    """What the ICMP responder counts (``access`` group)."""
+
+    BAD_SOURCE = "icmp.bad_source"
+    ECHO_REPLY = "icmp.echo_reply"
+    MALFORMED = "icmp.malformed"
+    NOT_ECHO = "icmp.not_echo"
+    NOT_GATEWAY = "icmp.not_gateway"
+    WRONG_SOURCE = "icmp.wrong_source"
 
 
 class IcmpResponder:
@@ -47,17 +59,17 @@ class IcmpResponder:
     ) -> list[AccessAction]:
         """An ICMP ``message`` (checksum already verified) in ``ip`` from ``visitor``."""
         if ip.dst != visitor.gateway:
-            return self._drop("icmp.not_gateway", now, mac=eth.src, dst=ip.dst)
+            return self._drop(IcmpCounter.NOT_GATEWAY, now, mac=eth.src, dst=ip.dst)
         if message.type != IcmpType.ECHO_REQUEST:
-            return self._drop("icmp.not_echo", now, mac=eth.src, type=message.type)
+            return self._drop(IcmpCounter.NOT_ECHO, now, mac=eth.src, type=message.type)
         try:
             echo = IcmpEcho.from_message(message)
         except DecodeError as exc:
-            return self._drop("icmp.malformed", now, mac=eth.src, error=exc)
+            return self._drop(IcmpCounter.MALFORMED, now, mac=eth.src, error=exc)
         if not is_host_address(ip.src):
-            return self._drop("icmp.bad_source", now, mac=eth.src, src=ip.src)
+            return self._drop(IcmpCounter.BAD_SOURCE, now, mac=eth.src, src=ip.src)
         if visitor.hoa is not None and ip.src != visitor.hoa:
-            return self._drop("icmp.wrong_source", now, mac=eth.src, src=ip.src)
+            return self._drop(IcmpCounter.WRONG_SOURCE, now, mac=eth.src, src=ip.src)
         self._identification = (self._identification + 1) & 0xFFFF
         reply = IPv4Packet(
             src=visitor.gateway,
@@ -70,9 +82,9 @@ class IcmpResponder:
             flags=IPv4Flags.DF,
         )
         frame = EthernetFrame(eth.src, visitor.pseudo_mac, EtherType.IPV4, reply.encode(), eth.vlan)
-        self.drops.count("icmp.echo_reply")
+        self.drops.count(IcmpCounter.ECHO_REPLY)
         return [SendFrame(visitor.link, frame.encode())]
 
-    def _drop(self, reason: str, now: float, **context: object) -> list[AccessAction]:
+    def _drop(self, reason: Declared, now: float, **context: object) -> list[AccessAction]:
         self.drops.drop(reason, now, **context)
         return []

@@ -10,7 +10,7 @@ import pytest
 
 from router.core.actions import AAARequest
 from router.core.dmpa import State
-from router.services.access import Drops
+from router.services.common import Drops
 from router.wire.arp import ArpOp, ArpPacket
 from router.wire.dhcp import DhcpMessageType
 from router.wire.ethernet import BROADCAST_MAC, EthernetFrame, EtherType, MacAddress

@@ -55,8 +55,8 @@ def test_the_dlmap_binds_only_configured_dmpas(
 ) -> None:
     node = dlmap_node(tmp_path, loop)
     kept, stale = IPv4Address("192.0.2.100"), IPv4Address("192.0.2.101")
-    node._bind(Bind(kept, KNOWN_DMPA))
-    node._bind(Bind(stale, GONE_DMPA))
+    node.runner.submit([Bind(kept, KNOWN_DMPA), Bind(stale, GONE_DMPA)])
+    node.runner.flush()
     assert node.table.lookup(int(kept)) is not None
     assert node.table.lookup(int(stale)) is None
     assert node.counters["bind.unknown_peer"] == 1
@@ -105,8 +105,8 @@ def test_the_dmpa_binds_only_configured_dlmaps(
     )
     mac = MacAddress.parse("02:00:00:00:0a:01")
     kept, stale = IPv4Address("192.0.2.100"), IPv4Address("192.0.2.101")
-    node._bind(Bind(kept, KNOWN_DLMAP, mac, 0))
-    node._bind(Bind(stale, GONE_DLMAP, mac, 0))
+    node.runner.submit([Bind(kept, KNOWN_DLMAP, mac, 0), Bind(stale, GONE_DLMAP, mac, 0)])
+    node.runner.flush()
     assert node.table.lookup(int(kept)) is not None
     assert node.table.lookup(int(stale)) is None
     assert node.counters["bind.unknown_peer"] == 1

@@ -1,4 +1,4 @@
-"""The dispatch boundary (router.app.node.Boundary): a handler's exception is counted as
+"""The dispatch boundary (router.app.runner.Boundary): a handler's exception is counted as
 ``internal_error``, logged, and the process goes on with the next input."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from router.app.node import INTERNAL_ERROR, ActionRunner, Boundary, Clock, CoreTimer
+from router.app.runner import INTERNAL_ERROR, ActionRunner, Boundary, Clock, CoreTimer
 
 
 class Boom:

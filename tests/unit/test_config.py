@@ -21,7 +21,6 @@ from router.app.config import (
     loads,
     schema,
 )
-from router.app.limits import LimitSettings
 from router.app.settings import (
     DLMAPSettings,
     DMPASettings,
@@ -33,6 +32,7 @@ from router.cli import main
 from router.core.dlmap import DLMAPConfig
 from router.core.dmpa import DMPAConfig
 from router.core.heartbeat import HeartbeatConfig
+from router.core.limits import LimitSettings
 from router.services.dhcp_dmpa import DhcpDmpaConfig
 from router.services.dhcp_relay import DhcpRelayConfig
 from router.services.dhcp_server import DhcpServerConfig

@@ -1,52 +1,63 @@
-"""docs/operations.md and docs/design.md point at things that exist.
+"""docs/service.md and docs/operations.md name the counters the code declares; links resolve.
 
-* Every counter the troubleshooting section names as `` `section: name` `` is one the code
-  counts: a fastpath counter (:func:`fastpath.common.counter_names`), a RADIUS client counter
-  (:data:`router.adapters.radius.COUNTERS`), or a key the code writes, found among the strings
-  of ``router/``: a literal, or an f-string read as a pattern (``f"pba.status.{status}"``
-  matches ``pba.status.129``). ``*`` in a fastpath name stands for both directions; ``<...>``
-  or a trailing ``*`` stands for one variable part of a key.
+* The counters: every group of ``netlmm show counters`` is a table of declarations
+  (:data:`router.app.counters.GROUPS`; each module declares its names once,
+  router/core/counters.py). ``docs/service.md``'s "Counters" section lists, per group, the same
+  set: every declared name and family (``punt.<reason>``), and nothing else.
+* The troubleshooting section of ``docs/operations.md`` names counters as `` `group: name` ``:
+  each is declared in that group. ``*.`` in a fastpath name stands for both directions; a
+  ``<...>`` or a trailing ``*`` is a family, which must be declared as such.
 * Every relative link of the docs resolves.
 """
 
 from __future__ import annotations
 
-import ast
 import re
-from functools import cache
 from pathlib import Path
 
 import pytest
 
-from fastpath.common import counter_names
-from router.adapters.radius import COUNTERS as RADIUS_COUNTERS
+from router.app.counters import GROUPS
+from router.core.counters import declared_names, is_declared
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-SECTIONS = ("node", "core", "fastpath", "mh_socket", "dhcp", "access", "aaa")
-MENTION = re.compile(rf"`({'|'.join(SECTIONS)}): ([^`]+)`")
+MENTION = re.compile(rf"`({'|'.join(GROUPS)}): ([^`]+)`")
+PLACEHOLDER = re.compile(r"<[^>]*>|\*$")
 
 
-@cache
-def _keys_in_code() -> tuple[frozenset[str], tuple[re.Pattern[str], ...]]:
-    """(string literals, f-strings with 2+ fixed word characters as patterns: each
-    formatted part is ``[\\w.]+``) in router/."""
-    literals: set[str] = set()
-    patterns: set[str] = set()
-    for path in (ROOT / "router").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.JoinedStr):
-                fixed = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
-                if len(re.sub(r"\W", "", fixed)) < 2:
-                    continue  # f"{a}.{b}" would match any name: not evidence of a key
-                parts = [
-                    re.escape(v.value) if isinstance(v, ast.Constant) else r"[\w.]+"
-                    for v in node.values
-                ]
-                patterns.add("".join(parts))
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-                literals.add(node.value)
-    return frozenset(literals), tuple(re.compile(p) for p in sorted(patterns))
+def _declared(group: str) -> set[str]:
+    """The group's declared names, and its families as ``prefix.{}`` patterns."""
+    names, families = declared_names(GROUPS[group])
+    return names | {family.pattern for family in families}
+
+
+def _documented() -> dict[str, set[str]]:
+    """Per ``### group`` of the Counters section: the backticked names of its tables' first
+    column, a ``<...>`` part written as ``{}``."""
+    text = (DOCS / "service.md").read_text()
+    section = text.split("\n## Counters\n", 1)[1].split("\n## ", 1)[0]
+    out: dict[str, set[str]] = {}
+    for block in section.split("\n### ")[1:]:
+        group, body = block.split("\n", 1)
+        names: set[str] = set()
+        for line in body.splitlines():
+            if line.startswith("| `"):
+                first = line.split(" | ", 1)[0]
+                names.update(PLACEHOLDER.sub("{}", n) for n in re.findall(r"`([^`]+)`", first))
+        out[group.strip()] = names
+    return out
+
+
+def test_service_md_documents_every_group() -> None:
+    assert set(_documented()) == set(GROUPS)
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_service_md_lists_what_is_declared_and_nothing_else(group: str) -> None:
+    documented, declared = _documented()[group], _declared(group)
+    assert documented - declared == set(), f"{group}: documented, never declared"
+    assert declared - documented == set(), f"{group}: declared, not documented"
 
 
 def _mentions() -> list[tuple[str, str]]:
@@ -58,20 +69,17 @@ def test_the_troubleshooting_section_names_counters() -> None:
     assert len(_mentions()) > 30
 
 
-@pytest.mark.parametrize(("section", "name"), _mentions())
-def test_named_counter_exists(section: str, name: str) -> None:
-    if section == "fastpath":
-        names = (
-            [name.replace("*", d, 1) for d in ("uplink", "downlink")] if "*." in name else [name]
-        )
-        for full in names:
-            assert full in counter_names(), f"fastpath: {full}"
-        return
-    if section == "aaa" and name in RADIUS_COUNTERS:
-        return
-    literals, patterns = _keys_in_code()
-    key = re.sub(r"(<[^>]*>|\*)$", "x", name)  # a family: one example of its keys
-    assert key in literals or any(p.fullmatch(key) for p in patterns), f"{section}: {name}"
+@pytest.mark.parametrize(("group", "name"), _mentions())
+def test_a_counter_operations_md_names_is_declared_in_its_group(group: str, name: str) -> None:
+    if group == "fastpath" and name.startswith("*."):
+        names = [name.replace("*", direction, 1) for direction in ("uplink", "downlink")]
+    else:
+        names = [name]
+    for full in names:
+        if PLACEHOLDER.search(full):
+            assert PLACEHOLDER.sub("{}", full) in _declared(group), f"{group}: {full}"
+        else:
+            assert is_declared(full, GROUPS[group]), f"{group}: {full}"
 
 
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")

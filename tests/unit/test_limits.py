@@ -1,4 +1,4 @@
-"""Per-source rate limits (router.app.limits): token buckets in a capped table, the DMPA's
+"""Per-source rate limits (router.core.limits): token buckets in a capped table, the DMPA's
 access admission and the DLMAP's limit on PBUs for new NAIs, and their [limits] config."""
 
 from __future__ import annotations
@@ -11,10 +11,17 @@ from pathlib import Path
 import pytest
 
 from router.app.config import KEYS, LIMITS_DLMAP, LIMITS_DMPA, ConfigErrors, load, loads
-from router.app.limits import AccessLimits, LimitedDLMAP, LimitSettings, Rate, TokenBuckets, pbu_nai
 from router.app.settings import DLMAPSettings, DMPASettings
 from router.core.actions import Action
 from router.core.dlmap import DLMAP, DLMAPConfig
+from router.core.limits import (
+    AccessLimits,
+    LimitedDLMAP,
+    LimitSettings,
+    Rate,
+    TokenBuckets,
+    pbu_nai,
+)
 from router.core.pool import HoAPool
 from router.services.access import AccessDispatcher
 from router.services.arp_proxy import ArpProxy
@@ -69,8 +76,8 @@ def test_the_table_is_capped_and_evicts_the_least_recently_seen() -> None:
             buckets.allow("kept", 0.0)  # seen often: stays in the table, its bucket empty
     assert len(buckets) == 100 and buckets.evicted == 10_001 - 100
     assert buckets.allow("kept", 0.0) is False
-    stats = buckets.stats("x")
-    assert stats["limit.x.table"] == 100 and stats["limit.x.evicted"] == buckets.evicted
+    stats = buckets.stats("arp")  # the names of the limits are declared (core/limits.py)
+    assert stats["limit.arp.table"] == 100 and stats["limit.arp.evicted"] == buckets.evicted
 
 
 def test_rate_zero_turns_the_limit_off_and_remembers_nothing() -> None:
@@ -113,7 +120,7 @@ def mac(n: int) -> MacAddress:
 
 def test_a_flood_of_new_macs_draws_from_one_bucket_per_link() -> None:
     dispatch, limits = limited_stack(new_mac=Rate(1.0, 10))
-    node = dispatch.dmpa
+    node = dispatch.host
     for n in range(1000):
         dispatch.receive_frame(arp_frame(mac(n), IPv4Address(0), GATEWAY), 0, 5.0, 1e9)
     assert len(node.visitors) == 10  # the burst; the rest never became visitors
@@ -127,7 +134,7 @@ def test_a_flood_of_new_macs_draws_from_one_bucket_per_link() -> None:
 
 def test_arp_and_discovers_are_limited_per_mac_and_the_neighbour_keeps_going() -> None:
     dispatch, _ = limited_stack(arp=Rate(1.0, 3), dhcp_discover=Rate(1.0, 2))
-    node = dispatch.dmpa
+    node = dispatch.host
     other = mac(7)
     authenticate(node, MS, "dhcp")
     authenticate(node, other, "dhcp", nai="other@example.net")

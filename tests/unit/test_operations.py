@@ -26,25 +26,17 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from router.adapters.aaa import AAA, AAAConfig
+from router.adapters.capture import LINK_ETHERNET, LINK_RAW, Frame, PcapWriter, read_capture
+from router.adapters.metrics_http import MetricsServer
 from router.adapters.store import Store
 from router.app import config, logs
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
-from router.app.metrics import LatencyObserver, MetricsServer, registry_for
-from router.app.node import Clock
+from router.app.metrics import LatencyObserver, registry_for
 from router.app.run import flatten, redacted, reload
+from router.app.runner import Clock
 from router.app.settings import DLMAPSettings, DMPASettings
-from router.app.trace import (
-    LINK_ETHERNET,
-    LINK_RAW,
-    Follow,
-    Frame,
-    PcapWriter,
-    add_trace_parser,
-    decode_frame,
-    read_capture,
-    trace_main,
-)
+from router.app.trace import Follow, add_trace_parser, decode_frame, trace_main
 from router.cli import _bindings_table, _duration, _filter_bindings, main
 from router.core.actions import Bind, event
 from router.wire.dhcp import DhcpMessage, DhcpOption, DhcpOptionCode
@@ -651,7 +643,7 @@ def test_event_lines_have_levels_fields_and_a_rate_limit(
 ) -> None:
     from collections import Counter
 
-    from router.app.node import ActionRunner
+    from router.app.runner import ActionRunner
 
     counters: Counter[str] = Counter()
     store = Store(tmp_path / "s.sqlite")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from router.adapters.store import Store, StoreWriteError
-from router.app.node import ActionRunner
+from router.app.runner import ActionRunner
 from router.core.actions import Persist
 
 
@@ -329,7 +329,7 @@ def test_idle_metrics_connections_are_capped(loop: asyncio.AbstractEventLoop) ->
     at once; the ones held still time out as before."""
     from prometheus_client import CollectorRegistry
 
-    from router.app import metrics
+    from router.adapters import metrics_http as metrics
 
     server = metrics.MetricsServer(CollectorRegistry(), "127.0.0.1", 0)
 

@@ -1,6 +1,6 @@
 """RFC 4285 signaling authentication (issue 8, "Signaling security"): the key file and its
-config errors, and sign + verify through the nodes' real send (``_send_mh``) and receive
-(``on_mh`` -> ``receive_mh``) paths, with a DLMAP node and a DMPA node built from ini text.
+config errors, and sign + verify through the nodes' real send (a ``SendMH`` their runner carries
+out) and receive (``on_mh``) paths, with a DLMAP node and a DMPA node built from ini text.
 
 No sockets: each node's ``mh_send`` port records what it would send.
 """
@@ -19,19 +19,16 @@ from pathlib import Path
 import pytest
 
 from router.adapters.aaa import AAA, AAAConfig
+from router.adapters.keyfile import KeyFileError, read_key_file
 from router.adapters.store import Store
 from router.app.config import ConfigErrors, loads
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
 from router.app.logs import parse
-from router.app.node import Clock
-from router.app.security import (
-    KeyFileError,
-    ntp_timestamp,
-    read_key_file,
-)
+from router.app.runner import Clock
 from router.app.settings import DLMAPSettings, DMPASettings
 from router.core.actions import SendMH
+from router.core.security import ntp_timestamp
 from router.wire import mh_auth
 from router.wire.constants import Status
 from router.wire.dialect import DRAFT
@@ -206,7 +203,8 @@ class Nodes:
     to_dmpa: list[bytes]
 
     def dmpa_sends(self, message: MobilityMessage) -> bytes:
-        self.dmpa._send_mh(SendMH(DLMAP_ADDRESS, message))
+        self.dmpa.runner.submit([SendMH(DLMAP_ADDRESS, message)])
+        self.dmpa.runner.flush()
         return self.to_dlmap.pop()
 
     def dlmap_receives(self, data: bytes, src: IPv6Address = DMPA_ADDRESS) -> list[bytes]:
@@ -385,8 +383,8 @@ def test_an_unprotected_pba_or_bri_is_dropped_by_the_dmpa(nodes: Nodes) -> None:
 
 def test_a_dmpa_with_the_wrong_key_is_refused_both_ways(nodes: Nodes, tmp_path: Path) -> None:
     wrong = key_file(tmp_path, "m1.keys", {256: OTHER_KEY})
-    assert nodes.dmpa.guard.key_file is not None
-    assert nodes.dmpa.guard.reload()  # now the DMPA holds a key the DLMAP does not know
+    assert nodes.dmpa.settings.node.key_file is not None
+    assert nodes.dmpa.reload_keys()  # now the DMPA holds a key the DLMAP does not know
     [reply] = nodes.dlmap_receives(nodes.dmpa_sends(pbu(7)))
     assert status_of([reply]) == Status.MIPV6_AUTH_FAIL
     nodes.dmpa.on_mh(reply, DLMAP_ADDRESS)  # signed with the real key: it fails here as well
@@ -403,7 +401,7 @@ def test_sighup_reload_keeps_bindings_and_a_bad_file_keeps_the_old_keys(
     # a bad file: world-readable, on the DLMAP; the old keys stay
     path = key_file(tmp_path, "lm.keys", {256: new, 257: OTHER_KEY}, 0o644)
     with caplog.at_level(logging.INFO, "netlmm"):
-        assert not nodes.dlmap.guard.reload()
+        assert not nodes.dlmap.reload_keys()
     assert "chmod 600" in caplog.text and new.hex() not in caplog.text
     assert nodes.dlmap.counters["auth.reload.error"] == 1
     nodes.clock.t += 1
@@ -412,7 +410,7 @@ def test_sighup_reload_keeps_bindings_and_a_bad_file_keeps_the_old_keys(
     # rotation on both sides: still accepted, the binding never went away
     os.chmod(path, 0o600)
     key_file(tmp_path, "m1.keys", {256: new})
-    assert nodes.dlmap.guard.reload() and nodes.dmpa.guard.reload()
+    assert nodes.dlmap.reload_keys() and nodes.dmpa.reload_keys()
     nodes.clock.t += 1
     [reply] = nodes.dlmap_receives(nodes.dmpa_sends(pbu(3)))
     assert decoded(reply).status == Status.ACCEPTED  # type: ignore[attr-defined]

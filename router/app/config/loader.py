@@ -16,12 +16,11 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Literal, cast
 
+from router.adapters.keyfile import KeyFileError, read_key_file
 from router.app.config import checks
 from router.app.config import schema as k
 from router.app.config.parsers import Invalid, ipv6
 from router.app.config.sections import ConfigErrors, Report, Section, some
-from router.app.limits import LimitSettings, Rate
-from router.app.security import KeyFileError, read_key_file
 from router.app.settings import (
     DLMAPSettings,
     DMPASettings,
@@ -33,6 +32,7 @@ from router.app.settings import (
 )
 from router.core.aaa import LocalProfile
 from router.core.dmpa import AddressMode
+from router.core.limits import LimitSettings, Rate
 from router.wire.dialect import Dialect
 from router.wire.errors import EncodeError
 from router.wire.ethernet import MacAddress

@@ -20,14 +20,14 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any, Generic, TypeVar, get_args
 
-from fastpath.reference import ETH_LEN, IO_BUF, IP6_LEN
+from fastpath.common import ETH_LEN, IO_BUF, IP6_LEN
 from router.adapters.radius import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from router.app.config import parsers as p
-from router.app.limits import DEFAULT_TABLE_SIZE, LimitSettings
-from router.app.security import DEFAULT_REPLAY_WINDOW, MAX_SPI, MIN_SPI
 from router.app.settings import Role
 from router.core import defaults
 from router.core.dmpa import AddressMode
+from router.core.limits import DEFAULT_TABLE_SIZE, LimitSettings
+from router.core.security import DEFAULT_REPLAY_WINDOW, MAX_SPI, MIN_SPI
 from router.wire.constants import LIFETIME_UNIT_SECONDS
 from router.wire.dialect import Dialect
 from router.wire.ethernet import MacAddress
@@ -70,7 +70,7 @@ TUNNEL_OVERHEAD = IP6_LEN
 #: An Ethernet MS sends IPv4 packets of up to 1500 bytes.
 FULL_SIZE = 1500
 MAX_LEASE_TIME = 0xFFFFFFFE
-#: The rate limits of each role ([limits] NAME_rate, NAME_burst; router.app.limits).
+#: The rate limits of each role ([limits] NAME_rate, NAME_burst; router.core.limits).
 LIMITS_DMPA = ("new_mac", "dhcp_discover", "arp")
 LIMITS_DLMAP = ("pbu_new_nai",)
 MAX_LIMIT_RATE = 1e6
@@ -581,7 +581,7 @@ RADIUS_RETRIES = Key(
     "Retransmissions to one server before the next is asked, 0..10",
 )
 
-# [limits]: NAME_rate and NAME_burst of each limit, and table_size (router.app.limits).
+# [limits]: NAME_rate and NAME_burst of each limit, and table_size (router.core.limits).
 
 _LIMITS: dict[str, tuple[Role, str]] = {
     "new_mac": (

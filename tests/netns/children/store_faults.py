@@ -26,9 +26,10 @@ from typing import Any
 
 from netlmm_lab.poll import TimedOut, wait_until
 from router.adapters.store import Store, StoreError, StoreWriteError
-from router.app import node as node_mod
-from router.app.node import ActionRunner
+from router.app import runner as runner_mod
+from router.app.runner import ActionRunner
 from router.core.actions import Persist, SendMH
+from router.core.counters import Counters
 from router.wire.mh import Heartbeat
 
 PEER = IPv6Address("2001:db8::1")
@@ -79,10 +80,10 @@ def write(root: Path) -> None:
         out["b"] = str(exc)
     out["backlog"] = store.backlog
     # The node: a loop turn with a Persist and a reply; the reply leaves although the write fails.
-    node_mod.STORE_RETRY_FIRST = 0.05
+    runner_mod.STORE_RETRY_FIRST = 0.05
     loop = asyncio.new_event_loop()
     sent: list[object] = []
-    counters: Counter[str] = Counter()
+    counters = Counters()
     runner = ActionRunner(loop, store, {SendMH: sent.append}, counters)
     runner._store_delay = 0.05
     runner.submit([*rows("c", 5, 10), SendMH(PEER, Heartbeat(1, 0))])

@@ -11,24 +11,24 @@ The rules are in ``docs/protocol-auth.md``; in short:
 * The authenticator's care-of address is the DMPA's address in both directions (the source of
   what a DMPA sends, the destination of what a DLMAP sends); the home address is ``::``
   (wire-reference section 4).
-* Keys come from a file, one ``SPI HEX-KEY`` a line, that only its owner may read. They are
-  held by :class:`KeyRing`, whose ``repr`` never shows them, and are never logged.
+* Keys come from a file, one ``SPI HEX-KEY`` a line, that only its owner may read
+  (:mod:`router.adapters.keyfile` reads it). They are held by :class:`KeyRing`, whose ``repr``
+  never shows them, and are never logged.
+
+Sans-I/O: the wall clock is an argument of every call that needs it (the MESG-ID timestamps
+and the rate limits of the log lines and of the failure replies).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import stat
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from enum import Enum
 from ipaddress import IPv6Address
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from router.app.logs import quote
 from router.core.common import RateLimiter
+from router.core.counters import Counters, Family, Names
 from router.wire import mh_auth
 from router.wire.constants import AuthSubtype, Status
 from router.wire.dialect import Dialect
@@ -40,30 +40,17 @@ from router.wire.mh_options import (
     MobilityOption,
 )
 
-if TYPE_CHECKING:
-    from router.app.settings import NodeSettings, PeerSettings
-
 log = logging.getLogger("netlmm")
 
 #: RFC 4285: SPIs 0..255 are reserved.
 MIN_SPI = 256
 MAX_SPI = 0xFFFFFFFF
-#: Shortest key accepted: 128 bits.
-MIN_KEY_BYTES = 16
 #: RFC 4285 section 6: the "close enough" default.
 DEFAULT_REPLAY_WINDOW = 7.0
 #: Seconds between 1900-01-01 (NTP era 0) and 1970-01-01.
 NTP_UNIX_OFFSET = 2_208_988_800
 #: At most one auth-failure PBA per peer per this many seconds (we must not be a reflector).
 FAILURE_REPLY_INTERVAL = 0.1
-
-
-class KeyFileError(ValueError):
-    """The key file cannot be used; ``problems`` are messages (never key material)."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 class KeyRing:
@@ -95,66 +82,6 @@ class KeyRing:
 
     def __repr__(self) -> str:
         return f"KeyRing(spis={list(self.spis)})"
-
-
-def read_key_file(path: Path, needed: Iterable[int] = ()) -> KeyRing:
-    """Read ``path`` (one ``SPI HEX-KEY`` a line, ``#`` comments) or raise :class:`KeyFileError`.
-
-    Refused: a file group or others may access (it must be ``chmod 600``), a line that does not
-    parse, an SPI below 256 or given twice, a key shorter than 128 bits, and an SPI in
-    ``needed`` without a key.
-    """
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KeyFileError([f"{path}: cannot read: {type(exc).__name__}"]) from None
-    problems: list[str] = []
-    if not stat.S_ISREG(mode):
-        problems.append(f"{path} is not a regular file")
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        problems.append(
-            f"{path} holds keys and others may access it (mode {stat.S_IMODE(mode):04o}): chmod 600"
-        )
-    keys: dict[int, bytes] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        parts = line.split()
-        where = f"{path} line {number}"
-        if len(parts) != 2:
-            problems.append(f"{where}: not 'SPI HEX-KEY'")
-            continue
-        try:
-            spi = int(parts[0], 0)
-        except ValueError:
-            problems.append(f"{where}: the SPI is not a whole number")
-            continue
-        if not MIN_SPI <= spi <= MAX_SPI:
-            problems.append(f"{where}: SPI {spi} is not in {MIN_SPI}..{MAX_SPI} (0-255 reserved)")
-            continue
-        try:
-            key = bytes.fromhex(parts[1])
-        except ValueError:
-            problems.append(f"{where}: the key of SPI {spi} is not hex")  # not the key itself
-            continue
-        if len(key) < MIN_KEY_BYTES:
-            problems.append(
-                f"{where}: the key of SPI {spi} has {len(key)} bytes, at least "
-                f"{MIN_KEY_BYTES} are needed"
-            )
-            continue
-        if spi in keys:
-            problems.append(f"{where}: SPI {spi} is given twice")
-            continue
-        keys[spi] = key
-    for spi in sorted(set(needed)):
-        if spi not in keys and not any(f"SPI {spi} " in p for p in problems):
-            problems.append(f"{path}: no key for SPI {spi}")
-    if problems:
-        raise KeyFileError(problems)
-    return KeyRing(keys)
 
 
 def ntp_timestamp(unix: float) -> int:
@@ -190,11 +117,29 @@ PBU_STATUS: dict[Reason, int | None] = {
 }
 
 
+class AuthCounter(Names):
+    """What the guard counts (the node's registry: ``node`` group)."""
+
+    TX_SIGNED = "auth.tx.signed"
+    RX_OK = "auth.rx.ok"
+    REPLY_SUPPRESSED = "auth.reply.suppressed"
+
+
+#: Messages refused, by :class:`Reason`.
+AUTH_RX = Family("auth.rx.{}", "messages refused by the RFC 4285 checks", (r.value for r in Reason))
+#: The DLMAP's PBAs answering a refused PBU, by status code.
+AUTH_REPLY = Family(
+    "auth.reply.{}",
+    "PBAs answering a refused PBU, by status",
+    (status for status in PBU_STATUS.values() if status is not None),
+)
+
+
 class SignalingGuard:
     """Signs what a node sends and checks what it receives, per peer (see the module docstring).
 
     ``own`` is this node's address, ``is_dmpa`` its role (it decides the care-of address),
-    ``spis`` the protected peers' SPIs, ``keys`` the key ring, ``wall`` the wall clock.
+    ``spis`` the protected peers' SPIs, ``keys`` the key ring (replaced on a key reload).
     """
 
     def __init__(
@@ -204,20 +149,16 @@ class SignalingGuard:
         spis: Mapping[IPv6Address, int],
         keys: KeyRing | None,
         *,
-        key_file: Path | None = None,
         replay_window: float = DEFAULT_REPLAY_WINDOW,
-        wall: Callable[[], float],
-        counters: Counter[str] | None = None,
+        counters: Counters | None = None,
     ) -> None:
         if spis and keys is None:
             raise ValueError("protected peers need a key ring")
         self.own, self.is_dmpa = own, is_dmpa
         self.spis = dict(spis)
         self.keys = keys or KeyRing({})
-        self.key_file = key_file
         self.window = replay_window
-        self.wall = wall
-        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.counters = counters if counters is not None else Counters()
         self._last_rx: dict[IPv6Address, int] = {}  # peer -> last accepted MESG-ID
         self._last_tx = 0
         self._reply_limit = RateLimiter(FAILURE_REPLY_INTERVAL)
@@ -235,8 +176,9 @@ class SignalingGuard:
 
     # --- sending --------------------------------------------------------------------------
 
-    def seal(self, message: MobilityMessage, peer: IPv6Address) -> bytes:
-        """The wire bytes of ``message`` for ``peer``: MESG-ID and AUTH appended if protected.
+    def seal(self, message: MobilityMessage, peer: IPv6Address, wall: float) -> bytes:
+        """The wire bytes of ``message`` for ``peer``: MESG-ID (from ``wall``) and AUTH appended
+        if protected.
 
         The checksum is left to the kernel (raw MH socket, wire-reference 3.2).
         """
@@ -253,22 +195,24 @@ class SignalingGuard:
         ]
         options: tuple[MobilityOption, ...] = (
             *kept,
-            MobilityMessageReplayProtection(self._next_stamp()),
+            MobilityMessageReplayProtection(self._next_stamp(wall)),
             MobilityMessageAuthentication(spi, bytes(mh_auth.AUTHENTICATOR_LENGTH)),
         )
         signed = dataclasses.replace(message, options=options)  # type: ignore[type-var]
-        self.counters["auth.tx.signed"] += 1
+        self.counters[AuthCounter.TX_SIGNED] += 1
         return mh_auth.sign(signed, key, self._care_of(peer), ZERO_ADDRESS)
 
-    def _next_stamp(self) -> int:
+    def _next_stamp(self, wall: float) -> int:
         """A fresh NTP timestamp, strictly increasing even when the clock is not."""
-        stamp = max(ntp_timestamp(self.wall()), self._last_tx + 1)
+        stamp = max(ntp_timestamp(wall), self._last_tx + 1)
         self._last_tx = stamp
         return stamp
 
     # --- receiving ------------------------------------------------------------------------
 
-    def check(self, data: bytes, message: MobilityMessage, src: IPv6Address) -> Reason | None:
+    def check(
+        self, data: bytes, message: MobilityMessage, src: IPv6Address, wall: float
+    ) -> Reason | None:
         """None when ``message`` (decoded from ``data``) from ``src`` may go to the core.
 
         A message from an unprotected peer passes unchanged (the core refuses unknown peers).
@@ -278,51 +222,56 @@ class SignalingGuard:
             return None
         auth = message.options[-1] if message.options else None
         if not isinstance(auth, MobilityMessageAuthentication):
-            return self._reject(Reason.MISSING, src)
+            return self._reject(Reason.MISSING, src, wall)
         if auth.spi != spi:
-            return self._reject(Reason.UNKNOWN_SPI, src)
+            return self._reject(Reason.UNKNOWN_SPI, src, wall)
         key = self.keys.get(spi)
         if (
             key is None
             or auth.subtype != AuthSubtype.MN_HA
             or not mh_auth.verify(data, key, self._care_of(src), ZERO_ADDRESS)
         ):
-            return self._reject(Reason.BAD_AUTHENTICATOR, src)
+            return self._reject(Reason.BAD_AUTHENTICATOR, src, wall)
         mesg_id = message.find(MobilityMessageReplayProtection)
         if mesg_id is None:
-            return self._reject(Reason.NO_MESG_ID, src)
-        skew = ntp_to_unix(mesg_id.timestamp) - self.wall()
+            return self._reject(Reason.NO_MESG_ID, src, wall)
+        skew = ntp_to_unix(mesg_id.timestamp) - wall
         if abs(skew) > self.window:
-            if self._log_limit.allow(("skew", src), self.wall()):
+            if self._log_limit.allow(("skew", src), wall):
                 log.warning(
                     "signaling_clock_skew peer=%s skew_s=%.1f window_s=%.0f hint=check_ntp",
                     src,
                     skew,
                     self.window,
                 )
-            return self._reject(Reason.STALE, src)
+            return self._reject(Reason.STALE, src, wall)
         last = self._last_rx.get(src)
         if last is not None and mesg_id.timestamp <= last:
-            return self._reject(Reason.REPLAYED, src)
+            return self._reject(Reason.REPLAYED, src, wall)
         self._last_rx[src] = mesg_id.timestamp
-        self.counters["auth.rx.ok"] += 1
+        self.counters[AuthCounter.RX_OK] += 1
         return None
 
-    def reject_unknown_type(self, src: IPv6Address) -> bool:
+    def reject_unknown_type(self, src: IPv6Address, wall: float) -> bool:
         """An undecodable MH type from a protected peer is dropped (it cannot be verified)."""
         if src not in self.spis:
             return False
-        self._reject(Reason.UNKNOWN_TYPE, src)
+        self._reject(Reason.UNKNOWN_TYPE, src, wall)
         return True
 
-    def _reject(self, reason: Reason, src: IPv6Address) -> Reason:
-        self.counters[f"auth.rx.{reason.value}"] += 1
-        if self._log_limit.allow((reason, src), self.wall()):
+    def _reject(self, reason: Reason, src: IPv6Address, wall: float) -> Reason:
+        self.counters[AUTH_RX(reason.value)] += 1
+        if self._log_limit.allow((reason, src), wall):
             log.warning("signaling_refused peer=%s reason=%s", src, reason.value)
         return reason
 
     def failure_reply(
-        self, message: MobilityMessage, reason: Reason, src: IPv6Address, dialect: Dialect
+        self,
+        message: MobilityMessage,
+        reason: Reason,
+        src: IPv6Address,
+        dialect: Dialect,
+        wall: float,
     ) -> BindingAck | None:
         """A DLMAP's PBA for a refused PBU (None: the message is dropped without an answer).
 
@@ -332,10 +281,10 @@ class SignalingGuard:
         status = PBU_STATUS[reason]
         if self.is_dmpa or not isinstance(message, BindingUpdate) or status is None:
             return None
-        if not self._reply_limit.allow(src, self.wall()):
-            self.counters["auth.reply.suppressed"] += 1
+        if not self._reply_limit.allow(src, wall):
+            self.counters[AuthCounter.REPLY_SUPPRESSED] += 1
             return None
-        self.counters[f"auth.reply.{status}"] += 1
+        self.counters[AUTH_REPLY(status)] += 1
         mn_id = message.find(MobileNodeIdentifier)
         ipv4 = dialect.name == "draft" and dialect.bu_has_v(message.flags)
         return BindingAck(
@@ -345,42 +294,3 @@ class SignalingGuard:
             lifetime=0,
             options=(mn_id,) if mn_id is not None else (),
         )
-
-    # --- rotation -------------------------------------------------------------------------
-
-    def reload(self) -> bool:
-        """Re-read the key file (SIGHUP). On any problem the old keys stay and it is logged."""
-        if self.key_file is None:
-            log.info("key_reload result=skipped reason=no_key_file")
-            return False
-        try:
-            keys = read_key_file(self.key_file, self.spis.values())
-        except KeyFileError as exc:
-            self.counters["auth.reload.error"] += 1
-            for problem in exc.problems:
-                log.error("key_reload result=refused old_keys=kept problem=%s", quote(problem))
-            return False
-        self.keys = keys
-        self.counters["auth.reload.ok"] += 1
-        spis = ",".join(str(spi) for spi in keys.spis)
-        log.info("key_reload result=ok file=%s spis=%s", quote(self.key_file), spis)
-        return True
-
-
-def guard_for(
-    node: NodeSettings,
-    peers: Iterable[PeerSettings],
-    wall: Callable[[], float],
-    counters: Counter[str],
-) -> SignalingGuard:
-    """The guard a node's settings describe (no protected peer: it passes everything)."""
-    return SignalingGuard(
-        node.address,
-        node.role == "dmpa",
-        {p.address: p.spi for p in peers if p.spi is not None},
-        node.keys,
-        key_file=node.key_file,
-        replay_window=node.replay_window,
-        wall=wall,
-        counters=counters,
-    )

@@ -1,5 +1,5 @@
-"""What both roles' composition roots share: carrying out the cores' actions, one loop turn at
-a time, and the timer that wakes a core.
+"""Carrying out the cores' actions, one loop turn at a time, the timer that wakes a core, and
+the dispatch boundary: the machinery of the node runtime (:mod:`router.app.runtime`).
 
 Actions are queued as events produce them and carried out once per loop turn
 (``loop.call_soon``): first every :class:`Persist` of the turn in one SQLite transaction, then
@@ -20,29 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from ipaddress import IPv6Address
-from typing import Any, Protocol
+from typing import Any
 
 from router.adapters.store import Store, StoreRecordError, StoreWriteError
 from router.app.logs import kv
-from router.app.security import SignalingGuard
-from router.core.actions import (
-    AAARequest,
-    Action,
-    Bind,
-    Event,
-    Persist,
-    SendFrame,
-    SendMH,
-    SendTunnel,
-    Unbind,
-)
+from router.core.actions import Bind, Event, Persist, Unbind
 from router.core.common import RateLimiter
-from router.wire.dialect import Dialect
-from router.wire.errors import DecodeError, UnknownTypeError
-from router.wire.mh import MobilityMessage, decode_message
+from router.core.counters import Counters, Family, Names
 
 log = logging.getLogger("netlmm")
 
@@ -75,8 +60,29 @@ STORE_RETRY_FIRST = 0.5
 STORE_RETRY_MAX = 30.0
 
 
-#: The counter of exceptions caught at the dispatch boundary (a bug of ours, never the peer's).
-INTERNAL_ERROR = "internal_error"
+class RunnerCounter(Names):
+    """What the runner and the boundary count (the node's registry: ``node`` group)."""
+
+    #: Exceptions caught at the dispatch boundary (a bug of ours, never the peer's).
+    INTERNAL_ERROR = "internal_error"
+    LOG_SUPPRESSED = "log.suppressed"  # event log lines left out (rate limit)
+    ACTION_UNHANDLED = "action.unhandled"
+    STORE_ROWS = "store.rows"
+    STORE_COMMITS = "store.commits"
+    STORE_WRITE_ERROR = "store.write_error"
+    STORE_RETRY = "store.retry"
+    STORE_RECOVERED = "store.recovered"
+    STORE_LOST = "store.lost"
+    STORE_BACKLOG = "store.backlog"  # a size: rows waiting for a retry (a gauge)
+
+
+INTERNAL_ERROR = RunnerCounter.INTERNAL_ERROR
+#: Exceptions caught at the boundary, by where (``tunnel``, ``timer``, ``action.SendMH``, ...).
+INTERNAL_ERROR_AT = Family("internal_error.{}", "exceptions caught at the boundary, by where")
+#: Events carried out, by kind (the ones that are also log lines).
+EVENT = Family("event.{}", "events, by kind")
+#: Actions whose handler failed with an OSError, by action type.
+ACTION_ERROR = Family("action.{}.error", "actions whose write failed, by type")
 
 
 class Boundary:
@@ -88,7 +94,7 @@ class Boundary:
     here is a bug to fix, which is why the fuzz campaign asserts the counter stays 0.
     """
 
-    def __init__(self, counters: Counter[str], clock: Callable[[], float] = time.monotonic):
+    def __init__(self, counters: Counters, clock: Callable[[], float] = time.monotonic):
         self.counters = counters
         self.clock = clock
         self._log_limit = RateLimiter(1.0)
@@ -96,7 +102,7 @@ class Boundary:
     def caught(self, where: str) -> None:
         """Count and (rate-limited) log the exception being handled."""
         self.counters[INTERNAL_ERROR] += 1
-        self.counters[f"{INTERNAL_ERROR}.{where}"] += 1
+        self.counters[INTERNAL_ERROR_AT(where)] += 1
         if self._log_limit.allow(where, self.clock()):
             log.exception("internal error where=%s (input dropped, still running)", where)
 
@@ -110,18 +116,6 @@ class Boundary:
                 self.caught(where)
 
         return guarded
-
-
-class Core(Protocol):
-    def receive(
-        self, message: MobilityMessage, src: IPv6Address, now: float, wall: float
-    ) -> list[Action]: ...
-
-    def receive_unknown_type(self, mh_type: int, src: IPv6Address, now: float) -> list[Action]: ...
-
-    def get_timer(self) -> float | None: ...
-
-    def handle_timer(self, now: float, wall: float) -> list[Action]: ...
 
 
 class Clock:
@@ -142,7 +136,7 @@ class ActionRunner:
         loop: asyncio.AbstractEventLoop,
         store: Store,
         handlers: dict[type, Callable[[Any], None]],
-        counters: Counter[str],
+        counters: Counters,
     ) -> None:
         self.loop = loop
         self.store = store
@@ -187,7 +181,7 @@ class ActionRunner:
                 for observe in self.observers:
                     observe(action, now)
             if isinstance(action, Event):
-                self.counters[f"event.{action.kind}"] += 1
+                self.counters[EVENT(action.kind)] += 1
                 # Peers can trigger events: at most ten lines a second of each kind.
                 if self._log_limit.allow(action.kind, now):
                     log.log(
@@ -198,17 +192,17 @@ class ActionRunner:
                         extra={"fields": action.fields},
                     )
                 else:
-                    self.counters["log.suppressed"] += 1
+                    self.counters[RunnerCounter.LOG_SUPPRESSED] += 1
                 continue
             handler = self.handlers.get(type(action))
             if handler is None:
-                self.counters["action.unhandled"] += 1
+                self.counters[RunnerCounter.ACTION_UNHANDLED] += 1
                 log.warning("no handler for %s", type(action).__name__)
                 continue
             try:
                 handler(action)
             except OSError as exc:
-                self.counters[f"action.{type(action).__name__}.error"] += 1
+                self.counters[ACTION_ERROR(type(action).__name__)] += 1
                 log.warning("%s failed: %s", type(action).__name__, exc)
             except Exception:
                 self.boundary.caught(f"action.{type(action).__name__}")
@@ -219,13 +213,13 @@ class ActionRunner:
                 self.boundary.caught("after_flush")
 
     def _write(self, persists: list[Persist]) -> None:
-        self.counters["store.rows"] += len(persists)
+        self.counters[RunnerCounter.STORE_ROWS] += len(persists)
         try:
             self.store.defer(persists)
         except StoreRecordError:  # a record of ours JSON cannot hold: that batch is dropped
             self.boundary.caught("store")
         if self._store_retry is not None:  # failing: wait for the retry, do not hammer the disk
-            self.counters["store.backlog"] = self.store.backlog
+            self.counters[RunnerCounter.STORE_BACKLOG] = self.store.backlog
             return
         if not self.store.backlog:
             return
@@ -234,11 +228,11 @@ class ActionRunner:
         except StoreWriteError as exc:
             self._write_failed(exc)
             return
-        self.counters["store.commits"] += 1
+        self.counters[RunnerCounter.STORE_COMMITS] += 1
 
     def _write_failed(self, exc: StoreWriteError) -> None:
-        self.counters["store.write_error"] += 1
-        self.counters["store.backlog"] = self.store.backlog
+        self.counters[RunnerCounter.STORE_WRITE_ERROR] += 1
+        self.counters[RunnerCounter.STORE_BACKLOG] = self.store.backlog
         if self._log_limit.allow("store.write_error", self.loop.time()):
             log.error("state write failed, retry in %gs: %s", self._store_delay, exc)
         self._store_retry = self.loop.call_later(self._store_delay, self._retry_store)
@@ -246,15 +240,15 @@ class ActionRunner:
 
     def _retry_store(self) -> None:
         self._store_retry = None
-        self.counters["store.retry"] += 1
+        self.counters[RunnerCounter.STORE_RETRY] += 1
         try:
             rows = self.store.retry()
         except StoreWriteError as exc:
             self._write_failed(exc)
             return
-        self.counters["store.commits"] += 1
-        self.counters["store.recovered"] += 1
-        self.counters["store.backlog"] = 0
+        self.counters[RunnerCounter.STORE_COMMITS] += 1
+        self.counters[RunnerCounter.STORE_RECOVERED] += 1
+        self.counters[RunnerCounter.STORE_BACKLOG] = 0
         self._store_delay = STORE_RETRY_FIRST
         log.warning("state writes resumed rows=%d", rows)
 
@@ -266,16 +260,16 @@ class ActionRunner:
             return
         self._store_retry.cancel()
         self._store_retry = None
-        self.counters["store.retry"] += 1
+        self.counters[RunnerCounter.STORE_RETRY] += 1
         try:
             rows = self.store.retry()
         except StoreWriteError as exc:
-            self.counters["store.lost"] += self.store.backlog
+            self.counters[RunnerCounter.STORE_LOST] += self.store.backlog
             log.error("state rows lost at stop rows=%d: %s", self.store.backlog, exc)
             return
-        self.counters["store.commits"] += 1
-        self.counters["store.recovered"] += 1
-        self.counters["store.backlog"] = 0
+        self.counters[RunnerCounter.STORE_COMMITS] += 1
+        self.counters[RunnerCounter.STORE_RECOVERED] += 1
+        self.counters[RunnerCounter.STORE_BACKLOG] = 0
         log.warning("state writes resumed rows=%d", rows)
 
 
@@ -328,55 +322,3 @@ class CoreTimer:
     def cancel(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
-
-
-def receive_mh(
-    core: Core,
-    data: bytes,
-    src: IPv6Address,
-    dialects: dict[IPv6Address, Dialect],
-    default: Dialect,
-    clock: Clock,
-    counters: Counter[str],
-    guard: SignalingGuard | None = None,
-) -> list[Action]:
-    """Decode one received MH in the sender's dialect and hand it to the core.
-
-    The kernel has verified the checksum already (wire-reference 3.2). A malformed message is
-    counted and dropped; an unknown MH type is answered with a Binding Error by the core.
-    With a ``guard``, a message from a protected peer (an SPI in its ``[peer]`` section) must
-    pass the RFC 4285 checks first (docs/protocol-auth.md): if not, it is counted
-    (``auth.rx.<reason>``) and dropped, or, for a PBU at the DLMAP, answered with a PBA
-    146, 145 or 144.
-    """
-    counters["mh.rx"] += 1
-    dialect = dialects.get(src, default)
-    try:
-        message = decode_message(data, dialect)
-    except UnknownTypeError as exc:
-        if guard is not None and guard.reject_unknown_type(src):
-            return []
-        return core.receive_unknown_type(exc.type_value, src, clock.now())
-    except DecodeError as exc:
-        counters[f"mh.malformed.{type(exc).__name__}"] += 1
-        return []
-    if guard is not None:
-        reason = guard.check(data, message, src)
-        if reason is not None:
-            reply = guard.failure_reply(message, reason, src, dialect)
-            return [SendMH(src, reply)] if reply is not None else []
-    return core.receive(message, src, clock.now(), clock.wall())
-
-
-__all__ = [
-    "AAARequest",
-    "ActionRunner",
-    "Bind",
-    "Clock",
-    "CoreTimer",
-    "SendFrame",
-    "SendMH",
-    "SendTunnel",
-    "Unbind",
-    "receive_mh",
-]

@@ -27,27 +27,43 @@ Rule 4. The DMPA keeps the visitor entry of a MAC that AAA refused (its frames m
         again); past ``table_size`` such strangers the oldest is forgotten, so the visitor table
         stays bounded however long a rate-limited flood of invented MACs lasts.
 
-The DLMAP's limit sits in front of its core (:class:`LimitedDLMAP`, which ``receive_mh`` drives
-like the core itself), after the RFC 4285 check, so a forged source address cannot spend the
+The DLMAP's limit sits in front of its core (:class:`LimitedDLMAP`, which the node drives like
+the core itself), after the RFC 4285 check, so a forged source address cannot spend the
 budget of a real DMPA. The DMPA's limits are the ``admission`` of the access dispatcher
 (:class:`AccessLimits`, :class:`router.services.access.Admission`).
 """
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from typing import Protocol
 
-from router.app.node import Core
 from router.core.actions import Action
+from router.core.common import Core
+from router.core.counters import Counters, Family, Names
 from router.wire.ethernet import MacAddress
 from router.wire.mh import BindingUpdate, MobilityMessage
 from router.wire.mh_options import MobileNodeIdentifier
 
 DEFAULT_TABLE_SIZE = 4096
+#: The limits, as ``[limits]`` and the counters name them.
+LIMITS = ("pbu_new_nai", "new_mac", "dhcp_discover", "arp")
+
+#: The ``limits`` group of ``show counters``, per limit: what it dropped (Rule 1), passed and
+#: evicted, and how many sources its table holds now (a size, exported as a gauge).
+LIMITED = Family("limit.{}", "dropped by the limit (Rule 1)", LIMITS)
+ALLOWED = Family("limit.{}.allowed", "passed the limit", LIMITS)
+EVICTED = Family("limit.{}.evicted", "sources evicted from the limit's table (Rule 3)", LIMITS)
+TABLE = Family("limit.{}.table", "sources the limit's table holds", LIMITS)
+
+
+class LimitCounter(Names):
+    """What :class:`LimitedDLMAP` counts in the node's registry (``node`` group)."""
+
+    PBU_NEW_NAI = "limit.pbu_new_nai"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +145,10 @@ class TokenBuckets:
     def stats(self, name: str) -> dict[str, int]:
         """Counters for ``show counters``: what passed, what was dropped, the table's size."""
         return {
-            f"limit.{name}.allowed": self.allowed,
-            f"limit.{name}": self.limited,
-            f"limit.{name}.evicted": self.evicted,
-            f"limit.{name}.table": len(self),
+            ALLOWED(name): self.allowed,
+            LIMITED(name): self.limited,
+            EVICTED(name): self.evicted,
+            TABLE(name): len(self),
         }
 
 
@@ -163,7 +179,7 @@ class AccessLimits:
 
 class _DLMAPCore(Core, Protocol):
     """What :class:`LimitedDLMAP` needs of :class:`router.core.dlmap.DLMAP`: a node's core
-    (:class:`router.app.node.Core`) that keeps bindings by NAI."""
+    (:class:`router.core.common.Core`) that keeps bindings by NAI."""
 
     @property
     def bindings(self) -> Mapping[str, object]: ...
@@ -193,7 +209,7 @@ class LimitedDLMAP:
         core: _DLMAPCore,
         rate: Rate,
         capacity: int,
-        counters: Counter[str],
+        counters: Counters,
         peers: Collection[IPv6Address] = (),
     ):
         self.core = core
@@ -213,7 +229,7 @@ class LimitedDLMAP:
             and nai not in self.core.bindings
             and not (self.peer_buckets if src in self.peers else self.buckets).allow(src, now)
         ):
-            self.counters["limit.pbu_new_nai"] += 1
+            self.counters[LimitCounter.PBU_NEW_NAI] += 1
             return []
         return self.core.receive(message, src, now, wall)
 

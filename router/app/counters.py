@@ -1,0 +1,93 @@
+"""What each group of ``netlmm show counters`` holds: the declarations (router.core.counters) of
+the modules that count into it. The metrics (:mod:`router.app.metrics`) and the documentation
+test (``docs/service.md`` lists the same names) are built from this table.
+
+A group is one registry a node shows: ``node`` is the runtime's, shared by the runner, the
+RFC 4285 guard, the DLMAP's PBU limit, the slow path and the MH and tunnel sends; ``core`` the
+role's core and its heartbeats; ``dhcp`` (DLMAP) the built-in server or the relay; ``access``
+(DMPA) the access services; ``limits`` the rate limits' tables; ``aaa`` (DMPA) the AAA backend;
+``fastpath`` the data path's per-direction, per-reason table; ``mh_socket`` the MH socket.
+"""
+
+from __future__ import annotations
+
+from fastpath.common import EXTRA_COUNTERS, Direction, Reason
+from router.adapters import sockets
+from router.adapters.radius import RadiusCounter
+from router.app import runner, runtime
+from router.app.dmpa_node import AAACounter
+from router.core import limits, security
+from router.core.common import BRA_STATUS, PBA_STATUS, SignalingCounter
+from router.core.counters import Declaration, Family
+from router.core.dlmap import DLMAPCounter
+from router.core.dmpa import DMPACounter
+from router.core.heartbeat import HeartbeatCounter
+from router.services import dhcp_dmpa, dhcp_relay, dhcp_server, dlmap_punts, dmpa_punts
+from router.services.access import AccessCounter
+from router.services.arp_proxy import ArpCounter
+from router.services.icmp_responder import IcmpCounter
+
+#: The fastpath's table (fastpath/common.py, ``counter_names``): per direction, a counter per
+#: reason and the two extras.
+FASTPATH = tuple(
+    Family(
+        f"{direction.name.lower()}.{{}}",
+        "packets by reason (forwarded, punted, dropped), bytes forwarded, failed writes",
+        [*(reason.name.lower() for reason in Reason), *EXTRA_COUNTERS],
+    )
+    for direction in Direction
+)
+
+GROUPS: dict[str, tuple[Declaration, ...]] = {
+    "node": (
+        runner.RunnerCounter,
+        runner.INTERNAL_ERROR_AT,
+        runner.EVENT,
+        runner.ACTION_ERROR,
+        runtime.NodeCounter,
+        runtime.MH_MALFORMED,
+        security.AuthCounter,
+        security.AUTH_RX,
+        security.AUTH_REPLY,
+        limits.LimitCounter,
+        sockets.SLOW_TX_ERROR,
+        dlmap_punts.PUNT,
+        dmpa_punts.PUNT_ACCESS,
+        dmpa_punts.PUNT_TUNNEL,
+        dmpa_punts.PuntCounter,
+        AAACounter,
+    ),
+    "core": (
+        SignalingCounter,
+        PBA_STATUS,
+        BRA_STATUS,
+        DLMAPCounter,
+        DMPACounter,
+        HeartbeatCounter,
+    ),
+    "dhcp": (
+        dhcp_server.RequestDrop,
+        dhcp_server.DhcpServerCounter,
+        dhcp_server.RX,
+        dhcp_server.REQUEST,
+        dhcp_server.EXPIRED,
+        dhcp_relay.DhcpRelayCounter,
+        dhcp_relay.TX_REPLY,
+    ),
+    "access": (
+        AccessCounter,
+        ArpCounter,
+        IcmpCounter,
+        dhcp_dmpa.DhcpDmpaCounter,
+        dhcp_dmpa.RELAYED,
+        dhcp_dmpa.DELIVERED,
+    ),
+    "limits": (limits.LIMITED, limits.ALLOWED, limits.EVICTED, limits.TABLE),
+    "aaa": (RadiusCounter,),
+    "fastpath": FASTPATH,
+    "mh_socket": (sockets.SocketCounter, sockets.TX_ERRNO, sockets.RX_ERRNO),
+}
+
+#: Entries of the registries that are sizes, not counts (they go down again): exported as
+#: gauges, never as counters (a decrease would read as a counter reset).
+LEVELS: tuple[Declaration, ...] = (runner.RunnerCounter.STORE_BACKLOG, limits.TABLE)
