@@ -1,4 +1,4 @@
-"""A/B of the appliance's data-path settings in alternating runs (issue 7).
+"""A/B of the appliance's data-path settings in alternating runs.
 
 ``sudo .venv/bin/python -m bench.transport.ab [--rounds 3 --seconds 4]``: per round, the
 appliance testbed of ``make bench-lab`` (:func:`netlmm_lab.throughput.testbed`) with ``[node]

@@ -1,4 +1,4 @@
-"""Where the appliance's added ping latency goes: cross-CPU wake-ups (issue 7).
+"""Where the appliance's added ping latency goes: cross-CPU wake-ups.
 
 ``sudo .venv/bin/python -m bench.transport.latency [--rounds 5]`` builds the appliance testbed
 of ``make bench-lab`` (:func:`netlmm_lab.throughput.testbed`), then, alternating, pings MS -> CN

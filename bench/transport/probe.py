@@ -1,4 +1,4 @@
-"""Ceilings of the transport leg's I/O in the lab's shape, without the appliance (issue 7).
+"""Ceilings of the transport leg's I/O in the lab's shape, without the appliance.
 
 ``sudo .venv/bin/python -m bench.transport.probe`` (root: namespaces) compiles
 ``probe.c`` into a temporary directory, builds ``a -- [tr br0] -- b`` in network namespaces

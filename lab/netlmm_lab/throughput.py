@@ -1,4 +1,4 @@
-"""Data-path throughput side by side: kernel forwarding, a tayga pair, the appliance (issue 7).
+"""Data-path throughput side by side: kernel forwarding, a tayga pair, the appliance.
 
 The topology is ``h1 -- A -- B -- h2`` in network namespaces, IPv4-only hosts at both ends,
 documentation prefixes only, MTU 1500 on the host sides and 1600 between A and B. Three

@@ -34,7 +34,7 @@ kernel without Mobile IPv6 drops it (wire-reference 3.2).
 Heartbeats (RFC 5847, :mod:`router.core.heartbeat`) are answered with our Restart Counter, so a
 DMPA sees that we restarted and registers its MSs again; with ``heartbeat.interval`` set we also
 probe the DMPAs. A DMPA's restart only needs reporting here: it re-registers its visitors from
-its own database (issue 4), and those PBUs refresh or move the bindings.
+its own database, and those PBUs refresh or move the bindings.
 """
 
 from __future__ import annotations

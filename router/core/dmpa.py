@@ -11,7 +11,7 @@ Sans-I/O like :mod:`router.core.dlmap`. The life of a visitor (seed 3.2, 5.1):
                                                   │ REJECTED                   v
                                                   └── BRI from the DLMAP: removed, BRA sent
 
-When to register (issue 4): mode ``dlmap`` at once with 0.0.0.0 (seed 6); ``static`` at once
+When to register: mode ``dlmap`` at once with 0.0.0.0 (seed 6); ``static`` at once
 with the profile's address; ``dhcp`` after the DHCP ACK carried through the DLMAP (seed 5.2);
 and an MS that arrives already holding an address (its frames or ARP show one) at once with it,
 whatever the mode, since it will not ask DHCP again after a handover.
@@ -570,7 +570,7 @@ class DMPA:
     def restore(
         self, tables: Mapping[str, Iterable[Mapping[str, Any]]], now: float, wall: float
     ) -> list[Action]:
-        """Reload the visitor list and re-register every visitor (issue 4: a restarted DMPA
+        """Reload the visitor list and re-register every visitor (a restarted DMPA
         re-registers its visitors); the fastpath is bound again from the new PBAs."""
         stored_counter: int | None = None
         for row in tables.get("meta", ()):

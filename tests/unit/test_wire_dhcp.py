@@ -21,7 +21,7 @@ from router.wire.errors import EncodeError, FieldValueError, LengthError, Trunca
 from router.wire.ethernet import BROADCAST_MAC, EthernetFrame, EtherType, MacAddress
 from router.wire.ipv4 import IPProto, IPv4Packet
 from router.wire.udp import UdpDatagram
-from tests.unit._l2l3_reference import ipv4_pseudo_header, reference_checksum
+from tests.unit._checksum_reference import ipv4_pseudo_header, reference_checksum
 
 CLIENT_MAC = MacAddress.parse("00:0b:82:01:fc:42")
 
