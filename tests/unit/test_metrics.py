@@ -160,12 +160,15 @@ def test_the_latency_observer_forgets_beyond_its_capacity() -> None:
 
     from router.app import metrics
 
-    observer = LatencyObserver("dlmap", CollectorRegistry(), revocation_budget=0.5)
+    registry = CollectorRegistry()
+    observer = LatencyObserver("dlmap", registry, revocation_budget=0.5)
     for n in range(metrics.PENDING_CAPACITY + 10):
         observer(event("handover", nai=f"ms{n}"), float(n))
     observer(event("pba_released", nai="ms0"), 1e4)  # forgotten: not observed
     observer(event("pba_released", nai="ms20"), 1e4)
-    assert observer.handover._sum.get() == pytest.approx(1e4 - 20)
+    samples = scrape(registry)
+    assert value(samples, "netlmm_handover_duration_seconds_count") == 1
+    assert value(samples, "netlmm_handover_duration_seconds_sum") == pytest.approx(1e4 - 20)
 
 
 def test_the_metrics_server_answers_get_metrics_only() -> None:
@@ -173,20 +176,43 @@ def test_the_metrics_server_answers_get_metrics_only() -> None:
 
     registry = CollectorRegistry()
     Counter("netlmm_test", "a test counter", registry=registry).inc(3)
-    server = MetricsServer(registry, "127.0.0.1", 1)
+    server = MetricsServer(registry, "127.0.0.1", 0)
 
     async def ask(request: bytes) -> tuple[str, bytes, str]:
-        reader = asyncio.StreamReader()
-        reader.feed_data(request)
-        reader.feed_eof()
-        return await server._request(reader)
+        """One connection: ``request`` sent, the status line, body and content type read."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5.0)
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        status, *headers = head.decode("latin-1").split("\r\n")
+        fields = dict(h.split(": ", 1) for h in headers)
+        return status.split(" ", 1)[1], body, fields["Content-Type"]
 
-    status, body, ctype = asyncio.run(ask(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
+    async def scenario() -> list[tuple[str, bytes, str]]:
+        await server.start()
+        try:
+            return [
+                await ask(request)
+                for request in (
+                    b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+                    b"GET /other HTTP/1.1\r\n\r\n",
+                    b"POST /metrics HTTP/1.1\r\n\r\n",
+                    b"\xff\xfe garbage\r\n\r\n",
+                )
+            ]
+        finally:
+            await server.close()
+
+    (status, body, ctype), *others = asyncio.run(scenario())
     assert status == "200 OK" and b"netlmm_test_total 3.0" in body
     assert ctype.startswith("text/plain; version=0.0.4")
-    assert asyncio.run(ask(b"GET /other HTTP/1.1\r\n\r\n"))[0] == "404 Not Found"
-    assert asyncio.run(ask(b"POST /metrics HTTP/1.1\r\n\r\n"))[0] == "405 Method Not Allowed"
-    assert asyncio.run(ask(b"\xff\xfe garbage"))[0] == "405 Method Not Allowed"
+    assert [answer[0] for answer in others] == [
+        "404 Not Found",
+        "405 Method Not Allowed",
+        "405 Method Not Allowed",
+    ]
     assert server.scrapes == 1
 
 
@@ -236,8 +262,7 @@ def test_idle_metrics_connections_are_capped(loop: asyncio.AbstractEventLoop) ->
 
     async def scenario() -> tuple[int, bytes]:
         await server.start()
-        assert server._server is not None
-        port = server._server.sockets[0].getsockname()[1]
+        port = server.port
         idle = [
             await asyncio.open_connection("127.0.0.1", port)
             for _ in range(metrics_http.MAX_CONNECTIONS + 20)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from argparse import Namespace
 from pathlib import Path
 
 import pytest
 
 from router.app import config
 from router.app.run import flatten, redacted
-from router.cli import _bindings_table, _duration, _filter_bindings, main
+from router.cli import main
 from tests.unit.nodes import DLMAP, DMPA1, DMPA2, DMPA_INI, NAI
 
 
@@ -36,26 +35,71 @@ ROWS = [
 ]  # fmt: skip
 
 
-def _filters(**given: str | None) -> Namespace:
-    return Namespace(**({"nai": None, "hoa": None, "dmpa": None} | given))
+DURATIONS = [(0, "0s"), (59.9, "59s"), (61, "1m01s"), (3600, "1h00m"), (90000, "1d01h"),
+             (-1, "0s"), (None, "-")]  # fmt: skip
 
 
-def test_bindings_table_and_filters() -> None:
-    table = _bindings_table(ROWS, "dlmap").splitlines()
-    assert table[0].split() == ["NAI", "HOA", "DMPA", "AGE", "LEFT", "LIFETIME", "PACKETS"]
-    assert table[1].split() == ["a@x", "192.0.2.100", str(DMPA1), "12s", "59m47s", "1h00m", "0"]
-    assert table[2].split() == ["b@x", "192.0.2.101", str(DMPA2), "1h06m", "59s", "1h00m", "7"]
-    assert _filter_bindings(ROWS, _filters(nai="a@*")) == [ROWS[1]]
-    assert _filter_bindings(ROWS, _filters(hoa="192.0.2.101")) == [ROWS[0]]
-    assert _filter_bindings(ROWS, _filters(hoa="192.0.2.0/24")) == ROWS
-    assert _filter_bindings(ROWS, _filters(dmpa="2001:db8:100:0::11")) == [ROWS[1]]
-    assert _filter_bindings(ROWS, _filters(nai="a@*", dmpa=str(DMPA2))) == []
-    with pytest.raises(ValueError):
-        _filter_bindings(ROWS, _filters(hoa="not-an-address"))
-    assert _bindings_table([], "dlmap") == "(no bindings)"
-    assert [_duration(v) for v in (0, 59.9, 61, 3600, 90000, -1, None)] == [
-        "0s", "59s", "1m01s", "1h00m", "1d01h", "0s", "-",
-    ]  # fmt: skip
+def _show_bindings(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    rows: list[dict[str, object]],
+    *queries: list[str],
+) -> list[tuple[int, str]]:
+    """``netlmm show bindings`` with each query's options against a control socket serving
+    ``rows``: the exit code and what it printed."""
+    from router.adapters.control import ControlServer
+
+    socket = tmp_path / "c.sock"
+
+    def handle(request: dict[str, object]) -> dict[str, object]:
+        return {"what": request["what"], "role": "dlmap", "result": rows}
+
+    async def scenario() -> list[tuple[int, str]]:
+        outputs = []
+        async with ControlServer(socket, handle):
+            for options in queries:
+                argv = ["show", "bindings", "--socket", str(socket), *options]
+                code = await asyncio.to_thread(main, argv)
+                outputs.append((code, capsys.readouterr().out))
+        return outputs
+
+    return asyncio.run(scenario())
+
+
+def test_bindings_table_and_filters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (code, table), *filtered, (bad, _) = _show_bindings(
+        tmp_path,
+        capsys,
+        ROWS,
+        [],
+        ["--json", "--nai", "a@*"],
+        ["--json", "--hoa", "192.0.2.101"],
+        ["--json", "--hoa", "192.0.2.0/24"],
+        ["--json", "--dmpa", "2001:db8:100:0::11"],
+        ["--json", "--nai", "a@*", "--dmpa", str(DMPA2)],
+        ["--hoa", "not-an-address"],
+    )
+    lines = table.splitlines()
+    assert code == 0
+    assert lines[0].split() == ["NAI", "HOA", "DMPA", "AGE", "LEFT", "LIFETIME", "PACKETS"]
+    assert lines[1].split() == ["a@x", "192.0.2.100", str(DMPA1), "12s", "59m47s", "1h00m", "0"]
+    assert lines[2].split() == ["b@x", "192.0.2.101", str(DMPA2), "1h06m", "59s", "1h00m", "7"]
+    assert [code for code, _ in filtered] == [0] * 5
+    assert [json.loads(out) for _, out in filtered] == [[ROWS[1]], [ROWS[0]], ROWS, [ROWS[1]], []]
+    assert bad == 2
+
+
+def test_bindings_table_durations_and_no_bindings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows: list[dict[str, object]] = [
+        {"nai": f"d{n}@x", "age": age} for n, (age, _) in enumerate(DURATIONS)
+    ]
+    [(code, table)] = _show_bindings(tmp_path, capsys, rows, [])
+    assert code == 0
+    assert [line.split()[3] for line in table.splitlines()[1:]] == [t for _, t in DURATIONS]
+    [(code, empty)] = _show_bindings(tmp_path, capsys, [], [])
+    assert (code, empty) == (0, "(no bindings)\n")
 
 
 def test_show_commands_through_a_control_socket(
