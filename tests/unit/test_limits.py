@@ -287,7 +287,8 @@ def test_strangers_cannot_evict_a_dmpa_from_the_pbu_new_nai_limit(
 ) -> None:
     """PBUs from addresses that are no DMPA are refused by the core without any state, yet each
     took a slot of the limit's table: a few of them (any IPv6 source will do) evicted a DMPA
-    that had spent its burst, which came back with a full bucket (limits.py, Rule 3)."""
+    that had spent its burst, which came back with a full bucket (router/core/limits.py,
+    Rule 3)."""
     from router.adapters.store import Store
     from router.wire.mh import BindingAck, decode_message
     from router.wire.mh_options import SeedIPv4HomeAddress

@@ -82,10 +82,10 @@ def test_a_profile_added_by_reload_admits_an_ms_refused_before(
     tmp_path: Path, loop: asyncio.AbstractEventLoop
 ) -> None:
     """The DMPA keeps the entry of a MAC that AAA refused, so its frames do not ask AAA again
-    (limits.py Rule 4); nothing removed it but table_size other strangers. A reload that adds
-    the MS's profile therefore changed nothing for it until a restart, though the profiles are
-    'applied at once'. The refused entries are forgotten when the profiles change: the next
-    frame asks AAA again."""
+    (router/core/limits.py, Rule 4); nothing removed it but table_size other strangers. A
+    reload that adds the MS's profile therefore changed nothing for it until a restart, though
+    the profiles are 'applied at once'. The refused entries are forgotten when the profiles
+    change: the next frame asks AAA again."""
     path = tmp_path / "m1.ini"
     path.write_text(DMPA_INI)
     settings, _ = config.load(path)
