@@ -87,7 +87,8 @@ bench-lab: setup
 lint: setup
 	$(BIN)/ruff check router fastpath lab tests bench setup.py
 	$(BIN)/ruff format --check router fastpath lab tests bench setup.py
-	$(BIN)/mypy router fastpath/reference.py lab/netlmm_lab tests/netns/children
+	$(BIN)/mypy router $(wildcard fastpath/reference*.py) fastpath/common.py fastpath/gen_pxd.py \
+		lab/netlmm_lab tests/netns/children
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/python -m mypy.stubtest fastpath._fastpath
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/cython-lint --max-line-length 100 $(wildcard fastpath/*.pyx fastpath/*.pxd fastpath/*.pxi)

@@ -2,7 +2,7 @@
 
 ``make bench`` runs ``pytest bench``. Every benchmark asserts its result (so it also proves the
 twins agree); the summary below the pytest-benchmark table prints, per benchmark and parameter,
-the compiled twin's time per packet, the reference's, their ratio, and the issue 3 goals.
+the compiled twin's time per packet, the reference's, their ratio, and the goals.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         if n == "test_batch_classify_lookup_encap" and "compiled" in t
     ]
     mem = [e["MiB"] for e in extra.values() if "MiB" in e]
-    tr.write_sep("-", "issue 3 goals")
+    tr.write_sep("-", "goals")
     if per_packet:
         tr.write_line(
             f"per-packet ratio, worst: {min(per_packet):.1f}x (goal >= {GOAL_RATIO:.0f}x)"

@@ -2,7 +2,7 @@
 pair and the appliance (DMPA and DLMAP), one round each, the figures in ``extra_info``.
 
 A short subset of ``make bench-lab`` (which runs the full matrix, 3 runs each, and the ratios):
-one TCP stream for 3 s, and 64-byte UDP datagrams offered at the issue 7 goal rate for 2 s.
+one TCP stream for 3 s, and 64-byte UDP datagrams offered at the goal rate for 2 s.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from netlmm_lab.throughput import Testbed, tcp_gbit_s, udp_point
 
 TCP_SECONDS = 3.0
 UDP_SECONDS = 2.0
-UDP_KPPS = 150.0  # issue 7: at least 150 kpps of 64-byte datagrams at < 1 % loss
+UDP_KPPS = 150.0  # the goal: at least 150 kpps of 64-byte datagrams at < 1 % loss
 
 
 def test_tcp_1_stream(benchmark: Any, bed: Testbed) -> None:

@@ -1,4 +1,4 @@
-"""Signaling benchmarks: registrations per second and memory per binding (issue 4 goals)."""
+"""Signaling benchmarks: registrations per second and memory per binding, against their goals."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if not rows:
         return
     tr = terminalreporter
-    tr.write_sep("=", "signaling: registrations (issue 4 goals)")
+    tr.write_sep("=", "signaling: registrations (goals)")
     for b in rows:
         info = b.extra_info
         stats = getattr(b.stats, "stats", b.stats)

@@ -1,4 +1,4 @@
-"""A/B of the appliance's data-path settings in alternating runs (issue 7).
+"""A/B of the appliance's data-path settings in alternating runs.
 
 ``sudo .venv/bin/python -m bench.transport.ab [--rounds 3 --seconds 4]``: per round, the
 appliance testbed of ``make bench-lab`` (:func:`netlmm_lab.throughput.testbed`) with ``[node]
@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import statistics
 import sys
 
-from netlmm_lab.throughput import Testbed, default_results_dir, tcp_gbit_s, testbed
-
-LAB_NAMESPACES = ("cn", "lm", "tr", "m1", "m2", "b1", "b2", "ms")
-
-
-def bridge_netfilter(bed: Testbed, on: bool) -> None:
-    value = "1" if on else "0"
-    keys = ("iptables", "ip6tables", "arptables")
-    for short in LAB_NAMESPACES:
-        argv = ["sysctl", "-q", "-w", *(f"net.bridge.bridge-nf-call-{k}={value}" for k in keys)]
-        bed.lab.exec(short, argv, check=False)
+from netlmm_lab.throughput import (
+    Testbed,
+    bridge_netfilter,
+    default_results_dir,
+    save,
+    tcp_gbit_s,
+    testbed,
+)
 
 
 def cell(bed: Testbed, seconds: float) -> dict[str, float]:
@@ -52,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         with testbed("appliance", offload=False) as bed:
             runs["offload=no, bridge_nf=off"].append(cell(bed, args.seconds))
         with testbed("appliance", offload=True) as bed:
-            bridge_netfilter(bed, True)
+            bridge_netfilter(bed.lab, True)
             runs["offload=yes, bridge_nf=on"].append(cell(bed, args.seconds))
-            bridge_netfilter(bed, False)
+            bridge_netfilter(bed.lab, False)
             runs["offload=yes, bridge_nf=off"].append(cell(bed, args.seconds))
         print({name: r[-1] for name, r in runs.items()}, flush=True)
     summary = {
@@ -68,16 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, entry in summary.items():
         print(f"{name:28} up {entry['up_median']:.2f}  down {entry['down_median']:.2f} Gbit/s")
     if not args.no_save:
-        directory = default_results_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
-        path = directory / f"{stamp}-ab.json"
         report = {
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "seconds": args.seconds,
             "cases": summary,
         }
-        path.write_text(json.dumps(report, indent=2) + "\n")
+        path = save(report, default_results_dir(), "ab")
         print(f"saved {path}")
     return 0
 

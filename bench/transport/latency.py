@@ -1,4 +1,4 @@
-"""Where the appliance's added ping latency goes: cross-CPU wake-ups (issue 7).
+"""Where the appliance's added ping latency goes: cross-CPU wake-ups.
 
 ``sudo .venv/bin/python -m bench.transport.latency [--rounds 5]`` builds the appliance testbed
 of ``make bench-lab`` (:func:`netlmm_lab.throughput.testbed`), then, alternating, pings MS -> CN
@@ -24,7 +24,7 @@ import statistics
 import subprocess
 import sys
 
-from netlmm_lab.throughput import Testbed, default_results_dir, testbed
+from netlmm_lab.throughput import Testbed, default_results_dir, save, testbed
 from netlmm_lab.tools import parse_ping
 from netlmm_lab.topology import CN_ADDRESS
 
@@ -74,17 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(summary, indent=2))
     if not args.no_save:
-        directory = default_results_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
-        path = directory / f"{stamp}-latency.json"
         report = {
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "offload": args.offload,
             "ping": "300 echoes 5 ms apart, MS -> CN, average RTT per run",
             "cases": summary,
         }
-        path.write_text(json.dumps(report, indent=2) + "\n")
+        path = save(report, default_results_dir(), "latency")
         print(f"saved {path}")
     return 0
 

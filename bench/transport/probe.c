@@ -1,4 +1,4 @@
-/* Ceilings of the transport leg's I/O, without any appliance logic (issue 7).
+/* Ceilings of the transport leg's I/O, without any appliance logic.
  *
  * One process per end; bench/transport/probe.py builds the namespaces, compiles this file and
  * runs a sender and a receiver side by side. Every mode is bounded by its SECONDS argument and

@@ -1,4 +1,4 @@
-"""Ceilings of the transport leg's I/O in the lab's shape, without the appliance (issue 7).
+"""Ceilings of the transport leg's I/O in the lab's shape, without the appliance.
 
 ``sudo .venv/bin/python -m bench.transport.probe`` (root: namespaces) compiles
 ``probe.c`` into a temporary directory, builds ``a -- [tr br0] -- b`` in network namespaces
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from netlmm_lab.errors import LabError
-from netlmm_lab.throughput import default_results_dir
+from netlmm_lab.throughput import default_results_dir, save
 from netlmm_lab.topology import BRIDGE, Lab
 
 SOURCE = Path(__file__).with_name("probe.c")
@@ -216,11 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             f" kpps  {entry['rx_gbit_s_median']:5.2f} Gbit/s  ({entry['what']})"
         )
     if not args.no_save:
-        directory = default_results_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
-        path = directory / f"{stamp}-transport-probe.json"
-        path.write_text(json.dumps(report, indent=2) + "\n")
+        path = save(report, default_results_dir(), "transport-probe")
         print(f"saved {path}")
     return 0
 

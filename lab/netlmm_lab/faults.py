@@ -1,4 +1,4 @@
-"""Fault injection in the lab (issue 8, Faults): signaling loss and many mobile stations.
+"""Fault injection in the lab: signaling loss and many mobile stations.
 
 * :class:`MHLoss`: nftables rules in the transport bridge's namespace (``tr``) that drop a given
   percentage of Mobility Header packets (IPv6 next header 135) in each direction between the
@@ -359,7 +359,7 @@ def pbu_schedule(lab: Lab, seconds: float) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m netlmm_lab.faults loss|restart``: the issue 8 fault figures, as JSON."""
+    """``python -m netlmm_lab.faults loss|restart``: the fault figures (loss, restart), as JSON."""
     parser = argparse.ArgumentParser(prog="python -m netlmm_lab.faults")
     sub = parser.add_subparsers(dest="what", required=True)
     loss_p = sub.add_parser("loss", help="a fleet registers and hands over under MH loss")

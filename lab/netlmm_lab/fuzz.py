@@ -33,7 +33,6 @@ import json
 import random
 import socket
 import struct
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -48,7 +47,7 @@ from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import Domain
 from netlmm_lab.errors import LabError
 from netlmm_lab.poll import wait_until
-from netlmm_lab.tools import parse_ping
+from netlmm_lab.tools import BackgroundPing
 from netlmm_lab.topology import (
     BRIDGE,
     CN_ADDRESS,
@@ -228,6 +227,11 @@ def access_seeds(macs: list[MacAddress], pseudo: MacAddress) -> list[bytes]:
 INTERESTING = (0, 1, 2, 4, 7, 8, 0x10, 0x1F, 0x20, 0x3F, 0x40, 0x7F, 0x80, 0xFE, 0xFF)
 
 
+def mh_input(seed: bytes, rng: random.Random) -> bytes:
+    """A Mobility Header to send: ``seed`` mutated, or now and then random bytes."""
+    return mutate(seed, rng, mh=True) if rng.random() < 0.97 else rng.randbytes(rng.randrange(64))
+
+
 def mutate(data: bytes, rng: random.Random, *, start: int = 0, mh: bool = False) -> bytes:
     """One to four mutations of ``data`` at or after ``start`` (bytes before it stay: an
     Ethernet header, say). ``mh``: also MH-aware ones (header length, type, options)."""
@@ -351,21 +355,11 @@ def run_campaign(
         kind = KINDS[kinds[n % 4096]]
         if kind == "mh.dlmap":
             src = rng.choices(sources, (45, 45, 10))[0]
-            base = rng.choice(seeds["to_dlmap"])
-            data = (
-                mutate(base, rng, mh=True)
-                if rng.random() < 0.97
-                else rng.randbytes(rng.randrange(64))
-            )
+            data = mh_input(rng.choice(seeds["to_dlmap"]), rng)
             pkt = targets.eth_dlmap + mh_packet(src, dlmap, data, rng.random() < 0.97)
             sock = targets.transport
         elif kind == "mh.dmpa":
-            base = rng.choice(seeds["to_dmpa"])
-            data = (
-                mutate(base, rng, mh=True)
-                if rng.random() < 0.97
-                else rng.randbytes(rng.randrange(64))
-            )
+            data = mh_input(rng.choice(seeds["to_dmpa"]), rng)
             pkt = targets.eth_dmpa + mh_packet(dlmap, dmpa1, data, rng.random() < 0.97)
             sock = targets.transport
         elif kind == "tunnel.dlmap":
@@ -496,24 +490,7 @@ def _fuzz_in(
         pseudo_mac=pseudo,
     )
     budget = inputs / rate + 30
-    pinger = lab.popen(
-        "ms",
-        [
-            "ping",
-            "-n",
-            "-q",
-            "-i",
-            str(PING_INTERVAL),
-            "-W",
-            "1",
-            "-w",
-            str(int(budget)),
-            str(CN_ADDRESS),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    pinger = BackgroundPing(lab, "ms", str(CN_ADDRESS), interval=PING_INTERVAL, seconds=budget)
     roles = ("dlmap", "dmpa1")
     try:
         time.sleep(0.5)  # some pings before the first input, for a baseline
@@ -525,16 +502,9 @@ def _fuzz_in(
         )
         time.sleep(1.0)  # let the queues drain; pings after the last input count too
     finally:
-        pinger.send_signal(2)  # SIGINT: ping prints its summary
-        try:
-            text, _ = pinger.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            pinger.kill()
-            text, _ = pinger.communicate(timeout=5)
-        lab.forget(pinger)
+        ping = pinger.stop()
         targets.transport.close()
         targets.access.close()
-    ping = parse_ping(text or "", pinger.returncode or 0)
     problems: list[str] = []
     alive = {r: domain.processes[r].poll() is None for r in ("dlmap", "dmpa1", "dmpa2")}
     internal: dict[str, int] = {}

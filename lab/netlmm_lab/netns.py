@@ -28,7 +28,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,16 +162,40 @@ def run(
         cwd=cwd,
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
     )
+    return finish(
+        proc,
+        command,
+        name,
+        timeout=timeout,
+        check=check,
+        input=input,
+        stop=lambda p: end(p, time.monotonic() + 1.0),
+    )
+
+
+def finish(
+    proc: subprocess.Popen[Any],
+    command: Sequence[str],
+    where: str,
+    *,
+    timeout: float,
+    check: bool,
+    input: str | None,
+    stop: Callable[[subprocess.Popen[Any]], object],
+) -> subprocess.CompletedProcess[str]:
+    """Feed ``input`` to ``proc`` (``command``, started in namespace ``where``) and wait for it
+    to end; at ``timeout`` it is stopped (``stop``) and that is a :class:`LabError`, as is a
+    non-zero exit with ``check`` (carrying its stderr)."""
     try:
         out, err = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        end(proc, time.monotonic() + 1.0)
-        raise LabError(f"in {name}: {' '.join(command)} timed out after {timeout}s") from exc
+        stop(proc)
+        raise LabError(f"in {where}: {' '.join(command)} timed out after {timeout}s") from exc
     finally:
         if proc.poll() is None:
-            end(proc, time.monotonic() + 1.0)
+            stop(proc)
     if check and proc.returncode != 0:
-        raise LabError(f"in {name}: {' '.join(command)}: exit {proc.returncode}: {err.strip()}")
+        raise LabError(f"in {where}: {' '.join(command)}: exit {proc.returncode}: {err.strip()}")
     return subprocess.CompletedProcess(list(command), proc.returncode, out, err)
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -41,7 +40,7 @@ from netlmm_lab.domain import ROLES, Domain
 from netlmm_lab.errors import LabError
 from netlmm_lab.loadgen import LoadGenerator
 from netlmm_lab.poll import wait_until
-from netlmm_lab.tools import parse_ping
+from netlmm_lab.tools import BackgroundPing
 from netlmm_lab.topology import (
     BRIDGE,
     CN_ADDRESS,
@@ -209,24 +208,7 @@ def _soak_in(lab: Lab, domain: Domain, plan: Plan, every: float, say: Any) -> So
             raise LabError(f"pid {pid} of {role} is not the appliance")
     series = {role: Series(pid) for role, pid in pids.items()}
     pingers = {
-        ms: lab.popen(
-            ms,
-            [
-                "ping",
-                "-n",
-                "-q",
-                "-i",
-                "0.2",
-                "-W",
-                "1",
-                "-w",
-                str(int(plan.seconds + 60)),
-                str(CN_ADDRESS),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        ms: BackgroundPing(lab, ms, str(CN_ADDRESS), interval=0.2, seconds=plan.seconds + 60)
         for ms in lab.mobiles
     }
     sockets = _open_sockets(lab)
@@ -275,14 +257,7 @@ def _soak_in(lab: Lab, domain: Domain, plan: Plan, every: float, say: Any) -> So
             problems.append(f"{role} died: {domain.tail(role)}")
     real_ping: dict[str, dict[str, Any]] = {}
     for ms, pinger in pingers.items():
-        pinger.send_signal(2)
-        try:
-            text, _ = pinger.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            pinger.kill()
-            text, _ = pinger.communicate(timeout=5)
-        lab.forget(pinger)
-        p = parse_ping(text or "", pinger.returncode or 0)
+        p = pinger.stop()
         real_ping[ms] = {
             "transmitted": p.transmitted,
             "received": p.received,

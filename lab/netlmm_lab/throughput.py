@@ -1,4 +1,4 @@
-"""Data-path throughput side by side: kernel forwarding, a tayga pair, the appliance (issue 7).
+"""Data-path throughput side by side: kernel forwarding, a tayga pair, the appliance.
 
 The topology is ``h1 -- A -- B -- h2`` in network namespaces, IPv4-only hosts at both ends,
 documentation prefixes only, MTU 1500 on the host sides and 1600 between A and B. Three
@@ -249,13 +249,20 @@ def _no_bridge_netfilter(lab: Lab) -> str:
     base-station, DMPA and transport bridges goes through the IPv4/IPv6 netfilter hooks: perf
     put 10-16 % of the appliance's CPU there, a cost of the lab's bridges that the kernel and
     tayga variants (no bridges) do not pay. Returns what was done, for the notes."""
+    return "off" if bridge_netfilter(lab, False) else "absent (no br_netfilter)"
+
+
+def bridge_netfilter(lab: Lab, on: bool) -> bool:
+    """Bridge netfilter (``net.bridge.bridge-nf-call-*``, per namespace) on or off in each of
+    the lab's namespaces; False where a namespace has no such keys (no ``br_netfilter``)."""
+    value = "1" if on else "0"
     keys = ("iptables", "ip6tables", "arptables")
-    done = "off"
+    took = True
     for short in _LAB_NAMESPACES:
-        argv = ["sysctl", "-q", "-w", *(f"net.bridge.bridge-nf-call-{k}=0" for k in keys)]
+        argv = ["sysctl", "-q", "-w", *(f"net.bridge.bridge-nf-call-{k}={value}" for k in keys)]
         if lab.exec(short, argv, check=False).returncode != 0:
-            done = "absent (no br_netfilter)"
-    return done
+            took = False
+    return took
 
 
 def missing_tools(variants: Sequence[str]) -> list[str]:
@@ -607,10 +614,12 @@ def _version(argv: list[str]) -> str:
     return ""
 
 
-def save(report: dict[str, Any], directory: Path) -> Path:
+def save(report: dict[str, Any], directory: Path, tag: str | None = None) -> Path:
+    """``report`` as JSON in ``directory`` (made if missing), named by the local date and time
+    and ``tag`` (by default the report's host): ``2026-11-27-0200-vm.json``."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
-    path = directory / f"{stamp}-{report['host']}.json"
+    path = directory / f"{stamp}-{report['host'] if tag is None else tag}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     return path
 

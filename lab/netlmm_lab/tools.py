@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import json
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -204,8 +205,17 @@ def parse_ping(text: str, exit_code: int = 0) -> PingResult:
 # --- the launcher side -----------------------------------------------------------------------
 
 
-def _tool_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "netlmm_lab.children.traffic", *args]
+def _tool_argv(tool: str, **options: object) -> list[str]:
+    """The command line of ``tool`` (netlmm_lab.children.traffic): each option a ``--name``
+    (``_`` as ``-``) and its value, or the bare flag for True; None and False are left out."""
+    argv = [sys.executable, "-m", "netlmm_lab.children.traffic", tool]
+    for name, value in options.items():
+        if value is None or value is False:
+            continue
+        argv.append("--" + name.replace("_", "-"))
+        if value is not True:
+            argv.append(str(value))
+    return argv
 
 
 def _finish(lab: Lab, proc: subprocess.Popen[Any], timeout: float, what: str) -> dict[str, Any]:
@@ -279,28 +289,20 @@ class UdpStream:
         self._echo = _Server(
             self.lab,
             self.server_ns,
-            _tool_argv(
-                "udp-echo", "--bind", self.bind, "--port", str(self.port), "--seconds", seconds
-            ),
+            _tool_argv("udp-echo", bind=self.bind, port=self.port, seconds=seconds),
             "udp-echo",
         )
         self._sender = self.lab.popen(
             self.client_ns,
             _tool_argv(
                 "udp-stream",
-                "--dst",
-                self.server,
-                "--port",
-                str(self.port),
-                "--interval",
-                str(self.interval),
-                "--count",
-                str(self.count),
-                "--size",
-                str(self.size),
-                "--drain",
-                str(self.drain),
-                "--stdin-stop",
+                dst=self.server,
+                port=self.port,
+                interval=self.interval,
+                count=self.count,
+                size=self.size,
+                drain=self.drain,
+                stdin_stop=True,
             ),
             stdin=subprocess.PIPE,
         )
@@ -333,7 +335,7 @@ class UdpStream:
 
 def _poke_udp(lab: Lab, ns: str, server: str, port: int) -> None:
     """Tell the echo server to exit (a 'BYE' datagram), for when the sender's was lost."""
-    lab.exec(ns, _tool_argv("udp-bye", "--dst", server, "--port", str(port)), timeout=10)
+    lab.exec(ns, _tool_argv("udp-bye", dst=server, port=port), timeout=10)
 
 
 def tcp_transfer(
@@ -351,30 +353,12 @@ def tcp_transfer(
     sink = _Server(
         lab,
         server_ns,
-        _tool_argv(
-            "tcp-sink",
-            "--bind",
-            bind or server,
-            "--port",
-            str(port),
-            "--seconds",
-            str(seconds + 20),
-        ),
+        _tool_argv("tcp-sink", bind=bind or server, port=port, seconds=seconds + 20),
         "tcp-sink",
     )
     client = lab.popen(
         client_ns,
-        _tool_argv(
-            "tcp-source",
-            "--dst",
-            server,
-            "--port",
-            str(port),
-            "--bytes",
-            str(nbytes),
-            "--seconds",
-            str(seconds),
-        ),
+        _tool_argv("tcp-source", dst=server, port=port, bytes=nbytes, seconds=seconds),
     )
     data = _finish(lab, client, seconds + 20, "tcp-source")
     sink.end(10.0)
@@ -407,31 +391,18 @@ class TcpSession:
         self._echo = _Server(
             self.lab,
             self.server_ns,
-            _tool_argv(
-                "tcp-echo",
-                "--bind",
-                self.bind,
-                "--port",
-                str(self.port),
-                "--seconds",
-                str(self.max_seconds + 30),
-            ),
+            _tool_argv("tcp-echo", bind=self.bind, port=self.port, seconds=self.max_seconds + 30),
             "tcp-echo",
         )
         self._client = self.lab.popen(
             self.client_ns,
             _tool_argv(
                 "tcp-chat",
-                "--dst",
-                self.server,
-                "--port",
-                str(self.port),
-                "--interval",
-                str(self.interval),
-                "--seconds",
-                str(self.max_seconds),
-                "--reply-timeout",
-                str(self.reply_timeout),
+                dst=self.server,
+                port=self.port,
+                interval=self.interval,
+                seconds=self.max_seconds,
+                reply_timeout=self.reply_timeout,
             ),
             stdin=subprocess.PIPE,
         )
@@ -472,6 +443,27 @@ def ping(
     return parse_ping(result.stdout, result.returncode)
 
 
+class BackgroundPing:
+    """``ping`` from ``ns`` to ``dst`` every ``interval`` seconds while something else runs (at
+    most ``seconds``); :meth:`stop` interrupts it (SIGINT: ping prints its summary) and reads
+    the summary."""
+
+    def __init__(self, lab: Lab, ns: str, dst: str, *, interval: float, seconds: float) -> None:
+        self.lab = lab
+        argv = ["ping", "-n", "-q", "-i", str(interval), "-W", "1", "-w", str(int(seconds)), dst]
+        self.proc = lab.popen(ns, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def stop(self) -> PingResult:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            text, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            text, _ = self.proc.communicate(timeout=5)
+        self.lab.forget(self.proc)
+        return parse_ping(text or "", self.proc.returncode or 0)
+
+
 class Sniffer:
     """Count frames on ``ifname`` in ``ns`` (packet socket), optionally only those from
     ``src_mac`` and/or of ``ethertype``; ``start()`` returns once the socket is bound."""
@@ -487,12 +479,15 @@ class Sniffer:
         count: int = 1,
         seconds: float = 10.0,
     ) -> None:
-        argv = ["sniff", "--iface", ifname, "--count", str(count), "--seconds", str(seconds)]
-        if src_mac:
-            argv += ["--src-mac", src_mac]
-        if ethertype is not None:
-            argv += ["--ethertype", str(ethertype)]
-        self.lab, self.ns, self.argv, self.seconds = lab, ns, _tool_argv(*argv), seconds
+        argv = _tool_argv(
+            "sniff",
+            iface=ifname,
+            count=count,
+            seconds=seconds,
+            src_mac=src_mac or None,
+            ethertype=ethertype,
+        )
+        self.lab, self.ns, self.argv, self.seconds = lab, ns, argv, seconds
         self._server: _Server | None = None
 
     def start(self) -> Sniffer:

@@ -474,18 +474,11 @@ class Lab:
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
         )
         try:
-            out, err = proc.communicate(input, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            self.stop(proc)
-            raise LabError(f"in {ns}: {' '.join(argv)} timed out after {timeout}s") from exc
+            return netns.finish(
+                proc, argv, ns, timeout=timeout, check=check, input=input, stop=self.stop
+            )
         finally:
-            if proc.poll() is None:
-                self.stop(proc)
             self.forget(proc)
-        result = subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
-        if check and proc.returncode != 0:
-            raise LabError(f"in {ns}: {' '.join(argv)}: exit {proc.returncode}: {err.strip()}")
-        return result
 
     # --- readiness -----------------------------------------------------------------------
 

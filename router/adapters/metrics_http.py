@@ -43,6 +43,7 @@ class MetricsServer:
         self._server = await asyncio.start_server(
             self._serve, self.host, self.port, limit=MAX_REQUEST, reuse_address=True
         )
+        self.port = self._server.sockets[0].getsockname()[1]  # the one bound, for a port 0
         log.info("metrics listening address=%s port=%d", self.host, self.port)
 
     async def close(self) -> None:

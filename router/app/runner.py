@@ -4,7 +4,7 @@ the dispatch boundary: the machinery of the node runtime (:mod:`router.app.runti
 Actions are queued as events produce them and carried out once per loop turn
 (``loop.call_soon``): first every :class:`Persist` of the turn in one SQLite transaction, then
 everything else in order. So writes are grouped per loop turn and a binding is on disk before
-the PBA that announces it leaves (issue 4, Persistence).
+the PBA that announces it leaves (the Persist-before-SendMH contract).
 
 When the state directory cannot take a write (disk full, read-only), the node keeps working
 from memory: the error is logged (rate-limited) and counted (``store.write_error``), the rows

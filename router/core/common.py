@@ -1,6 +1,6 @@
 """Machinery both roles share and that knows nothing about either: what a node's core offers
-(:class:`Core`), wall-time conversion for persisted deadlines, a per-source rate limit, and the
-Binding Error answer to unknown MH types.
+(:class:`Core`), wall-time conversion for persisted deadlines, a per-source rate limit, what
+becomes of an MH a core does not handle (:class:`Unhandled`), and the earliest of deadlines.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from ipaddress import IPv6Address
 from typing import Protocol
 
 from router.core.actions import Action, SendMH, event
-from router.core.counters import Family, Names
+from router.core.counters import Counters, Family, Names
 from router.wire.constants import BindingErrorStatus
 from router.wire.mh import BindingError, MobilityMessage
 
@@ -74,19 +74,33 @@ class RateLimiter:
         return True
 
 
-class UnknownTypeResponder:
-    """RFC 6275 section 9.2: an unrecognized MH type is answered by a Binding Error, status 2.
+class Unhandled:
+    """What both cores do with a Mobility Header they do not handle.
 
-    Rate-limited per source (a peer's garbage must not turn us into a reflector).
+    An unrecognized MH type is answered by a Binding Error, status 2 (RFC 6275 section 9.2),
+    rate-limited per source (a peer's garbage must not turn us into a reflector); a known type
+    the role does not take (a PBA at a DLMAP, say) is counted and reported, never answered.
     """
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, counters: Counters, interval: float = 1.0) -> None:
+        self.counters = counters
         self._limit = RateLimiter(interval)
 
-    def respond(self, mh_type: int, src: IPv6Address, now: float) -> list[Action]:
+    def unknown_type(self, mh_type: int, src: IPv6Address, now: float) -> list[Action]:
+        self.counters[SignalingCounter.MH_UNKNOWN_TYPE] += 1
         if not self._limit.allow(src, now):
             return [event("binding_error_suppressed", peer=src, mh_type=mh_type)]
         return [
             SendMH(src, BindingError(BindingErrorStatus.UNRECOGNIZED_MH_TYPE)),
             event("binding_error_sent", peer=src, mh_type=mh_type),
         ]
+
+    def unexpected(self, message: object, src: IPv6Address) -> list[Action]:
+        self.counters[SignalingCounter.MH_UNEXPECTED] += 1
+        return [event("unexpected_message", peer=src, message=type(message).__name__)]
+
+
+def earliest(*deadlines: float | None) -> float | None:
+    """The first of the deadlines that are set (None: none is)."""
+    present = [d for d in deadlines if d is not None]
+    return min(present) if present else None

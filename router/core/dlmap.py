@@ -34,7 +34,7 @@ kernel without Mobile IPv6 drops it (wire-reference 3.2).
 Heartbeats (RFC 5847, :mod:`router.core.heartbeat`) are answered with our Restart Counter, so a
 DMPA sees that we restarted and registers its MSs again; with ``heartbeat.interval`` set we also
 probe the DMPAs. A DMPA's restart only needs reporting here: it re-registers its visitors from
-its own database (issue 4), and those PBUs refresh or move the bindings.
+its own database, and those PBUs refresh or move the bindings.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ from router.core.common import (
     BRA_STATUS,
     PBA_STATUS,
     SignalingCounter,
-    UnknownTypeResponder,
+    Unhandled,
+    earliest,
     from_wall,
     to_wall,
 )
@@ -189,7 +190,7 @@ class DLMAP:
         self.counters = Counters()
         self._timers: TimerHeap[tuple[Any, ...]] = TimerHeap()
         self._bri_sequence = 0
-        self._unknown = UnknownTypeResponder()
+        self._unhandled = Unhandled(self.counters)
         self._default_router = IPv4DefaultRouterAddress(config.gateway)
         self.heartbeat = HeartbeatMonitor(config.heartbeat, config.peers, self.counters)
 
@@ -205,24 +206,15 @@ class DLMAP:
         if isinstance(message, Heartbeat):
             actions, _ = self.heartbeat.receive(message, src)  # changes: reported only
             return actions
-        self.counters[SignalingCounter.MH_UNEXPECTED] += 1
-        return [event("unexpected_message", peer=src, message=type(message).__name__)]
+        return self._unhandled.unexpected(message, src)
 
     def receive_unknown_type(self, mh_type: int, src: IPv6Address, now: float) -> list[Action]:
-        self.counters[SignalingCounter.MH_UNKNOWN_TYPE] += 1
-        return self._unknown.respond(mh_type, src, now)
+        return self._unhandled.unknown_type(mh_type, src, now)
 
     def get_timer(self) -> float | None:
-        deadlines = [
-            d
-            for d in (
-                self._timers.next_deadline(),
-                self.pool.next_expiry(),
-                self.heartbeat.get_timer(),
-            )
-            if d is not None
-        ]
-        return min(deadlines) if deadlines else None
+        return earliest(
+            self._timers.next_deadline(), self.pool.next_expiry(), self.heartbeat.get_timer()
+        )
 
     def handle_timer(self, now: float, wall: float) -> list[Action]:
         actions, _ = self.heartbeat.handle_timer(now)

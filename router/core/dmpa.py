@@ -11,7 +11,7 @@ Sans-I/O like :mod:`router.core.dlmap`. The life of a visitor (seed 3.2, 5.1):
                                                   │ REJECTED                   v
                                                   └── BRI from the DLMAP: removed, BRA sent
 
-When to register (issue 4): mode ``dlmap`` at once with 0.0.0.0 (seed 6); ``static`` at once
+When to register: mode ``dlmap`` at once with 0.0.0.0 (seed 6); ``static`` at once
 with the profile's address; ``dhcp`` after the DHCP ACK carried through the DLMAP (seed 5.2);
 and an MS that arrives already holding an address (its frames or ARP show one) at once with it,
 whatever the mode, since it will not ask DHCP again after a handover.
@@ -35,7 +35,13 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal
 
 from router.core.actions import AAARequest, Action, Bind, Persist, SendMH, Unbind, event
-from router.core.common import BRA_STATUS, PBA_STATUS, SignalingCounter, UnknownTypeResponder
+from router.core.common import (
+    BRA_STATUS,
+    PBA_STATUS,
+    SignalingCounter,
+    Unhandled,
+    earliest,
+)
 from router.core.counters import Counters, Names
 from router.core.defaults import FIRST_BINDACK_TIMEOUT, LIFETIME
 from router.core.heartbeat import HeartbeatConfig, HeartbeatMonitor, PeerChange
@@ -172,7 +178,7 @@ class DMPA:
         #: (DLMAP, BU sequence number) of each PBU in flight -> the visitor's MAC.
         self._in_flight: dict[tuple[IPv6Address, int], MacAddress] = {}
         self._timers: TimerHeap[tuple[str, MacAddress]] = TimerHeap()
-        self._unknown = UnknownTypeResponder()
+        self._unhandled = Unhandled(self.counters)
         self._last_timestamp = 0
         self.heartbeat = HeartbeatMonitor(config.heartbeat, config.peers, self.counters)
 
@@ -296,18 +302,13 @@ class DMPA:
                 if change is PeerChange.RESTARTED:
                     actions += self._reregister_at(peer, now, wall)
             return actions
-        self.counters[SignalingCounter.MH_UNEXPECTED] += 1
-        return [event("unexpected_message", peer=src, message=type(message).__name__)]
+        return self._unhandled.unexpected(message, src)
 
     def receive_unknown_type(self, mh_type: int, src: IPv6Address, now: float) -> list[Action]:
-        self.counters[SignalingCounter.MH_UNKNOWN_TYPE] += 1
-        return self._unknown.respond(mh_type, src, now)
+        return self._unhandled.unknown_type(mh_type, src, now)
 
     def get_timer(self) -> float | None:
-        deadlines = [
-            d for d in (self._timers.next_deadline(), self.heartbeat.get_timer()) if d is not None
-        ]
-        return min(deadlines) if deadlines else None
+        return earliest(self._timers.next_deadline(), self.heartbeat.get_timer())
 
     def handle_timer(self, now: float, wall: float) -> list[Action]:
         actions, _ = self.heartbeat.handle_timer(now)  # unreachable: reported, visitors retry
@@ -570,7 +571,7 @@ class DMPA:
     def restore(
         self, tables: Mapping[str, Iterable[Mapping[str, Any]]], now: float, wall: float
     ) -> list[Action]:
-        """Reload the visitor list and re-register every visitor (issue 4: a restarted DMPA
+        """Reload the visitor list and re-register every visitor (a restarted DMPA
         re-registers its visitors); the fastpath is bound again from the new PBAs."""
         stored_counter: int | None = None
         for row in tables.get("meta", ()):

@@ -1,4 +1,4 @@
-"""Per-source rate limits with bounded memory (issue 8, "Resource limits").
+"""Per-source rate limits with bounded memory.
 
 A flood must cost the appliance a bounded amount of work and memory, and the MSs already served
 must not notice it. Each limit is a token bucket per source, kept in a table of at most

@@ -1,6 +1,6 @@
 """The DLMAP's IPv4 home-address pool: static addresses per NAI and dynamic ranges.
 
-Rules (seed section 6 and the issue): an NAI with a static address always gets that one; any
+Rules (seed section 6): an NAI with a static address always gets that one; any
 other NAI gets an address from the dynamic ranges and keeps it while its lease lives, so a
 re-registration, a handover or a restart gives the same address back. A lease is *held* (no
 expiry) while a binding uses it, and runs for ``lease_time`` once the binding is gone. Addresses

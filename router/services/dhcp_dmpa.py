@@ -435,17 +435,11 @@ class DhcpDmpa:
         client_id = request.client_id
         if client_id is not None and len(client_id) <= 255:  # RFC 6842: echo it back
             options.append(DhcpOption(DhcpOptionCode.CLIENT_ID, client_id))
-        reply = DhcpMessage(
-            op=BootpOp.BOOTREPLY,
-            xid=request.xid,
-            chaddr=request.chaddr,
-            options=tuple(options),
-            htype=request.htype,
-            hlen=request.hlen,
+        reply = request.reply(
+            options,
             flags=request.flags,
             ciaddr=request.ciaddr if kind == DhcpMessageType.ACK else _ZERO,
             yiaddr=yiaddr,
-            giaddr=request.giaddr,
         )
         return self._frame(visitor, reply, gateway, eth.vlan)
 

@@ -152,9 +152,7 @@ class DhcpRelayConfig:
         return out
 
     def check(self, section: str = "dhcp_relay") -> None:
-        problems = self.problems(section)
-        if problems:
-            raise ConfigError(problems)
+        ConfigError.check(self.problems(section))
 
 
 @dataclass(slots=True)
@@ -207,10 +205,6 @@ class DhcpRelay:
         message, why = parse_request(data)
         if message is None:
             return self._drop(why or RequestDrop.MALFORMED)
-        if message.op != BootpOp.BOOTREQUEST:
-            return self._drop(RequestDrop.NOT_REQUEST)
-        if message.hlen > 16:
-            return self._drop(RequestDrop.BAD_HLEN)
         if message.hops > self.config.max_hops:
             return self._drop(DhcpRelayCounter.DROP_HOPS)
         if not isinstance(message.message_type, DhcpMessageType):

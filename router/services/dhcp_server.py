@@ -127,6 +127,12 @@ class ConfigError(ValueError):
         super().__init__("; ".join(problems))
         self.problems = problems
 
+    @classmethod
+    def check(cls, problems: list[str]) -> None:
+        """Raise one for ``problems``, if there are any."""
+        if problems:
+            raise cls(problems)
+
 
 DhcpAction = SendTunnel | Persist | Event
 
@@ -180,9 +186,7 @@ class DhcpServerConfig:
         return out
 
     def check(self, section: str = "dhcp_server") -> None:
-        problems = self.problems(section)
-        if problems:
-            raise ConfigError(problems)
+        ConfigError.check(self.problems(section))
 
 
 @dataclass(slots=True)
@@ -200,24 +204,43 @@ class DhcpLease:
     dmpa: IPv6Address | None = field(default=None)
 
 
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """Who a request is answered for and when: the lease key, the NAI when the key is one, the
+    DMPA whose tunnel carried it, the monotonic and wall-clock times."""
+
+    key: str
+    nai: str | None
+    dmpa: IPv6Address
+    now: float
+    wall: float
+
+
 def parse_request(
     data: bytes | bytearray | memoryview | IPv4Packet | DhcpMessage,
 ) -> tuple[DhcpMessage | None, RequestDrop | None]:
-    """The DHCP message in what the tunnel carried, or (None, drop reason)."""
+    """The client's request in what the tunnel carried (a BOOTREQUEST with a hardware address
+    that fits ``chaddr``), or (None, drop reason)."""
     if isinstance(data, DhcpMessage):
-        return data, None
-    try:
-        packet = data if isinstance(data, IPv4Packet) else IPv4Packet.decode(data)
-        if packet.protocol != IPProto.UDP:
-            return None, RequestDrop.NOT_UDP
-        if packet.is_fragment:
-            return None, RequestDrop.FRAGMENT
-        udp = UdpDatagram.decode(packet.payload, src=packet.src, dst=packet.dst)
-        if udp.dst_port != SERVER_PORT:
-            return None, RequestDrop.NOT_PORT_67
-        return DhcpMessage.decode(udp.payload), None
-    except DecodeError:
-        return None, RequestDrop.MALFORMED
+        message = data
+    else:
+        try:
+            packet = data if isinstance(data, IPv4Packet) else IPv4Packet.decode(data)
+            if packet.protocol != IPProto.UDP:
+                return None, RequestDrop.NOT_UDP
+            if packet.is_fragment:
+                return None, RequestDrop.FRAGMENT
+            udp = UdpDatagram.decode(packet.payload, src=packet.src, dst=packet.dst)
+            if udp.dst_port != SERVER_PORT:
+                return None, RequestDrop.NOT_PORT_67
+            message = DhcpMessage.decode(udp.payload)
+        except DecodeError:
+            return None, RequestDrop.MALFORMED
+    if message.op != BootpOp.BOOTREQUEST:
+        return None, RequestDrop.NOT_REQUEST
+    if message.hlen > 16:
+        return None, RequestDrop.BAD_HLEN
+    return message, None
 
 
 def nai_of(message: DhcpMessage) -> str | None:
@@ -310,10 +333,6 @@ class DhcpServer:
         message, why = parse_request(data)
         if message is None:
             return self._drop(why or RequestDrop.MALFORMED)
-        if message.op != BootpOp.BOOTREQUEST:
-            return self._drop(RequestDrop.NOT_REQUEST)
-        if message.hlen > 16:
-            return self._drop(RequestDrop.BAD_HLEN)
         key, is_nai = client_key(message)
         if key is None:
             return self._drop(DhcpServerCounter.DROP_NO_CLIENT_KEY)
@@ -323,7 +342,9 @@ class DhcpServer:
         if not isinstance(kind, DhcpMessageType) or kind not in _HANDLERS:
             return self._drop(RequestDrop.BAD_MESSAGE_TYPE)
         self.counters[RX(kind.name.lower())] += 1
-        return _HANDLERS[kind](self, message, key if is_nai else None, key, dmpa, now, wall)
+        return _HANDLERS[kind](
+            self, message, Exchange(key, key if is_nai else None, dmpa, now, wall)
+        )
 
     def _drop(self, reason: Declared) -> list[DhcpAction]:
         self.counters[reason] += 1
@@ -331,38 +352,24 @@ class DhcpServer:
 
     # --- handlers -------------------------------------------------------------------------
 
-    def _discover(
-        self,
-        msg: DhcpMessage,
-        nai: str | None,
-        key: str,
-        dmpa: IPv6Address,
-        now: float,
-        wall: float,
-    ) -> list[DhcpAction]:
-        address = self._address_for(key, msg.requested_ip, now + self.config.offer_hold)
+    def _discover(self, msg: DhcpMessage, ex: Exchange) -> list[DhcpAction]:
+        address = self._address_for(ex.key, msg.requested_ip, ex.now + self.config.offer_hold)
         if address is None:
             self.counters[DhcpServerCounter.POOL_EXHAUSTED] += 1
-            return [event("dhcp_no_address", key=key, dmpa=dmpa)]
-        lease = self.leases.get(key)
+            return [event("dhcp_no_address", key=ex.key, dmpa=ex.dmpa)]
+        lease = self.leases.get(ex.key)
         if lease is None or lease.address != address or lease.state != "bound":
-            lease = DhcpLease(key, address, msg.chaddr, msg.client_id, 0.0, "offered", nai, dmpa)
-            lease.expires = now + self.config.offer_hold
-            self.leases[key] = lease
-        actions: list[DhcpAction] = self._persist(lease, now, wall)
+            lease = DhcpLease(
+                ex.key, address, msg.chaddr, msg.client_id, 0.0, "offered", ex.nai, ex.dmpa
+            )
+            lease.expires = ex.now + self.config.offer_hold
+            self.leases[ex.key] = lease
+        actions: list[DhcpAction] = self._persist(lease, ex.now, ex.wall)
         reply = self._reply(msg, DhcpMessageType.OFFER, yiaddr=address, lease=self._lease(msg))
-        actions.append(self._send(reply, msg, dmpa, DhcpServerCounter.TX_OFFER))
+        actions.append(self._send(reply, msg, ex.dmpa, DhcpServerCounter.TX_OFFER))
         return actions
 
-    def _request(
-        self,
-        msg: DhcpMessage,
-        nai: str | None,
-        key: str,
-        dmpa: IPv6Address,
-        now: float,
-        wall: float,
-    ) -> list[DhcpAction]:
+    def _request(self, msg: DhcpMessage, ex: Exchange) -> list[DhcpAction]:
         server_id = msg.server_id
         requested = msg.requested_ip
         if server_id is not None:
@@ -381,106 +388,92 @@ class DhcpServer:
             wanted = msg.ciaddr if msg.ciaddr != ZERO else None
         self.counters[REQUEST(state)] += 1
         if wanted is None:
-            return self._nak(msg, dmpa, "request names no address")
+            return self._nak(msg, ex.dmpa, "request names no address")
         lease_seconds = self._lease(msg)
-        current = self.pool.allocated_to(key)
+        current = self.pool.allocated_to(ex.key)
         if current is None and self._grantable(wanted):
             # Authoritative for the HoA network: a free pool address asked for is granted.
-            current = self._address_for(key, wanted, now + lease_seconds)
+            current = self._address_for(ex.key, wanted, ex.now + lease_seconds)
         if current != wanted:
-            return self._nak(msg, dmpa, "address not allocated to this client")
+            return self._nak(msg, ex.dmpa, "address not allocated to this client")
         if self._declined(wanted):
-            return self._nak(msg, dmpa, "address declined")
-        self._extend_pool(key, wanted, now + lease_seconds)
+            return self._nak(msg, ex.dmpa, "address declined")
+        self._extend_pool(ex.key, wanted, ex.now + lease_seconds)
         lease = DhcpLease(
-            key, wanted, msg.chaddr, msg.client_id, now + lease_seconds, "bound", nai, dmpa
+            ex.key,
+            wanted,
+            msg.chaddr,
+            msg.client_id,
+            ex.now + lease_seconds,
+            "bound",
+            ex.nai,
+            ex.dmpa,
         )
-        self.leases[key] = lease
-        actions: list[DhcpAction] = self._persist(lease, now, wall)
+        self.leases[ex.key] = lease
+        actions: list[DhcpAction] = self._persist(lease, ex.now, ex.wall)
         reply = self._reply(
             msg, DhcpMessageType.ACK, yiaddr=wanted, ciaddr=msg.ciaddr, lease=lease_seconds
         )
-        actions.append(self._send(reply, msg, dmpa, DhcpServerCounter.TX_ACK))
-        actions.append(event("dhcp_ack", key=key, hoa=wanted, dmpa=dmpa, lease=lease_seconds))
+        actions.append(self._send(reply, msg, ex.dmpa, DhcpServerCounter.TX_ACK))
+        actions.append(event("dhcp_ack", key=ex.key, hoa=wanted, dmpa=ex.dmpa, lease=lease_seconds))
         return actions
 
-    def _decline(
-        self,
-        msg: DhcpMessage,
-        nai: str | None,
-        key: str,
-        dmpa: IPv6Address,
-        now: float,
-        wall: float,
-    ) -> list[DhcpAction]:
+    def _decline(self, msg: DhcpMessage, ex: Exchange) -> list[DhcpAction]:
         address = msg.requested_ip
         sid = msg.server_id
         if address is None or (sid is not None and sid != self.config.server_id):
             return self._drop(DhcpServerCounter.DECLINE_IGNORED)
-        if self.pool.allocated_to(key) != address:
+        if self.pool.allocated_to(ex.key) != address:
             return self._drop(DhcpServerCounter.DECLINE_NOT_OURS)
-        actions: list[DhcpAction] = [event("dhcp_decline", key=key, hoa=address, dmpa=dmpa)]
-        lease = self.pool.lease_of(key)
-        if (lease is not None and lease.static) or (lease is None and self._is_static(key)):
+        actions: list[DhcpAction] = [event("dhcp_decline", key=ex.key, hoa=address, dmpa=ex.dmpa)]
+        lease = self.pool.lease_of(ex.key)
+        if (lease is not None and lease.static) or (lease is None and self._is_static(ex.key)):
             # A static address belongs to this NAI alone: nothing to move it to.
             self.counters[DhcpServerCounter.DECLINE_STATIC] += 1
             return actions
-        replacement = self._free_address(now)
+        replacement = self._free_address(ex.now)
         if replacement is None:
             self.counters[DhcpServerCounter.DECLINE_NO_REPLACEMENT] += 1
             return actions
         # The key moves to the replacement (record drops its old lease), then the declined
         # address is parked under a key of its own until decline_hold ends.
-        expires = now + self.config.offer_hold
-        self.pool.record(key, replacement, expires)
-        self.pool.restore(key, replacement, expires)
+        expires = ex.now + self.config.offer_hold
+        self.pool.record(ex.key, replacement, expires)
+        self.pool.restore(ex.key, replacement, expires)
         parked = DECLINED_PREFIX + str(address)
-        self.pool.record(parked, address, now + self.config.decline_hold)
-        self.pool.restore(parked, address, now + self.config.decline_hold)
+        self.pool.record(parked, address, ex.now + self.config.decline_hold)
+        self.pool.restore(parked, address, ex.now + self.config.decline_hold)
         self.counters[DhcpServerCounter.DECLINE_QUARANTINED] += 1
-        old = self.leases.pop(key, None)
+        old = self.leases.pop(ex.key, None)
         if old is not None:
-            actions.append(Persist(LEASE_TABLE, key, None))
-        actions += [self._persist_pool(key, now, wall), self._persist_pool(parked, now, wall)]
+            actions.append(Persist(LEASE_TABLE, ex.key, None))
+        actions += [
+            self._persist_pool(ex.key, ex.now, ex.wall),
+            self._persist_pool(parked, ex.now, ex.wall),
+        ]
         return actions
 
-    def _release(
-        self,
-        msg: DhcpMessage,
-        nai: str | None,
-        key: str,
-        dmpa: IPv6Address,
-        now: float,
-        wall: float,
-    ) -> list[DhcpAction]:
+    def _release(self, msg: DhcpMessage, ex: Exchange) -> list[DhcpAction]:
         sid = msg.server_id
         if sid is not None and sid != self.config.server_id:
             return self._drop(DhcpServerCounter.RELEASE_OTHER_SERVER)
-        lease = self.leases.get(key)
+        lease = self.leases.get(ex.key)
         if lease is None or lease.address != msg.ciaddr:
             return self._drop(DhcpServerCounter.RELEASE_UNKNOWN)
         # RFC 2131 section 4.3.4: the address is no longer in use, but the pool keeps it for
         # this key until its lease runs out, so the same client gets it back.
         lease.state = "released"
         self.counters[DhcpServerCounter.RELEASE_DONE] += 1
-        actions: list[DhcpAction] = self._persist(lease, now, wall)
-        actions.append(event("dhcp_release", key=key, hoa=lease.address, dmpa=dmpa))
+        actions: list[DhcpAction] = self._persist(lease, ex.now, ex.wall)
+        actions.append(event("dhcp_release", key=ex.key, hoa=lease.address, dmpa=ex.dmpa))
         return actions
 
-    def _inform(
-        self,
-        msg: DhcpMessage,
-        nai: str | None,
-        key: str,
-        dmpa: IPv6Address,
-        now: float,
-        wall: float,
-    ) -> list[DhcpAction]:
+    def _inform(self, msg: DhcpMessage, ex: Exchange) -> list[DhcpAction]:
         if msg.ciaddr == ZERO:
             return self._drop(DhcpServerCounter.INFORM_NO_CIADDR)
         # RFC 2131 section 4.3.5: no lease time, no yiaddr; unicast to ciaddr.
         reply = self._reply(msg, DhcpMessageType.ACK, ciaddr=msg.ciaddr, lease=None)
-        return [self._send(reply, msg, dmpa, DhcpServerCounter.TX_INFORM_ACK)]
+        return [self._send(reply, msg, ex.dmpa, DhcpServerCounter.TX_INFORM_ACK)]
 
     # --- addresses ------------------------------------------------------------------------
 
@@ -589,18 +582,7 @@ class DhcpServer:
         flags = request.flags & BROADCAST_FLAG
         if kind == DhcpMessageType.NAK and request.giaddr != ZERO:
             flags = BROADCAST_FLAG  # RFC 2131 section 4.3.2: the relay must broadcast a NAK
-        return DhcpMessage(
-            op=BootpOp.BOOTREPLY,
-            xid=request.xid,
-            chaddr=request.chaddr,
-            options=tuple(options),
-            htype=request.htype,
-            hlen=request.hlen,
-            flags=flags,
-            ciaddr=ciaddr,
-            yiaddr=yiaddr,
-            giaddr=request.giaddr,
-        )
+        return request.reply(options, flags=flags, ciaddr=ciaddr, yiaddr=yiaddr)
 
     def _nak(self, request: DhcpMessage, dmpa: IPv6Address, why: str) -> list[DhcpAction]:
         options = [
@@ -681,9 +663,7 @@ class DhcpServer:
             self.counters[DhcpServerCounter.RESTORE_LEASE] += 1
 
 
-_Handler = Callable[
-    [DhcpServer, DhcpMessage, str | None, str, IPv6Address, float, float], list[DhcpAction]
-]
+_Handler = Callable[[DhcpServer, DhcpMessage, Exchange], list[DhcpAction]]
 _HANDLERS: dict[DhcpMessageType, _Handler] = {
     DhcpMessageType.DISCOVER: DhcpServer._discover,
     DhcpMessageType.REQUEST: DhcpServer._request,

@@ -485,6 +485,29 @@ class DhcpMessage:
         """The client asks for broadcast replies (RFC 2131 section 4.1)."""
         return bool(self.flags & BROADCAST_FLAG)
 
+    def reply(
+        self,
+        options: Iterable[DhcpOption],
+        *,
+        flags: int,
+        ciaddr: IPv4Address = _ZERO,
+        yiaddr: IPv4Address = _ZERO,
+    ) -> DhcpMessage:
+        """A BOOTREPLY to this request: its xid, chaddr, hardware type and length and giaddr
+        (RFC 2131 section 4.3.1, table 3), with the options and addresses the server chose."""
+        return DhcpMessage(
+            op=BootpOp.BOOTREPLY,
+            xid=self.xid,
+            chaddr=self.chaddr,
+            options=tuple(options),
+            htype=self.htype,
+            hlen=self.hlen,
+            flags=flags,
+            ciaddr=ciaddr,
+            yiaddr=yiaddr,
+            giaddr=self.giaddr,
+        )
+
     # -- option editing (new messages; this one is frozen) ---------------------------------
 
     def with_options(self, options: Iterable[DhcpOption]) -> DhcpMessage:

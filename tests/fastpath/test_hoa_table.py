@@ -265,7 +265,7 @@ def test_every_binding_stays_findable_while_growing(
 
 
 def test_million_entries_fit_in_64_mib(twins: tuple[ModuleType, ModuleType]) -> None:
-    """Issue 3: 1,000,000 entries in at most 64 MiB, measured by tracemalloc (the compiled
+    """1,000,000 entries in at most 64 MiB, measured by tracemalloc (the compiled
     table's slot and entry arrays are mappings it registers with PyTraceMalloc_Track, the rest
     is PyMem_RawMalloc) and by its own count. The peak is while the old slot array (8 MiB)
     still exists next to the new one (16 MiB): 56 MiB."""

@@ -1,4 +1,4 @@
-"""Forged packets into a running lab, and sniffers that say whether any came out (issue 8).
+"""Forged packets into a running lab, and sniffers that say whether any came out.
 
 The test process builds the frames with scapy; a small :class:`Injector` in the sending
 namespace writes them on a packet socket (no scapy start-up per batch), and a :class:`Sniffer`

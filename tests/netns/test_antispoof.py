@@ -1,4 +1,4 @@
-"""Data-plane anti-spoofing in the lab (issue 8): forged packets against real ``netlmm run``.
+"""Data-plane anti-spoofing in the lab: forged packets against real ``netlmm run``.
 
 One domain for the module: MS ``ms`` (the victim) and ``ms2`` (the attacker) registered at
 DMPA 1 by DHCP, ``ms3`` with the static HoA at DMPA 2, and a profile ``mallory`` whose MAC no

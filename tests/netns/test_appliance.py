@@ -1,4 +1,4 @@
-"""The appliance end to end: real ``netlmm run`` processes in a namespace lab (issue 6).
+"""The appliance end to end: real ``netlmm run`` processes in a namespace lab.
 
 Never the in-memory cores: every test starts the DLMAP and both DMPAs as processes from ini
 files, drives real hosts (busybox udhcpc, ping, TCP) and asks the processes over their control

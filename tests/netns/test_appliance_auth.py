@@ -1,4 +1,4 @@
-"""Authenticated signaling with the real processes (issue 8, "Signaling security").
+"""Authenticated signaling with the real processes.
 
 The lab's domain with RFC 4285 authentication on: DMPA 1 has the right key, DMPA 2 a key the
 DLMAP does not know. The MS registers at DMPA 1 and reaches the CN; moved to DMPA 2 it is

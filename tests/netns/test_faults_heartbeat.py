@@ -1,4 +1,4 @@
-"""RFC 5847 heartbeats between real processes, through the RFC 4285 guard (issue 8, Faults):
+"""RFC 5847 heartbeats between real processes, through the RFC 4285 guard:
 signed both ways and answered, so a signed domain detects restarts too. The kill-and-restart
 cases are in ``test_appliance.py`` (``test_killed_and_restarted_under_traffic_...``)."""
 

@@ -1,4 +1,4 @@
-"""Signaling loss (issue 8, Faults): 20 % of the MH packets dropped each way between the DLMAP
+"""Signaling loss: 20 % of the MH packets dropped each way between the DLMAP
 and the DMPAs (nftables ``numgen random`` in the transport bridge), and a fleet of real DHCP
 hosts still all registers and is handed over, each keeping its address.
 

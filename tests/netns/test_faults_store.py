@@ -1,4 +1,4 @@
-"""A full or read-only state directory (issue 8, Faults): clear errors, service goes on, the
+"""A full or read-only state directory: clear errors, service goes on, the
 writes are retried, and what a restart loads is never part of a batch.
 
 Each scenario runs in its own mount namespace (``unshare -m``, private propagation) on a small

@@ -1,4 +1,4 @@
-"""Resource limits in the lab (issue 8): floods against real ``netlmm run`` processes.
+"""Resource limits in the lab: floods against real ``netlmm run`` processes.
 
 One domain: MS ``ms`` registered at DMPA 1 keeps pinging the CN through every flood; ``ms2``
 (a registered MS) is the flooder on the same access link, and the IPv6 transport bridge sends

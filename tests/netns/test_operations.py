@@ -1,4 +1,4 @@
-"""Operating the appliance (issue 9), on real ``netlmm run`` processes in a namespace lab.
+"""Operating the appliance on real ``netlmm run`` processes in a namespace lab.
 
 One lab run checks what an operator sees: the Prometheus endpoint scraped from inside each
 node's namespace while real traffic moves its values (registration, forwarded packets, drops,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 from pathlib import Path
 
+LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101  # raw IP; the version nibble says IPv4 or IPv6
 _PCAP_HEADER = struct.Struct("<IHHiIII")
 _RECORD = struct.Struct("<IIII")
@@ -24,9 +25,10 @@ def ipv6_packet(src: IPv6Address, dst: IPv6Address, next_header: int, payload: b
     return _IPV6.pack(6 << 28, len(payload), next_header, 64, src.packed, dst.packed) + payload
 
 
-def write_pcap(path: Path, packets: list[bytes]) -> None:
+def write_pcap(path: Path, packets: list[bytes], linktype: int = LINKTYPE_RAW) -> None:
+    """A classic pcap file of ``packets`` (raw IP, or Ethernet frames with LINKTYPE_ETHERNET)."""
     with path.open("wb") as f:
-        f.write(_PCAP_HEADER.pack(0xA1B2C3D4, 2, 4, 0, 0, 65535, LINKTYPE_RAW))
+        f.write(_PCAP_HEADER.pack(0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
         for index, packet in enumerate(packets):
             f.write(_RECORD.pack(index, 0, len(packet), len(packet)))
             f.write(packet)

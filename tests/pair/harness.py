@@ -170,7 +170,7 @@ class Pair:
         persists.clear()
 
     def _check_durable(self, name: str, action: SendMH) -> None:
-        """A binding is on disk before its PBA leaves (issue 4, Persistence)."""
+        """A binding is on disk before its PBA leaves (the Persist-before-SendMH contract)."""
         message = action.message
         if not (name == "dlmap" and isinstance(message, BindingAck)):
             return

@@ -322,7 +322,7 @@ def test_dmpa_restart_reregisters_its_visitors(tmp_path: Path) -> None:
     assert pair.messages(BindingAck, dst=DMPA1)[-1].status == Status.ACCEPTED
 
 
-# --- found in review: each a scenario that once went wrong --------------------------------
+# --- lost, repeated and stale messages around refreshes, deregistrations and restarts --
 
 
 @DIALECTS

@@ -1,15 +1,12 @@
-"""Anti-spoofing in the composition roots (issue 8): the fastpath only ever binds a HoA to a
+"""Anti-spoofing in the nodes: the fastpath only ever binds a HoA to a
 configured peer, so a tunnel packet from an address that is no known peer is never forwarded,
 even for a binding restored from the database after the peer left the config."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
-
-import pytest
 
 from fastpath import Reason, Verdict
 from router.adapters.aaa import AAA, AAAConfig
@@ -29,13 +26,6 @@ GONE_DMPA = IPv6Address("2001:db8:100::12")
 KNOWN_DLMAP = IPv6Address("2001:db8:100::1")
 GONE_DLMAP = IPv6Address("2001:db8:100::2")
 CN = IPv4Address("198.51.100.2")
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
 
 
 def dlmap_node(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> DLMAPNode:

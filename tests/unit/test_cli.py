@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from router.cli import main
+from router.cli import build_parser, main
 from tests.conftest import require
+from tests.unit.nodes import DMPA_INI
 from tests.vectors import load_hex
 
 VENV_BIN = Path(sys.executable).parent
@@ -61,3 +62,13 @@ def test_entry_points(command: list[str]) -> None:
     require(Path(command[0]).exists(), f"{command[0]} is not installed (run make setup)")
     result = subprocess.run([*command, "version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("netlmm ")
+
+
+def test_run_takes_a_log_format_and_still_refuses_a_bad_file_first(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["run", "-c", "x.ini", "--log-format", "json"])
+    assert args.log_format == "json"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "-c", "x.ini", "--log-format", "yaml"])
+    bad = tmp_path / "bad.ini"
+    bad.write_text(DMPA_INI.replace("log_format = json", "log_format = yaml"))
+    assert main(["run", "-c", str(bad), "--log-format", "json"]) == 2

@@ -37,6 +37,9 @@ from router.services.dhcp_dmpa import DhcpDmpaConfig
 from router.services.dhcp_relay import DhcpRelayConfig
 from router.services.dhcp_server import DhcpServerConfig
 from router.wire.dialect import Dialect
+from tests.unit.nodes import DLMAP as NODE_DLMAP
+from tests.unit.nodes import DLMAP_INI as NODE_DLMAP_INI
+from tests.unit.nodes import DMPA_INI as NODE_DMPA_INI
 
 ETC = Path(__file__).resolve().parents[2] / "etc"
 EXAMPLES = sorted(ETC.glob("*.ini"))
@@ -679,3 +682,31 @@ def test_check_config_warnings_exit_zero(
 def test_check_config_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "/nonexistent/x.ini"]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_metrics_and_log_format_keys() -> None:
+    settings, _ = loads(NODE_DLMAP_INI)
+    assert settings.node.metrics == (str(NODE_DLMAP), 9477)
+    assert settings.node.log_format == "text"
+    settings, _ = loads(NODE_DMPA_INI)
+    assert settings.node.metrics is None  # off by default
+    assert settings.node.log_format == "json"
+    v4, _ = loads(NODE_DMPA_INI.replace("log_format = json", "metrics = 127.0.0.1:9100"))
+    assert v4.node.metrics == ("127.0.0.1", 9100)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("9477", "node.metrics: 9477 is not ADDRESS:PORT or [IPv6]:PORT"),
+        ("localhost:9477", "node.metrics: localhost is not an IP address"),
+        ("127.0.0.1:0", "node.metrics: "),
+        ("[2001:db8::1]", "node.metrics: [2001:db8::1] is not [IPv6]:PORT"),
+    ],
+)
+def test_bad_metrics_addresses_are_reported_with_the_others(value: str, message: str) -> None:
+    text = NODE_DMPA_INI.replace("log_format = json", f"metrics = {value}\nlog_format = yaml")
+    with pytest.raises(ConfigErrors) as caught:
+        loads(text)
+    assert any(p.startswith(message) for p in caught.value.problems), caught.value.problems
+    assert any(p.startswith("node.log_format: ") for p in caught.value.problems)

@@ -11,7 +11,7 @@ import pytest
 
 from router.app.counters import GROUPS
 from router.core.counters import Counters, Family, Names, declared_names, is_declared
-from tests.unit.test_review_interactions import _dlmap_node, _dmpa_node
+from tests.unit.nodes import DLMAP_INI, DMPA_INI, dlmap_node, dmpa_node
 
 
 class Example(Names):
@@ -55,7 +55,6 @@ def nodes(tmp_path: Path) -> Iterator[tuple[object, object]]:
 
     from router.adapters.store import Store
     from router.app import config
-    from tests.unit.test_operations import DLMAP_INI, DMPA_INI
 
     loop = asyncio.new_event_loop()
     dlmap_settings, _ = config.loads(DLMAP_INI)
@@ -63,8 +62,8 @@ def nodes(tmp_path: Path) -> Iterator[tuple[object, object]]:
     stores = [Store(tmp_path / "lm.sqlite"), Store(tmp_path / "m1.sqlite")]
     try:
         yield (
-            _dlmap_node(dlmap_settings, stores[0], loop),
-            _dmpa_node(dmpa_settings, stores[1], loop),
+            dlmap_node(dlmap_settings, stores[0], loop),
+            dmpa_node(dmpa_settings, stores[1], loop),
         )
     finally:
         for store in stores:

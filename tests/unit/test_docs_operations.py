@@ -1,4 +1,5 @@
-"""docs/service.md and docs/operations.md name the counters the code declares; links resolve.
+"""docs/service.md and docs/operations.md name the counters the code declares, the defaults
+docs/operations.md and docs/protocol.md state are the config schema's, and links resolve.
 
 * The counters: every group of ``netlmm show counters`` is a table of declarations
   (:data:`router.app.counters.GROUPS`; each module declares its names once,
@@ -7,6 +8,10 @@
 * The troubleshooting section of ``docs/operations.md`` names counters as `` `group: name` ``:
   each is declared in that group. ``*.`` in a fastpath name stands for both directions; a
   ``<...>`` or a trailing ``*`` is a family, which must be declared as such.
+* A default in the prose of ``docs/operations.md`` and ``docs/protocol.md`` is written
+  ``default `section.key = value` `` (or ``key`` alone where every section's key has it); each
+  such value is the one the schema gives (the "Default:" of ``etc/<role>.ini``), and "default"
+  is never followed by a bare value there.
 * Every relative link of the docs resolves.
 """
 
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from router.app.config.schema import SCHEMA
 from router.app.counters import GROUPS
 from router.core.counters import declared_names, is_declared
 
@@ -91,3 +97,40 @@ def test_relative_links_resolve(doc: str) -> None:
         if "://" in target:
             continue
         assert (DOCS / target).exists(), f"{doc} links to {target}"
+
+
+DEFAULT = re.compile(r"\bdefault `([a-z_]+(?:\.[a-z_]+)?) = ([^`]+)`")
+BARE_DEFAULT = re.compile(r"\bdefault(?:s)?\s+(?!`[a-z_.]+ = )[`\d]")
+DEFAULT_DOCS = ("operations.md", "protocol.md")
+
+
+def _prose(doc: str) -> str:
+    """The document with every run of white space one space: a statement may span lines."""
+    return " ".join((DOCS / doc).read_text().split())
+
+
+def _stated_defaults() -> list[tuple[str, str, str]]:
+    return [
+        (doc, key, value) for doc in DEFAULT_DOCS for key, value in DEFAULT.findall(_prose(doc))
+    ]
+
+
+def test_the_docs_state_defaults_in_the_checked_form() -> None:
+    assert len(_stated_defaults()) >= 10
+    for doc in DEFAULT_DOCS:
+        text = _prose(doc)
+        bare = [text[m.start() : m.start() + 40] for m in BARE_DEFAULT.finditer(text)]
+        assert not bare, f"{doc}: write a default as default `section.key = value`: {bare}"
+
+
+@pytest.mark.parametrize(("doc", "key", "value"), _stated_defaults())
+def test_a_default_the_docs_state_is_the_schemas(doc: str, key: str, value: str) -> None:
+    section, _, name = key.rpartition(".")
+    keys = [k for k in SCHEMA if k.name == name and section in ("", k.section)]
+    assert keys, f"{doc}: {key} is no key of the config"
+    for schema_key in keys:
+        for role in schema_key.roles:
+            assert schema_key.default_text(role) == value, (
+                f"{doc}: {key} defaults to {schema_key.default_text(role)} "
+                f"in [{schema_key.section}] of a {role}, not {value}"
+            )

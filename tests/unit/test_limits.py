@@ -3,6 +3,7 @@ access admission and the DLMAP's limit on PBUs for new NAIs, and their [limits] 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from ipaddress import IPv4Address, IPv6Address
@@ -279,3 +280,43 @@ def test_rejected_strangers_are_forgotten_past_the_cap() -> None:
     assert len(rejected) <= 10 and len(waiting) == 34  # those AAA has not answered are kept
     assert MS in node.visitors
     assert dispatch.counters["limit.rejected_forgotten"] == 66 - len(rejected)
+
+
+def test_strangers_cannot_evict_a_dmpa_from_the_pbu_new_nai_limit(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    """PBUs from addresses that are no DMPA are refused by the core without any state, yet each
+    took a slot of the limit's table: a few of them (any IPv6 source will do) evicted a DMPA
+    that had spent its burst, which came back with a full bucket (router/core/limits.py,
+    Rule 3)."""
+    from router.adapters.store import Store
+    from router.wire.mh import BindingAck, decode_message
+    from router.wire.mh_options import SeedIPv4HomeAddress
+    from tests.unit.nodes import DLMAP_INI, DMPA1, dlmap_node
+
+    ini = DLMAP_INI + "[limits]\npbu_new_nai_rate = 0.001\npbu_new_nai_burst = 2\ntable_size = 4\n"
+    settings, _ = loads(ini)
+    assert isinstance(settings, DLMAPSettings)
+    sent: list[tuple[bytes, IPv6Address]] = []
+    node = dlmap_node(
+        settings, Store(tmp_path / "lm.sqlite"), loop, lambda d, a: sent.append((d, a))
+    )
+
+    def pbu(sequence: int, nai: str, src: IPv6Address) -> list[BindingAck]:
+        options = (MobileNodeIdentifier.from_nai(nai), SeedIPv4HomeAddress(0, IPv4Address(0)))
+        node.on_mh(BindingUpdate(sequence, DRAFT.pbu_flags(), 900, options).encode(), src)
+        node.runner.flush()
+        replies = [decode_message(data, DRAFT) for data, dst in sent if dst == src]
+        sent.clear()
+        return [r for r in replies if isinstance(r, BindingAck)]
+
+    try:
+        assert [a.status for a in pbu(1, "ms1@x", DMPA1) + pbu(2, "ms2@x", DMPA1)] == [0, 0]
+        assert pbu(3, "ms3@x", DMPA1) == []  # burst spent: dropped unanswered
+        for n in range(8):  # strangers: refused (154), whatever the limit says
+            stranger = IPv6Address(f"2001:db8:666::{n + 1:x}")
+            assert [a.status for a in pbu(1, f"x{n}@x", stranger)] == [154]
+        assert pbu(4, "ms4@x", DMPA1) == []  # still no token for the DMPA
+        assert node.counters["limit.pbu_new_nai"] == 2
+    finally:
+        node.store.close()

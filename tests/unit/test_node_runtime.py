@@ -5,6 +5,7 @@ and Unbind actions (a Bind for a peer that is not configured reaches none of the
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
@@ -15,9 +16,9 @@ from fastpath import Binding
 from router.adapters.store import Store
 from router.app import config
 from router.app.dlmap_node import DLMAPNode
-from router.core.actions import Bind, Unbind
-from tests.unit.test_operations import DLMAP_INI, FakeClock
-from tests.unit.test_review_interactions import _dlmap_node
+from router.app.settings import DLMAPSettings
+from router.core.actions import Bind, Persist, Unbind
+from tests.unit.nodes import DLMAP_INI, FakeClock, FlakyStore, dlmap_node
 
 HOA = IPv4Address("192.0.2.100")
 DMPA = IPv6Address("2001:db8:100::11")
@@ -51,15 +52,13 @@ class Tier:
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[DLMAPNode]:
-    loop = asyncio.new_event_loop()
+def node(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[DLMAPNode]:
     settings, _ = config.loads(DLMAP_INI)
     store = Store(tmp_path / "lm.sqlite")
     try:
-        yield _dlmap_node(settings, store, loop)
+        yield dlmap_node(settings, store, loop)
     finally:
         store.close()
-        loop.close()
 
 
 def test_bind_and_unbind_reach_every_backend_in_order(node: DLMAPNode) -> None:
@@ -78,3 +77,40 @@ def test_bind_and_unbind_reach_every_backend_in_order(node: DLMAPNode) -> None:
     assert tier.calls == [f"bind {HOA}", f"unbind {HOA}"]
     assert node.table.lookup(int(HOA)) is None and node.packets(HOA) == 0
     assert node.age(HOA, FakeClock().now()) is None
+
+
+def _dlmap_start_and_stop(path: Path, loop: asyncio.AbstractEventLoop, failing: bool) -> int:
+    """Start a DLMAP on the database at ``path`` (its writes failing or not), stop it, and
+    return the Restart Counter it answered heartbeats with."""
+    settings, _ = config.loads(DLMAP_INI)
+    assert isinstance(settings, DLMAPSettings)
+    store = FlakyStore(path)
+    store.failing = failing
+    fds = [*os.pipe(), *os.pipe()]
+    node = dlmap_node(settings, store, loop, fds=(fds[0], fds[2]))
+    try:
+        node.start()
+        counter = node.core.heartbeat.restart_counter
+        node.stop()
+    finally:
+        store.close()
+        for fd in fds:
+            os.close(fd)
+    return counter
+
+
+def test_a_restart_counter_that_could_not_be_saved_is_not_used_again(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop
+) -> None:
+    """The counter is one more than the stored one, and saved at start. With the state writes
+    failing (the node runs on from memory), the next start read the same stored value and
+    answered with the same counter: the DMPAs saw no restart and did not register their MSs
+    again, though this DLMAP had lost every binding made since the disk filled."""
+    path = tmp_path / "lm.sqlite"
+    seed = Store(path)
+    seed.apply([Persist("meta", "restart_counter", {"key": "restart_counter", "value": 41})])
+    seed.close()
+    first = _dlmap_start_and_stop(path, loop, failing=True)  # counter never reaches the disk
+    second = _dlmap_start_and_stop(path, loop, failing=False)
+    assert second == 42  # one more than the stored one, as long as it can be saved
+    assert first != second

@@ -1,4 +1,4 @@
-"""RFC 4285 signaling authentication (issue 8, "Signaling security"): the key file and its
+"""RFC 4285 signaling authentication: the key file and its
 config errors, and sign + verify through the nodes' real send (a ``SendMH`` their runner carries
 out) and receive (``on_mh``) paths, with a DLMAP node and a DMPA node built from ini text.
 

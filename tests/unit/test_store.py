@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,13 @@ def test_a_failed_batch_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_wal_mode(tmp_path: Path) -> None:
-    store = Store(tmp_path / "state.sqlite")
-    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    path = tmp_path / "state.sqlite"
+    Store(path).close()
+    reader = sqlite3.connect(path)  # WAL is a property of the file: any connection sees it
+    try:
+        assert reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        reader.close()
 
 
 def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:

@@ -85,7 +85,6 @@ def write(root: Path) -> None:
     sent: list[object] = []
     counters = Counters()
     runner = ActionRunner(loop, store, {SendMH: sent.append}, counters)
-    runner._store_delay = 0.05
     runner.submit([*rows("c", 5, 10), SendMH(PEER, Heartbeat(1, 0))])
     settled(loop, lambda: counters["store.write_error"] >= 2, 5.0)
     out["sent_while_full"] = len(sent)

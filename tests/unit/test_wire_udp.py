@@ -8,7 +8,7 @@ import pytest
 
 from router.wire.errors import ChecksumError, EncodeError, LengthError, TruncatedError
 from router.wire.udp import UdpDatagram
-from tests.unit._l2l3_reference import ipv4_pseudo_header, reference_checksum
+from tests.unit._checksum_reference import ipv4_pseudo_header, reference_checksum
 
 SRC = IPv4Address("192.0.2.1")
 DST = IPv4Address("192.0.2.10")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address
 
 import pytest
@@ -21,9 +22,10 @@ from router.wire.errors import EncodeError, FieldValueError, LengthError, Trunca
 from router.wire.ethernet import BROADCAST_MAC, EthernetFrame, EtherType, MacAddress
 from router.wire.ipv4 import IPProto, IPv4Packet
 from router.wire.udp import UdpDatagram
-from tests.unit._l2l3_reference import ipv4_pseudo_header, reference_checksum
+from tests.unit._checksum_reference import ipv4_pseudo_header, reference_checksum
 
 CLIENT_MAC = MacAddress.parse("00:0b:82:01:fc:42")
+ZERO = IPv4Address(0)
 
 # A DHCPDISCOVER written out field by field (RFC 2131 figure 1, RFC 2132 options).
 DISCOVER = bytes.fromhex(
@@ -244,6 +246,25 @@ class TestOptionEditing:
         assert appended.options[-1] == DhcpOption(12, b"ms1")
         assert message.without_option(61).client_id is None
         assert message.with_options([]).options == ()
+
+    def test_reply_copies_what_identifies_the_request(self) -> None:
+        request = replace(_discover(), giaddr=IPv4Address("192.0.2.1"), hops=1, secs=9)
+        offer = [DhcpOption.from_uint(53, DhcpMessageType.OFFER, 1)]
+        reply = request.reply(offer, flags=0x8000, yiaddr=IPv4Address("192.0.2.100"))
+        assert reply.op == BootpOp.BOOTREPLY and reply.options == tuple(offer)
+        assert (reply.xid, reply.chaddr, reply.htype, reply.hlen, reply.giaddr) == (
+            request.xid,
+            request.chaddr,
+            request.htype,
+            request.hlen,
+            request.giaddr,
+        )
+        assert (reply.flags, reply.yiaddr, reply.ciaddr) == (
+            0x8000,
+            IPv4Address("192.0.2.100"),
+            ZERO,
+        )
+        assert (reply.hops, reply.secs, reply.siaddr) == (0, 0, ZERO)  # the server's own
 
     def test_add_replace_strip_option_82(self) -> None:
         info = RelayAgentInfo.of(circuit_id=b"tap0", remote_id=b"dmpa-1")

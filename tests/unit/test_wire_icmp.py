@@ -19,7 +19,7 @@ from router.wire.icmp import (
     time_exceeded,
 )
 from router.wire.ipv4 import IPProto, IPv4Flags, IPv4Packet
-from tests.unit._l2l3_reference import reference_checksum
+from tests.unit._checksum_reference import reference_checksum
 
 DATA = b"abcdefghijklmnopqrstuvwabcdefghi"  # what Windows ping sends
 

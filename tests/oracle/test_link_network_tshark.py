@@ -6,7 +6,6 @@ for, with the IPv4 and UDP checksum checks switched on (status 1 means "Good").
 
 from __future__ import annotations
 
-import struct
 import subprocess
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -26,6 +25,7 @@ from router.wire.ethernet import BROADCAST_MAC, EthernetFrame, EtherType, MacAdd
 from router.wire.icmp import fragmentation_needed
 from router.wire.ipv4 import IPProto, IPv4Flags, IPv4Packet
 from router.wire.udp import UdpDatagram
+from tests.oracle.tshark import LINKTYPE_ETHERNET, write_pcap
 
 pytestmark = pytest.mark.tshark
 
@@ -33,17 +33,6 @@ CLIENT_MAC = MacAddress.parse("00:0b:82:01:fc:42")
 DMPA_MAC = MacAddress.parse("02:00:5e:00:53:01")
 DLMAP = IPv4Address("192.0.2.1")
 SERVER = IPv4Address("198.51.100.67")
-
-_PCAP_HEADER = struct.Struct("<IHHiIII")
-_PCAP_RECORD = struct.Struct("<IIII")
-_LINKTYPE_ETHERNET = 1
-
-
-def _write_pcap(path: Path, frames: list[bytes]) -> None:
-    with path.open("wb") as out:
-        out.write(_PCAP_HEADER.pack(0xA1B2C3D4, 2, 4, 0, 0, 65535, _LINKTYPE_ETHERNET))
-        for i, frame in enumerate(frames):
-            out.write(_PCAP_RECORD.pack(i, 0, len(frame), len(frame)) + frame)
 
 
 def _tshark_fields(tshark: str, pcap: Path, fields: list[str]) -> list[dict[str, str]]:
@@ -78,7 +67,7 @@ def test_relayed_discover_with_option_82(tshark_path: str, tmp_path: Path) -> No
         RelayAgentInfo.of(circuit_id=b"tap0", remote_id=b"dmpa-1", subscriber_id=b"ms@example.net")
     )
     pcap = tmp_path / "dhcp.pcap"
-    _write_pcap(pcap, [_udp_frame(DLMAP, SERVER, 67, 67, discover.encode())])
+    write_pcap(pcap, [_udp_frame(DLMAP, SERVER, 67, 67, discover.encode())], LINKTYPE_ETHERNET)
     opt82 = "dhcp.option.agent_information_option"
     fields = [
         "ip.checksum.status",
@@ -120,7 +109,7 @@ def test_fragmentation_needed_and_arp(tshark_path: str, tmp_path: Path) -> None:
     arp = ArpPacket.request(CLIENT_MAC, IPv4Address("192.0.2.10"), DLMAP)
     arp_frame = EthernetFrame(BROADCAST_MAC, CLIENT_MAC, EtherType.ARP, arp.encode()).encode()
     pcap = tmp_path / "icmp_arp.pcap"
-    _write_pcap(pcap, [icmp_frame, arp_frame])
+    write_pcap(pcap, [icmp_frame, arp_frame], LINKTYPE_ETHERNET)
     fields = [
         "icmp.type",
         "icmp.code",

@@ -14,7 +14,7 @@ from router.wire.errors import (
     TruncatedError,
 )
 from router.wire.ipv4 import IPProto, IPv4Flags, IPv4Packet
-from tests.unit._l2l3_reference import reference_checksum
+from tests.unit._checksum_reference import reference_checksum
 
 # The header of the worked example in Wikipedia's "IPv4 header checksum" article: 115 bytes,
 # DF, TTL 64, UDP, 192.168.0.1 -> 192.168.0.199, checksum 0xb861.
