@@ -504,6 +504,8 @@ class DMPA:
         return []
 
     def _on_bri(self, message: BindingRevocationIndication, src: IPv6Address) -> list[Action]:
+        """RFC 5846 6.2, seed figure 7 steps 3-4: remove the visitor the BRI names and answer
+        with a BRA naming it back (its MN-ID and IPv4 HoA option, in the peer's dialect)."""
         mn_id = message.find(MobileNodeIdentifier)
         nai = mn_id.nai if mn_id is not None else None
         seed = message.find(SeedIPv4HomeAddress)
@@ -531,7 +533,10 @@ class DMPA:
                 actions += self._unbind(visitor)
                 actions += self._forget(visitor, "revoked")
         self.counters[BRA_STATUS(status)] += 1
-        actions.append(SendMH(src, BindingRevocationAck(status, message.sequence, message.flags)))
+        # The BRA names what the BRI named, as the BRI carried it (so in the peer's dialect).
+        echo = tuple(o for o in (mn_id, seed or request) if o is not None)
+        bra = BindingRevocationAck(status, message.sequence, message.flags, echo)
+        actions.append(SendMH(src, bra))
         return actions
 
     # --- state helpers --------------------------------------------------------------------

@@ -108,7 +108,8 @@ def test_dlmap_metrics_follow_a_registration_a_handover_and_garbage(dlmap: Dlmap
     assert value(held, "netlmm_bindings", state="handover_pending") == 1
     assert value(held, "netlmm_revocations_in_flight") == 1
     dlmap.node.loop.time = lambda: 1e6  # type: ignore[method-assign]  # the BRA, "later"
-    [released] = dlmap.receive(BindingRevocationAck(0, bri.sequence, 0), DMPA1)
+    bra = BindingRevocationAck(0, bri.sequence, bri.flags, bri.options)  # names the binding
+    [released] = dlmap.receive(bra, DMPA1)
     assert isinstance(released, BindingAck) and released.status == 0
     dlmap.node.on_mh(b"\x00\x01garbage", DMPA1)
     after = scrape(registry)

@@ -1,0 +1,137 @@
+"""Handover and revocation against the seed (figure 7) and RFC 5846, through the wire codec.
+
+The DLMAP revokes the old DMPA with a BRI carrying the MN-ID and the IPv4 HoA option; the old
+DMPA answers with a BRA carrying them back; then the new DMPA gets its PBA. The races around it
+(a PBA lost before the revocation, a stale BRI retransmitted after the MS came back, a
+revocation lost for good) must all end with the MS known at one DMPA only.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+import pytest
+
+from router.core.actions import SendMH
+from router.core.dmpa import Profile, State
+from router.wire.constants import BRAStatus, OptionType
+from router.wire.dialect import DRAFT, RFC5844, Dialect
+from router.wire.ethernet import MacAddress
+from router.wire.mh import (
+    BindingAck,
+    BindingRevocationAck,
+    BindingRevocationIndication,
+    BindingUpdate,
+)
+from router.wire.mh_options import (
+    IPv4HomeAddressReply,
+    IPv4HomeAddressRequest,
+    MobileNodeIdentifier,
+    SeedIPv4HomeAddress,
+)
+from tests.pair.harness import DLMAP_ADDRESS, DMPA1, DMPA2, Pair
+
+MS = MacAddress.parse("02:00:00:00:00:01")
+NAI = "020000000001@example.net"
+DIALECTS = pytest.mark.parametrize("dialect", [DRAFT, RFC5844], ids=["draft", "rfc5844"])
+
+
+def registered(pair: Pair, *, mode: str = "dlmap", at=DMPA1) -> Pair:  # type: ignore[no-untyped-def]
+    pair.profiles[MS] = Profile(NAI, mode, DLMAP_ADDRESS)  # type: ignore[arg-type]
+    pair.attach(MS, at)
+    return pair
+
+
+def hoa_at(pair: Pair, at=DMPA1) -> IPv4Address:  # type: ignore[no-untyped-def]
+    visitor = pair.dmpas[at].visitors[MS]
+    assert visitor.state is State.REGISTERED and visitor.hoa is not None
+    return visitor.hoa
+
+
+def hoa_option_of(message: object, dialect: Dialect) -> tuple[int | None, IPv4Address] | None:
+    """(per-MS sequence or None, address) of the message's IPv4 HoA option in ``dialect``."""
+    find = message.find  # type: ignore[attr-defined]
+    if dialect.name == "draft":
+        seed = find(SeedIPv4HomeAddress)
+        return None if seed is None else (seed.sequence, seed.address)
+    option = find(IPv4HomeAddressRequest) or find(IPv4HomeAddressReply)
+    return None if option is None else (None, option.address)
+
+
+# --- defect: the BRA carried no IPv4 HoA option (seed figure 7, step 4) --------------------
+
+
+@DIALECTS
+def test_figure_7_bri_and_bra_carry_the_mn_id_and_the_hoa_option(dialect: Dialect) -> None:
+    pair = registered(Pair(dialect))
+    hoa = hoa_at(pair)
+    pair.advance(10)
+    pair.attach(MS, DMPA2, address=hoa)
+    pair.advance(1)
+    # Seed figure 7, steps 3-5: BRI to the old DMPA, its BRA, then the new DMPA's PBA.
+    tail = [w for w in pair.sent if not isinstance(w.message, BindingUpdate)][-3:]
+    bri, bra, pba = (w.message for w in tail)
+    assert [(w.src, w.dst) for w in tail] == [
+        (DLMAP_ADDRESS, DMPA1),
+        (DMPA1, DLMAP_ADDRESS),
+        (DLMAP_ADDRESS, DMPA2),
+    ]
+    assert isinstance(bri, BindingRevocationIndication)
+    assert isinstance(bra, BindingRevocationAck) and bra.status == BRAStatus.SUCCESS
+    assert isinstance(pba, BindingAck) and pba.accepted
+    for message in (bri, bra, pba):
+        mn_id = message.find(MobileNodeIdentifier)
+        assert mn_id is not None and mn_id.nai == NAI, message
+    bri_hoa, bra_hoa, pba_hoa = (hoa_option_of(m, dialect) for m in (bri, bra, pba))
+    assert bri_hoa is not None and bri_hoa[1] == hoa
+    assert bra_hoa == bri_hoa  # the BRA names the binding the BRI revoked
+    assert pba_hoa is not None and pba_hoa[1] == hoa
+    if dialect.name == "draft":
+        # The per-MS sequence number the DLMAP assigned the new registration rides in all three.
+        assert bri_hoa[0] == pba_hoa[0] == pair.dlmap.bindings[NAI].sequence
+    else:
+        assert bri.find(IPv4HomeAddressRequest).option_type == OptionType.IPV4_HOA_REQUEST
+    assert pair.dlmap.revocations == {}
+
+
+@DIALECTS
+def test_a_bra_for_another_ms_does_not_acknowledge_the_revocation(dialect: Dialect) -> None:
+    pair = registered(Pair(dialect))
+    hoa = hoa_at(pair)
+    pair.advance(10)
+    pair.lose = lambda wire: wire.dst == DMPA1  # the BRI does not reach the old DMPA
+    pair.attach(MS, DMPA2, address=hoa)
+    ((key, revocation),) = pair.dlmap.revocations.items()
+    other = IPv4Address("192.0.2.13")
+    if dialect.name == "draft":
+        hoa_option: object = SeedIPv4HomeAddress(1, other)
+    else:
+        hoa_option = IPv4HomeAddressRequest(other)
+    forged = BindingRevocationAck(
+        0,
+        revocation.message.sequence,
+        revocation.message.flags,
+        (MobileNodeIdentifier.from_nai("someone-else@example.net"), hoa_option),  # type: ignore[arg-type]
+    )
+    dmpa1 = pair.dmpas[DMPA1]
+    pair.apply(dmpa1, [SendMH(DLMAP_ADDRESS, forged)])
+    pair.deliver()
+    assert key in pair.dlmap.revocations  # still revoking
+    assert pair.dlmap.counters["bra.mismatched"] == 1
+    # The right answer still closes it.
+    pair.lose = lambda wire: False
+    pair.advance(1.1)
+    assert pair.dlmap.revocations == {} and MS not in dmpa1.visitors
+
+
+def test_a_draft_bra_without_the_hoa_option_is_not_taken() -> None:
+    pair = registered(Pair())
+    hoa = hoa_at(pair)
+    pair.lose = lambda wire: wire.dst == DMPA1
+    pair.attach(MS, DMPA2, address=hoa)
+    ((key, revocation),) = pair.dlmap.revocations.items()
+    bare = BindingRevocationAck(0, revocation.message.sequence, revocation.message.flags)
+    pair.apply(pair.dmpas[DMPA1], [SendMH(DLMAP_ADDRESS, bare)])
+    pair.deliver()
+    assert key in pair.dlmap.revocations
+    assert pair.dlmap.counters["bra.mismatched"] == 1
