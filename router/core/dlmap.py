@@ -374,6 +374,8 @@ class DLMAP:
         granted = max(granted, LIFETIME_UNIT_SECONDS)
         previous_dmpa = bce.dmpa if bce is not None else None
         previous_hoa = bce.hoa if bce is not None else None
+        # The old registration's Access Technology Type, before this PBU's replaces it.
+        previous_access = bce.access_type if bce is not None else None
         previous_end = bce.expires if bce is not None else now
         offered = req.seed.sequence if req.seed is not None else 0
         # Seed 6: the PBA carries max(BCE, PBU) + 1 (serial order); a new binding has no BCE value.
@@ -416,7 +418,7 @@ class DLMAP:
                 nai,
                 hoa,
                 bce.sequence,
-                reason=trigger(bce.access_type, req.access.value if req.access else None),
+                reason=trigger(previous_access, req.access.value if req.access else None),
                 prefix_length=self.config.prefix_length,
                 until=max(previous_end, now),
                 now=now,

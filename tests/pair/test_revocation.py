@@ -8,13 +8,14 @@ revocation lost for good) must all end with the MS known at one DMPA only.
 
 from __future__ import annotations
 
+import dataclasses
 from ipaddress import IPv4Address
 
 import pytest
 
 from router.core.actions import SendMH
-from router.core.dmpa import Profile, State
-from router.wire.constants import BRAStatus, OptionType
+from router.core.dmpa import DMPA, Profile, State
+from router.wire.constants import BRAStatus, OptionType, RevocationTrigger
 from router.wire.dialect import DRAFT, RFC5844, Dialect
 from router.wire.ethernet import MacAddress
 from router.wire.mh import (
@@ -135,3 +136,32 @@ def test_a_draft_bra_without_the_hoa_option_is_not_taken() -> None:
     pair.deliver()
     assert key in pair.dlmap.revocations
     assert pair.dlmap.counters["bra.mismatched"] == 1
+
+
+# --- defect: the trigger said "same access type" after a change of access type --------------
+
+
+@pytest.mark.parametrize(
+    ("dialect", "new_access", "expected"),
+    [
+        (RFC5844, 3, RevocationTrigger.INTER_MAG_HANDOVER_SAME_ACCESS_TYPE),
+        (RFC5844, 4, RevocationTrigger.INTER_MAG_HANDOVER_DIFFERENT_ACCESS_TYPE),
+        (DRAFT, 4, RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN),  # a draft PBU has no ATT
+    ],
+    ids=["same-att", "att-3-to-4", "draft-unknown"],
+)
+def test_the_revocation_trigger_follows_the_access_technology_types(
+    dialect: Dialect, new_access: int, expected: RevocationTrigger
+) -> None:
+    pair = Pair(dialect)
+    # DMPA 2 serves another access technology (ATT 4, IEEE 802.11) than DMPA 1 (3, 802.3).
+    config = pair.dmpas[DMPA2].config
+    pair.dmpas[DMPA2] = DMPA(dataclasses.replace(config, access_type=new_access))
+    registered(pair)
+    hoa = hoa_at(pair)
+    pair.advance(10)
+    pair.attach(MS, DMPA2, address=hoa)
+    pair.advance(1)
+    (bri,) = pair.messages(BindingRevocationIndication, dst=DMPA1)
+    assert bri.trigger == expected
+    assert hoa_at(pair, DMPA2) == hoa
