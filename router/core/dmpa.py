@@ -505,7 +505,11 @@ class DMPA:
 
     def _on_bri(self, message: BindingRevocationIndication, src: IPv6Address) -> list[Action]:
         """RFC 5846 6.2, seed figure 7 steps 3-4: remove the visitor the BRI names and answer
-        with a BRA naming it back (its MN-ID and IPv4 HoA option, in the peer's dialect)."""
+        with a BRA naming it back (its MN-ID and IPv4 HoA option, in the peer's dialect).
+
+        Removing it also ends its PBU retransmissions: one still going after the revocation
+        (per-MS sequence 0, "accept always") would take the binding back from the DMPA the MS
+        moved to."""
         mn_id = message.find(MobileNodeIdentifier)
         nai = mn_id.nai if mn_id is not None else None
         seed = message.find(SeedIPv4HomeAddress)
@@ -522,7 +526,7 @@ class DMPA:
                 (
                     v
                     for v in self.visitors.values()
-                    if v.nai == nai and v.tunnel_dst == src and (hoa is None or v.hoa == hoa)
+                    if v.nai == nai and v.tunnel_dst == src and _names(v, hoa)
                 ),
                 None,
             )
@@ -617,3 +621,12 @@ class DMPA:
             actions.append(Bind(visitor.hoa, visitor.tunnel_dst, mac, visitor.link))
             actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
+
+
+def _names(visitor: Visitor, hoa: IPv4Address | None) -> bool:
+    """Whether a revocation of ``hoa`` (None: of the NAI, whatever its address) is this
+    visitor's. A visitor whose first PBA has not come does not know its HoA yet (mode dlmap
+    asks for 0.0.0.0): its registration may still be the one revoked, so the NAI decides."""
+    if hoa is None or visitor.hoa == hoa:
+        return True
+    return visitor.hoa is None and visitor.pending is not None

@@ -165,3 +165,33 @@ def test_the_revocation_trigger_follows_the_access_technology_types(
     (bri,) = pair.messages(BindingRevocationIndication, dst=DMPA1)
     assert bri.trigger == expected
     assert hoa_at(pair, DMPA2) == hoa
+
+
+# --- defect: a revocation before the old DMPA's first PBA was answered 128 ------------------
+
+
+@DIALECTS
+def test_a_revocation_before_the_first_pba_removes_the_visitor_and_its_retransmissions(
+    dialect: Dialect,
+) -> None:
+    pair = Pair(dialect)
+    # A's PBU is accepted but its PBA is lost: A does not know the HoA the DLMAP allocated.
+    pair.lose = lambda wire: isinstance(wire.message, BindingAck) and wire.dst == DMPA1
+    registered(pair)
+    assert NAI in pair.dlmap.bindings
+    visitor = pair.dmpas[DMPA1].visitors[MS]
+    assert visitor.state is State.REGISTERING and visitor.hoa is None
+    # The MS moves to B before A retransmits (1.5 s); B registers, the DLMAP revokes A.
+    pair.advance(0.5)  # (rfc5844 orders PBUs by timestamp: B's comes later than A's)
+    pair.attach(MS, DMPA2)
+    pair.advance(0.1)
+    (bra,) = pair.messages(BindingRevocationAck, dst=DLMAP_ADDRESS)
+    assert bra.status == BRAStatus.SUCCESS
+    assert MS not in pair.dmpas[DMPA1].visitors
+    # A's retransmission timer would have fired at 1.5 s: nothing more from A, ever.
+    pbus_from_a = len([w for w in pair.sent if w.src == DMPA1])
+    pair.advance(60)
+    assert len([w for w in pair.sent if w.src == DMPA1]) == pbus_from_a
+    assert pair.dlmap.bindings[NAI].dmpa == DMPA2
+    assert pair.messages(BindingRevocationIndication, dst=DMPA2) == []
+    assert hoa_at(pair, DMPA2) == pair.dlmap.bindings[NAI].hoa
