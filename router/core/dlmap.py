@@ -405,6 +405,8 @@ class DLMAP:
         moved = previous_dmpa is not None and previous_dmpa != serving
         if previous_dmpa is None or moved or previous_hoa != hoa:
             actions.append(Bind(hoa, serving))
+        # A revocation still going to the DMPA that serves the MS now would remove it there.
+        actions += self.revoker.cancel(serving, nai)
         if moved:
             assert previous_dmpa is not None
             self.counters[DLMAPCounter.HANDOVER] += 1

@@ -45,7 +45,7 @@ from router.core.common import (
 from router.core.counters import Counters, Names
 from router.core.defaults import FIRST_BINDACK_TIMEOUT, LIFETIME
 from router.core.heartbeat import HeartbeatConfig, HeartbeatMonitor, PeerChange
-from router.core.sequence import seq_max, seq_next
+from router.core.sequence import seq_after, seq_max, seq_next
 from router.core.timers import TimerHeap
 from router.wire.constants import (
     LIFETIME_UNIT_SECONDS,
@@ -89,6 +89,7 @@ class DMPACounter(Names):
     AAA_ACCEPT = "aaa.accept"
     AAA_REJECT = "aaa.reject"
     ATTACH = "attach"
+    BRI_STALE = "bri.stale"
     DEREGISTERED = "deregistered"
     DEREGISTRATION_UNANSWERED = "deregistration.unanswered"
     PBA_NO_ADDRESS = "pba.no_address"
@@ -532,6 +533,11 @@ class DMPA:
             )
             if visitor is None:
                 status = BRAStatus.BINDING_DOES_NOT_EXIST
+            elif seed is not None and seed.sequence and seq_after(visitor.sequence, seed.sequence):
+                # Seed 5.1: the per-MS number orders "the MS related proxy MIPv6 messages". This
+                # BRI revoked a registration older than ours (a late copy of an earlier one).
+                self.counters[DMPACounter.BRI_STALE] += 1
+                status = BRAStatus.REVOCATION_FAILED_MN_ATTACHED
             else:
                 self.counters[DMPACounter.REVOKED] += 1
                 actions += self._unbind(visitor)

@@ -14,7 +14,9 @@ Sans-I/O, owned by :class:`router.core.dlmap.DLMAP`. The rules:
    revoked: the same MN-ID and the same IPv4 HoA option (``draft``: both required, per-MS
    sequence number included; ``rfc5844``: compared when present, a standard MAG need not echo
    them). Anything else is counted (``bra.mismatched``) and the BRI goes on.
-4. One revocation per (old DMPA, NAI): a newer one replaces it.
+4. One revocation per (old DMPA, NAI): a newer one replaces it, and an accepted registration
+   from a DMPA cancels the revocation toward it for that NAI (A -> B -> A: the BRI still going
+   to A would remove the MS A serves again).
 5. Each revocation is persisted until it ends; a restarted DLMAP sends the BRI again with fresh
    retries (:meth:`Revoker.restore`).
 """

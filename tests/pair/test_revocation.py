@@ -195,3 +195,52 @@ def test_a_revocation_before_the_first_pba_removes_the_visitor_and_its_retransmi
     assert pair.dlmap.bindings[NAI].dmpa == DMPA2
     assert pair.messages(BindingRevocationIndication, dst=DMPA2) == []
     assert hoa_at(pair, DMPA2) == pair.dlmap.bindings[NAI].hoa
+
+
+# --- defect: a stale, retransmitted BRI removed a fresh registration (A -> B -> A) -----------
+
+
+@DIALECTS
+def test_a_revocation_toward_a_dmpa_that_serves_the_ms_again_is_cancelled(
+    dialect: Dialect,
+) -> None:
+    pair = registered(Pair(dialect))
+    hoa = hoa_at(pair)
+    pair.advance(10)
+    # A gets the BRI and removes the MS, but its BRAs are lost: the DLMAP keeps revoking A.
+    pair.lose = lambda wire: wire.src == DMPA1 and isinstance(wire.message, BindingRevocationAck)
+    pair.attach(MS, DMPA2, address=hoa)
+    assert MS not in pair.dmpas[DMPA1].visitors and pair.dlmap.revocations
+    # Half a second later the MS is back at A, which registers it again.
+    pair.advance(0.5)
+    pair.lose = lambda wire: False
+    pair.attach(MS, DMPA1, address=hoa)
+    assert hoa_at(pair, DMPA1) == hoa and pair.dlmap.bindings[NAI].dmpa == DMPA1
+    # The BRI still going to A would remove the MS A serves now.
+    pair.advance(10)
+    assert hoa_at(pair, DMPA1) == hoa
+    assert pair.dlmap.bindings[NAI].dmpa == DMPA1
+    assert pair.fastpath["dlmap"][hoa] == (DMPA1, None)
+    assert pair.fastpath["dmpa1"][hoa] == (DLMAP_ADDRESS, MS)
+    assert all(r.peer != DMPA1 for r in pair.dlmap.revocations.values())
+    assert pair.dlmap.counters["bri.cancelled"] == 1
+
+
+def test_a_bri_older_than_the_registration_is_refused_by_its_per_ms_sequence() -> None:
+    pair = registered(Pair())
+    hoa = hoa_at(pair)
+    pair.attach(MS, DMPA2, address=hoa)  # A is revoked (BRI with the per-MS sequence 2) ...
+    pair.advance(1)
+    stale = next(w for w in pair.sent if isinstance(w.message, BindingRevocationIndication))
+    pair.attach(MS, DMPA1, address=hoa)  # ... and the MS comes back: A registers it again
+    pair.advance(1)
+    registration = pair.dmpas[DMPA1].visitors[MS].sequence
+    assert stale.message.find(SeedIPv4HomeAddress).sequence < registration
+    # The network delivers the first BRI once more, late: A keeps the MS it serves.
+    pair.queue.append(stale)
+    pair.deliver()
+    bra = pair.messages(BindingRevocationAck, dst=DLMAP_ADDRESS)[-1]
+    assert bra.sequence == stale.message.sequence
+    assert bra.status == BRAStatus.REVOCATION_FAILED_MN_ATTACHED
+    assert hoa_at(pair, DMPA1) == hoa and pair.fastpath["dmpa1"][hoa] == (DLMAP_ADDRESS, MS)
+    assert pair.dmpas[DMPA1].counters["bri.stale"] == 1
