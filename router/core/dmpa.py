@@ -50,6 +50,7 @@ from router.core.timers import TimerHeap
 from router.wire.constants import (
     LIFETIME_UNIT_SECONDS,
     AccessTechnologyType,
+    BAFlag,
     BRAStatus,
     BRFlag,
     HandoffIndicator,
@@ -79,6 +80,7 @@ from router.wire.mh_options import (
 )
 
 UNSPECIFIED = IPv4Address("0.0.0.0")
+_BA_P = int(BAFlag.P)
 AddressMode = Literal["dhcp", "dlmap", "static"]
 
 
@@ -93,6 +95,8 @@ class DMPACounter(Names):
     DEREGISTERED = "deregistered"
     DEREGISTRATION_UNANSWERED = "deregistration.unanswered"
     PBA_NO_ADDRESS = "pba.no_address"
+    PBA_NOT_PROXY = "pba.not_proxy"
+    PBA_OTHER_ADDRESS = "pba.other_address"
     PBA_UNMATCHED = "pba.unmatched"
     PBU_PEER_RESTARTED = "pbu.peer_restarted"
     PBU_REFRESH = "pbu.refresh"
@@ -421,11 +425,20 @@ class DMPA:
     ) -> list[Action]:
         if message.status == Status.SEQUENCE_NUMBER_OUT_OF_WINDOW:
             return self._resynchronise(message, src, now, wall)
-        mac = self._in_flight.pop((src, message.sequence), None)
+        mac = self._in_flight.get((src, message.sequence))
         visitor = self.visitors.get(mac) if mac is not None else None
         if visitor is None or visitor.pending != message.sequence:
+            self._in_flight.pop((src, message.sequence), None)
             self.counters[DMPACounter.PBA_UNMATCHED] += 1
             return [event("unmatched_pba", peer=src, sequence=message.sequence)]
+        hoa, gateway, ms_sequence = self._granted_address(message, src)
+        if message.accepted:
+            invalid = self._invalid(visitor, message, src, hoa)
+            if invalid is not None:
+                # Not an answer we can take: as if none had come, the PBU is sent again.
+                self.counters[invalid] += 1
+                return [event("invalid_pba", nai=visitor.nai, peer=src, why=invalid)]
+        self._in_flight.pop((src, message.sequence), None)
         visitor.pending = None
         self._timers.cancel(("retransmit", visitor.mac))
         if visitor.state is State.DEREGISTERING:
@@ -433,7 +446,6 @@ class DMPA:
             return self._forget(visitor, "deregistered")
         if not message.accepted:
             return self._refused(visitor, message)
-        hoa, gateway = self._granted_address(visitor, message, src)
         if hoa is None:
             self.counters[DMPACounter.PBA_NO_ADDRESS] += 1
             return [
@@ -444,6 +456,8 @@ class DMPA:
         if visitor.bound is not None and visitor.bound != hoa:
             actions += self._unbind(visitor)
         visitor.hoa = hoa
+        if ms_sequence is not None:
+            visitor.sequence = ms_sequence
         if gateway is not None:
             visitor.gateway = gateway
         visitor.state = State.REGISTERED
@@ -463,20 +477,36 @@ class DMPA:
         return actions
 
     def _granted_address(
-        self, visitor: Visitor, message: BindingAck, src: IPv6Address
-    ) -> tuple[IPv4Address | None, IPv4Address | None]:
+        self, message: BindingAck, src: IPv6Address
+    ) -> tuple[IPv4Address | None, IPv4Address | None, int | None]:
+        """What a PBA grants: the HoA, the default router and the per-MS sequence number."""
         dialect = self.config.peers[src]
         if dialect.name == "draft":
             seed = message.find(SeedIPv4HomeAddress)
             if seed is None or seed.address == UNSPECIFIED:
-                return None, None
-            visitor.sequence = seed.sequence
-            return seed.address, None
+                return None, None, None
+            return seed.address, None, seed.sequence
         reply = message.find(IPv4HomeAddressReply)
         router = message.find(IPv4DefaultRouterAddress)
         if reply is None or reply.status >= 128 or reply.address == UNSPECIFIED:
-            return None, None
-        return reply.address, router.address if router is not None else None
+            return None, None, None
+        return reply.address, router.address if router is not None else None, None
+
+    def _invalid(
+        self, visitor: Visitor, message: BindingAck, src: IPv6Address, hoa: IPv4Address | None
+    ) -> DMPACounter | None:
+        """Why an accepting PBA cannot be taken, or None. Seed 3.1.2: a PBA for an IPv4 MS has
+        P ("SHOULD be 1") and, in the seed's dialect, V (set when the PBU's was); and it grants
+        the address the PBU asked for, when it asked for one (static, DHCP lease, refresh)."""
+        dialect = self.config.peers[src]
+        if not message.flags & _BA_P or (
+            dialect.name == "draft" and not dialect.ba_has_v(message.flags)
+        ):
+            return DMPACounter.PBA_NOT_PROXY
+        asked = visitor.hoa
+        if visitor.state is not State.DEREGISTERING and None not in (asked, hoa) and hoa != asked:
+            return DMPACounter.PBA_OTHER_ADDRESS
+        return None
 
     def _refused(self, visitor: Visitor, message: BindingAck) -> list[Action]:
         self.counters[PBA_STATUS(message.status)] += 1
