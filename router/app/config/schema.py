@@ -216,9 +216,10 @@ NODE_KEY_FILE = Key(
     None,
     "RFC 4285 signaling authentication (docs/protocol-auth.md): the key file, one line per SPI, "
     "\"SPI HEX-KEY\" (at least 16 bytes of key, '#' comments), mode 600 (the node refuses to "
-    "start if group or others may read it), read at start and again on SIGHUP. Required when "
-    "a [peer] has an spi",
-    shown="none (signaling is not authenticated)",
+    "start if group or others may read it), read at start and again on SIGHUP. "
+    "`netlmm keygen FILE` makes one (a fresh SPI and key) to copy to every node of the domain. "
+    "Required when a [peer] has an spi",
+    shown="none (no [peer] can have an spi)",
 )
 NODE_REPLAY_WINDOW = Key(
     "node",
@@ -501,8 +502,17 @@ PEER_SPI = Key(
     None,
     f"RFC 4285 MN-HA SPI of this peer's key in node.key_file, {MIN_SPI}..{MAX_SPI}: every PBU, "
     "PBA, BRI and BRA with this peer is signed and checked (keep the same SPI and key on both "
-    "sides)",
-    shown="none (signaling with this peer is not authenticated)",
+    "sides; `netlmm keygen` says which). The seed (section 7) says the signaling MUST be "
+    "protected: required, unless insecure = yes",
+    shown="none (refused unless insecure = yes)",
+)
+PEER_INSECURE = Key(
+    "peer",
+    "insecure",
+    p.boolean,
+    False,
+    "yes: signaling with this peer is not protected (no spi), against the seed's section 7; for "
+    "a lab or a migration only, and every start warns about it",
 )
 
 # [profile <nai>]
@@ -674,6 +684,7 @@ SCHEMA: tuple[Key[Any], ...] = (
     PEER_DIALECT,
     *PEER_DRAFT_KEYS,
     PEER_SPI,
+    PEER_INSECURE,
     PROFILE_MAC,
     PROFILE_MODE,
     PROFILE_HOA,
