@@ -57,6 +57,7 @@ from router.core.common import (
 from router.core.counters import Counters, Names
 from router.core.defaults import (
     BRI_INTERVAL,
+    BRI_MAX_INTERVAL,
     BRI_RETRIES,
     LIFETIME,
     PREFIX_LENGTH,
@@ -135,6 +136,9 @@ class DLMAPConfig:
     #: BRI retransmission interval and count (RFC 5846 MINDelayBRIs, BRIMaxRetriesNumber).
     bri_interval: float = BRI_INTERVAL
     bri_retries: int = BRI_RETRIES
+    #: After the retries, the slower pace's longest interval (the BRI goes on until the old
+    #: registration's lifetime is over: router.core.revocation, rule 2).
+    bri_max_interval: float = BRI_MAX_INTERVAL
     #: RFC 5213 TimestampValidityWindow, seconds.
     timestamp_window: float = 0.3
     #: Dialect used to answer a PBU from an address that is not a configured DMPA.
@@ -184,6 +188,7 @@ class DLMAP:
             self.counters,
             interval=config.bri_interval,
             retries=config.bri_retries,
+            max_interval=config.bri_max_interval,
         )
         self._timers: TimerHeap[tuple[Any, ...]] = TimerHeap()
         self._unhandled = Unhandled(self.counters)

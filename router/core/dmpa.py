@@ -102,6 +102,7 @@ class DMPACounter(Names):
     PBU_REFRESH = "pbu.refresh"
     PBU_RETRANSMIT = "pbu.retransmit"
     PBU_SENT = "pbu.sent"
+    REFRESH_REFUSED = "refresh.refused"
     REVOKED = "revoked"
 
 
@@ -511,6 +512,13 @@ class DMPA:
     def _refused(self, visitor: Visitor, message: BindingAck) -> list[Action]:
         self.counters[PBA_STATUS(message.status)] += 1
         actions = self._unbind(visitor)
+        if visitor.registered_once:
+            # A refresh (or re-registration) refused: the DLMAP no longer has the MS here (it
+            # moved, and the revocation never reached us). Forgotten, not kept as refused: if
+            # the MS is in fact here, its next frame attaches it afresh.
+            self.counters[DMPACounter.REFRESH_REFUSED] += 1
+            actions += self._forget(visitor, "refresh_refused")
+            return actions
         visitor.state = State.REJECTED
         self._timers.cancel(("refresh", visitor.mac))
         actions.append(Persist("visitor", str(visitor.mac), None))

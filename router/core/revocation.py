@@ -9,7 +9,11 @@ Sans-I/O, owned by :class:`router.core.dlmap.DLMAP`. The rules:
    handover: 2 when both registrations gave the same Access Technology Type, 3 when they gave
    different ones, 4 when either gave none (every ``draft`` PBU).
 2. The BRI is sent again with its sequence number, every ``interval`` seconds ``retries`` times
-   (RFC 5846 MINDelayBRIs, BRIMaxRetriesNumber), until its BRA comes.
+   (RFC 5846 MINDelayBRIs, BRIMaxRetriesNumber), then at a slower pace, the interval doubling
+   up to ``max_interval``, until its BRA comes or ``until``: the end of the lifetime the old DMPA
+   was granted. By then the old DMPA has sent its refresh, which is refused (it no longer serves
+   the MS) and makes it forget the visitor; a revocation lost under loss is thus learnt in
+   bounded time, never left for good.
 3. A BRA is taken for the revocation of its sequence number only if it names the binding the BRI
    revoked: the same MN-ID and the same IPv4 HoA option (``draft``: both required, per-MS
    sequence number included; ``rfc5844``: compared when present, a standard MAG need not echo
@@ -31,7 +35,7 @@ from typing import Any
 from router.core.actions import Action, Persist, SendMH, event
 from router.core.common import from_wall, to_wall
 from router.core.counters import Counters, Names
-from router.core.defaults import BRI_INTERVAL, BRI_RETRIES
+from router.core.defaults import BRI_INTERVAL, BRI_MAX_INTERVAL, BRI_RETRIES
 from router.core.records import text
 from router.core.sequence import seq_next
 from router.core.timers import TimerHeap
@@ -53,6 +57,7 @@ class RevocationCounter(Names):
 
     BRA_MISMATCHED = "bra.mismatched"
     BRA_UNMATCHED = "bra.unmatched"
+    BRI_BACKOFF = "bri.backoff"
     BRI_CANCELLED = "bri.cancelled"
     BRI_RETRANSMITTED = "bri.retransmitted"
     BRI_SENT = "bri.sent"
@@ -67,8 +72,10 @@ class Revocation:
     peer: IPv6Address
     message: BindingRevocationIndication
     retries_left: int
-    #: Monotonic time the old registration's lifetime is over.
+    #: Monotonic time after which it is given up (the old registration's lifetime is over).
     until: float
+    #: The wait before the next retransmission once the fast retries ran out.
+    interval: float = 0.0
 
 
 def trigger(old_access: int | None, new_access: int | None) -> RevocationTrigger:
@@ -137,9 +144,11 @@ class Revoker:
         *,
         interval: float = BRI_INTERVAL,
         retries: int = BRI_RETRIES,
+        max_interval: float = BRI_MAX_INTERVAL,
     ) -> None:
         self.counters = counters
         self.interval, self.retries = interval, retries
+        self.max_interval = max(max_interval, interval)
         self.pending: dict[Key, Revocation] = {}
         self.sequence = 0  # the last BRI sequence number used, persisted
         self._by_target: dict[tuple[IPv6Address, str], Key] = {}
@@ -208,15 +217,23 @@ class Revoker:
         return actions
 
     def _retransmit(self, key: Key, revocation: Revocation, now: float) -> list[Action]:
-        if revocation.retries_left <= 0:
+        if revocation.retries_left <= 0 and now >= revocation.until:
             self._end(key)
             self.counters[RevocationCounter.BRI_UNANSWERED] += 1
             return [
                 Persist("revocation", revocation_key(key), None),
                 event("revocation_unanswered", nai=revocation.nai, peer=revocation.peer),
             ]
-        revocation.retries_left -= 1
-        self._timers.schedule(key, now + self.interval)
+        revocation.retries_left = max(revocation.retries_left - 1, 0)
+        if revocation.retries_left > 0:
+            wait = self.interval
+        else:
+            if revocation.interval == 0.0:  # the fast retries ran out: the slower pace begins
+                self.counters[RevocationCounter.BRI_BACKOFF] += 1
+                revocation.interval = self.interval
+            revocation.interval = min(revocation.interval * 2, self.max_interval)
+            wait = min(revocation.interval, max(revocation.until - now, 0.0))
+        self._timers.schedule(key, now + wait)
         self.counters[RevocationCounter.BRI_RETRANSMITTED] += 1
         return [SendMH(revocation.peer, revocation.message)]
 

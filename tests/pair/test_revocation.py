@@ -244,3 +244,75 @@ def test_a_bri_older_than_the_registration_is_refused_by_its_per_ms_sequence() -
     assert bra.status == BRAStatus.REVOCATION_FAILED_MN_ATTACHED
     assert hoa_at(pair, DMPA1) == hoa and pair.fastpath["dmpa1"][hoa] == (DLMAP_ADDRESS, MS)
     assert pair.dmpas[DMPA1].counters["bri.stale"] == 1
+
+
+# --- defect: under loss a revocation could be lost for good -----------------------------------
+
+
+def bri_to_a(wire) -> bool:  # type: ignore[no-untyped-def]
+    return wire.dst == DMPA1 and isinstance(wire.message, BindingRevocationIndication)
+
+
+@DIALECTS
+def test_a_revocation_whose_fast_retries_are_all_lost_goes_on_at_a_slower_pace(
+    dialect: Dialect,
+) -> None:
+    pair = registered(Pair(dialect))
+    hoa = hoa_at(pair)
+    pair.advance(10)
+    pair.lose = bri_to_a  # the BRI and its 3 fast retries (1 s apart) are all lost
+    pair.attach(MS, DMPA2, address=hoa)
+    pair.advance(3.5)
+    assert len(pair.messages(BindingRevocationIndication, dst=DMPA1)) == 4
+    assert MS in pair.dmpas[DMPA1].visitors and pair.dlmap.counters["bri.unanswered"] == 0
+    assert pair.dlmap.counters["bri.backoff"] == 1  # the fast retries ran out
+    pair.lose = lambda wire: False
+    # The next one goes 2 s after the last fast retry (the interval doubling, up to 32 s).
+    pair.advance(2.0)
+    assert MS not in pair.dmpas[DMPA1].visitors and pair.fastpath["dmpa1"] == {}
+    assert pair.dlmap.revocations == {}
+    assert hoa_at(pair, DMPA2) == hoa
+
+
+def test_a_revocation_is_given_up_when_the_old_registration_would_have_ended() -> None:
+    pair = registered(Pair())
+    hoa = hoa_at(pair)
+    lifetime = pair.dlmap.bindings[NAI].lifetime
+    ends = pair.dlmap.bindings[NAI].expires  # the old registration's end
+    sent_at: list[float] = []
+
+    def a_is_gone(wire) -> bool:  # type: ignore[no-untyped-def]
+        if bri_to_a(wire):
+            sent_at.append(pair.now)
+        return wire.dst == DMPA1 or wire.src == DMPA1
+
+    pair.lose = a_is_gone
+    pair.attach(MS, DMPA2, address=hoa)
+    pair.advance(lifetime + 60)
+    assert pair.dlmap.revocations == {} and pair.dlmap.counters["bri.unanswered"] == 1
+    # It went on until the old registration was over (then A's own refresh would have been
+    # refused), no longer: 1 + 3 fast, then 2, 4, 8, 16 and every 32 s.
+    assert ends - 32 <= sent_at[-1] <= ends
+    assert len(sent_at) <= 4 + 4 + lifetime // 32 + 1
+
+
+@DIALECTS
+def test_a_refresh_refused_because_the_ms_is_elsewhere_removes_the_visitor(
+    dialect: Dialect,
+) -> None:
+    pair = registered(Pair(dialect))
+    hoa = hoa_at(pair)
+    pair.advance(10)
+    pair.lose = bri_to_a  # no revocation ever reaches A ...
+    pair.attach(MS, DMPA2, address=hoa)
+    pair.advance(10)
+    pair.dlmap.revoker.cancel(DMPA1, NAI)  # ... (nor will: only A's refresh can tell it now)
+    dmpa1 = pair.dmpas[DMPA1]
+    assert dmpa1.visitors[MS].state is State.REGISTERED
+    pair.advance(3600 * 0.8)  # A refreshes; the DLMAP refuses: another DMPA serves the MS
+    assert MS not in dmpa1.visitors and pair.fastpath["dmpa1"] == {}
+    assert dmpa1.counters["refresh.refused"] == 1
+    pbus_from_a = len([w for w in pair.sent if w.src == DMPA1])
+    pair.advance(600)
+    assert len([w for w in pair.sent if w.src == DMPA1]) == pbus_from_a  # nothing more from A
+    assert pair.dlmap.bindings[NAI].dmpa == DMPA2 and hoa_at(pair, DMPA2) == hoa

@@ -419,14 +419,16 @@ DLMAP_BRI_INTERVAL = Key(
     "bri_interval",
     p.number(0, 60, low_open=True),
     defaults.BRI_INTERVAL,
-    "Seconds between revocation (BRI) retransmissions, (0, 60]",
+    "Seconds between the fast revocation (BRI) retransmissions, (0, 60] (RFC 5846 MINDelayBRIs)",
 )
 DLMAP_BRI_RETRIES = Key(
     "dlmap",
     "bri_retries",
     p.integer(0, 10),
     defaults.BRI_RETRIES,
-    "Revocation retransmissions before giving up, 0..10",
+    "Fast revocation retransmissions, 0..10 (RFC 5846 BRIMaxRetriesNumber); then the BRI goes "
+    f"on at a slower pace, the interval doubling up to {defaults.BRI_MAX_INTERVAL:g} s, until the "
+    "old DMPA's registration would have ended",
 )
 DLMAP_HEARTBEAT_INTERVAL, DLMAP_HEARTBEAT_MISSING = _heartbeat(
     "dlmap",
