@@ -125,3 +125,21 @@ def test_insecure_and_an_spi_together_are_refused(
     ]
     settings, warned = loads(text.replace("insecure = yes\n", ""))
     assert [p.spi for p in settings.peers] == [spi] and warned == []
+
+
+def test_every_start_warns_about_an_insecure_peer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import router.app.run
+
+    started: list[object] = []
+    monkeypatch.setattr(router.app.run, "run", lambda settings, **kw: started.append(settings) or 0)
+    ini = tmp_path / "dmpa.ini"
+    ini.write_text(dmpa_ini("insecure = yes\n"))
+    for _ in range(2):
+        assert main(["run", "-c", str(ini)]) == 0
+        err = capsys.readouterr().err
+        assert f"warning: peer {DLMAP_ADDRESS}.insecure: signaling with this peer is not" in err
+    assert len(started) == 2
+    ini.write_text(dmpa_ini(""))  # without it: refused before anything starts
+    assert main(["run", "-c", str(ini)]) == 2 and len(started) == 2
