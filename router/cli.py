@@ -12,6 +12,8 @@
   netlmm-lab package (``lab/``; not part of the appliance): imported only for ``netlmm lab``,
   which says how to install it where it is missing.
 * ``netlmm decode HEX``: decodes a Mobility Header (from a capture, a log, a test vector).
+* ``netlmm keygen FILE [--force]``: an RFC 4285 key file with a fresh SPI and key (mode 600), to
+  copy to every node of the domain; it says the SPI the [peer] sections name.
 * ``netlmm version``.
 """
 
@@ -73,6 +75,29 @@ def _decode(args: argparse.Namespace) -> int:
         print(f"  {name}: {value:#06x}" if name == "flags" else f"  {name}: {value}")
     for option in message.options:
         print(f"  option {option.option_type}: {option}")
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    """``netlmm keygen FILE``: write the key file, say the lines the ini files need."""
+    from router.adapters.keyfile import write_key_file
+
+    path: Path = args.file
+    try:
+        spi = write_key_file(path, force=args.force)
+    except FileExistsError:
+        print(f"netlmm keygen: {path} exists (--force replaces its keys)", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"netlmm keygen: {path}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {path} (mode 600): SPI {spi} and a fresh key.\n"
+        "Copy it, mode 600, to every node of the domain, and in each ini file put\n"
+        f"  [node]    key_file = {path}\n"
+        "  [peer ...] (every one)\n"
+        f"  spi = {spi}"
+    )
     return 0
 
 
@@ -319,6 +344,11 @@ def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
     decode.add_argument("--dialect", choices=sorted(DIALECTS), default="draft")
     decode.add_argument("--src", help="IPv6 source, to verify the checksum (with --dst)")
     decode.add_argument("--dst", help="IPv6 destination, to verify the checksum (with --src)")
+    keygen = sub.add_parser(
+        "keygen", help="write an RFC 4285 key file (mode 600) with a fresh SPI and key"
+    )
+    keygen.add_argument("file", type=Path, help="the key file, e.g. /etc/netlmm/netlmm.keys")
+    keygen.add_argument("--force", action="store_true", help="replace an existing file")
     check = sub.add_parser("check-config", help="check an ini file: every error at once")
     check.add_argument("file", type=Path, help="the ini file (see etc/dmpa.ini, etc/dlmap.ini)")
     run = sub.add_parser("run", help="run the appliance (role from the ini file)")
@@ -382,6 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _decode(args)
     if args.command == "check-config":
         return _check_config(args)
+    if args.command == "keygen":
+        return _keygen(args)
     if args.command == "run":
         return _run(args)
     if args.command == "show":

@@ -1,8 +1,9 @@
 """The ini files the lab starts the appliance with: one DLMAP, two DMPAs, profiles for the MSs.
 
 The same files an operator would write (see ``etc/``), generated for the lab's addresses and a
-per-run directory (state, control sockets), then checked with the real loader before anything
-starts.
+per-run directory (state, control sockets, RFC 4285 keys), then checked with the real loader
+before anything starts. Signaling is protected, as the appliance requires by default: fresh keys
+in mode-600 files of the run's directory, never anywhere else.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from router.app import config
 GATEWAY = HOA_NETWORK.network_address + 1
 POOL = f"{HOA_NETWORK.network_address + 100}-{HOA_NETWORK.network_address + 199}"
 STATIC_HOA = HOA_NETWORK.network_address + 10
-#: RFC 4285 SPI of DMPA ``i`` when the lab runs with authenticated signaling.
+#: RFC 4285 SPI of DMPA ``i``'s key (each DMPA has its own with the DLMAP).
 AUTH_SPI_BASE = 256
+#: A peer without keys says so: the appliance refuses it otherwise (seed section 7).
+INSECURE = "insecure = yes\n"
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def write_configs(
     log_level: str = "info",
     radius: tuple[str, str] | None = None,
     offload: bool = True,
-    auth: bool = False,
+    auth: bool = True,
     wrong_key: tuple[int, ...] = (),
     extra_peers: tuple[str, ...] = (),
     pool: str = POOL,
@@ -73,11 +76,13 @@ def write_configs(
     """Write ``dlmap.ini``, ``dmpa1.ini`` and ``dmpa2.ini`` into ``folder`` and check them.
 
     ``radius`` = (server, secret) makes the DMPAs authenticate with RADIUS (``aaa = radius``)
-    instead of their local profiles. ``auth`` turns on RFC 4285 signaling authentication: a
-    random key per DMPA (SPI 256 + index) in mode-600 key files; the DMPAs listed in
-    ``wrong_key`` get a key the DLMAP does not have. ``extra_peers`` are more DMPA addresses
-    the DLMAP accepts (the soak's load generator plays them); ``pool`` and ``lease_time`` replace
-    the DLMAP's address range and lease time.
+    instead of their local profiles. ``auth`` (the default) protects the signaling with RFC 4285:
+    a random key per DMPA (SPI 256 + index) in mode-600 key files of ``folder``; the DMPAs
+    listed in ``wrong_key`` get a key the DLMAP does not have. ``auth=False`` writes peers that
+    say ``insecure = yes`` (the appliance's explicit opt-out: the fuzz campaign, whose forged
+    messages must reach the cores). ``extra_peers`` are more DMPA addresses the DLMAP accepts,
+    ``insecure = yes`` as well (the soak's load generator plays them and does not sign);
+    ``pool`` and ``lease_time`` replace the DLMAP's address range and lease time.
     """
     folder.mkdir(parents=True, exist_ok=True)
     sockets = {"dlmap": folder / "dlmap.sock"} | {
@@ -85,12 +90,12 @@ def write_configs(
     }
     keys = {index: secrets.token_bytes(20) for index in DMPA_ADDRESSES} if auth else {}
     spi_line = {
-        index: f"spi = {AUTH_SPI_BASE + index}\n" if auth else "" for index in DMPA_ADDRESSES
+        index: f"spi = {AUTH_SPI_BASE + index}\n" if auth else INSECURE for index in DMPA_ADDRESSES
     }
     peers = "".join(
         f"[peer {address}]\ndialect = {dialect}\n{spi_line[index]}\n"
         for index, address in DMPA_ADDRESSES.items()
-    ) + "".join(f"[peer {address}]\ndialect = {dialect}\n\n" for address in extra_peers)
+    ) + "".join(f"[peer {address}]\ndialect = {dialect}\n{INSECURE}\n" for address in extra_peers)
     lease = f"lease_time = {lease_time}\n" if lease_time is not None else ""
     key_line = {}
     if auth:

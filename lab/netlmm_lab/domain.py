@@ -38,7 +38,7 @@ class Domain:
         radius: tuple[str, str] | None = None,
         tunnel_mtu: int = 1500,
         offload: bool = True,
-        auth: bool = False,
+        auth: bool = True,
         wrong_key: tuple[int, ...] = (),
         **config_options: Any,
     ) -> None:

@@ -6,7 +6,9 @@
 * :class:`Fleet`: ``count`` mobile stations as macvlan interfaces (one MAC each) on the lab MS's
   ``ms0``, each running busybox ``udhcpc`` like a real host. They share one radio link, so a
   :meth:`Lab.handover` of ``ms`` moves them all at once (a bus full of terminals).
-* :func:`loss_run`: the fleet registers and is handed over under loss; returns the times.
+* :func:`loss_run`: the fleet registers and is handed over under loss; returns the times, and
+  how long the old DMPA took to forget every MS (the revocations it missed are sent again at a
+  slower pace until it does): none may be left behind there.
 
 Everything lives in the lab's namespaces and goes with them.
 """
@@ -14,10 +16,12 @@ Everything lives in the lab's namespaces and goes with them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address
@@ -28,7 +32,7 @@ from netlmm_lab.configs import GATEWAY, STATIC_HOA, MobileProfile
 from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import Domain
 from netlmm_lab.errors import LabError
-from netlmm_lab.poll import wait_until
+from netlmm_lab.poll import TimedOut, wait_until
 from netlmm_lab.tools import UdpStream, ping
 from netlmm_lab.topology import (
     CN_ADDRESS,
@@ -214,6 +218,11 @@ def registered_at(domain: Domain, dmpa: int) -> dict[str, str]:
     return {row["nai"]: row["hoa"] for row in rows if row["state"] == "registered"}
 
 
+def visitors_at(domain: Domain, dmpa: int) -> set[str]:
+    """The NAIs in DMPA ``dmpa``'s visitor list, whatever their state."""
+    return {row["nai"] for row in domain.ask(f"dmpa{dmpa}", "visitors") if row["nai"]}
+
+
 @dataclass(frozen=True, slots=True)
 class LossRun:
     count: int
@@ -224,7 +233,9 @@ class LossRun:
     addresses_kept: bool
     pbu_sent: dict[str, int]  # per DMPA
     pbu_retransmit: dict[str, int]
-    left_at_old_dmpa: int  # DMPA 1 visitors whose revocation was lost every time
+    left_at_old_dmpa: int  # DMPA 1 visitors still there at the deadline (must be 0)
+    old_dmpa_cleared_s: float  # every MS at DMPA 2 -> none left in DMPA 1's visitor list
+    revocations: dict[str, int]  # the DLMAP's bri.* counters (backoff: fast retries all lost)
     mh: dict[str, int]  # nftables counters
 
     def to_json(self) -> dict[str, Any]:
@@ -261,8 +272,20 @@ def loss_run(
     )
     handover_s = time.monotonic() - moved
     after = bindings_at(domain, 2)
+    # The old DMPA must forget every MS: the revocations lost under loss go on at a slower
+    # pace (doubling to 32 s) until one gets through. Bounded: the run's timeout.
+    settled = time.monotonic()
+    with contextlib.suppress(TimedOut):  # what is left is reported: left_at_old_dmpa
+        wait_until(
+            lambda: not (visitors_at(domain, 1) & names),
+            timeout,
+            "DMPA 1 forgot every fleet MS",
+            interval=0.5,
+        )
+    cleared_s = time.monotonic() - settled
+    old = visitors_at(domain, 1) & names
     counters = {role: domain.ask(role, "counters")["core"] for role in ("dmpa1", "dmpa2")}
-    old = {n for n in registered_at(domain, 1) if n in names}
+    dlmap_core = domain.ask("dlmap", "counters")["core"]
     return LossRun(
         count=fleet.count,
         loss_percent=loss.percent,
@@ -273,6 +296,8 @@ def loss_run(
         pbu_sent={r: int(c.get("pbu.sent", 0)) for r, c in counters.items()},
         pbu_retransmit={r: int(c.get("pbu.retransmit", 0)) for r, c in counters.items()},
         left_at_old_dmpa=len(old),
+        old_dmpa_cleared_s=round(cleared_s, 2),
+        revocations={k: int(v) for k, v in dlmap_core.items() if k.startswith("bri.")},
         mh=loss.counters(),
     )
 
@@ -375,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--save", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     result: dict[str, Any]
+    failed = False
     with Lab(mobiles=1 if args.what == "loss" else 3) as lab:
         if args.what == "loss":
             fleet = Fleet(lab, args.count)
@@ -383,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             domain.start()
             with MHLoss(lab, args.percent) as loss:
                 result = loss_run(lab, domain, fleet, loss, timeout=args.timeout).to_json()
+            failed = result["left_at_old_dmpa"] != 0 or not result["addresses_kept"]
         elif args.what == "schedule":
             times = pbu_schedule(lab, args.seconds)
             gaps = [round(b - a, 2) for a, b in itertools.pairwise(times)]
@@ -399,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.save:
         args.save.parent.mkdir(parents=True, exist_ok=True)
         args.save.write_text(text + "\n")
+    if failed:
+        print("FAILED: an MS left behind at the old DMPA, or an address changed", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -197,7 +197,14 @@ class LoadGenerator:
         if isinstance(message, BindingRevocationIndication):
             self.stats.received["bri"] += 1
             self.stats.sent["bra"] += 1
-            return BindingRevocationAck(0, message.sequence, message.flags).encode()
+            # Seed figure 7, step 4: the BRA names back the MN-ID and the IPv4 HoA option.
+            named = tuple(
+                o
+                for o in message.options
+                if isinstance(o, MobileNodeIdentifier | SeedIPv4HomeAddress)
+            )
+            bra = BindingRevocationAck(0, message.sequence, message.flags, named)
+            return bra.encode()
         if isinstance(message, Heartbeat):
             self.stats.received["heartbeat"] += 1
             if not message.flags & 0x1:  # a request: answer it (RFC 5847 R flag)

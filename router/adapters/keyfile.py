@@ -1,11 +1,14 @@
-"""Reading the RFC 4285 key file (``node.key_file``): one ``SPI HEX-KEY`` a line, ``#``
-comments, a file only its owner may read. Read at start (the config loader) and on SIGHUP (the
-node's key reload); the keys end up in a :class:`router.core.security.KeyRing` and are never
-logged or shown in an error.
+"""The RFC 4285 key file (``node.key_file``): one ``SPI HEX-KEY`` a line, ``#`` comments, a
+file only its owner may read. Read at start (the config loader) and on SIGHUP (the node's key
+reload); the keys end up in a :class:`router.core.security.KeyRing` and are never logged or
+shown in an error. :func:`write_key_file` makes one (``netlmm keygen``): a fresh SPI and key,
+in a file that is mode 600 from the moment it exists.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,6 +17,8 @@ from router.core.security import MAX_SPI, MIN_SPI, KeyRing
 
 #: Shortest key accepted: 128 bits.
 MIN_KEY_BYTES = 16
+#: What ``netlmm keygen`` makes: 256 bits, above HMAC-SHA1's 160 and below its 512-bit block.
+KEYGEN_BYTES = 32
 
 
 class KeyFileError(ValueError):
@@ -82,3 +87,33 @@ def read_key_file(path: Path, needed: Iterable[int] = ()) -> KeyRing:
     if problems:
         raise KeyFileError(problems)
     return KeyRing(keys)
+
+
+def fresh_spi() -> int:
+    """A random SPI outside the reserved 0..255 (RFC 4285)."""
+    return MIN_SPI + secrets.randbelow(MAX_SPI - MIN_SPI + 1)
+
+
+def write_key_file(
+    path: Path, *, spi: int | None = None, key: bytes | None = None, force: bool = False
+) -> int:
+    """Write a key file holding one SPI and key (fresh ones unless given); returns the SPI.
+
+    The file is created mode 600 (never readable by others, not even for a moment); an existing
+    one raises :class:`FileExistsError` unless ``force``, and is then made mode 600 again before
+    the new key goes in. Other failures raise :class:`OSError`.
+    """
+    spi = fresh_spi() if spi is None else spi
+    key = secrets.token_bytes(KEYGEN_BYTES) if key is None else key
+    if not MIN_SPI <= spi <= MAX_SPI or len(key) < MIN_KEY_BYTES:
+        raise ValueError(f"SPI {spi} or a key of {len(key)} bytes cannot be written")
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        os.fchmod(fd, 0o600)
+        out.write(
+            "# RFC 4285 MN-HA keys of a netlmm domain (netlmm keygen): SPI HEX-KEY.\n"
+            "# The same file on every node; each [peer] section names the SPI.\n"
+            f"{spi} {key.hex()}\n"
+        )
+    return spi

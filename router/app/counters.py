@@ -22,6 +22,7 @@ from router.core.counters import Declaration, Family
 from router.core.dlmap import DLMAPCounter
 from router.core.dmpa import DMPACounter
 from router.core.heartbeat import HeartbeatCounter
+from router.core.revocation import RevocationCounter
 from router.services import dhcp_dmpa, dhcp_relay, dhcp_server, dlmap_punts, dmpa_punts
 from router.services.access import AccessCounter
 from router.services.arp_proxy import ArpCounter
@@ -62,6 +63,7 @@ GROUPS: dict[str, tuple[Declaration, ...]] = {
         PBA_STATUS,
         BRA_STATUS,
         DLMAPCounter,
+        RevocationCounter,
         DMPACounter,
         HeartbeatCounter,
     ),

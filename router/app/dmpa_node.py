@@ -85,7 +85,7 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
         self.access = AccessDispatcher(
             self.core,
             ArpProxy(self.core),
-            IcmpResponder(),
+            IcmpResponder(prefix_length=settings.prefix_length),
             self._dhcp(settings),
             admission=self.limits,
             max_strangers=settings.limits.table_size,

@@ -43,6 +43,7 @@ from router.core.counters import Declaration, Declared, Family, is_declared
 from router.core.dlmap import DLMAPCounter
 from router.core.dmpa import DMPACounter, State
 from router.core.limits import TABLE
+from router.core.revocation import RevocationCounter
 from router.core.security import AUTH_REPLY, AUTH_RX, AuthCounter
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10, 30)
@@ -276,7 +277,7 @@ METRICS: tuple[Spec, ...] = (
         "Binding revocations of the old DMPA, by result and the BRA's status code",
         ("result", "status"),
         (
-            One(("unanswered", ""), "core", DLMAPCounter.BRI_UNANSWERED),
+            One(("unanswered", ""), "core", RevocationCounter.BRI_UNANSWERED),
             Each("core", (BRA_STATUS,), ("acknowledged",)),
         ),
         roles=_DLMAP,
@@ -285,7 +286,7 @@ METRICS: tuple[Spec, ...] = (
         "netlmm_revocations_sent",
         "BRIs sent (first transmissions)",
         (),
-        (One((), "core", DLMAPCounter.BRI_SENT),),
+        (One((), "core", RevocationCounter.BRI_SENT),),
         roles=_DLMAP,
     ),
     Spec(
@@ -301,7 +302,7 @@ METRICS: tuple[Spec, ...] = (
         "Retransmissions: BRIs we sent again, PBUs a DMPA sent again",
         ("message",),
         (
-            One(("bri_sent",), "core", DLMAPCounter.BRI_RETRANSMITTED),
+            One(("bri_sent",), "core", RevocationCounter.BRI_RETRANSMITTED),
             One(("pbu_received",), "core", DLMAPCounter.PBU_RETRANSMISSION),
         ),
         roles=_DLMAP,

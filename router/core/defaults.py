@@ -25,6 +25,10 @@ REVOCATION_BUDGET = 0.5
 #: RFC 5846 MINDelayBRIs (seconds) and BRIMaxRetriesNumber.
 BRI_INTERVAL = 1.0
 BRI_RETRIES = 3
+#: After those retries a BRI goes on at a slower pace, its interval doubling up to this (the
+#: bound RFC 6275 gives PBU retransmissions, MAX_BINDACK_TIMEOUT), until the old registration's
+#: lifetime is over.
+BRI_MAX_INTERVAL = 32.0
 #: RFC 5847 HEARTBEAT_INTERVAL, seconds (the DMPA's default; 0 turns heartbeats off).
 HEARTBEAT_INTERVAL = 60.0
 HEARTBEAT_OFF = 0.0

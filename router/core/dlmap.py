@@ -57,6 +57,7 @@ from router.core.common import (
 from router.core.counters import Counters, Names
 from router.core.defaults import (
     BRI_INTERVAL,
+    BRI_MAX_INTERVAL,
     BRI_RETRIES,
     LIFETIME,
     PREFIX_LENGTH,
@@ -72,23 +73,21 @@ from router.core.pbu import (
     parse,
 )
 from router.core.pool import HoAPool
-from router.core.records import Revocation, revocation_key, revocation_record, text
+from router.core.records import text
+from router.core.revocation import Key, Revocation, Revoker, trigger
 from router.core.sequence import seq_after, seq_at_least, seq_max, seq_next
 from router.core.timers import TimerHeap
 from router.wire.constants import (
     LIFETIME_UNIT_SECONDS,
-    BRFlag,
     BUFlag,
     HandoffIndicator,
     HoAReplyStatus,
-    RevocationTrigger,
     Status,
 )
 from router.wire.dialect import DRAFT, Dialect
 from router.wire.mh import (
     BindingAck,
     BindingRevocationAck,
-    BindingRevocationIndication,
     BindingUpdate,
     Heartbeat,
     MobilityMessage,
@@ -96,7 +95,6 @@ from router.wire.mh import (
 from router.wire.mh_options import (
     IPv4DefaultRouterAddress,
     IPv4HomeAddressReply,
-    MobileNodeIdentifier,
     MobilityOption,
     SeedIPv4HomeAddress,
     Timestamp,
@@ -113,10 +111,6 @@ class DLMAPCounter(Names):
 
     BINDING_CREATED = "binding.created"
     BINDING_EXPIRED = "binding.expired"
-    BRA_UNMATCHED = "bra.unmatched"
-    BRI_RETRANSMITTED = "bri.retransmitted"
-    BRI_SENT = "bri.sent"
-    BRI_UNANSWERED = "bri.unanswered"
     DEREGISTRATION_IGNORED = "deregistration.ignored"
     HANDOVER = "handover"
     LEASE_CONFLICT = "lease.conflict"
@@ -142,6 +136,9 @@ class DLMAPConfig:
     #: BRI retransmission interval and count (RFC 5846 MINDelayBRIs, BRIMaxRetriesNumber).
     bri_interval: float = BRI_INTERVAL
     bri_retries: int = BRI_RETRIES
+    #: After the retries, the slower pace's longest interval (the BRI goes on until the old
+    #: registration's lifetime is over: router.core.revocation, rule 2).
+    bri_max_interval: float = BRI_MAX_INTERVAL
     #: RFC 5213 TimestampValidityWindow, seconds.
     timestamp_window: float = 0.3
     #: Dialect used to answer a PBU from an address that is not a configured DMPA.
@@ -171,7 +168,7 @@ class BindingCacheEntry:
 class PendingReply:
     dmpa: IPv6Address
     message: BindingAck
-    revocation: tuple[IPv6Address, int]
+    revocation: Key
 
 
 class DLMAP:
@@ -185,14 +182,23 @@ class DLMAP:
         #: The last PBU accepted from each DMPA (fingerprint, NAI): a duplicated
         #: de-registration is answered the same way although its binding is gone.
         self.peer_last: dict[IPv6Address, tuple[Fingerprint, str]] = {}
-        self.revocations: dict[tuple[IPv6Address, int], Revocation] = {}
         self.pending: dict[str, PendingReply] = {}
         self.counters = Counters()
+        self.revoker = Revoker(
+            self.counters,
+            interval=config.bri_interval,
+            retries=config.bri_retries,
+            max_interval=config.bri_max_interval,
+        )
         self._timers: TimerHeap[tuple[Any, ...]] = TimerHeap()
-        self._bri_sequence = 0
         self._unhandled = Unhandled(self.counters)
         self._default_router = IPv4DefaultRouterAddress(config.gateway)
         self.heartbeat = HeartbeatMonitor(config.heartbeat, config.peers, self.counters)
+
+    @property
+    def revocations(self) -> dict[Key, Revocation]:
+        """The revocations in flight, by (old DMPA, BRI sequence number)."""
+        return self.revoker.pending
 
     # --- entry points ---------------------------------------------------------------------
 
@@ -213,7 +219,10 @@ class DLMAP:
 
     def get_timer(self) -> float | None:
         return earliest(
-            self._timers.next_deadline(), self.pool.next_expiry(), self.heartbeat.get_timer()
+            self._timers.next_deadline(),
+            self.revoker.next_deadline(),
+            self.pool.next_expiry(),
+            self.heartbeat.get_timer(),
         )
 
     def handle_timer(self, now: float, wall: float) -> list[Action]:
@@ -222,10 +231,9 @@ class DLMAP:
             kind, *rest = key
             if kind == "expire":
                 actions += self._expire(rest[0], now, wall)
-            elif kind == "bri":
-                actions += self._retransmit_bri((rest[0], rest[1]), now)
             elif kind == "pba":
                 actions += self._release_pending(rest[0], "revocation budget spent")
+        actions += self.revoker.handle_timer(now)
         for lease in self.pool.expire(now):
             self.counters[DLMAPCounter.LEASE_EXPIRED] += 1
             actions.append(Persist("lease", lease.nai, None))
@@ -371,6 +379,9 @@ class DLMAP:
         granted = max(granted, LIFETIME_UNIT_SECONDS)
         previous_dmpa = bce.dmpa if bce is not None else None
         previous_hoa = bce.hoa if bce is not None else None
+        # The old registration's Access Technology Type, before this PBU's replaces it.
+        previous_access = bce.access_type if bce is not None else None
+        previous_end = bce.expires if bce is not None else now
         offered = req.seed.sequence if req.seed is not None else 0
         # Seed 6: the PBA carries max(BCE, PBU) + 1 (serial order); a new binding has no BCE value.
         # 0 means "accept always", so the DLMAP never assigns it: after 65535 comes 1.
@@ -399,16 +410,30 @@ class DLMAP:
         moved = previous_dmpa is not None and previous_dmpa != serving
         if previous_dmpa is None or moved or previous_hoa != hoa:
             actions.append(Bind(hoa, serving))
+        # A revocation still going to the DMPA that serves the MS now would remove it there.
+        actions += self.revoker.cancel(serving, nai)
         if moved:
             assert previous_dmpa is not None
             self.counters[DLMAPCounter.HANDOVER] += 1
             # A PBA still held for an earlier handover goes out now: its DMPA is owed an answer
             # (the revocation that follows tells it the MS has moved on again).
             actions += self._release_pending(nai, "superseded by another handover")
-            actions += self._revoke(bce, previous_dmpa, req, now, wall)
+            old_dialect = self.config.peers.get(previous_dmpa, req.dialect)
+            revocation, more = self.revoker.revoke(
+                previous_dmpa,
+                old_dialect,
+                nai,
+                hoa,
+                bce.sequence,
+                reason=trigger(previous_access, req.access.value if req.access else None),
+                prefix_length=self.config.prefix_length,
+                until=max(previous_end, now),
+                now=now,
+                wall=wall,
+            )
+            actions += more
             actions.append(event("handover", nai=nai, hoa=hoa, old=previous_dmpa, new=serving))
             if self.config.revocation_budget > 0:
-                revocation = (previous_dmpa, self._bri_sequence)
                 self.pending[nai] = PendingReply(src, reply, revocation)
                 self._timers.schedule(("pba", nai), now + self.config.revocation_budget)
                 return actions
@@ -527,76 +552,13 @@ class DLMAP:
 
     # --- revocation -----------------------------------------------------------------------
 
-    def _revoke(
-        self, bce: BindingCacheEntry, old: IPv6Address, req: PBURequest, now: float, wall: float
-    ) -> list[Action]:
-        self._bri_sequence = seq_next(self._bri_sequence)
-        old_dialect = self.config.peers.get(old, req.dialect)
-        options: list[MobilityOption] = [MobileNodeIdentifier.from_nai(bce.nai)]
-        if old_dialect.name == "draft":
-            # Seed figure 7: "The IPv4 HoA option should be included in this revocation message".
-            flags = BRFlag.P | BRFlag.V
-            options.append(
-                SeedIPv4HomeAddress(bce.sequence, bce.hoa, old_dialect.seed_option_type or 18)
-            )
-            trigger = RevocationTrigger.INTER_MAG_HANDOVER_UNKNOWN
-        else:
-            flags = BRFlag.P
-            same = req.access is not None and req.access.value == bce.access_type
-            trigger = (
-                RevocationTrigger.INTER_MAG_HANDOVER_SAME_ACCESS_TYPE
-                if same
-                else RevocationTrigger.INTER_MAG_HANDOVER_DIFFERENT_ACCESS_TYPE
-            )
-        bri = BindingRevocationIndication(trigger, self._bri_sequence, flags, tuple(options))
-        self.counters[DLMAPCounter.BRI_SENT] += 1
-        return [
-            Persist("meta", "bri_sequence", {"key": "bri_sequence", "value": self._bri_sequence}),
-            *self._start_revocation(Revocation(bce.nai, old, bri, self.config.bri_retries), now),
-        ]
-
-    def _start_revocation(self, revocation: Revocation, now: float) -> list[Action]:
-        """Send a BRI and keep it, on disk too, until it is acknowledged or its retries run out:
-        a DLMAP restarted mid-handover still tells the old DMPA."""
-        key = (revocation.peer, revocation.message.sequence)
-        self.revocations[key] = revocation
-        self._timers.schedule(("bri", *key), now + self.config.bri_interval)
-        return [
-            Persist(
-                "revocation",
-                revocation_key(key),
-                revocation_record(revocation.nai, revocation.peer, revocation.message),
-            ),
-            SendMH(revocation.peer, revocation.message),
-        ]
-
-    def _retransmit_bri(self, key: tuple[IPv6Address, int], now: float) -> list[Action]:
-        revocation = self.revocations.get(key)
-        if revocation is None:
-            return []
-        if revocation.retries_left <= 0:
-            del self.revocations[key]
-            self.counters[DLMAPCounter.BRI_UNANSWERED] += 1
-            return [
-                Persist("revocation", revocation_key(key), None),
-                event("revocation_unanswered", nai=revocation.nai, peer=revocation.peer),
-            ]
-        revocation.retries_left -= 1
-        self._timers.schedule(("bri", *key), now + self.config.bri_interval)
-        self.counters[DLMAPCounter.BRI_RETRANSMITTED] += 1
-        return [SendMH(revocation.peer, revocation.message)]
-
     def _on_bra(self, message: BindingRevocationAck, src: IPv6Address, now: float) -> list[Action]:
-        revocation = self.revocations.pop((src, message.sequence), None)
+        dialect = self.config.peers.get(src, self.config.default_dialect)
+        revocation, actions = self.revoker.acknowledge(message, src, dialect)
         if revocation is None:
-            self.counters[DLMAPCounter.BRA_UNMATCHED] += 1
-            return [event("unmatched_bra", peer=src, sequence=message.sequence)]
-        self._timers.cancel(("bri", src, message.sequence))
+            return actions
         self.counters[BRA_STATUS(message.status)] += 1
-        actions: list[Action] = [
-            Persist("revocation", revocation_key((src, message.sequence)), None),
-            event("revoked", nai=revocation.nai, peer=src, status=message.status),
-        ]
+        actions.append(event("revoked", nai=revocation.nai, peer=src, status=message.status))
         pending = self.pending.get(revocation.nai)
         if pending is not None and pending.revocation == (src, message.sequence):
             actions += self._release_pending(revocation.nai, "revocation acknowledged")
@@ -702,7 +664,7 @@ class DLMAP:
         stored_counter: int | None = None
         for row in tables.get("meta", ()):
             if row["key"] == "bri_sequence":
-                self._bri_sequence = int(row["value"])
+                self.revoker.sequence = int(row["value"])
             elif row["key"] == "restart_counter":
                 stored_counter = int(row["value"])
         counter = self.heartbeat.next_restart_counter(stored_counter, wall)
@@ -746,29 +708,11 @@ class DLMAP:
                 continue
             self._timers.schedule(("expire", bce.nai), bce.expires)
             actions.append(Bind(bce.hoa, bce.dmpa))
-        for row in tables.get("revocation", ()):
-            # Still unacknowledged when we stopped: tell the old DMPA again, with fresh retries.
-            key = (IPv6Address(str(row["peer"])), int(row["sequence"]))
-            bri = self._revocation_message(row)
-            if bri is not None:
-                revocation = Revocation(str(row["nai"]), key[0], bri, self.config.bri_retries)
-                actions += self._start_revocation(revocation, now)
+        # Still unacknowledged when we stopped: tell the old DMPAs again, with fresh retries.
+        until = now + self.config.max_lifetime
+        rows = tables.get("revocation", ())
+        actions += self.revoker.restore(rows, self.config.peers, until, now, wall)
         return actions
-
-    def _revocation_message(self, row: Mapping[str, Any]) -> BindingRevocationIndication | None:
-        peer = IPv6Address(str(row["peer"]))
-        dialect = self.config.peers.get(peer)
-        if dialect is None:
-            return None
-        options: list[MobilityOption] = [MobileNodeIdentifier.from_nai(str(row["nai"]))]
-        if row.get("hoa") and dialect.name == "draft":
-            carrier = dialect.seed_option_type or 18
-            options.append(
-                SeedIPv4HomeAddress(int(row["option_sequence"]), IPv4Address(row["hoa"]), carrier)
-            )
-        return BindingRevocationIndication(
-            int(row["trigger"]), int(row["sequence"]), int(row["flags"]), tuple(options)
-        )
 
 
 def _usable_unicast(address: IPv4Address) -> bool:

@@ -45,11 +45,12 @@ from router.core.common import (
 from router.core.counters import Counters, Names
 from router.core.defaults import FIRST_BINDACK_TIMEOUT, LIFETIME
 from router.core.heartbeat import HeartbeatConfig, HeartbeatMonitor, PeerChange
-from router.core.sequence import seq_max, seq_next
+from router.core.sequence import seq_after, seq_max, seq_next
 from router.core.timers import TimerHeap
 from router.wire.constants import (
     LIFETIME_UNIT_SECONDS,
     AccessTechnologyType,
+    BAFlag,
     BRAStatus,
     BRFlag,
     HandoffIndicator,
@@ -79,6 +80,7 @@ from router.wire.mh_options import (
 )
 
 UNSPECIFIED = IPv4Address("0.0.0.0")
+_BA_P = int(BAFlag.P)
 AddressMode = Literal["dhcp", "dlmap", "static"]
 
 
@@ -89,14 +91,18 @@ class DMPACounter(Names):
     AAA_ACCEPT = "aaa.accept"
     AAA_REJECT = "aaa.reject"
     ATTACH = "attach"
+    BRI_STALE = "bri.stale"
     DEREGISTERED = "deregistered"
     DEREGISTRATION_UNANSWERED = "deregistration.unanswered"
     PBA_NO_ADDRESS = "pba.no_address"
+    PBA_NOT_PROXY = "pba.not_proxy"
+    PBA_OTHER_ADDRESS = "pba.other_address"
     PBA_UNMATCHED = "pba.unmatched"
     PBU_PEER_RESTARTED = "pbu.peer_restarted"
     PBU_REFRESH = "pbu.refresh"
     PBU_RETRANSMIT = "pbu.retransmit"
     PBU_SENT = "pbu.sent"
+    REFRESH_REFUSED = "refresh.refused"
     REVOKED = "revoked"
 
 
@@ -420,11 +426,20 @@ class DMPA:
     ) -> list[Action]:
         if message.status == Status.SEQUENCE_NUMBER_OUT_OF_WINDOW:
             return self._resynchronise(message, src, now, wall)
-        mac = self._in_flight.pop((src, message.sequence), None)
+        mac = self._in_flight.get((src, message.sequence))
         visitor = self.visitors.get(mac) if mac is not None else None
         if visitor is None or visitor.pending != message.sequence:
+            self._in_flight.pop((src, message.sequence), None)
             self.counters[DMPACounter.PBA_UNMATCHED] += 1
             return [event("unmatched_pba", peer=src, sequence=message.sequence)]
+        hoa, gateway, ms_sequence = self._granted_address(message, src)
+        if message.accepted:
+            invalid = self._invalid(visitor, message, src, hoa)
+            if invalid is not None:
+                # Not an answer we can take: as if none had come, the PBU is sent again.
+                self.counters[invalid] += 1
+                return [event("invalid_pba", nai=visitor.nai, peer=src, why=invalid)]
+        self._in_flight.pop((src, message.sequence), None)
         visitor.pending = None
         self._timers.cancel(("retransmit", visitor.mac))
         if visitor.state is State.DEREGISTERING:
@@ -432,7 +447,6 @@ class DMPA:
             return self._forget(visitor, "deregistered")
         if not message.accepted:
             return self._refused(visitor, message)
-        hoa, gateway = self._granted_address(visitor, message, src)
         if hoa is None:
             self.counters[DMPACounter.PBA_NO_ADDRESS] += 1
             return [
@@ -443,6 +457,8 @@ class DMPA:
         if visitor.bound is not None and visitor.bound != hoa:
             actions += self._unbind(visitor)
         visitor.hoa = hoa
+        if ms_sequence is not None:
+            visitor.sequence = ms_sequence
         if gateway is not None:
             visitor.gateway = gateway
         visitor.state = State.REGISTERED
@@ -462,24 +478,47 @@ class DMPA:
         return actions
 
     def _granted_address(
-        self, visitor: Visitor, message: BindingAck, src: IPv6Address
-    ) -> tuple[IPv4Address | None, IPv4Address | None]:
+        self, message: BindingAck, src: IPv6Address
+    ) -> tuple[IPv4Address | None, IPv4Address | None, int | None]:
+        """What a PBA grants: the HoA, the default router and the per-MS sequence number."""
         dialect = self.config.peers[src]
         if dialect.name == "draft":
             seed = message.find(SeedIPv4HomeAddress)
             if seed is None or seed.address == UNSPECIFIED:
-                return None, None
-            visitor.sequence = seed.sequence
-            return seed.address, None
+                return None, None, None
+            return seed.address, None, seed.sequence
         reply = message.find(IPv4HomeAddressReply)
         router = message.find(IPv4DefaultRouterAddress)
         if reply is None or reply.status >= 128 or reply.address == UNSPECIFIED:
-            return None, None
-        return reply.address, router.address if router is not None else None
+            return None, None, None
+        return reply.address, router.address if router is not None else None, None
+
+    def _invalid(
+        self, visitor: Visitor, message: BindingAck, src: IPv6Address, hoa: IPv4Address | None
+    ) -> DMPACounter | None:
+        """Why an accepting PBA cannot be taken, or None. Seed 3.1.2: a PBA for an IPv4 MS has
+        P ("SHOULD be 1") and, in the seed's dialect, V (set when the PBU's was); and it grants
+        the address the PBU asked for, when it asked for one (static, DHCP lease, refresh)."""
+        dialect = self.config.peers[src]
+        if not message.flags & _BA_P or (
+            dialect.name == "draft" and not dialect.ba_has_v(message.flags)
+        ):
+            return DMPACounter.PBA_NOT_PROXY
+        asked = visitor.hoa
+        if visitor.state is not State.DEREGISTERING and None not in (asked, hoa) and hoa != asked:
+            return DMPACounter.PBA_OTHER_ADDRESS
+        return None
 
     def _refused(self, visitor: Visitor, message: BindingAck) -> list[Action]:
         self.counters[PBA_STATUS(message.status)] += 1
         actions = self._unbind(visitor)
+        if visitor.registered_once:
+            # A refresh (or re-registration) refused: the DLMAP no longer has the MS here (it
+            # moved, and the revocation never reached us). Forgotten, not kept as refused: if
+            # the MS is in fact here, its next frame attaches it afresh.
+            self.counters[DMPACounter.REFRESH_REFUSED] += 1
+            actions += self._forget(visitor, "refresh_refused")
+            return actions
         visitor.state = State.REJECTED
         self._timers.cancel(("refresh", visitor.mac))
         actions.append(Persist("visitor", str(visitor.mac), None))
@@ -504,6 +543,12 @@ class DMPA:
         return []
 
     def _on_bri(self, message: BindingRevocationIndication, src: IPv6Address) -> list[Action]:
+        """RFC 5846 6.2, seed figure 7 steps 3-4: remove the visitor the BRI names and answer
+        with a BRA naming it back (its MN-ID and IPv4 HoA option, in the peer's dialect).
+
+        Removing it also ends its PBU retransmissions: one still going after the revocation
+        (per-MS sequence 0, "accept always") would take the binding back from the DMPA the MS
+        moved to."""
         mn_id = message.find(MobileNodeIdentifier)
         nai = mn_id.nai if mn_id is not None else None
         seed = message.find(SeedIPv4HomeAddress)
@@ -520,18 +565,26 @@ class DMPA:
                 (
                     v
                     for v in self.visitors.values()
-                    if v.nai == nai and v.tunnel_dst == src and (hoa is None or v.hoa == hoa)
+                    if v.nai == nai and v.tunnel_dst == src and _names(v, hoa)
                 ),
                 None,
             )
             if visitor is None:
                 status = BRAStatus.BINDING_DOES_NOT_EXIST
+            elif seed is not None and seed.sequence and seq_after(visitor.sequence, seed.sequence):
+                # Seed 5.1: the per-MS number orders "the MS related proxy MIPv6 messages". This
+                # BRI revoked a registration older than ours (a late copy of an earlier one).
+                self.counters[DMPACounter.BRI_STALE] += 1
+                status = BRAStatus.REVOCATION_FAILED_MN_ATTACHED
             else:
                 self.counters[DMPACounter.REVOKED] += 1
                 actions += self._unbind(visitor)
                 actions += self._forget(visitor, "revoked")
         self.counters[BRA_STATUS(status)] += 1
-        actions.append(SendMH(src, BindingRevocationAck(status, message.sequence, message.flags)))
+        # The BRA names what the BRI named, as the BRI carried it (so in the peer's dialect).
+        echo = tuple(o for o in (mn_id, seed or request) if o is not None)
+        bra = BindingRevocationAck(status, message.sequence, message.flags, echo)
+        actions.append(SendMH(src, bra))
         return actions
 
     # --- state helpers --------------------------------------------------------------------
@@ -612,3 +665,12 @@ class DMPA:
             actions.append(Bind(visitor.hoa, visitor.tunnel_dst, mac, visitor.link))
             actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
+
+
+def _names(visitor: Visitor, hoa: IPv4Address | None) -> bool:
+    """Whether a revocation of ``hoa`` (None: of the NAI, whatever its address) is this
+    visitor's. A visitor whose first PBA has not come does not know its HoA yet (mode dlmap
+    asks for 0.0.0.0): its registration may still be the one revoked, so the NAI decides."""
+    if hoa is None or visitor.hoa == hoa:
+        return True
+    return visitor.hoa is None and visitor.pending is not None

@@ -201,7 +201,7 @@ class AccessDispatcher:
             except DecodeError as exc:
                 return actions + self._drop(IcmpCounter.MALFORMED, now, link=link, error=exc)
             actions += self.arp.learn(visitor, ip.src, now, wall)
-            return actions + self.icmp.receive(visitor, eth, ip, message, now)
+            return actions + self.icmp.receive(visitor, eth, ip, message, now, wall)
         # An MS not bound yet shows the address it holds (seed 4: it may come from another
         # DMPA of the domain with its address kept): that registers it (router.core.dmpa).
         actions += self.arp.learn(visitor, ip.src, now, wall)

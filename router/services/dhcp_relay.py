@@ -10,12 +10,16 @@ request, plus :class:`~router.core.actions.Persist` and events. The UDP socket i
 Rules:
 
 1. A request with ``hops`` above ``max_hops`` (16, RFC 1542 section 4.1.1) is dropped; otherwise
-   ``hops`` goes up by one, ``giaddr`` becomes the DLMAP's address on the MS subnet (a DMPA's own
-   ``giaddr``, if any, is remembered and given back in the reply), option 82 is kept as the DMPA
-   wrote it, and the DMPA's IPv6 address is added as remote-id (sub-option 2) when configured.
-2. Each request is remembered by (xid, chaddr) -> DMPA, NAI, for ``entry_ttl`` seconds, in a
-   table of at most ``table_size`` entries (the oldest goes first). A reply that matches nothing,
-   comes from a server not configured, or carries another ``giaddr`` is dropped and counted.
+   ``hops`` goes up by one, ``giaddr`` becomes the DLMAP's address on the MS subnet, option 82 is
+   kept as the DMPA wrote it, and the DMPA's IPv6 address is added as remote-id (sub-option 2)
+   when configured. A request whose ``giaddr`` is already set (another relay's) goes to the
+   servers with that ``giaddr`` unchanged (RFC 1542 4.1.1: "MUST NOT" be modified) and nothing
+   added to its option 82 (RFC 3046 2.1.1); its reply goes to that relay, not to us, so nothing
+   is remembered for it (``request.giaddr_kept``).
+2. Each request we are the first relay of is remembered by (xid, chaddr) -> DMPA, NAI, for
+   ``entry_ttl`` seconds, in a table of at most ``table_size`` entries (the oldest goes first).
+   A reply that matches nothing, comes from a server not configured, or carries another
+   ``giaddr`` is dropped and counted.
 3. On an ACK with a ``yiaddr``, the NAI (the subscriber-id of the option 82 the server echoed,
    else the one remembered) gets ``pool.record(nai, yiaddr, now + lease)``, so the seed section 6
    check "a unicast HoA must be the address allocated to that NAI" holds for it; an address
@@ -90,7 +94,7 @@ class DhcpRelayCounter(Names):
     REPLY_UNKNOWN_SERVER = "reply.unknown_server"
     REPLY_UNMATCHED = "reply.unmatched"
     REPLY_WRONG_GIADDR = "reply.wrong_giaddr"
-    REQUEST_GIADDR_REPLACED = "request.giaddr_replaced"
+    REQUEST_GIADDR_KEPT = "request.giaddr_kept"
     REQUEST_NO_NAI = "request.no_nai"
     RX_REPLY = "rx.reply"
     RX_REQUEST = "rx.request"
@@ -161,7 +165,6 @@ class Pending:
 
     dmpa: IPv6Address
     nai: str | None
-    giaddr: IPv4Address
     expires: float
 
 
@@ -209,6 +212,8 @@ class DhcpRelay:
             return self._drop(DhcpRelayCounter.DROP_HOPS)
         if not isinstance(message.message_type, DhcpMessageType):
             return self._drop(RequestDrop.BAD_MESSAGE_TYPE)
+        if message.giaddr not in (ZERO, self.config.giaddr):
+            return self._relay_onward(message)
         forwarded = self._forwarded(message, dmpa)
         if forwarded is None:
             return self._drop(DhcpRelayCounter.DROP_OPTION82_FULL)
@@ -217,7 +222,7 @@ class DhcpRelay:
             self.counters[DhcpRelayCounter.REQUEST_NO_NAI] += 1
         key = (message.xid, message.chaddr)
         self.pending.pop(key, None)
-        self.pending[key] = Pending(dmpa, nai, message.giaddr, now + self.config.entry_ttl)
+        self.pending[key] = Pending(dmpa, nai, now + self.config.entry_ttl)
         while len(self.pending) > self.config.table_size:
             self.pending.popitem(last=False)
             self.counters[DhcpRelayCounter.PENDING_EVICTED] += 1
@@ -225,9 +230,17 @@ class DhcpRelay:
         self.counters[DhcpRelayCounter.TX_SERVER] += len(self.config.servers)
         return [SendToServer(s, self.config.server_port, payload) for s in self.config.servers]
 
+    def _relay_onward(self, message: DhcpMessage) -> list[RelayAction]:
+        """Rule 1, another relay's request: only ``hops`` changes (RFC 1542 4.1.1)."""
+        self.counters[DhcpRelayCounter.REQUEST_GIADDR_KEPT] += 1
+        try:
+            payload = replace(message, hops=message.hops + 1).encode()
+        except EncodeError:
+            return self._drop(DhcpRelayCounter.DROP_HOPS)  # hops at 255
+        self.counters[DhcpRelayCounter.TX_SERVER] += len(self.config.servers)
+        return [SendToServer(s, self.config.server_port, payload) for s in self.config.servers]
+
     def _forwarded(self, message: DhcpMessage, dmpa: IPv6Address) -> DhcpMessage | None:
-        if message.giaddr not in (ZERO, self.config.giaddr):
-            self.counters[DhcpRelayCounter.REQUEST_GIADDR_REPLACED] += 1
         try:
             out = DhcpMessage(
                 op=message.op,
@@ -300,9 +313,7 @@ class DhcpRelay:
                 # refused anyway, so it never gets it.
                 return [*actions, *self._drop(DhcpRelayCounter.REPLY_CONFLICTING_ACK)]
         reply = message.without_relay_agent_info()
-        dst, port = _client_destination(reply, entry.giaddr)
-        if entry.giaddr != ZERO:
-            reply = _with_giaddr(reply, entry.giaddr)
+        dst, port = _client_destination(reply)
         self.counters[TX_REPLY(name)] += 1
         packet = build_packet(reply, self.config.giaddr, dst, port)
         actions.insert(0, SendTunnel(entry.dmpa, packet.encode()))
@@ -352,10 +363,8 @@ def _in_code_order(
     return tuple(sorted((*kept, added), key=lambda pair: pair[0]))
 
 
-def _client_destination(reply: DhcpMessage, dmpa_giaddr: IPv4Address) -> tuple[IPv4Address, int]:
+def _client_destination(reply: DhcpMessage) -> tuple[IPv4Address, int]:
     """RFC 2131 section 4.1, relay side: where the reply goes on the MS's link."""
-    if dmpa_giaddr != ZERO:
-        return dmpa_giaddr, SERVER_PORT  # the DMPA relays itself: hand it the reply as a server
     if reply.message_type == DhcpMessageType.NAK or reply.broadcast:
         return BROADCAST, CLIENT_PORT
     if reply.ciaddr != ZERO:
@@ -363,7 +372,3 @@ def _client_destination(reply: DhcpMessage, dmpa_giaddr: IPv4Address) -> tuple[I
     if reply.yiaddr == ZERO:
         return BROADCAST, CLIENT_PORT
     return reply.yiaddr, CLIENT_PORT
-
-
-def _with_giaddr(message: DhcpMessage, giaddr: IPv4Address) -> DhcpMessage:
-    return replace(message, giaddr=giaddr)

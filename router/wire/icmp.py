@@ -1,9 +1,12 @@
-"""ICMP for IPv4 (RFC 792): the generic message, Echo, and the two errors a router must send.
+"""ICMP for IPv4 (RFC 792): the generic message, the queries a gateway answers (Echo,
+Timestamp, Address Mask), and the two errors a router must send.
 
 Every ICMP message is type, code, checksum, a 4-byte "rest of header" whose meaning depends on the
-type, and a body. :class:`IcmpMessage` holds that generic form; :class:`IcmpEcho` is the typed
-view of Echo Request/Reply. The error builders quote the offending datagram as RFC 792 asks: its
-"internet header plus the first 64 bits" of its data.
+type, and a body. :class:`IcmpMessage` holds that generic form; :class:`IcmpEcho`,
+:class:`IcmpTimestamp` (RFC 792) and :class:`IcmpAddressMask` (RFC 950) are the typed views of the
+queries and their replies, whose "rest" is an identifier and a sequence number. The error
+builders quote the offending datagram as RFC 792 asks: its "internet header plus the first 64
+bits" of its data.
 
 A message has no length field: it runs to the end of the buffer, so decode from the IPv4 payload
 (or slice a memoryview to the IPv4 total length and pass the offset, to keep offsets absolute).
@@ -14,12 +17,15 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
+from ipaddress import IPv4Address
 
 from router.wire.checksum import internet_checksum
 from router.wire.errors import ChecksumError, EncodeError, FieldValueError, check_uint, need
 
 _HEADER = struct.Struct("!BBH4s")
-_ECHO_REST = struct.Struct("!HH")
+_ECHO_REST = struct.Struct("!HH")  # identifier, sequence number (every query and its reply)
+_TIMESTAMPS = struct.Struct("!III")  # originate, receive, transmit
+_MASK = struct.Struct("!4s")
 _MTU_REST = struct.Struct("!HH")  # unused, Next-Hop MTU
 
 HEADER_SIZE = _HEADER.size  # 8
@@ -36,6 +42,16 @@ class IcmpType(IntEnum):
     ECHO_REQUEST = 8
     TIME_EXCEEDED = 11
     PARAMETER_PROBLEM = 12
+    TIMESTAMP = 13  # RFC 792
+    TIMESTAMP_REPLY = 14
+    ADDRESS_MASK_REQUEST = 17  # RFC 950
+    ADDRESS_MASK_REPLY = 18
+
+
+#: RFC 792: a timestamp is "milliseconds since midnight UT", 32 bits.
+MS_PER_DAY = 86_400_000
+#: The mask field of an Address Mask Request (RFC 950: zero).
+NO_MASK = IPv4Address(0)
 
 
 class UnreachableCode(IntEnum):
@@ -161,6 +177,124 @@ class IcmpEcho:
     ) -> IcmpEcho:
         message = IcmpMessage.decode(data, offset, verify_checksum=verify_checksum)
         return cls.from_message(message, offset)
+
+
+def _query_view(
+    message: IcmpMessage, offset: int, request: int, reply: int, size: int | None, name: str
+) -> tuple[int, int, bool]:
+    """Identifier, sequence number and "is a reply" of a query ``message`` (request or reply
+    type, code 0, a body of ``size`` bytes when given), or :class:`FieldValueError`."""
+    if message.type not in (request, reply):
+        raise FieldValueError(
+            f"type {message.type} is not {name}", field="icmp.type", offset=offset
+        )
+    if message.code != 0:
+        raise FieldValueError(
+            f"{name} with code {message.code}", field="icmp.code", offset=offset + 1
+        )
+    if size is not None and len(message.payload) != size:
+        raise FieldValueError(
+            f"{name} body of {len(message.payload)} bytes, {size} expected",
+            field="icmp.body",
+            offset=offset + HEADER_SIZE,
+        )
+    identifier, sequence = _ECHO_REST.unpack(message.rest)
+    return identifier, sequence, message.type == reply
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpTimestamp:
+    """Timestamp (type 13) or Timestamp Reply (type 14), RFC 792: three 32-bit times in
+    milliseconds since midnight UT (``originate`` from the sender; ``receive`` and ``transmit``
+    filled by the one that answers)."""
+
+    identifier: int
+    sequence: int
+    originate: int
+    receive: int = 0
+    transmit: int = 0
+    reply: bool = False
+
+    def __post_init__(self) -> None:
+        check_uint(self.identifier, 16, "icmp.timestamp.identifier")
+        check_uint(self.sequence, 16, "icmp.timestamp.sequence")
+        for name in ("originate", "receive", "transmit"):
+            check_uint(getattr(self, name), 32, f"icmp.timestamp.{name}")
+        if not isinstance(self.reply, bool):
+            raise EncodeError("icmp.timestamp.reply must be a bool")
+
+    def make_reply(self, now_ms: int) -> IcmpTimestamp:
+        """RFC 792: the reply keeps identifier, sequence and originate, and gives our time as
+        both the receive and the transmit timestamp (received and sent at once)."""
+        return IcmpTimestamp(
+            self.identifier, self.sequence, self.originate, now_ms, now_ms, reply=True
+        )
+
+    def to_message(self) -> IcmpMessage:
+        kind = IcmpType.TIMESTAMP_REPLY if self.reply else IcmpType.TIMESTAMP
+        body = _TIMESTAMPS.pack(self.originate, self.receive, self.transmit)
+        return IcmpMessage(kind, 0, _ECHO_REST.pack(self.identifier, self.sequence), body)
+
+    @classmethod
+    def from_message(cls, message: IcmpMessage, offset: int = 0) -> IcmpTimestamp:
+        identifier, sequence, reply = _query_view(
+            message,
+            offset,
+            IcmpType.TIMESTAMP,
+            IcmpType.TIMESTAMP_REPLY,
+            _TIMESTAMPS.size,
+            "a timestamp",
+        )
+        originate, receive, transmit = _TIMESTAMPS.unpack(message.payload)
+        return cls(identifier, sequence, originate, receive, transmit, reply)
+
+    def encode(self) -> bytes:
+        return self.to_message().encode()
+
+
+def ut_milliseconds(wall: float) -> int:
+    """RFC 792's timestamp: milliseconds since midnight UT of the Unix time ``wall``."""
+    return int(wall * 1000) % MS_PER_DAY
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpAddressMask:
+    """Address Mask Request (type 17) or Reply (type 18), RFC 950 Appendix I: the subnet mask of
+    the network the request came from (0.0.0.0 in a request)."""
+
+    identifier: int
+    sequence: int
+    mask: IPv4Address = NO_MASK
+    reply: bool = False
+
+    def __post_init__(self) -> None:
+        check_uint(self.identifier, 16, "icmp.mask.identifier")
+        check_uint(self.sequence, 16, "icmp.mask.sequence")
+        if not isinstance(self.mask, IPv4Address) or not isinstance(self.reply, bool):
+            raise EncodeError("icmp.mask.mask must be an IPv4Address and reply a bool")
+
+    def make_reply(self, mask: IPv4Address) -> IcmpAddressMask:
+        return IcmpAddressMask(self.identifier, self.sequence, mask, reply=True)
+
+    def to_message(self) -> IcmpMessage:
+        kind = IcmpType.ADDRESS_MASK_REPLY if self.reply else IcmpType.ADDRESS_MASK_REQUEST
+        rest = _ECHO_REST.pack(self.identifier, self.sequence)
+        return IcmpMessage(kind, 0, rest, _MASK.pack(self.mask.packed))
+
+    @classmethod
+    def from_message(cls, message: IcmpMessage, offset: int = 0) -> IcmpAddressMask:
+        identifier, sequence, reply = _query_view(
+            message,
+            offset,
+            IcmpType.ADDRESS_MASK_REQUEST,
+            IcmpType.ADDRESS_MASK_REPLY,
+            _MASK.size,
+            "an address mask message",
+        )
+        return cls(identifier, sequence, IPv4Address(message.payload), reply)
+
+    def encode(self) -> bytes:
+        return self.to_message().encode()
 
 
 def quote_datagram(original: bytes | bytearray | memoryview) -> bytes:

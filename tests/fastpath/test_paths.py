@@ -57,6 +57,11 @@ def with_ttl(ip: bytes, ttl: int) -> bytes:
     return bytes(hdr) + ip[ihl:]
 
 
+def icmp_query(kind: int, body: int) -> bytes:
+    """An ICMP query of type ``kind`` (identifier 1, sequence 1) with ``body`` zero bytes."""
+    return struct.pack("!BBHHH", kind, 0, 0, 1, 1) + bytes(body)
+
+
 def outer(inner: bytes, src: bytes, dst: bytes, hop: int = 64) -> bytes:
     return ipv6(inner, src=src, dst=dst, tc=inner[1], hop=hop)
 
@@ -108,6 +113,11 @@ def test_hop_limit_and_mtu_boundary(fp: ModuleType) -> None:
         (eth(ipv4(0, 0xFFFFFFFF, payload=udp(68, 67, b"x" * 10)), dst=BROADCAST), 2, R.DHCP),
         (eth(ipv4(0, 0xFFFFFFFF, payload=udp(68, 67)), dst=BROADCAST), 9, R.DHCP),
         (eth(ipv4(HOA, GATEWAY, proto=1, payload=icmp_echo())), 2, R.ICMP_GATEWAY),
+        # The other queries to the gateway (RFC 792 timestamp, RFC 950 address mask) are
+        # punted too, whatever their TTL, never tunnelled: the DMPA answers them.
+        (eth(ipv4(HOA, GATEWAY, proto=1, payload=icmp_query(13, 12))), 2, R.ICMP_GATEWAY),
+        (eth(ipv4(HOA, GATEWAY, proto=1, payload=icmp_query(17, 4))), 2, R.ICMP_GATEWAY),
+        (eth(ipv4(HOA, GATEWAY, proto=1, ttl=1, payload=icmp_query(13, 12))), 2, R.ICMP_GATEWAY),
         (eth(ipv4(HOA2, CN)), 2, R.UNKNOWN_MS),
         (eth(ipv4(HOA, CN), src=bytes.fromhex("02aabbccdd02")), 2, R.SPOOFED_SRC),
         (eth(ipv4(HOA, CN)), 1, R.SPOOFED_SRC),

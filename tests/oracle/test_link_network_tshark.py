@@ -22,7 +22,12 @@ from router.wire.dhcp import (
     RelayAgentInfo,
 )
 from router.wire.ethernet import BROADCAST_MAC, EthernetFrame, EtherType, MacAddress
-from router.wire.icmp import fragmentation_needed
+from router.wire.icmp import (
+    IcmpAddressMask,
+    IcmpTimestamp,
+    fragmentation_needed,
+    ut_milliseconds,
+)
 from router.wire.ipv4 import IPProto, IPv4Flags, IPv4Packet
 from router.wire.udp import UdpDatagram
 from tests.oracle.tshark import LINKTYPE_ETHERNET, write_pcap
@@ -129,3 +134,50 @@ def test_fragmentation_needed_and_arp(tshark_path: str, tmp_path: Path) -> None:
         "192.0.2.10",
         "192.0.2.1",
     )
+
+
+def test_the_gateway_query_replies(tshark_path: str, tmp_path: Path) -> None:
+    """What the DMPA answers for the gateway besides echo: RFC 792 Timestamp and RFC 950
+    Address Mask replies, as tshark reads them."""
+    ms = IPv4Address("192.0.2.10")
+    stamp = IcmpTimestamp(0x1234, 9, 43_200_000).make_reply(ut_milliseconds(1_000_000_000.25))
+    mask = IcmpAddressMask(77, 3).make_reply(IPv4Address("255.255.255.0"))
+    frames = [
+        EthernetFrame(CLIENT_MAC, DMPA_MAC, EtherType.IPV4, packet.encode()).encode()
+        for packet in (
+            IPv4Packet(DLMAP, ms, IPProto.ICMP, stamp.encode()),
+            IPv4Packet(DLMAP, ms, IPProto.ICMP, mask.encode()),
+        )
+    ]
+    pcap = tmp_path / "queries.pcap"
+    write_pcap(pcap, frames, LINKTYPE_ETHERNET)
+    fields = [
+        "icmp.type",
+        "icmp.code",
+        "icmp.checksum.status",
+        "icmp.ident",
+        "icmp.seq",
+        "icmp.originate_timestamp",
+        "icmp.receive_timestamp",
+        "icmp.transmit_timestamp",
+        "icmp.address_mask",
+    ]
+    stamp_row, mask_row = _tshark_fields(tshark_path, pcap, fields)
+    assert [stamp_row[f] for f in fields[:8]] == [
+        "14",
+        "0",
+        "1",
+        str(0x1234),
+        "9",
+        "43200000",
+        "6400250",
+        "6400250",
+    ]
+    assert [mask_row[f] for f in (*fields[:5], fields[8])] == [
+        "18",
+        "0",
+        "1",
+        "77",
+        "3",
+        "255.255.255.0",
+    ]

@@ -142,7 +142,7 @@ class DLMAPMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def acknowledge_a_revocation(self, data: st.DataObject) -> None:
         peer, bri = self.bris.pop(data.draw(st.integers(0, len(self.bris) - 1)))
-        bra = BindingRevocationAck(0, bri.sequence, bri.flags)
+        bra = BindingRevocationAck(0, bri.sequence, bri.flags, bri.options)  # names it back
         self.apply(self.dlmap.receive(bra, peer, self.now, self.wall))
 
     @rule()

@@ -37,6 +37,7 @@ from router.services.dhcp_dmpa import DhcpDmpaConfig
 from router.services.dhcp_relay import DhcpRelayConfig
 from router.services.dhcp_server import DhcpServerConfig
 from router.wire.dialect import Dialect
+from tests.keys import KEY_FILE_LINE, SPI, SPI_LINE, example, example_file
 from tests.unit.nodes import DLMAP as NODE_DLMAP
 from tests.unit.nodes import DLMAP_INI as NODE_DLMAP_INI
 from tests.unit.nodes import DMPA_INI as NODE_DMPA_INI
@@ -44,11 +45,13 @@ from tests.unit.nodes import DMPA_INI as NODE_DMPA_INI
 ETC = Path(__file__).resolve().parents[2] / "etc"
 EXAMPLES = sorted(ETC.glob("*.ini"))
 
-DMPA = """
+# Protected signaling, as every configuration must have unless a peer says insecure = yes.
+DMPA = f"""
 [node]
 role = dmpa
 name = dmpa1
 address = 2001:db8:100::11
+{KEY_FILE_LINE}
 
 [dmpa]
 access = eth1
@@ -56,16 +59,18 @@ gateway = 192.0.2.1
 tunnel_mtu = 1500
 
 [peer 2001:db8:100::1]
+{SPI_LINE}
 
 [profile alice@example.org]
 mac = 02:00:00:00:0a:01
 """
 
-DLMAP = """
+DLMAP = f"""
 [node]
 role = dlmap
 name = dlmap
 address = 2001:db8:100::1
+{KEY_FILE_LINE}
 
 [dlmap]
 gateway = 192.0.2.1
@@ -74,6 +79,7 @@ pool = 192.0.2.100-192.0.2.199
 tunnel_mtu = 1500
 
 [peer 2001:db8:100::11]
+{SPI_LINE}
 """
 
 
@@ -98,9 +104,10 @@ def warnings(text: str) -> list[str]:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_every_example_is_valid_and_quiet(path: Path) -> None:
-    settings, warned = load(path)
+    settings, warned = loads(example(path.name))  # with the tests' key file, same SPI
     assert warned == []
     assert settings.node.name in path.stem or settings.node.role in path.stem
+    assert settings.node.key_file is not None and all(p.spi == SPI for p in settings.peers)
 
 
 def test_the_examples_exist() -> None:
@@ -108,8 +115,8 @@ def test_the_examples_exist() -> None:
 
 
 def test_the_examples_describe_one_domain() -> None:
-    dmpa, _ = load(ETC / "dmpa.ini")
-    dlmap, _ = load(ETC / "dlmap.ini")
+    dmpa, _ = loads(example("dmpa.ini"))
+    dlmap, _ = loads(example("dlmap.ini"))
     assert isinstance(dmpa, DMPASettings) and isinstance(dlmap, DLMAPSettings)
     assert [p.address for p in dmpa.peers] == [dlmap.node.address]
     assert dmpa.node.address in {p.address for p in dlmap.peers}
@@ -125,7 +132,7 @@ def test_the_examples_describe_one_domain() -> None:
 
 
 def test_the_commented_radius_section_of_the_example_is_valid() -> None:
-    text = (ETC / "dmpa.ini").read_text().replace("aaa = local", "aaa = radius")
+    text = example("dmpa.ini").replace("aaa = local", "aaa = radius")
     text = re.sub(r"^;(\[radius\]|servers|nas_identifier|timeout|retries)", r"\1", text, flags=re.M)
     text = text.replace(";          [2001", "          [2001")
     settings, warned = loads(text)
@@ -181,6 +188,7 @@ def test_dlmap_defaults_and_pool_forms() -> None:
 def test_draft_codepoints_and_rfc5844() -> None:
     text = DLMAP + (
         "v_bu = 0x0008\nseed_option_type = 50\n\n[peer 2001:db8:100::12]\ndialect = rfc5844\n"
+        f"{SPI_LINE}\n"
     )
     settings, _ = loads(text)
     by_address = {p.address: p.dialect for p in settings.peers}
@@ -407,10 +415,10 @@ def test_dmpa_errors(old: str, new: str, expected: str) -> None:
         ),
         (
             "[peer 2001:db8:100::11]",
-            "[peer 2001:db8:100::11]\n[peer 2001:db8:100:0::11]",
+            f"[peer 2001:db8:100::11]\n{SPI_LINE}\n[peer 2001:db8:100:0::11]",
             "peer 2001:db8:100:0::11: 2001:db8:100::11 has two",
         ),
-        ("[peer 2001:db8:100::11]", "", "peer: a DLMAP needs a [peer <ipv6>]"),
+        (f"[peer 2001:db8:100::11]\n{SPI_LINE}", "", "peer: a DLMAP needs a [peer <ipv6>]"),
     ],
 )
 def test_dlmap_errors(old: str, new: str, expected: str) -> None:
@@ -469,10 +477,10 @@ def test_radius_timeouts_and_identifier() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (DMPA.replace("[dmpa]", "[dmpa]\naccess = eth2"), "dmpa.access: key given twice (line 9)"),
+        (DMPA.replace("[dmpa]", "[dmpa]\naccess = eth2"), "dmpa.access: key given twice (line 10)"),
         (DMPA + "[node]\n", "node: section given twice"),
         ("role = dmpa\n" + DMPA, "line 1: a key before any [section]"),
-        (DMPA.replace("[dmpa]", "[dmpa]\njust words"), "line 8: not 'key = value': just words"),
+        (DMPA.replace("[dmpa]", "[dmpa]\njust words"), "line 9: not 'key = value': just words"),
         ("", "node: section missing"),
         (DMPA.replace("role = dmpa\n", ""), "node.role: required"),
         (DMPA.replace("[dmpa]", "[dlmap]"), "dlmap: this node is a dmpa (node.role)"),
@@ -507,13 +515,28 @@ def test_a_missing_file() -> None:
     assert caught.value.problems[0].startswith("/nonexistent/netlmm.ini: cannot read")
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            DMPA.replace("[dmpa]", "[dmpa]\nlifetime = 3602\nlease_time = 600"),
+            "dmpa.lifetime: 3602 is not a multiple of 4 seconds (the unit a lifetime travels in, "
+            "RFC 6275 6.1.7): 3600 or 3604?",
+        ),
+        (
+            DLMAP.replace("[dlmap]", "[dlmap]\nmax_lifetime = 3601"),
+            "dlmap.max_lifetime: 3601 is not a multiple of 4 seconds (the unit a lifetime "
+            "travels in, RFC 6275 6.1.7): 3600 or 3604?",
+        ),
+    ],
+    ids=["dmpa.lifetime", "dlmap.max_lifetime"],
+)
+def test_a_lifetime_not_a_multiple_of_four_is_refused(text: str, expected: str) -> None:
+    """The ini says "a multiple of 4": a value that is not is an error, not a rounding."""
+    assert one_problem(text) == expected
+
+
 # Warnings
-
-
-def test_lifetime_is_rounded_to_units_of_four() -> None:
-    settings, warned = loads(DMPA.replace("[dmpa]", "[dmpa]\nlifetime = 3602\nlease_time = 600"))
-    assert isinstance(settings, DMPASettings) and settings.lifetime == 3604
-    assert warned == ["dmpa.lifetime: 3602 is not a multiple of 4 seconds: 3604 is used"]
 
 
 @pytest.mark.parametrize(
@@ -640,8 +663,11 @@ def test_the_limits_defaults_are_the_limits_modules() -> None:
 # The command
 
 
-def test_check_config_accepts_the_examples(capsys: pytest.CaptureFixture[str]) -> None:
-    for path in EXAMPLES:
+def test_check_config_accepts_the_examples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in (p.name for p in EXAMPLES):
+        path = example_file(name, tmp_path)  # its key file: the tests' (same SPI)
         assert main(["check-config", str(path)]) == 0
         out, err = capsys.readouterr()
         assert err == ""

@@ -252,14 +252,23 @@ def test_nak_and_broadcast_replies_are_broadcast() -> None:
     assert ip.dst == BROADCAST
 
 
-def test_dmpa_giaddr_is_given_back() -> None:
-    relay = make()
+@pytest.mark.parametrize("remote_id", [False, True])
+def test_a_nonzero_giaddr_is_forwarded_unchanged_without_adding_option_82(
+    remote_id: bool,
+) -> None:
+    """RFC 1542 4.1.1: a relay MUST NOT modify a non-zero giaddr; RFC 3046 2.1.1: such a
+    message is forwarded without a relay agent option of ours added."""
+    relay = make(remote_id=remote_id)
     theirs = IPv4Address("203.0.113.9")
-    out = forwarded(relay.receive_from_dmpa(request(giaddr=theirs), DMPA, 0.0))
-    assert out.giaddr == GIADDR and relay.counters["request.giaddr_replaced"] == 1
-    _, ip, offer = tunnelled(relay.receive_from_server(reply(DhcpMessageType.OFFER), SERVER, 1.0))
-    assert ip.dst == theirs and offer.giaddr == theirs
-    assert UdpDatagram.decode(ip.payload).dst_port == 67
+    sent = request(giaddr=theirs, hops=1)
+    out = forwarded(relay.receive_from_dmpa(in_tunnel(sent), DMPA, 0.0))
+    assert out.giaddr == theirs and out.hops == 2
+    assert out.relay_agent_info == sent.relay_agent_info  # as the DMPA wrote it, nothing added
+    assert relay.counters["request.giaddr_kept"] == 1
+    # The server answers that giaddr, not us: nothing waits here for its reply.
+    assert relay.pending == {}
+    bare = forwarded(relay.receive_from_dmpa(request(giaddr=theirs, nai=None, xid=9), DMPA, 0.0))
+    assert bare.relay_agent_info is None and bare.giaddr == theirs
 
 
 def test_handover_mid_exchange_follows_the_latest_dmpa() -> None:

@@ -91,7 +91,8 @@ def test_revocation_answers(options: tuple, flags: int, status: int) -> None:
     registered(node)
     actions = node.receive(BindingRevocationIndication(2, 77, flags, options), DLMAP_A, 1.0, 1e9)
     ((peer, bra),) = sent(actions)
-    assert peer == DLMAP_A and bra == BindingRevocationAck(status, 77, flags)
+    # The BRA names back what the BRI named (seed figure 7, step 4).
+    assert peer == DLMAP_A and bra == BindingRevocationAck(status, 77, flags, options)
     assert (MS in node.visitors) == (status != BRAStatus.SUCCESS)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from router.app.config import KEYS, LIMITS_DLMAP, LIMITS_DMPA, ConfigErrors, load, loads
+from router.app.config import KEYS, LIMITS_DLMAP, LIMITS_DMPA, ConfigErrors, loads
 from router.app.settings import DLMAPSettings, DMPASettings
 from router.core.actions import Action
 from router.core.dlmap import DLMAP, DLMAPConfig
@@ -34,6 +34,7 @@ from router.wire.dialect import DRAFT
 from router.wire.ethernet import MacAddress
 from router.wire.mh import BindingUpdate, Heartbeat, MobilityMessage
 from router.wire.mh_options import MobileNodeIdentifier
+from tests.keys import example
 from tests.netns.access_helpers import (
     GATEWAY,
     HOA,
@@ -229,7 +230,7 @@ def test_the_examples_document_their_limits() -> None:
         for key in (*(f"{n}_{p}" for n in names for p in ("rate", "burst")), "table_size"):
             assert key in KEYS["limits"]
             assert re.search(rf"^;?{key} = ", text, re.M), f"{role}.ini lacks limits.{key}"
-        settings, _ = load(ETC / f"{role}.ini")
+        settings, _ = loads(example(f"{role}.ini"))  # with the tests' key file
         assert settings.limits == LimitSettings()
 
 
@@ -292,7 +293,7 @@ def test_strangers_cannot_evict_a_dmpa_from_the_pbu_new_nai_limit(
     from router.adapters.store import Store
     from router.wire.mh import BindingAck, decode_message
     from router.wire.mh_options import SeedIPv4HomeAddress
-    from tests.unit.nodes import DLMAP_INI, DMPA1, dlmap_node
+    from tests.unit.nodes import DLMAP, DLMAP_INI, DMPA1, dlmap_node, sealed
 
     ini = DLMAP_INI + "[limits]\npbu_new_nai_rate = 0.001\npbu_new_nai_burst = 2\ntable_size = 4\n"
     settings, _ = loads(ini)
@@ -304,7 +305,10 @@ def test_strangers_cannot_evict_a_dmpa_from_the_pbu_new_nai_limit(
 
     def pbu(sequence: int, nai: str, src: IPv6Address) -> list[BindingAck]:
         options = (MobileNodeIdentifier.from_nai(nai), SeedIPv4HomeAddress(0, IPv4Address(0)))
-        node.on_mh(BindingUpdate(sequence, DRAFT.pbu_flags(), 900, options).encode(), src)
+        message = BindingUpdate(sequence, DRAFT.pbu_flags(), 900, options)
+        # A configured DMPA signs (protected by default); a stranger cannot: the core refuses it.
+        data = sealed(message, src, DLMAP, node.clock.wall()) if src == DMPA1 else message.encode()
+        node.on_mh(data, src)
         node.runner.flush()
         replies = [decode_message(data, DRAFT) for data, dst in sent if dst == src]
         sent.clear()

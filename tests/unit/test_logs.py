@@ -21,7 +21,7 @@ from router.core.actions import event
 from router.wire.dialect import DRAFT
 from router.wire.mh import BindingUpdate
 from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
-from tests.unit.nodes import DLMAP_INI, DMPA1, NAI, dlmap_node
+from tests.unit.nodes import DLMAP, DLMAP_INI, DMPA1, NAI, dlmap_node, sealed
 
 
 def test_key_value_lines_quote_what_would_split_and_parse_back() -> None:
@@ -114,7 +114,8 @@ def test_an_nai_from_a_peer_cannot_break_a_log_line(
     try:
         caplog.set_level(logging.INFO)
         options = (MobileNodeIdentifier.from_nai(nai), SeedIPv4HomeAddress(0, IPv4Address(0)))
-        node.on_mh(BindingUpdate(1, DRAFT.pbu_flags(), 900, options).encode(), DMPA1)
+        message = BindingUpdate(1, DRAFT.pbu_flags(), 900, options)
+        node.on_mh(sealed(message, DMPA1, DLMAP, node.clock.wall()), DMPA1)
         node.runner.flush()
         [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("regis")]
         assert line.isprintable(), repr(line)

@@ -43,6 +43,7 @@ from tests.unit.nodes import (
     FlakyStore,
     dlmap_node,
     dmpa_node,
+    sealed,
 )
 
 
@@ -52,7 +53,8 @@ class Dlmap:
     sent: list[tuple[bytes, IPv6Address]]
 
     def receive(self, message: object, src: IPv6Address) -> list[object]:
-        self.node.on_mh(message.encode(), src)  # type: ignore[attr-defined]
+        data = sealed(message, src, DLMAP, self.node.clock.wall())  # type: ignore[arg-type]
+        self.node.on_mh(data, src)
         self.node.runner.flush()
         out = [decode_message(data, DRAFT) for data, _ in self.sent]
         self.sent.clear()
@@ -108,7 +110,8 @@ def test_dlmap_metrics_follow_a_registration_a_handover_and_garbage(dlmap: Dlmap
     assert value(held, "netlmm_bindings", state="handover_pending") == 1
     assert value(held, "netlmm_revocations_in_flight") == 1
     dlmap.node.loop.time = lambda: 1e6  # type: ignore[method-assign]  # the BRA, "later"
-    [released] = dlmap.receive(BindingRevocationAck(0, bri.sequence, 0), DMPA1)
+    bra = BindingRevocationAck(0, bri.sequence, bri.flags, bri.options)  # names the binding
+    [released] = dlmap.receive(bra, DMPA1)
     assert isinstance(released, BindingAck) and released.status == 0
     dlmap.node.on_mh(b"\x00\x01garbage", DMPA1)
     after = scrape(registry)
@@ -233,7 +236,8 @@ def test_levels_that_go_down_are_gauges_not_counters(
             MobileNodeIdentifier.from_nai("alice@example.org"),
             SeedIPv4HomeAddress(0, IPv4Address("0.0.0.0")),
         )
-        node.on_mh(BindingUpdate(1, DRAFT.pbu_flags(), 900, options).encode(), DMPA1)
+        message = BindingUpdate(1, DRAFT.pbu_flags(), 900, options)
+        node.on_mh(sealed(message, DMPA1, DLMAP, node.clock.wall()), DMPA1)
         node.runner.flush()
         assert node.counters["store.backlog"] > 0
         samples = scrape(registry)

@@ -1,4 +1,4 @@
-"""ICMPv4 (RFC 792, RFC 1191)."""
+"""ICMPv4 (RFC 792, RFC 950, RFC 1191)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import pytest
 
 from router.wire.errors import ChecksumError, EncodeError, FieldValueError, TruncatedError
 from router.wire.icmp import (
+    IcmpAddressMask,
     IcmpEcho,
     IcmpMessage,
+    IcmpTimestamp,
     IcmpType,
     TimeExceededCode,
     UnreachableCode,
@@ -17,9 +19,11 @@ from router.wire.icmp import (
     fragmentation_needed,
     quote_datagram,
     time_exceeded,
+    ut_milliseconds,
 )
 from router.wire.ipv4 import IPProto, IPv4Flags, IPv4Packet
 from tests.unit._checksum_reference import reference_checksum
+from tests.vectors import load_hex
 
 DATA = b"abcdefghijklmnopqrstuvwabcdefghi"  # what Windows ping sends
 
@@ -133,3 +137,54 @@ def test_encode_errors() -> None:
         IcmpMessage(256, 0)
     with pytest.raises(EncodeError):
         IcmpEcho(0x10000, 0)
+
+
+# --- Timestamp (RFC 792) and Address Mask (RFC 950): the vectors of tests/vectors/icmp ----------
+
+
+def test_timestamp_vectors() -> None:
+    wire = load_hex("icmp/timestamp_request")
+    asked = IcmpTimestamp.from_message(IcmpMessage.decode(wire))  # checksum verified
+    assert asked == IcmpTimestamp(0x1234, 9, 43_200_000)
+    assert asked.encode() == wire
+    answered = asked.make_reply(ut_milliseconds(1_000_000_000.25))
+    assert answered == IcmpTimestamp(0x1234, 9, 43_200_000, 6_400_250, 6_400_250, reply=True)
+    assert answered.encode() == load_hex("icmp/timestamp_reply")
+
+
+def test_address_mask_vectors() -> None:
+    wire = load_hex("icmp/mask_request")
+    asked = IcmpAddressMask.from_message(IcmpMessage.decode(wire))
+    assert asked == IcmpAddressMask(77, 3) and asked.encode() == wire
+    answered = asked.make_reply(IPv4Address("255.255.255.0"))
+    assert answered.encode() == load_hex("icmp/mask_reply")
+    assert IcmpAddressMask.from_message(IcmpMessage.decode(answered.encode())) == answered
+
+
+def test_ut_milliseconds_wrap_at_midnight() -> None:
+    assert ut_milliseconds(86_400.0) == 0
+    assert ut_milliseconds(86_399.999) == 86_399_999
+
+
+@pytest.mark.parametrize(
+    ("message", "field", "offset"),
+    [
+        (IcmpMessage(IcmpType.ECHO_REQUEST, 0, bytes(4), bytes(12)), "icmp.type", 0),
+        (IcmpMessage(IcmpType.TIMESTAMP, 2, bytes(4), bytes(12)), "icmp.code", 1),
+        (IcmpMessage(IcmpType.TIMESTAMP, 0, bytes(4), bytes(13)), "icmp.body", 8),
+    ],
+)
+def test_timestamp_view_rejects(message: IcmpMessage, field: str, offset: int) -> None:
+    with pytest.raises(FieldValueError) as info:
+        IcmpTimestamp.from_message(message)
+    assert (info.value.field, info.value.offset) == (field, offset)
+
+
+def test_address_mask_view_rejects_a_short_body_and_bad_values() -> None:
+    with pytest.raises(FieldValueError) as info:
+        IcmpAddressMask.from_message(IcmpMessage(IcmpType.ADDRESS_MASK_REPLY, 0, bytes(4), b"ab"))
+    assert (info.value.field, info.value.offset) == ("icmp.body", 8)
+    with pytest.raises(EncodeError):
+        IcmpTimestamp(1, 1, 1 << 32)
+    with pytest.raises(EncodeError):
+        IcmpAddressMask(1 << 16, 1)

@@ -24,17 +24,21 @@ MIN_SECRET = 16
 
 
 def lifetime(s: Section, key: k.Key[int]) -> int | None:
-    """A binding lifetime is rounded to the 4-second units it travels in (a warning)."""
+    """A binding lifetime travels in units of 4 seconds (RFC 6275 6.1.7): another value is
+    refused, never rounded behind the operator's back."""
     value = s.value(key)
     if value is None:
         return None
     unit = LIFETIME_UNIT_SECONDS
-    rounded = (value + unit // 2) // unit * unit
-    if rounded != value:
-        s.warn(key.name, f"{value} is not a multiple of 4 seconds: {rounded} is used")
-    rounded = min(rounded, k.MAX_LIFETIME)
-    s.replace(key, rounded)
-    return rounded
+    if value % unit:
+        below = value - value % unit
+        s.error(
+            key.name,
+            f"{value} is not a multiple of {unit} seconds (the unit a lifetime travels in, "
+            f"RFC 6275 6.1.7): {below} or {below + unit}?",
+        )
+        return None
+    return value
 
 
 def tunnel_mtu(s: Section, mtu: int | None) -> None:

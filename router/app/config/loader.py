@@ -227,7 +227,27 @@ class Loader:
         node: NodeSettings | None,
         peers: Mapping[IPv6Address, PeerSettings],
     ) -> NodeSettings | None:
-        """RFC 4285 keys: read ``node.key_file`` for the peers' SPIs (never shown anywhere)."""
+        """RFC 4285 keys: read ``node.key_file`` for the peers' SPIs (never shown anywhere).
+
+        Seed section 7: the signaling "MUST be protected". A [peer] without an spi is refused
+        unless it says ``insecure = yes``, which is warned about at every load (so every start).
+        """
+        for ps, _ in self.peers:
+            insecure = ps.value(k.PEER_INSECURE)
+            if insecure and ps.has(k.PEER_SPI):
+                ps.error("insecure", "yes, with an spi: the peer is either protected or not")
+            elif insecure:
+                ps.warn(
+                    "insecure",
+                    "signaling with this peer is not protected (seed section 7 says it MUST be)",
+                )
+            elif not ps.has(k.PEER_SPI):
+                ps.error(
+                    "spi",
+                    "required: signaling must be protected (seed section 7); make a key file "
+                    "with `netlmm keygen FILE` (node.key_file) and put its SPI here, or say "
+                    "insecure = yes",
+                )
         spis = {p.address: p.spi for p in peers.values() if p.spi is not None}
         if spis and not s.has(k.NODE_KEY_FILE):
             for ps, _ in self.peers:
@@ -239,9 +259,6 @@ class Loader:
         if not spis:
             s.warn("key_file", "not used: no [peer] section has an spi")
             return node
-        for ps, _ in self.peers:
-            if not ps.has(k.PEER_SPI):
-                ps.warn(None, "no spi: signaling with this peer is not authenticated")
         try:
             keys = read_key_file(node.key_file, spis.values())
         except KeyFileError as exc:

@@ -216,9 +216,10 @@ NODE_KEY_FILE = Key(
     None,
     "RFC 4285 signaling authentication (docs/protocol-auth.md): the key file, one line per SPI, "
     "\"SPI HEX-KEY\" (at least 16 bytes of key, '#' comments), mode 600 (the node refuses to "
-    "start if group or others may read it), read at start and again on SIGHUP. Required when "
-    "a [peer] has an spi",
-    shown="none (signaling is not authenticated)",
+    "start if group or others may read it), read at start and again on SIGHUP. "
+    "`netlmm keygen FILE` makes one (a fresh SPI and key) to copy to every node of the domain. "
+    "Required when a [peer] has an spi",
+    shown="none (no [peer] can have an spi)",
 )
 NODE_REPLAY_WINDOW = Key(
     "node",
@@ -418,14 +419,16 @@ DLMAP_BRI_INTERVAL = Key(
     "bri_interval",
     p.number(0, 60, low_open=True),
     defaults.BRI_INTERVAL,
-    "Seconds between revocation (BRI) retransmissions, (0, 60]",
+    "Seconds between the fast revocation (BRI) retransmissions, (0, 60] (RFC 5846 MINDelayBRIs)",
 )
 DLMAP_BRI_RETRIES = Key(
     "dlmap",
     "bri_retries",
     p.integer(0, 10),
     defaults.BRI_RETRIES,
-    "Revocation retransmissions before giving up, 0..10",
+    "Fast revocation retransmissions, 0..10 (RFC 5846 BRIMaxRetriesNumber); then the BRI goes "
+    f"on at a slower pace, the interval doubling up to {defaults.BRI_MAX_INTERVAL:g} s, until the "
+    "old DMPA's registration would have ended",
 )
 DLMAP_HEARTBEAT_INTERVAL, DLMAP_HEARTBEAT_MISSING = _heartbeat(
     "dlmap",
@@ -501,8 +504,17 @@ PEER_SPI = Key(
     None,
     f"RFC 4285 MN-HA SPI of this peer's key in node.key_file, {MIN_SPI}..{MAX_SPI}: every PBU, "
     "PBA, BRI and BRA with this peer is signed and checked (keep the same SPI and key on both "
-    "sides)",
-    shown="none (signaling with this peer is not authenticated)",
+    "sides; `netlmm keygen` says which). The seed (section 7) says the signaling MUST be "
+    "protected: required, unless insecure = yes",
+    shown="none (refused unless insecure = yes)",
+)
+PEER_INSECURE = Key(
+    "peer",
+    "insecure",
+    p.boolean,
+    False,
+    "yes: signaling with this peer is not protected (no spi), against the seed's section 7; for "
+    "a lab or a migration only, and every start warns about it",
 )
 
 # [profile <nai>]
@@ -674,6 +686,7 @@ SCHEMA: tuple[Key[Any], ...] = (
     PEER_DIALECT,
     *PEER_DRAFT_KEYS,
     PEER_SPI,
+    PEER_INSECURE,
     PROFILE_MAC,
     PROFILE_MODE,
     PROFILE_HOA,

@@ -96,10 +96,6 @@ class Section:
             self._read[key.name] = self._parse(key)
         return cast("T | None", self._read[key.name])
 
-    def replace(self, key: Key[T], value: T | None) -> None:
-        """A value a check adjusted (a lifetime rounded to its 4-second unit)."""
-        self._read[key.name] = value
-
     def _parse(self, key: Key[T]) -> T | None:
         text = self.raw(key)
         if text is None:
