@@ -113,8 +113,15 @@ def _check_config(args: argparse.Namespace) -> int:
         for warning in exc.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         return 2
-    for warning in warnings:
+    from router.app.preflight import check_host
+
+    errors, host_warnings = check_host(settings)
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    for warning in [*warnings, *host_warnings]:
         print(f"warning: {warning}", file=sys.stderr)
+    if errors:
+        return 2
     print(f"{args.file}: ok: {config.summary(settings)}")
     return 0
 

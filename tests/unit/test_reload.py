@@ -11,7 +11,7 @@ import pytest
 
 from router.adapters.store import Store
 from router.app import config, logs
-from router.app.run import flatten, reload
+from router.app.operations import flatten, reload
 from router.app.settings import DMPASettings
 from router.core.dmpa import State
 from router.wire.ethernet import MacAddress
