@@ -82,11 +82,18 @@ def redacted(value: object) -> object:
     return str(value)
 
 
-def reload(node: Node, path: Path | None, log_format: str | None = None) -> list[str]:
-    """SIGHUP: apply what can change at run time, log the rest; returns the keys applied."""
+def reload(
+    node: Node,
+    path: Path | None,
+    log_format: str | None = None,
+    pinned: dict[str, object] | None = None,
+) -> list[str]:
+    """SIGHUP: apply what can change at run time, log the rest; returns the keys applied.
+    ``pinned``: keys whose running value differs from the file's by design (the tunnel MTU
+    cut to the route's at start), compared with the file as the file had them."""
     from router.app import config
 
-    log.info("reload path=%s", path)
+    log.info("reload path=%s", logs.quote(path))
     node.reload_keys()  # RFC 4285 keys: a bad file keeps the old keys (logged)
     if path is None:
         return []
@@ -94,15 +101,15 @@ def reload(node: Node, path: Path | None, log_format: str | None = None) -> list
         new, warnings = config.load(path)
     except config.ConfigErrors as exc:
         for problem in exc.problems:
-            log.error("reload refused, nothing changed: problem=%s", logs.quote(problem))
+            log.error("reload_refused problem=%s changed=none", logs.quote(problem))
         return []
     for warning in warnings:
-        log.warning("reload warning=%s", warning)
+        log.warning("reload_warning warning=%s", logs.quote(warning))
     current = node.settings
     if new.node.role != current.node.role:
-        log.warning("reload needs a restart key=node.role")
+        log.warning("reload_needs_restart key=node.role")
         return []
-    old_view, new_view = flatten(current), flatten(new)
+    old_view, new_view = {**flatten(current), **(pinned or {})}, flatten(new)
     changed = sorted(
         k for k in old_view.keys() | new_view.keys() if old_view.get(k) != new_view.get(k)
     )
@@ -128,7 +135,7 @@ def reload(node: Node, path: Path | None, log_format: str | None = None) -> list
         node.settings = dataclasses.replace(current, **replace)
     for key in changed:
         if key not in applied:
-            log.warning("reload needs a restart key=%s", logs.quote(key))
+            log.warning("reload_needs_restart key=%s", logs.quote(key))
     log.info("reloaded applied=%s", ",".join(applied) or "-")
     return applied
 

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from router.adapters.aaa import AAA, AAAConfig
 from router.adapters.control import ControlServer
 from router.adapters.radius import RadiusConfig, parse_server
 from router.adapters.store import Store, StoreError
-from router.app import logs, preflight
+from router.app import logs, preflight, watch
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
 from router.app.operations import control_handler, reload
@@ -101,6 +102,10 @@ async def _serve(
     name, address = node_settings.name, node_settings.address
     run = loop.run_in_executor
     await run(None, preflight.wait_address, address)
+    # tunnel_mtu + 40 must fit every peer's route: warn and run with what fits (watch.py)
+    mtus = await run(None, watch.route_mtus, settings)
+    configured: dict[str, object] = {f"{node_settings.role}.tunnel_mtu": settings.tunnel_mtu}
+    settings = watch.clamp_tunnel_mtu(settings, mtus)
     swept = await run(None, devices.sweep, name)
     if swept.links or swept.routes:
         log.info("swept leftovers links=%s routes=%s", swept.links, swept.routes)
@@ -201,11 +206,19 @@ async def _serve(
         await control.start()
         tune_gc()
         # SIGHUP: what can be reloaded is, the rest is reported (module docstring).
-        loop.add_signal_handler(signal.SIGHUP, lambda: reload(node, config_path, log_format))
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: reload(node, config_path, log_format, pinned=configured)
+        )
+        watches = [
+            asyncio.ensure_future(watch.MtuWatch(settings, mtus).run()),
+            asyncio.ensure_future(watch.DropLog(_fastpath_counters(node)).run()),
+        ]
         running.set()
         log.info("running role=%s name=%s address=%s", node_settings.role, name, address)
         await _until_signal(loop)
         log.info("stopping")
+        for task in watches:
+            task.cancel()
         if metrics is not None:
             await metrics.close()
         await control.close()
@@ -219,6 +232,14 @@ async def _serve(
             sock.close()
         await run(None, kernel.teardown)
         store.close()
+
+
+def _fastpath_counters(node: Node) -> Callable[[], dict[str, int]]:
+    def counters() -> dict[str, int]:
+        group = node.show_counters().get("fastpath", {})
+        return dict(group) if isinstance(group, dict) else {}
+
+    return counters
 
 
 async def _open_relay(

@@ -212,7 +212,7 @@ def test_metrics_logs_show_sighup_and_trace_on_a_running_domain(
     domain.processes["dmpa1"].send_signal(signal.SIGHUP)
     wait_until(lambda: "reloaded applied=" in domain.tail("dmpa1", 50), 10.0, "reload logged")
     log = domain.tail("dmpa1", 50)
-    assert "reload needs a restart key=dmpa.lifetime" in log
+    assert "reload_needs_restart key=dmpa.lifetime" in log
     assert f"profile {nai('ms2')}" in log.split("reloaded applied=")[1]
     assert domain.processes["dmpa1"].poll() is None
     lease2 = DhcpClient(lab, "ms2").once(tries=10)  # admitted by the reloaded profile

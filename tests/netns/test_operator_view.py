@@ -1,0 +1,73 @@
+"""What an operator sees of a running domain, on real ``netlmm run`` processes in a namespace lab.
+
+* The MTU trap: ``tunnel_mtu = 1500`` over a 1500-byte transport is warned about at start
+  (``tunnel_mtu_too_big`` with the value that fits) and the node runs with 1460, so the MS gets
+  ICMP "fragmentation needed" instead of losing every full-size DF packet.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from netlmm_lab.configs import MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
+from netlmm_lab.domain import Domain
+from netlmm_lab.poll import wait_until
+from netlmm_lab.tools import ping
+from netlmm_lab.topology import CN_ADDRESS, DLMAP_ADDRESS, DMPA_ADDRESSES, Lab
+
+pytestmark = pytest.mark.root
+
+NAI = "ms@example.org"
+
+
+def log_records(domain: Domain, role: str, event: str) -> list[dict[str, object]]:
+    """The text log lines of ``event`` in ``role``'s log, as ``key=value`` dicts."""
+    from router.app.logs import parse
+
+    out = []
+    for line in domain.logs[role].read_text(errors="replace").splitlines():
+        message = line.split(": ", 1)[1] if ": " in line else line
+        name, fields = parse(message)
+        if name == event:
+            out.append(dict(fields))
+    return out
+
+
+@pytest.fixture
+def lab(root: None) -> Iterator[Lab]:
+    with Lab(mobiles=1, transport_mtu=1500) as built:
+        yield built
+
+
+def test_a_tunnel_mtu_the_transport_cannot_carry_is_warned_and_cut_to_what_fits(
+    lab: Lab,
+) -> None:
+    domain = Domain(lab, [MobileProfile(NAI, lab.ms_mac("ms"), "dhcp")], tunnel_mtu=1500)
+    domain.start(("dlmap", "dmpa1"))
+    dlmap = log_records(domain, "dlmap", "tunnel_mtu_too_big")
+    dmpa = log_records(domain, "dmpa1", "tunnel_mtu_too_big")
+    assert {
+        "peer": str(DMPA_ADDRESSES[1]),
+        "route_mtu": "1500",
+        "tunnel_mtu": "1500",
+    }.items() <= dlmap[0].items()
+    assert dmpa[0]["peer"] == str(DLMAP_ADDRESS) and dmpa[0]["using"] == "1460", dmpa
+    assert "dmpa.tunnel_mtu = 1460" in str(dmpa[0]["fix"])
+    DhcpClient(lab, "ms").once(tries=10)
+    wait_until(lambda: domain.binding(NAI) is not None, 15.0, "ms bound")
+    assert not ping(lab, "ms", str(CN_ADDRESS), count=2, size=1472, df=True).ok  # 1500 bytes
+    cached = lab.exec("ms", ["ip", "route", "get", str(CN_ADDRESS)]).stdout
+    assert "mtu 1460" in cached, cached  # the MS was told
+    assert ping(lab, "ms", str(CN_ADDRESS), count=2, size=1432, df=True).ok  # 1460 bytes
+    counters = domain.ask("dmpa1", "counters")
+    assert counters["node"].get("punt.access.frag_needed", 0) >= 1
+    assert counters["fastpath"].get("uplink.tx_errors", 0) == 0
+    # a reload does not call the cut tunnel MTU a change of the file
+    domain.processes["dmpa1"].send_signal(1)
+    wait_until(lambda: log_records(domain, "dmpa1", "reloaded"), 10.0, "reloaded")
+    assert "tunnel_mtu" not in json.dumps(log_records(domain, "dmpa1", "reload_needs_restart"))
+    assert domain.stop() == {"dlmap": 0, "dmpa1": 0}
