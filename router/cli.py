@@ -2,8 +2,9 @@
 
 * ``netlmm run -c FILE``: the appliance, in the role its ini file names, until SIGTERM/SIGINT.
 * ``netlmm check-config FILE``: every error at once (``section.key: message``, exit 2).
-* ``netlmm show bindings|visitors|counters|config [--json] [-c FILE | --socket PATH]``: asks a
-  running appliance through its control socket. ``bindings`` filters with ``--nai``, ``--hoa``,
+* ``netlmm show bindings|visitors|peers|counters|config [--json] [-c FILE | --socket PATH]``:
+  asks a running appliance through its control socket (``peers``: :mod:`router.app.peers`).
+  ``bindings`` filters with ``--nai``, ``--hoa``,
   ``--dmpa``; ``counters`` lists the non-zero ones unless ``--all``; ``config`` is the effective
   settings with the secrets left out.
 * ``netlmm trace (-r PCAP | -i IFACE [--netns NS]) [--nai|--hoa|--mac ...]``: one MS's signaling
@@ -22,10 +23,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from ipaddress import AddressValueError, IPv6Address
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from router import __version__
 from router.wire.dialect import DIALECTS
@@ -218,6 +220,8 @@ def _show(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, sort_keys=True))
     elif args.what == "bindings":
         print(_bindings_table(result, reply.get("role", "")))
+    elif args.what == "peers":
+        print(_peers_table(result))
     elif args.what == "config":
         print("\n".join(f"{k} = {_plain(result[k])}" for k in sorted(result)))
     else:
@@ -284,19 +288,44 @@ _BINDING_COLUMNS = {
 }
 
 
-def _bindings_table(rows: list[dict[str, object]], role: str) -> str:
-    """NAI, HoA, serving node, age, lifetime left, packets: one aligned line per binding."""
+_PEER_COLUMNS = (
+    ("PEER", "peer", str),
+    ("STATE", "state", str),
+    ("LAST HEARD", "last_heard", lambda v: f"{_duration(v)} ago"),
+    ("MISSED", "missed", str),
+    ("RESTART", "restart_counter", str),
+    ("SPI", "spi", str),
+    ("DIALECT", "dialect", str),
+    ("BINDINGS", "bindings", str),
+)
+
+
+def _peers_table(rows: list[dict[str, object]]) -> str:
+    """One aligned line per [peer]: state, last heartbeat, restart counter, spi, bindings."""
     if not rows:
-        return "(no bindings)"
-    columns = _BINDING_COLUMNS.get(role, _BINDING_COLUMNS["dlmap"])
+        return "(no peers)"
+    return _aligned(_PEER_COLUMNS, rows)
+
+
+def _aligned(
+    columns: Sequence[tuple[str, str, Callable[[Any], str]]], rows: list[dict[str, object]]
+) -> str:
     cells = [[h for h, _, _ in columns]]
-    for row in sorted(rows, key=lambda r: str(r.get("nai"))):
+    for row in rows:
         cells.append(
             [fmt(row.get(key)) if row.get(key) is not None else "-" for _, key, fmt in columns]
         )
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in cells]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _bindings_table(rows: list[dict[str, object]], role: str) -> str:
+    """NAI, HoA, serving node, age, lifetime left, packets: one aligned line per binding."""
+    if not rows:
+        return "(no bindings)"
+    columns = _BINDING_COLUMNS.get(role, _BINDING_COLUMNS["dlmap"])
+    return _aligned(columns, sorted(rows, key=lambda r: str(r.get("nai"))))
 
 
 def _plain(value: object) -> str:
@@ -373,7 +402,7 @@ def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
         help="log lines on stderr (default: node.log_format, text)",
     )
     show = sub.add_parser("show", help="ask a running appliance")
-    show.add_argument("what", choices=("bindings", "visitors", "counters", "config"))
+    show.add_argument("what", choices=("bindings", "visitors", "peers", "counters", "config"))
     where = show.add_mutually_exclusive_group(required=True)
     where.add_argument("-c", "--config", type=Path, help="its ini file (for the socket path)")
     where.add_argument("--socket", type=Path, help="its control socket")

@@ -21,6 +21,7 @@ from router.adapters.control import ControlError
 from router.app import logs
 from router.app.dlmap_node import DLMAPNode
 from router.app.dmpa_node import DMPANode
+from router.app.peers import peer_rows
 from router.app.settings import DMPASettings, Settings
 from router.core.limits import LimitSettings, Rate
 from router.core.security import KeyRing
@@ -158,6 +159,8 @@ def control_handler(
         if command != "show":
             raise ControlError(f"unknown command {command!r}")
         what = str(request.get("what", ""))
+        if what == "peers":
+            return {"what": what, "role": node.settings.node.role, "result": peer_rows(node)}
         if what == "config":
             view = {k: redacted(v) for k, v in flatten(node.settings).items()}
             keys = node.settings.node.keys

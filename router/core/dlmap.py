@@ -210,7 +210,7 @@ class DLMAP:
         if isinstance(message, BindingRevocationAck):
             return self._on_bra(message, src, now)
         if isinstance(message, Heartbeat):
-            actions, _ = self.heartbeat.receive(message, src)  # changes: reported only
+            actions, _ = self.heartbeat.receive(message, src, now)  # changes: reported only
             return actions
         return self._unhandled.unexpected(message, src)
 

@@ -71,3 +71,48 @@ def test_a_tunnel_mtu_the_transport_cannot_carry_is_warned_and_cut_to_what_fits(
     wait_until(lambda: log_records(domain, "dmpa1", "reloaded"), 10.0, "reloaded")
     assert "tunnel_mtu" not in json.dumps(log_records(domain, "dmpa1", "reload_needs_restart"))
     assert domain.stop() == {"dlmap": 0, "dmpa1": 0}
+
+
+def test_a_dmpa_whose_dlmap_is_down_says_so_within_one_heartbeat(
+    root: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The heartbeat at start goes unanswered (``heartbeat_unanswered`` one interval later), the
+    MS's PBU timeouts are logged with their backoff, ``show peers`` says ``down``; once the DLMAP
+    is up the peer is ``up`` with its restart counter and the binding counted."""
+    from router.cli import main
+
+    with Lab(mobiles=1) as lab:
+        domain = Domain(lab, [MobileProfile(NAI, lab.ms_mac("ms"), "dlmap")])
+        ini = domain.config("dmpa1")
+        ini.write_text(ini.read_text().replace("[dmpa]\n", "[dmpa]\nheartbeat_interval = 2\n", 1))
+        domain.start(("dmpa1",))
+        socket = str(domain.configs.sockets["dmpa1"])
+        wait_until(lambda: log_records(domain, "dmpa1", "heartbeat_unanswered"), 10.0, "unanswered")
+        (unanswered,) = log_records(domain, "dmpa1", "heartbeat_unanswered")
+        assert unanswered == {"peer": str(DLMAP_ADDRESS), "waited_s": "2.0"}
+        domain.associated("dmpa1", lab.ms_mac("ms"))  # the MS arrives: AAA, then a PBU
+        wait_until(lambda: len(log_records(domain, "dmpa1", "pbu_timeout")) >= 2, 10.0, "timeouts")
+        first, second = log_records(domain, "dmpa1", "pbu_timeout")[:2]
+        assert first["nai"] == NAI and first["peer"] == str(DLMAP_ADDRESS)
+        waited = float(first["waited_s"])
+        assert float(first["next_s"]) == 2 * waited  # the first timeout, then each step
+        assert (float(second["waited_s"]), float(second["next_s"])) == (2 * waited, 4 * waited)
+        wait_until(
+            lambda: domain.ask("dmpa1", "peers")[0]["state"] == "down", 10.0, "the DLMAP down"
+        )
+        assert main(["show", "peers", "--socket", socket]) == 0
+        table = capsys.readouterr().out.splitlines()
+        assert table[0].split() == [
+            "PEER", "STATE", "LAST", "HEARD", "MISSED", "RESTART", "SPI", "DIALECT", "BINDINGS"
+        ]  # fmt: skip
+        assert table[1].split()[:3] == [str(DLMAP_ADDRESS), "down", "-"]
+        domain.start(("dlmap",))
+        wait_until(lambda: domain.ask("dmpa1", "peers")[0]["state"] == "up", 10.0, "the DLMAP up")
+        wait_until(lambda: domain.binding(NAI) is not None, 40.0, "the MS bound")
+        wait_until(lambda: domain.ask("dmpa1", "peers")[0]["bindings"] == 1, 5.0, "counted")
+        (peer,) = domain.ask("dmpa1", "peers")
+        assert peer["restart_counter"] is not None and peer["spi"] == 257
+        assert peer["dialect"] == "draft" and peer["last_heard"] < 3.0
+        (dmpa,) = [p for p in domain.ask("dlmap", "peers") if p["peer"] == str(DMPA_ADDRESSES[1])]
+        assert dmpa["bindings"] == 1 and dmpa["state"] == "up"  # it heard the DMPA's requests
+        assert domain.stop() == {"dmpa1": 0, "dlmap": 0}
