@@ -12,6 +12,10 @@
 * ``netlmm lab ...``: the network-namespace lab (see ``netlmm lab --help``), from the
   netlmm-lab package (``lab/``; not part of the appliance): imported only for ``netlmm lab``,
   which says how to install it where it is missing.
+* ``netlmm reload``: the running node re-reads its ini file and says what it applied and what
+  waits for a restart (exit 1 when the file is refused: ``systemctl reload`` fails).
+* ``netlmm clear binding --nai NAI | --hoa HOA`` (DLMAP): the binding goes, revoked at its DMPA;
+  ``netlmm detach MAC`` (DMPA): the MS is de-registered and forgotten.
 * ``netlmm decode HEX``: decodes a Mobility Header (from a capture, a log, a test vector).
 * ``netlmm keygen FILE [--force]``: an RFC 4285 key file with a fresh SPI and key (mode 600), to
   copy to every node of the domain; it says the SPI the [peer] sections name.
@@ -183,6 +187,70 @@ def _attach(args: argparse.Namespace) -> int:
         return 1
     result = reply["result"]
     print(f"{result['mac']} on {result['link']}: {result['state']}")
+    return 0
+
+
+def _ask(args: argparse.Namespace, request: dict[str, object]) -> dict[str, object] | int:
+    """One request to the running node: its reply, or the exit status after saying why not."""
+    from router.adapters.control import ControlClient, ControlError
+
+    path = _socket_path(args)
+    if path is None:
+        return 2
+    try:
+        return ControlClient(path, timeout=15.0).request(request)
+    except ControlError as exc:
+        print(f"netlmm {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _reload(args: argparse.Namespace) -> int:
+    """``netlmm reload``: the node re-reads its ini file; what it did, exit 1 if refused."""
+    reply = _ask(args, {"command": "reload"})
+    if isinstance(reply, int):
+        return reply
+    result = reply.get("result")
+    if not isinstance(result, dict):
+        print(f"netlmm reload: {reply.get('error')}", file=sys.stderr)
+        return 1
+    for problem in result["refused"]:
+        print(f"refused: {problem}", file=sys.stderr)
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    if result["keys"] is False:
+        print("refused: node.key_file: the old keys stay (see the log)", file=sys.stderr)
+    if result["refused"]:
+        print("reload refused: nothing changed", file=sys.stderr)
+        return 1
+    print(f"applied: {', '.join(result['applied']) or '-'}")
+    print(f"waiting for a restart: {', '.join(result['restart']) or '-'}")
+    return 0 if result["ok"] else 1
+
+
+def _clear(args: argparse.Namespace) -> int:
+    if (args.nai is None) == (args.hoa is None):
+        print("netlmm clear binding: one of --nai, --hoa", file=sys.stderr)
+        return 2
+    reply = _ask(args, {"command": "clear", "nai": args.nai, "hoa": args.hoa})
+    if isinstance(reply, int):
+        return reply
+    if not reply.get("ok"):
+        print(f"netlmm clear: {reply.get('error')}", file=sys.stderr)
+        return 1
+    for row in reply["result"]:  # type: ignore[attr-defined]
+        print(f"cleared {row['nai']} {row['hoa']} (revoked at {row['dmpa']})")
+    return 0
+
+
+def _detach(args: argparse.Namespace) -> int:
+    reply = _ask(args, {"command": "detach", "mac": args.mac})
+    if isinstance(reply, int):
+        return reply
+    if not reply.get("ok"):
+        print(f"netlmm detach: {reply.get('error')}", file=sys.stderr)
+        return 1
+    row = reply["result"]
+    print(f"detached {row['mac']} ({row['nai'] or 'no NAI'}, was {row['state']})")  # type: ignore[index]
     return 0
 
 
@@ -420,6 +488,19 @@ def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
     where = attach.add_mutually_exclusive_group(required=True)
     where.add_argument("-c", "--config", type=Path, help="the DMPA's ini file (for the socket)")
     where.add_argument("--socket", type=Path, help="the DMPA's control socket")
+    reload = sub.add_parser(
+        "reload", help="re-read a running node's ini file (what applied, what needs a restart)"
+    )
+    clear = sub.add_parser("clear", help="DLMAP: remove a binding, revoking it at its DMPA")
+    clear.add_argument("what", choices=("binding",))
+    clear.add_argument("--nai", help="the binding of this NAI")
+    clear.add_argument("--hoa", help="the binding of this home address")
+    detach = sub.add_parser("detach", help="DMPA: de-register an MS and forget it")
+    detach.add_argument("mac", help="the MS's MAC address")
+    for command in (reload, clear, detach):
+        where = command.add_mutually_exclusive_group(required=True)
+        where.add_argument("-c", "--config", type=Path, help="the node's ini file (for the socket)")
+        where.add_argument("--socket", type=Path, help="the node's control socket")
     from router.app.trace import add_trace_parser
 
     add_trace_parser(sub)
@@ -456,6 +537,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _show(args)
     if args.command == "attach":
         return _attach(args)
+    if args.command == "reload":
+        return _reload(args)
+    if args.command == "clear":
+        return _clear(args)
+    if args.command == "detach":
+        return _detach(args)
     if args.command == "trace":
         return _trace(args)
     if args.command == "lab" and lab is not None:

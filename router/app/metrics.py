@@ -270,6 +270,7 @@ METRICS: tuple[Spec, ...] = (
         (
             One(("expired",), "core", DLMAPCounter.BINDING_EXPIRED),
             One(("deregistered",), "node", EVENT("deregistered")),
+            One(("cleared",), "core", DLMAPCounter.BINDING_CLEARED),
         ),
         roles=_DLMAP,
     ),

@@ -13,7 +13,7 @@ can be known (state dir, control socket, privileges, access interfaces): a start
 succeed stops with one ``start_failed key=... problem=... fix=...`` line per cause and exit 2,
 and never touches a running node's devices.
 
-SIGHUP: :func:`router.app.operations.reload`.
+SIGHUP and ``netlmm reload``: :class:`router.app.operations.Reloader`.
 
 Netlink calls block and cannot run on the loop's thread: they go through an executor.
 """
@@ -29,7 +29,7 @@ from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
-from router.adapters import devices, sockets
+from router.adapters import devices, sdnotify, sockets
 from router.adapters.aaa import AAA, AAAConfig
 from router.adapters.control import ControlServer
 from router.adapters.radius import RadiusConfig, parse_server
@@ -37,7 +37,7 @@ from router.adapters.store import Store, StoreError
 from router.app import logs, preflight, watch
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
-from router.app.operations import control_handler, reload
+from router.app.operations import Reloader, control_handler
 from router.app.preflight import Problem, StartError
 from router.app.settings import DLMAPSettings, DMPASettings, RadiusSettings, Settings
 from router.app.tuning import tune_gc
@@ -202,20 +202,27 @@ async def _serve(
                     ]
                 ) from None
         node.start()
-        control = ControlServer(node_settings.control_socket, control_handler(node, endpoint))
+        reloader = Reloader(node, config_path, log_format, pinned=configured)
+        control = ControlServer(
+            node_settings.control_socket, control_handler(node, endpoint, reloader)
+        )
         await control.start()
         tune_gc()
         # SIGHUP: what can be reloaded is, the rest is reported (module docstring).
-        loop.add_signal_handler(
-            signal.SIGHUP, lambda: reload(node, config_path, log_format, pinned=configured)
-        )
+        loop.add_signal_handler(signal.SIGHUP, reloader)
         watches = [
             asyncio.ensure_future(watch.MtuWatch(settings, mtus).run()),
             asyncio.ensure_future(watch.DropLog(_fastpath_counters(node)).run()),
         ]
         running.set()
         log.info("running role=%s name=%s address=%s", node_settings.role, name, address)
+        systemd = sdnotify.Notifier()
+        systemd.notify(ready=1, status=f"{node_settings.role} {name} running", mainpid=os.getpid())
+        interval = systemd.watchdog_interval()
+        if interval is not None:  # from the loop: a stuck loop stops the pings
+            watches.append(asyncio.ensure_future(_watchdog(systemd, interval)))
         await _until_signal(loop)
+        systemd.notify(stopping=1)
         log.info("stopping")
         for task in watches:
             task.cancel()
@@ -262,6 +269,12 @@ async def _open_relay(
 
     node.ports.dhcp_server_send = send
     return transport
+
+
+async def _watchdog(systemd: sdnotify.Notifier, interval: float) -> None:
+    while True:
+        systemd.notify(watchdog=1)
+        await asyncio.sleep(interval)
 
 
 async def _until_signal(loop: asyncio.AbstractEventLoop) -> None:

@@ -116,3 +116,60 @@ def test_a_dmpa_whose_dlmap_is_down_says_so_within_one_heartbeat(
         (dmpa,) = [p for p in domain.ask("dlmap", "peers") if p["peer"] == str(DMPA_ADDRESSES[1])]
         assert dmpa["bindings"] == 1 and dmpa["state"] == "up"  # it heard the DMPA's requests
         assert domain.stop() == {"dmpa1": 0, "dlmap": 0}
+
+
+def test_clear_detach_and_reload_through_the_control_socket(
+    root: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``netlmm clear binding`` at the DLMAP revokes at the DMPA; ``netlmm detach`` at the DMPA
+    de-registers at the DLMAP; ``netlmm reload`` says what it did and fails on a bad file."""
+    from router.cli import main
+
+    def cli(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    with Lab(mobiles=1) as lab:
+        mac = lab.ms_mac("ms")
+        domain = Domain(lab, [MobileProfile(NAI, mac, "dlmap")])
+        domain.start(("dlmap", "dmpa1"))
+        lm, m1 = (str(domain.configs.sockets[role]) for role in ("dlmap", "dmpa1"))
+
+        def registered() -> bool:
+            visitor = domain.visitor("dmpa1", NAI)
+            return visitor is not None and visitor["state"] == "registered"
+
+        domain.associated("dmpa1", mac)
+        wait_until(lambda: domain.binding(NAI) is not None and registered(), 15.0, "bound")
+        hoa = str(domain.binding(NAI)["hoa"])  # type: ignore[index]
+        code, out, err = cli("clear", "binding", "--hoa", hoa, "--socket", lm)
+        assert code == 0, err
+        assert out.strip() == f"cleared {NAI} {hoa} (revoked at {DMPA_ADDRESSES[1]})"
+        assert domain.binding(NAI) is None
+        wait_until(lambda: domain.visitor("dmpa1", NAI) is None, 10.0, "revoked at the DMPA")
+        assert domain.ask("dmpa1", "counters")["core"].get("revoked", 0) == 1
+        code, _, err = cli("clear", "binding", "--nai", NAI, "--socket", lm)
+        assert code == 1 and "no binding" in err
+
+        domain.associated("dmpa1", mac)
+        wait_until(lambda: domain.binding(NAI) is not None and registered(), 15.0, "bound again")
+        code, out, err = cli("detach", mac, "--socket", m1)
+        assert code == 0, err
+        assert out.strip() == f"detached {mac} ({NAI}, was registered)"
+        wait_until(lambda: domain.binding(NAI) is None, 10.0, "de-registered at the DLMAP")
+        assert log_records(domain, "dmpa1", "detached_by_operator")[0]["nai"] == NAI
+        code, _, err = cli("detach", mac, "--socket", lm)
+        assert code == 1 and "at their DMPA" in err
+
+        ini = domain.config("dmpa1")
+        good = ini.read_text()
+        ini.write_text(good.replace("[dmpa]\n", "[dmpa]\nlifetime = 1200\nbogus = 1\n", 1))
+        code, _, err = cli("reload", "--socket", m1)
+        assert code == 1
+        assert "refused: dmpa.bogus: unknown key" in err and "nothing changed" in err
+        ini.write_text(good.replace("[dmpa]\n", "[dmpa]\nlifetime = 1200\n", 1))
+        code, out, err = cli("reload", "--socket", m1)
+        assert code == 0, err
+        assert out.splitlines() == ["applied: -", "waiting for a restart: dmpa.lifetime"]
+        assert domain.stop() == {"dlmap": 0, "dmpa1": 0}

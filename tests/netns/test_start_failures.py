@@ -192,3 +192,46 @@ def test_check_config_refuses_the_transport_or_an_addressed_access_interface(
     missing = check("nosuch0")
     assert missing.returncode == 0  # checked on another machine, maybe: a warning here
     assert "warning: dmpa.access: no interface nosuch0" in missing.stderr
+
+
+def test_readiness_watchdog_reload_and_stop_reach_notify_socket(host: str, tmp_path: Path) -> None:
+    """``Type=notify``: READY=1 once the node serves, WATCHDOG=1 every half of
+    ``$WATCHDOG_USEC`` from its loop, RELOADING=1 then READY=1 around a reload, STOPPING=1 at
+    SIGTERM; the socket is the test's own (CI has no systemd as PID 1)."""
+    import socket as sockets
+    import time
+
+    from router.cli import main
+
+    listener = sockets.socket(sockets.AF_UNIX, sockets.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify.sock"))
+    listener.settimeout(10.0)
+    ini = dmpa_ini(tmp_path)
+    env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
+    argv = [sys.executable, "-m", "router", "run", "-c", str(ini)]
+    process = netns.popen(host, argv, env=env, cwd=REPO)
+    try:
+        ready = listener.recv(4096).decode().splitlines()
+        assert ready[0] == "READY=1" and f"MAINPID={process.pid}" in ready, ready
+        began = time.monotonic()
+        pings = [listener.recv(4096).decode() for _ in range(3)]
+        assert pings == ["WATCHDOG=1"] * 3
+        assert time.monotonic() - began >= 0.3  # every 0.2 s, not in a burst
+        assert main(["reload", "--socket", str(tmp_path / "sf.sock")]) == 0
+        seen = [listener.recv(4096).decode() for _ in range(6)]
+        reloading = next(i for i, m in enumerate(seen) if m.startswith("RELOADING=1\n"))
+        assert "MONOTONIC_USEC=" in seen[reloading]
+        assert any(m.startswith("READY=1\nSTATUS=reloaded") for m in seen[reloading:]), seen
+        process.send_signal(15)
+        messages = []
+        for _ in range(50):  # the pings due meanwhile, then STOPPING=1
+            messages.append(listener.recv(4096).decode())
+            if messages[-1] == "STOPPING=1":
+                break
+        assert messages[-1] == "STOPPING=1", messages
+        assert process.wait(15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+        listener.close()
