@@ -290,6 +290,10 @@ def _show(args: argparse.Namespace) -> int:
         print(_bindings_table(result, reply.get("role", "")))
     elif args.what == "peers":
         print(_peers_table(result))
+    elif args.what == "config" and "sections" in result:
+        from router.app.config_view import render
+
+        print(render(result, reply.get("role", "dmpa")))
     elif args.what == "config":
         print("\n".join(f"{k} = {_plain(result[k])}" for k in sorted(result)))
     else:

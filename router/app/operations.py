@@ -21,6 +21,7 @@ from typing import Any
 from router.adapters import sdnotify, sockets
 from router.adapters.control import ControlError
 from router.app import logs
+from router.app.config_view import ConfigView
 from router.app.dlmap_node import DLMAPNode
 from router.app.dmpa_node import DMPANode
 from router.app.peers import peer_rows
@@ -119,6 +120,13 @@ class Reloader:
     ) -> None:
         self.node, self.path, self.log_format, self.pinned = node, path, log_format, pinned
         self.pending: list[str] = []
+        #: ``show config``'s ini-shaped view of the file read at start (None: no file).
+        self.view: ConfigView | None = None
+        if path is not None:
+            try:
+                self.view = ConfigView(path.read_text(encoding="utf-8"), node.settings.node.role)
+            except (OSError, ValueError):
+                self.view = None
 
     def __call__(self) -> ReloadOutcome:
         systemd = sdnotify.Notifier()
@@ -128,6 +136,12 @@ class Reloader:
         outcome = reload_outcome(self.node, self.path, self.log_format, self.pinned)
         if not outcome.refused:
             self.pending = outcome.restart
+            if self.view is not None and self.path is not None:
+                try:
+                    text = self.path.read_text(encoding="utf-8")
+                    self.view.reloaded(text, outcome.applied, outcome.restart)
+                except (OSError, ValueError):
+                    log.warning("show_config_stale path=%s", logs.quote(self.path))
         status = "reloaded" if outcome.ok else "reload refused, running on the old settings"
         systemd.notify(ready=1, status=status)
         return outcome
@@ -240,6 +254,8 @@ def control_handler(
         what = str(request.get("what", ""))
         if what == "peers":
             return {"what": what, "role": role, "result": peer_rows(node)}
+        if what == "config" and reloader is not None and reloader.view is not None:
+            return {"what": what, "role": role, "result": reloader.view.as_dict()}
         if what == "config":
             view = {k: redacted(v) for k, v in flatten(node.settings).items()}
             keys = node.settings.node.keys

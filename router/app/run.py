@@ -104,7 +104,8 @@ async def _serve(
     await run(None, preflight.wait_address, address)
     # tunnel_mtu + 40 must fit every peer's route: warn and run with what fits (watch.py)
     mtus = await run(None, watch.route_mtus, settings)
-    configured: dict[str, object] = {f"{node_settings.role}.tunnel_mtu": settings.tunnel_mtu}
+    configured_mtu = settings.tunnel_mtu
+    configured: dict[str, object] = {f"{node_settings.role}.tunnel_mtu": configured_mtu}
     settings = watch.clamp_tunnel_mtu(settings, mtus)
     swept = await run(None, devices.sweep, name)
     if swept.links or swept.routes:
@@ -203,6 +204,11 @@ async def _serve(
                 ) from None
         node.start()
         reloader = Reloader(node, config_path, log_format, pinned=configured)
+        if reloader.view is not None and settings.tunnel_mtu != configured_mtu:
+            key = f"{node_settings.role}.tunnel_mtu"
+            reloader.view.notes[key] = (
+                f"running with {settings.tunnel_mtu}: cut to the route MTU at start"
+            )
         control = ControlServer(
             node_settings.control_socket, control_handler(node, endpoint, reloader)
         )
