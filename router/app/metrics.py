@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 
 from router import __version__
 from router.app.counters import GROUPS, LEVELS
+from router.app.peers import peer_up
 from router.app.runner import EVENT, RunnerCounter
 from router.app.runtime import MH_MALFORMED, NodeCounter
 from router.core.actions import Bind, Event
@@ -239,6 +240,13 @@ METRICS: tuple[Spec, ...] = (
         (Each("limits", (TABLE,)),),
         gauge=True,
     ),
+    Spec(
+        "netlmm_peer_up",
+        "1 while the peer answers its heartbeats (netlmm show peers: state up), else 0",
+        ("peer",),
+        (FromState(peer_up),),
+        gauge=True,
+    ),
     # --- the DLMAP's
     Spec(
         "netlmm_bindings",
@@ -262,6 +270,7 @@ METRICS: tuple[Spec, ...] = (
         (
             One(("expired",), "core", DLMAPCounter.BINDING_EXPIRED),
             One(("deregistered",), "node", EVENT("deregistered")),
+            One(("cleared",), "core", DLMAPCounter.BINDING_CLEARED),
         ),
         roles=_DLMAP,
     ),

@@ -303,7 +303,7 @@ class DMPA:
         if isinstance(message, BindingRevocationIndication):
             return self._on_bri(message, src)
         if isinstance(message, Heartbeat):
-            actions, changes = self.heartbeat.receive(message, src)
+            actions, changes = self.heartbeat.receive(message, src, now)
             for peer, change in changes:
                 if change is PeerChange.RESTARTED:
                     actions += self._reregister_at(peer, now, wall)
@@ -416,10 +416,23 @@ class DMPA:
             return self._send_pbu(visitor, now, wall, lifetime=0)
         if visitor.state is not State.REGISTERING:
             return []
-        # Doubling up to the cap, then every cap interval while the MS is attached.
+        # Doubling up to the cap, then every cap interval while the MS is attached. The
+        # first timeout and each step of the backoff are events (the cap is said once).
+        waited = visitor.timeout
         visitor.timeout = min(visitor.timeout * 2, self.config.max_timeout)
         self.counters[DMPACounter.PBU_RETRANSMIT] += 1
-        return self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
+        actions: list[Action] = []
+        if visitor.timeout != waited:
+            actions.append(
+                event(
+                    "pbu_timeout",
+                    nai=visitor.nai,
+                    peer=visitor.tunnel_dst,
+                    waited_s=waited,
+                    next_s=visitor.timeout,
+                )
+            )
+        return actions + self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
 
     def _on_pba(
         self, message: BindingAck, src: IPv6Address, now: float, wall: float
