@@ -37,3 +37,7 @@ def tshark_path() -> str:
     require(path is not None, "tshark is not installed (make test installs it as root)")
     assert path is not None
     return path
+
+
+# A real PostgreSQL (tests/pg.py): the session's server and a fresh database per test.
+from tests.pg import pg_dsn, postgres  # noqa: E402, F401

@@ -18,6 +18,7 @@ from functools import partial
 from ipaddress import IPv4Address
 from typing import Any
 
+from router.adapters.store_pg import PgStore
 from router.app.runtime import PUMP_BUDGET, NodeRuntime, Ports, Tables
 from router.app.settings import DLMAPSettings
 from router.core.aaa import LocalAAA
@@ -80,6 +81,8 @@ class DLMAPNode(NodeRuntime[DLMAPSettings, DLMAPPorts]):
             bri_interval=settings.bri_interval,
             bri_retries=settings.bri_retries,
             heartbeat=HeartbeatConfig(settings.heartbeat_interval, settings.heartbeat_missing),
+            # a shared database: a start or a takeover loses no state, the counter stays
+            keep_restart_counter=isinstance(self.store, PgStore),
         )
 
     def _dhcp(self, settings: DLMAPSettings) -> DhcpServer | DhcpRelay:
