@@ -2,7 +2,7 @@
 
 * ``netlmm run -c FILE``: the appliance, in the role its ini file names, until SIGTERM/SIGINT.
 * ``netlmm check-config FILE``: every error at once (``section.key: message``, exit 2).
-* ``netlmm show bindings|visitors|counters|config [--json] [-c FILE | --socket PATH]``: asks a
+* ``netlmm show bindings|visitors|counters|config|ha [--json] [-c FILE | --socket PATH]``: asks a
   running appliance through its control socket. ``bindings`` filters with ``--nai``, ``--hoa``,
   ``--dmpa``; ``counters`` lists the non-zero ones unless ``--all``; ``config`` is the effective
   settings with the secrets left out.
@@ -211,7 +211,7 @@ def _show(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, sort_keys=True))
     elif args.what == "bindings":
         print(_bindings_table(result, reply.get("role", "")))
-    elif args.what == "config":
+    elif args.what in ("config", "ha"):
         print("\n".join(f"{k} = {_plain(result[k])}" for k in sorted(result)))
     else:
         print(_table(result))
@@ -366,7 +366,7 @@ def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
         help="log lines on stderr (default: node.log_format, text)",
     )
     show = sub.add_parser("show", help="ask a running appliance")
-    show.add_argument("what", choices=("bindings", "visitors", "counters", "config"))
+    show.add_argument("what", choices=("bindings", "visitors", "counters", "config", "ha"))
     where = show.add_mutually_exclusive_group(required=True)
     where.add_argument("-c", "--config", type=Path, help="its ini file (for the socket path)")
     where.add_argument("--socket", type=Path, help="its control socket")

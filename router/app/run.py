@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
@@ -36,6 +37,7 @@ from router.adapters.store import Store, StoreError
 from router.app import logs
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
+from router.app.ha import prepare as prepare_ha
 from router.app.settings import DLMAPSettings, DMPASettings, RadiusSettings, Settings
 from router.app.tuning import tune_gc
 from router.core.limits import LimitSettings, Rate
@@ -44,6 +46,9 @@ from router.core.security import KeyRing
 log = logging.getLogger("netlmm")
 
 Node = DMPANode | DLMAPNode
+#: Exit status of a DLMAP fenced by another holder of its identity (store = postgresql): its
+#: service unit must not restart it on this status (RestartPreventExitStatus=3).
+EXIT_FENCED = 3
 
 
 def _radius(settings: RadiusSettings | None, address: IPv6Address) -> RadiusConfig | None:
@@ -70,13 +75,18 @@ async def serve(
     node_settings = settings.node
     name, address = node_settings.name, node_settings.address
     run = loop.run_in_executor
+    try:  # store = postgresql: the identity claimed (ha = pair: after waiting as the standby)
+        ha = await prepare_ha(node_settings)
+    except StoreError as exc:
+        log.error("cannot open the state database: %s", exc)
+        return 1
     await run(None, devices.wait_address, address, 10.0)
     swept = await run(None, devices.sweep, name)
     if swept.links or swept.routes:
         log.info("swept leftovers links=%s routes=%s", swept.links, swept.routes)
     kernel = devices.Devices(name)
     try:
-        store = Store(node_settings.state_dir / "state.sqlite")
+        store = ha.store or Store(node_settings.state_dir / "state.sqlite")
     except StoreError as exc:
         log.error("cannot open the state database: %s", exc)
         await run(None, kernel.teardown)
@@ -110,6 +120,7 @@ async def serve(
                 raw_tx_fd=raw_tx.fileno(),
                 tap_fds=taps,
             )
+            assert isinstance(store, Store)  # a DMPA's state is its own (config: node.store)
             node = DMPANode(settings, dmpa_ports, store, aaa, loop, fastpath=fastpath)
             dmpa_ports.tunnel_send = sockets.tunnel_sender(tunnel_rx, node.counters)
             dmpa_ports.raw_send = sockets.raw_sender(raw_tx, node.counters)
@@ -130,6 +141,8 @@ async def serve(
                 tun_fd=tun,
             )
             node = DLMAPNode(settings, dlmap_ports, store, loop, fastpath=fastpath)
+            node.ha = ha
+            node.runner.on_fenced = lambda: os.kill(os.getpid(), signal.SIGTERM)
             dlmap_ports.tunnel_send = sockets.tunnel_sender(tunnel_rx, node.counters)
             dlmap_ports.raw_send = sockets.raw_sender(raw_tx, node.counters)
             if settings.dhcp == "relay":
@@ -165,8 +178,9 @@ async def serve(
             await metrics.close()
         await control.close()
         node.stop()
+        await node.runner.drain()  # PostgreSQL: the last commit
         endpoint.stop()
-        return 0
+        return EXIT_FENCED if node.runner.fenced else 0
     finally:
         if relay_transport is not None:
             relay_transport.close()

@@ -82,6 +82,7 @@ class RunnerCounter(Names):
     STORE_LOST = "store.lost"
     STORE_BACKLOG = "store.backlog"  # a size: rows waiting for a retry (a gauge)
     STORE_FENCED = "store.fenced"  # another process took the DLMAP identity (PostgreSQL)
+    STORE_EPOCH = "store.epoch"  # a value: the DLMAP identity's epoch this process holds
     STORE_HELD_DROPPED = "store.held_dropped"  # actions dropped while PostgreSQL writes failed
 
 
