@@ -40,4 +40,4 @@ def tshark_path() -> str:
 
 
 # A real PostgreSQL (tests/pg.py): the session's server and a fresh database per test.
-from tests.pg import pg_dsn, postgres  # noqa: E402, F401
+from tests.pg import pg_dsn, postgres, postgres_binaries  # noqa: E402, F401

@@ -6,6 +6,7 @@ network), stopped and removed at the end of the session; a fresh database per te
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -33,3 +34,11 @@ def pg_dsn(postgres: PostgresServer) -> str:
     name = f"t{next(_NUMBERS)}"
     postgres.create_database(name)
     return postgres.socket_dsn(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_binaries() -> None:
+    """The lab starts its own PostgreSQL (and keepalived): both must be installed."""
+    why = available()
+    require(why is None, f"PostgreSQL: {why}")
+    require(shutil.which("keepalived") is not None, "keepalived is not installed (make setup)")
