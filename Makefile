@@ -31,7 +31,7 @@ APT_HA := postgresql keepalived
 APT_PACKAGES := $(APT_BUILD) $(APT_ORACLE) $(APT_MS_TOOLS) $(APT_SERVERS) $(APT_BENCH) \
 	$(APT_FAULTS) $(APT_SERVICE) $(APT_HA)
 
-.PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults clean
+.PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults ha clean
 
 all: test
 
@@ -120,6 +120,12 @@ faults: setup
 	$(BIN)/python -m netlmm_lab.faults loss --count 100 --percent 20
 	$(BIN)/python -m netlmm_lab.faults restart --role dlmap --rounds 5
 	$(BIN)/python -m netlmm_lab.faults restart --role dmpa1 --rounds 5
+
+# The DLMAP pair's failover variants (needs root, a few minutes): SIGKILL of the active (also
+# in CI), its whole namespace cut off, a split brain; real MSs under traffic, PostgreSQL and
+# keepalived started by the tests; prints the gaps and times.
+ha: setup
+	NETLMM_HA=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/netns/test_ha_failover.py tests/ha
 
 clean:
 	rm -rf build dist *.egg-info lab/build lab/dist lab/*.egg-info $(STAMPS) fastpath/*.c fastpath/*.so

@@ -74,6 +74,10 @@ DB_USER = "netlmm"
 VRID = 51
 PRIORITY = {"lm": 150, "lb": 100}
 ADVERT_INT = 0.3
+KEEP_ADDRESSES = (
+    "net.ipv6.conf.all.keep_addr_on_down=1",
+    "net.ipv6.conf.default.keep_addr_on_down=1",
+)
 #: The roles of the pair in the :class:`HADomain` (``dlmap`` is lm's, ``dlmap_b`` lb's).
 ROLE_NS = {"dlmap": "lm", "dlmap_b": "lb", "dmpa1": "m1", "dmpa2": "m2"}
 NS_ROLE = {"lm": "dlmap", "lb": "dlmap_b"}
@@ -89,6 +93,8 @@ class HALab(Lab):
             self.sysctl(short, *NO_DAD)
             if short not in ("lm", "lb", "db", "m1", "m2"):
                 self.sysctl(short, *NO_IPV6)
+            if short in DLMAPS:  # a link that comes back has its addresses (a server's setup)
+                self.sysctl(short, *KEEP_ADDRESSES)
         for short in self.mobiles:
             netns.etc(self.ns(short))
             self.resolv_conf(short).write_text("# netlmm lab: written by the MS's DHCP client\n")

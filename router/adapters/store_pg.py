@@ -38,6 +38,10 @@ from router.adapters.store import StoreError, StoreRecordError, StoreWriteError
 from router.core.actions import Persist
 
 SCHEMA_VERSION = 1
+#: Seconds to connect, and the longest any statement may take (a database host cut off must
+#: show as a failed write to retry, not as a commit that never returns).
+CONNECT_TIMEOUT = 3.0
+COMMAND_TIMEOUT = 5.0
 #: Tables whose rows give an NAI its address (record fields ``nai`` and ``hoa``); a binding's
 #: address wins over a lease's.
 ADDRESS_TABLES = ("binding", "lease")
@@ -146,6 +150,7 @@ class PgStore:
         #: The RFC 5847 restart counter stored with the identity (None: never stored).
         self.restart_counter: int | None = None
         self._db: Any = None
+        self._password: str | None = None
         self._pending: dict[tuple[str, str], str | None] = {}
         self._snapshot: dict[str, dict[str, dict[str, Any]]] = {}
         #: (table, nai) -> hoa of the committed binding and lease rows (the address table's source).
@@ -156,13 +161,15 @@ class PgStore:
 
     # --- connection -----------------------------------------------------------------------
 
-    async def open(self, timeout: float = 10.0) -> None:
+    async def open(self, timeout: float = CONNECT_TIMEOUT) -> None:
         """Connect and create the tables if they are not there; :class:`StoreError` if the
         database cannot be reached or has another schema version."""
         asyncpg = _asyncpg()
-        password = None if self.password_file is None else read_password_file(self.password_file)
+        self._password = (
+            None if self.password_file is None else read_password_file(self.password_file)
+        )
         try:
-            self._db = await asyncpg.connect(self.dsn, password=password, timeout=timeout)
+            await self._connect(timeout)
             async with self._db.transaction():
                 # one creator at a time: two nodes starting together must not race on DDL
                 await self._db.execute("SELECT pg_advisory_xact_lock(4801)")
@@ -184,6 +191,15 @@ class PgStore:
             await self._abort()
             raise StoreError(f"{self.path}: cannot open the database: {_why(exc)}") from None
 
+    async def _connect(self, timeout: float = CONNECT_TIMEOUT) -> Any:
+        """A connection (a new one if there is none or it broke); every statement on it is
+        bounded by :data:`COMMAND_TIMEOUT`."""
+        if self._db is None or self._db.is_closed():
+            self._db = await _asyncpg().connect(
+                self.dsn, password=self._password, timeout=timeout, command_timeout=COMMAND_TIMEOUT
+            )
+        return self._db
+
     async def _abort(self) -> None:
         if self._db is not None:
             self._db.terminate()
@@ -201,8 +217,9 @@ class PgStore:
         """Take the identity: raise its epoch (waiting for a stale holder's write in flight to
         end) and return the new one. After this the old holder's writes fail."""
         try:
-            row = await self._db.fetchrow(_CLAIM, self.identity, self.holder)
+            row = await (await self._connect()).fetchrow(_CLAIM, self.identity, self.holder)
         except Exception as exc:
+            self.close()
             raise StoreError(f"{self.path}: cannot claim the identity: {_why(exc)}") from None
         self.epoch = int(row["epoch"])
         counter = row["restart_counter"]
@@ -211,7 +228,8 @@ class PgStore:
 
     async def current_epoch(self) -> tuple[int, str] | None:
         """The identity's epoch and holder as the database has them now (None: never claimed)."""
-        row = await self._db.fetchrow(
+        db = await self._connect()
+        row = await db.fetchrow(
             "SELECT epoch, holder FROM netlmm_identity WHERE name = $1", self.identity
         )
         return None if row is None else (int(row["epoch"]), str(row["holder"]))
@@ -222,11 +240,12 @@ class PgStore:
         """Read every row of the identity (a claim first, for the state to be final); returns
         the number of rows. :meth:`load` then gives them."""
         try:
-            rows = await self._db.fetch(
+            rows = await (await self._connect()).fetch(
                 "SELECT tbl, key, record FROM netlmm_state WHERE identity = $1 ORDER BY tbl, key",
                 self.identity,
             )
         except Exception as exc:
+            self.close()
             raise StoreError(f"{self.path}: cannot read the state: {_why(exc)}") from None
         tables: dict[str, dict[str, dict[str, Any]]] = {}
         holds: dict[tuple[str, str], str] = {}
@@ -278,8 +297,6 @@ class PgStore:
         """
         if not self._pending:
             return 0
-        if self._db is None:
-            raise StoreWriteError(f"{self.path}: not connected; {len(self._pending)} rows kept")
         pending = self._pending
         deletes = [(t, k) for (t, k), r in pending.items() if r is None]
         writes = [(t, k, r) for (t, k), r in pending.items() if r is not None]
@@ -300,8 +317,9 @@ class PgStore:
             if hoa is not None:
                 held_nai.append(nai)
                 held_hoa.append(hoa)
-        db, ident = self._db, self.identity
+        ident = self.identity
         try:
+            db = await self._connect()
             async with db.transaction():
                 epoch = await db.fetchval(_FENCE, ident)
                 if epoch != self.epoch:
@@ -323,7 +341,9 @@ class PgStore:
                     await db.execute(_HOLD, ident, held_hoa, held_nai)
         except StoreFenced:
             raise
-        except Exception as exc:  # asyncpg's errors, OSError, a lost connection
+        except Exception as exc:  # asyncpg's errors, OSError, a lost connection, a timeout
+            if not isinstance(exc, _asyncpg().PostgresError):  # the connection itself: a new one
+                self.close()
             raise StoreWriteError(
                 f"{self.path}: write of {len(pending)} rows failed ({_why(exc)}); "
                 "kept in memory, will retry"

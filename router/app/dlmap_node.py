@@ -56,6 +56,8 @@ class DLMAPNode(NodeRuntime[DLMAPSettings, DLMAPPorts]):
         self._ha = value
         store = getattr(value, "store", None)
         self.counters[RunnerCounter.STORE_EPOCH] = 0 if store is None else store.epoch
+        if store is not None:
+            value.attach(self.runner.submit, lambda: self.runner.fenced)
 
     def wire(self, fastpath: str) -> None:
         settings, ports = self.settings, self.ports

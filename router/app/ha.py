@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from ipaddress import IPv6Address
 from typing import Any
 
@@ -32,6 +33,7 @@ from router.adapters import devices
 from router.adapters.control import ControlError, ControlServer
 from router.adapters.store_pg import PgStore
 from router.app.settings import NodeSettings
+from router.core.actions import Persist
 
 log = logging.getLogger("netlmm")
 
@@ -39,6 +41,8 @@ log = logging.getLogger("netlmm")
 #: each look for the address lasts (polled every 50 ms within it).
 REFRESH = 1.0
 ADDRESS_POLL = 0.25
+#: How often the active writes its ``meta/ha_alive`` row (and so checks it is not fenced).
+BEAT = 1.0
 
 
 class HA:
@@ -51,16 +55,39 @@ class HA:
         self.promoted_at: float | None = None
         self.waited = 0.0
 
+    def attach(self, submit: Callable[[list[Persist]], None], fenced: Callable[[], bool]) -> None:
+        """The active writes a row every :data:`BEAT` seconds (``meta/ha_alive``): the standby
+        reads how recent the active's last write is, and a process that another one has
+        claimed over learns it from the write's fence check within that time even when no
+        MS registers (it then stops: :class:`router.adapters.store_pg.StoreFenced`)."""
+        store = self.store
+        if store is None:
+            return
+        loop = asyncio.get_event_loop()
+
+        def beat() -> None:
+            if fenced():
+                return
+            record = {"key": "ha_alive", "value": time.time(), "holder": store.holder}
+            submit([Persist("meta", "ha_alive", record)])
+            loop.call_later(BEAT, beat)
+
+        loop.call_later(BEAT, beat)
+
     def status(self) -> dict[str, Any]:
         store = self.store
         if store is None:
             return {"role": "single", "store": self.settings.store}
         now = time.time()
+        alive = store.load().get("meta", {}).get("ha_alive", {}).get("value")
+        if self.role != "standby":
+            alive = store.committed_at  # our own last commit
         if self.role == "standby":
             lag = None if store.fetched_at is None else round(now - store.fetched_at, 3)
         else:  # the active: how far the database is behind memory
             lag = 0.0 if not store.backlog else None
         return {
+            "active_write_age_s": None if alive is None else round(now - float(alive), 3),
             "role": self.role,
             "store": "postgresql",
             "identity": store.identity,

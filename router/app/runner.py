@@ -64,6 +64,8 @@ STORE_RETRY_MAX = 30.0
 #: A store on the loop: failed commits retried this many times (30 s apart at most) before the
 #: held actions are given up; and at most this many actions held while writes fail.
 STORE_RETRY_ROUNDS = 10_000
+#: A database over the network comes back on its own: retried at least every 5 s.
+STORE_RETRY_MAX_NETWORK = 5.0
 HELD_MAX = 100_000
 
 
@@ -282,7 +284,7 @@ class ActionRunner:
                     log.error("state write failed, retry in %gs: %s", delay, exc)
                 self._drop_held_replies()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, STORE_RETRY_MAX)
+                delay = min(delay * 2, STORE_RETRY_MAX_NETWORK)
                 self.counters[RunnerCounter.STORE_RETRY] += 1
                 continue
             self.counters[RunnerCounter.STORE_COMMITS] += 1

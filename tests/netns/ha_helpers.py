@@ -5,6 +5,7 @@ every PBA on the transport bridge; the checks every failover must pass."""
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import time
 from collections import defaultdict
@@ -124,9 +125,11 @@ def wait_active(p: Pair, role: str, timeout: float = 30.0) -> float:
 
 
 def accepted_pbas(pcap: Path) -> list[tuple[str, str, str, float]]:
-    """(NAI, HoA, sender, time) of every PBA with status 0 in the capture (decoded with our
-    codec: tshark does not know the seed's options)."""
+    """(NAI, HoA, sender's MAC, time) of every PBA with status 0 in the capture (decoded with
+    our codec: tshark does not know the seed's options). Both DLMAPs send from the one
+    DLMAP address: the Ethernet source tells lm from lb."""
     from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
     from scapy.utils import PcapReader
 
     found: list[tuple[str, str, str, float]] = []
@@ -150,7 +153,8 @@ def accepted_pbas(pcap: Path) -> list[tuple[str, str, str, float]]:
                 elif isinstance(option, SeedIPv4HomeAddress):
                     hoa = str(option.address)
             if nai is not None and hoa is not None and message.lifetime > 0:
-                found.append((nai, hoa, str(ip6.src), float(packet.time)))
+                src = str(packet[Ether].src) if Ether in packet else ""
+                found.append((nai, hoa, src, float(packet.time)))
     return found
 
 
@@ -204,3 +208,14 @@ def binding_dmpa(p: Pair, role: str, nai: str) -> str | None:
 
 
 DMPAS = tuple(str(a) for a in DMPA_ADDRESSES.values())
+
+
+def mac_of(p: Pair, short: str) -> str:
+    """The Ethernet address of DLMAP host ``short``'s transport link."""
+    links = json.loads(p.lab.ip(short, "-j", "link", "show", "dev", "tr0"))
+    return str(links[0]["address"])
+
+
+def claimed_at(p: Pair) -> float:
+    """When the identity was last claimed (the database's clock: this host's)."""
+    return float(p.domain.sql("SELECT extract(epoch FROM claimed_at) FROM netlmm_identity"))
