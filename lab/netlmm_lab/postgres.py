@@ -47,13 +47,20 @@ def available() -> str | None:
 
 
 class PostgresServer:
-    """``PostgresServer(namespace=None, listen=None)``: :meth:`start`, then :attr:`socket_dsn`
-    (or :meth:`tcp_dsn`), :meth:`stop` (always: it removes the data directory)."""
+    """``PostgresServer(namespace=None, listen=None, root=None)``: :meth:`start`, then
+    :meth:`socket_dsn` (or :meth:`tcp_dsn`), :meth:`stop` (always: it removes the data
+    directory)."""
 
-    def __init__(self, namespace: str | None = None, listen: str | None = None) -> None:
+    def __init__(
+        self, namespace: str | None = None, listen: str | None = None, root: Path | None = None
+    ) -> None:
         self.namespace = namespace
         self.listen = listen
-        self.root = Path(tempfile.mkdtemp(prefix="netlmm-pg-"))
+        if root is None:
+            root = Path(tempfile.mkdtemp(prefix="netlmm-pg-"))
+        else:  # a lab's: removed with its work directory too (netlmm lab down)
+            root.mkdir(parents=True)
+        self.root = root
         self.data = self.root / "data"
         self.sockets = self.root / "run"
         self.log = self.root / "postgres.log"
