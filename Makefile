@@ -25,10 +25,13 @@ APT_FAULTS := nftables
 # systemd gives systemd-analyze, which checks the unit file (a minimal image may lack it;
 # installing it starts nothing).
 APT_SERVICE := systemd
+# PostgreSQL 15 (store = postgresql) and keepalived (VRRPv3) for the DLMAP active/standby pair:
+# the store tests, `netlmm lab up --ha` and `make ha` start their own, never the system's.
+APT_HA := postgresql keepalived
 APT_PACKAGES := $(APT_BUILD) $(APT_ORACLE) $(APT_MS_TOOLS) $(APT_SERVERS) $(APT_BENCH) \
-	$(APT_FAULTS) $(APT_SERVICE)
+	$(APT_FAULTS) $(APT_SERVICE) $(APT_HA)
 
-.PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults clean
+.PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults ha clean
 
 all: test
 
@@ -66,7 +69,7 @@ $(BIN)/python:
 # The lab (lab/, the netlmm-lab distribution: test bed, demo, campaigns) is installed after the
 # appliance it depends on; the appliance's own wheel holds none of it.
 $(STAMPS)/venv: $(BIN)/python pyproject.toml setup.py lab/pyproject.toml $(wildcard fastpath/*.pyx fastpath/*.pxd fastpath/*.pxi) | $(STAMPS)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,postgresql]'
 	$(BIN)/python -m pip install -q -e ./lab
 	@touch $@
 
@@ -117,6 +120,12 @@ faults: setup
 	$(BIN)/python -m netlmm_lab.faults loss --count 100 --percent 20
 	$(BIN)/python -m netlmm_lab.faults restart --role dlmap --rounds 5
 	$(BIN)/python -m netlmm_lab.faults restart --role dmpa1 --rounds 5
+
+# The DLMAP pair's failover variants (needs root, a few minutes): SIGKILL of the active (also
+# in CI), its whole namespace cut off, a split brain; real MSs under traffic, PostgreSQL and
+# keepalived started by the tests; prints the gaps and times.
+ha: setup
+	NETLMM_HA=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/netns/test_ha_failover.py tests/ha
 
 clean:
 	rm -rf build dist *.egg-info lab/build lab/dist lab/*.egg-info $(STAMPS) fastpath/*.c fastpath/*.so

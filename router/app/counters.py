@@ -92,4 +92,8 @@ GROUPS: dict[str, tuple[Declaration, ...]] = {
 
 #: Entries of the registries that are sizes, not counts (they go down again): exported as
 #: gauges, never as counters (a decrease would read as a counter reset).
-LEVELS: tuple[Declaration, ...] = (runner.RunnerCounter.STORE_BACKLOG, limits.TABLE)
+LEVELS: tuple[Declaration, ...] = (
+    runner.RunnerCounter.STORE_BACKLOG,
+    runner.RunnerCounter.STORE_EPOCH,
+    limits.TABLE,
+)

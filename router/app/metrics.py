@@ -234,6 +234,21 @@ METRICS: tuple[Spec, ...] = (
         gauge=True,
     ),
     Spec(
+        "netlmm_store_epoch",
+        "store = postgresql: the DLMAP identity's epoch this process holds (0: none)",
+        (),
+        (One((), "node", RunnerCounter.STORE_EPOCH),),
+        gauge=True,
+        roles=_DLMAP,
+    ),
+    Spec(
+        "netlmm_store_fenced",
+        "store = postgresql: writes refused because another process took the identity",
+        (),
+        (One((), "node", RunnerCounter.STORE_FENCED),),
+        roles=_DLMAP,
+    ),
+    Spec(
         "netlmm_limit_table_sources",
         "Sources each rate limit remembers (table_size caps it)",
         ("limit",),

@@ -37,6 +37,7 @@ from router.adapters.store import Store, StoreError
 from router.app import logs, preflight, watch
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
+from router.app.ha import prepare as prepare_ha
 from router.app.operations import Reloader, control_handler
 from router.app.preflight import Problem, StartError
 from router.app.settings import DLMAPSettings, DMPASettings, RadiusSettings, Settings
@@ -45,6 +46,9 @@ from router.app.tuning import tune_gc
 log = logging.getLogger("netlmm")
 
 Node = DMPANode | DLMAPNode
+#: Exit status of a DLMAP fenced by another holder of its identity (store = postgresql): its
+#: service unit must not restart it on this status (RestartPreventExitStatus=3).
+EXIT_FENCED = 3
 
 
 def _radius(settings: RadiusSettings | None, address: IPv6Address) -> RadiusConfig | None:
@@ -101,6 +105,18 @@ async def _serve(
     node_settings = settings.node
     name, address = node_settings.name, node_settings.address
     run = loop.run_in_executor
+    try:  # store = postgresql: the identity claimed (ha = pair: after waiting as the standby)
+        ha = await prepare_ha(node_settings)
+    except StoreError as exc:
+        raise StartError(
+            [
+                Problem(
+                    "node.store_dsn",
+                    f"cannot open the state database: {exc}",
+                    "check node.dsn, the password file and that the database is up",
+                )
+            ]
+        ) from None
     await run(None, preflight.wait_address, address)
     # tunnel_mtu + 40 must fit every peer's route: warn and run with what fits (watch.py)
     mtus = await run(None, watch.route_mtus, settings)
@@ -112,7 +128,7 @@ async def _serve(
         log.info("swept leftovers links=%s routes=%s", swept.links, swept.routes)
     kernel = devices.Devices(name)
     try:
-        store = Store(node_settings.state_dir / "state.sqlite")
+        store = ha.store or Store(node_settings.state_dir / "state.sqlite")
     except StoreError as exc:
         await run(None, kernel.teardown)
         raise StartError(
@@ -153,6 +169,7 @@ async def _serve(
                 raw_tx_fd=raw_tx.fileno(),
                 tap_fds=taps,
             )
+            assert isinstance(store, Store)  # a DMPA's state is its own (config: node.store)
             node = DMPANode(settings, dmpa_ports, store, aaa, loop, fastpath=fastpath)
             dmpa_ports.tunnel_send = sockets.tunnel_sender(tunnel_rx, node.counters)
             dmpa_ports.raw_send = sockets.raw_sender(raw_tx, node.counters)
@@ -173,6 +190,8 @@ async def _serve(
                 tun_fd=tun,
             )
             node = DLMAPNode(settings, dlmap_ports, store, loop, fastpath=fastpath)
+            node.ha = ha
+            node.runner.on_fenced = lambda: os.kill(os.getpid(), signal.SIGTERM)
             dlmap_ports.tunnel_send = sockets.tunnel_sender(tunnel_rx, node.counters)
             dlmap_ports.raw_send = sockets.raw_sender(raw_tx, node.counters)
             if settings.dhcp == "relay":
@@ -236,8 +255,9 @@ async def _serve(
             await metrics.close()
         await control.close()
         node.stop()
+        await node.runner.drain()  # PostgreSQL: the last commit
         endpoint.stop()
-        return 0
+        return EXIT_FENCED if node.runner.fenced else 0
     finally:
         if relay_transport is not None:
             relay_transport.close()

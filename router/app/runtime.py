@@ -37,6 +37,7 @@ from router.adapters.datapath import DataPath, UserSpacePath
 from router.adapters.devices import VNET_HDR_LEN
 from router.adapters.keyfile import KeyFileError, read_key_file
 from router.adapters.store import Store
+from router.adapters.store_pg import PgStore
 from router.app.logs import kv, quote
 from router.app.runner import ActionRunner, Clock, CoreTimer
 from router.app.settings import NodeSettings, PeerSettings
@@ -158,7 +159,7 @@ class NodeRuntime(Generic[S, P]):
         self,
         settings: S,
         ports: P,
-        store: Store,
+        store: Store | PgStore,
         loop: asyncio.AbstractEventLoop,
         clock: Clock | None = None,
         fastpath: str = "auto",
@@ -277,7 +278,8 @@ class NodeRuntime(Generic[S, P]):
         for fd, where, readable in self._readers:
             self.loop.add_reader(fd, guard(where, readable))
         self.runner.flush()
-        if self.store.backlog:  # the Restart Counter was not saved (heartbeat.py, rule 2)
+        # the Restart Counter was not saved (heartbeat.py, rule 2); PostgreSQL: in flight
+        if isinstance(self.store, Store) and self.store.backlog:
             self.core.heartbeat.unsaved(self.clock.wall())
         log.info("%s started %s", self.settings.node.role, kv(self.summary()))
 

@@ -62,6 +62,13 @@ class NodeSettings:
     log_format: str
     #: The Prometheus endpoint, ``(address, port)``; None: off.
     metrics: tuple[str, int] | None
+    #: ``sqlite`` or ``postgresql`` (DLMAP): where the state lives, and the database's URI
+    #: and password file (mode 600) for the latter.
+    store: str
+    store_dsn: str | None
+    store_password_file: Path | None
+    #: ``off`` or ``pair``: one of an active/standby DLMAP pair (router.app.ha).
+    ha: str
     #: The keys read from ``key_file`` (their repr shows the SPIs only): set after loading.
     keys: KeyRing | None = None
 

@@ -163,8 +163,12 @@ class Loader:
     # [node]
 
     def _node(self, s: Section) -> tuple[NodeSettings | None, Role | None]:
-        s.read_all()
         role = cast("Role | None", s.value(k.NODE_ROLE))
+        if role == "dmpa":
+            for key in (k.NODE_STORE, k.NODE_STORE_DSN, k.NODE_STORE_PASSWORD_FILE, k.NODE_HA):
+                s.refuse(key, "only a DLMAP has a shared database or a standby (node.role)")
+        s.read_all()
+        checks.store(s)
         name = s.value(k.NODE_NAME)
         state_dir = s.value(k.NODE_STATE_DIR)
         if state_dir is None and name is not None and not s.has(k.NODE_STATE_DIR):
@@ -187,6 +191,10 @@ class Loader:
                 some(s.value(k.NODE_REPLAY_WINDOW)),
                 log_format=some(s.value(k.NODE_LOG_FORMAT)),
                 metrics=s.value(k.NODE_METRICS),
+                store=s.value(k.NODE_STORE) or "sqlite",
+                store_dsn=s.value(k.NODE_STORE_DSN),
+                store_password_file=s.value(k.NODE_STORE_PASSWORD_FILE),
+                ha=s.value(k.NODE_HA) or "off",
             ),
             role,
         )
