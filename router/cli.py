@@ -474,9 +474,7 @@ def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
         help="log lines on stderr (default: node.log_format, text)",
     )
     show = sub.add_parser("show", help="ask a running appliance")
-    show.add_argument(
-        "what", choices=("bindings", "visitors", "peers", "counters", "config", "ha")
-    )
+    show.add_argument("what", choices=("bindings", "visitors", "peers", "counters", "config", "ha"))
     where = show.add_mutually_exclusive_group(required=True)
     where.add_argument("-c", "--config", type=Path, help="its ini file (for the socket path)")
     where.add_argument("--socket", type=Path, help="its control socket")
