@@ -175,6 +175,7 @@ class Loader:
                 some(s.value(k.NODE_REPLAY_WINDOW)),
                 log_format=some(s.value(k.NODE_LOG_FORMAT)),
                 metrics=s.value(k.NODE_METRICS),
+                datapath=some(s.value(k.NODE_DATAPATH)),
             ),
             role,
         )
