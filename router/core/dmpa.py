@@ -459,6 +459,8 @@ class DMPA:
         visitor.hoa = hoa
         if ms_sequence is not None:
             visitor.sequence = ms_sequence
+        # A new default router in the PBA (RFC 5844) moves what the fastpath answers for.
+        regateway = gateway is not None and gateway != visitor.gateway
         if gateway is not None:
             visitor.gateway = gateway
         visitor.state = State.REGISTERED
@@ -470,9 +472,9 @@ class DMPA:
             self._timers.schedule(("refresh", visitor.mac), refresh)
         self.counters[SignalingCounter.PBA_ACCEPTED] += 1
         actions.append(self._persist(visitor))
-        if visitor.bound != hoa:
+        if visitor.bound != hoa or regateway:
             visitor.bound = hoa
-            actions.append(Bind(hoa, src, visitor.mac, visitor.link))
+            actions.append(Bind(hoa, src, visitor.mac, visitor.link, visitor.gateway))
         if first:
             actions.append(event("registered", nai=visitor.nai, hoa=hoa, dlmap=src))
         return actions
@@ -662,7 +664,9 @@ class DMPA:
             # The fastpath is rebuilt from the database at once; the re-registration confirms it.
             assert visitor.hoa is not None and visitor.tunnel_dst is not None
             visitor.bound = visitor.hoa
-            actions.append(Bind(visitor.hoa, visitor.tunnel_dst, mac, visitor.link))
+            actions.append(
+                Bind(visitor.hoa, visitor.tunnel_dst, mac, visitor.link, visitor.gateway)
+            )
             actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
 
