@@ -32,9 +32,10 @@ from typing import Any
 from router.adapters import devices, sdnotify, sockets
 from router.adapters.aaa import AAA, AAAConfig
 from router.adapters.control import ControlServer
+from router.adapters.kernelpath import KernelPath
 from router.adapters.radius import RadiusConfig, parse_server
 from router.adapters.store import Store, StoreError
-from router.app import logs, preflight, watch
+from router.app import logs, preflight, tiers, watch
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
 from router.app.ha import prepare as prepare_ha
@@ -126,6 +127,7 @@ async def _serve(
     swept = await run(None, devices.sweep, name)
     if swept.links or swept.routes:
         log.info("swept leftovers links=%s routes=%s", swept.links, swept.routes)
+    await run(None, tiers.sweep_kernel, settings)  # a crashed run's TC filters
     kernel = devices.Devices(name)
     try:
         store = ha.store or Store(node_settings.state_dir / "state.sqlite")
@@ -145,6 +147,7 @@ async def _serve(
     raw_tx = sockets.open_raw_tx(address)
     node: Node
     relay_transport: asyncio.DatagramTransport | None = None
+    kernel_tier: KernelPath | None = None
     try:
         if isinstance(settings, DMPASettings):
             taps = []
@@ -196,6 +199,20 @@ async def _serve(
             dlmap_ports.raw_send = sockets.raw_sender(raw_tx, node.counters)
             if settings.dhcp == "relay":
                 relay_transport = await _open_relay(loop, node, settings.gateway)
+        try:  # [node] datapath: the kernel tier beside the fastpath, or why not
+            kernel_tier = await run(None, tiers.open_kernel_tier, settings)
+        except tiers.TierRefused as exc:
+            raise StartError(
+                [
+                    Problem(
+                        "node.datapath",
+                        str(exc),
+                        "set node.datapath = auto or cython, or see docs/kernel-tier.md",
+                    )
+                ]
+            ) from None
+        if kernel_tier is not None:
+            node.add_backend(kernel_tier)
         # a bug in a handler drops the input, not the process (runner.Boundary)
         endpoint = sockets.MHEndpoint(mh, node.runner.boundary.wrap("mh", node.on_mh))
         node.ports.mh_send = endpoint.send
@@ -259,6 +276,8 @@ async def _serve(
         endpoint.stop()
         return EXIT_FENCED if node.runner.fenced else 0
     finally:
+        if kernel_tier is not None:
+            await run(None, kernel_tier.close)
         if relay_transport is not None:
             relay_transport.close()
         for sock in (mh, tunnel_rx, raw_tx):

@@ -195,6 +195,7 @@ class Loader:
                 store_dsn=s.value(k.NODE_STORE_DSN),
                 store_password_file=s.value(k.NODE_STORE_PASSWORD_FILE),
                 ha=s.value(k.NODE_HA) or "off",
+                datapath=some(s.value(k.NODE_DATAPATH)),
             ),
             role,
         )
