@@ -38,6 +38,18 @@ class MobileProfile:
 
 
 @dataclass(frozen=True)
+class Dot1xConfig:
+    """The DMPAs' 802.1X settings: the visited AAA, hostapd's side of the proxy, and each
+    DMPA's hostapd control socket."""
+
+    server: str
+    secret: str
+    proxy: str
+    proxy_secret: str
+    hostapd: dict[int, Path]
+
+
+@dataclass(frozen=True)
 class LabConfigs:
     dlmap: Path
     dmpas: dict[int, Path]
@@ -72,6 +84,7 @@ def write_configs(
     extra_peers: tuple[str, ...] = (),
     pool: str = POOL,
     lease_time: int | None = None,
+    dot1x: Dot1xConfig | None = None,
 ) -> LabConfigs:
     """Write ``dlmap.ini``, ``dmpa1.ini`` and ``dmpa2.ini`` into ``folder`` and check them.
 
@@ -83,6 +96,8 @@ def write_configs(
     messages must reach the cores). ``extra_peers`` are more DMPA addresses the DLMAP accepts,
     ``insecure = yes`` as well (the soak's load generator plays them and does not sign);
     ``pool`` and ``lease_time`` replace the DLMAP's address range and lease time.
+    ``dot1x`` makes the access links ``auth = 8021x``: hostapd's RADIUS comes to the DMPA's
+    proxy, which forwards it to the visited AAA (:mod:`netlmm_lab.dot1x` makes one).
     """
     folder.mkdir(parents=True, exist_ok=True)
     sockets = {"dlmap": folder / "dlmap.sock"} | {
@@ -130,10 +145,16 @@ def write_configs(
             f"aaa = {'radius' if radius else 'local'}\n\n"
             f"[peer {DLMAP_ADDRESS}]\ndialect = {dialect}\n{spi_line[index]}\n"
         )
-        if radius is None:  # with RADIUS the profiles come from the server, not the file
+        if radius is None and dot1x is None:  # with RADIUS the profiles come from the server
             text += _profiles(profiles, dlmap_line=True)
         if radius is not None:
             text += f"[radius]\nservers = {radius[0]} {radius[1]}\n"
+        if dot1x is not None:
+            text += (
+                f"[radius]\nservers = {dot1x.server} {dot1x.secret}\n"
+                f"proxy = {dot1x.proxy}\nproxy_secret = {dot1x.proxy_secret}\n\n"
+                f"[access {ACCESS_IF}]\nauth = 8021x\nhostapd = {dot1x.hostapd[index]}\n"
+            )
         paths[f"dmpa{index}"] = folder / f"dmpa{index}.ini"
         paths[f"dmpa{index}"].write_text(text)
         paths[f"dmpa{index}"].chmod(0o600)  # it may hold a RADIUS secret

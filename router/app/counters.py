@@ -6,6 +6,7 @@ A group is one registry a node shows: ``node`` is the runtime's, shared by the r
 RFC 4285 guard, the DLMAP's PBU limit, the slow path and the MH and tunnel sends; ``core`` the
 role's core and its heartbeats; ``dhcp`` (DLMAP) the built-in server or the relay; ``access``
 (DMPA) the access services; ``limits`` the rate limits' tables; ``aaa`` (DMPA) the AAA backend;
+``aaa_proxy`` and ``authenticator`` (DMPA with an 802.1X link) the RADIUS proxy, hostapd's events;
 ``fastpath`` the data path's per-direction, per-reason table; ``mh_socket`` the MH socket.
 """
 
@@ -13,8 +14,11 @@ from __future__ import annotations
 
 from fastpath.common import EXTRA_COUNTERS, Direction, Reason
 from router.adapters import sockets
+from router.adapters.hostapd import HostapdCounter
 from router.adapters.radius import RadiusCounter
+from router.adapters.radius_proxy import ProxyCounter
 from router.app import runner, runtime
+from router.app.authenticators import AuthCounter
 from router.app.dmpa_node import AAACounter
 from router.core import limits, security
 from router.core.common import BRA_STATUS, PBA_STATUS, SignalingCounter
@@ -57,6 +61,7 @@ GROUPS: dict[str, tuple[Declaration, ...]] = {
         dmpa_punts.PUNT_TUNNEL,
         dmpa_punts.PuntCounter,
         AAACounter,
+        AuthCounter,
     ),
     "core": (
         SignalingCounter,
@@ -86,6 +91,8 @@ GROUPS: dict[str, tuple[Declaration, ...]] = {
     ),
     "limits": (limits.LIMITED, limits.ALLOWED, limits.EVICTED, limits.TABLE),
     "aaa": (RadiusCounter,),
+    "aaa_proxy": (ProxyCounter,),
+    "authenticator": (HostapdCounter,),
     "fastpath": FASTPATH,
     "mh_socket": (sockets.SocketCounter, sockets.TX_ERRNO, sockets.RX_ERRNO),
 }

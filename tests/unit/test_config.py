@@ -22,6 +22,7 @@ from router.app.config import (
     schema,
 )
 from router.app.settings import (
+    AccessSettings,
     DLMAPSettings,
     DMPASettings,
     NodeSettings,
@@ -634,9 +635,10 @@ def test_a_default_the_core_uses_is_the_cores(
     ("kind", "cls", "not_keys"),
     [
         ("node", NodeSettings, {"keys"}),
-        ("dmpa", DMPASettings, {"node", "peers", "profiles", "radius", "limits"}),
+        ("dmpa", DMPASettings, {"node", "peers", "profiles", "radius", "limits", "links"}),
         ("dlmap", DLMAPSettings, {"node", "peers", "profiles", "limits", "extra"}),
         ("radius", RadiusSettings, set()),
+        ("access", AccessSettings, {"interface"}),
     ],
 )
 def test_each_key_of_a_section_is_a_settings_field(
@@ -646,7 +648,14 @@ def test_each_key_of_a_section_is_a_settings_field(
 
 
 def test_the_settings_have_no_defaults_of_their_own() -> None:
-    for cls in (NodeSettings, DMPASettings, DLMAPSettings, RadiusSettings, PeerSettings):
+    for cls in (
+        NodeSettings,
+        DMPASettings,
+        DLMAPSettings,
+        RadiusSettings,
+        PeerSettings,
+        AccessSettings,
+    ):
         defaulted = {f.name for f in fields(cls) if f.default is not MISSING}
         defaulted |= {f.name for f in fields(cls) if f.default_factory is not MISSING}
         assert defaulted <= {"keys", "extra"}, cls
