@@ -18,6 +18,10 @@ APT_MS_TOOLS := udhcpc iputils-arping iputils-ping
 # The real DHCP and RADIUS servers the service tests (and `netlmm lab --dhcp/--aaa`) start in
 # their own namespaces.
 APT_SERVERS := kea-dhcp4-server dnsmasq-base freeradius freeradius-utils
+# 802.1X on the access links: hostapd (driver=wired) is the authenticator the DMPA reads events
+# from, wpasupplicant the MS's supplicant in the lab and the netns tests (their EAP runs against
+# the FreeRADIUS of APT_SERVERS; openssl makes the test certificates).
+APT_8021X := hostapd wpasupplicant openssl
 # iperf3, and tayga (the C NAT64 the data path is compared with), for the lab benchmarks.
 APT_BENCH := iperf3 tayga
 # nftables drops MH packets in the signaling-loss tests and `make faults`.
@@ -25,8 +29,8 @@ APT_FAULTS := nftables
 # systemd gives systemd-analyze, which checks the unit file (a minimal image may lack it;
 # installing it starts nothing).
 APT_SERVICE := systemd
-APT_PACKAGES := $(APT_BUILD) $(APT_ORACLE) $(APT_MS_TOOLS) $(APT_SERVERS) $(APT_BENCH) \
-	$(APT_FAULTS) $(APT_SERVICE)
+APT_PACKAGES := $(APT_BUILD) $(APT_ORACLE) $(APT_MS_TOOLS) $(APT_SERVERS) $(APT_8021X) \
+	$(APT_BENCH) $(APT_FAULTS) $(APT_SERVICE)
 
 .PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults clean
 

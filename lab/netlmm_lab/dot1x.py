@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -52,6 +53,7 @@ BINARIES = {
     "wpa_supplicant": "/usr/sbin/wpa_supplicant",
     "freeradius": "/usr/sbin/freeradius",
     "openssl": "/usr/bin/openssl",
+    "wpa_cli": "/usr/sbin/wpa_cli",
 }
 #: The 802.1X group address's bit in a bridge's group_fwd_mask (01:80:c2:00:00:03).
 EAPOL_FWD_MASK = 1 << 3
@@ -303,3 +305,17 @@ def start_supplicant(
         [_binary("wpa_supplicant"), "-D", "wired", "-i", MS_IF, "-c", str(conf), "-d"], folder,
         str(socket), lambda _log: socket.exists(),
     )  # fmt: skip
+
+
+def reauthenticate(lab: Lab, ms: str, supplicant: Server) -> float:
+    """Make the MS's wpa_supplicant start EAP again (an EAPOL-Start), as an MS's link manager
+    does when its carrier comes back on another port: wpa_supplicant's wired driver does not
+    watch the carrier itself. Returns the seconds ``wpa_cli`` took."""
+    began = time.monotonic()
+    out = lab.exec(
+        ms, [_binary("wpa_cli"), "-p", str(supplicant.folder), "-i", MS_IF, "reauthenticate"],
+        timeout=10,
+    ).stdout  # fmt: skip
+    if "OK" not in out:
+        raise LabError(f"wpa_cli reauthenticate in {ms}: {out.strip()}")
+    return time.monotonic() - began
