@@ -20,7 +20,9 @@ the run's directory; the MS checks the server against that CA. Everything is wri
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -319,3 +321,85 @@ def reauthenticate(lab: Lab, ms: str, supplicant: Server) -> float:
     if "OK" not in out:
         raise LabError(f"wpa_cli reauthenticate in {ms}: {out.strip()}")
     return time.monotonic() - began
+
+
+# --- handover timing: hostapd's authorization event, the first packet the MS gets after it ---
+
+
+class EventWatch:
+    """The lab's own monitor on DMPA ``index``'s hostapd control socket (hostapd takes
+    several): the ``time.monotonic()`` of each ``CTRL-EVENT-EAP-SUCCESS2 <mac>``, read in a
+    thread. The socket is made in hostapd's namespace: its autobound (abstract) address is
+    what hostapd answers to, and abstract addresses belong to a network namespace."""
+
+    def __init__(self, lab: Lab, index: int, mac: str) -> None:
+        socket_path = hostapd_socket(lab, index)
+        self.path, self.mac = socket_path, mac.lower()
+        self.successes: list[float] = []
+        self._stop = threading.Event()
+        with lab.enter(f"m{index}"):
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._sock.bind("")
+        self._sock.connect(str(socket_path))
+        self._sock.settimeout(2.0)
+        self._sock.send(b"ATTACH")
+        if self._sock.recv(64).strip() != b"OK":
+            raise LabError(f"hostapd at {socket_path} refused ATTACH")
+        self._sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._read, name="hostapd-watch", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            now = time.monotonic()
+            words = data.decode(errors="replace").partition(">")[2].split()
+            if words[:2] == ["CTRL-EVENT-EAP-SUCCESS2", self.mac]:
+                self.successes.append(now)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+        self._sock.close()
+
+
+class Arrivals:
+    """``time.monotonic()`` of each IPv4 frame from ``src_mac`` (the DMPAs' pseudo-MAC) on the
+    MS's interface, read by a packet socket made in the MS's namespace (at most ``limit``)."""
+
+    def __init__(self, lab: Lab, ms: str, src_mac: str, limit: int = 100_000) -> None:
+        self.times: list[float] = []
+        self._src = bytes.fromhex(src_mac.replace(":", ""))
+        self._limit = limit
+        self._stop = threading.Event()
+        with lab.enter(ms):
+            self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+            self._sock.bind((MS_IF, 0))
+        self._sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._read, name="ms-arrivals", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set() and len(self.times) < self._limit:
+            try:
+                frame, info = self._sock.recvfrom(2048)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            # Incoming only (not PACKET_OUTGOING), from the pseudo-MAC.
+            if info[2] != socket.PACKET_OUTGOING and frame[6:12] == self._src:
+                self.times.append(time.monotonic())
+
+    def first_after(self, moment: float) -> float | None:
+        return next((t for t in self.times if t > moment), None)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+        self._sock.close()
