@@ -6,7 +6,9 @@ One lab for the module (``netlmm_lab.dot1x``); the tests run in file order on it
 authenticates with EAP-TTLS/PAP under an anonymous outer identity, registers under its real
 NAI, gets its address by DHCP and keeps it across a handover (re-authenticating at DMPA 2);
 a second MS with a wrong password gets nothing but EAPOL; a third copying the first one's MAC
-at the DMPA the first one is not on gets nothing at all from the DMPA.
+at the DMPA the first one is not on gets nothing at all from the DMPA; the MS's logoff
+de-registers it; after hostapd restarts the DMPA attaches to it again and the MS logs in with
+PEAP/MSCHAPv2.
 """
 
 from __future__ import annotations
@@ -49,11 +51,10 @@ def bed() -> Iterator[dict[str, Any]]:
         dot1x.pass_eapol(lab)
         _, _, ca = dot1x.start_aaa(lab, [dot1x.Subscriber(NAI, PASSWORD)])
         domain = Domain(lab, [], dot1x=dot1x.dmpa_config(lab))
-        for index in (1, 2):
-            dot1x.start_hostapd(lab, index)
+        hostapd = {index: dot1x.start_hostapd(lab, index) for index in (1, 2)}
         domain.start()
         try:
-            yield {"lab": lab, "domain": domain, "ca": ca}
+            yield {"lab": lab, "domain": domain, "ca": ca, "hostapd": hostapd}
         finally:
             domain.stop()
 
@@ -97,7 +98,7 @@ def test_ms_authenticates_registers_under_its_nai_and_keeps_its_address_at_the_o
     bed: dict[str, Any],
 ) -> None:
     lab, domain = bed["lab"], bed["domain"]
-    supplicant = _supplicant(bed, "ms", PASSWORD)
+    supplicant = bed["lab_supplicant"] = _supplicant(bed, "ms", PASSWORD)
     client = DhcpClient(lab, "ms")
     lease = client.once(tries=15, timeout=40)  # EAP first: DHCP goes unanswered until then
     assert (
@@ -196,3 +197,45 @@ def test_a_copy_of_an_authorized_mac_at_the_other_dmpa_gets_nothing(bed: dict[st
     assert still["hoa"] == hoa["hoa"]
     assert lab.wait_ping("ms", str(CN_ADDRESS), 10) < 10
     assert domain.visitor(f"dmpa{other}", NAI) is None, tail(domain.logs[f"dmpa{other}"])
+
+
+def _wpa_cli(lab: Lab, ms: str, supplicant: Server, command: str) -> None:
+    out = lab.exec(
+        ms, ["wpa_cli", "-p", str(supplicant.folder), "-i", MS_IF, command], timeout=10
+    ).stdout
+    assert "OK" in out, out
+
+
+def test_a_logoff_detaches_the_ms_and_deregisters_it(bed: dict[str, Any]) -> None:
+    lab, domain = bed["lab"], bed["domain"]
+    role = f"dmpa{lab.attached('ms')}"
+    assert domain.binding(NAI) is not None
+    supplicant = bed["lab_supplicant"]
+    _wpa_cli(lab, "ms", supplicant, "logoff")  # EAPOL-Logoff: hostapd de-authenticates
+    wait_until(lambda: domain.binding(NAI) is None, 10, "the binding to be de-registered")
+    assert domain.visitor(role, NAI) is None
+    assert _counters(domain, role, "access")["auth.detached"] == 1
+    assert not lab.ping_ok("ms", str(CN_ADDRESS))
+
+
+def test_after_hostapd_restarts_the_dmpa_attaches_again_and_peap_works(
+    bed: dict[str, Any],
+) -> None:
+    lab, domain = bed["lab"], bed["domain"]
+    index = lab.attached("ms")
+    role = f"dmpa{index}"
+    assert _counters(domain, role, "authenticator")["attached"] == 1
+    lab.stop(bed["hostapd"][index].process)
+    bed["hostapd"][index] = dot1x.start_hostapd(lab, index)
+    wait_until(
+        lambda: _counters(domain, role, "authenticator")["attached"] == 2,
+        15,
+        "the DMPA attached to the new hostapd",
+    )
+    lab.stop(bed["lab_supplicant"].process)
+    dot1x.start_supplicant(lab, "ms", "peap", NAI, PASSWORD, bed["ca"], name="peap-ms")
+    lease = DhcpClient(lab, "ms").once(tries=15, timeout=40)
+    binding = domain.binding(NAI)
+    assert binding is not None and binding["hoa"] == str(lease.address), binding
+    assert binding["dmpa"] == str(DMPA_ADDRESSES[index])
+    assert lab.wait_ping("ms", str(CN_ADDRESS), 10) < 10
