@@ -46,7 +46,8 @@ class Dot1xConfig:
     secret: str
     proxy: str
     proxy_secret: str
-    hostapd: dict[int, Path]
+    #: DMPA index -> {access interface: its hostapd's control socket}; acc0 always first.
+    hostapd: dict[int, dict[str, Path]]
 
 
 @dataclass(frozen=True)
@@ -135,12 +136,14 @@ def write_configs(
     paths = {"dlmap": folder / "dlmap.ini"}
     paths["dlmap"].write_text(dlmap)
     for index, address in DMPA_ADDRESSES.items():
+        links = dot1x.hostapd[index] if dot1x is not None else {ACCESS_IF: None}
+        access_line = ", ".join(links)
         text = (
             f"[node]\nrole = dmpa\nname = m{index}\naddress = {address}\n"
             f"state_dir = {folder / f'dmpa{index}-state'}\n"
             f"control_socket = {sockets[f'dmpa{index}']}\nlog_level = {log_level}\n"
             f"offload = {'yes' if offload else 'no'}\n{key_line.get(f'dmpa{index}', '')}\n"
-            f"[dmpa]\naccess = {ACCESS_IF}\ngateway = {GATEWAY}\n"
+            f"[dmpa]\naccess = {access_line}\ngateway = {GATEWAY}\n"
             f"prefix_length = {HOA_NETWORK.prefixlen}\ntunnel_mtu = {tunnel_mtu}\n"
             f"aaa = {'radius' if radius else 'local'}\n\n"
             f"[peer {DLMAP_ADDRESS}]\ndialect = {dialect}\n{spi_line[index]}\n"
@@ -152,9 +155,10 @@ def write_configs(
         if dot1x is not None:
             text += (
                 f"[radius]\nservers = {dot1x.server} {dot1x.secret}\n"
-                f"proxy = {dot1x.proxy}\nproxy_secret = {dot1x.proxy_secret}\n\n"
-                f"[access {ACCESS_IF}]\nauth = 8021x\nhostapd = {dot1x.hostapd[index]}\n"
+                f"proxy = {dot1x.proxy}\nproxy_secret = {dot1x.proxy_secret}\n"
             )
+            for name, path in dot1x.hostapd[index].items():
+                text += f"\n[access {name}]\nauth = 8021x\nhostapd = {path}\n"
         paths[f"dmpa{index}"] = folder / f"dmpa{index}.ini"
         paths[f"dmpa{index}"].write_text(text)
         paths[f"dmpa{index}"].chmod(0o600)  # it may hold a RADIUS secret

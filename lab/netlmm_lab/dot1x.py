@@ -30,6 +30,7 @@ from string import Template
 
 from netlmm_lab.configs import GATEWAY, Dot1xConfig
 from netlmm_lab.errors import LabError
+from netlmm_lab.poll import wait_until
 from netlmm_lab.servers import (
     RADIUS_PORT,
     RADIUS_SECRET,
@@ -39,7 +40,17 @@ from netlmm_lab.servers import (
     start_server,
     tail,
 )
-from netlmm_lab.topology import ACCESS_IF, BRIDGE, DLMAP_ADDRESS, DMPA_ADDRESSES, MS_IF, Lab
+from netlmm_lab.topology import (
+    ACCESS_IF,
+    ACCESS_MTU,
+    BRIDGE,
+    BS_DMPA_PORT,
+    DLMAP_ADDRESS,
+    DMPA_ADDRESSES,
+    MS_IF,
+    NO_IPV6,
+    Lab,
+)
 
 REALM = "home.example"
 HAAA_PORT = 11812
@@ -199,25 +210,29 @@ def start_aaa(
     return haaa, vaaa, certs["ca"]
 
 
-def dmpa_config(lab: Lab) -> Dot1xConfig:
-    """What the DMPAs' ini files say for 802.1X in this lab (``Domain(..., dot1x=...)``)."""
+def dmpa_config(lab: Lab, extra: dict[int, str] | None = None) -> Dot1xConfig:
+    """What the DMPAs' ini files say for 802.1X in this lab (``Domain(..., dot1x=...)``);
+    ``extra``: DMPA index -> a second access interface it has (with its own hostapd)."""
+    links = {index: {ACCESS_IF: hostapd_socket(lab, index)} for index in DMPA_ADDRESSES}
+    for index, ifname in (extra or {}).items():
+        links[index][ifname] = hostapd_socket(lab, index, ifname)
     return Dot1xConfig(
         f"[{DLMAP_ADDRESS}]:{RADIUS_PORT}",
         RADIUS_SECRET,
         f"{PROXY_ADDRESS}:{PROXY_PORT}",
         PROXY_SECRET,
-        {index: hostapd_socket(lab, index) for index in DMPA_ADDRESSES},
+        links,
     )
 
 
 # --- hostapd on the DMPA's access port ----------------------------------------------------------
 
 
-def hostapd_conf(index: int, ctrl_dir: Path) -> str:
-    """hostapd on DMPA ``index``'s access port (acc0): wired driver, 802.1X, its RADIUS client
-    pointed at the DMPA's proxy, its control socket in ``ctrl_dir``."""
+def hostapd_conf(index: int, ctrl_dir: Path, ifname: str = ACCESS_IF) -> str:
+    """hostapd on DMPA ``index``'s access port ``ifname``: wired driver, 802.1X, its RADIUS
+    client pointed at the DMPA's proxy, its control socket in ``ctrl_dir``."""
     return (
-        f"interface={ACCESS_IF}\n"
+        f"interface={ifname}\n"
         "driver=wired\n"
         f"ctrl_interface={ctrl_dir}\n"
         "logger_stdout=-1\n"
@@ -226,7 +241,7 @@ def hostapd_conf(index: int, ctrl_dir: Path) -> str:
         "eapol_version=2\n"
         "eap_reauth_period=0\n"
         "use_pae_group_addr=1\n"
-        f"nas_identifier=dmpa{index}-{ACCESS_IF}\n"
+        f"nas_identifier=dmpa{index}-{ifname}\n"
         f"own_ip_addr={PROXY_ADDRESS}\n"
         f"auth_server_addr={PROXY_ADDRESS}\n"
         f"auth_server_port={PROXY_PORT}\n"
@@ -234,22 +249,47 @@ def hostapd_conf(index: int, ctrl_dir: Path) -> str:
     )
 
 
-def hostapd_socket(lab: Lab, index: int) -> Path:
-    """Where DMPA ``index``'s hostapd puts its control socket (a name of the interface)."""
-    return lab.workdir / f"hostapd{index}" / ACCESS_IF
+def _hostapd_dir(lab: Lab, index: int, ifname: str) -> Path:
+    return lab.workdir / (f"hostapd{index}" if ifname == ACCESS_IF else f"hostapd{index}-{ifname}")
 
 
-def start_hostapd(lab: Lab, index: int) -> Server:
-    """hostapd in ``m<index>`` on acc0; ready when its control socket exists."""
-    folder = lab.workdir / f"hostapd{index}"
+def hostapd_socket(lab: Lab, index: int, ifname: str = ACCESS_IF) -> Path:
+    """Where DMPA ``index``'s hostapd on ``ifname`` puts its control socket."""
+    return _hostapd_dir(lab, index, ifname) / ifname
+
+
+def start_hostapd(lab: Lab, index: int, ifname: str = ACCESS_IF) -> Server:
+    """hostapd in ``m<index>`` on ``ifname``; ready when its control socket exists."""
+    folder = _hostapd_dir(lab, index, ifname)
     folder.mkdir(parents=True, exist_ok=True)
     conf = folder / "hostapd.conf"
-    conf.write_text(hostapd_conf(index, folder))
-    socket = hostapd_socket(lab, index)
+    conf.write_text(hostapd_conf(index, folder, ifname))
+    socket = hostapd_socket(lab, index, ifname)
     return start_server(
-        lab, f"hostapd{index}", f"m{index}", [_binary("hostapd"), "-d", str(conf)], folder,
+        lab, folder.name, f"m{index}", [_binary("hostapd"), "-d", str(conf)], folder,
         str(socket), lambda _log: socket.exists(),
     )  # fmt: skip
+
+
+def add_access_port(lab: Lab, index: int, ifname: str, bs: str) -> None:
+    """A second access port on DMPA ``index``: ``ifname`` in ``m<index>``, its peer in a new
+    base station ``bs`` (a bridge passing EAPOL), layer 2 only. Before the DMPA starts."""
+    lab.add_namespace(bs)
+    lab.sysctl(bs, *NO_IPV6)
+    lab.bridge(bs, ACCESS_MTU)
+    lab.link(bs, "set", BRIDGE, "type", "bridge", "group_fwd_mask", str(EAPOL_FWD_MASK))
+    lab.veth(f"m{index}", ifname, bs, BS_DMPA_PORT, ACCESS_MTU)
+    lab.link(bs, "set", BS_DMPA_PORT, "master", BRIDGE, "up")
+    lab.sysctl(f"m{index}", f"net.ipv6.conf.{ifname}.disable_ipv6=1")
+
+
+def move_to(lab: Lab, ms: str, here: str, bs: str) -> None:
+    """Move mobile ``ms``'s peer end from base station ``here`` into ``bs``'s bridge (one
+    :func:`add_access_port` made: :meth:`Lab.handover` knows b1 and b2 only)."""
+    port = lab.bs_port(ms)
+    lab.link(here, "set", port, "netns", lab.ns(bs))
+    lab.link(bs, "set", port, "master", BRIDGE, "up")
+    wait_until(lambda: lab.carrier(ms, MS_IF), 10, f"carrier on {ms} in {bs}")
 
 
 # --- wpa_supplicant on the MS ----------------------------------------------------------------

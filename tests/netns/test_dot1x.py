@@ -6,7 +6,8 @@ One lab for the module (``netlmm_lab.dot1x``); the tests run in file order on it
 authenticates with EAP-TTLS/PAP under an anonymous outer identity, registers under its real
 NAI, gets its address by DHCP and keeps it across a handover (re-authenticating at DMPA 2);
 a second MS with a wrong password gets nothing but EAPOL; a third copying the first one's MAC
-at the DMPA the first one is not on gets nothing at all from the DMPA; the MS's logoff
+at the DMPA the first one is not on, or on the other port of its own DMPA, gets nothing at all
+from the DMPA; the MS's logoff
 de-registers it; after hostapd restarts the DMPA attaches to it again and the MS logs in with
 PEAP/MSCHAPv2.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import Domain
 from netlmm_lab.errors import LabError
 from netlmm_lab.poll import wait_until
-from netlmm_lab.servers import Server, tail
+from netlmm_lab.servers import Server
 from netlmm_lab.topology import CN_ADDRESS, DMPA_ADDRESSES, MS_IF, Lab
 from tests.conftest import require
 
@@ -38,6 +38,7 @@ NAI = "alice@home.example"
 PASSWORD = "alice-correct-horse"
 PSEUDO_MAC = "02:00:5e:00:00:01"
 EAPOL = 0x888E
+SECOND_PORT = "acc1"
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,12 @@ def bed() -> Iterator[dict[str, Any]]:
     require(shutil.which("tshark") is not None, "tshark is not installed (make test)")
     with Lab(mobiles=3) as lab:
         dot1x.pass_eapol(lab)
+        # DMPA 2 has a second access port, acc1, in base station b3, with its own hostapd.
+        dot1x.add_access_port(lab, 2, SECOND_PORT, "b3")
         _, _, ca = dot1x.start_aaa(lab, [dot1x.Subscriber(NAI, PASSWORD)])
-        domain = Domain(lab, [], dot1x=dot1x.dmpa_config(lab))
+        domain = Domain(lab, [], dot1x=dot1x.dmpa_config(lab, {2: SECOND_PORT}))
         hostapd = {index: dot1x.start_hostapd(lab, index) for index in (1, 2)}
+        dot1x.start_hostapd(lab, 2, SECOND_PORT)
         domain.start()
         try:
             yield {"lab": lab, "domain": domain, "ca": ca, "hostapd": hostapd}
@@ -165,24 +169,15 @@ def test_a_wrong_password_gets_nothing_but_eapol(bed: dict[str, Any]) -> None:
     assert lab.ms_mac("ms2") not in macs
 
 
-def test_a_copy_of_an_authorized_mac_at_the_other_dmpa_gets_nothing(bed: dict[str, Any]) -> None:
+def _copy_gets_nothing(bed: dict[str, Any], role: str, name: str) -> None:
+    """ms3, holding the authorized MS's MAC and address, sends as it would: nothing from the
+    DMPA's pseudo-MAC reaches it, the DMPA counts its frames as unauthorized, and the real MS
+    keeps its binding and its traffic."""
     lab, domain = bed["lab"], bed["domain"]
     home = lab.attached("ms")
-    other = 1 if home == 2 else 2
-    if lab.attached("ms3") != other:
-        lab.handover(other, "ms3")
-    victim, hoa = lab.ms_mac("ms"), domain.binding(NAI)
-    assert hoa is not None
-    # The copier takes the authorized MS's MAC and address and sends as it would.
-    lab.link("ms3", "set", MS_IF, "down")
-    lab.link("ms3", "set", MS_IF, "address", victim)
-    lab.link("ms3", "set", MS_IF, "up")
-    lab.addr("ms3", f"{hoa['hoa']}/24", MS_IF)
-    lab.ip("ms3", "route", "add", "default", "via", "192.0.2.1")
-    time.sleep(0.5)  # the port forwards (no STP): carrier settles
-    role = f"dmpa{other}"
     before = _counters(domain, role, "access").get("auth.unauthorized", 0)
-    capture = _capture(lab, "ms3", "mac-copy")
+    victim = lab.ms_mac("ms")
+    capture = _capture(lab, "ms3", name)
     assert not lab.ping_ok("ms3", str(CN_ADDRESS))
     with pytest.raises(LabError):
         DhcpClient(lab, "ms3").once(tries=2, timeout=15)
@@ -191,12 +186,34 @@ def test_a_copy_of_an_authorized_mac_at_the_other_dmpa_gets_nothing(bed: dict[st
     served = [(src, kind) for src, kind in frames if src == PSEUDO_MAC]
     assert served == [], f"the DMPA answered a copied MAC: {served}"
     assert _counters(domain, role, "access")["auth.unauthorized"] > before
-    # The real MS is untouched: still bound where it was, still reaching the CN.
     still = domain.binding(NAI)
     assert still is not None and still["dmpa"] == str(DMPA_ADDRESSES[home]), still
-    assert still["hoa"] == hoa["hoa"]
     assert lab.wait_ping("ms", str(CN_ADDRESS), 10) < 10
-    assert domain.visitor(f"dmpa{other}", NAI) is None, tail(domain.logs[f"dmpa{other}"])
+
+
+def test_a_copy_of_an_authorized_mac_on_another_port_or_dmpa_gets_nothing(
+    bed: dict[str, Any],
+) -> None:
+    lab, domain = bed["lab"], bed["domain"]
+    home = lab.attached("ms")
+    assert home == 2, "the first test leaves the MS at DMPA 2 (acc0)"
+    hoa = domain.binding(NAI)
+    assert hoa is not None
+    # The copier takes the authorized MS's MAC and address.
+    lab.link("ms3", "set", MS_IF, "down")
+    lab.link("ms3", "set", MS_IF, "address", lab.ms_mac("ms"))
+    lab.link("ms3", "set", MS_IF, "up")
+    lab.addr("ms3", f"{hoa['hoa']}/24", MS_IF)
+    lab.ip("ms3", "route", "add", "default", "via", "192.0.2.1")
+    # At DMPA 1, where the MS is not (ms3 starts in b1).
+    wait_until(lambda: lab.carrier("ms3", MS_IF), 10, "carrier on ms3")
+    _copy_gets_nothing(bed, "dmpa1", "mac-copy-other-dmpa")
+    assert domain.visitor("dmpa1", NAI) is None
+    # At DMPA 2 itself, on its other port (acc1, base station b3).
+    dot1x.move_to(lab, "ms3", "b1", "b3")
+    _copy_gets_nothing(bed, "dmpa2", "mac-copy-other-port")
+    visitor = domain.visitor("dmpa2", NAI)
+    assert visitor is not None and visitor["link"] == "acc0", visitor  # not moved by the copy
 
 
 def _wpa_cli(lab: Lab, ms: str, supplicant: Server, command: str) -> None:
@@ -224,11 +241,12 @@ def test_after_hostapd_restarts_the_dmpa_attaches_again_and_peap_works(
     lab, domain = bed["lab"], bed["domain"]
     index = lab.attached("ms")
     role = f"dmpa{index}"
-    assert _counters(domain, role, "authenticator")["attached"] == 1
+    attached = _counters(domain, role, "authenticator")["attached"]  # one per access port
+    assert attached == (2 if index == 2 else 1)
     lab.stop(bed["hostapd"][index].process)
     bed["hostapd"][index] = dot1x.start_hostapd(lab, index)
     wait_until(
-        lambda: _counters(domain, role, "authenticator")["attached"] == 2,
+        lambda: _counters(domain, role, "authenticator")["attached"] == attached + 1,
         15,
         "the DMPA attached to the new hostapd",
     )
