@@ -7,9 +7,8 @@ authenticates with EAP-TTLS/PAP under an anonymous outer identity, registers und
 NAI, gets its address by DHCP and keeps it across a handover (re-authenticating at DMPA 2);
 a second MS with a wrong password gets nothing but EAPOL; a third copying the first one's MAC
 at the DMPA the first one is not on, or on the other port of its own DMPA, gets nothing at all
-from the DMPA; the MS's logoff
-de-registers it; after hostapd restarts the DMPA attaches to it again and the MS logs in with
-PEAP/MSCHAPv2.
+from the DMPA; the MS's logoff de-registers it; after hostapd restarts the DMPA attaches to it
+again and the MS logs in with PEAP/MSCHAPv2.
 """
 
 from __future__ import annotations
