@@ -21,6 +21,10 @@ APT_MS_TOOLS := udhcpc iputils-arping iputils-ping
 # The real DHCP and RADIUS servers the service tests (and `netlmm lab --dhcp/--aaa`) start in
 # their own namespaces.
 APT_SERVERS := kea-dhcp4-server dnsmasq-base freeradius freeradius-utils
+# 802.1X on the access links: hostapd (driver=wired) is the authenticator the DMPA reads events
+# from, wpasupplicant the MS's supplicant in the lab and the netns tests (their EAP runs against
+# the FreeRADIUS of APT_SERVERS; openssl makes the test certificates).
+APT_8021X := hostapd wpasupplicant openssl
 # iperf3, and tayga (the C NAT64 the data path is compared with), for the lab benchmarks.
 APT_BENCH := iperf3 tayga
 # nftables drops MH packets in the signaling-loss tests and `make faults`.
@@ -31,8 +35,8 @@ APT_SERVICE := systemd
 # PostgreSQL 15 (store = postgresql) and keepalived (VRRPv3) for the DLMAP active/standby pair:
 # the store tests, `netlmm lab up --ha` and `make ha` start their own, never the system's.
 APT_HA := postgresql keepalived
-APT_PACKAGES := $(APT_BUILD) $(APT_KERNEL) $(APT_ORACLE) $(APT_MS_TOOLS) $(APT_SERVERS) $(APT_BENCH) \
-	$(APT_FAULTS) $(APT_SERVICE) $(APT_HA)
+APT_PACKAGES := $(APT_BUILD) $(APT_KERNEL) $(APT_ORACLE) $(APT_MS_TOOLS) $(APT_SERVERS) \
+	$(APT_8021X) $(APT_BENCH) $(APT_FAULTS) $(APT_SERVICE) $(APT_HA)
 
 .PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults ha clean
 

@@ -6,7 +6,8 @@
   namespace prefix and how to reach each node.
 * With both: embedded defaults (the DLMAP's built-in DHCP server, the DMPAs' local profiles);
   ``--dhcp kea|dnsmasq`` relays DHCP to that server (in the CN's namespace), ``--aaa radius``
-  makes the DMPAs ask FreeRADIUS (in the DLMAP's namespace).
+  makes the DMPAs ask FreeRADIUS (in the DLMAP's namespace); ``demo --auth 8021x`` has the MS
+  authenticate by 802.1X (:mod:`netlmm_lab.dot1x`) at each DMPA, the handover included.
 * ``netlmm lab bench [--variants kernel,tayga,appliance] [--runs 3]``: data-path throughput of
   kernel forwarding, a tayga pair and the appliance side by side (iperf3, ping), a table and a
   JSON file under ``bench/results/`` (what ``make bench-lab`` runs; see
@@ -61,6 +62,13 @@ def add_lab_parser(sub: Any) -> None:
         action="store_true",
         help="up: an active/standby DLMAP pair (PostgreSQL in its own namespace, keepalived)",
     )
+    lab.add_argument(
+        "--auth",
+        choices=("mac", "8021x"),
+        default="mac",
+        help="demo: how the MS identifies itself: its MAC (a profile), or 802.1X (wpa_supplicant, "
+        "hostapd on each access port, the DMPA's RADIUS proxy, visited and home FreeRADIUS)",
+    )
     fuzz = lab.add_argument_group("fuzz")
     fuzz.add_argument("--inputs", type=int, default=1_000_000, help="fuzz: inputs to send")
     fuzz.add_argument("--rate", type=float, default=25_000, help="fuzz: at most this many a second")
@@ -93,6 +101,7 @@ def lab_main(args: argparse.Namespace) -> int:
             dhcp=args.dhcp,
             aaa=args.aaa,
             report_association=args.report_association,
+            auth=args.auth,
         )
     if args.action == "up" and args.ha:
         return _up_ha(args)

@@ -174,6 +174,11 @@ async def _serve(
             )
             assert isinstance(store, Store)  # a DMPA's state is its own (config: node.store)
             node = DMPANode(settings, dmpa_ports, store, aaa, loop, fastpath=fastpath)
+            try:  # 802.1X links: the RADIUS proxy for hostapd, and hostapd's events
+                await node.authenticators.start(_radius(settings.radius, address))
+            except OSError as exc:
+                log.error("radius proxy cannot listen key=radius.proxy error=%s", exc)
+                return 1
             dmpa_ports.tunnel_send = sockets.tunnel_sender(tunnel_rx, node.counters)
             dmpa_ports.raw_send = sockets.raw_sender(raw_tx, node.counters)
         else:

@@ -109,17 +109,35 @@ def aaa(
     backend: str | None,
     single: Mapping[str, Section],
     profiles: int,
+    dot1x: bool = False,
 ) -> bool:
-    """dmpa.aaa against [radius] and the profiles; False: the [radius] section is not used."""
+    """dmpa.aaa against [radius] and the profiles; False: the [radius] section is not used.
+    ``dot1x``: an access link authenticates by 802.1X (its RADIUS goes through [radius])."""
     if backend == "radius" and "radius" not in single:
         s.error("aaa", "radius needs a [radius] section")
-    if backend == "local" and "radius" in single:
+    if backend == "local" and "radius" in single and not dot1x:
         single["radius"].warn(None, "not used: dmpa.aaa = local")
-    if backend == "local" and not profiles:
+    if backend == "local" and not profiles and not dot1x:
         s.warn("aaa", "local, with no [profile] sections: every MS will be refused")
     if backend == "radius" and profiles:
         s.warn("aaa", "radius: the [profile] sections are not used by this DMPA")
     return backend != "local"
+
+
+def dot1x_proxy(s: Section, radius: Section | None, dot1x: bool) -> None:
+    """An auth = 8021x link needs the [radius] servers to forward to and the proxy's secret."""
+    if not dot1x:
+        return
+    if radius is None:
+        s.report.problems.append(
+            "radius: section missing (an auth = 8021x access link needs servers and proxy_secret)"
+        )
+        return
+    if not radius.has(k.RADIUS_PROXY_SECRET):
+        radius.error("proxy_secret", "required with an auth = 8021x access link")
+    secret = radius.value(k.RADIUS_PROXY_SECRET)
+    if secret is not None and len(secret) < MIN_SECRET:
+        radius.warn("proxy_secret", "shorter than 16 octets (RFC 2865 3 prefers 16+)")
 
 
 # [dlmap]

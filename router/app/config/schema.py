@@ -39,9 +39,9 @@ ROLES: tuple[Role, ...] = get_args(Role)
 PerRole = str | Mapping[Role, str]
 
 SINGLE_SECTIONS = ("node", "dmpa", "dlmap", "radius", "limits")
-#: ``peer`` and ``profile`` sections carry their address or NAI in the section name:
-#: ``[peer 2001:db8::1]``, ``[profile alice@example.org]``.
-NAMED_SECTIONS = ("peer", "profile")
+#: ``peer``, ``profile`` and ``access`` sections carry their address, NAI or interface in the
+#: section name: ``[peer 2001:db8::1]``, ``[profile alice@example.org]``, ``[access eth1]``.
+NAMED_SECTIONS = ("peer", "profile", "access")
 #: The roles whose file holds each kind of section.
 SECTION_ROLES: dict[str, tuple[Role, ...]] = {
     "node": ROLES,
@@ -51,6 +51,7 @@ SECTION_ROLES: dict[str, tuple[Role, ...]] = {
     "profile": ROLES,
     "radius": ("dmpa",),
     "limits": ROLES,
+    "access": ("dmpa",),
 }
 
 DEFAULT_PSEUDO_MAC = "02:00:5e:00:00:01"
@@ -650,6 +651,48 @@ RADIUS_RETRIES = Key(
     "Retransmissions to one server before the next is asked, 0..10",
 )
 
+RADIUS_PROXY = Key(
+    "radius",
+    "proxy",
+    p.listen_address,
+    defaults.RADIUS_PROXY,
+    "Where the access links' 802.1X authenticators (hostapd, auth = 8021x) send their RADIUS: "
+    "the DMPA forwards to the servers above and reads each Access-Accept's NAI and RFC 6572 "
+    "profile on the way back; ADDRESS:PORT or [IPv6]:PORT",
+    shown=f"{defaults.RADIUS_PROXY[0]}:{defaults.RADIUS_PROXY[1]}",
+)
+RADIUS_PROXY_SECRET = Key(
+    "radius",
+    "proxy_secret",
+    p.secret,
+    None,
+    "The secret the authenticators share with the DMPA's proxy (hostapd's "
+    "auth_server_shared_secret); required with an auth = 8021x access link",
+    shown="none",
+)
+
+# [access IFACE]: how the MSs of one access link identify themselves (issue 17).
+
+ACCESS_AUTH = Key(
+    "access",
+    "auth",
+    p.choice(*defaults.ACCESS_AUTH_MODES),
+    "mac",
+    "mac (a local or RADIUS profile keyed by the MS's MAC: anyone on the link can copy it), "
+    "8021x (hostapd authenticates the MS by EAP; the DMPA serves a MAC nothing until hostapd "
+    "reports its success on this link, and the NAI is the one the home AAA returns) or pppoe "
+    "(not available yet)",
+)
+ACCESS_HOSTAPD = Key(
+    "access",
+    "hostapd",
+    p.socket_path,
+    None,
+    "auth = 8021x: hostapd's control socket for this interface (its ctrl_interface directory "
+    "and the interface name); the DMPA attaches to it and reads its events",
+    shown="/run/hostapd/<interface>",
+)
+
 # [limits]: NAME_rate and NAME_burst of each limit, and table_size (router.core.limits).
 
 _LIMITS: dict[str, tuple[Role, str]] = {
@@ -759,6 +802,10 @@ SCHEMA: tuple[Key[Any], ...] = (
     RADIUS_NAS_IDENTIFIER,
     RADIUS_TIMEOUT,
     RADIUS_RETRIES,
+    RADIUS_PROXY,
+    RADIUS_PROXY_SECRET,
+    ACCESS_AUTH,
+    ACCESS_HOSTAPD,
     *(key for name in _LIMITS for key in (LIMIT_RATE[name], LIMIT_BURST[name])),
     LIMITS_TABLE_SIZE,
 )
