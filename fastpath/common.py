@@ -91,6 +91,9 @@ class Binding(NamedTuple):
     flags: int  # 8 bits, owned by the caller
     packets: int  # forwarded through this binding, both directions
     octets: int  # IPv4 bytes forwarded through this binding
+    #: The MS's own default gateway (DMPA side: ICMP to it is punted, the DMPA answers it);
+    #: 0: the engine's gateway only.
+    gateway: int = 0
 
 
 class Punt(NamedTuple):
@@ -146,7 +149,7 @@ TCP_CWR = 0x80
 COALESCE_MAX = 65535  # the IPv4 total length of a coalesced super-packet, at most
 # the HoA table
 MAX_ENTRIES = 0x40000000
-MAX_ENDPOINTS = 0xFFFF  # distinct tunnel endpoints (an entry holds a 16-bit index)
+MAX_ENDPOINTS = 0xFFFF  # distinct (tunnel endpoint, gateway) pairs (an entry holds a 16-bit index)
 # growth: old slots moved to the doubled array per bind/unbind and per batch call
 REHASH_PER_UPDATE = 8
 REHASH_PER_BATCH = 64

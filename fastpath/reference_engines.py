@@ -279,6 +279,9 @@ class Dmpa(_Engine):
             return self._end(d, Reason.UNKNOWN_MS)
         if e[2] != frame[6:12] or e[3] != link:
             return self._end(d, Reason.SPOOFED_SRC)
+        # The MS's own gateway (its profile's, seed 3.4) is answered here like the node's.
+        if e[7] and frame[ETH_LEN + 9] == PROTO_ICMP and be32(frame, ETH_LEN + 16) == e[7]:
+            return self._end(d, Reason.ICMP_GATEWAY)
         if frame[ETH_LEN + 8] <= 1:
             return self._end(d, Reason.TTL_EXPIRED)
         big = self._too_big(d, frame, ETH_LEN, tot)

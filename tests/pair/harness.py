@@ -56,12 +56,16 @@ class Pair:
     lease_time: float = 600.0
     revocation_budget: float = 0.5
     now: float = 1000.0
+    #: The DLMAP's IPv4 address, the default router its rfc5844 PBAs name (seed 3.4).
+    dlmap_gateway: IPv4Address = GATEWAY
 
     def __post_init__(self) -> None:
         self.queue: deque[Wire] = deque()
         self.sent: list[Wire] = []
         self.events: list[tuple[str, Event]] = []
         self.fastpath: dict[str, dict[IPv4Address, tuple[IPv6Address, MacAddress | None]]] = {}
+        #: The gateway each node's last Bind of a HoA named (None: the node's own).
+        self.gateways: dict[str, dict[IPv4Address, IPv4Address | None]] = {}
         self.memory_db: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
         self.stores: dict[str, Store] = {}
         self.profiles: dict[MacAddress, Profile] = {}
@@ -78,7 +82,7 @@ class Pair:
     def _new_dlmap(self) -> DLMAP:
         config = DLMAPConfig(
             DLMAP_ADDRESS,
-            GATEWAY,
+            self.dlmap_gateway,
             {DMPA1: self.dialect, DMPA2: self.dialect},
             prefix_length=28,
             revocation_budget=self.revocation_budget,
@@ -144,6 +148,7 @@ class Pair:
                 self._send(node, action)
             elif isinstance(action, Bind):
                 table[action.hoa] = (action.endpoint, action.mac)
+                self.gateways.setdefault(name, {})[action.hoa] = action.gateway
             elif isinstance(action, Unbind):
                 table.pop(action.hoa, None)
             elif isinstance(action, AAARequest):

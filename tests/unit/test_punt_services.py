@@ -197,6 +197,26 @@ def test_the_dmpa_answers_a_ttl_problem_with_an_icmp_error_from_the_pseudo_mac()
     assert (outer.src, outer.dst, icmp.type) == (GATEWAY, HOA, IcmpType.TIME_EXCEEDED)
 
 
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [(Reason.TTL_EXPIRED, IcmpType.TIME_EXCEEDED), (Reason.FRAG_NEEDED, IcmpType.DEST_UNREACHABLE)],
+)
+def test_the_dmpa_sources_icmp_errors_from_the_ms_own_gateway(
+    reason: Reason, kind: IcmpType
+) -> None:
+    """Issue 15, defect 4: an MS whose profile names its gateway hears its ICMP errors from
+    that gateway, the only router it knows, not from the node's."""
+    punts = dmpa_punts()
+    registered(punts)
+    own = IPv4Address("192.0.2.62")
+    punts.host.visitors[MS].gateway = own  # type: ignore[attr-defined]
+    frame = ipv4_frame(MS, IPv4Packet.decode(ip(1400, df=True)))
+    [action] = punts.from_access(Punt(reason, 1, MS.packed, frame), 1.0, 1e9)
+    assert isinstance(action, SendFrame)
+    outer, icmp = icmp_of(EthernetFrame.decode(action.frame).payload)
+    assert (outer.src, outer.dst, icmp.type) == (own, HOA, kind)
+
+
 def test_the_dmpa_counts_what_it_cannot_read_and_answers_nothing() -> None:
     punts = dmpa_punts()
     assert punts.from_access(Punt(Reason.FRAG_NEEDED, 0, MS.packed, b"\x02"), 1.0, 1e9) == []
