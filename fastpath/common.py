@@ -36,7 +36,9 @@ class Reason(IntEnum):
     FORWARDED = 0
     # punted to the slow path
     ARP = 1  # DMPA access: ARP for the pseudo-MAC gateway
-    DHCP = 2  # DHCP client->server on the access link / through the tunnel from a known peer
+    # DHCP client->server on the access link / through the tunnel from a known peer; DLMAP TUN:
+    # to port 67 of an unbound address (a server's answer to another relay's giaddr)
+    DHCP = 2
     ICMP_GATEWAY = 3  # ICMP to the MS's default gateway (the DMPA answers echo)
     UNKNOWN_MS = 4  # DMPA access: IPv4 source not bound yet (may trigger registration)
     TTL_EXPIRED = 5  # RFC 2473 3.1(b): the slow path sends ICMP time exceeded

@@ -373,6 +373,9 @@ cdef class Dlmap(_Engine):
             return self._end(DOWN, reason)
         e = self.table.find(be32(b + 16))
         if e == NULL:
+            # a DHCP server's answer to another relay's giaddr: the relay learns from it
+            if udp_dport(b, tot) == DHCP_SERVER_PORT:
+                return self._end(DOWN, R_DHCP)
             return self._end(DOWN, R_NO_BINDING)
         reason = self._too_big(b, tot)
         if reason:

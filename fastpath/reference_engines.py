@@ -401,6 +401,10 @@ class Dlmap(_Engine):
             return self._end(d, reason)
         e = self.table._entry(be32(packet, 16))
         if e is None:
+            # A DHCP server's answer to another relay's giaddr in the HoA network: the relay
+            # learns from it (router.services.dhcp_relay, rule 1). Only here: nothing bound.
+            if udp_dport(packet, 0, tot) == DHCP_SERVER_PORT:
+                return self._end(d, Reason.DHCP)
             return self._end(d, Reason.NO_BINDING)
         big = self._too_big(d, packet, 0, tot)
         if big is not None:

@@ -320,6 +320,21 @@ def test_dlmap_tunnel_checks(fp: ModuleType, src: bytes, packet: bytes, reason: 
     assert d.counters()[f"uplink.{reason.name.lower()}"] == 1
 
 
+def test_dlmap_punts_dhcp_to_port_67_of_an_unbound_address_only(fp: ModuleType) -> None:
+    """A DHCP server's answer to another relay's giaddr in the HoA network (RFC 2131 4.1: to
+    its port 67) reaches the DLMAP's TUN: with no binding for that address it is punted for the
+    relay to learn the lease from (issue 15, relay rules); to a bound HoA, or to another port,
+    nothing changes."""
+    d = dlmap(fp)
+    out = bytearray(2048)
+    to_relay = ipv4(CN, HOA2, payload=udp(67, 67, b"bootreply"))
+    assert d.from_tun(to_relay, out) == (Verdict.PUNT, R.DHCP, 0, -1)
+    assert d.from_tun(ipv4(CN, HOA2, payload=udp(67, 68)), out)[1] == R.NO_BINDING
+    assert d.from_tun(ipv4(CN, HOA, payload=udp(67, 67)), out)[1] == R.FORWARDED
+    assert d.from_tun(ipv4(CN, HOA2, payload=udp(67, 67), frag=1), out)[1] == R.NO_BINDING
+    assert d.counters()["downlink.dhcp"] == 1
+
+
 def test_dlmap_tun_to_tunnel(fp: ModuleType) -> None:
     d = dlmap(fp, hop_limit=200)
     inner = ipv4(CN, HOA, tos=0x2A, payload=udp(80, 5000, b"down"))
