@@ -478,6 +478,12 @@ class DMPA:
             self._in_flight.pop((src, message.sequence), None)
             self.counters[DMPACounter.PBA_UNMATCHED] += 1
             return [event("unmatched_pba", peer=src, sequence=message.sequence)]
+        if self._reordered(visitor, message):
+            # RFC 5213 5.5: a PBU of a new attachment stamped before the binding's last one (our
+            # clock a little behind the former DMPA's). The MS is here: as if no answer had
+            # come, the next PBU, stamped later, goes at the retransmission time.
+            self.counters[PBA_STATUS(message.status)] += 1
+            return [event("pba_reordered", nai=visitor.nai, peer=src, status=message.status)]
         hoa, gateway, ms_sequence = self._granted_address(message, src)
         if message.accepted:
             invalid = self._invalid(visitor, message, src, hoa)
@@ -556,6 +562,17 @@ class DMPA:
         if visitor.state is not State.DEREGISTERING and None not in (asked, hoa) and hoa != asked:
             return DMPACounter.PBA_OTHER_ADDRESS
         return None
+
+    @staticmethod
+    def _reordered(visitor: Visitor, message: BindingAck) -> bool:
+        """A 157 to the first registration of an MS that attached here: its PBU lost the
+        timestamp order to the former DMPA's. (In the draft dialect a new attachment's per-MS
+        sequence 0 is accepted always; a refused refresh is another matter: the MS moved.)"""
+        return (
+            message.status == Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED
+            and visitor.state is State.REGISTERING
+            and not visitor.registered_once
+        )
 
     def _refused(self, visitor: Visitor, message: BindingAck) -> list[Action]:
         self.counters[PBA_STATUS(message.status)] += 1
