@@ -34,11 +34,11 @@ from types import ModuleType
 from typing import Any
 
 from router import __version__
-from router.wire.dialect import DIALECTS
-from router.wire.errors import DecodeError
-from router.wire.mh import decode_message
 
 NOT_YET: tuple[str, ...] = ()
+#: Where ``control_socket`` is by default (router.app.config.schema.RUN_ROOT, not imported
+#: here: ``attach`` must start fast).
+RUN_ROOT = Path("/run/netlmm")
 #: ``netlmm lab`` in ``netlmm --help``; its own options come with the netlmm-lab package.
 LAB_HELP = "the network-namespace lab: demo, up, down, bench, fuzz, soak"
 LAB_MISSING = "netlmm lab needs the netlmm-lab package: pip install -e ./lab"
@@ -56,6 +56,10 @@ def _lab_cli() -> ModuleType | None:
 
 
 def _decode(args: argparse.Namespace) -> int:
+    from router.wire.dialect import DIALECTS
+    from router.wire.errors import DecodeError
+    from router.wire.mh import decode_message
+
     text = sys.stdin.read() if args.hex == "-" else args.hex
     try:
         data = bytes.fromhex("".join(text.split()))
@@ -171,9 +175,9 @@ def _socket_path(args: argparse.Namespace) -> Path | None:
 
 
 def _attach(args: argparse.Namespace) -> int:
-    from router.adapters.control import ControlClient, ControlError
+    from router.adapters.control_client import ControlClient, ControlError
 
-    path = _socket_path(args)
+    path = _attach_socket(args)
     if path is None:
         return 2
     request = {"command": "associated", "mac": args.mac, "link": args.link}
@@ -188,6 +192,49 @@ def _attach(args: argparse.Namespace) -> int:
     result = reply["result"]
     print(f"{result['mac']} on {result['link']}: {result['state']}")
     return 0
+
+
+def _attach_socket(args: argparse.Namespace) -> Path | None:
+    """``attach``'s control socket without loading the whole configuration (an access point's
+    hook runs it at every association: the app layer's imports would be most of its time):
+    ``--socket``, or ``[node] control_socket`` of the ini file, or its default from
+    ``[node] name``. The node that runs the file has checked it."""
+    if args.socket is not None:
+        return Path(args.socket)
+    import configparser
+
+    parser = configparser.ConfigParser(
+        interpolation=None,
+        comment_prefixes=(";", "#"),
+        inline_comment_prefixes=(";", "#"),
+        strict=False,
+    )
+    try:
+        parser.read_string(Path(args.config).read_text(encoding="utf-8"))
+        node = parser["node"]
+    except (OSError, UnicodeDecodeError, configparser.Error, KeyError) as exc:
+        print(f"netlmm attach: {args.config}: no usable [node] section ({exc})", file=sys.stderr)
+        return None
+    if node.get("control_socket"):
+        return Path(node["control_socket"])
+    if node.get("name"):
+        return RUN_ROOT / f"{node['name']}.sock"
+    print(f"netlmm attach: {args.config}: [node] has no name", file=sys.stderr)
+    return None
+
+
+def _attach_parser() -> argparse.ArgumentParser:
+    attach = argparse.ArgumentParser(
+        prog="netlmm attach",
+        description="DMPA: report a station's association with an access link "
+        "(an access point's hook)",
+    )
+    attach.add_argument("mac", help="the station's MAC address")
+    attach.add_argument("--link", help="the access link (a name of [dmpa] access; optional if one)")
+    where = attach.add_mutually_exclusive_group(required=True)
+    where.add_argument("-c", "--config", type=Path, help="the DMPA's ini file (for the socket)")
+    where.add_argument("--socket", type=Path, help="the DMPA's control socket")
+    return attach
 
 
 def _ask(args: argparse.Namespace, request: dict[str, object]) -> dict[str, object] | int:
@@ -449,6 +496,8 @@ def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
     sub.add_parser("version", help="print the version")
     decode = sub.add_parser("decode", help="decode a Mobility Header given in hex")
     decode.add_argument("hex", help="the MH bytes in hex (whitespace allowed), or - for stdin")
+    from router.wire.dialect import DIALECTS
+
     decode.add_argument("--dialect", choices=sorted(DIALECTS), default="draft")
     decode.add_argument("--src", help="IPv6 source, to verify the checksum (with --dst)")
     decode.add_argument("--dst", help="IPv6 destination, to verify the checksum (with --src)")
@@ -483,15 +532,12 @@ def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
     show.add_argument("--hoa", help="bindings: this HoA, or the HoAs in a prefix (a.b.c.d/n)")
     show.add_argument("--dmpa", help="bindings: served by this DMPA (DLMAP only)")
     show.add_argument("--all", action="store_true", help="counters: the zero ones too")
-    attach = sub.add_parser(
+    sub.add_parser(
         "attach",
         help="DMPA: report a station's association with an access link (an access point's hook)",
+        parents=[_attach_parser()],
+        add_help=False,
     )
-    attach.add_argument("mac", help="the station's MAC address")
-    attach.add_argument("--link", help="the access link (a name of [dmpa] access; optional if one)")
-    where = attach.add_mutually_exclusive_group(required=True)
-    where.add_argument("-c", "--config", type=Path, help="the DMPA's ini file (for the socket)")
-    where.add_argument("--socket", type=Path, help="the DMPA's control socket")
     reload = sub.add_parser(
         "reload", help="re-read a running node's ini file (what applied, what needs a restart)"
     )
@@ -519,6 +565,8 @@ def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["attach"]:  # the hot path of an access point's hook: nothing else loaded
+        return _attach(_attach_parser().parse_args(argv[1:]))
     lab = None
     if argv[:1] == ["lab"]:
         lab = _lab_cli()
