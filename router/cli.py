@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable, Sequence
 from ipaddress import AddressValueError, IPv6Address
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, TracebackType
 from typing import Any
 
 from router import __version__
@@ -151,13 +151,34 @@ def _load(path: Path) -> object | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = _load(args.config)
-    if settings is None:
+    """``netlmm run``: the configuration's errors and warnings, then the node, all through the
+    node's log formatter (text or JSON, journald priorities); so is a crash's traceback."""
+    import logging
+
+    from router.app import config, logs
+
+    log = logging.getLogger("netlmm")
+    try:
+        settings, warnings = config.load(args.config)
+    except config.ConfigErrors as exc:
+        logs.setup("info", args.log_format or "text")
+        for problem in exc.problems:
+            log.error("config_error problem=%s", problem)
+        for warning in exc.warnings:
+            log.warning("config_warning warning=%s", warning)
         return 2
+    logs.setup(settings.node.log_level, args.log_format or settings.node.log_format)
+    for warning in warnings:
+        log.warning("config_warning warning=%s", warning)
+
+    def crashed(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        log.critical("crashed error=%s", f"{kind.__name__}: {value}", exc_info=(kind, value, tb))
+
+    sys.excepthook = crashed
     from router.app.run import run
 
     return run(
-        settings,  # type: ignore[arg-type]
+        settings,
         fastpath=args.fastpath,
         config_path=args.config,
         log_format=args.log_format,

@@ -78,7 +78,7 @@ def prepare_path(path: Path) -> None:
         probe.connect(str(path))
     except OSError:
         path.unlink(missing_ok=True)  # nobody listens: a crashed run's leftover
-        log.info("replaced stale control socket path=%s", path)
+        log.info("control_socket_stale_replaced path=%s", path)
         return
     finally:
         probe.close()
@@ -123,7 +123,7 @@ class ControlServer:
         sock = _bind_private(self.path)
         self._inode = self.path.stat().st_ino
         self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_LINE)
-        log.info("control socket listening path=%s", self.path)
+        log.info("control_socket_listening path=%s", self.path)
 
     async def close(self) -> None:
         if self._server is None:
@@ -190,10 +190,10 @@ class ControlServer:
         except ControlError as exc:
             return _error(str(exc))
         except Exception:
-            log.exception("control handler failed command=%s", request.get("command"))
+            log.exception("control_handler_failed command=%s", request.get("command"))
             return _error("internal error")
         if not isinstance(result, dict):
-            log.error("control handler returned %s, not a dict", type(result).__name__)
+            log.error("control_handler_not_a_dict type=%s", type(result).__name__)
             return _error("internal error")
         return {"ok": True, **result}
 

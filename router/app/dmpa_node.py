@@ -134,7 +134,7 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
         except Exception as exc:
             self.counters[AAACounter.AAA_ERROR] += 1
             if self._log_limit.allow(type(exc).__name__, self.clock.now()):  # MSs trigger it
-                log.warning("aaa failed mac=%s error=%s", mac, exc)
+                log.warning("aaa_failed mac=%s error=%s", mac, exc)
             profile = None
         try:
             actions = self.core.aaa_result(mac, profile, self.clock.now(), self.clock.wall())

@@ -41,6 +41,7 @@ from router.app.operations import Reloader, control_handler
 from router.app.preflight import Problem, StartError
 from router.app.settings import DLMAPSettings, DMPASettings, RadiusSettings, Settings
 from router.app.tuning import tune_gc
+from router.services.common import Drops
 
 log = logging.getLogger("netlmm")
 
@@ -81,7 +82,7 @@ async def serve(
     except (OSError, LookupError, TimeoutError) as exc:
         if running.is_set():
             raise
-        log.debug("start failed", exc_info=True)
+        log.debug("start_failed_traceback", exc_info=True)
         problem = f"{type(exc).__name__}: {exc}"
         fix = "see the lines above; node.log_level = debug logs the traceback"
         raise StartError([Problem("-", problem, fix)], exit_status=1) from None
@@ -109,7 +110,7 @@ async def _serve(
     settings = watch.clamp_tunnel_mtu(settings, mtus)
     swept = await run(None, devices.sweep, name)
     if swept.links or swept.routes:
-        log.info("swept leftovers links=%s routes=%s", swept.links, swept.routes)
+        log.info("swept_leftovers links=%s routes=%s", swept.links, swept.routes)
     kernel = devices.Devices(name)
     try:
         store = Store(node_settings.state_dir / "state.sqlite")
@@ -154,6 +155,7 @@ async def _serve(
                 tap_fds=taps,
             )
             node = DMPANode(settings, dmpa_ports, store, aaa, loop, fastpath=fastpath)
+            node.runner.link_names = Drops.link_names = tuple(settings.access)
             dmpa_ports.tunnel_send = sockets.tunnel_sender(tunnel_rx, node.counters)
             dmpa_ports.raw_send = sockets.raw_sender(raw_tx, node.counters)
         else:

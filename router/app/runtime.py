@@ -279,7 +279,7 @@ class NodeRuntime(Generic[S, P]):
         self.runner.flush()
         if self.store.backlog:  # the Restart Counter was not saved (heartbeat.py, rule 2)
             self.core.heartbeat.unsaved(self.clock.wall())
-        log.info("%s started %s", self.settings.node.role, kv(self.summary()))
+        log.info("started role=%s %s", self.settings.node.role, kv(self.summary()))
 
     def stop(self) -> None:
         for fd, _, _ in self._readers:

@@ -173,6 +173,8 @@ class Visitor:
     bound: IPv4Address | None = None
     lifetime: int = 0
     deregistrations_left: int = 0
+    #: Registered again after its DLMAP restarted: the accepted PBA is a ``registered`` line.
+    reregistering: bool = False
 
 
 class DMPA:
@@ -327,6 +329,7 @@ class DMPA:
             elif kind == "refresh" and visitor.state is State.REGISTERED:
                 self.counters[DMPACounter.PBU_REFRESH] += 1
                 visitor.state = State.REGISTERING
+                visitor.reregistering = True
                 visitor.timeout = self.config.timeout
                 actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
@@ -339,6 +342,7 @@ class DMPA:
                 self.counters[DMPACounter.PBU_PEER_RESTARTED] += 1
                 self._timers.cancel(("refresh", visitor.mac))
                 visitor.state = State.REGISTERING
+                visitor.reregistering = True
                 visitor.timeout = self.config.timeout
                 actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
@@ -488,6 +492,9 @@ class DMPA:
             actions.append(Bind(hoa, src, visitor.mac, visitor.link))
         if first:
             actions.append(event("registered", nai=visitor.nai, hoa=hoa, dlmap=src))
+        elif visitor.reregistering:  # the DLMAP restarted: say it is registered again
+            actions.append(event("registered", nai=visitor.nai, hoa=hoa, dlmap=src, again=True))
+        visitor.reregistering = False
         return actions
 
     def _granted_address(
