@@ -77,14 +77,13 @@ def _decode(args: argparse.Namespace) -> int:
     except DecodeError as exc:
         print(f"netlmm decode: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    from router.app.trace import mh_fields, option_text  # one formatter with netlmm trace
+
     print(f"{type(message).__name__} ({args.dialect} dialect)")
-    for name in message.__dataclass_fields__:  # type: ignore[attr-defined]
-        if name == "options":
-            continue
-        value = getattr(message, name)
-        print(f"  {name}: {value:#06x}" if name == "flags" else f"  {name}: {value}")
+    for name, value in mh_fields(message).items():
+        print(f"  {name}: {value}")
     for option in message.options:
-        print(f"  option {option.option_type}: {option}")
+        print(f"  option {option.option_type}: {option_text(option)}")
     return 0
 
 

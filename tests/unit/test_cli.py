@@ -27,7 +27,11 @@ def test_decode_a_vector_with_checksum(capsys: pytest.CaptureFixture[str]) -> No
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "BindingAck (draft dialect)" in out
-    assert "SeedIPv4HomeAddress(sequence=1, address=IPv4Address('10.1.0.23')" in out
+    assert "SeedIPv4HomeAddress sequence=1 address=10.1.0.23" in out
+    assert "FIXED" not in out and "NAME" not in out and "MH_TYPE" not in out
+    assert "IPv4Address(" not in out  # no Python reprs
+    lines = out.splitlines()
+    assert any(line.startswith("  lifetime_s: ") for line in lines), out
 
 
 def test_decode_reports_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
