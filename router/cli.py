@@ -19,7 +19,8 @@
 * ``netlmm decode HEX``: decodes a Mobility Header (from a capture, a log, a test vector).
 * ``netlmm keygen FILE [--force]``: an RFC 4285 key file with a fresh SPI and key (mode 600), to
   copy to every node of the domain; it says the SPI the [peer] sections name.
-* ``netlmm version``.
+* ``netlmm version`` (and ``netlmm --version``); ``netlmm example dmpa|dlmap|unit`` prints an
+  example ini file or the systemd unit, as installed with the package.
 """
 
 from __future__ import annotations
@@ -84,6 +85,19 @@ def _decode(args: argparse.Namespace) -> int:
         print(f"  {name}: {value}")
     for option in message.options:
         print(f"  option {option.option_type}: {option_text(option)}")
+    return 0
+
+
+#: ``netlmm example NAME``: the examples installed with the package (router/examples, the
+#: same files as etc/ in the source tree).
+EXAMPLES = {"dmpa": "dmpa.ini", "dlmap": "dlmap.ini", "unit": "netlmm@.service"}
+
+
+def _example(args: argparse.Namespace) -> int:
+    from importlib import resources
+
+    text = resources.files("router").joinpath("examples", EXAMPLES[args.which]).read_text()
+    sys.stdout.write(text)
     return 0
 
 
@@ -512,8 +526,13 @@ def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netlmm", description="IPv4/netlmm6/IPv4 router appliance (DMPA and DLMAP roles)."
     )
+    parser.add_argument("--version", action="version", version=f"netlmm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the version")
+    example = sub.add_parser(
+        "example", help="print an example file: the two ini files, the systemd unit"
+    )
+    example.add_argument("which", choices=EXAMPLES, help="dmpa, dlmap (ini files) or unit")
     decode = sub.add_parser("decode", help="decode a Mobility Header given in hex")
     decode.add_argument("hex", help="the MH bytes in hex (whitespace allowed), or - for stdin")
     from router.wire.dialect import DIALECTS
@@ -599,6 +618,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "decode":
         return _decode(args)
+    if args.command == "example":
+        return _example(args)
     if args.command == "check-config":
         return _check_config(args)
     if args.command == "keygen":
