@@ -136,8 +136,10 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
             if self._log_limit.allow(type(exc).__name__, self.clock.now()):  # MSs trigger it
                 log.warning("aaa_failed mac=%s error=%s", mac, exc)
             profile = None
+        why = self.aaa.why_rejected(mac, nai) if profile is None else None
         try:
-            actions = self.core.aaa_result(mac, profile, self.clock.now(), self.clock.wall())
+            now, wall = self.clock.now(), self.clock.wall()
+            actions = self.core.aaa_result(mac, profile, now, wall, why)
         except Exception:
             self.runner.boundary.caught("aaa_result")
             return

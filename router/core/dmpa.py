@@ -227,16 +227,23 @@ class DMPA:
         return [AAARequest(mac, link), event("attach", mac=mac, link=link)]
 
     def aaa_result(
-        self, mac: MacAddress, profile: Profile | None, now: float, wall: float
+        self,
+        mac: MacAddress,
+        profile: Profile | None,
+        now: float,
+        wall: float,
+        why: str | None = None,
     ) -> list[Action]:
+        """AAA's answer; ``why``: the backend's reason for a reject (for the log line)."""
         visitor = self.visitors.get(mac)
         if visitor is None or visitor.state is not State.AUTHENTICATING:
             return []
         if profile is None or profile.dlmap not in self.config.peers:
             visitor.state = State.REJECTED
             self.counters[DMPACounter.AAA_REJECT] += 1
-            why = "access-reject" if profile is None else "DLMAP not configured"
-            return [event("aaa_reject", mac=mac, why=why)]
+            if profile is not None:
+                why = f"its DLMAP {profile.dlmap} is not a [peer]"
+            return [event("aaa_reject", mac=mac, why=why or "access-reject")]
         self.counters[DMPACounter.AAA_ACCEPT] += 1
         visitor.nai, visitor.mode, visitor.tunnel_dst = profile.nai, profile.mode, profile.dlmap
         if profile.gateway is not None:
