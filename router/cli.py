@@ -2,7 +2,7 @@
 
 * ``netlmm run -c FILE``: the appliance, in the role its ini file names, until SIGTERM/SIGINT.
 * ``netlmm check-config FILE``: every error at once (``section.key: message``, exit 2).
-* ``netlmm show bindings|visitors|peers|counters|config [--json] [-c FILE | --socket PATH]``:
+* ``netlmm show bindings|visitors|peers|counters|config|ha [--json] [-c FILE | --socket PATH]``:
   asks a running appliance through its control socket (``peers``: :mod:`router.app.peers`).
   ``bindings`` filters with ``--nai``, ``--hoa``,
   ``--dmpa``; ``counters`` lists the non-zero ones unless ``--all``; ``config`` is the effective
@@ -375,7 +375,7 @@ def _show(args: argparse.Namespace) -> int:
         from router.app.config_view import render
 
         print(render(result, reply.get("role", "dmpa")))
-    elif args.what == "config":
+    elif args.what in ("config", "ha"):
         print("\n".join(f"{k} = {_plain(result[k])}" for k in sorted(result)))
     else:
         print(_table(result))
@@ -562,7 +562,7 @@ def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
         help="log lines on stderr (default: node.log_format, text)",
     )
     show = sub.add_parser("show", help="ask a running appliance")
-    show.add_argument("what", choices=("bindings", "visitors", "peers", "counters", "config"))
+    show.add_argument("what", choices=("bindings", "visitors", "peers", "counters", "config", "ha"))
     where = show.add_mutually_exclusive_group(required=True)
     where.add_argument("-c", "--config", type=Path, help="its ini file (for the socket path)")
     where.add_argument("--socket", type=Path, help="its control socket")

@@ -32,11 +32,13 @@ from typing import Any
 from router.adapters import devices, sdnotify, sockets
 from router.adapters.aaa import AAA, AAAConfig
 from router.adapters.control import ControlServer
+from router.adapters.kernelpath import KernelPath
 from router.adapters.radius import RadiusConfig, parse_server
 from router.adapters.store import Store, StoreError
-from router.app import logs, preflight, watch
+from router.app import logs, preflight, tiers, watch
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
+from router.app.ha import prepare as prepare_ha
 from router.app.operations import Reloader, control_handler
 from router.app.preflight import Problem, StartError
 from router.app.settings import DLMAPSettings, DMPASettings, RadiusSettings, Settings
@@ -46,6 +48,9 @@ from router.services.common import Drops
 log = logging.getLogger("netlmm")
 
 Node = DMPANode | DLMAPNode
+#: Exit status of a DLMAP fenced by another holder of its identity (store = postgresql): its
+#: service unit must not restart it on this status (RestartPreventExitStatus=3).
+EXIT_FENCED = 3
 
 
 def _radius(settings: RadiusSettings | None, address: IPv6Address) -> RadiusConfig | None:
@@ -102,6 +107,18 @@ async def _serve(
     node_settings = settings.node
     name, address = node_settings.name, node_settings.address
     run = loop.run_in_executor
+    try:  # store = postgresql: the identity claimed (ha = pair: after waiting as the standby)
+        ha = await prepare_ha(node_settings)
+    except StoreError as exc:
+        raise StartError(
+            [
+                Problem(
+                    "node.store_dsn",
+                    f"cannot open the state database: {exc}",
+                    "check node.dsn, the password file and that the database is up",
+                )
+            ]
+        ) from None
     await run(None, preflight.wait_address, address)
     # tunnel_mtu + 40 must fit every peer's route: warn and run with what fits (watch.py)
     mtus = await run(None, watch.route_mtus, settings)
@@ -111,9 +128,10 @@ async def _serve(
     swept = await run(None, devices.sweep, name)
     if swept.links or swept.routes:
         log.info("swept_leftovers links=%s routes=%s", swept.links, swept.routes)
+    await run(None, tiers.sweep_kernel, settings)  # a crashed run's TC filters
     kernel = devices.Devices(name)
     try:
-        store = Store(node_settings.state_dir / "state.sqlite")
+        store = ha.store or Store(node_settings.state_dir / "state.sqlite")
     except StoreError as exc:
         await run(None, kernel.teardown)
         raise StartError(
@@ -130,6 +148,7 @@ async def _serve(
     raw_tx = sockets.open_raw_tx(address)
     node: Node
     relay_transport: asyncio.DatagramTransport | None = None
+    kernel_tier: KernelPath | None = None
     try:
         if isinstance(settings, DMPASettings):
             taps = []
@@ -154,8 +173,21 @@ async def _serve(
                 raw_tx_fd=raw_tx.fileno(),
                 tap_fds=taps,
             )
+            assert isinstance(store, Store)  # a DMPA's state is its own (config: node.store)
             node = DMPANode(settings, dmpa_ports, store, aaa, loop, fastpath=fastpath)
             node.runner.link_names = Drops.link_names = tuple(settings.access)
+            try:  # 802.1X links: the RADIUS proxy for hostapd, and hostapd's events
+                await node.authenticators.start(_radius(settings.radius, address))
+            except OSError as exc:
+                raise StartError(
+                    [
+                        Problem(
+                            "radius.proxy",
+                            f"the RADIUS proxy for hostapd cannot listen: {exc.strerror or exc}",
+                            "free its port or change radius.proxy",
+                        )
+                    ]
+                ) from None
             dmpa_ports.tunnel_send = sockets.tunnel_sender(tunnel_rx, node.counters)
             dmpa_ports.raw_send = sockets.raw_sender(raw_tx, node.counters)
         else:
@@ -175,10 +207,26 @@ async def _serve(
                 tun_fd=tun,
             )
             node = DLMAPNode(settings, dlmap_ports, store, loop, fastpath=fastpath)
+            node.ha = ha
+            node.runner.on_fenced = lambda: os.kill(os.getpid(), signal.SIGTERM)
             dlmap_ports.tunnel_send = sockets.tunnel_sender(tunnel_rx, node.counters)
             dlmap_ports.raw_send = sockets.raw_sender(raw_tx, node.counters)
             if settings.dhcp == "relay":
                 relay_transport = await _open_relay(loop, node, settings.gateway)
+        try:  # [node] datapath: the kernel tier beside the fastpath, or why not
+            kernel_tier = await run(None, tiers.open_kernel_tier, settings)
+        except tiers.TierRefused as exc:
+            raise StartError(
+                [
+                    Problem(
+                        "node.datapath",
+                        str(exc),
+                        "set node.datapath = auto or cython, or see docs/kernel-tier.md",
+                    )
+                ]
+            ) from None
+        if kernel_tier is not None:
+            node.add_backend(kernel_tier)
         # a bug in a handler drops the input, not the process (runner.Boundary)
         endpoint = sockets.MHEndpoint(mh, node.runner.boundary.wrap("mh", node.on_mh))
         node.ports.mh_send = endpoint.send
@@ -238,9 +286,12 @@ async def _serve(
             await metrics.close()
         await control.close()
         node.stop()
+        await node.runner.drain()  # PostgreSQL: the last commit
         endpoint.stop()
-        return 0
+        return EXIT_FENCED if node.runner.fenced else 0
     finally:
+        if kernel_tier is not None:
+            await run(None, kernel_tier.close)
         if relay_transport is not None:
             relay_transport.close()
         for sock in (mh, tunnel_rx, raw_tx):

@@ -146,6 +146,10 @@ class DLMAPConfig:
     #: Dialect used to answer a PBU from an address that is not a configured DMPA.
     default_dialect: Dialect = DRAFT
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    #: The state lives outside this process (a shared database, an active/standby pair): a
+    #: start, or a takeover by the standby, loses nothing, so the RFC 5847 restart counter
+    #: stays the stored one and the DMPAs do not re-register every MS.
+    keep_restart_counter: bool = False
 
 
 @dataclass(slots=True)
@@ -698,7 +702,10 @@ class DLMAP:
                 self.revoker.sequence = int(row["value"])
             elif row["key"] == "restart_counter":
                 stored_counter = int(row["value"])
-        counter = self.heartbeat.next_restart_counter(stored_counter, wall)
+        if self.config.keep_restart_counter and stored_counter is not None:
+            counter = self.heartbeat.keep_restart_counter(stored_counter)
+        else:
+            counter = self.heartbeat.next_restart_counter(stored_counter, wall)
         actions.append(
             Persist("meta", "restart_counter", {"key": "restart_counter", "value": counter})
         )

@@ -226,6 +226,39 @@ class DMPA:
         self.counters[DMPACounter.ATTACH] += 1
         return [AAARequest(mac, link), event("attach", mac=mac, link=link)]
 
+    def authorized(
+        self, mac: MacAddress, link: int, profile: Profile, now: float, wall: float
+    ) -> list[Action]:
+        """The access link's authenticator (802.1X: hostapd's EAP success) says ``mac`` on
+        ``link`` is ``profile.nai``: the visitor entry is made with that profile, without an
+        :class:`AAARequest` (the EAP exchange was the authentication, seed 3.2 step 2).
+
+        Again for a visitor already here under the same NAI (a re-authentication, or the MS
+        moved to another port of ours): its link follows, its registration stands. Under
+        another NAI: the old visitor is detached (de-registered) first."""
+        visitor = self.visitors.get(mac)
+        actions: list[Action] = []
+        if visitor is not None:
+            settled = visitor.state not in (State.DEREGISTERING, State.REJECTED)
+            if visitor.nai == profile.nai and settled:
+                moved = visitor.link != link
+                visitor.link = link
+                if moved and visitor.bound is not None and visitor.tunnel_dst is not None:
+                    # The fastpath checks the link: bind the HoA again on the new port.
+                    actions += [Unbind(visitor.bound)]
+                    actions += [Bind(visitor.bound, visitor.tunnel_dst, mac, link)]
+                return [*actions, event("reauthorized", mac=mac, nai=profile.nai, link=link)]
+            actions += self.detach(mac, now, wall)
+            if mac in self.visitors:  # de-registering: its PBA (or its timer) ends it first
+                return [*actions, event("authorized_busy", mac=mac, nai=profile.nai)]
+        visitor = Visitor(
+            mac, link, self.config.pseudo_mac, self.config.address, self.config.gateway
+        )
+        self.visitors[mac] = visitor
+        self.counters[DMPACounter.ATTACH] += 1
+        actions.append(event("attach", mac=mac, link=link, nai=profile.nai))
+        return actions + self.aaa_result(mac, profile, now, wall)
+
     def aaa_result(
         self,
         mac: MacAddress,
@@ -483,6 +516,8 @@ class DMPA:
         visitor.hoa = hoa
         if ms_sequence is not None:
             visitor.sequence = ms_sequence
+        # A new default router in the PBA (RFC 5844) moves what the fastpath answers for.
+        regateway = gateway is not None and gateway != visitor.gateway
         if gateway is not None:
             visitor.gateway = gateway
         visitor.state = State.REGISTERED
@@ -494,9 +529,9 @@ class DMPA:
             self._timers.schedule(("refresh", visitor.mac), refresh)
         self.counters[SignalingCounter.PBA_ACCEPTED] += 1
         actions.append(self._persist(visitor))
-        if visitor.bound != hoa:
+        if visitor.bound != hoa or regateway:
             visitor.bound = hoa
-            actions.append(Bind(hoa, src, visitor.mac, visitor.link))
+            actions.append(Bind(hoa, src, visitor.mac, visitor.link, visitor.gateway))
         if first:
             actions.append(event("registered", nai=visitor.nai, hoa=hoa, dlmap=src))
         elif visitor.reregistering:  # the DLMAP restarted: say it is registered again
@@ -689,7 +724,9 @@ class DMPA:
             # The fastpath is rebuilt from the database at once; the re-registration confirms it.
             assert visitor.hoa is not None and visitor.tunnel_dst is not None
             visitor.bound = visitor.hoa
-            actions.append(Bind(visitor.hoa, visitor.tunnel_dst, mac, visitor.link))
+            actions.append(
+                Bind(visitor.hoa, visitor.tunnel_dst, mac, visitor.link, visitor.gateway)
+            )
             actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
 

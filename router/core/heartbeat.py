@@ -113,6 +113,12 @@ class HeartbeatMonitor:
             self.restart_counter = (stored + 1) % COUNTER_MODULO
         return self.restart_counter
 
+    def keep_restart_counter(self, stored: int) -> int:
+        """Our counter for this run is the stored one: the state was not lost (a database
+        shared by an active/standby pair), so no peer must see us as restarted."""
+        self.restart_counter = stored % COUNTER_MODULO
+        return self.restart_counter
+
     def unsaved(self, wall: float) -> int:
         """Our counter did not reach the database at start (state writes failing, rule 2):
         switch to the wall clock's seconds, a value the next start does not pick again."""
