@@ -266,10 +266,18 @@ async def _serve(
         tune_gc()
         # SIGHUP: what can be reloaded is, the rest is reported (module docstring).
         loop.add_signal_handler(signal.SIGHUP, reloader)
+        mtu_watch = watch.MtuWatch(settings, mtus)
         watches = [
-            asyncio.ensure_future(watch.MtuWatch(settings, mtus).run()),
+            asyncio.ensure_future(mtu_watch.run()),
             asyncio.ensure_future(watch.DropLog(_fastpath_counters(node)).run()),
         ]
+        try:  # route MTU changes as they happen, beside the 30 s poll
+            route_events: watch.RouteEvents | None = watch.RouteEvents(loop, mtu_watch.check)
+        except OSError as exc:
+            route_events = None
+            log.warning(
+                "route_events_unavailable error=%s poll_s=%g", exc, watch.MTU_CHECK_INTERVAL
+            )
         running.set()
         log.info("running role=%s name=%s address=%s", node_settings.role, name, address)
         systemd = sdnotify.Notifier()
@@ -282,6 +290,8 @@ async def _serve(
         log.info("stopping")
         for task in watches:
             task.cancel()
+        if route_events is not None:
+            route_events.close()
         if metrics is not None:
             await metrics.close()
         await control.close()

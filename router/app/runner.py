@@ -280,7 +280,7 @@ class ActionRunner:
             except StoreFenced as exc:
                 self.fenced = True
                 self.counters[RunnerCounter.STORE_FENCED] += 1
-                log.error("fenced, dropping the held actions and stopping: %s", exc)
+                log.error("store_fenced held_actions=dropped stopping=true error=%s", exc)
                 self._queue.clear()
                 if self.on_fenced is not None:
                     self.on_fenced()
@@ -289,7 +289,7 @@ class ActionRunner:
                 self.counters[RunnerCounter.STORE_WRITE_ERROR] += 1
                 self.counters[RunnerCounter.STORE_BACKLOG] = self.store.backlog
                 if self._log_limit.allow("store.write_error", self.loop.time()):
-                    log.error("state write failed, retry in %gs: %s", delay, exc)
+                    log.error("state_write_failed retry_in_s=%g error=%s", delay, exc)
                 self._drop_held_replies()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, STORE_RETRY_MAX_NETWORK)
@@ -299,7 +299,7 @@ class ActionRunner:
             if delay != STORE_RETRY_FIRST:
                 self.counters[RunnerCounter.STORE_RECOVERED] += 1
                 self.counters[RunnerCounter.STORE_BACKLOG] = 0
-                log.warning("state writes resumed")
+                log.warning("state_writes_resumed")
             return True
         return False  # pragma: no cover - about STORE_RETRY_ROUNDS * 30 s of failures
 
