@@ -204,7 +204,7 @@ class MHEndpoint:
         self.counters[total] += 1
         self.counters[by_errno(name)] += 1
         if self._log_limit.allow((direction, name), self._clock()):
-            log.warning("mh %s error=%s peer=%s", direction, name, peer)
+            log.warning("mh_socket_error direction=%s error=%s peer=%s", direction, name, peer)
 
     def _readable(self) -> None:
         for _ in range(self.batch):  # bounded: let the loop run other work between batches
@@ -224,7 +224,7 @@ class MHEndpoint:
             except Exception:
                 self.counters[SocketCounter.RX_HANDLER_ERROR] += 1
                 if self._log_limit.allow("handler", self._clock()):
-                    log.exception("mh handler failed peer=%s", src)
+                    log.exception("mh_handler_failed peer=%s", src)
 
 
 # --- the slow path's sends --------------------------------------------------------------------

@@ -307,7 +307,7 @@ class NodeRuntime(Generic[S, P]):
         if isinstance(self.store, Store) and self.store.backlog:
             self.core.heartbeat.unsaved(self.clock.wall())
         summary = {"datapath": self.datapath, **self.summary()}
-        log.info("%s started %s", self.settings.node.role, kv(summary))
+        log.info("started role=%s %s", self.settings.node.role, kv(summary))
 
     def stop(self) -> None:
         for fd, _, _ in self._readers:
