@@ -72,6 +72,7 @@ def write_configs(
     extra_peers: tuple[str, ...] = (),
     pool: str = POOL,
     lease_time: int | None = None,
+    datapath: str | None = None,
 ) -> LabConfigs:
     """Write ``dlmap.ini``, ``dmpa1.ini`` and ``dmpa2.ini`` into ``folder`` and check them.
 
@@ -82,7 +83,8 @@ def write_configs(
     say ``insecure = yes`` (the appliance's explicit opt-out: the fuzz campaign, whose forged
     messages must reach the cores). ``extra_peers`` are more DMPA addresses the DLMAP accepts,
     ``insecure = yes`` as well (the soak's load generator plays them and does not sign);
-    ``pool`` and ``lease_time`` replace the DLMAP's address range and lease time.
+    ``pool`` and ``lease_time`` replace the DLMAP's address range and lease time;
+    ``datapath`` (auto, kernel, cython) is every node's ``[node] datapath`` (None: the default).
     """
     folder.mkdir(parents=True, exist_ok=True)
     sockets = {"dlmap": folder / "dlmap.sock"} | {
@@ -97,6 +99,7 @@ def write_configs(
         for index, address in DMPA_ADDRESSES.items()
     ) + "".join(f"[peer {address}]\ndialect = {dialect}\n{INSECURE}\n" for address in extra_peers)
     lease = f"lease_time = {lease_time}\n" if lease_time is not None else ""
+    tier = f"datapath = {datapath}\n" if datapath is not None else ""
     key_line = {}
     if auth:
         key_line["dlmap"] = _key_file(
@@ -111,7 +114,7 @@ def write_configs(
     dlmap = (
         f"[node]\nrole = dlmap\nname = lm\naddress = {DLMAP_ADDRESS}\n"
         f"state_dir = {folder / 'dlmap-state'}\ncontrol_socket = {sockets['dlmap']}\n"
-        f"log_level = {log_level}\noffload = {'yes' if offload else 'no'}\n"
+        f"log_level = {log_level}\noffload = {'yes' if offload else 'no'}\n{tier}"
         f"{key_line.get('dlmap', '')}\n"
         f"[dlmap]\ngateway = {GATEWAY}\nnetwork = {HOA_NETWORK}\npool = {pool}\n{lease}"
         f"tunnel_mtu = {tunnel_mtu}\ndhcp = {dhcp}\n{relay}revocation_budget = 0.5\n\n"
@@ -124,7 +127,7 @@ def write_configs(
             f"[node]\nrole = dmpa\nname = m{index}\naddress = {address}\n"
             f"state_dir = {folder / f'dmpa{index}-state'}\n"
             f"control_socket = {sockets[f'dmpa{index}']}\nlog_level = {log_level}\n"
-            f"offload = {'yes' if offload else 'no'}\n{key_line.get(f'dmpa{index}', '')}\n"
+            f"offload = {'yes' if offload else 'no'}\n{tier}{key_line.get(f'dmpa{index}', '')}\n"
             f"[dmpa]\naccess = {ACCESS_IF}\ngateway = {GATEWAY}\n"
             f"prefix_length = {HOA_NETWORK.prefixlen}\ntunnel_mtu = {tunnel_mtu}\n"
             f"aaa = {'radius' if radius else 'local'}\n\n"

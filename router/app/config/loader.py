@@ -50,10 +50,8 @@ def load(path: Path) -> tuple[Settings, list[str]]:
     return loads(text, file_mode=mode)
 
 
-def loads(text: str, *, file_mode: int | None = None) -> tuple[Settings, list[str]]:
-    """Like :func:`load`, from the text of a file (``file_mode``: its ``st_mode``, if any)."""
-    report = Report()
-    parser = configparser.ConfigParser(
+def _parser() -> configparser.ConfigParser:
+    return configparser.ConfigParser(
         interpolation=None,
         comment_prefixes=(";", "#"),
         inline_comment_prefixes=(";", "#"),
@@ -61,6 +59,20 @@ def loads(text: str, *, file_mode: int | None = None) -> tuple[Settings, list[st
         empty_lines_in_values=False,
         strict=True,
     )
+
+
+def raw_sections(text: str) -> dict[str, dict[str, str]]:
+    """The sections and key = value pairs of an ini text as written (comments out), for
+    ``netlmm show config``; call it on a text :func:`loads` accepted."""
+    parser = _parser()
+    parser.read_string(text)
+    return {name: dict(parser.items(name)) for name in parser.sections()}
+
+
+def loads(text: str, *, file_mode: int | None = None) -> tuple[Settings, list[str]]:
+    """Like :func:`load`, from the text of a file (``file_mode``: its ``st_mode``, if any)."""
+    report = Report()
+    parser = _parser()
     try:
         parser.read_string(text)
     except configparser.DuplicateSectionError as exc:
@@ -183,6 +195,7 @@ class Loader:
                 store_dsn=s.value(k.NODE_STORE_DSN),
                 store_password_file=s.value(k.NODE_STORE_PASSWORD_FILE),
                 ha=s.value(k.NODE_HA) or "off",
+                datapath=some(s.value(k.NODE_DATAPATH)),
             ),
             role,
         )

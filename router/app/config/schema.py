@@ -56,6 +56,7 @@ SECTION_ROLES: dict[str, tuple[Role, ...]] = {
 DEFAULT_PSEUDO_MAC = "02:00:5e:00:00:01"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+DATAPATHS = ("auto", "kernel", "cython")
 STATE_ROOT = Path("/var/lib/netlmm")
 RUN_ROOT = Path("/run/netlmm")
 MAX_REPLAY_WINDOW = 300
@@ -246,6 +247,17 @@ NODE_METRICS = Key(
     "Prometheus endpoint (GET /metrics), ADDRESS:PORT or [IPv6]:PORT; docs/service.md lists "
     "what it exports",
     shown="none (off)",
+)
+NODE_DATAPATH = Key(
+    "node",
+    "datapath",
+    p.choice(*DATAPATHS),
+    "auto",
+    "Which tier forwards bound MSs' traffic (docs/kernel-tier.md): kernel (TC programs, GSO "
+    "kept; the node refuses to start when the kernel cannot run them), cython (the user-space "
+    "fastpath only) or auto (kernel when the start-up probe passes, else cython, with one log "
+    "line saying why). The Cython fastpath carries everything the kernel tier leaves to it "
+    "either way",
 )
 
 STORES = ("sqlite", "postgresql")
@@ -707,6 +719,7 @@ SCHEMA: tuple[Key[Any], ...] = (
     NODE_STORE_DSN,
     NODE_STORE_PASSWORD_FILE,
     NODE_HA,
+    NODE_DATAPATH,
     DMPA_ACCESS,
     DMPA_PSEUDO_MAC,
     DMPA_GATEWAY,
