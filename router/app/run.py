@@ -115,7 +115,7 @@ async def _serve(
                 Problem(
                     "node.store_dsn",
                     f"cannot open the state database: {exc}",
-                    "check node.dsn, the password file and that the database is up",
+                    "check node.store_dsn, node.store_password_file and that the database is up",
                 )
             ]
         ) from None
