@@ -58,6 +58,11 @@ def add_lab_parser(sub: Any) -> None:
         help="demo/up: the DMPAs' local profiles, or a real FreeRADIUS",
     )
     lab.add_argument(
+        "--ha",
+        action="store_true",
+        help="up: an active/standby DLMAP pair (PostgreSQL in its own namespace, keepalived)",
+    )
+    lab.add_argument(
         "--auth",
         choices=("mac", "8021x"),
         default="mac",
@@ -98,6 +103,8 @@ def lab_main(args: argparse.Namespace) -> int:
             report_association=args.report_association,
             auth=args.auth,
         )
+    if args.action == "up" and args.ha:
+        return _up_ha(args)
     if args.action == "up":
         return _up(args)
     if args.action == "fuzz":
@@ -168,4 +175,42 @@ def _up(args: argparse.Namespace) -> int:
     print(f"  MS     ip netns exec {prefix}-ms udhcpc -i ms0 -f -s ... (MAC {lab.ms_mac()})")
     first = servers.SERVER_RANGE[0] if args.dhcp != "builtin" else "192.0.2.100"
     print(f"  CN     ip netns exec {prefix}-cn ping {first}   (the MS's first address)")
+    return 0
+
+
+def _up_ha(args: argparse.Namespace) -> int:
+    """``lab up --ha``: the pair (netlmm_lab.ha), left running until ``lab down``."""
+    from netlmm_lab.demo import lab_profiles
+    from netlmm_lab.ha import ROLE_NS, HADomain, HALab
+
+    if args.dhcp != "builtin" or args.aaa != "local":
+        print("netlmm lab up: --ha runs with the built-in DHCP and local AAA", file=sys.stderr)
+        return 2
+    lab = HALab()
+    lab.start()
+    try:
+        domain = HADomain(lab, lab_profiles(lab, "local"), dialect=args.dialect)
+        domain.start()
+    except BaseException:
+        lab.close()
+        raise
+    for process in [*domain.processes.values(), *domain.keepalived.values()]:
+        lab.forget(process)  # they outlive this command; lab down ends them with the namespaces
+    for process in domain.watchers.values():
+        lab.forget(process)
+    if domain.db is not None and domain.db.proc is not None:
+        lab.forget(domain.db.proc)
+    prefix = lab.detach()
+    print(f"lab {prefix} is up (DLMAP pair); remove it with: netlmm lab down {prefix}")
+    for role, short in ROLE_NS.items():
+        what = "ha" if role.startswith("dlmap") else "counters"
+        print(
+            f"  {role:8} ip netns exec {prefix}-{short} ...   "
+            f"netlmm show {what} --socket {domain.configs.sockets[role]}"
+        )
+    assert domain.db is not None
+    print(f"  DB       {domain.db.tcp_dsn('netlmm', 'netlmm', '2001:db8:5::1')} (ns {prefix}-db)")
+    print(f"           psql -h {domain.db.sockets} -U postgres netlmm")
+    print(f"  MS       ip netns exec {prefix}-ms udhcpc -i ms0 -f -s ... (MAC {lab.ms_mac()})")
+    print(f"  failover ip netns exec {prefix}-lm ...: kill the DLMAP there, watch show ha")
     return 0

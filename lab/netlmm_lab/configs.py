@@ -85,6 +85,7 @@ def write_configs(
     extra_peers: tuple[str, ...] = (),
     pool: str = POOL,
     lease_time: int | None = None,
+    datapath: str | None = None,
     dot1x: Dot1xConfig | None = None,
 ) -> LabConfigs:
     """Write ``dlmap.ini``, ``dmpa1.ini`` and ``dmpa2.ini`` into ``folder`` and check them.
@@ -96,7 +97,8 @@ def write_configs(
     say ``insecure = yes`` (the appliance's explicit opt-out: the fuzz campaign, whose forged
     messages must reach the cores). ``extra_peers`` are more DMPA addresses the DLMAP accepts,
     ``insecure = yes`` as well (the soak's load generator plays them and does not sign);
-    ``pool`` and ``lease_time`` replace the DLMAP's address range and lease time.
+    ``pool`` and ``lease_time`` replace the DLMAP's address range and lease time;
+    ``datapath`` (auto, kernel, cython) is every node's ``[node] datapath`` (None: the default).
     ``dot1x`` makes the access links ``auth = 8021x``: hostapd's RADIUS comes to the DMPA's
     proxy, which forwards it to the visited AAA (:mod:`netlmm_lab.dot1x` makes one).
     """
@@ -113,6 +115,7 @@ def write_configs(
         for index, address in DMPA_ADDRESSES.items()
     ) + "".join(f"[peer {address}]\ndialect = {dialect}\n{INSECURE}\n" for address in extra_peers)
     lease = f"lease_time = {lease_time}\n" if lease_time is not None else ""
+    tier = f"datapath = {datapath}\n" if datapath is not None else ""
     key_line = {}
     if auth:
         key_line["dlmap"] = _key_file(
@@ -127,7 +130,7 @@ def write_configs(
     dlmap = (
         f"[node]\nrole = dlmap\nname = lm\naddress = {DLMAP_ADDRESS}\n"
         f"state_dir = {folder / 'dlmap-state'}\ncontrol_socket = {sockets['dlmap']}\n"
-        f"log_level = {log_level}\noffload = {'yes' if offload else 'no'}\n"
+        f"log_level = {log_level}\noffload = {'yes' if offload else 'no'}\n{tier}"
         f"{key_line.get('dlmap', '')}\n"
         f"[dlmap]\ngateway = {GATEWAY}\nnetwork = {HOA_NETWORK}\npool = {pool}\n{lease}"
         f"tunnel_mtu = {tunnel_mtu}\ndhcp = {dhcp}\n{relay}revocation_budget = 0.5\n\n"
@@ -142,7 +145,7 @@ def write_configs(
             f"[node]\nrole = dmpa\nname = m{index}\naddress = {address}\n"
             f"state_dir = {folder / f'dmpa{index}-state'}\n"
             f"control_socket = {sockets[f'dmpa{index}']}\nlog_level = {log_level}\n"
-            f"offload = {'yes' if offload else 'no'}\n{key_line.get(f'dmpa{index}', '')}\n"
+            f"offload = {'yes' if offload else 'no'}\n{tier}{key_line.get(f'dmpa{index}', '')}\n"
             f"[dmpa]\naccess = {access_line}\ngateway = {GATEWAY}\n"
             f"prefix_length = {HOA_NETWORK.prefixlen}\ntunnel_mtu = {tunnel_mtu}\n"
             f"aaa = {'radius' if radius else 'local'}\n\n"

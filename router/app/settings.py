@@ -10,7 +10,7 @@ The ini file, section by section (``etc/dmpa.ini`` and ``etc/dlmap.ini`` documen
 
     [node]        role, name, address (our IPv6 tunnel endpoint and MH address), state_dir,
                   control_socket, log_level, log_format, metrics, offload, key_file and
-                  replay_window (RFC 4285)
+                  replay_window (RFC 4285), datapath (kernel tier or Cython only)
     [dmpa]        access interfaces, pseudo_mac, gateway, prefix_length, lifetime, tunnel_mtu,
                   aaa backend, default address mode
     [dlmap]       gateway, network (the HoA network), pool ranges, lifetime, lease_time,
@@ -63,6 +63,15 @@ class NodeSettings:
     log_format: str
     #: The Prometheus endpoint, ``(address, port)``; None: off.
     metrics: tuple[str, int] | None
+    #: ``sqlite`` or ``postgresql`` (DLMAP): where the state lives, and the database's URI
+    #: and password file (mode 600) for the latter.
+    store: str
+    store_dsn: str | None
+    store_password_file: Path | None
+    #: ``off`` or ``pair``: one of an active/standby DLMAP pair (router.app.ha).
+    ha: str
+    #: ``auto``, ``kernel`` or ``cython``: the tier that forwards bound MSs (docs/kernel-tier.md).
+    datapath: str
     #: The keys read from ``key_file`` (their repr shows the SPIs only): set after loading.
     keys: KeyRing | None = None
 

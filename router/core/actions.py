@@ -59,12 +59,17 @@ class Reinject:
 
 @dataclass(frozen=True, slots=True)
 class Bind:
-    """Point the fastpath's HoA at a tunnel endpoint (and, on the DMPA, an MS on a link)."""
+    """Point the fastpath's HoA at a tunnel endpoint (and, on the DMPA, an MS on a link).
+
+    ``gateway``: the MS's default gateway on the DMPA (from its profile, RADIUS attribute 161
+    or the PBA's IPv4 default router, seed 3.4), which the data path answers for (packets to
+    it go to the slow path) and sources its ICMP errors from; None: the node's gateway."""
 
     hoa: IPv4Address
     endpoint: IPv6Address
     mac: MacAddress | None = None
     link: int = 0
+    gateway: IPv4Address | None = None
 
 
 @dataclass(frozen=True, slots=True)

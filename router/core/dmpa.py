@@ -336,7 +336,7 @@ class DMPA:
         if isinstance(message, BindingRevocationIndication):
             return self._on_bri(message, src)
         if isinstance(message, Heartbeat):
-            actions, changes = self.heartbeat.receive(message, src)
+            actions, changes = self.heartbeat.receive(message, src, now)
             for peer, change in changes:
                 if change is PeerChange.RESTARTED:
                     actions += self._reregister_at(peer, now, wall)
@@ -449,10 +449,23 @@ class DMPA:
             return self._send_pbu(visitor, now, wall, lifetime=0)
         if visitor.state is not State.REGISTERING:
             return []
-        # Doubling up to the cap, then every cap interval while the MS is attached.
+        # Doubling up to the cap, then every cap interval while the MS is attached. The
+        # first timeout and each step of the backoff are events (the cap is said once).
+        waited = visitor.timeout
         visitor.timeout = min(visitor.timeout * 2, self.config.max_timeout)
         self.counters[DMPACounter.PBU_RETRANSMIT] += 1
-        return self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
+        actions: list[Action] = []
+        if visitor.timeout != waited:
+            actions.append(
+                event(
+                    "pbu_timeout",
+                    nai=visitor.nai,
+                    peer=visitor.tunnel_dst,
+                    waited_s=waited,
+                    next_s=visitor.timeout,
+                )
+            )
+        return actions + self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
 
     def _on_pba(
         self, message: BindingAck, src: IPv6Address, now: float, wall: float
@@ -492,6 +505,8 @@ class DMPA:
         visitor.hoa = hoa
         if ms_sequence is not None:
             visitor.sequence = ms_sequence
+        # A new default router in the PBA (RFC 5844) moves what the fastpath answers for.
+        regateway = gateway is not None and gateway != visitor.gateway
         if gateway is not None:
             visitor.gateway = gateway
         visitor.state = State.REGISTERED
@@ -503,9 +518,9 @@ class DMPA:
             self._timers.schedule(("refresh", visitor.mac), refresh)
         self.counters[SignalingCounter.PBA_ACCEPTED] += 1
         actions.append(self._persist(visitor))
-        if visitor.bound != hoa:
+        if visitor.bound != hoa or regateway:
             visitor.bound = hoa
-            actions.append(Bind(hoa, src, visitor.mac, visitor.link))
+            actions.append(Bind(hoa, src, visitor.mac, visitor.link, visitor.gateway))
         if first:
             actions.append(event("registered", nai=visitor.nai, hoa=hoa, dlmap=src))
         return actions
@@ -695,7 +710,9 @@ class DMPA:
             # The fastpath is rebuilt from the database at once; the re-registration confirms it.
             assert visitor.hoa is not None and visitor.tunnel_dst is not None
             visitor.bound = visitor.hoa
-            actions.append(Bind(visitor.hoa, visitor.tunnel_dst, mac, visitor.link))
+            actions.append(
+                Bind(visitor.hoa, visitor.tunnel_dst, mac, visitor.link, visitor.gateway)
+            )
             actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
 

@@ -679,7 +679,9 @@ def test_check_config_accepts_the_examples(
         path = example_file(name, tmp_path)  # its key file: the tests' (same SPI)
         assert main(["check-config", str(path)]) == 0
         out, err = capsys.readouterr()
-        assert err == ""
+        # the examples' access interface (eth1) is this machine's only if it has one
+        absent = "warning: dmpa.access: no interface eth1 in this network namespace"
+        assert [line for line in err.splitlines() if not line.startswith(absent)] == []
         assert out.count("\n") == 1 and ": ok: " in out and "peers: 2001:db8:100::" in out
 
 

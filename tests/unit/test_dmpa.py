@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv6Address
 import pytest
 
 from router.core.aaa import LocalAAA, LocalProfile
-from router.core.actions import AAARequest, Action, SendMH
+from router.core.actions import AAARequest, Action, Bind, SendMH
 from router.core.dmpa import DMPA, DMPAConfig, Profile, State
 from router.wire.constants import BRAStatus, BRFlag
 from router.wire.dialect import DRAFT, RFC5844
@@ -18,7 +18,12 @@ from router.wire.mh import (
     BindingRevocationIndication,
     BindingUpdate,
 )
-from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
+from router.wire.mh_options import (
+    IPv4DefaultRouterAddress,
+    IPv4HomeAddressReply,
+    MobileNodeIdentifier,
+    SeedIPv4HomeAddress,
+)
 
 SELF = IPv6Address("2001:db8:1::1")
 DLMAP_A = IPv6Address("2001:db8:2::1")
@@ -46,8 +51,6 @@ def registered(node: DMPA, dlmap: IPv6Address = DLMAP_A) -> None:
         options = (MobileNodeIdentifier.from_nai("ms@example.net"), SeedIPv4HomeAddress(4, HOA))
         pba = BindingAck(0, DRAFT.pba_flags(ipv4=True), pbu.sequence, 900, options)
     else:
-        from router.wire.mh_options import IPv4HomeAddressReply
-
         pba = BindingAck(0, 0x20, pbu.sequence, 900, (IPv4HomeAddressReply(0, HOA, 24),))
     node.receive(pba, dlmap, 0.1, 1e9)
 
@@ -127,3 +130,52 @@ def test_local_aaa_refuses_inconsistent_profiles() -> None:
         LocalAAA([LocalProfile("b@x", "static", DLMAP_A)])
     with pytest.raises(ValueError, match="two profiles"):
         LocalAAA([LocalProfile("b@x", "dhcp", DLMAP_A), LocalProfile("b@x", "dlmap", DLMAP_A)])
+
+
+def refresh_at(node: DMPA) -> float:
+    deadline = node.get_timer()
+    assert deadline is not None
+    return deadline
+
+
+def _bind(actions: list[Action]) -> Bind:
+    (bind,) = [a for a in actions if isinstance(a, Bind)]
+    return bind
+
+
+def test_the_bind_carries_the_profiles_gateway() -> None:
+    """Issue 15, defect 4: the data path must know the MS's own gateway (seed 3.4)."""
+    node = dmpa()
+    node.attach(MS, 3, 0.0)
+    own = IPv4Address("192.0.2.62")
+    profile = Profile("ms@example.net", "static", DLMAP_A, HOA, gateway=own)
+    ((_, pbu),) = sent(node.aaa_result(MS, profile, 0.0, 1e9))
+    assert isinstance(pbu, BindingUpdate)
+    options = (MobileNodeIdentifier.from_nai("ms@example.net"), SeedIPv4HomeAddress(4, HOA))
+    pba = BindingAck(0, DRAFT.pba_flags(ipv4=True), pbu.sequence, 900, options)
+    bind = _bind(node.receive(pba, DLMAP_A, 0.1, 1e9))
+    assert (bind.hoa, bind.mac, bind.link, bind.gateway) == (HOA, MS, 3, own)
+
+
+def test_the_pbas_default_router_rebinds_with_the_new_gateway() -> None:
+    """RFC 5844's IPv4 Default-Router Address option in a PBA, first and on a refresh."""
+    node = dmpa()
+    node.attach(MS, 3, 0.0)
+    profile = Profile("ms@example.net", "static", DLMAP_B, HOA)
+    ((_, pbu),) = sent(node.aaa_result(MS, profile, 0.0, 1e9))
+    assert isinstance(pbu, BindingUpdate)
+
+    def pba(sequence: int, router: str) -> BindingAck:
+        options = (IPv4HomeAddressReply(0, HOA, 24), IPv4DefaultRouterAddress(IPv4Address(router)))
+        return BindingAck(0, 0x20, sequence, 900, options)
+
+    first = _bind(node.receive(pba(pbu.sequence, "192.0.2.30"), DLMAP_B, 0.1, 1e9))
+    assert first.gateway == IPv4Address("192.0.2.30")
+    ((_, refresh),) = sent(node.handle_timer(refresh_at(node), 1e9))
+    assert isinstance(refresh, BindingUpdate)
+    moved = _bind(node.receive(pba(refresh.sequence, "192.0.2.29"), DLMAP_B, refresh_at(node), 1e9))
+    assert moved.gateway == IPv4Address("192.0.2.29") and moved.hoa == HOA
+    ((_, refresh),) = sent(node.handle_timer(refresh_at(node), 1e9))
+    assert isinstance(refresh, BindingUpdate)
+    same = node.receive(pba(refresh.sequence, "192.0.2.29"), DLMAP_B, refresh_at(node), 1e9)
+    assert not [a for a in same if isinstance(a, Bind)]  # nothing changed: no rebind

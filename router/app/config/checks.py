@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from itertools import pairwise
 
+from router.adapters.store import StoreError
+from router.adapters.store_pg import read_password_file
 from router.app.config import schema as k
 from router.app.config.parsers import show_range
 from router.app.config.sections import Section
@@ -294,3 +296,35 @@ def anchor(
     if len(peers) > 1:
         s.error("dlmap", f"required: which of the {len(peers)} peers anchors this MS")
     return None
+
+
+# [node] store
+
+
+def store(s: Section) -> None:
+    """PostgreSQL needs its URI (and a password file only its owner reads); a pair needs it."""
+    engine = s.value(k.NODE_STORE)
+    if engine == "postgresql":
+        dsn = s.value(k.NODE_STORE_DSN)
+        if dsn is None and not s.has(k.NODE_STORE_DSN):
+            s.error("store_dsn", "required with store = postgresql")
+        elif dsn is not None and not dsn.startswith(("postgresql://", "postgres://")):
+            s.error("store_dsn", "not a postgresql:// URI")
+        elif dsn is not None and "@" in dsn.split("?", 1)[0] and ":" in _userinfo(dsn):
+            s.error("store_dsn", "holds a password: put it in store_password_file (mode 600)")
+        secret = s.value(k.NODE_STORE_PASSWORD_FILE)
+        if secret is not None:
+            try:
+                read_password_file(secret)
+            except StoreError as exc:
+                s.error("store_password_file", str(exc))
+    else:
+        for key in (k.NODE_STORE_DSN, k.NODE_STORE_PASSWORD_FILE):
+            if s.has(key):
+                s.warn(key.name, "not used: store = sqlite")
+    if s.value(k.NODE_HA) == "pair" and engine != "postgresql":
+        s.error("ha", "pair needs the state both processes share: store = postgresql")
+
+
+def _userinfo(dsn: str) -> str:
+    return dsn.split("://", 1)[-1].split("@", 1)[0]

@@ -51,10 +51,8 @@ def load(path: Path) -> tuple[Settings, list[str]]:
     return loads(text, file_mode=mode)
 
 
-def loads(text: str, *, file_mode: int | None = None) -> tuple[Settings, list[str]]:
-    """Like :func:`load`, from the text of a file (``file_mode``: its ``st_mode``, if any)."""
-    report = Report()
-    parser = configparser.ConfigParser(
+def _parser() -> configparser.ConfigParser:
+    return configparser.ConfigParser(
         interpolation=None,
         comment_prefixes=(";", "#"),
         inline_comment_prefixes=(";", "#"),
@@ -62,6 +60,20 @@ def loads(text: str, *, file_mode: int | None = None) -> tuple[Settings, list[st
         empty_lines_in_values=False,
         strict=True,
     )
+
+
+def raw_sections(text: str) -> dict[str, dict[str, str]]:
+    """The sections and key = value pairs of an ini text as written (comments out), for
+    ``netlmm show config``; call it on a text :func:`loads` accepted."""
+    parser = _parser()
+    parser.read_string(text)
+    return {name: dict(parser.items(name)) for name in parser.sections()}
+
+
+def loads(text: str, *, file_mode: int | None = None) -> tuple[Settings, list[str]]:
+    """Like :func:`load`, from the text of a file (``file_mode``: its ``st_mode``, if any)."""
+    report = Report()
+    parser = _parser()
     try:
         parser.read_string(text)
     except configparser.DuplicateSectionError as exc:
@@ -157,8 +169,12 @@ class Loader:
     # [node]
 
     def _node(self, s: Section) -> tuple[NodeSettings | None, Role | None]:
-        s.read_all()
         role = cast("Role | None", s.value(k.NODE_ROLE))
+        if role == "dmpa":
+            for key in (k.NODE_STORE, k.NODE_STORE_DSN, k.NODE_STORE_PASSWORD_FILE, k.NODE_HA):
+                s.refuse(key, "only a DLMAP has a shared database or a standby (node.role)")
+        s.read_all()
+        checks.store(s)
         name = s.value(k.NODE_NAME)
         state_dir = s.value(k.NODE_STATE_DIR)
         if state_dir is None and name is not None and not s.has(k.NODE_STATE_DIR):
@@ -181,6 +197,11 @@ class Loader:
                 some(s.value(k.NODE_REPLAY_WINDOW)),
                 log_format=some(s.value(k.NODE_LOG_FORMAT)),
                 metrics=s.value(k.NODE_METRICS),
+                store=s.value(k.NODE_STORE) or "sqlite",
+                store_dsn=s.value(k.NODE_STORE_DSN),
+                store_password_file=s.value(k.NODE_STORE_PASSWORD_FILE),
+                ha=s.value(k.NODE_HA) or "off",
+                datapath=some(s.value(k.NODE_DATAPATH)),
             ),
             role,
         )

@@ -57,6 +57,7 @@ SECTION_ROLES: dict[str, tuple[Role, ...]] = {
 DEFAULT_PSEUDO_MAC = "02:00:5e:00:00:01"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+DATAPATHS = ("auto", "kernel", "cython")
 STATE_ROOT = Path("/var/lib/netlmm")
 RUN_ROOT = Path("/run/netlmm")
 MAX_REPLAY_WINDOW = 300
@@ -247,6 +248,62 @@ NODE_METRICS = Key(
     "Prometheus endpoint (GET /metrics), ADDRESS:PORT or [IPv6]:PORT; docs/service.md lists "
     "what it exports",
     shown="none (off)",
+)
+NODE_DATAPATH = Key(
+    "node",
+    "datapath",
+    p.choice(*DATAPATHS),
+    "auto",
+    "Which tier forwards bound MSs' traffic (docs/kernel-tier.md): kernel (TC programs, GSO "
+    "kept; the node refuses to start when the kernel cannot run them), cython (the user-space "
+    "fastpath only) or auto (kernel when the start-up probe passes, else cython, with one log "
+    "line saying why). The Cython fastpath carries everything the kernel tier leaves to it "
+    "either way",
+)
+
+STORES = ("sqlite", "postgresql")
+HA_MODES = ("off", "pair")
+NODE_STORE = Key(
+    "node",
+    "store",
+    p.choice(*STORES),
+    "sqlite",
+    "Where the state lives: sqlite (embedded, one box: state_dir/state.sqlite) or postgresql "
+    "(a database that outlives the box and that an active/standby pair shares: store_dsn; "
+    "docs/operations.md sets it up; needs pip install 'netlmm[postgresql]')",
+    only=("dlmap",),
+)
+NODE_STORE_DSN = Key(
+    "node",
+    "store_dsn",
+    p.text,
+    None,
+    "With store = postgresql: the database, as a libpq URI "
+    "(postgresql://netlmm@db.example.net/netlmm, or ?host=/run/postgresql for a unix socket); "
+    "no password in it: store_password_file",
+    shown="none (required with store = postgresql)",
+    only=("dlmap",),
+)
+NODE_STORE_PASSWORD_FILE = Key(
+    "node",
+    "store_password_file",
+    p.path,
+    None,
+    "The database password, the file's first line, mode 600 (the node refuses to start if "
+    "group or others may read it)",
+    shown="none (no password: trust, peer or a client certificate)",
+    only=("dlmap",),
+)
+NODE_HA = Key(
+    "node",
+    "ha",
+    p.choice(*HA_MODES),
+    "off",
+    "off, or pair: one of an active/standby pair sharing store = postgresql. keepalived moves "
+    "node.address between them; this process waits, warm from the database, until the address "
+    "is here, then claims the DLMAP identity (a higher epoch: the other's writes fail) and "
+    "answers, with the same RFC 5847 restart counter",
+    only=("dlmap",),
 )
 
 # Keys both role sections have.
@@ -701,6 +758,11 @@ SCHEMA: tuple[Key[Any], ...] = (
     NODE_REPLAY_WINDOW,
     NODE_LOG_FORMAT,
     NODE_METRICS,
+    NODE_STORE,
+    NODE_STORE_DSN,
+    NODE_STORE_PASSWORD_FILE,
+    NODE_HA,
+    NODE_DATAPATH,
     DMPA_ACCESS,
     DMPA_PSEUDO_MAC,
     DMPA_GATEWAY,
