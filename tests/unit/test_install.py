@@ -32,7 +32,9 @@ def test_make_install_puts_entry_point_unit_examples_and_docs_in_place(tmp_path:
     # what Cython generates from them does not
     generated = [n for n in names if n.endswith(".c") and not n.startswith("fastpath/bpf/")]
     assert not generated, "generated C in the wheel"
-    assert "fastpath/bpf/netlmm_tc.bpf.c" in names and "fastpath/netlmm_tc.bpf.o" in names
+    assert "fastpath/bpf/netlmm_tc.bpf.c" in names
+    if shutil.which("clang") or shutil.which("clang-14"):  # setup.py builds the object with it
+        assert "fastpath/netlmm_tc.bpf.o" in names
     assert f"netlmm-{__version__}.dist-info/licenses/LICENSE" in names
     metadata = zipfile.ZipFile(wheel).read(f"netlmm-{__version__}.dist-info/METADATA").decode()
     assert "License-Expression: MIT" in metadata and f"Version: {__version__}" in metadata
