@@ -15,9 +15,12 @@ from fastpath.common import (
     ETH_LEN,
     ETH_P_ARP,
     ETH_P_IP,
+    ETH_P_PPPOE_DISC,
+    ETH_P_PPPOE_SES,
     EXTRA_COUNTERS,
     IO_BUF,
     IP6_LEN,
+    MAX_LINKS,
     NH_DSTOPTS,
     NH_IPV4,
     PROTO_ICMP,
@@ -49,6 +52,7 @@ from fastpath.reference_packet import (
     options_ok,
     udp_dport,
 )
+from fastpath.reference_pppoe import IP_AT, put_header, session_ipv4
 from fastpath.reference_table import HoaTable, count_binding
 
 # a counter row per direction: the reasons, then EXTRA_COUNTERS
@@ -249,6 +253,53 @@ class Dmpa(_Engine):
             raise ValueError("pseudo_mac must be 6 bytes and gateway an IPv4 integer")
         self._mac = bytes(pseudo_mac)
         self._gateway = gateway
+        self._pppoe_links: set[int] = set()
+        self._sessions: dict[int, int] = {}  # HoA -> PPPoE session id
+
+    # PPPoE access links (reference_pppoe)
+    def pppoe_link(self, link: int, on: bool = True) -> None:
+        """Make access link ``link`` a PPPoE link (or a plain one again)."""
+        if not 0 <= link < MAX_LINKS:
+            raise ValueError("link must fit 16 bits")
+        if on:
+            self._pppoe_links.add(link)
+        else:
+            self._pppoe_links.discard(link)
+
+    def pppoe_session(self, hoa: int, session: int) -> None:
+        """The PPPoE session of the MS holding ``hoa`` on a PPPoE link (0: none)."""
+        if not 0 <= hoa <= 0xFFFFFFFF or not 0 <= session <= 0xFFFF:
+            raise ValueError("hoa must be 32 bits and session 16 bits")
+        if session:
+            self._sessions[hoa] = session
+        else:
+            self._sessions.pop(hoa, None)
+
+    def _pppoe_access(self, frame: Buf, link: int, broadcast: bool, out: bytearray) -> Result:
+        d = Direction.UPLINK
+        if be16(frame, 12) == ETH_P_PPPOE_DISC:
+            return self._end(d, Reason.ARP)
+        reason, session, tot = session_ipv4(frame, len(frame))
+        if reason:
+            return self._end(d, reason)
+        if broadcast:
+            return self._end(d, Reason.NOT_FOR_US)
+        e = self.table._entry(be32(frame, IP_AT + 12))
+        if e is None or e[2] != frame[6:12] or e[3] != link:
+            return self._end(d, Reason.SPOOFED_SRC)
+        if self._sessions.get(int(e[0])) != session:
+            return self._end(d, Reason.SPOOFED_SRC)
+        if frame[IP_AT + 8] <= 1:
+            return self._end(d, Reason.TTL_EXPIRED)
+        big = self._too_big(d, frame, IP_AT, tot)
+        if big is not None:
+            return big
+        if IP6_LEN + tot > len(out):
+            return self._end(d, Reason.NO_ROOM)
+        self._encapsulate(frame, IP_AT, tot, bytes(e[1]), out)
+        decrement_ttl(out, IP6_LEN)
+        count_binding(e, tot)
+        return self._forwarded(d, tot, IP6_LEN + tot, -1)
 
     def from_access(self, frame: Buf, link: int, out: bytearray) -> Result:
         """Classify a frame from access link ``link``; forward it encapsulated into ``out``."""
@@ -261,6 +312,8 @@ class Dmpa(_Engine):
         if dst != self._mac and not broadcast:
             return self._end(d, Reason.NOT_FOR_US)
         ethertype = be16(frame, 12)
+        if ethertype in (ETH_P_PPPOE_DISC, ETH_P_PPPOE_SES) and link in self._pppoe_links:
+            return self._pppoe_access(frame, link, broadcast, out)
         if ethertype == ETH_P_ARP:
             return self._end(d, Reason.ARP)
         if ethertype != ETH_P_IP:
@@ -312,6 +365,8 @@ class Dmpa(_Engine):
             return self._end(d, Reason.ECN_NOT_ECT)
         if b[off + 8] <= 1:
             return self._end(d, Reason.TTL_EXPIRED)
+        if int(e[3]) in self._pppoe_links:
+            return self._pppoe_down(e, b, off, tot, ce, out)
         if ETH_LEN + tot > len(out):
             return self._end(d, Reason.NO_ROOM)
         out[0:6] = bytes(e[2])
@@ -323,6 +378,23 @@ class Dmpa(_Engine):
             mark_ce(out, ETH_LEN)
         count_binding(e, tot)
         return self._forwarded(d, tot, ETH_LEN + tot, int(e[3]))
+
+    def _pppoe_down(
+        self, e: list[int | bytes], b: Buf, off: int, tot: int, ce: bool, out: bytearray
+    ) -> Result:
+        d = Direction.DOWNLINK
+        session = self._sessions.get(int(e[0]))
+        if session is None:
+            return self._end(d, Reason.NO_BINDING)
+        if IP_AT + tot > len(out):
+            return self._end(d, Reason.NO_ROOM)
+        put_header(out, bytes(e[2]), self._mac, session, tot)
+        out[IP_AT : IP_AT + tot] = b[off : off + tot]
+        decrement_ttl(out, IP_AT)
+        if ce:
+            mark_ce(out, IP_AT)
+        count_binding(e, tot)
+        return self._forwarded(d, tot, IP_AT + tot, int(e[3]))
 
     # batches in memory: one call per batch
     def access_batch(self, inp: Batch, out: Batch) -> int:
