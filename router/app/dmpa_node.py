@@ -5,7 +5,8 @@ Data paths (architecture.md): each access link's TAP -> ``pump_access`` -> raw I
 tunnel in (raw protocol-4 socket) -> ``pump_tunnel`` -> the MS's TAP. What the fastpath punts
 goes to :class:`~router.services.dmpa_punts.DMPAPunts`: ARP, DHCP, ICMP to the gateway and
 frames of an MS not yet registered to the access services (and through them to the core), DHCP
-from the DLMAP back to the DHCP service, TTL and MTU problems to the IPv4 slow path.
+from the DLMAP back to the DHCP service, TTL and MTU problems to the IPv4 slow path; a PPPoE
+link's PPPoE frames to its server (:mod:`router.app.pppoe_links`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from typing import Any
 from router.adapters.aaa import AAA
 from router.adapters.store import Store
 from router.app.authenticators import Authenticators
+from router.app.pppoe_links import PPPoELinks
 from router.app.runner import Clock
 from router.app.runtime import PUMP_BUDGET, NodeRuntime, Ports
 from router.app.settings import DMPASettings
-from router.core.actions import AAARequest
+from router.core.actions import AAARequest, Bind, Unbind
 from router.core.common import RateLimiter
 from router.core.counters import Names
 from router.core.dmpa import DMPA, DMPAConfig, Profile
@@ -106,9 +108,16 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
         self.node_registries.append(self.punts.counters)
         self.add_action(AAARequest, self._aaa_request)
         self.timer = self.add_timer(self.core.get_timer, self.core.handle_timer)
+        #: PPPoE (links with auth = pppoe): a PPPoE server per link, AAA, IPCP after the PBA.
+        self.pppoe = PPPoELinks(
+            settings, self.loop, self.clock, self.aaa, self.access, engine, self.runner.submit
+        )
+        for deadline, fire in self.pppoe.timers():
+            self.add_timer(deadline, fire)
+        punted = partial(self.pppoe.punted, otherwise=self.punts.from_access)
         for link, tap in enumerate(ports.tap_fds):
             access = partial(engine.pump_access, tap, link, ports.raw_tx_fd, PUMP_BUDGET)
-            self.add_pump(tap, "access", access, self.punts.from_access)
+            self.add_pump(tap, "access", access, punted)
         tunnel = partial(engine.pump_tunnel, ports.tunnel_rx_fd, ports.tap_fds, PUMP_BUDGET)
         self.add_pump(ports.tunnel_rx_fd, "tunnel", tunnel, self.punts.from_tunnel)
 
@@ -129,7 +138,21 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
         for task in self._aaa_tasks:
             task.cancel()
         self.authenticators.close()
+        self.pppoe.close()
         super().stop()
+
+    def _bind(self, action: Bind) -> None:
+        """A PPPoE MS is bound in the user-space tier only (no PPPoE in the kernel tier)."""
+        userspace, link = self._userspace, action.link
+        if not self.pppoe.owns(link) or userspace is None or action.endpoint not in self.dialects:
+            return super()._bind(action)
+        userspace.bind(action)
+        self.bound_since[action.hoa] = self.clock.now()
+        self.runner.submit(self.pppoe.bound(action, self.clock.now(), self.clock.wall()))
+
+    def _unbind(self, action: Unbind) -> None:
+        super()._unbind(action)
+        self.pppoe.unbound(action.hoa)
 
     # --- AAA ------------------------------------------------------------------------------
 
@@ -215,5 +238,6 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
             "access": dict(self.access.counters),
             "limits": self.limits.stats(),
             "aaa": dict(self.aaa.counters),
+            **({"pppoe": dict(self.pppoe.counters)} if self.pppoe.servers else {}),
             **self.authenticators.counter_groups(),
         }

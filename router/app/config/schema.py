@@ -35,6 +35,7 @@ from router.app.config.key import per_role as per_role
 from router.app.config.key import show_value as show_value
 from router.app.config.schema_aaa import ACCESS_AUTH as ACCESS_AUTH
 from router.app.config.schema_aaa import ACCESS_HOSTAPD as ACCESS_HOSTAPD
+from router.app.config.schema_aaa import ACCESS_PPP_AUTH as ACCESS_PPP_AUTH
 from router.app.config.schema_aaa import RADIUS_NAS_IDENTIFIER as RADIUS_NAS_IDENTIFIER
 from router.app.config.schema_aaa import RADIUS_PROXY as RADIUS_PROXY
 from router.app.config.schema_aaa import RADIUS_PROXY_SECRET as RADIUS_PROXY_SECRET
@@ -560,6 +561,16 @@ PROFILE_GATEWAY: Key[IPv4Address] = Key(
     shown={"dmpa": "dmpa.gateway", "dlmap": "the node's gateway"},
 )
 PROFILE_ALLOWED = Key("profile", "allowed", p.boolean, True, "no: a known MS that is refused")
+PROFILE_PASSWORD = Key(
+    "profile",
+    "password",
+    p.secret,
+    None,
+    "The MS's PPP secret (auth = pppoe links: its PAP password or CHAP-MD5 secret, checked "
+    "against this profile's NAI); without it the profile never passes PPP authentication",
+    shown="none",
+    only=("dmpa",),
+)
 
 # [limits]: NAME_rate and NAME_burst of each limit, and table_size (router.core.limits).
 
@@ -666,6 +677,7 @@ SCHEMA: tuple[Key[Any], ...] = (
     PROFILE_DLMAP,
     PROFILE_GATEWAY,
     PROFILE_ALLOWED,
+    PROFILE_PASSWORD,
     RADIUS_SERVERS,
     RADIUS_NAS_IDENTIFIER,
     RADIUS_TIMEOUT,
@@ -674,6 +686,7 @@ SCHEMA: tuple[Key[Any], ...] = (
     RADIUS_PROXY_SECRET,
     ACCESS_AUTH,
     ACCESS_HOSTAPD,
+    ACCESS_PPP_AUTH,
     *(key for name in _LIMITS for key in (LIMIT_RATE[name], LIMIT_BURST[name])),
     LIMITS_TABLE_SIZE,
 )
