@@ -147,6 +147,7 @@ cdef enum:
     PPPOE_VER_TYPE = 17
     PPP_IPV4 = 33
     PPPOE_LEN = 8
+    PPPOE_MTU = 1492
     MAX_LINKS = 65536
 # ---- end of the generated block ----
 

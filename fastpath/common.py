@@ -164,4 +164,5 @@ ETH_P_PPPOE_SES = 0x8864
 PPPOE_VER_TYPE = 0x11
 PPP_IPV4 = 0x0021
 PPPOE_LEN = 8  # the PPPoE session header (6) and the PPP protocol field (2)
+PPPOE_MTU = 1492  # RFC 2516 7: the largest IPv4 packet in a session on a 1500-byte Ethernet
 MAX_LINKS = 0x10000  # access link indices are 16 bits (the PPPoE link bitmap covers them)

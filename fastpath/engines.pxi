@@ -281,6 +281,8 @@ cdef class Dmpa(_Engine):
         cdef object session = self.sessions.get(e.key)
         if session is None:
             return self._end(DOWN, R_NO_BINDING)
+        if tot > PPPOE_MTU:
+            return self._end(DOWN, R_FRAG_NEEDED if b[6] & 0x40 else R_FRAGMENT)
         if PPPOE_IP_AT + tot > cap:
             return self._end(DOWN, R_NO_ROOM)
         put_pppoe_header(out, e.mac, self.mac, <uint32_t>session, tot)

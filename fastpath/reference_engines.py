@@ -52,7 +52,7 @@ from fastpath.reference_packet import (
     options_ok,
     udp_dport,
 )
-from fastpath.reference_pppoe import IP_AT, put_header, session_ipv4
+from fastpath.reference_pppoe import IP_AT, put_header, session_ipv4, too_big
 from fastpath.reference_table import HoaTable, count_binding
 
 # a counter row per direction: the reasons, then EXTRA_COUNTERS
@@ -386,6 +386,9 @@ class Dmpa(_Engine):
         session = self._sessions.get(int(e[0]))
         if session is None:
             return self._end(d, Reason.NO_BINDING)
+        big = too_big(b, off, tot)
+        if big:
+            return self._end(d, big)
         if IP_AT + tot > len(out):
             return self._end(d, Reason.NO_ROOM)
         put_header(out, bytes(e[2]), self._mac, session, tot)

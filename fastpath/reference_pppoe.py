@@ -12,6 +12,7 @@ from fastpath.common import (
     ETH_P_PPPOE_SES,
     PPP_IPV4,
     PPPOE_LEN,
+    PPPOE_MTU,
     PPPOE_VER_TYPE,
     Reason,
 )
@@ -19,6 +20,14 @@ from fastpath.reference_packet import Buf, be16, ipv4_check
 
 #: Where the IPv4 packet starts in a PPPoE session frame.
 IP_AT = ETH_LEN + PPPOE_LEN
+
+
+def too_big(b: Buf, off: int, tot: int) -> int:
+    """FORWARDED, or why a downlink packet does not fit a session (FRAG_NEEDED with DF set,
+    else FRAGMENT: the slow path has no PPPoE answer for either, they are counted)."""
+    if tot <= PPPOE_MTU:
+        return Reason.FORWARDED
+    return Reason.FRAG_NEEDED if b[off + 6] & 0x40 else Reason.FRAGMENT
 
 
 def session_ipv4(frame: Buf, n: int) -> tuple[int, int, int]:

@@ -50,6 +50,7 @@ from router.services.pppoe import (
 )
 from router.wire.errors import DecodeError
 from router.wire.ethernet import EthernetFrame, MacAddress
+from router.wire.ppp import MAX_MRU
 
 log = logging.getLogger("netlmm")
 
@@ -84,6 +85,7 @@ class PPPoELinks:
                 link.ppp_auth,
                 cookie_key,
                 settings.dns,
+                min(MAX_MRU, settings.tunnel_mtu),
             )
             self.servers[index] = PPPoEServer(config, os.urandom)
             engine.pppoe_link(index)

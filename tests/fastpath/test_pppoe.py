@@ -158,3 +158,14 @@ def test_twins_agree_on_pppoe_frames(frame: bytes, link: int, mtu: int) -> None:
 @given(mutated(inner_packets(src=CN, dst=HOA)), MTUS)
 def test_twins_agree_downlink_to_a_pppoe_ms(packet: bytes, mtu: int) -> None:
     run("from_tunnel", (DLMAP, packet), mtu)
+
+
+def test_downlink_over_the_session_mtu_is_not_sent(fp: ModuleType) -> None:
+    dm = engine(fp, mtu=1500)
+    out = bytearray(2048)
+    df = ipv4(CN, HOA, 17, bytes(1500 - 20), df=True)
+    assert dm.from_tunnel(DLMAP, df, out)[:2] == (Verdict.PUNT, Reason.FRAG_NEEDED)
+    plain = ipv4(CN, HOA, 17, bytes(1500 - 20))
+    assert dm.from_tunnel(DLMAP, plain, out)[:2] == (Verdict.PUNT, Reason.FRAGMENT)
+    fits = ipv4(CN, HOA, 17, bytes(1492 - 20), df=True)
+    assert dm.from_tunnel(DLMAP, fits, out)[:3] == (Verdict.FORWARD, Reason.FORWARDED, 22 + 1492)
