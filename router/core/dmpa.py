@@ -173,6 +173,8 @@ class Visitor:
     bound: IPv4Address | None = None
     lifetime: int = 0
     deregistrations_left: int = 0
+    #: Registered again after its DLMAP restarted: the accepted PBA is a ``registered`` line.
+    reregistering: bool = False
 
 
 class DMPA:
@@ -258,16 +260,23 @@ class DMPA:
         return actions + self.aaa_result(mac, profile, now, wall)
 
     def aaa_result(
-        self, mac: MacAddress, profile: Profile | None, now: float, wall: float
+        self,
+        mac: MacAddress,
+        profile: Profile | None,
+        now: float,
+        wall: float,
+        why: str | None = None,
     ) -> list[Action]:
+        """AAA's answer; ``why``: the backend's reason for a reject (for the log line)."""
         visitor = self.visitors.get(mac)
         if visitor is None or visitor.state is not State.AUTHENTICATING:
             return []
         if profile is None or profile.dlmap not in self.config.peers:
             visitor.state = State.REJECTED
             self.counters[DMPACounter.AAA_REJECT] += 1
-            why = "access-reject" if profile is None else "DLMAP not configured"
-            return [event("aaa_reject", mac=mac, why=why)]
+            if profile is not None:
+                why = f"its DLMAP {profile.dlmap} is not a [peer]"
+            return [event("aaa_reject", mac=mac, why=why or "access-reject")]
         self.counters[DMPACounter.AAA_ACCEPT] += 1
         visitor.nai, visitor.mode, visitor.tunnel_dst = profile.nai, profile.mode, profile.dlmap
         if profile.gateway is not None:
@@ -360,6 +369,7 @@ class DMPA:
             elif kind == "refresh" and visitor.state is State.REGISTERED:
                 self.counters[DMPACounter.PBU_REFRESH] += 1
                 visitor.state = State.REGISTERING
+                visitor.reregistering = True
                 visitor.timeout = self.config.timeout
                 actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
@@ -372,6 +382,7 @@ class DMPA:
                 self.counters[DMPACounter.PBU_PEER_RESTARTED] += 1
                 self._timers.cancel(("refresh", visitor.mac))
                 visitor.state = State.REGISTERING
+                visitor.reregistering = True
                 visitor.timeout = self.config.timeout
                 actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
@@ -529,6 +540,9 @@ class DMPA:
             actions.append(Bind(hoa, src, visitor.mac, visitor.link, visitor.gateway))
         if first:
             actions.append(event("registered", nai=visitor.nai, hoa=hoa, dlmap=src))
+        elif visitor.reregistering:  # the DLMAP restarted: say it is registered again
+            actions.append(event("registered", nai=visitor.nai, hoa=hoa, dlmap=src, again=True))
+        visitor.reregistering = False
         return actions
 
     def _granted_address(

@@ -157,6 +157,9 @@ def test_the_ms_leaving_deregisters(lab: Lab) -> None:
     client.start(tries=10)
     client.wait_lease(timeout=30.0)
     serving(domain, "ms", 1)
+    # The MS has talked to its gateway (its ARP entry is there): udhcpc's RELEASE on exit must
+    # not race its own deconfig script, which removes the address an ARP reply is sent to.
+    ping_ok(lab, "ms", GATEWAY)
     client.stop()  # udhcpc sends a DHCP RELEASE as it exits (-R): the MS is leaving
     wait_until(lambda: domain.binding(nai("ms")) is None, 10.0, "the binding removed")
     wait_until(lambda: domain.visitor("dmpa1", nai("ms")) is None, 10.0, "the visitor removed")
