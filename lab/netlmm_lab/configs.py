@@ -35,6 +35,8 @@ class MobileProfile:
     mac: str
     mode: str  # dhcp | dlmap | static
     hoa: str | None = None
+    #: The MS's own default gateway (``[profile] gateway``, the DMPAs' files only).
+    gateway: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ def _profiles(profiles: list[MobileProfile], dlmap_line: bool) -> str:
             out.append(f"hoa = {p.hoa}\n")
         if dlmap_line:
             out.append(f"dlmap = {DLMAP_ADDRESS}\n")
+            if p.gateway:
+                out.append(f"gateway = {p.gateway}\n")
         out.append("\n")
     return "".join(out)
 

@@ -538,12 +538,12 @@ class RadiusClient:
         for index, server in enumerate(self.config.servers):
             if index:
                 self._count(RadiusCounter.FAILOVERS)
-                log.info("radius failover server=%s mac=%s", server.address, mac)
+                log.info("radius_failover server=%s mac=%s", server.address, mac)
             outcome = await self._ask(server, mac, nai, credentials)
             if outcome is not None:
                 return outcome
         self._count(RadiusCounter.TIMEOUT)
-        log.info("radius timeout mac=%s nai=%s", mac, nai)
+        log.info("radius_timeout mac=%s nai=%s", mac, nai)
         return AccessOutcome("timeout", reason="no server answered")
 
     async def _ask(
@@ -575,7 +575,7 @@ class RadiusClient:
                     self._count(RadiusCounter.SENT)
                 except OSError as exc:
                     self._count(RadiusCounter.SEND_ERRORS)
-                    log.warning("radius send failed server=%s error=%s", server.address, exc)
+                    log.warning("radius_send_failed server=%s error=%s", server.address, exc)
                 done, _ = await asyncio.wait({future}, timeout=self.config.timeout)
                 if done:
                     return self._outcome(future.result(), server, request["User-Name"][0])
@@ -594,7 +594,7 @@ class RadiusClient:
             profile, dhcp4_server, conflict = map_accept(reply.attributes, sent_name, self.config)
         except MappingError as exc:
             self._count(RadiusCounter.UNUSABLE)
-            log.warning("radius accept unusable server=%s reason=%s", server.address, exc)
+            log.warning("radius_accept_unusable server=%s reason=%s", server.address, exc)
             return AccessOutcome("unusable", server=server, reason=str(exc))
         if conflict:
             self._count(RadiusCounter.HOA_CONFLICT)
@@ -618,7 +618,7 @@ class RadiusClient:
                 )
             except OSError as exc:
                 self._count(RadiusCounter.SEND_ERRORS)
-                log.warning("radius socket failed server=%s error=%s", server.address, exc)
+                log.warning("radius_socket_failed server=%s error=%s", server.address, exc)
                 return None
             self._endpoints[server] = endpoint
             return endpoint
