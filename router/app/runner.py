@@ -66,8 +66,8 @@ STORE_RETRY_MAX = 30.0
 #: A store on the loop: failed commits retried this many times (30 s apart at most) before the
 #: held actions are given up; and at most this many actions held while writes fail.
 STORE_RETRY_ROUNDS = 10_000
-#: A database over the network comes back on its own: retried at least every 5 s.
-STORE_RETRY_MAX_NETWORK = 5.0
+#: A database over the network comes back on its own: retried at least every 2 s.
+STORE_RETRY_MAX_NETWORK = 2.0
 HELD_MAX = 100_000
 
 
