@@ -173,3 +173,40 @@ def test_a_revocation_pending_at_the_takeover_is_sent_again_by_the_new_active(
         assert second.node.core.bindings["alice@example.org"].dmpa == DMPA2
     finally:
         second.close()
+
+
+def test_a_stop_with_the_database_gone_is_bounded_and_counts_what_is_lost(
+    pg_dsn: str, postgres: PostgresServer, loop: asyncio.AbstractEventLoop
+) -> None:
+    """The database is gone at stop (its connections cut, its address wrong): the drain gives
+    the commit up at its deadline instead of retrying for minutes, and says what was lost."""
+    node = Started(pg_dsn, loop, "a")
+    try:
+        node.store.dsn = pg_dsn.replace(str(postgres.sockets), "/nonexistent")
+        node.store.close()  # the connection is gone; reconnecting fails
+        options = (MobileNodeIdentifier.from_nai("x@y"), SeedIPv4HomeAddress(0, IPv4Address(0)))
+        message = BindingUpdate(1, DRAFT.pbu_flags(), 900, options)
+        node.node.on_mh(sealed(message, DMPA1, DLMAP, node.node.clock.wall()), DMPA1)
+        began = loop.time()
+        loop.run_until_complete(node.node.runner.drain(timeout=1.5))
+        assert loop.time() - began < 3.0
+        assert node.sent == []  # the PBA waited for a write that never came
+        counters = node.node.counters
+        assert counters[RunnerCounter.STORE_LOST] >= 1
+        assert counters[RunnerCounter.STORE_WRITE_ERROR] >= 1
+    finally:
+        for fd in node.fds:
+            os.close(fd)
+
+
+def test_show_ha_of_a_dlmap_on_sqlite_says_single(tmp_path: Any, loop: Any) -> None:
+    from router.adapters.store import Store
+
+    settings, _ = config.loads(DLMAP_INI)
+    assert isinstance(settings, DLMAPSettings)
+    store = Store(tmp_path / "lm.sqlite")
+    try:
+        node = dlmap_node(settings, store, loop)
+        assert node.show("ha") == {"role": "single", "store": "sqlite"}
+    finally:
+        store.close()
