@@ -136,6 +136,10 @@ def test_a_takeover_keeps_the_restart_counter_and_the_bindings(
     second = Started(pg_dsn, loop, "b")
     try:
         assert second.node.core.heartbeat.restart_counter == counter
+        row = loop.run_until_complete(
+            second.store._db.fetchval("SELECT restart_counter FROM netlmm_identity")
+        )
+        assert row == counter  # kept with the identity as well
         assert second.node.core.bindings["alice@example.org"].hoa == hoa
         assert second.store.epoch == first.store.epoch + 1
     finally:
