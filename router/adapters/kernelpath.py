@@ -238,14 +238,14 @@ class KernelPath:
     # --- DataPath -------------------------------------------------------------------------
 
     def _value(self, action: Bind) -> bytes:
-        mac = action.mac.packed if action.mac is not None else bytes(6)
+        mac = action.mac.packed if action.mac is not None else NO_MAC
         link = action.link
         ifindex = self._access[link] if 0 <= link < len(self._access) else 0
-        packed = action.gateway.packed if action.gateway is not None else self.gateway
-        return BINDING.pack(action.endpoint.packed, mac, ifindex, packed, link, 0, 0, 0)
+        gateway = action.gateway.packed if action.gateway is not None else self.gateway
+        return BINDING.pack(action.endpoint.packed, mac, ifindex, gateway, link, 0, 0, 0)
 
     def bind(self, action: Bind) -> None:
-        key, value = KEY.pack(int(action.hoa)), self._value(action)
+        key, value = action.hoa.packed, self._value(action)  # the key: network order
         if self._held is not None:
             self._held[key] = value
             return
