@@ -21,6 +21,10 @@ APT_MS_TOOLS := udhcpc iputils-arping iputils-ping
 # The real DHCP and RADIUS servers the service tests (and `netlmm lab --dhcp/--aaa`) start in
 # their own namespaces.
 APT_SERVERS := kea-dhcp4-server dnsmasq-base freeradius freeradius-utils
+# 802.1X on the access links: hostapd (driver=wired) is the authenticator the DMPA reads events
+# from, wpasupplicant the MS's supplicant in the lab and the netns tests (their EAP runs against
+# the FreeRADIUS of APT_SERVERS; openssl makes the test certificates).
+APT_8021X := hostapd wpasupplicant openssl
 # iperf3, and tayga (the C NAT64 the data path is compared with), for the lab benchmarks.
 APT_BENCH := iperf3 tayga
 # nftables drops MH packets in the signaling-loss tests and `make faults`.
@@ -28,10 +32,13 @@ APT_FAULTS := nftables
 # systemd gives systemd-analyze, which checks the unit file (a minimal image may lack it;
 # installing it starts nothing).
 APT_SERVICE := systemd
-APT_PACKAGES := $(APT_BUILD) $(APT_KERNEL) $(APT_ORACLE) $(APT_MS_TOOLS) $(APT_SERVERS) $(APT_BENCH) \
-	$(APT_FAULTS) $(APT_SERVICE)
+# PostgreSQL 15 (store = postgresql) and keepalived (VRRPv3) for the DLMAP active/standby pair:
+# the store tests, `netlmm lab up --ha` and `make ha` start their own, never the system's.
+APT_HA := postgresql keepalived
+APT_PACKAGES := $(APT_BUILD) $(APT_KERNEL) $(APT_ORACLE) $(APT_MS_TOOLS) $(APT_SERVERS) \
+	$(APT_8021X) $(APT_BENCH) $(APT_FAULTS) $(APT_SERVICE) $(APT_HA)
 
-.PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults clean
+.PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults ha clean wheel install
 
 all: test
 
@@ -69,7 +76,7 @@ $(BIN)/python:
 # The lab (lab/, the netlmm-lab distribution: test bed, demo, campaigns) is installed after the
 # appliance it depends on; the appliance's own wheel holds none of it.
 $(STAMPS)/venv: $(BIN)/python pyproject.toml setup.py lab/pyproject.toml $(wildcard fastpath/*.pyx fastpath/*.pxd fastpath/*.pxi fastpath/bpf/*.[ch]) | $(STAMPS)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,postgresql]'
 	$(BIN)/python -m pip install -q -e ./lab
 	@touch $@
 
@@ -120,6 +127,46 @@ faults: setup
 	$(BIN)/python -m netlmm_lab.faults loss --count 100 --percent 20
 	$(BIN)/python -m netlmm_lab.faults restart --role dlmap --rounds 5
 	$(BIN)/python -m netlmm_lab.faults restart --role dmpa1 --rounds 5
+
+# The appliance's wheel (no lab, no generated C): dist/netlmm-VERSION-*.whl. Building needs
+# gcc and python3-dev (APT_BUILD) and, through the dev environment, Cython and setuptools>=77.
+wheel: setup
+	rm -rf dist && $(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
+
+# Install the appliance (as root): a virtual environment of its own (INSTALL_VENV, with its
+# dependencies from PyPI), the `netlmm` entry point in $(PREFIX)/bin, the systemd unit (its
+# paths rewritten for PREFIX) in SYSTEMD_DIR, the example ini files, the docs and the license
+# in DOC_DIR, and CONF_DIR (/etc/netlmm, 0750) for the ini files you write. Nothing under
+# CONF_DIR is overwritten. Then: docs/operations.md "Quick start". INSTALL_PIP_OPTS adds pip
+# options (the test uses --no-deps to stay off the network).
+PREFIX      ?= /usr/local
+INSTALL_VENV ?= /opt/netlmm
+SYSTEMD_DIR ?= /etc/systemd/system
+DOC_DIR     ?= $(PREFIX)/share/doc/netlmm
+CONF_DIR    ?= /etc/netlmm
+INSTALL_PIP_OPTS ?=
+install: wheel
+	$(PYTHON) -m venv $(INSTALL_VENV)
+	$(INSTALL_VENV)/bin/python -m pip install -q $(INSTALL_PIP_OPTS) --force-reinstall dist/netlmm-*.whl
+	install -d -m 755 $(PREFIX)/bin $(SYSTEMD_DIR) $(DOC_DIR)/examples
+	ln -sf $(INSTALL_VENV)/bin/netlmm $(PREFIX)/bin/netlmm
+	sed -e 's|/usr/local/bin/netlmm|$(PREFIX)/bin/netlmm|g' \
+	    -e 's|file:/usr/local/share/doc/netlmm|file:$(DOC_DIR)|g' \
+	    -e 's|/etc/netlmm/|$(CONF_DIR)/|g' \
+	    etc/systemd/netlmm@.service > $(SYSTEMD_DIR)/netlmm@.service
+	chmod 644 $(SYSTEMD_DIR)/netlmm@.service
+	install -m 644 etc/dmpa.ini etc/dlmap.ini etc/README.md $(DOC_DIR)/examples/
+	install -m 644 README.md LICENSE docs/*.md $(DOC_DIR)/
+	install -d -m 750 $(CONF_DIR)
+	@if [ -d /run/systemd/system ] && [ "$(SYSTEMD_DIR)" = /etc/systemd/system ]; then \
+	    systemctl daemon-reload; fi
+	@echo "installed: $(PREFIX)/bin/netlmm -> $(INSTALL_VENV), unit $(SYSTEMD_DIR)/netlmm@.service,"
+	@echo "examples and docs in $(DOC_DIR); write $(CONF_DIR)/NAME.ini (netlmm example dmpa)"
+# The DLMAP pair's failover variants (needs root, a few minutes): SIGKILL of the active (also
+# in CI), its whole namespace cut off, a split brain; real MSs under traffic, PostgreSQL and
+# keepalived started by the tests; prints the gaps and times.
+ha: setup
+	NETLMM_HA=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/netns/test_ha_failover.py tests/ha
 
 clean:
 	rm -rf build dist *.egg-info lab/build lab/dist lab/*.egg-info $(STAMPS) fastpath/*.c fastpath/*.so fastpath/*.bpf.o

@@ -6,6 +6,7 @@ A group is one registry a node shows: ``node`` is the runtime's, shared by the r
 RFC 4285 guard, the DLMAP's PBU limit, the slow path and the MH and tunnel sends; ``core`` the
 role's core and its heartbeats; ``dhcp`` (DLMAP) the built-in server or the relay; ``access``
 (DMPA) the access services; ``limits`` the rate limits' tables; ``aaa`` (DMPA) the AAA backend;
+``aaa_proxy`` and ``authenticator`` (DMPA with an 802.1X link) the RADIUS proxy, hostapd's events;
 ``fastpath`` the data path's per-direction, per-reason table; ``kernel`` the kernel tier's
 (when it runs); ``datapath`` which tier runs; ``mh_socket`` the MH socket.
 """
@@ -15,8 +16,11 @@ from __future__ import annotations
 from fastpath.common import EXTRA_COUNTERS, Direction, Reason
 from fastpath.kernel import KernelReason
 from router.adapters import sockets
+from router.adapters.hostapd import HostapdCounter
 from router.adapters.radius import RadiusCounter
+from router.adapters.radius_proxy import ProxyCounter
 from router.app import runner, runtime
+from router.app.authenticators import AuthCounter
 from router.app.dmpa_node import AAACounter
 from router.core import limits, security
 from router.core.common import BRA_STATUS, PBA_STATUS, SignalingCounter
@@ -75,6 +79,7 @@ GROUPS: dict[str, tuple[Declaration, ...]] = {
         dmpa_punts.PUNT_TUNNEL,
         dmpa_punts.PuntCounter,
         AAACounter,
+        AuthCounter,
     ),
     "core": (
         SignalingCounter,
@@ -104,6 +109,8 @@ GROUPS: dict[str, tuple[Declaration, ...]] = {
     ),
     "limits": (limits.LIMITED, limits.ALLOWED, limits.EVICTED, limits.TABLE),
     "aaa": (RadiusCounter,),
+    "aaa_proxy": (ProxyCounter,),
+    "authenticator": (HostapdCounter,),
     "fastpath": FASTPATH,
     "kernel": KERNEL,
     "datapath": DATAPATH,
@@ -112,4 +119,8 @@ GROUPS: dict[str, tuple[Declaration, ...]] = {
 
 #: Entries of the registries that are sizes, not counts (they go down again): exported as
 #: gauges, never as counters (a decrease would read as a counter reset).
-LEVELS: tuple[Declaration, ...] = (runner.RunnerCounter.STORE_BACKLOG, limits.TABLE)
+LEVELS: tuple[Declaration, ...] = (
+    runner.RunnerCounter.STORE_BACKLOG,
+    runner.RunnerCounter.STORE_EPOCH,
+    limits.TABLE,
+)

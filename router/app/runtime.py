@@ -37,6 +37,7 @@ from router.adapters.datapath import DataPath, UserSpacePath
 from router.adapters.devices import VNET_HDR_LEN
 from router.adapters.keyfile import KeyFileError, read_key_file
 from router.adapters.store import Store
+from router.adapters.store_pg import PgStore
 from router.app.logs import kv, quote
 from router.app.runner import ActionRunner, Clock, CoreTimer
 from router.app.settings import NodeSettings, PeerSettings
@@ -169,7 +170,7 @@ class NodeRuntime(Generic[S, P]):
         self,
         settings: S,
         ports: P,
-        store: Store,
+        store: Store | PgStore,
         loop: asyncio.AbstractEventLoop,
         clock: Clock | None = None,
         fastpath: str = "auto",
@@ -180,6 +181,7 @@ class NodeRuntime(Generic[S, P]):
         #: Monotonic time each HoA was bound here (or moved here), for ``show``'s age.
         self.bound_since: dict[IPv4Address, float] = {}
         self.dialects = {p.address: p.dialect for p in settings.peers}
+        self._peer_objects = {address: address for address in self.dialects}
         self.guard = guard_for(settings.node, settings.peers, self.counters)
         #: The data-path tiers, programmed in this order (the user-space one first).
         self.backends: list[DataPath] = []
@@ -302,10 +304,11 @@ class NodeRuntime(Generic[S, P]):
         self.runner.flush()
         for backend in batched:
             backend.release()
-        if self.store.backlog:  # the Restart Counter was not saved (heartbeat.py, rule 2)
+        # the Restart Counter was not saved (heartbeat.py, rule 2); PostgreSQL: in flight
+        if isinstance(self.store, Store) and self.store.backlog:
             self.core.heartbeat.unsaved(self.clock.wall())
         summary = {"datapath": self.datapath, **self.summary()}
-        log.info("%s started %s", self.settings.node.role, kv(summary))
+        log.info("started role=%s %s", self.settings.node.role, kv(summary))
 
     def stop(self) -> None:
         for fd, _, _ in self._readers:
@@ -327,6 +330,7 @@ class NodeRuntime(Generic[S, P]):
         dropped, or, for a PBU at the DLMAP, answered with a PBA 146, 145 or 144.
         """
         self.counters[NodeCounter.MH_RX] += 1
+        src = self._peer_objects.get(src, src)  # the configured object: later lookups by identity
         dialect = self.dialects.get(src, DRAFT)
         wall = self.clock.wall()
         try:

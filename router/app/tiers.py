@@ -54,8 +54,6 @@ def open_kernel_tier(settings: Settings) -> KernelPath | None:
         return KernelPath.open(plan_for(settings))
     except KernelUnavailable as exc:
         if choice == "kernel":
-            raise TierRefused(
-                f"node.datapath = kernel: the kernel tier cannot run: {exc}"
-            ) from None
+            raise TierRefused(f"the kernel tier cannot run: {exc}") from None
         log.warning("datapath tier=cython reason=%s", quote(f"kernel tier unavailable: {exc}"))
         return None

@@ -14,7 +14,7 @@ Rules, in the order a PBU meets them (each rejection is a PBA with the status na
    accepted one, modulo 2^16 (else 135); V must be set and the seed's IPv4 HoA option present
    (else 129). ``rfc5844`` dialect (RFC 5213/5844): Handoff Indicator (161), Access Technology
    Type (162), an IPv4 HoA Request (158; 172 when only IPv6 is asked for), Timestamp within the
-   validity window for a new binding (156) and above the last accepted one (157).
+   validity window for a new binding (156) and not below the last accepted one (157).
 4. Lifetime 0 is a de-registration. From a DMPA that no longer serves the NAI it is answered but
    leaves the binding alone: the old DMPA's detach must not undo a handover.
 5. ``draft``: the option's per-MS sequence number is accepted if 0 or at least the binding's
@@ -82,6 +82,7 @@ from router.wire.constants import (
     BUFlag,
     HandoffIndicator,
     HoAReplyStatus,
+    RevocationTrigger,
     Status,
 )
 from router.wire.dialect import DRAFT, Dialect
@@ -109,6 +110,7 @@ class DLMAPCounter(Names):
     """What the DLMAP core counts (``core`` group, with :class:`SignalingCounter`,
     :data:`PBA_STATUS`, :data:`BRA_STATUS` and the heartbeat's)."""
 
+    BINDING_CLEARED = "binding.cleared"
     BINDING_CREATED = "binding.created"
     BINDING_EXPIRED = "binding.expired"
     DEREGISTRATION_IGNORED = "deregistration.ignored"
@@ -144,6 +146,10 @@ class DLMAPConfig:
     #: Dialect used to answer a PBU from an address that is not a configured DMPA.
     default_dialect: Dialect = DRAFT
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    #: The state lives outside this process (a shared database, an active/standby pair): a
+    #: start, or a takeover by the standby, loses nothing, so the RFC 5847 restart counter
+    #: stays the stored one and the DMPAs do not re-register every MS.
+    keep_restart_counter: bool = False
 
 
 @dataclass(slots=True)
@@ -210,7 +216,7 @@ class DLMAP:
         if isinstance(message, BindingRevocationAck):
             return self._on_bra(message, src, now)
         if isinstance(message, Heartbeat):
-            actions, _ = self.heartbeat.receive(message, src)  # changes: reported only
+            actions, _ = self.heartbeat.receive(message, src, now)  # changes: reported only
             return actions
         return self._unhandled.unexpected(message, src)
 
@@ -329,8 +335,10 @@ class DLMAP:
             # RFC 5213 5.5: a new binding's timestamp must be close to our clock.
             if abs(req.timestamp.to_unix() - wall) > self.config.timestamp_window:
                 raise Reject(Status.TIMESTAMP_MISMATCH, "timestamp outside window", our_time=True)
-        elif req.timestamp.value <= bce.timestamp:
-            raise Reject(Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, "timestamp not newer")
+        elif req.timestamp.value < bce.timestamp:
+            # RFC 5213 5.5: "lower than" the last accepted one. An equal one is not: two DMPAs'
+            # clocks can give the same value at a handover (a DMPA's own stamps only rise).
+            raise Reject(Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, "timestamp older")
 
     def _home_address(self, req: PBURequest) -> IPv4Address:
         assert req.nai is not None
@@ -574,6 +582,35 @@ class DLMAP:
 
     # --- expiry and removal ---------------------------------------------------------------
 
+    def clear(self, nai: str, now: float, wall: float) -> list[Action]:
+        """The operator's ``netlmm clear binding``: the binding goes at once (route, lease,
+        database) and its DMPA is told with a BRI (RFC 5846, trigger "administrative
+        reason"), retried like a handover's, so the MS is de-registered there too."""
+        bce = self.bindings.get(nai)
+        if bce is None:
+            return []
+        self.counters[DLMAPCounter.BINDING_CLEARED] += 1
+        # A PBA held for a handover never leaves: the BRI below tells that DMPA instead.
+        self.pending.pop(nai, None)
+        self._timers.cancel(("pba", nai))
+        actions: list[Action] = []
+        dialect = self.config.peers.get(bce.dmpa)
+        if dialect is not None:
+            _, more = self.revoker.revoke(
+                bce.dmpa,
+                dialect,
+                nai,
+                bce.hoa,
+                bce.sequence,
+                reason=RevocationTrigger.ADMINISTRATIVE_REASON,
+                prefix_length=self.config.prefix_length,
+                until=max(bce.expires, now),
+                now=now,
+                wall=wall,
+            )
+            actions += more
+        return actions + self._remove(bce, now, wall, "cleared")
+
     def _expire(self, nai: str, now: float, wall: float) -> list[Action]:
         bce = self.bindings.get(nai)
         if bce is None or bce.expires > now:
@@ -667,7 +704,10 @@ class DLMAP:
                 self.revoker.sequence = int(row["value"])
             elif row["key"] == "restart_counter":
                 stored_counter = int(row["value"])
-        counter = self.heartbeat.next_restart_counter(stored_counter, wall)
+        if self.config.keep_restart_counter and stored_counter is not None:
+            counter = self.heartbeat.keep_restart_counter(stored_counter)
+        else:
+            counter = self.heartbeat.next_restart_counter(stored_counter, wall)
         actions.append(
             Persist("meta", "restart_counter", {"key": "restart_counter", "value": counter})
         )

@@ -173,6 +173,8 @@ class Visitor:
     bound: IPv4Address | None = None
     lifetime: int = 0
     deregistrations_left: int = 0
+    #: Registered again after its DLMAP restarted: the accepted PBA is a ``registered`` line.
+    reregistering: bool = False
 
 
 class DMPA:
@@ -224,17 +226,57 @@ class DMPA:
         self.counters[DMPACounter.ATTACH] += 1
         return [AAARequest(mac, link), event("attach", mac=mac, link=link)]
 
-    def aaa_result(
-        self, mac: MacAddress, profile: Profile | None, now: float, wall: float
+    def authorized(
+        self, mac: MacAddress, link: int, profile: Profile, now: float, wall: float
     ) -> list[Action]:
+        """The access link's authenticator (802.1X: hostapd's EAP success) says ``mac`` on
+        ``link`` is ``profile.nai``: the visitor entry is made with that profile, without an
+        :class:`AAARequest` (the EAP exchange was the authentication, seed 3.2 step 2).
+
+        Again for a visitor already here under the same NAI (a re-authentication, or the MS
+        moved to another port of ours): its link follows, its registration stands. Under
+        another NAI: the old visitor is detached (de-registered) first."""
+        visitor = self.visitors.get(mac)
+        actions: list[Action] = []
+        if visitor is not None:
+            settled = visitor.state not in (State.DEREGISTERING, State.REJECTED)
+            if visitor.nai == profile.nai and settled:
+                moved = visitor.link != link
+                visitor.link = link
+                if moved and visitor.bound is not None and visitor.tunnel_dst is not None:
+                    # The fastpath checks the link: bind the HoA again on the new port.
+                    actions += [Unbind(visitor.bound)]
+                    actions += [Bind(visitor.bound, visitor.tunnel_dst, mac, link)]
+                return [*actions, event("reauthorized", mac=mac, nai=profile.nai, link=link)]
+            actions += self.detach(mac, now, wall)
+            if mac in self.visitors:  # de-registering: its PBA (or its timer) ends it first
+                return [*actions, event("authorized_busy", mac=mac, nai=profile.nai)]
+        visitor = Visitor(
+            mac, link, self.config.pseudo_mac, self.config.address, self.config.gateway
+        )
+        self.visitors[mac] = visitor
+        self.counters[DMPACounter.ATTACH] += 1
+        actions.append(event("attach", mac=mac, link=link, nai=profile.nai))
+        return actions + self.aaa_result(mac, profile, now, wall)
+
+    def aaa_result(
+        self,
+        mac: MacAddress,
+        profile: Profile | None,
+        now: float,
+        wall: float,
+        why: str | None = None,
+    ) -> list[Action]:
+        """AAA's answer; ``why``: the backend's reason for a reject (for the log line)."""
         visitor = self.visitors.get(mac)
         if visitor is None or visitor.state is not State.AUTHENTICATING:
             return []
         if profile is None or profile.dlmap not in self.config.peers:
             visitor.state = State.REJECTED
             self.counters[DMPACounter.AAA_REJECT] += 1
-            why = "access-reject" if profile is None else "DLMAP not configured"
-            return [event("aaa_reject", mac=mac, why=why)]
+            if profile is not None:
+                why = f"its DLMAP {profile.dlmap} is not a [peer]"
+            return [event("aaa_reject", mac=mac, why=why or "access-reject")]
         self.counters[DMPACounter.AAA_ACCEPT] += 1
         visitor.nai, visitor.mode, visitor.tunnel_dst = profile.nai, profile.mode, profile.dlmap
         if profile.gateway is not None:
@@ -303,7 +345,7 @@ class DMPA:
         if isinstance(message, BindingRevocationIndication):
             return self._on_bri(message, src)
         if isinstance(message, Heartbeat):
-            actions, changes = self.heartbeat.receive(message, src)
+            actions, changes = self.heartbeat.receive(message, src, now)
             for peer, change in changes:
                 if change is PeerChange.RESTARTED:
                     actions += self._reregister_at(peer, now, wall)
@@ -327,6 +369,7 @@ class DMPA:
             elif kind == "refresh" and visitor.state is State.REGISTERED:
                 self.counters[DMPACounter.PBU_REFRESH] += 1
                 visitor.state = State.REGISTERING
+                visitor.reregistering = True
                 visitor.timeout = self.config.timeout
                 actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
@@ -339,6 +382,7 @@ class DMPA:
                 self.counters[DMPACounter.PBU_PEER_RESTARTED] += 1
                 self._timers.cancel(("refresh", visitor.mac))
                 visitor.state = State.REGISTERING
+                visitor.reregistering = True
                 visitor.timeout = self.config.timeout
                 actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
@@ -416,10 +460,23 @@ class DMPA:
             return self._send_pbu(visitor, now, wall, lifetime=0)
         if visitor.state is not State.REGISTERING:
             return []
-        # Doubling up to the cap, then every cap interval while the MS is attached.
+        # Doubling up to the cap, then every cap interval while the MS is attached. The
+        # first timeout and each step of the backoff are events (the cap is said once).
+        waited = visitor.timeout
         visitor.timeout = min(visitor.timeout * 2, self.config.max_timeout)
         self.counters[DMPACounter.PBU_RETRANSMIT] += 1
-        return self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
+        actions: list[Action] = []
+        if visitor.timeout != waited:
+            actions.append(
+                event(
+                    "pbu_timeout",
+                    nai=visitor.nai,
+                    peer=visitor.tunnel_dst,
+                    waited_s=waited,
+                    next_s=visitor.timeout,
+                )
+            )
+        return actions + self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
 
     def _on_pba(
         self, message: BindingAck, src: IPv6Address, now: float, wall: float
@@ -432,6 +489,12 @@ class DMPA:
             self._in_flight.pop((src, message.sequence), None)
             self.counters[DMPACounter.PBA_UNMATCHED] += 1
             return [event("unmatched_pba", peer=src, sequence=message.sequence)]
+        if self._reordered(visitor, message):
+            # RFC 5213 5.5: a PBU of a new attachment stamped before the binding's last one (our
+            # clock a little behind the former DMPA's). The MS is here: as if no answer had
+            # come, the next PBU, stamped later, goes at the retransmission time.
+            self.counters[PBA_STATUS(message.status)] += 1
+            return [event("pba_reordered", nai=visitor.nai, peer=src, status=message.status)]
         hoa, gateway, ms_sequence = self._granted_address(message, src)
         if message.accepted:
             invalid = self._invalid(visitor, message, src, hoa)
@@ -477,6 +540,9 @@ class DMPA:
             actions.append(Bind(hoa, src, visitor.mac, visitor.link, visitor.gateway))
         if first:
             actions.append(event("registered", nai=visitor.nai, hoa=hoa, dlmap=src))
+        elif visitor.reregistering:  # the DLMAP restarted: say it is registered again
+            actions.append(event("registered", nai=visitor.nai, hoa=hoa, dlmap=src, again=True))
+        visitor.reregistering = False
         return actions
 
     def _granted_address(
@@ -510,6 +576,17 @@ class DMPA:
         if visitor.state is not State.DEREGISTERING and None not in (asked, hoa) and hoa != asked:
             return DMPACounter.PBA_OTHER_ADDRESS
         return None
+
+    @staticmethod
+    def _reordered(visitor: Visitor, message: BindingAck) -> bool:
+        """A 157 to the first registration of an MS that attached here: its PBU lost the
+        timestamp order to the former DMPA's. (In the draft dialect a new attachment's per-MS
+        sequence 0 is accepted always; a refused refresh is another matter: the MS moved.)"""
+        return (
+            message.status == Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED
+            and visitor.state is State.REGISTERING
+            and not visitor.registered_once
+        )
 
     def _refused(self, visitor: Visitor, message: BindingAck) -> list[Action]:
         self.counters[PBA_STATUS(message.status)] += 1

@@ -123,11 +123,12 @@ def test_a_failing_probe_falls_back_or_refuses(lab: Lab, monkeypatch: pytest.Mon
     refused = Domain(lab, domain.profiles, datapath="kernel")
     refused.start_one("dlmap")
     process = refused.processes["dlmap"]
-    assert process.wait(30) == 1
+    assert process.wait(30) == 2  # a start failure: exit 2, one start_failed line
     lines = refused.logs["dlmap"].read_text().splitlines()
-    cannot = [line for line in lines if "cannot start" in line]
+    cannot = [line for line in lines if "start_failed" in line]
     assert len(cannot) == 1, lines
-    assert "node.datapath = kernel: the kernel tier cannot run: cannot open" in cannot[0]
+    assert "key=node.datapath" in cannot[0]
+    assert "the kernel tier cannot run: cannot open" in cannot[0]
     refused.stop_one("dlmap")
 
 

@@ -1,5 +1,9 @@
 """Every key of the ini file, declared once: section, name, parser, default, help, roles.
 
+(:class:`Key` and the kinds of sections are in :mod:`router.app.config.key`; the ``[radius]``
+and ``[access IFACE]`` keys in :mod:`router.app.config.schema_aaa`; all are listed in
+:data:`SCHEMA` here and importable from this module.)
+
 The loader (:mod:`router.app.config.loader`) reads each section through this table: a key that
 is not in it is an error, a key that is in it is parsed by its parser or takes its default. The
 documentation of each key in ``etc/dmpa.ini`` and ``etc/dlmap.ini`` is rendered from the same
@@ -14,15 +18,29 @@ values (``state_dir`` from the name, a profile's DLMAP from the peers) is ``None
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
-from typing import Any, Generic, TypeVar, get_args
+from typing import Any, TypeVar, get_args
 
 from fastpath.common import ETH_LEN, IO_BUF, IP6_LEN
-from router.adapters.radius import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from router.app.config import parsers as p
+from router.app.config.key import NAMED_SECTIONS as NAMED_SECTIONS
+from router.app.config.key import ROLES as ROLES
+from router.app.config.key import SECTION_ROLES as SECTION_ROLES
+from router.app.config.key import SINGLE_SECTIONS as SINGLE_SECTIONS
+from router.app.config.key import Key as Key
+from router.app.config.key import PerRole as PerRole
+from router.app.config.key import per_role as per_role
+from router.app.config.key import show_value as show_value
+from router.app.config.schema_aaa import ACCESS_AUTH as ACCESS_AUTH
+from router.app.config.schema_aaa import ACCESS_HOSTAPD as ACCESS_HOSTAPD
+from router.app.config.schema_aaa import RADIUS_NAS_IDENTIFIER as RADIUS_NAS_IDENTIFIER
+from router.app.config.schema_aaa import RADIUS_PROXY as RADIUS_PROXY
+from router.app.config.schema_aaa import RADIUS_PROXY_SECRET as RADIUS_PROXY_SECRET
+from router.app.config.schema_aaa import RADIUS_RETRIES as RADIUS_RETRIES
+from router.app.config.schema_aaa import RADIUS_SERVERS as RADIUS_SERVERS
+from router.app.config.schema_aaa import RADIUS_TIMEOUT as RADIUS_TIMEOUT
 from router.app.settings import Role
 from router.core import defaults
 from router.core.dmpa import AddressMode
@@ -33,25 +51,6 @@ from router.wire.dialect import Dialect
 from router.wire.ethernet import MacAddress
 
 T = TypeVar("T")
-
-ROLES: tuple[Role, ...] = get_args(Role)
-#: Help or a shown default that differs between the roles: {role: text}.
-PerRole = str | Mapping[Role, str]
-
-SINGLE_SECTIONS = ("node", "dmpa", "dlmap", "radius", "limits")
-#: ``peer`` and ``profile`` sections carry their address or NAI in the section name:
-#: ``[peer 2001:db8::1]``, ``[profile alice@example.org]``.
-NAMED_SECTIONS = ("peer", "profile")
-#: The roles whose file holds each kind of section.
-SECTION_ROLES: dict[str, tuple[Role, ...]] = {
-    "node": ROLES,
-    "dmpa": ("dmpa",),
-    "dlmap": ("dlmap",),
-    "peer": ROLES,
-    "profile": ROLES,
-    "radius": ("dmpa",),
-    "limits": ROLES,
-}
 
 DEFAULT_PSEUDO_MAC = "02:00:5e:00:00:01"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -83,60 +82,6 @@ FIRST_PBU_TIMEOUT = defaults.FIRST_BINDACK_TIMEOUT
 DRAFT = Dialect.draft()
 NO_ADDRESSES: tuple[IPv4Address, ...] = ()
 _LIMIT_DEFAULTS = LimitSettings()
-
-
-@dataclass(frozen=True, slots=True)
-class Key(Generic[T]):
-    """One key: what it parses to, what it is when absent, and the line of help it carries."""
-
-    section: str
-    name: str
-    parse: Callable[[str], T]
-    #: The value when the key is absent (None: no value, or one the loader derives).
-    default: T | None
-    #: Help for ``etc/<role>.ini``, without the closing period: "Default: ..." follows it.
-    help: PerRole
-    required: bool = False
-    #: The default as the ini file says it, when ``default`` cannot say it (derived, or None
-    #: with a meaning).
-    shown: PerRole | None = None
-    #: How the default is written (hexadecimal masks); otherwise :func:`show_value`.
-    show: Callable[[T], str] | None = None
-    #: The roles that read this key; None: every role whose file holds the section.
-    only: tuple[Role, ...] | None = None
-
-    @property
-    def roles(self) -> tuple[Role, ...]:
-        return self.only if self.only is not None else SECTION_ROLES[self.section]
-
-    def help_for(self, role: Role) -> str:
-        return per_role(self.help, role)
-
-    def default_text(self, role: Role) -> str:
-        """The default as ``etc/<role>.ini`` says it: ``(required)``, or the value."""
-        if self.required:
-            return "(required)"
-        if self.shown is not None:
-            return per_role(self.shown, role)
-        if self.show is not None and self.default is not None:
-            return self.show(self.default)
-        return show_value(self.default)
-
-
-def per_role(text: PerRole, role: Role) -> str:
-    return text if isinstance(text, str) else text[role]
-
-
-def show_value(value: object) -> str:
-    if value is None or value == ():
-        return "none"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple):
-        return ", ".join(str(item) for item in value)
-    return str(value)
 
 
 def _or(options: tuple[str, ...]) -> str:
@@ -258,6 +203,51 @@ NODE_DATAPATH = Key(
     "fastpath only) or auto (kernel when the start-up probe passes, else cython, with one log "
     "line saying why). The Cython fastpath carries everything the kernel tier leaves to it "
     "either way",
+)
+
+STORES = ("sqlite", "postgresql")
+HA_MODES = ("off", "pair")
+NODE_STORE = Key(
+    "node",
+    "store",
+    p.choice(*STORES),
+    "sqlite",
+    "Where the state lives: sqlite (embedded, one box: state_dir/state.sqlite) or postgresql "
+    "(a database that outlives the box and that an active/standby pair shares: store_dsn; "
+    "docs/operations.md sets it up; needs pip install 'netlmm[postgresql]')",
+    only=("dlmap",),
+)
+NODE_STORE_DSN = Key(
+    "node",
+    "store_dsn",
+    p.text,
+    None,
+    "With store = postgresql: the database, as a libpq URI "
+    "(postgresql://netlmm@db.example.net/netlmm, or ?host=/run/postgresql for a unix socket); "
+    "no password in it: store_password_file",
+    shown="none (required with store = postgresql)",
+    only=("dlmap",),
+)
+NODE_STORE_PASSWORD_FILE = Key(
+    "node",
+    "store_password_file",
+    p.path,
+    None,
+    "The database password, the file's first line, mode 600 (the node refuses to start if "
+    "group or others may read it)",
+    shown="none (no password: trust, peer or a client certificate)",
+    only=("dlmap",),
+)
+NODE_HA = Key(
+    "node",
+    "ha",
+    p.choice(*HA_MODES),
+    "off",
+    "off, or pair: one of an active/standby pair sharing store = postgresql. keepalived moves "
+    "node.address between them; this process waits, warm from the database, until the address "
+    "is here, then claims the DLMAP identity (a higher epoch: the other's writes fail) and "
+    "answers, with the same RFC 5847 restart counter",
+    only=("dlmap",),
 )
 
 # Keys both role sections have.
@@ -571,40 +561,6 @@ PROFILE_GATEWAY: Key[IPv4Address] = Key(
 )
 PROFILE_ALLOWED = Key("profile", "allowed", p.boolean, True, "no: a known MS that is refused")
 
-# [radius]
-
-RADIUS_SERVERS = Key(
-    "radius",
-    "servers",
-    p.radius_servers,
-    None,
-    "One server a line, HOST[:PORT] SECRET ([IPv6]:PORT with a port); the second is the "
-    f"failover (one or two; port default {p.RADIUS_PORT})",
-    True,
-)
-RADIUS_NAS_IDENTIFIER = Key(
-    "radius",
-    "nas_identifier",
-    p.nas_identifier,
-    None,
-    f"NAS-Identifier sent in every request, at most {p.MAX_NAS_IDENTIFIER} octets",
-    shown="node.name",
-)
-RADIUS_TIMEOUT = Key(
-    "radius",
-    "timeout",
-    p.number(0, 60, low_open=True),
-    DEFAULT_TIMEOUT,
-    "Seconds to wait for each try, (0, 60]",
-)
-RADIUS_RETRIES = Key(
-    "radius",
-    "retries",
-    p.integer(0, 10),
-    DEFAULT_RETRIES,
-    "Retransmissions to one server before the next is asked, 0..10",
-)
-
 # [limits]: NAME_rate and NAME_burst of each limit, and table_size (router.core.limits).
 
 _LIMITS: dict[str, tuple[Role, str]] = {
@@ -670,6 +626,10 @@ SCHEMA: tuple[Key[Any], ...] = (
     NODE_REPLAY_WINDOW,
     NODE_LOG_FORMAT,
     NODE_METRICS,
+    NODE_STORE,
+    NODE_STORE_DSN,
+    NODE_STORE_PASSWORD_FILE,
+    NODE_HA,
     NODE_DATAPATH,
     DMPA_ACCESS,
     DMPA_PSEUDO_MAC,
@@ -710,6 +670,10 @@ SCHEMA: tuple[Key[Any], ...] = (
     RADIUS_NAS_IDENTIFIER,
     RADIUS_TIMEOUT,
     RADIUS_RETRIES,
+    RADIUS_PROXY,
+    RADIUS_PROXY_SECRET,
+    ACCESS_AUTH,
+    ACCESS_HOSTAPD,
     *(key for name in _LIMITS for key in (LIMIT_RATE[name], LIMIT_BURST[name])),
     LIMITS_TABLE_SIZE,
 )
