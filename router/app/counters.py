@@ -22,6 +22,7 @@ from router.core.counters import Declaration, Family
 from router.core.dlmap import DLMAPCounter
 from router.core.dmpa import DMPACounter
 from router.core.heartbeat import HeartbeatCounter
+from router.core.prefix_pool import PrefixCounter
 from router.core.revocation import RevocationCounter
 from router.services import dhcp_dmpa, dhcp_relay, dhcp_server, dlmap_punts, dmpa_punts
 from router.services.access import AccessCounter
@@ -63,6 +64,7 @@ GROUPS: dict[str, tuple[Declaration, ...]] = {
         PBA_STATUS,
         BRA_STATUS,
         DLMAPCounter,
+        PrefixCounter,
         RevocationCounter,
         DMPACounter,
         HeartbeatCounter,

@@ -25,6 +25,7 @@ from router.core.dlmap import DLMAP, DLMAPConfig
 from router.core.heartbeat import HeartbeatConfig
 from router.core.limits import LimitedDLMAP
 from router.core.pool import HoAPool
+from router.core.prefix_pool import PrefixPool
 from router.services.dhcp_relay import DhcpRelay, DhcpRelayConfig, SendToServer
 from router.services.dhcp_server import DhcpServer, DhcpServerConfig
 from router.services.dlmap_punts import DLMAPPunts
@@ -48,7 +49,8 @@ class DLMAPNode(NodeRuntime[DLMAPSettings, DLMAPPorts]):
         self.tun = ports.tun_fd
         static = LocalAAA(settings.profiles).static_addresses()
         self.pool = HoAPool(settings.pool, static, settings.lease_time)
-        self.core = DLMAP(self._core_config(settings), self.pool)
+        prefixes = PrefixPool(settings.ipv6_pool) if settings.ipv6_pool is not None else None
+        self.core = DLMAP(self._core_config(settings), self.pool, prefixes)
         limits = settings.limits
         #: The core behind the per-DMPA limit on PBUs for new NAIs (MH input goes through it).
         self.limited = LimitedDLMAP(
@@ -137,7 +139,8 @@ class DLMAPNode(NodeRuntime[DLMAPSettings, DLMAPPorts]):
         return [
             {
                 "nai": b.nai,
-                "hoa": str(b.hoa),
+                "hoa": str(b.hoa) if b.hoa is not None else None,
+                "prefix": str(b.prefix) if b.prefix is not None else None,
                 "dmpa": str(b.dmpa),
                 "dialect": b.dialect,
                 "sequence": b.sequence,

@@ -15,6 +15,8 @@ LIFETIME = 3600
 LEASE_TIME = 3600
 #: Prefix length of the HoA network (the subnet mask handed to the MS).
 PREFIX_LENGTH = 24
+#: Length of every IPv6 home network prefix, one per MS (RFC 5213 section 2.2; SLAAC needs /64).
+HOME_PREFIX_LENGTH = 64
 #: Largest inner IPv4 packet the tunnel carries: a 1500-byte IPv6 transport MTU less the
 #: 40-byte IPv6 header.
 TUNNEL_MTU = 1460

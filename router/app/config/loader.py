@@ -394,6 +394,7 @@ class Loader:
             some(pool),
             tuple(peers.values()),
             tuple(profiles),
+            ipv6_pool=s.value(k.DLMAP_IPV6_POOL),
             max_lifetime=some(max_lifetime),
             lease_time=some(lease_time),
             tunnel_mtu=some(tunnel_mtu),

@@ -384,6 +384,15 @@ DLMAP_POOL = Key(
     "without the gateway, not overlapping",
     True,
 )
+DLMAP_IPV6_POOL = Key(
+    "dlmap",
+    "ipv6_pool",
+    p.ipv6_prefix_pool,
+    None,
+    "IPv6 home network prefixes (RFC 5213): one /64 per MS from this network, for V=0 "
+    "(dual-stack) and plain RFC 5213 registrations; without it those are refused (129, 172)",
+    shown="none (IPv4 only)",
+)
 DLMAP_MAX_LIFETIME = _lifetime("dlmap", "max_lifetime", "Longest binding lifetime granted")
 DLMAP_LEASE_TIME = _lease_time(
     "dlmap", "DHCP lease time of the built-in server, seconds (cut to max_lifetime)"
@@ -672,6 +681,7 @@ SCHEMA: tuple[Key[Any], ...] = (
     DLMAP_NETWORK,
     DLMAP_GATEWAY,
     DLMAP_POOL,
+    DLMAP_IPV6_POOL,
     DLMAP_MAX_LIFETIME,
     DLMAP_LEASE_TIME,
     DLMAP_TUNNEL_MTU,
