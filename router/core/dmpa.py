@@ -31,10 +31,20 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Any, Literal
 
-from router.core.actions import AAARequest, Action, Bind, Persist, SendMH, Unbind, event
+from router.core.actions import (
+    AAARequest,
+    Action,
+    Bind,
+    BindPrefix,
+    Persist,
+    SendMH,
+    Unbind,
+    UnbindPrefix,
+    event,
+)
 from router.core.common import (
     BRA_STATUS,
     PBA_STATUS,
@@ -69,15 +79,18 @@ from router.wire.mh import (
 from router.wire.mh_options import (
     AccessTechnologyTypeOption,
     HandoffIndicatorOption,
+    HomeNetworkPrefix,
     IPv4DefaultRouterAddress,
     IPv4HomeAddressReply,
     IPv4HomeAddressRequest,
+    LinkLocalAddress,
     MNLinkLayerIdentifier,
     MobileNodeIdentifier,
     MobilityOption,
     SeedIPv4HomeAddress,
     Timestamp,
 )
+from router.wire.nd import link_local_from_mac
 
 UNSPECIFIED = IPv4Address("0.0.0.0")
 _BA_P = int(BAFlag.P)
@@ -115,6 +128,22 @@ class Profile:
     dlmap: IPv6Address
     hoa: IPv4Address | None = None
     gateway: IPv4Address | None = None
+    #: Dual-stack: ask the DLMAP for an IPv6 home network prefix too (V=0, seed 3.1.1).
+    ipv6: bool = False
+
+
+#: PBA statuses that refuse the IPv6 part of a V=0 PBU: the DMPA registers IPv4 only instead.
+_NO_IPV6 = frozenset(
+    {
+        Status.ADMINISTRATIVELY_PROHIBITED,
+        Status.MISSING_HOME_NETWORK_PREFIX_OPTION,
+        Status.NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE,
+        Status.INSUFFICIENT_RESOURCES,
+        Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX,
+    }
+)
+#: An HNP option asking the DLMAP to allocate (RFC 5213 6.9.1.1: ALL_ZERO).
+ASK_PREFIX = HomeNetworkPrefix(0, IPv6Address("::"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +202,11 @@ class Visitor:
     bound: IPv4Address | None = None
     lifetime: int = 0
     deregistrations_left: int = 0
+    #: Dual-stack (the profile's ``ipv6``): the PBU is V=0 with an HNP option.
+    ipv6: bool = False
+    #: The IPv6 home network prefix the DLMAP granted, and the one the data path has.
+    prefix: IPv6Network | None = None
+    bound_prefix: IPv6Network | None = None
 
 
 class DMPA:
@@ -187,6 +221,7 @@ class DMPA:
         self._unhandled = Unhandled(self.counters)
         self._last_timestamp = 0
         self.heartbeat = HeartbeatMonitor(config.heartbeat, config.peers, self.counters)
+        self._link_local = LinkLocalAddress(link_local_from_mac(config.pseudo_mac))
 
     # --- what the access services see (router.services.common.AccessHost) ---------------
 
@@ -237,6 +272,7 @@ class DMPA:
             return [event("aaa_reject", mac=mac, why=why)]
         self.counters[DMPACounter.AAA_ACCEPT] += 1
         visitor.nai, visitor.mode, visitor.tunnel_dst = profile.nai, profile.mode, profile.dlmap
+        visitor.ipv6 = profile.ipv6
         if profile.gateway is not None:
             visitor.gateway = profile.gateway
         address = visitor.address_seen
@@ -377,9 +413,17 @@ class DMPA:
                 IPv4HomeAddressRequest(hoa),
                 MNLinkLayerIdentifier(visitor.mac.packed),
             ]
+        if visitor.ipv6:
+            # RFC 5213 6.9.1.1: the prefix held, or ALL_ZERO to ask; our link-local address
+            # (the pseudo-MAC's, the same on every DMPA) in the Link-local Address option.
+            held = visitor.prefix
+            options.append(
+                HomeNetworkPrefix(held.prefixlen, held.network_address) if held else ASK_PREFIX
+            )
+            options.append(self._link_local)
         pbu = BindingUpdate(
             sequence=self.bu_sequence,
-            flags=dialect.pbu_flags(),
+            flags=dialect.pbu_flags(v=not visitor.ipv6),
             lifetime=lifetime // LIFETIME_UNIT_SECONDS,
             options=tuple(options),
         )
@@ -446,17 +490,21 @@ class DMPA:
             self.counters[DMPACounter.DEREGISTERED] += 1
             return self._forget(visitor, "deregistered")
         if not message.accepted:
-            return self._refused(visitor, message)
+            return self._refused(visitor, message, now, wall)
         if hoa is None:
             self.counters[DMPACounter.PBA_NO_ADDRESS] += 1
             return [
-                *self._refused(visitor, message),
+                *self._refused(visitor, message, now, wall),
                 event("pba_without_address", nai=visitor.nai, peer=src),
             ]
         actions: list[Action] = []
         if visitor.bound is not None and visitor.bound != hoa:
             actions += self._unbind(visitor)
-        visitor.hoa = hoa
+        prefix = _granted_prefix(message) if visitor.ipv6 else None
+        if visitor.bound_prefix is not None and visitor.bound_prefix != prefix:
+            actions.append(UnbindPrefix(visitor.bound_prefix))
+            visitor.bound_prefix = None
+        visitor.hoa, visitor.prefix = hoa, prefix
         if ms_sequence is not None:
             visitor.sequence = ms_sequence
         # A new default router in the PBA (RFC 5844) moves what the fastpath answers for.
@@ -475,8 +523,11 @@ class DMPA:
         if visitor.bound != hoa or regateway:
             visitor.bound = hoa
             actions.append(Bind(hoa, src, visitor.mac, visitor.link, visitor.gateway))
+        if prefix is not None and visitor.bound_prefix != prefix:
+            visitor.bound_prefix = prefix
+            actions.append(BindPrefix(prefix, src, visitor.mac, visitor.link))
         if first:
-            actions.append(event("registered", nai=visitor.nai, hoa=hoa, dlmap=src))
+            actions.append(event("registered", nai=visitor.nai, hoa=hoa, prefix=prefix, dlmap=src))
         return actions
 
     def _granted_address(
@@ -503,7 +554,7 @@ class DMPA:
         the address the PBU asked for, when it asked for one (static, DHCP lease, refresh)."""
         dialect = self.config.peers[src]
         if not message.flags & _BA_P or (
-            dialect.name == "draft" and not dialect.ba_has_v(message.flags)
+            dialect.name == "draft" and dialect.ba_has_v(message.flags) == visitor.ipv6
         ):
             return DMPACounter.PBA_NOT_PROXY
         asked = visitor.hoa
@@ -511,8 +562,15 @@ class DMPA:
             return DMPACounter.PBA_OTHER_ADDRESS
         return None
 
-    def _refused(self, visitor: Visitor, message: BindingAck) -> list[Action]:
+    def _refused(
+        self, visitor: Visitor, message: BindingAck, now: float, wall: float
+    ) -> list[Action]:
         self.counters[PBA_STATUS(message.status)] += 1
+        if visitor.ipv6 and message.status in _NO_IPV6 and not visitor.registered_once:
+            # A DLMAP without IPv6 service (seed 3.1.1's V=0 refused): IPv4 only, at once.
+            visitor.ipv6 = False
+            actions = self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
+            return [*actions, event("ipv6_refused", nai=visitor.nai, status=message.status)]
         actions = self._unbind(visitor)
         if visitor.registered_once:
             # A refresh (or re-registration) refused: the DLMAP no longer has the MS here (it
@@ -592,10 +650,14 @@ class DMPA:
     # --- state helpers --------------------------------------------------------------------
 
     def _unbind(self, visitor: Visitor) -> list[Action]:
-        if visitor.bound is None:
-            return []
-        hoa, visitor.bound = visitor.bound, None
-        return [Unbind(hoa)]
+        actions: list[Action] = []
+        if visitor.bound_prefix is not None:
+            actions.append(UnbindPrefix(visitor.bound_prefix))
+            visitor.bound_prefix = None
+        if visitor.bound is not None:
+            actions.append(Unbind(visitor.bound))
+            visitor.bound = None
+        return actions
 
     def _forget(self, visitor: Visitor, why: str) -> list[Action]:
         self.visitors.pop(visitor.mac, None)
@@ -621,6 +683,9 @@ class DMPA:
             "sequence": visitor.sequence,
             "mode": visitor.mode,
         }
+        if visitor.ipv6:  # additive: rows of IPv4-only visitors are unchanged
+            record["ipv6"] = True
+            record["prefix"] = str(visitor.prefix) if visitor.prefix else None
         return Persist("visitor", str(visitor.mac), record)
 
     def restore(
@@ -655,6 +720,8 @@ class DMPA:
                 sequence=int(row["sequence"]),
                 mode=row.get("mode"),
                 registered_once=True,
+                ipv6=bool(row.get("ipv6")),
+                prefix=IPv6Network(str(row["prefix"])) if row.get("prefix") else None,
             )
             if visitor.tunnel_dst not in self.config.peers:
                 continue
@@ -667,8 +734,22 @@ class DMPA:
             actions.append(
                 Bind(visitor.hoa, visitor.tunnel_dst, mac, visitor.link, visitor.gateway)
             )
+            if visitor.prefix is not None:
+                visitor.bound_prefix = visitor.prefix
+                actions.append(BindPrefix(visitor.prefix, visitor.tunnel_dst, mac, visitor.link))
             actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
+
+
+def _granted_prefix(message: BindingAck) -> IPv6Network | None:
+    """The home network prefix a PBA grants (RFC 5213 6.9.1.2), or None."""
+    option = message.find(HomeNetworkPrefix)
+    if option is None or not 1 <= option.prefix_length <= 128:
+        return None
+    try:
+        return IPv6Network((option.prefix, option.prefix_length))
+    except ValueError:  # host bits set: not a prefix
+        return None
 
 
 def _names(visitor: Visitor, hoa: IPv4Address | None) -> bool:

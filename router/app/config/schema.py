@@ -567,6 +567,15 @@ PROFILE_GATEWAY: Key[IPv4Address] = Key(
     shown={"dmpa": "dmpa.gateway", "dlmap": "the node's gateway"},
 )
 PROFILE_ALLOWED = Key("profile", "allowed", p.boolean, True, "no: a known MS that is refused")
+PROFILE_IPV6 = Key(
+    "profile",
+    "ipv6",
+    p.boolean,
+    False,
+    "yes: a dual-stack MS; the DMPA asks its DLMAP for an IPv6 home network prefix (V=0) and "
+    "sends it Router Advertisements for SLAAC (IPv4 only if the DLMAP refuses); the DLMAP "
+    "ignores it",
+)
 
 # [radius]
 
@@ -703,6 +712,7 @@ SCHEMA: tuple[Key[Any], ...] = (
     PROFILE_DLMAP,
     PROFILE_GATEWAY,
     PROFILE_ALLOWED,
+    PROFILE_IPV6,
     RADIUS_SERVERS,
     RADIUS_NAS_IDENTIFIER,
     RADIUS_TIMEOUT,
