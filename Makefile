@@ -11,6 +11,9 @@ STAMPS := .stamps
 # of them (a new capability adds its own variable and its line below).
 # Build and run the package: the venv, the Cython build, ip for every namespace.
 APT_BUILD := python3-venv python3-dev gcc iproute2
+# The kernel tier (docs/kernel-tier.md): clang/llvm compile fastpath/bpf/*.c into the BPF object
+# setup.py ships, libbpf-dev is what fastpath/_kernel.pyx links (-lbpf) and includes.
+APT_KERNEL := clang-14 llvm-14 libbpf-dev
 # tshark is the wire oracle (tests/oracle) and what `netlmm trace --tshark` decodes with.
 APT_ORACLE := tshark
 # udhcpc, arping and ping are the mobile station's real host tools.
@@ -18,6 +21,10 @@ APT_MS_TOOLS := udhcpc iputils-arping iputils-ping
 # The real DHCP and RADIUS servers the service tests (and `netlmm lab --dhcp/--aaa`) start in
 # their own namespaces.
 APT_SERVERS := kea-dhcp4-server dnsmasq-base freeradius freeradius-utils
+# 802.1X on the access links: hostapd (driver=wired) is the authenticator the DMPA reads events
+# from, wpasupplicant the MS's supplicant in the lab and the netns tests (their EAP runs against
+# the FreeRADIUS of APT_SERVERS; openssl makes the test certificates).
+APT_8021X := hostapd wpasupplicant openssl
 # iperf3, and tayga (the C NAT64 the data path is compared with), for the lab benchmarks.
 APT_BENCH := iperf3 tayga
 # nftables drops MH packets in the signaling-loss tests and `make faults`.
@@ -25,10 +32,13 @@ APT_FAULTS := nftables
 # systemd gives systemd-analyze, which checks the unit file (a minimal image may lack it;
 # installing it starts nothing).
 APT_SERVICE := systemd
-APT_PACKAGES := $(APT_BUILD) $(APT_ORACLE) $(APT_MS_TOOLS) $(APT_SERVERS) $(APT_BENCH) \
-	$(APT_FAULTS) $(APT_SERVICE)
+# PostgreSQL 15 (store = postgresql) and keepalived (VRRPv3) for the DLMAP active/standby pair:
+# the store tests, `netlmm lab up --ha` and `make ha` start their own, never the system's.
+APT_HA := postgresql keepalived
+APT_PACKAGES := $(APT_BUILD) $(APT_KERNEL) $(APT_ORACLE) $(APT_MS_TOOLS) $(APT_SERVERS) \
+	$(APT_8021X) $(APT_BENCH) $(APT_FAULTS) $(APT_SERVICE) $(APT_HA)
 
-.PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults clean
+.PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults ha clean
 
 all: test
 
@@ -65,8 +75,8 @@ $(BIN)/python:
 # (.pyx, .pxd, or a .pxi unit it includes) changes.
 # The lab (lab/, the netlmm-lab distribution: test bed, demo, campaigns) is installed after the
 # appliance it depends on; the appliance's own wheel holds none of it.
-$(STAMPS)/venv: $(BIN)/python pyproject.toml setup.py lab/pyproject.toml $(wildcard fastpath/*.pyx fastpath/*.pxd fastpath/*.pxi) | $(STAMPS)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+$(STAMPS)/venv: $(BIN)/python pyproject.toml setup.py lab/pyproject.toml $(wildcard fastpath/*.pyx fastpath/*.pxd fastpath/*.pxi fastpath/bpf/*.[ch]) | $(STAMPS)
+	$(BIN)/python -m pip install -q -e '.[dev,postgresql]'
 	$(BIN)/python -m pip install -q -e ./lab
 	@touch $@
 
@@ -87,10 +97,10 @@ bench-lab: setup
 lint: setup
 	$(BIN)/ruff check router fastpath lab tests bench setup.py
 	$(BIN)/ruff format --check router fastpath lab tests bench setup.py
-	$(BIN)/mypy router $(wildcard fastpath/reference*.py) fastpath/common.py fastpath/gen_pxd.py \
+	$(BIN)/mypy router $(wildcard fastpath/reference*.py) fastpath/common.py fastpath/gen_pxd.py fastpath/kernel.py \
 		lab/netlmm_lab tests/netns/children
 	$(BIN)/lint-imports --no-logo
-	$(BIN)/python -m mypy.stubtest fastpath._fastpath
+	$(BIN)/python -m mypy.stubtest fastpath._fastpath fastpath._kernel
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/cython-lint --max-line-length 100 $(wildcard fastpath/*.pyx fastpath/*.pxd fastpath/*.pxi)
 
 # The lab demo: a DLMAP, two DMPAs, a CN and an MS in network namespaces, with a handover
@@ -118,6 +128,12 @@ faults: setup
 	$(BIN)/python -m netlmm_lab.faults restart --role dlmap --rounds 5
 	$(BIN)/python -m netlmm_lab.faults restart --role dmpa1 --rounds 5
 
+# The DLMAP pair's failover variants (needs root, a few minutes): SIGKILL of the active (also
+# in CI), its whole namespace cut off, a split brain; real MSs under traffic, PostgreSQL and
+# keepalived started by the tests; prints the gaps and times.
+ha: setup
+	NETLMM_HA=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/netns/test_ha_failover.py tests/ha
+
 clean:
-	rm -rf build dist *.egg-info lab/build lab/dist lab/*.egg-info $(STAMPS) fastpath/*.c fastpath/*.so
+	rm -rf build dist *.egg-info lab/build lab/dist lab/*.egg-info $(STAMPS) fastpath/*.c fastpath/*.so fastpath/*.bpf.o
 	find . -name __pycache__ -prune -exec rm -rf {} +

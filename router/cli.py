@@ -2,8 +2,9 @@
 
 * ``netlmm run -c FILE``: the appliance, in the role its ini file names, until SIGTERM/SIGINT.
 * ``netlmm check-config FILE``: every error at once (``section.key: message``, exit 2).
-* ``netlmm show bindings|visitors|counters|config [--json] [-c FILE | --socket PATH]``: asks a
-  running appliance through its control socket. ``bindings`` filters with ``--nai``, ``--hoa``,
+* ``netlmm show bindings|visitors|peers|counters|config|ha [--json] [-c FILE | --socket PATH]``:
+  asks a running appliance through its control socket (``peers``: :mod:`router.app.peers`).
+  ``bindings`` filters with ``--nai``, ``--hoa``,
   ``--dmpa``; ``counters`` lists the non-zero ones unless ``--all``; ``config`` is the effective
   settings with the secrets left out.
 * ``netlmm trace (-r PCAP | -i IFACE [--netns NS]) [--nai|--hoa|--mac ...]``: one MS's signaling
@@ -11,6 +12,10 @@
 * ``netlmm lab ...``: the network-namespace lab (see ``netlmm lab --help``), from the
   netlmm-lab package (``lab/``; not part of the appliance): imported only for ``netlmm lab``,
   which says how to install it where it is missing.
+* ``netlmm reload``: the running node re-reads its ini file and says what it applied and what
+  waits for a restart (exit 1 when the file is refused: ``systemctl reload`` fails).
+* ``netlmm clear binding --nai NAI | --hoa HOA`` (DLMAP): the binding goes, revoked at its DMPA;
+  ``netlmm detach MAC`` (DMPA): the MS is de-registered and forgotten.
 * ``netlmm decode HEX``: decodes a Mobility Header (from a capture, a log, a test vector).
 * ``netlmm keygen FILE [--force]``: an RFC 4285 key file with a fresh SPI and key (mode 600), to
   copy to every node of the domain; it says the SPI the [peer] sections name.
@@ -22,10 +27,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from ipaddress import AddressValueError, IPv6Address
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from router import __version__
 from router.wire.dialect import DIALECTS
@@ -113,8 +119,15 @@ def _check_config(args: argparse.Namespace) -> int:
         for warning in exc.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         return 2
-    for warning in warnings:
+    from router.app.preflight import check_host
+
+    errors, host_warnings = check_host(settings)
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    for warning in [*warnings, *host_warnings]:
         print(f"warning: {warning}", file=sys.stderr)
+    if errors:
+        return 2
     print(f"{args.file}: ok: {config.summary(settings)}")
     return 0
 
@@ -177,6 +190,70 @@ def _attach(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ask(args: argparse.Namespace, request: dict[str, object]) -> dict[str, object] | int:
+    """One request to the running node: its reply, or the exit status after saying why not."""
+    from router.adapters.control import ControlClient, ControlError
+
+    path = _socket_path(args)
+    if path is None:
+        return 2
+    try:
+        return ControlClient(path, timeout=15.0).request(request)
+    except ControlError as exc:
+        print(f"netlmm {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _reload(args: argparse.Namespace) -> int:
+    """``netlmm reload``: the node re-reads its ini file; what it did, exit 1 if refused."""
+    reply = _ask(args, {"command": "reload"})
+    if isinstance(reply, int):
+        return reply
+    result = reply.get("result")
+    if not isinstance(result, dict):
+        print(f"netlmm reload: {reply.get('error')}", file=sys.stderr)
+        return 1
+    for problem in result["refused"]:
+        print(f"refused: {problem}", file=sys.stderr)
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    if result["keys"] is False:
+        print("refused: node.key_file: the old keys stay (see the log)", file=sys.stderr)
+    if result["refused"]:
+        print("reload refused: nothing changed", file=sys.stderr)
+        return 1
+    print(f"applied: {', '.join(result['applied']) or '-'}")
+    print(f"waiting for a restart: {', '.join(result['restart']) or '-'}")
+    return 0 if result["ok"] else 1
+
+
+def _clear(args: argparse.Namespace) -> int:
+    if (args.nai is None) == (args.hoa is None):
+        print("netlmm clear binding: one of --nai, --hoa", file=sys.stderr)
+        return 2
+    reply = _ask(args, {"command": "clear", "nai": args.nai, "hoa": args.hoa})
+    if isinstance(reply, int):
+        return reply
+    if not reply.get("ok"):
+        print(f"netlmm clear: {reply.get('error')}", file=sys.stderr)
+        return 1
+    for row in reply["result"]:  # type: ignore[attr-defined]
+        print(f"cleared {row['nai']} {row['hoa']} (revoked at {row['dmpa']})")
+    return 0
+
+
+def _detach(args: argparse.Namespace) -> int:
+    reply = _ask(args, {"command": "detach", "mac": args.mac})
+    if isinstance(reply, int):
+        return reply
+    if not reply.get("ok"):
+        print(f"netlmm detach: {reply.get('error')}", file=sys.stderr)
+        return 1
+    row = reply["result"]
+    print(f"detached {row['mac']} ({row['nai'] or 'no NAI'}, was {row['state']})")  # type: ignore[index]
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     import json
 
@@ -211,7 +288,13 @@ def _show(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, sort_keys=True))
     elif args.what == "bindings":
         print(_bindings_table(result, reply.get("role", "")))
-    elif args.what == "config":
+    elif args.what == "peers":
+        print(_peers_table(result))
+    elif args.what == "config" and "sections" in result:
+        from router.app.config_view import render
+
+        print(render(result, reply.get("role", "dmpa")))
+    elif args.what in ("config", "ha"):
         print("\n".join(f"{k} = {_plain(result[k])}" for k in sorted(result)))
     else:
         print(_table(result))
@@ -277,19 +360,44 @@ _BINDING_COLUMNS = {
 }
 
 
-def _bindings_table(rows: list[dict[str, object]], role: str) -> str:
-    """NAI, HoA, serving node, age, lifetime left, packets: one aligned line per binding."""
+_PEER_COLUMNS = (
+    ("PEER", "peer", str),
+    ("STATE", "state", str),
+    ("LAST HEARD", "last_heard", lambda v: f"{_duration(v)} ago"),
+    ("MISSED", "missed", str),
+    ("RESTART", "restart_counter", str),
+    ("SPI", "spi", str),
+    ("DIALECT", "dialect", str),
+    ("BINDINGS", "bindings", str),
+)
+
+
+def _peers_table(rows: list[dict[str, object]]) -> str:
+    """One aligned line per [peer]: state, last heartbeat, restart counter, spi, bindings."""
     if not rows:
-        return "(no bindings)"
-    columns = _BINDING_COLUMNS.get(role, _BINDING_COLUMNS["dlmap"])
+        return "(no peers)"
+    return _aligned(_PEER_COLUMNS, rows)
+
+
+def _aligned(
+    columns: Sequence[tuple[str, str, Callable[[Any], str]]], rows: list[dict[str, object]]
+) -> str:
     cells = [[h for h, _, _ in columns]]
-    for row in sorted(rows, key=lambda r: str(r.get("nai"))):
+    for row in rows:
         cells.append(
             [fmt(row.get(key)) if row.get(key) is not None else "-" for _, key, fmt in columns]
         )
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in cells]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _bindings_table(rows: list[dict[str, object]], role: str) -> str:
+    """NAI, HoA, serving node, age, lifetime left, packets: one aligned line per binding."""
+    if not rows:
+        return "(no bindings)"
+    columns = _BINDING_COLUMNS.get(role, _BINDING_COLUMNS["dlmap"])
+    return _aligned(columns, sorted(rows, key=lambda r: str(r.get("nai"))))
 
 
 def _plain(value: object) -> str:
@@ -366,7 +474,7 @@ def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
         help="log lines on stderr (default: node.log_format, text)",
     )
     show = sub.add_parser("show", help="ask a running appliance")
-    show.add_argument("what", choices=("bindings", "visitors", "counters", "config"))
+    show.add_argument("what", choices=("bindings", "visitors", "peers", "counters", "config", "ha"))
     where = show.add_mutually_exclusive_group(required=True)
     where.add_argument("-c", "--config", type=Path, help="its ini file (for the socket path)")
     where.add_argument("--socket", type=Path, help="its control socket")
@@ -384,6 +492,19 @@ def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
     where = attach.add_mutually_exclusive_group(required=True)
     where.add_argument("-c", "--config", type=Path, help="the DMPA's ini file (for the socket)")
     where.add_argument("--socket", type=Path, help="the DMPA's control socket")
+    reload = sub.add_parser(
+        "reload", help="re-read a running node's ini file (what applied, what needs a restart)"
+    )
+    clear = sub.add_parser("clear", help="DLMAP: remove a binding, revoking it at its DMPA")
+    clear.add_argument("what", choices=("binding",))
+    clear.add_argument("--nai", help="the binding of this NAI")
+    clear.add_argument("--hoa", help="the binding of this home address")
+    detach = sub.add_parser("detach", help="DMPA: de-register an MS and forget it")
+    detach.add_argument("mac", help="the MS's MAC address")
+    for command in (reload, clear, detach):
+        where = command.add_mutually_exclusive_group(required=True)
+        where.add_argument("-c", "--config", type=Path, help="the node's ini file (for the socket)")
+        where.add_argument("--socket", type=Path, help="the node's control socket")
     from router.app.trace import add_trace_parser
 
     add_trace_parser(sub)
@@ -420,6 +541,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _show(args)
     if args.command == "attach":
         return _attach(args)
+    if args.command == "reload":
+        return _reload(args)
+    if args.command == "clear":
+        return _clear(args)
+    if args.command == "detach":
+        return _detach(args)
     if args.command == "trace":
         return _trace(args)
     if args.command == "lab" and lab is not None:

@@ -13,6 +13,9 @@ import shutil
 import pytest
 
 REQUIRE_ALL = os.environ.get("NETLMM_REQUIRE_ALL") == "1"
+#: The long failover variants (tests/ha/) run with ``make ha`` only (NETLMM_HA=1): not
+#: collected otherwise, so nothing is skipped.
+collect_ignore = [] if os.environ.get("NETLMM_HA") == "1" else ["ha"]
 
 
 def require(condition: bool, reason: str) -> None:
@@ -37,3 +40,7 @@ def tshark_path() -> str:
     require(path is not None, "tshark is not installed (make test installs it as root)")
     assert path is not None
     return path
+
+
+# A real PostgreSQL (tests/pg.py): the session's server and a fresh database per test.
+from tests.pg import pg_dsn, postgres, postgres_binaries  # noqa: E402, F401

@@ -6,7 +6,8 @@
   namespace prefix and how to reach each node.
 * With both: embedded defaults (the DLMAP's built-in DHCP server, the DMPAs' local profiles);
   ``--dhcp kea|dnsmasq`` relays DHCP to that server (in the CN's namespace), ``--aaa radius``
-  makes the DMPAs ask FreeRADIUS (in the DLMAP's namespace).
+  makes the DMPAs ask FreeRADIUS (in the DLMAP's namespace); ``demo --auth 8021x`` has the MS
+  authenticate by 802.1X (:mod:`netlmm_lab.dot1x`) at each DMPA, the handover included.
 * ``netlmm lab bench [--variants kernel,tayga,appliance] [--runs 3]``: data-path throughput of
   kernel forwarding, a tayga pair and the appliance side by side (iperf3, ping), a table and a
   JSON file under ``bench/results/`` (what ``make bench-lab`` runs; see
@@ -56,6 +57,18 @@ def add_lab_parser(sub: Any) -> None:
         default="local",
         help="demo/up: the DMPAs' local profiles, or a real FreeRADIUS",
     )
+    lab.add_argument(
+        "--ha",
+        action="store_true",
+        help="up: an active/standby DLMAP pair (PostgreSQL in its own namespace, keepalived)",
+    )
+    lab.add_argument(
+        "--auth",
+        choices=("mac", "8021x"),
+        default="mac",
+        help="demo: how the MS identifies itself: its MAC (a profile), or 802.1X (wpa_supplicant, "
+        "hostapd on each access port, the DMPA's RADIUS proxy, visited and home FreeRADIUS)",
+    )
     fuzz = lab.add_argument_group("fuzz")
     fuzz.add_argument("--inputs", type=int, default=1_000_000, help="fuzz: inputs to send")
     fuzz.add_argument("--rate", type=float, default=25_000, help="fuzz: at most this many a second")
@@ -88,7 +101,10 @@ def lab_main(args: argparse.Namespace) -> int:
             dhcp=args.dhcp,
             aaa=args.aaa,
             report_association=args.report_association,
+            auth=args.auth,
         )
+    if args.action == "up" and args.ha:
+        return _up_ha(args)
     if args.action == "up":
         return _up(args)
     if args.action == "fuzz":
@@ -159,4 +175,42 @@ def _up(args: argparse.Namespace) -> int:
     print(f"  MS     ip netns exec {prefix}-ms udhcpc -i ms0 -f -s ... (MAC {lab.ms_mac()})")
     first = servers.SERVER_RANGE[0] if args.dhcp != "builtin" else "192.0.2.100"
     print(f"  CN     ip netns exec {prefix}-cn ping {first}   (the MS's first address)")
+    return 0
+
+
+def _up_ha(args: argparse.Namespace) -> int:
+    """``lab up --ha``: the pair (netlmm_lab.ha), left running until ``lab down``."""
+    from netlmm_lab.demo import lab_profiles
+    from netlmm_lab.ha import ROLE_NS, HADomain, HALab
+
+    if args.dhcp != "builtin" or args.aaa != "local":
+        print("netlmm lab up: --ha runs with the built-in DHCP and local AAA", file=sys.stderr)
+        return 2
+    lab = HALab()
+    lab.start()
+    try:
+        domain = HADomain(lab, lab_profiles(lab, "local"), dialect=args.dialect)
+        domain.start()
+    except BaseException:
+        lab.close()
+        raise
+    for process in [*domain.processes.values(), *domain.keepalived.values()]:
+        lab.forget(process)  # they outlive this command; lab down ends them with the namespaces
+    for process in domain.watchers.values():
+        lab.forget(process)
+    if domain.db is not None and domain.db.proc is not None:
+        lab.forget(domain.db.proc)
+    prefix = lab.detach()
+    print(f"lab {prefix} is up (DLMAP pair); remove it with: netlmm lab down {prefix}")
+    for role, short in ROLE_NS.items():
+        what = "ha" if role.startswith("dlmap") else "counters"
+        print(
+            f"  {role:8} ip netns exec {prefix}-{short} ...   "
+            f"netlmm show {what} --socket {domain.configs.sockets[role]}"
+        )
+    assert domain.db is not None
+    print(f"  DB       {domain.db.tcp_dsn('netlmm', 'netlmm', '2001:db8:5::1')} (ns {prefix}-db)")
+    print(f"           psql -h {domain.db.sockets} -U postgres netlmm")
+    print(f"  MS       ip netns exec {prefix}-ms udhcpc -i ms0 -f -s ... (MAC {lab.ms_mac()})")
+    print(f"  failover ip netns exec {prefix}-lm ...: kill the DLMAP there, watch show ha")
     return 0

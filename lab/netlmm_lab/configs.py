@@ -38,6 +38,19 @@ class MobileProfile:
 
 
 @dataclass(frozen=True)
+class Dot1xConfig:
+    """The DMPAs' 802.1X settings: the visited AAA, hostapd's side of the proxy, and each
+    DMPA's hostapd control socket."""
+
+    server: str
+    secret: str
+    proxy: str
+    proxy_secret: str
+    #: DMPA index -> {access interface: its hostapd's control socket}; acc0 always first.
+    hostapd: dict[int, dict[str, Path]]
+
+
+@dataclass(frozen=True)
 class LabConfigs:
     dlmap: Path
     dmpas: dict[int, Path]
@@ -72,6 +85,8 @@ def write_configs(
     extra_peers: tuple[str, ...] = (),
     pool: str = POOL,
     lease_time: int | None = None,
+    datapath: str | None = None,
+    dot1x: Dot1xConfig | None = None,
 ) -> LabConfigs:
     """Write ``dlmap.ini``, ``dmpa1.ini`` and ``dmpa2.ini`` into ``folder`` and check them.
 
@@ -82,7 +97,10 @@ def write_configs(
     say ``insecure = yes`` (the appliance's explicit opt-out: the fuzz campaign, whose forged
     messages must reach the cores). ``extra_peers`` are more DMPA addresses the DLMAP accepts,
     ``insecure = yes`` as well (the soak's load generator plays them and does not sign);
-    ``pool`` and ``lease_time`` replace the DLMAP's address range and lease time.
+    ``pool`` and ``lease_time`` replace the DLMAP's address range and lease time;
+    ``datapath`` (auto, kernel, cython) is every node's ``[node] datapath`` (None: the default).
+    ``dot1x`` makes the access links ``auth = 8021x``: hostapd's RADIUS comes to the DMPA's
+    proxy, which forwards it to the visited AAA (:mod:`netlmm_lab.dot1x` makes one).
     """
     folder.mkdir(parents=True, exist_ok=True)
     sockets = {"dlmap": folder / "dlmap.sock"} | {
@@ -97,6 +115,7 @@ def write_configs(
         for index, address in DMPA_ADDRESSES.items()
     ) + "".join(f"[peer {address}]\ndialect = {dialect}\n{INSECURE}\n" for address in extra_peers)
     lease = f"lease_time = {lease_time}\n" if lease_time is not None else ""
+    tier = f"datapath = {datapath}\n" if datapath is not None else ""
     key_line = {}
     if auth:
         key_line["dlmap"] = _key_file(
@@ -111,7 +130,7 @@ def write_configs(
     dlmap = (
         f"[node]\nrole = dlmap\nname = lm\naddress = {DLMAP_ADDRESS}\n"
         f"state_dir = {folder / 'dlmap-state'}\ncontrol_socket = {sockets['dlmap']}\n"
-        f"log_level = {log_level}\noffload = {'yes' if offload else 'no'}\n"
+        f"log_level = {log_level}\noffload = {'yes' if offload else 'no'}\n{tier}"
         f"{key_line.get('dlmap', '')}\n"
         f"[dlmap]\ngateway = {GATEWAY}\nnetwork = {HOA_NETWORK}\npool = {pool}\n{lease}"
         f"tunnel_mtu = {tunnel_mtu}\ndhcp = {dhcp}\n{relay}revocation_budget = 0.5\n\n"
@@ -120,20 +139,29 @@ def write_configs(
     paths = {"dlmap": folder / "dlmap.ini"}
     paths["dlmap"].write_text(dlmap)
     for index, address in DMPA_ADDRESSES.items():
+        links = dot1x.hostapd[index] if dot1x is not None else {ACCESS_IF: None}
+        access_line = ", ".join(links)
         text = (
             f"[node]\nrole = dmpa\nname = m{index}\naddress = {address}\n"
             f"state_dir = {folder / f'dmpa{index}-state'}\n"
             f"control_socket = {sockets[f'dmpa{index}']}\nlog_level = {log_level}\n"
-            f"offload = {'yes' if offload else 'no'}\n{key_line.get(f'dmpa{index}', '')}\n"
-            f"[dmpa]\naccess = {ACCESS_IF}\ngateway = {GATEWAY}\n"
+            f"offload = {'yes' if offload else 'no'}\n{tier}{key_line.get(f'dmpa{index}', '')}\n"
+            f"[dmpa]\naccess = {access_line}\ngateway = {GATEWAY}\n"
             f"prefix_length = {HOA_NETWORK.prefixlen}\ntunnel_mtu = {tunnel_mtu}\n"
             f"aaa = {'radius' if radius else 'local'}\n\n"
             f"[peer {DLMAP_ADDRESS}]\ndialect = {dialect}\n{spi_line[index]}\n"
         )
-        if radius is None:  # with RADIUS the profiles come from the server, not the file
+        if radius is None and dot1x is None:  # with RADIUS the profiles come from the server
             text += _profiles(profiles, dlmap_line=True)
         if radius is not None:
             text += f"[radius]\nservers = {radius[0]} {radius[1]}\n"
+        if dot1x is not None:
+            text += (
+                f"[radius]\nservers = {dot1x.server} {dot1x.secret}\n"
+                f"proxy = {dot1x.proxy}\nproxy_secret = {dot1x.proxy_secret}\n"
+            )
+            for name, path in dot1x.hostapd[index].items():
+                text += f"\n[access {name}]\nauth = 8021x\nhostapd = {path}\n"
         paths[f"dmpa{index}"] = folder / f"dmpa{index}.ini"
         paths[f"dmpa{index}"].write_text(text)
         paths[f"dmpa{index}"].chmod(0o600)  # it may hold a RADIUS secret

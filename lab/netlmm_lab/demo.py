@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -34,7 +35,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from netlmm_lab import plots, servers
+from netlmm_lab import dot1x, plots, servers
 from netlmm_lab.configs import MobileProfile
 from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import ROLES, Domain
@@ -50,14 +51,25 @@ from netlmm_lab.topology import (
 
 T = TypeVar("T")
 NAI = "ms@example.org"
+#: The MS's NAI with 802.1X: its home AAA's realm (the visited AAA proxies by it).
+DOT1X_NAI = f"ms@{dot1x.REALM}"
+DOT1X_PASSWORD = "ms-lab-password"
+AUTH_CHOICES = ("mac", "8021x")
 #: Where the handover plot goes unless ``--plot`` says otherwise (the current directory).
 DEFAULT_PLOT = Path("netlmm-demo-handover.png")
 DHCP_CHOICES = ("builtin", *servers.DHCP_SERVERS)
+PSEUDO_MAC = "02:00:5e:00:00:01"  # the lab's DMPAs answer with the appliance's default
 AAA_CHOICES = ("local", "radius")
 
 
-def check_backends(dhcp: str, aaa: str) -> None:
+def check_backends(dhcp: str, aaa: str, auth: str = "mac") -> None:
     """Raise :class:`LabError` for an unknown choice or a server that is not installed."""
+    if auth not in AUTH_CHOICES:
+        raise LabError(f"unknown access authentication {auth!r} (one of {', '.join(AUTH_CHOICES)})")
+    if auth == "8021x" and aaa != "local":
+        raise LabError("--auth 8021x brings its own AAA (home and visited FreeRADIUS): no --aaa")
+    if auth == "8021x" and dot1x.missing():
+        raise LabError("; ".join(dot1x.missing()))
     if dhcp not in DHCP_CHOICES:
         raise LabError(f"unknown DHCP server {dhcp!r} (one of {', '.join(DHCP_CHOICES)})")
     if aaa not in AAA_CHOICES:
@@ -113,9 +125,16 @@ def start_backends(lab: Lab, dhcp: str, aaa: str, steps: Steps | None = None) ->
 def describe_backends(started: dict[str, Server]) -> dict[str, str]:
     dhcp = started.get("dhcp")
     aaa = started.get("aaa")
+    haaa, vaaa = started.get("haaa"), started.get("vaaa")
+    said = f"{aaa.describe()}, asked by the DMPAs" if aaa else "local profiles (the DMPAs)"
+    if haaa is not None and vaaa is not None:
+        said = (
+            f"802.1X: hostapd on each access port -> the DMPA's RADIUS proxy -> visited "
+            f"{vaaa.describe()} -> home {haaa.describe()}"
+        )
     return {
         "dhcp": f"{dhcp.describe()}, relayed by the DLMAP" if dhcp else "built-in (the DLMAP)",
-        "aaa": f"{aaa.describe()}, asked by the DMPAs" if aaa else "local profiles (the DMPAs)",
+        "aaa": said,
     }
 
 
@@ -203,6 +222,7 @@ def demo(
     aaa: str = "local",
     plot: Path | None = DEFAULT_PLOT,
     report_association: bool = True,
+    auth: str = "mac",
 ) -> int:
     """Run the demo; 0 when every step passed. ``plot``: where to save the handover plot
     (None: no plot). Progress goes to stdout, or to stderr with ``as_json`` (stdout is then
@@ -211,7 +231,7 @@ def demo(
     out = sys.stderr if as_json else sys.stdout
     steps = Steps(report, out, live=out.isatty())
     try:
-        check_backends(dhcp, aaa)
+        check_backends(dhcp, aaa, auth)
         plot = check_plot(plot, steps)
         with Lab() as lab:
             run_demo(
@@ -224,6 +244,7 @@ def demo(
                 aaa=aaa,
                 plot=plot,
                 report_association=report_association,
+                auth=auth,
             )
         report.ok = True
     except (LabError, AssertionError, OSError) as exc:
@@ -265,39 +286,58 @@ def run_demo(
     aaa: str = "local",
     plot: Path | None = None,
     report_association: bool = True,
+    auth: str = "mac",
 ) -> None:
     """``report_association``: DMPA 2's cell reports the MS's association (``netlmm
     attach``, what an access point's hook does) right after the move; without it DMPA 2 learns
     of the MS from its first frame, which a Linux MS sends only when it retries the ARP for its
     gateway (1 s later: its first try went out while its link was down)."""
     options = domain_options(dhcp, aaa)
-    domain = Domain(lab, lab_profiles(lab, aaa), dialect=dialect, fastpath=fastpath, **options)
+    secure = auth == "8021x"
+    nai = DOT1X_NAI if secure else NAI
+    if secure:
+        dot1x.pass_eapol(lab)
+        options["dot1x"] = dot1x.dmpa_config(lab)
+    profiles = [] if secure else lab_profiles(lab, aaa)
+    domain = Domain(lab, profiles, dialect=dialect, fastpath=fastpath, **options)
     s = report.summary
     s["dialect"] = dialect
+    s["auth"] = auth
     started: dict[str, Server] = {}
+    supplicant: Server | None = None
     steps.say(
         f"lab {lab.prefix}: CN, DLMAP, two DMPAs and an MS in network namespaces "
-        f"(DHCP: {dhcp}, AAA: {aaa})"
+        f"(DHCP: {dhcp}, AAA: {aaa}, access: {auth})"
     )
     try:
         started.update(start_backends(lab, dhcp, aaa, steps))
+        if secure:
+            started.update(_start_dot1x(lab, steps))
         s["servers"] = describe_backends(started)
         steps.run("start the DLMAP and both DMPAs (netlmm run)", domain.start)
         client = DhcpClient(lab)
         aaa_by = "FreeRADIUS" if aaa == "radius" else "local profile"
         dhcp_by = f"relayed to {dhcp}" if dhcp != "builtin" else "the DLMAP's server"
+        if secure:
+            ca = lab.workdir / "servers" / "dot1x" / "haaa" / "ca.pem"
+            supplicant = steps.run(
+                f"MS starts 802.1X (wpa_supplicant, EAP-TTLS/PAP as anonymous@{dot1x.REALM}, "
+                f"inner identity {nai})",
+                lambda: dot1x.start_supplicant(lab, "ms", "ttls", nai, DOT1X_PASSWORD, ca),
+            )
+            aaa_by = "802.1X: hostapd, the DMPA's RADIUS proxy, visited -> home FreeRADIUS"
         lease = steps.run(
             f"MS attaches to DMPA 1: AAA ({aaa_by}), DHCP through the tunnel ({dhcp_by}), PBU/PBA",
-            lambda: _attach(client, domain),
+            lambda: _attach(client, domain, nai),
         )
         s["address"] = str(lease.address)
         s["router"] = str(lease.router)
-        binding = domain.binding(NAI)
+        binding = domain.binding(nai)
         assert binding is not None and binding["dmpa"] == str(DMPA_ADDRESSES[1]), binding
         _check_backends_served(domain, lease.address, dhcp, aaa)
         steps.say(
             f"    MS {lab.ms_mac()} has {lease.address}/{lease.prefix_len}, gateway "
-            f"{lease.router}; DLMAP binding {NAI} -> {binding['dmpa']}"
+            f"{lease.router}; DLMAP binding {nai} -> {binding['dmpa']}"
         )
         gw = steps.run(
             "MS pings its gateway (answered by DMPA 1)", lambda: _ping_ok(lab, str(lease.router))
@@ -320,26 +360,35 @@ def run_demo(
             "start a UDP probe stream (every 5 ms) and a TCP session MS <-> CN",
             lambda: _start_both(stream, session, clock),
         )
+        watch = _Dot1xWatch(lab) if secure else None
         steps.run("traffic before the move (0.5 s)", lambda: time.sleep(0.5))
         clock["move"] = time.monotonic()
         moved = steps.run("handover: the MS's link moves to DMPA 2's cell", lambda: lab.handover(2))
-        if report_association:
+        if supplicant is not None:
+            clock["reauth"] = time.monotonic()
+            steps.run(
+                "MS re-authenticates at DMPA 2 (EAPOL-Start: wpa_cli reauthenticate)",
+                lambda: dot1x.reauthenticate(lab, "ms", supplicant),
+            )
+        elif report_association:
             steps.run(
                 "DMPA 2's cell reports the association (netlmm attach)",
                 lambda: domain.associated("dmpa2", lab.ms_mac()),
             )
         steps.run(
             "DLMAP moves the binding to DMPA 2; DMPA 1 is revoked",
-            lambda: _handed_over(domain, clock),
+            lambda: _handed_over(domain, clock, nai),
         )
         steps.run("traffic after the move (1 s)", lambda: time.sleep(1.0))
+        if watch is not None:
+            s["dot1x"] = watch.report(domain, clock)
         udp = steps.run("stop the stream", stream.stop)
         tcp = steps.run("stop the TCP session", session.stop)
-        after = domain.binding(NAI)
+        after = domain.binding(nai)
         assert after is not None and after["hoa"] == s["address"], after
         marks = _handover_marks(clock, moved.carrier_ms)
         s["handover"] = {
-            "association_reported": report_association,
+            "association_reported": report_association and not secure,
             "link_move_ms": round(moved.move_ms, 1),
             "carrier_ms": round(moved.carrier_ms, 1),
             "interruption_ms": round(udp.interruption_ms, 1),
@@ -422,11 +471,56 @@ def _handover_marks(clock: dict[str, float], carrier_ms: float) -> dict[str, flo
     return {label: round(seconds, 4) for label, seconds in marks.items()}
 
 
-def _attach(client: DhcpClient, domain: Domain) -> Any:
+def _attach(client: DhcpClient, domain: Domain, nai: str) -> Any:
     client.start(tries=10)
     lease = client.wait_lease(timeout=30.0)
-    wait_until(lambda: domain.binding(NAI) is not None, 10.0, "the DLMAP's binding")
+    wait_until(lambda: domain.binding(nai) is not None, 10.0, "the DLMAP's binding")
     return lease
+
+
+def _start_dot1x(lab: Lab, steps: Steps) -> dict[str, Server]:
+    """The home and visited FreeRADIUS (EAP, proxy by realm) and hostapd on both access ports."""
+    subscriber = dot1x.Subscriber(DOT1X_NAI, DOT1X_PASSWORD)
+    haaa, vaaa, _ = steps.run(
+        f"start the home AAA (FreeRADIUS, EAP-TTLS/PEAP, certificates made now) and the "
+        f"visited AAA proxying realm {dot1x.REALM} to it, in lm",
+        lambda: dot1x.start_aaa(lab, [subscriber]),
+    )
+    started = {"haaa": haaa, "vaaa": vaaa}
+    for index in (1, 2):
+        started[f"hostapd{index}"] = steps.run(
+            f"start hostapd (driver=wired, 802.1X) on DMPA {index}'s access port, its RADIUS "
+            "client at the DMPA's proxy",
+            lambda index=index: dot1x.start_hostapd(lab, index),  # type: ignore[misc]
+        )
+    return started
+
+
+class _Dot1xWatch:
+    """The handover's 802.1X moments: hostapd's success at DMPA 2 (the lab's own monitor on its
+    control socket) and the first IPv4 frame the MS gets from the DMPAs after it."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.events = dot1x.EventWatch(lab, 2, lab.ms_mac())
+        self.arrivals = dot1x.Arrivals(lab, "ms", PSEUDO_MAC)
+
+    def report(self, domain: Domain, clock: dict[str, float]) -> dict[str, Any]:
+        self.events.close()
+        self.arrivals.close()
+        if not self.events.successes:
+            raise AssertionError("hostapd at DMPA 2 reported no EAP success")
+        authorized = self.events.successes[0]
+        first = self.arrivals.first_after(authorized)
+        if first is None:
+            raise AssertionError("no packet reached the MS after its authorization at DMPA 2")
+        eap = re.findall(r"authorized mac=\S+ link=\S+ nai=\S+ eap_ms=([\d.]+)", domain.tail(
+            "dmpa2", 400))  # fmt: skip
+        return {
+            "authorization_to_first_packet_ms": round((first - authorized) * 1000, 1),
+            "eap_radius_ms": float(eap[-1]) if eap else None,
+            "reauth_to_authorization_ms": round((authorized - clock["reauth"]) * 1000, 1),
+            "move_to_first_packet_ms": round((first - clock["move"]) * 1000, 1),
+        }
 
 
 def _ping_ok(lab: Lab, dst: str) -> Any:
@@ -436,16 +530,16 @@ def _ping_ok(lab: Lab, dst: str) -> Any:
     return result
 
 
-def _handed_over(domain: Domain, clock: dict[str, float]) -> None:
+def _handed_over(domain: Domain, clock: dict[str, float], nai: str) -> None:
     wait_until(
-        lambda: (domain.binding(NAI) or {}).get("dmpa") == str(DMPA_ADDRESSES[2]),
+        lambda: (domain.binding(nai) or {}).get("dmpa") == str(DMPA_ADDRESSES[2]),
         10.0,
         "the binding to move to DMPA 2",
         interval=0.02,
     )
     clock["bound"] = time.monotonic()
     wait_until(
-        lambda: domain.visitor("dmpa1", NAI) is None,
+        lambda: domain.visitor("dmpa1", nai) is None,
         10.0,
         "DMPA 1 to drop the visitor",
         interval=0.02,
@@ -484,6 +578,13 @@ def _print_summary(report: Report) -> None:
         )
         print(f"  address kept          {handover['address_kept']}")
         print(f"  TCP session survived  {handover['tcp_survived']}")
+    if "dot1x" in s:
+        d = s["dot1x"]
+        print(
+            f"  802.1X at DMPA 2      {d['authorization_to_first_packet_ms']} ms from hostapd's "
+            f"success to the first packet at the MS; EAP over RADIUS {d['eap_radius_ms']} ms; "
+            f"EAPOL-Start to success {d['reauth_to_authorization_ms']} ms"
+        )
     if "plot" in s:
         print(f"  handover plot         {s['plot']}")
     if "seconds" in s:

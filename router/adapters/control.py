@@ -60,8 +60,9 @@ def _error(message: str) -> JsonDict:
     return {"ok": False, "error": message}
 
 
-def _prepare_path(path: Path) -> None:
-    """Make the parent directory; remove a stale socket file; refuse a live one."""
+def prepare_path(path: Path) -> None:
+    """Make the parent directory; remove a stale socket file; refuse a live one
+    (:class:`ControlError`). ``OSError``: the directory cannot be made."""
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     try:
         mode = path.lstat().st_mode
@@ -116,7 +117,7 @@ class ControlServer:
         self._allowed_uids = {0, os.geteuid()}
 
     async def start(self) -> None:
-        _prepare_path(self.path)
+        prepare_path(self.path)
         sock = _bind_private(self.path)
         self._inode = self.path.stat().st_ino
         self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_LINE)

@@ -62,6 +62,9 @@ class StoreRecordError(StoreError, TypeError):
 
 
 class Store:
+    #: Written in the loop turn itself (the PostgreSQL store is awaited instead).
+    asynchronous = False
+
     def __init__(
         self,
         path: Path,

@@ -6,15 +6,21 @@ A group is one registry a node shows: ``node`` is the runtime's, shared by the r
 RFC 4285 guard, the DLMAP's PBU limit, the slow path and the MH and tunnel sends; ``core`` the
 role's core and its heartbeats; ``dhcp`` (DLMAP) the built-in server or the relay; ``access``
 (DMPA) the access services; ``limits`` the rate limits' tables; ``aaa`` (DMPA) the AAA backend;
-``fastpath`` the data path's per-direction, per-reason table; ``mh_socket`` the MH socket.
+``aaa_proxy`` and ``authenticator`` (DMPA with an 802.1X link) the RADIUS proxy, hostapd's events;
+``fastpath`` the data path's per-direction, per-reason table; ``kernel`` the kernel tier's
+(when it runs); ``datapath`` which tier runs; ``mh_socket`` the MH socket.
 """
 
 from __future__ import annotations
 
 from fastpath.common import EXTRA_COUNTERS, Direction, Reason
+from fastpath.kernel import KernelReason
 from router.adapters import sockets
+from router.adapters.hostapd import HostapdCounter
 from router.adapters.radius import RadiusCounter
+from router.adapters.radius_proxy import ProxyCounter
 from router.app import runner, runtime
+from router.app.authenticators import AuthCounter
 from router.app.dmpa_node import AAACounter
 from router.core import limits, security
 from router.core.common import BRA_STATUS, PBA_STATUS, SignalingCounter
@@ -40,6 +46,22 @@ FASTPATH = tuple(
     for direction in Direction
 )
 
+#: The kernel tier's table (fastpath/kernel.py, ``counter_names``): per direction, packets and
+#: bytes per reason.
+KERNEL = tuple(
+    Family(
+        f"{direction.name.lower()}.{{}}",
+        "packets by reason (forwarded, punted to the Cython tier, dropped) and their bytes",
+        [
+            *(reason.name.lower() for reason in KernelReason),
+            *(f"{reason.name.lower()}.bytes" for reason in KernelReason),
+        ],
+    )
+    for direction in Direction
+)
+#: Which tier runs: ``tier.kernel`` or ``tier.cython`` is 1 (router.app.runtime.TIERS).
+DATAPATH = (Family("tier.{}", "1 for the tier that forwards bound MSs", runtime.TIERS),)
+
 GROUPS: dict[str, tuple[Declaration, ...]] = {
     "node": (
         runner.RunnerCounter,
@@ -58,6 +80,7 @@ GROUPS: dict[str, tuple[Declaration, ...]] = {
         dmpa_punts.PUNT_TUNNEL,
         dmpa_punts.PuntCounter,
         AAACounter,
+        AuthCounter,
     ),
     "core": (
         SignalingCounter,
@@ -88,10 +111,18 @@ GROUPS: dict[str, tuple[Declaration, ...]] = {
     ),
     "limits": (limits.LIMITED, limits.ALLOWED, limits.EVICTED, limits.TABLE),
     "aaa": (RadiusCounter,),
+    "aaa_proxy": (ProxyCounter,),
+    "authenticator": (HostapdCounter,),
     "fastpath": FASTPATH,
+    "kernel": KERNEL,
+    "datapath": DATAPATH,
     "mh_socket": (sockets.SocketCounter, sockets.TX_ERRNO, sockets.RX_ERRNO),
 }
 
 #: Entries of the registries that are sizes, not counts (they go down again): exported as
 #: gauges, never as counters (a decrease would read as a counter reset).
-LEVELS: tuple[Declaration, ...] = (runner.RunnerCounter.STORE_BACKLOG, limits.TABLE)
+LEVELS: tuple[Declaration, ...] = (
+    runner.RunnerCounter.STORE_BACKLOG,
+    runner.RunnerCounter.STORE_EPOCH,
+    limits.TABLE,
+)

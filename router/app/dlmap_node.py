@@ -18,6 +18,8 @@ from functools import partial
 from ipaddress import IPv4Address
 from typing import Any
 
+from router.adapters.store_pg import PgStore
+from router.app.runner import RunnerCounter
 from router.app.runtime import PUMP_BUDGET, NodeRuntime, Ports, Tables
 from router.app.settings import DLMAPSettings
 from router.core.aaa import LocalAAA
@@ -43,6 +45,20 @@ class DLMAPNode(NodeRuntime[DLMAPSettings, DLMAPPorts]):
     """``DLMAPNode(settings, ports, store, loop, clock=None, fastpath="auto")``."""
 
     core: DLMAP
+    _ha: Any = None
+
+    @property
+    def ha(self) -> Any:
+        """The store's role in an active/standby pair (router.app.ha.HA), for ``show ha``."""
+        return self._ha
+
+    @ha.setter
+    def ha(self, value: Any) -> None:
+        self._ha = value
+        store = getattr(value, "store", None)
+        self.counters[RunnerCounter.STORE_EPOCH] = 0 if store is None else store.epoch
+        if store is not None:
+            value.attach(self.runner.submit, lambda: self.runner.fenced)
 
     def wire(self, fastpath: str) -> None:
         settings, ports = self.settings, self.ports
@@ -82,6 +98,8 @@ class DLMAPNode(NodeRuntime[DLMAPSettings, DLMAPPorts]):
             bri_interval=settings.bri_interval,
             bri_retries=settings.bri_retries,
             heartbeat=HeartbeatConfig(settings.heartbeat_interval, settings.heartbeat_missing),
+            # a shared database: a start or a takeover loses no state, the counter stays
+            keep_restart_counter=isinstance(self.store, PgStore),
         )
 
     def _dhcp(self, settings: DLMAPSettings) -> DhcpServer | DhcpRelay:
@@ -151,6 +169,11 @@ class DLMAPNode(NodeRuntime[DLMAPSettings, DLMAPPorts]):
             }
             for b in self.core.bindings.values()
         ]
+
+    def show(self, what: str) -> Any:
+        if what == "ha":
+            return {"role": "single", "store": "sqlite"} if self.ha is None else self.ha.status()
+        return super().show(what)
 
     def counter_groups(self) -> dict[str, object]:
         return {"dhcp": dict(self.dhcp.counters), "limits": self.limited.stats()}

@@ -18,13 +18,14 @@ from typing import Any
 
 from router.adapters.aaa import AAA
 from router.adapters.store import Store
+from router.app.authenticators import Authenticators
 from router.app.runner import Clock
 from router.app.runtime import PUMP_BUDGET, NodeRuntime, Ports
 from router.app.settings import DMPASettings
 from router.core.actions import AAARequest
 from router.core.common import RateLimiter
 from router.core.counters import Names
-from router.core.dmpa import DMPA, DMPAConfig
+from router.core.dmpa import DMPA, DMPAConfig, Profile
 from router.core.heartbeat import HeartbeatConfig
 from router.core.limits import AccessLimits
 from router.services.access import AccessDispatcher
@@ -66,6 +67,11 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
         self._aaa_tasks: set[asyncio.Task[None]] = set()
         self._log_limit = RateLimiter(10.0, capacity=64)
         super().__init__(settings, ports, store, loop, clock, fastpath)
+        #: 802.1X (links with auth = 8021x): the RADIUS proxy and a hostapd monitor per link.
+        self.authenticators = Authenticators(
+            settings, loop, self.runner.boundary.wrap, self._authorized, self._deauthorized
+        )
+        self.node_registries.append(self.authenticators.node_counters)
 
     def wire(self, fastpath: str) -> None:
         settings, ports = self.settings, self.ports
@@ -89,6 +95,9 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
             self._dhcp(settings),
             admission=self.limits,
             max_strangers=settings.limits.table_size,
+            # An access link whose MSs authenticate at an authenticator (802.1X) is closed
+            # until it says who is on it, even if the authenticator never comes up.
+            gated=frozenset(i for i in range(len(settings.access)) if settings.auth(i) != "mac"),
         )
         engine = self.open_fastpath(
             fastpath, "Dmpa", settings.pseudo_mac.packed, int(settings.gateway)
@@ -119,6 +128,7 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
     def stop(self) -> None:
         for task in self._aaa_tasks:
             task.cancel()
+        self.authenticators.close()
         super().stop()
 
     # --- AAA ------------------------------------------------------------------------------
@@ -142,6 +152,16 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
             self.runner.boundary.caught("aaa_result")
             return
         self.runner.submit(actions)
+
+    # --- 802.1X: hostapd's events, with the profile from the RADIUS proxy -----------------
+
+    def _authorized(self, mac: MacAddress, link: int, profile: Profile) -> None:
+        now, wall = self.clock.now(), self.clock.wall()
+        self.runner.submit(self.access.authorized(mac, link, profile, now, wall))
+
+    def _deauthorized(self, mac: MacAddress, link: int) -> None:
+        now, wall = self.clock.now(), self.clock.wall()
+        self.runner.submit(self.access.deauthorized(mac, link, now, wall))
 
     # --- the base station's reports -------------------------------------------------------
 
@@ -193,4 +213,5 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
             "access": dict(self.access.counters),
             "limits": self.limits.stats(),
             "aaa": dict(self.aaa.counters),
+            **self.authenticators.counter_groups(),
         }

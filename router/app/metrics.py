@@ -35,8 +35,9 @@ from prometheus_client.registry import Collector
 
 from router import __version__
 from router.app.counters import GROUPS, LEVELS
+from router.app.peers import peer_up
 from router.app.runner import EVENT, RunnerCounter
-from router.app.runtime import MH_MALFORMED, NodeCounter
+from router.app.runtime import MH_MALFORMED, TIERS, NodeCounter
 from router.core.actions import Bind, Event
 from router.core.common import BRA_STATUS, PBA_STATUS, SignalingCounter
 from router.core.counters import Declaration, Declared, Family, is_declared
@@ -162,6 +163,45 @@ def _fastpath(fastpath: Mapping[str, int]) -> Iterator[Metric]:
     yield from (packets, octets, punted, dropped, errors)
 
 
+def _kernel(kernel: Mapping[str, int], datapath: Mapping[str, int]) -> Iterator[Metric]:
+    """Which tier runs, and the kernel tier's ``direction.reason`` table (zeros while it does
+    not run)."""
+    from fastpath import Verdict
+    from fastpath.kernel import KERNEL_VERDICT
+
+    tier = GaugeMetricFamily(
+        "netlmm_datapath_tier", "1 for the tier that forwards bound MSs", labels=["tier"]
+    )
+    for name in TIERS:
+        tier.add_metric([name], datapath.get(f"tier.{name}", 0))
+    packets = _counter(
+        "netlmm_kernel_forwarded_packets", "Packets the kernel tier forwarded", ["direction"]
+    )
+    octets = _counter(
+        "netlmm_kernel_forwarded_bytes", "IPv4 bytes the kernel tier forwarded", ["direction"]
+    )
+    punted = _counter(
+        "netlmm_kernel_punted_packets",
+        "Packets the kernel tier left to the Cython tier, per reason",
+        ["direction", "reason"],
+    )
+    dropped = _counter(
+        "netlmm_kernel_dropped_packets",
+        "Packets the kernel tier dropped, per reason",
+        ["direction", "reason"],
+    )
+    for direction in ("uplink", "downlink"):
+        packets.add_metric([direction], kernel.get(f"{direction}.forwarded", 0))
+        octets.add_metric([direction], kernel.get(f"{direction}.forwarded.bytes", 0))
+        for reason, verdict in KERNEL_VERDICT.items():
+            if verdict is Verdict.FORWARD:
+                continue
+            name = reason.name.lower()
+            family = punted if verdict is Verdict.PUNT else dropped
+            family.add_metric([direction, name], kernel.get(f"{direction}.{name}", 0))
+    yield from (tier, packets, octets, punted, dropped)
+
+
 def _revocations_in_flight(node: Any) -> list[tuple[tuple[str, ...], int]]:
     return [((), len(node.core.revocations))]
 
@@ -233,10 +273,32 @@ METRICS: tuple[Spec, ...] = (
         gauge=True,
     ),
     Spec(
+        "netlmm_store_epoch",
+        "store = postgresql: the DLMAP identity's epoch this process holds (0: none)",
+        (),
+        (One((), "node", RunnerCounter.STORE_EPOCH),),
+        gauge=True,
+        roles=_DLMAP,
+    ),
+    Spec(
+        "netlmm_store_fenced",
+        "store = postgresql: writes refused because another process took the identity",
+        (),
+        (One((), "node", RunnerCounter.STORE_FENCED),),
+        roles=_DLMAP,
+    ),
+    Spec(
         "netlmm_limit_table_sources",
         "Sources each rate limit remembers (table_size caps it)",
         ("limit",),
         (Each("limits", (TABLE,)),),
+        gauge=True,
+    ),
+    Spec(
+        "netlmm_peer_up",
+        "1 while the peer answers its heartbeats (netlmm show peers: state up), else 0",
+        ("peer",),
+        (FromState(peer_up),),
         gauge=True,
     ),
     # --- the DLMAP's
@@ -262,6 +324,7 @@ METRICS: tuple[Spec, ...] = (
         (
             One(("expired",), "core", DLMAPCounter.BINDING_EXPIRED),
             One(("deregistered",), "node", EVENT("deregistered")),
+            One(("cleared",), "core", DLMAPCounter.BINDING_CLEARED),
         ),
         roles=_DLMAP,
     ),
@@ -447,6 +510,7 @@ class NodeCollector(Collector):
         info.add_metric([settings.role, settings.name, __version__], 1)
         yield info
         yield from _fastpath(groups.get("fastpath", {}))
+        yield from _kernel(groups.get("kernel", {}), groups.get("datapath", {}))
         for spec in METRICS:
             if settings.role in spec.roles:
                 yield _metric(spec, node, groups)

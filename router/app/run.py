@@ -8,11 +8,12 @@ sockets, start the node, the control socket and the metrics endpoint (``node.met
 SIGTERM or SIGINT stops it in reverse order: the devices and routes it made are removed, the
 bindings stay in the database.
 
-SIGHUP (:func:`reload`) re-reads the ini file and applies what can change in a running node,
-without touching the bindings: the RFC 4285 keys (``node.key_file``'s content), the log level
-and format, and the DMPA's local AAA profiles. Every other changed key is logged as needing a
-restart (``reload needs a restart key=...``) and keeps its running value; a file with errors is
-refused as a whole (each error logged) and changes nothing.
+Before any of that, :func:`router.app.preflight.prepare` takes the node's lock and checks what
+can be known (state dir, control socket, privileges, access interfaces): a start that cannot
+succeed stops with one ``start_failed key=... problem=... fix=...`` line per cause and exit 2,
+and never touches a running node's devices.
+
+SIGHUP and ``netlmm reload``: :class:`router.app.operations.Reloader`.
 
 Netlink calls block and cannot run on the loop's thread: they go through an executor.
 """
@@ -20,30 +21,35 @@ Netlink calls block and cannot run on the loop's thread: they go through an exec
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
+import os
 import signal
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
-from router.adapters import devices, sockets
+from router.adapters import devices, sdnotify, sockets
 from router.adapters.aaa import AAA, AAAConfig
-from router.adapters.control import ControlError, ControlServer
+from router.adapters.control import ControlServer
+from router.adapters.kernelpath import KernelPath
 from router.adapters.radius import RadiusConfig, parse_server
 from router.adapters.store import Store, StoreError
-from router.app import logs
+from router.app import logs, preflight, tiers, watch
 from router.app.dlmap_node import DLMAPNode, DLMAPPorts
 from router.app.dmpa_node import DMPANode, DMPAPorts
+from router.app.ha import prepare as prepare_ha
+from router.app.operations import Reloader, control_handler
+from router.app.preflight import Problem, StartError
 from router.app.settings import DLMAPSettings, DMPASettings, RadiusSettings, Settings
 from router.app.tuning import tune_gc
-from router.core.limits import LimitSettings, Rate
-from router.core.security import KeyRing
 
 log = logging.getLogger("netlmm")
 
 Node = DMPANode | DLMAPNode
+#: Exit status of a DLMAP fenced by another holder of its identity (store = postgresql): its
+#: service unit must not restart it on this status (RestartPreventExitStatus=3).
+EXIT_FENCED = 3
 
 
 def _radius(settings: RadiusSettings | None, address: IPv6Address) -> RadiusConfig | None:
@@ -66,26 +72,82 @@ async def serve(
     config_path: Path | None = None,
     log_format: str | None = None,
 ) -> int:
+    """The node until SIGTERM/SIGINT; :class:`StartError` when it cannot start."""
+    lock = preflight.prepare(settings)  # before anything touches the kernel
+    running = asyncio.Event()
+    try:
+        return await _serve(
+            settings,
+            fastpath=fastpath,
+            config_path=config_path,
+            log_format=log_format,
+            running=running,
+        )
+    except (OSError, LookupError, TimeoutError) as exc:
+        if running.is_set():
+            raise
+        log.debug("start failed", exc_info=True)
+        problem = f"{type(exc).__name__}: {exc}"
+        fix = "see the lines above; node.log_level = debug logs the traceback"
+        raise StartError([Problem("-", problem, fix)], exit_status=1) from None
+    finally:
+        lock.release()
+
+
+async def _serve(
+    settings: Settings,
+    *,
+    fastpath: str,
+    config_path: Path | None,
+    log_format: str | None,
+    running: asyncio.Event,
+) -> int:
     loop = asyncio.get_running_loop()
     node_settings = settings.node
     name, address = node_settings.name, node_settings.address
     run = loop.run_in_executor
-    await run(None, devices.wait_address, address, 10.0)
+    try:  # store = postgresql: the identity claimed (ha = pair: after waiting as the standby)
+        ha = await prepare_ha(node_settings)
+    except StoreError as exc:
+        raise StartError(
+            [
+                Problem(
+                    "node.store_dsn",
+                    f"cannot open the state database: {exc}",
+                    "check node.dsn, the password file and that the database is up",
+                )
+            ]
+        ) from None
+    await run(None, preflight.wait_address, address)
+    # tunnel_mtu + 40 must fit every peer's route: warn and run with what fits (watch.py)
+    mtus = await run(None, watch.route_mtus, settings)
+    configured_mtu = settings.tunnel_mtu
+    configured: dict[str, object] = {f"{node_settings.role}.tunnel_mtu": configured_mtu}
+    settings = watch.clamp_tunnel_mtu(settings, mtus)
     swept = await run(None, devices.sweep, name)
     if swept.links or swept.routes:
         log.info("swept leftovers links=%s routes=%s", swept.links, swept.routes)
+    await run(None, tiers.sweep_kernel, settings)  # a crashed run's TC filters
     kernel = devices.Devices(name)
     try:
-        store = Store(node_settings.state_dir / "state.sqlite")
+        store = ha.store or Store(node_settings.state_dir / "state.sqlite")
     except StoreError as exc:
-        log.error("cannot open the state database: %s", exc)
         await run(None, kernel.teardown)
-        return 1
+        raise StartError(
+            [
+                Problem(
+                    "node.state_dir",
+                    f"cannot open the state database: {exc}",
+                    "free space or fix the permissions of node.state_dir",
+                )
+            ]
+        ) from None
     mh = sockets.open_mh_socket(address)
     tunnel_rx = sockets.open_tunnel_rx(address, rcvbuf=4 << 20)
     raw_tx = sockets.open_raw_tx(address)
     node: Node
     relay_transport: asyncio.DatagramTransport | None = None
+    kernel_tier: KernelPath | None = None
     try:
         if isinstance(settings, DMPASettings):
             taps = []
@@ -110,7 +172,13 @@ async def serve(
                 raw_tx_fd=raw_tx.fileno(),
                 tap_fds=taps,
             )
+            assert isinstance(store, Store)  # a DMPA's state is its own (config: node.store)
             node = DMPANode(settings, dmpa_ports, store, aaa, loop, fastpath=fastpath)
+            try:  # 802.1X links: the RADIUS proxy for hostapd, and hostapd's events
+                await node.authenticators.start(_radius(settings.radius, address))
+            except OSError as exc:
+                log.error("radius proxy cannot listen key=radius.proxy error=%s", exc)
+                return 1
             dmpa_ports.tunnel_send = sockets.tunnel_sender(tunnel_rx, node.counters)
             dmpa_ports.raw_send = sockets.raw_sender(raw_tx, node.counters)
         else:
@@ -130,10 +198,26 @@ async def serve(
                 tun_fd=tun,
             )
             node = DLMAPNode(settings, dlmap_ports, store, loop, fastpath=fastpath)
+            node.ha = ha
+            node.runner.on_fenced = lambda: os.kill(os.getpid(), signal.SIGTERM)
             dlmap_ports.tunnel_send = sockets.tunnel_sender(tunnel_rx, node.counters)
             dlmap_ports.raw_send = sockets.raw_sender(raw_tx, node.counters)
             if settings.dhcp == "relay":
                 relay_transport = await _open_relay(loop, node, settings.gateway)
+        try:  # [node] datapath: the kernel tier beside the fastpath, or why not
+            kernel_tier = await run(None, tiers.open_kernel_tier, settings)
+        except tiers.TierRefused as exc:
+            raise StartError(
+                [
+                    Problem(
+                        "node.datapath",
+                        str(exc),
+                        "set node.datapath = auto or cython, or see docs/kernel-tier.md",
+                    )
+                ]
+            ) from None
+        if kernel_tier is not None:
+            node.add_backend(kernel_tier)
         # a bug in a handler drops the input, not the process (runner.Boundary)
         endpoint = sockets.MHEndpoint(mh, node.runner.boundary.wrap("mh", node.on_mh))
         node.ports.mh_send = endpoint.send
@@ -150,30 +234,69 @@ async def serve(
                 await metrics.start()
             except OSError as exc:
                 host, port = node_settings.metrics
-                log.error("metrics cannot listen address=%s port=%d error=%s", host, port, exc)
-                return 1
+                raise StartError(
+                    [
+                        Problem(
+                            "node.metrics",
+                            f"cannot listen on {host} port {port}: {exc.strerror or exc}",
+                            "free the port or set node.metrics to another address:port",
+                        )
+                    ]
+                ) from None
         node.start()
-        control = ControlServer(node_settings.control_socket, _control_handler(node, endpoint))
+        reloader = Reloader(node, config_path, log_format, pinned=configured)
+        if reloader.view is not None and settings.tunnel_mtu != configured_mtu:
+            key = f"{node_settings.role}.tunnel_mtu"
+            reloader.view.notes[key] = (
+                f"running with {settings.tunnel_mtu}: cut to the route MTU at start"
+            )
+        control = ControlServer(
+            node_settings.control_socket, control_handler(node, endpoint, reloader)
+        )
         await control.start()
         tune_gc()
         # SIGHUP: what can be reloaded is, the rest is reported (module docstring).
-        loop.add_signal_handler(signal.SIGHUP, lambda: reload(node, config_path, log_format))
+        loop.add_signal_handler(signal.SIGHUP, reloader)
+        watches = [
+            asyncio.ensure_future(watch.MtuWatch(settings, mtus).run()),
+            asyncio.ensure_future(watch.DropLog(_fastpath_counters(node)).run()),
+        ]
+        running.set()
         log.info("running role=%s name=%s address=%s", node_settings.role, name, address)
+        systemd = sdnotify.Notifier()
+        systemd.notify(ready=1, status=f"{node_settings.role} {name} running", mainpid=os.getpid())
+        interval = systemd.watchdog_interval()
+        if interval is not None:  # from the loop: a stuck loop stops the pings
+            watches.append(asyncio.ensure_future(_watchdog(systemd, interval)))
         await _until_signal(loop)
+        systemd.notify(stopping=1)
         log.info("stopping")
+        for task in watches:
+            task.cancel()
         if metrics is not None:
             await metrics.close()
         await control.close()
         node.stop()
+        await node.runner.drain()  # PostgreSQL: the last commit
         endpoint.stop()
-        return 0
+        return EXIT_FENCED if node.runner.fenced else 0
     finally:
+        if kernel_tier is not None:
+            await run(None, kernel_tier.close)
         if relay_transport is not None:
             relay_transport.close()
         for sock in (mh, tunnel_rx, raw_tx):
             sock.close()
         await run(None, kernel.teardown)
         store.close()
+
+
+def _fastpath_counters(node: Node) -> Callable[[], dict[str, int]]:
+    def counters() -> dict[str, int]:
+        group = node.show_counters().get("fastpath", {})
+        return dict(group) if isinstance(group, dict) else {}
+
+    return counters
 
 
 async def _open_relay(
@@ -198,141 +321,10 @@ async def _open_relay(
     return transport
 
 
-def flatten(settings: Settings) -> dict[str, object]:
-    """``section.key`` -> value, as the ini file names them (a peer or profile: one entry)."""
-    out: dict[str, object] = {}
-    role = settings.node.role
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        if f.name == "node":
-            for nf in dataclasses.fields(value):
-                if nf.name != "keys":  # the key file's content: reloaded on every SIGHUP
-                    out[f"node.{nf.name}"] = getattr(value, nf.name)
-        elif f.name == "peers":
-            out.update({f"peer {p.address}": p for p in value})
-        elif f.name == "profiles":
-            out.update({f"profile {p.nai}": p for p in value})
-        elif f.name == "radius":
-            out["radius"] = value
-        elif f.name == "limits":  # [limits] NAME_rate, NAME_burst of this role, table_size
-            out.update(_limit_keys(role, value))
-        else:
-            out[f"{role}.{f.name}"] = value
-    return out
-
-
-def _limit_keys(role: str, limits: LimitSettings) -> dict[str, object]:
-    from router.app.config import LIMITS_DLMAP, LIMITS_DMPA
-
-    out: dict[str, object] = {}
-    for name in LIMITS_DMPA if role == "dmpa" else LIMITS_DLMAP:
-        rate: Rate = getattr(limits, name)
-        out[f"limits.{name}_rate"] = rate.rate
-        out[f"limits.{name}_burst"] = rate.burst
-    out["limits.table_size"] = limits.table_size
-    return out
-
-
-def redacted(value: object) -> object:
-    """Settings as JSON-ready data, secrets out: RADIUS secrets and RFC 4285 keys never leave."""
-    if isinstance(value, KeyRing):
-        return {"spis": list(value.spis)}
-    if isinstance(value, bytes | bytearray):
-        return "(secret)"
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: redacted(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, list | tuple):
-        return [redacted(item) for item in value]
-    if isinstance(value, dict):
-        return {str(k): redacted(v) for k, v in value.items()}
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
-
-
-def reload(node: Node, path: Path | None, log_format: str | None = None) -> list[str]:
-    """SIGHUP: apply what can change at run time, log the rest; returns the keys applied."""
-    from router.app import config
-
-    log.info("reload path=%s", path)
-    node.reload_keys()  # RFC 4285 keys: a bad file keeps the old keys (logged)
-    if path is None:
-        return []
-    try:
-        new, warnings = config.load(path)
-    except config.ConfigErrors as exc:
-        for problem in exc.problems:
-            log.error("reload refused, nothing changed: problem=%s", logs.quote(problem))
-        return []
-    for warning in warnings:
-        log.warning("reload warning=%s", warning)
-    current = node.settings
-    if new.node.role != current.node.role:
-        log.warning("reload needs a restart key=node.role")
-        return []
-    old_view, new_view = flatten(current), flatten(new)
-    changed = sorted(
-        k for k in old_view.keys() | new_view.keys() if old_view.get(k) != new_view.get(k)
-    )
-    applied: list[str] = []
-    node_fields: dict[str, Any] = {}
-    if "node.log_level" in changed:
-        logs.set_level(new.node.log_level)
-        node_fields["log_level"] = new.node.log_level
-    if "node.log_format" in changed and log_format is None:
-        logs.setup(new.node.log_level, new.node.log_format)
-        node_fields["log_format"] = new.node.log_format
-    replace: dict[str, Any] = {}
-    profiles = [k for k in changed if k.startswith("profile ")]
-    if profiles and isinstance(node, DMPANode) and isinstance(new, DMPASettings):
-        node.aaa.set_profiles(new.profiles)
-        node.runner.submit(node.access.forget_rejected(node.clock.now()))  # they may get in now
-        replace["profiles"] = new.profiles
-        applied += profiles
-    if node_fields:
-        replace["node"] = dataclasses.replace(current.node, **node_fields)
-        applied += [f"node.{k}" for k in node_fields]
-    if replace:
-        node.settings = dataclasses.replace(current, **replace)
-    for key in changed:
-        if key not in applied:
-            log.warning("reload needs a restart key=%s", logs.quote(key))
-    log.info("reloaded applied=%s", ",".join(applied) or "-")
-    return applied
-
-
-def _control_handler(
-    node: Node, endpoint: sockets.MHEndpoint
-) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    def handle(request: dict[str, Any]) -> dict[str, Any]:
-        command = request.get("command")
-        if command == "associated":
-            if not isinstance(node, DMPANode):
-                raise ControlError("only a DMPA has access links")
-            try:
-                link = request.get("link")
-                mac = str(request.get("mac", ""))
-                result = node.associated(mac, None if link is None else str(link))
-            except ValueError as exc:
-                raise ControlError(str(exc)) from None
-            return {"what": command, "role": node.settings.node.role, "result": result}
-        if command != "show":
-            raise ControlError(f"unknown command {command!r}")
-        what = str(request.get("what", ""))
-        if what == "config":
-            view = {k: redacted(v) for k, v in flatten(node.settings).items()}
-            keys = node.settings.node.keys
-            view["node.keys"] = redacted(keys) if keys is not None else None
-            return {"what": what, "role": node.settings.node.role, "result": view}
-        try:
-            result = node.show(what)
-        except KeyError:
-            raise ControlError(f"nothing called {what!r} to show") from None
-        if what == "counters" and isinstance(result, dict):
-            result["mh_socket"] = dict(endpoint.counters)
-        return {"what": what, "role": node.settings.node.role, "result": result}
-
-    return handle
+async def _watchdog(systemd: sdnotify.Notifier, interval: float) -> None:
+    while True:
+        systemd.notify(watchdog=1)
+        await asyncio.sleep(interval)
 
 
 async def _until_signal(loop: asyncio.AbstractEventLoop) -> None:
@@ -354,6 +346,11 @@ def run(
     import uvloop
 
     logs.setup(settings.node.log_level, log_format or settings.node.log_format)
-    return uvloop.run(
-        serve(settings, fastpath=fastpath, config_path=config_path, log_format=log_format)
-    )
+    os.umask(0o077)  # state files 0600, directories 0700, with or without systemd
+    try:
+        return uvloop.run(
+            serve(settings, fastpath=fastpath, config_path=config_path, log_format=log_format)
+        )
+    except StartError as exc:
+        exc.log()
+        return exc.exit_status

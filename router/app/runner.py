@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from router.adapters.store import Store, StoreRecordError, StoreWriteError
+from router.adapters.store_pg import PgStore, StoreFenced
 from router.app.logs import kv
 from router.core.actions import Bind, Event, Persist, Unbind
 from router.core.common import RateLimiter
@@ -40,11 +41,13 @@ WARNING_EVENTS = dict.fromkeys(
         "binding_error_sent",
         "dhcp_no_address",
         "dhcp_relay_conflict",
+        "heartbeat_unanswered",
         "invalid_pba",
         "lease_conflict",
         "mismatched_bra",
         "pba_without_address",
         "pbu_rejected",
+        "pbu_timeout",
         "peer_restarted",
         "peer_unreachable",
         "registration_refused",
@@ -60,6 +63,12 @@ WARNING_EVENTS = dict.fromkeys(
 #: Retry delays after a failed state write: the first, and the cap it doubles up to.
 STORE_RETRY_FIRST = 0.5
 STORE_RETRY_MAX = 30.0
+#: A store on the loop: failed commits retried this many times (30 s apart at most) before the
+#: held actions are given up; and at most this many actions held while writes fail.
+STORE_RETRY_ROUNDS = 10_000
+#: A database over the network comes back on its own: retried at least every 5 s.
+STORE_RETRY_MAX_NETWORK = 5.0
+HELD_MAX = 100_000
 
 
 class RunnerCounter(Names):
@@ -76,6 +85,9 @@ class RunnerCounter(Names):
     STORE_RECOVERED = "store.recovered"
     STORE_LOST = "store.lost"
     STORE_BACKLOG = "store.backlog"  # a size: rows waiting for a retry (a gauge)
+    STORE_FENCED = "store.fenced"  # another process took the DLMAP identity (PostgreSQL)
+    STORE_EPOCH = "store.epoch"  # a value: the DLMAP identity's epoch this process holds
+    STORE_HELD_DROPPED = "store.held_dropped"  # actions dropped while PostgreSQL writes failed
 
 
 INTERNAL_ERROR = RunnerCounter.INTERNAL_ERROR
@@ -136,7 +148,7 @@ class ActionRunner:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        store: Store,
+        store: Store | PgStore,
         handlers: dict[type, Callable[[Any], None]],
         counters: Counters,
     ) -> None:
@@ -154,11 +166,15 @@ class ActionRunner:
         self._store_retry: asyncio.TimerHandle | None = None
         self._store_delay = STORE_RETRY_FIRST
         self.boundary = Boundary(counters)
+        #: A store on the loop (PostgreSQL): the commit in flight, and what to call if fenced.
+        self._commit: asyncio.Task[None] | None = None
+        self.fenced = False
+        self.on_fenced: Callable[[], None] | None = None
 
     def submit(self, actions: Sequence[object]) -> None:
         """Queue actions: the cores' :data:`Action` types and any a service adds (dispatched
         by type to ``handlers``)."""
-        if not actions:
+        if not actions or self.fenced:
             return
         self._queue.extend(actions)
         if not self._scheduled:
@@ -171,10 +187,18 @@ class ActionRunner:
 
     def flush(self) -> None:
         self._scheduled = False
+        if self._commit is not None:  # the commit's end flushes what came meanwhile
+            return
         queue, self._queue = self._queue, []
         persists = [a for a in queue if isinstance(a, Persist)]
+        if persists and isinstance(self.store, PgStore):
+            self._commit = self.loop.create_task(self._commit_then(persists, queue))
+            return
         if persists:
             self._write(persists)
+        self._carry_out(queue)
+
+    def _carry_out(self, queue: list[object]) -> None:
         now = self.loop.time()
         for action in queue:
             if isinstance(action, Persist):
@@ -214,6 +238,95 @@ class ActionRunner:
             except Exception:
                 self.boundary.caught("after_flush")
 
+    # --- a store on the loop (PostgreSQL): the turn's actions wait for its commit -----------
+
+    async def _commit_then(self, persists: list[Persist], queue: list[object]) -> None:
+        """Write the turn's rows, then carry out its other actions (its PBAs) in order.
+
+        While a commit is in flight, new actions queue up and go in the next one (a commit per
+        round trip, however many turns it spans). A failed write is retried (0.5 s doubling
+        to 30 s) with the actions held: with a shared database no PBA leaves before its
+        binding is written. Fenced (another process holds the identity): the held actions
+        are dropped, ``store.fenced`` counted and ``on_fenced`` called (the node stops).
+        """
+        self.counters[RunnerCounter.STORE_ROWS] += len(persists)
+        try:
+            try:
+                self.store.defer(persists)
+            except StoreRecordError:
+                self.boundary.caught("store")
+            if not await self._commit_until_done():
+                return
+            self._carry_out(queue)
+        finally:
+            self._commit = None
+            if self._queue and not self.fenced:
+                self._scheduled = True
+                self.loop.call_soon(self.flush)
+
+    async def _commit_until_done(self) -> bool:
+        delay = STORE_RETRY_FIRST
+        store = self.store
+        assert isinstance(store, PgStore)
+        for _ in range(STORE_RETRY_ROUNDS):
+            try:
+                await store.commit()
+            except StoreFenced as exc:
+                self.fenced = True
+                self.counters[RunnerCounter.STORE_FENCED] += 1
+                log.error("fenced, dropping the held actions and stopping: %s", exc)
+                self._queue.clear()
+                if self.on_fenced is not None:
+                    self.on_fenced()
+                return False
+            except StoreWriteError as exc:
+                self.counters[RunnerCounter.STORE_WRITE_ERROR] += 1
+                self.counters[RunnerCounter.STORE_BACKLOG] = self.store.backlog
+                if self._log_limit.allow("store.write_error", self.loop.time()):
+                    log.error("state write failed, retry in %gs: %s", delay, exc)
+                self._drop_held_replies()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_MAX_NETWORK)
+                self.counters[RunnerCounter.STORE_RETRY] += 1
+                continue
+            self.counters[RunnerCounter.STORE_COMMITS] += 1
+            if delay != STORE_RETRY_FIRST:
+                self.counters[RunnerCounter.STORE_RECOVERED] += 1
+                self.counters[RunnerCounter.STORE_BACKLOG] = 0
+                log.warning("state writes resumed")
+            return True
+        return False  # pragma: no cover - about STORE_RETRY_ROUNDS * 30 s of failures
+
+    def _drop_held_replies(self) -> None:
+        """While writes fail, bound what waits: past :data:`HELD_MAX` queued actions the oldest
+        are dropped (counted): the rows are in the store's backlog, the peers retransmit."""
+        excess = len(self._queue) - HELD_MAX
+        if excess > 0:
+            kept = [a for a in self._queue if isinstance(a, Persist)]
+            dropped = len(self._queue) - len(kept)
+            if dropped:
+                self.store.defer(kept)
+                self._queue = []
+                self.counters[RunnerCounter.STORE_HELD_DROPPED] += dropped
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait (at most ``timeout``) for the commit in flight and those queued behind it."""
+        for _ in range(100):
+            if self._commit is None and not self._queue:
+                return
+            if self._commit is None:
+                self.flush()
+            task = self._commit
+            if task is not None:
+                await asyncio.wait({task}, timeout=timeout)
+
+    @property
+    def _sqlite(self) -> Store:
+        """The store written in the loop turn itself (SQLite): the paths below are its."""
+        if not isinstance(self.store, Store):  # pragma: no cover - our bug
+            raise TypeError("a synchronous write on a store on the loop")
+        return self.store
+
     def _write(self, persists: list[Persist]) -> None:
         self.counters[RunnerCounter.STORE_ROWS] += len(persists)
         try:
@@ -226,7 +339,7 @@ class ActionRunner:
         if not self.store.backlog:
             return
         try:
-            self.store.retry()
+            self._sqlite.retry()
         except StoreWriteError as exc:
             self._write_failed(exc)
             return
@@ -244,7 +357,7 @@ class ActionRunner:
         self._store_retry = None
         self.counters[RunnerCounter.STORE_RETRY] += 1
         try:
-            rows = self.store.retry()
+            rows = self._sqlite.retry()
         except StoreWriteError as exc:
             self._write_failed(exc)
             return
@@ -264,7 +377,7 @@ class ActionRunner:
         self._store_retry = None
         self.counters[RunnerCounter.STORE_RETRY] += 1
         try:
-            rows = self.store.retry()
+            rows = self._sqlite.retry()
         except StoreWriteError as exc:
             self.counters[RunnerCounter.STORE_LOST] += self.store.backlog
             log.error("state rows lost at stop rows=%d: %s", self.store.backlog, exc)

@@ -30,13 +30,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from fastpath import Punt
 from router.adapters.datapath import DataPath, UserSpacePath
 from router.adapters.devices import VNET_HDR_LEN
 from router.adapters.keyfile import KeyFileError, read_key_file
 from router.adapters.store import Store
+from router.adapters.store_pg import PgStore
 from router.app.logs import kv, quote
 from router.app.runner import ActionRunner, Clock, CoreTimer
 from router.app.settings import NodeSettings, PeerSettings
@@ -68,6 +69,17 @@ P = TypeVar("P", bound="Ports")
 
 #: Packets a pump moves per call (one batch of the fastpath's I/O).
 PUMP_BUDGET = 64
+#: The tiers ``show counters`` says which of runs (``datapath`` group: 1 for the one running).
+TIERS = ("kernel", "cython")
+
+
+@runtime_checkable
+class Batched(Protocol):
+    """A tier that writes the start's restore in one call (the kernel tier)."""
+
+    def hold(self) -> None: ...
+
+    def release(self) -> int: ...
 
 
 class NodeCounter(Names):
@@ -160,7 +172,7 @@ class NodeRuntime(Generic[S, P]):
         self,
         settings: S,
         ports: P,
-        store: Store,
+        store: Store | PgStore,
         loop: asyncio.AbstractEventLoop,
         clock: Clock | None = None,
         fastpath: str = "auto",
@@ -227,6 +239,15 @@ class NodeRuntime(Generic[S, P]):
         self.fastpath, self.table = path.engine, path.table
         return path.engine
 
+    def add_backend(self, backend: DataPath) -> None:
+        """A tier beside the user-space one (the kernel tier), programmed after it."""
+        self.backends.append(backend)
+
+    @property
+    def datapath(self) -> str:
+        """The tier that forwards bound MSs: ``kernel`` or ``cython`` (``[node] datapath``)."""
+        return "kernel" if any(b.name == "kernel" for b in self.backends) else "cython"
+
     def add_action(self, kind: type[T], handler: Callable[[T], None]) -> None:
         """Carry out the role's own action type ``kind`` (a service's) with ``handler``."""
         self.runner.handlers[kind] = handler
@@ -276,14 +297,21 @@ class NodeRuntime(Generic[S, P]):
 
     def start(self) -> None:
         tables = {t: list(rows.values()) for t, rows in self.store.load().items()}
+        batched = [b for b in self.backends if isinstance(b, Batched)]
+        for backend in batched:  # the restore's binds: one batch call per such tier
+            backend.hold()
         self.runner.submit(self.restore(tables, self.clock.now(), self.clock.wall()))
         guard = self.runner.boundary.wrap  # a bug in a handler drops the input, not the process
         for fd, where, readable in self._readers:
             self.loop.add_reader(fd, guard(where, readable))
         self.runner.flush()
-        if self.store.backlog:  # the Restart Counter was not saved (heartbeat.py, rule 2)
+        for backend in batched:
+            backend.release()
+        # the Restart Counter was not saved (heartbeat.py, rule 2); PostgreSQL: in flight
+        if isinstance(self.store, Store) and self.store.backlog:
             self.core.heartbeat.unsaved(self.clock.wall())
-        log.info("%s started %s", self.settings.node.role, kv(self.summary()))
+        summary = {"datapath": self.datapath, **self.summary()}
+        log.info("%s started %s", self.settings.node.role, kv(summary))
 
     def stop(self) -> None:
         for fd, _, _ in self._readers:
@@ -446,4 +474,5 @@ class NodeRuntime(Generic[S, P]):
         groups.update(self.counter_groups())
         for backend in self.backends:
             groups[backend.name] = backend.counters()
+        groups["datapath"] = {f"tier.{tier}": int(tier == self.datapath) for tier in TIERS}
         return groups

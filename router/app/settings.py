@@ -10,7 +10,7 @@ The ini file, section by section (``etc/dmpa.ini`` and ``etc/dlmap.ini`` documen
 
     [node]        role, name, address (our IPv6 tunnel endpoint and MH address), state_dir,
                   control_socket, log_level, log_format, metrics, offload, key_file and
-                  replay_window (RFC 4285)
+                  replay_window (RFC 4285), datapath (kernel tier or Cython only)
     [dmpa]        access interfaces, pseudo_mac, gateway, prefix_length, lifetime, tunnel_mtu,
                   aaa backend, default address mode
     [dlmap]       gateway, network (the HoA network), pool ranges, lifetime, lease_time,
@@ -18,7 +18,8 @@ The ini file, section by section (``etc/dmpa.ini`` and ``etc/dlmap.ini`` documen
     [peer <ipv6>] one per peer: the DLMAPs a DMPA registers at, the DMPAs a DLMAP accepts;
                   dialect (draft | rfc5844) and its draft-dialect codepoints; spi (RFC 4285)
     [profile <nai>] local AAA profiles (both roles: the DLMAP reads static addresses from them)
-    [radius]      RADIUS servers and secrets (DMPA, when aaa = radius)
+    [radius]      RADIUS servers and secrets (DMPA, when aaa = radius), the 802.1X proxy
+    [access <if>] how an access link's MSs identify themselves: auth = mac | 8021x | pppoe
     [limits]      per-source rate limits (router.core.limits): the DMPA's new_mac, arp and
                   dhcp_discover, the DLMAP's pbu_new_nai, and table_size
 """
@@ -62,6 +63,15 @@ class NodeSettings:
     log_format: str
     #: The Prometheus endpoint, ``(address, port)``; None: off.
     metrics: tuple[str, int] | None
+    #: ``sqlite`` or ``postgresql`` (DLMAP): where the state lives, and the database's URI
+    #: and password file (mode 600) for the latter.
+    store: str
+    store_dsn: str | None
+    store_password_file: Path | None
+    #: ``off`` or ``pair``: one of an active/standby DLMAP pair (router.app.ha).
+    ha: str
+    #: ``auto``, ``kernel`` or ``cython``: the tier that forwards bound MSs (docs/kernel-tier.md).
+    datapath: str
     #: The keys read from ``key_file`` (their repr shows the SPIs only): set after loading.
     keys: KeyRing | None = None
 
@@ -80,6 +90,19 @@ class RadiusSettings:
     nas_identifier: str
     timeout: float
     retries: int
+    #: Where the 802.1X authenticators' RADIUS comes in, and their secret (None: no proxy).
+    proxy: tuple[str, int] | None
+    proxy_secret: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessSettings:
+    """One ``[access IFACE]`` section: how the MSs of that access link identify themselves."""
+
+    interface: str
+    auth: Literal["mac", "8021x", "pppoe"]
+    #: hostapd's control socket (auth = 8021x).
+    hostapd: Path | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +126,13 @@ class DMPASettings:
     heartbeat_interval: float
     heartbeat_missing: int
     limits: LimitSettings
+    #: The [access IFACE] sections, one per access link that has one (the others: auth mac).
+    links: tuple[AccessSettings, ...]
+
+    def auth(self, link: int) -> str:
+        """``mac``, ``8021x`` or ``pppoe``: how access link ``link`` (an index) authenticates."""
+        name = self.access[link]
+        return next((a.auth for a in self.links if a.interface == name), "mac")
 
 
 @dataclass(frozen=True, slots=True)

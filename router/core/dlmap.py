@@ -97,6 +97,7 @@ from router.wire.constants import (
     BUFlag,
     HandoffIndicator,
     HoAReplyStatus,
+    RevocationTrigger,
     Status,
 )
 from router.wire.dialect import DRAFT, Dialect
@@ -124,6 +125,7 @@ class DLMAPCounter(Names):
     """What the DLMAP core counts (``core`` group, with :class:`SignalingCounter`,
     :data:`PBA_STATUS`, :data:`BRA_STATUS` and the heartbeat's)."""
 
+    BINDING_CLEARED = "binding.cleared"
     BINDING_CREATED = "binding.created"
     BINDING_EXPIRED = "binding.expired"
     DEREGISTRATION_IGNORED = "deregistration.ignored"
@@ -159,6 +161,10 @@ class DLMAPConfig:
     #: Dialect used to answer a PBU from an address that is not a configured DMPA.
     default_dialect: Dialect = DRAFT
     heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    #: The state lives outside this process (a shared database, an active/standby pair): a
+    #: start, or a takeover by the standby, loses nothing, so the RFC 5847 restart counter
+    #: stays the stored one and the DMPAs do not re-register every MS.
+    keep_restart_counter: bool = False
 
 
 @dataclass(slots=True)
@@ -232,7 +238,7 @@ class DLMAP:
         if isinstance(message, BindingRevocationAck):
             return self._on_bra(message, src, now)
         if isinstance(message, Heartbeat):
-            actions, _ = self.heartbeat.receive(message, src)  # changes: reported only
+            actions, _ = self.heartbeat.receive(message, src, now)  # changes: reported only
             return actions
         return self._unhandled.unexpected(message, src)
 
@@ -622,6 +628,35 @@ class DLMAP:
 
     # --- expiry and removal ---------------------------------------------------------------
 
+    def clear(self, nai: str, now: float, wall: float) -> list[Action]:
+        """The operator's ``netlmm clear binding``: the binding goes at once (route, lease,
+        database) and its DMPA is told with a BRI (RFC 5846, trigger "administrative
+        reason"), retried like a handover's, so the MS is de-registered there too."""
+        bce = self.bindings.get(nai)
+        if bce is None:
+            return []
+        self.counters[DLMAPCounter.BINDING_CLEARED] += 1
+        # A PBA held for a handover never leaves: the BRI below tells that DMPA instead.
+        self.pending.pop(nai, None)
+        self._timers.cancel(("pba", nai))
+        actions: list[Action] = []
+        dialect = self.config.peers.get(bce.dmpa)
+        if dialect is not None:
+            _, more = self.revoker.revoke(
+                bce.dmpa,
+                dialect,
+                nai,
+                bce.hoa,
+                bce.sequence,
+                reason=RevocationTrigger.ADMINISTRATIVE_REASON,
+                prefix_length=self.config.prefix_length,
+                until=max(bce.expires, now),
+                now=now,
+                wall=wall,
+            )
+            actions += more
+        return actions + self._remove(bce, now, wall, "cleared")
+
     def _expire(self, nai: str, now: float, wall: float) -> list[Action]:
         bce = self.bindings.get(nai)
         if bce is None or bce.expires > now:
@@ -723,7 +758,10 @@ class DLMAP:
                 self.revoker.sequence = int(row["value"])
             elif row["key"] == "restart_counter":
                 stored_counter = int(row["value"])
-        counter = self.heartbeat.next_restart_counter(stored_counter, wall)
+        if self.config.keep_restart_counter and stored_counter is not None:
+            counter = self.heartbeat.keep_restart_counter(stored_counter)
+        else:
+            counter = self.heartbeat.next_restart_counter(stored_counter, wall)
         actions.append(
             Persist("meta", "restart_counter", {"key": "restart_counter", "value": counter})
         )

@@ -259,6 +259,39 @@ class DMPA:
         self.counters[DMPACounter.ATTACH] += 1
         return [AAARequest(mac, link), event("attach", mac=mac, link=link)]
 
+    def authorized(
+        self, mac: MacAddress, link: int, profile: Profile, now: float, wall: float
+    ) -> list[Action]:
+        """The access link's authenticator (802.1X: hostapd's EAP success) says ``mac`` on
+        ``link`` is ``profile.nai``: the visitor entry is made with that profile, without an
+        :class:`AAARequest` (the EAP exchange was the authentication, seed 3.2 step 2).
+
+        Again for a visitor already here under the same NAI (a re-authentication, or the MS
+        moved to another port of ours): its link follows, its registration stands. Under
+        another NAI: the old visitor is detached (de-registered) first."""
+        visitor = self.visitors.get(mac)
+        actions: list[Action] = []
+        if visitor is not None:
+            settled = visitor.state not in (State.DEREGISTERING, State.REJECTED)
+            if visitor.nai == profile.nai and settled:
+                moved = visitor.link != link
+                visitor.link = link
+                if moved and visitor.bound is not None and visitor.tunnel_dst is not None:
+                    # The fastpath checks the link: bind the HoA again on the new port.
+                    actions += [Unbind(visitor.bound)]
+                    actions += [Bind(visitor.bound, visitor.tunnel_dst, mac, link)]
+                return [*actions, event("reauthorized", mac=mac, nai=profile.nai, link=link)]
+            actions += self.detach(mac, now, wall)
+            if mac in self.visitors:  # de-registering: its PBA (or its timer) ends it first
+                return [*actions, event("authorized_busy", mac=mac, nai=profile.nai)]
+        visitor = Visitor(
+            mac, link, self.config.pseudo_mac, self.config.address, self.config.gateway
+        )
+        self.visitors[mac] = visitor
+        self.counters[DMPACounter.ATTACH] += 1
+        actions.append(event("attach", mac=mac, link=link, nai=profile.nai))
+        return actions + self.aaa_result(mac, profile, now, wall)
+
     def aaa_result(
         self, mac: MacAddress, profile: Profile | None, now: float, wall: float
     ) -> list[Action]:
@@ -339,7 +372,7 @@ class DMPA:
         if isinstance(message, BindingRevocationIndication):
             return self._on_bri(message, src)
         if isinstance(message, Heartbeat):
-            actions, changes = self.heartbeat.receive(message, src)
+            actions, changes = self.heartbeat.receive(message, src, now)
             for peer, change in changes:
                 if change is PeerChange.RESTARTED:
                     actions += self._reregister_at(peer, now, wall)
@@ -460,10 +493,23 @@ class DMPA:
             return self._send_pbu(visitor, now, wall, lifetime=0)
         if visitor.state is not State.REGISTERING:
             return []
-        # Doubling up to the cap, then every cap interval while the MS is attached.
+        # Doubling up to the cap, then every cap interval while the MS is attached. The
+        # first timeout and each step of the backoff are events (the cap is said once).
+        waited = visitor.timeout
         visitor.timeout = min(visitor.timeout * 2, self.config.max_timeout)
         self.counters[DMPACounter.PBU_RETRANSMIT] += 1
-        return self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
+        actions: list[Action] = []
+        if visitor.timeout != waited:
+            actions.append(
+                event(
+                    "pbu_timeout",
+                    nai=visitor.nai,
+                    peer=visitor.tunnel_dst,
+                    waited_s=waited,
+                    next_s=visitor.timeout,
+                )
+            )
+        return actions + self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
 
     def _on_pba(
         self, message: BindingAck, src: IPv6Address, now: float, wall: float

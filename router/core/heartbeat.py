@@ -5,8 +5,10 @@ each own one monitor for their configured peers and decide what a :class:`PeerCh
 
 Rules (RFC 5847 section 3):
 
-1. Every ``interval`` seconds a Heartbeat Request (R=0) with the next 32-bit sequence number
-   goes to each peer; ``interval`` 0 turns the requests off (responses are always sent).
+1. A Heartbeat Request (R=0) with the next 32-bit sequence number goes to each peer at start
+   (so a peer that is down is known within one interval, not ``missing_allowed`` of them),
+   then every ``interval`` seconds; ``interval`` 0 turns the requests off (responses are
+   always sent).
 2. A request is answered at once with a Response (R=1) of the same sequence number carrying our
    Restart Counter option (section 5.2); the counter grows by one at every start of the node
    (kept in its database; without one it starts from the wall clock's seconds). A counter that
@@ -18,6 +20,10 @@ Rules (RFC 5847 section 3):
    the one outstanding is counted and ignored (a late or forged one).
 4. The first Restart Counter seen from a peer is remembered; a different value later (in a
    matching or an unsolicited, U=1, response) means the peer restarted: RESTARTED.
+5. The first request of a run of misses is an event (``heartbeat_unanswered``), so a peer that
+   is down is in the log one interval after start, long before it is UNREACHABLE.
+   ``last_heard`` is when a peer last sent us a request or an accepted response
+   (``netlmm show peers``).
 """
 
 from __future__ import annotations
@@ -75,6 +81,8 @@ class PeerLiveness:
     missed: int = 0
     reachable: bool = True
     restart_counter: int | None = None
+    #: When the peer last sent a request or an accepted response (the owner's clock).
+    last_heard: float | None = None
 
 
 class HeartbeatMonitor:
@@ -89,11 +97,11 @@ class HeartbeatMonitor:
         self._timers: TimerHeap[IPv6Address] = TimerHeap()
 
     def start(self, now: float) -> None:
-        """Schedule the first request to every peer (nothing when the interval is 0)."""
+        """Schedule the first request to every peer, now (nothing when the interval is 0)."""
         if self.config.interval <= 0:
             return
         for peer in self.peers:
-            self._timers.schedule(peer, now + self.config.interval)
+            self._timers.schedule(peer, now)
 
     def next_restart_counter(self, stored: int | None, wall: float) -> int:
         """Our counter for this run: one more than the stored one. With none stored (a first
@@ -103,6 +111,12 @@ class HeartbeatMonitor:
             self.restart_counter = int(wall) % COUNTER_MODULO
         else:
             self.restart_counter = (stored + 1) % COUNTER_MODULO
+        return self.restart_counter
+
+    def keep_restart_counter(self, stored: int) -> int:
+        """Our counter for this run is the stored one: the state was not lost (a database
+        shared by an active/standby pair), so no peer must see us as restarted."""
+        self.restart_counter = stored % COUNTER_MODULO
         return self.restart_counter
 
     def unsaved(self, wall: float) -> int:
@@ -123,6 +137,10 @@ class HeartbeatMonitor:
             if state.outstanding is not None:
                 state.missed += 1
                 self.counters[HeartbeatCounter.MISSED] += 1
+                if state.missed == 1 and state.reachable:
+                    actions.append(
+                        event("heartbeat_unanswered", peer=peer, waited_s=self.config.interval)
+                    )
                 if state.reachable and state.missed >= self.config.missing_allowed:
                     state.reachable = False
                     self.counters[HeartbeatCounter.PEER_UNREACHABLE] += 1
@@ -136,10 +154,13 @@ class HeartbeatMonitor:
         return actions, changes
 
     def receive(
-        self, message: Heartbeat, src: IPv6Address
+        self, message: Heartbeat, src: IPv6Address, now: float | None = None
     ) -> tuple[list[Action], list[tuple[IPv6Address, PeerChange]]]:
         if not message.flags & HeartbeatFlag.R:
             self.counters[HeartbeatCounter.REQUEST_RECEIVED] += 1
+            asking = self.peers.get(src)
+            if asking is not None and now is not None:
+                asking.last_heard = now
             reply = Heartbeat(
                 message.sequence, HeartbeatFlag.R, (RestartCounter(self.restart_counter),)
             )
@@ -156,6 +177,8 @@ class HeartbeatMonitor:
             state.outstanding = None
             state.missed = 0
         self.counters[HeartbeatCounter.RESPONSE_RECEIVED] += 1
+        if now is not None:
+            state.last_heard = now
         actions: list[Action] = []
         changes: list[tuple[IPv6Address, PeerChange]] = []
         if not unsolicited and not state.reachable:

@@ -33,7 +33,7 @@ from typing import Protocol
 
 from router.core.actions import SendFrame
 from router.core.counters import Declared, Names
-from router.core.dmpa import State, Visitor
+from router.core.dmpa import Profile, State, Visitor
 from router.services.arp_proxy import ArpProxy
 from router.services.common import AccessAction, AccessHost, Drops
 from router.services.dhcp_dmpa import DhcpDmpa
@@ -53,6 +53,11 @@ class AccessCounter(Names):
     """What the access dispatcher counts (``access`` group)."""
 
     AAA_REJECTED_FORGOTTEN = "aaa_rejected_forgotten"
+    #: A frame on an 802.1X link from a MAC the authenticator has not authorized there.
+    AUTH_UNAUTHORIZED = "auth.unauthorized"
+    AUTH_AUTHORIZED = "auth.authorized"
+    #: The authenticator reported a failure or a de-authentication: the visitor detached.
+    AUTH_DETACHED = "auth.detached"
     ARP_GATEWAY_ANNOUNCED = "arp.gateway_announced"
     ARP_MALFORMED = "arp.malformed"
     DHCP_BAD_PORT = "dhcp.bad_port"
@@ -109,6 +114,7 @@ class AccessDispatcher:
         admission: Admission | None = None,
         *,
         max_strangers: int = 4096,
+        gated: frozenset[int] = frozenset(),
     ) -> None:
         self.host = host
         self.arp = arp
@@ -123,6 +129,9 @@ class AccessDispatcher:
         #: grow the visitor table for ever).
         self.max_strangers = max_strangers
         self._strangers: OrderedDict[MacAddress, None] = OrderedDict()
+        #: Access links whose authenticator (802.1X: hostapd) decides who is on them: a frame
+        #: attaches nobody there; only :meth:`authorized` does, and only on its own link.
+        self.gated = gated
 
     @property
     def counters(self) -> Counter[str]:
@@ -247,6 +256,12 @@ class AccessDispatcher:
         shows up on another access link); None for an MS that AAA rejected."""
         actions: list[AccessAction] = []
         visitor = self.host.visitor(eth.src)
+        if link in self.gated:
+            # hostapd's wired driver closes nothing in the kernel: we serve nothing (ARP,
+            # DHCP, ICMP, address learning) to a MAC not authorized on this very link.
+            if visitor is None or visitor.link != link or visitor.state is State.REJECTED:
+                return actions + self._unauthorized(eth.src, link, now), None
+            return actions, visitor
         if visitor is None or visitor.link != link:
             # An attach costs a visitor entry and an AAA request: a flood of invented MACs
             # draws from one bucket per link (router.core.limits, Rule 3).
@@ -306,12 +321,49 @@ class AccessDispatcher:
         self.drops.count(AccessCounter.STATION_ASSOCIATED)
         actions: list[AccessAction] = []
         visitor = self.host.visitor(mac)
+        if link in self.gated:  # an association is no authorization (802.1X decides)
+            if visitor is None or visitor.link != link or visitor.state is State.REJECTED:
+                return self._unauthorized(mac, link, now)
+            return [self._announce_gateway(visitor, mac, None)]
         if visitor is None or visitor.link != link:
             actions += self._attach(mac, link, now)
             visitor = self.host.visitor(mac)
         if visitor is None or visitor.state is State.REJECTED:
             return actions + self._drop(AccessCounter.MS_REJECTED, now, link=link, src=mac)
         return [*actions, self._announce_gateway(visitor, mac, None)]
+
+    def authorized(
+        self, mac: MacAddress, link: int, profile: Profile, now: float, wall: float
+    ) -> list[AccessAction]:
+        """The authenticator of ``link`` authorized ``mac`` as ``profile.nai`` (802.1X EAP
+        success, the profile from the RADIUS Access-Accept): the visitor entry is made (or
+        kept, on a re-authentication) and the gateway announced to the MS, whose ARP for it
+        went unanswered while it was not authorized."""
+        if mac.is_multicast or mac == ZERO_MAC or mac == self.host.pseudo_mac:
+            return self._drop(AccessCounter.STATION_BAD_MAC, now, link=link, mac=mac)
+        self.drops.count(AccessCounter.AUTH_AUTHORIZED)
+        actions = self.host.authorized(mac, link, profile, now, wall)
+        visitor = self.host.visitor(mac)
+        if visitor is not None and visitor.link == link and visitor.state is not State.REJECTED:
+            actions.append(self._announce_gateway(visitor, mac, None))
+        return actions
+
+    def deauthorized(
+        self, mac: MacAddress, link: int, now: float, wall: float
+    ) -> list[AccessAction]:
+        """The authenticator of ``link`` reports an EAP failure or a de-authentication for
+        ``mac``: a visitor of that link is detached (de-registered); one on another link (it
+        moved) is not touched."""
+        visitor = self.host.visitor(mac)
+        if visitor is None or visitor.link != link:
+            return []
+        self.drops.count(AccessCounter.AUTH_DETACHED)
+        return self.host.detach(mac, now, wall)
+
+    def _unauthorized(self, mac: MacAddress, link: int, now: float) -> list[AccessAction]:
+        # Normal while an MS authenticates (its DHCP and ARP go out before EAP ends): counted,
+        # logged at the drops' rate.
+        return self._drop(AccessCounter.AUTH_UNAUTHORIZED, now, link=link, src=mac)
 
     def forget_rejected(self, now: float) -> list[AccessAction]:
         """New AAA profiles (SIGHUP): forget every MAC AAA refused, so that its next frame asks

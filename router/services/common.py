@@ -17,7 +17,7 @@ from typing import Protocol
 from router.core.actions import Action
 from router.core.common import RateLimiter
 from router.core.counters import Counters, Declared
-from router.core.dmpa import Visitor
+from router.core.dmpa import Profile, Visitor
 from router.wire.ethernet import MacAddress
 
 log = logging.getLogger("router.services.access")
@@ -47,6 +47,10 @@ class AccessHost(Protocol):
     def attach(self, mac: MacAddress, link: int, now: float) -> list[Action]: ...
 
     def detach(self, mac: MacAddress, now: float, wall: float) -> list[Action]: ...
+
+    def authorized(
+        self, mac: MacAddress, link: int, profile: Profile, now: float, wall: float
+    ) -> list[Action]: ...
 
     def address_seen(
         self, mac: MacAddress, address: IPv4Address, now: float, wall: float

@@ -71,9 +71,28 @@ def static_host(lab: Lab, ms: str) -> None:
     lab.exec(ms, ["ip", "route", "add", "default", "via", GATEWAY])
 
 
-@pytest.mark.parametrize("dialect", ["draft", "rfc5844"])
-def test_three_address_modes_at_once(lab: Lab, dialect: str) -> None:
-    domain = start(lab, {"ms": "dhcp", "ms2": "dlmap", "ms3": "static"}, dialect=dialect)
+def forwarded_by(domain: Domain, datapath: str) -> None:
+    """The bound MSs' traffic went through ``datapath``'s tier at both ends (``show counters``
+    says which tier runs, and that tier counted the forwarding)."""
+    for role in ("dlmap", "dmpa1"):
+        counters = domain.ask(role, "counters")
+        assert counters["datapath"][f"tier.{datapath}"] == 1, counters["datapath"]
+        if datapath == "kernel":
+            kernel = counters["kernel"]
+            assert kernel["uplink.forwarded"] > 0 and kernel["downlink.forwarded"] > 0, kernel
+        else:
+            assert "kernel" not in counters
+            assert counters["fastpath"]["uplink.forwarded"] > 0
+
+
+# The dialect changes the signaling only: the data-path tiers cross one of them.
+@pytest.mark.parametrize(
+    ("dialect", "datapath"), [("draft", "kernel"), ("draft", "cython"), ("rfc5844", "kernel")]
+)
+def test_three_address_modes_at_once(lab: Lab, dialect: str, datapath: str) -> None:
+    domain = start(
+        lab, {"ms": "dhcp", "ms2": "dlmap", "ms3": "static"}, dialect=dialect, datapath=datapath
+    )
     # dhcp: the DLMAP's built-in server answers through the tunnel (seed 5.2), then the PBU.
     dhcp_lease = DhcpClient(lab, "ms").once(tries=10)
     # dlmap: PBU with 0.0.0.0 at attach, the DMPA answers DHCP with the PBA's address (seed 6).
@@ -94,11 +113,19 @@ def test_three_address_modes_at_once(lab: Lab, dialect: str) -> None:
     # The gateway's MAC, as the MS learned it by ARP, is the domain's pseudo-MAC (seed 5.3).
     neighbours = lab.exec("ms", ["ip", "neigh", "show", GATEWAY]).stdout
     assert "02:00:5e:00:00:01" in neighbours
+    forwarded_by(domain, datapath)
 
 
-@pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
-def test_handover_both_ways_keeps_the_address_and_a_tcp_session(lab: Lab, offload: bool) -> None:
-    domain = start(lab, {"ms": "dhcp"}, offload=offload)
+# TAP/TUN offload changes the Cython tier's I/O only: the kernel tier runs with it on.
+@pytest.mark.parametrize(
+    ("offload", "datapath"),
+    [(False, "cython"), (True, "cython"), (True, "kernel")],
+    ids=["plain-cython", "offload-cython", "offload-kernel"],
+)
+def test_handover_both_ways_keeps_the_address_and_a_tcp_session(
+    lab: Lab, offload: bool, datapath: str
+) -> None:
+    domain = start(lab, {"ms": "dhcp"}, offload=offload, datapath=datapath)
     lease = DhcpClient(lab).once(tries=10)
     serving(domain, "ms", 1)
     session = TcpSession(lab)
@@ -121,6 +148,7 @@ def test_handover_both_ways_keeps_the_address_and_a_tcp_session(lab: Lab, offloa
     counters = domain.ask("dlmap", "counters")
     assert counters["core"]["handover"] == 2
     assert counters["core"]["bra.status.0"] == 2
+    forwarded_by(domain, datapath)
 
 
 def test_the_ms_leaving_deregisters(lab: Lab) -> None:

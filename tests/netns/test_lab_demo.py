@@ -1,5 +1,6 @@
 """``netlmm lab demo`` end to end, as ``make demo`` runs it: the embedded defaults, and each real
-server in its place (``--dhcp dnsmasq``, ``--dhcp kea``, ``--aaa radius``).
+server in its place (``--dhcp dnsmasq``, ``--dhcp kea``, ``--aaa radius``), and the MS
+authenticating by 802.1X (``--auth 8021x``).
 
 Each case runs :func:`netlmm_lab.demo.demo` with ``as_json=True`` in this process (its own lab,
 torn down on return), parses what it printed and checks a successful run with a handover: the
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from netlmm_lab import plots, servers
+from netlmm_lab import dot1x, plots, servers
 from netlmm_lab.demo import demo
 from tests.conftest import require
 
@@ -29,6 +30,7 @@ CASES = {
     "dnsmasq": {"dhcp": "dnsmasq"},
     "kea": {"dhcp": "kea"},
     "radius": {"aaa": "radius"},
+    "8021x": {"auth": "8021x"},
 }
 
 
@@ -48,7 +50,10 @@ def _run(
 def test_demo(root: None, capsys: pytest.CaptureFixture[str], tmp_path: Path, case: str) -> None:
     options = CASES[case]
     dhcp, aaa = options.get("dhcp", "builtin"), options.get("aaa", "local")
+    auth = options.get("auth", "mac")
     require(servers.binary("udhcpc") is not None, "udhcpc is not installed (make test)")
+    for problem in dot1x.missing() if auth == "8021x" else []:
+        require(False, f"{problem} (make test installs it as root)")
     for name in ([dhcp] if dhcp != "builtin" else []) + (["freeradius"] if aaa == "radius" else []):
         require(servers.binary(name) is not None, f"{name} is not installed (make test)")
 
@@ -79,13 +84,23 @@ def test_demo(root: None, capsys: pytest.CaptureFixture[str], tmp_path: Path, ca
         assert any(title.startswith(f"start {dhcp} in cn") for title in titles), titles
         assert described["dhcp"].startswith(f"{dhcp} in cn on {servers.DHCP_ADDRESS}"), explain
         assert IPv4Address(result["address"]) in _server_range(), explain
-    if aaa == "radius":
+    if auth == "8021x":
+        # The MS authenticated by EAP at both DMPAs; its binding carries the inner NAI.
+        assert described["aaa"].startswith("802.1X: hostapd"), explain
+        assert any(title.startswith("MS re-authenticates at DMPA 2") for title in titles)
+        for role in ("dmpa1", "dmpa2"):
+            assert result["counters"][role].get("aaa_proxy.accept", 0) >= 1, explain
+            assert result["counters"][role].get("authenticator.eap_success", 0) >= 1, explain
+        timing = result["dot1x"]
+        assert timing["authorization_to_first_packet_ms"] > 0, explain
+        assert timing["eap_radius_ms"] is not None and timing["eap_radius_ms"] > 0, explain
+    elif aaa == "radius":
         assert any(title.startswith("start FreeRADIUS in lm") for title in titles), titles
         assert described["aaa"].startswith("freeradius in lm on"), explain
         assert result["counters"]["dmpa1"].get("aaa.accept", 0) >= 1, explain
     else:
         assert described["aaa"].startswith("local profiles"), explain
-    if dhcp == "builtin" and aaa == "local":
+    if dhcp == "builtin" and aaa == "local" and auth == "mac":
         assert not any(title.startswith("start ") and " in cn" in title for title in titles)
         assert "server_exit_codes" not in result, explain
     _check_plot(plot, result)

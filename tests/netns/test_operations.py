@@ -188,8 +188,9 @@ def test_metrics_logs_show_sighup_and_trace_on_a_running_domain(
     out = cli("show", "counters", "--socket", socket, "--all", "--json", capsys=capsys)
     assert json.loads(out)["fastpath"]["uplink.bad_checksum"] == 0
     out = cli("show", "config", "--socket", socket, capsys=capsys)
-    assert f"node.address = {DLMAP_ADDRESS}" in out.splitlines()
-    assert "node.keys = " in out
+    lines = out.splitlines()
+    assert "[node]" in lines and f"address = {DLMAP_ADDRESS}" in lines  # ini-shaped
+    assert any(line.startswith("key_file = ") for line in lines)
     keys = (domain.configs.dlmap.parent / "dlmap.keys").read_text().split()
     assert keys[1] not in out and keys[3] not in out  # the key bytes never leave
 
@@ -212,7 +213,7 @@ def test_metrics_logs_show_sighup_and_trace_on_a_running_domain(
     domain.processes["dmpa1"].send_signal(signal.SIGHUP)
     wait_until(lambda: "reloaded applied=" in domain.tail("dmpa1", 50), 10.0, "reload logged")
     log = domain.tail("dmpa1", 50)
-    assert "reload needs a restart key=dmpa.lifetime" in log
+    assert "reload_needs_restart key=dmpa.lifetime" in log
     assert f"profile {nai('ms2')}" in log.split("reloaded applied=")[1]
     assert domain.processes["dmpa1"].poll() is None
     lease2 = DhcpClient(lab, "ms2").once(tries=10)  # admitted by the reloaded profile
@@ -220,9 +221,11 @@ def test_metrics_logs_show_sighup_and_trace_on_a_running_domain(
     out = cli("show", "config", "--socket", str(domain.configs.sockets["dmpa1"]),
                     "--json", capsys=capsys)  # fmt: skip
     shown = json.loads(out)
-    assert shown["node.log_level"] == "debug"
-    assert shown["dmpa.lifetime"] == 3600  # still the running value
-    assert f"profile {nai('ms2')}" in shown
+    assert shown["sections"]["node"]["log_level"] == "debug"
+    assert "lifetime" not in shown["sections"]["dmpa"]  # still the running value (default)
+    assert shown["pending_restart"] == {"dmpa.lifetime": "1200"}
+    assert f"profile {nai('ms2')}" in shown["sections"]
+    assert shown["sections"][f"profile {nai('ms2')}"]["mac"] == lab.ms_mac("ms2")  # not hidden
 
     # The live capture, then netlmm trace on its file, one MS at a time.
     tracer.terminate()

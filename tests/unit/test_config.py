@@ -22,6 +22,7 @@ from router.app.config import (
     schema,
 )
 from router.app.settings import (
+    AccessSettings,
     DLMAPSettings,
     DMPASettings,
     NodeSettings,
@@ -634,9 +635,10 @@ def test_a_default_the_core_uses_is_the_cores(
     ("kind", "cls", "not_keys"),
     [
         ("node", NodeSettings, {"keys"}),
-        ("dmpa", DMPASettings, {"node", "peers", "profiles", "radius", "limits"}),
+        ("dmpa", DMPASettings, {"node", "peers", "profiles", "radius", "limits", "links"}),
         ("dlmap", DLMAPSettings, {"node", "peers", "profiles", "limits", "extra"}),
         ("radius", RadiusSettings, set()),
+        ("access", AccessSettings, {"interface"}),
     ],
 )
 def test_each_key_of_a_section_is_a_settings_field(
@@ -646,7 +648,14 @@ def test_each_key_of_a_section_is_a_settings_field(
 
 
 def test_the_settings_have_no_defaults_of_their_own() -> None:
-    for cls in (NodeSettings, DMPASettings, DLMAPSettings, RadiusSettings, PeerSettings):
+    for cls in (
+        NodeSettings,
+        DMPASettings,
+        DLMAPSettings,
+        RadiusSettings,
+        PeerSettings,
+        AccessSettings,
+    ):
         defaulted = {f.name for f in fields(cls) if f.default is not MISSING}
         defaulted |= {f.name for f in fields(cls) if f.default_factory is not MISSING}
         assert defaulted <= {"keys", "extra"}, cls
@@ -670,7 +679,9 @@ def test_check_config_accepts_the_examples(
         path = example_file(name, tmp_path)  # its key file: the tests' (same SPI)
         assert main(["check-config", str(path)]) == 0
         out, err = capsys.readouterr()
-        assert err == ""
+        # the examples' access interface (eth1) is this machine's only if it has one
+        absent = "warning: dmpa.access: no interface eth1 in this network namespace"
+        assert [line for line in err.splitlines() if not line.startswith(absent)] == []
         assert out.count("\n") == 1 and ": ok: " in out and "peers: 2001:db8:100::" in out
 
 
@@ -736,3 +747,49 @@ def test_bad_metrics_addresses_are_reported_with_the_others(value: str, message:
         loads(text)
     assert any(p.startswith(message) for p in caught.value.problems), caught.value.problems
     assert any(p.startswith("node.log_format: ") for p in caught.value.problems)
+
+
+# --- [access IFACE] (802.1X) ---------------------------------------------------------------
+
+DOT1X_RADIUS = (
+    "[radius]\nservers = 192.0.2.5 0123456789abcdef\nproxy_secret = hostapd-secret-0123\n"
+)
+
+
+def test_an_8021x_access_link_with_its_proxy() -> None:
+    text = DMPA.replace("access = eth1", "access = eth1, eth2") + DOT1X_RADIUS
+    text += "[access eth2]\nauth = 8021x\n\n[access eth1]\nauth = mac\n"
+    settings, warned = loads(text)
+    assert warned == []
+    assert isinstance(settings, DMPASettings) and settings.radius is not None
+    assert [settings.auth(0), settings.auth(1)] == ["mac", "8021x"]
+    eth2 = next(link for link in settings.links if link.interface == "eth2")
+    assert eth2.hostapd == Path("/run/hostapd/eth2")
+    assert settings.radius.proxy == ("127.0.0.1", 18121)
+    assert settings.radius.proxy_secret == b"hostapd-secret-0123"
+    assert settings.aaa == "local"  # the MAC link keeps its local profiles
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("[access eth1]\nauth = pppoe\n", "access eth1.auth: pppoe is not available yet"),
+        ("[access eth9]\nauth = 8021x\n", "access eth9: 'eth9' is not an access link"),
+        ("[access eth1]\nhostapd = /run/h/eth1\n", "access eth1.hostapd: only with auth = 8021x"),
+        ("[access eth1]\nauth = wpa\n", "access eth1.auth: "),
+        ("[access eth1]\nauth = 8021x\n", "radius: section missing (an auth = 8021x"),
+        (
+            "[access eth1]\nauth = 8021x\n[radius]\nservers = 192.0.2.5 0123456789abcdef\n",
+            "radius.proxy_secret: required with an auth = 8021x access link",
+        ),
+        ("[access]\nauth = mac\n", "access: name it, as [access <interface>]"),
+    ],
+)
+def test_access_sections_are_checked(extra: str, expected: str) -> None:
+    found = problems(DMPA + extra)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_a_dlmap_has_no_access_links() -> None:
+    found = problems(DLMAP + "[access eth1]\nauth = mac\n")
+    assert "access eth1: only a DMPA has access links (node.role = dlmap)" in found

@@ -52,7 +52,7 @@ def test_interval_zero_sends_nothing() -> None:
 
 def test_requests_go_every_interval_with_growing_sequence_numbers() -> None:
     hb = monitor(interval=10)
-    assert hb.get_timer() == 10.0
+    assert hb.get_timer() == 0.0  # the first at start
     first, _ = hb.handle_timer(10.0)
     assert [m.sequence for m in requests(first)] == [1]
     assert not requests(first)[0].flags & HeartbeatFlag.R

@@ -298,3 +298,31 @@ def _version() -> str:
     from router import __version__
 
     return __version__
+
+
+def test_peer_up_and_show_peers_follow_the_heartbeats(dlmap: Dlmap) -> None:
+    from router.app.peers import peer_rows
+    from router.wire.mh import Heartbeat
+
+    registry, _ = registry_for(dlmap.node)
+    before = scrape(registry)
+    assert value(before, "netlmm_peer_up", peer=str(DMPA1)) == 0  # nothing heard yet
+    [ack] = dlmap.receive(pbu(1), DMPA1)
+    assert isinstance(ack, BindingAck) and ack.status == 0
+    [answer] = dlmap.receive(Heartbeat(7), DMPA1)  # the DMPA's request: a sign of life
+    assert isinstance(answer, Heartbeat) and answer.sequence == 7
+    after = scrape(registry)
+    assert value(after, "netlmm_peer_up", peer=str(DMPA1)) == 1
+    assert value(after, "netlmm_peer_up", peer=str(DMPA2)) == 0
+    rows = {row["peer"]: row for row in peer_rows(dlmap.node)}
+    assert rows[str(DMPA1)]["state"] == "up" and rows[str(DMPA1)]["bindings"] == 1
+    assert rows[str(DMPA2)] | {"last_heard": None} == {
+        "peer": str(DMPA2),
+        "state": "unknown",
+        "last_heard": None,
+        "missed": 0,
+        "restart_counter": None,
+        "spi": rows[str(DMPA2)]["spi"],
+        "dialect": "draft",
+        "bindings": 0,
+    }

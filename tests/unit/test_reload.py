@@ -11,7 +11,7 @@ import pytest
 
 from router.adapters.store import Store
 from router.app import config, logs
-from router.app.run import flatten, reload
+from router.app.operations import flatten, reload
 from router.app.settings import DMPASettings
 from router.core.dmpa import State
 from router.wire.ethernet import MacAddress
@@ -37,14 +37,14 @@ def test_reload_applies_level_and_profiles_and_reports_the_rest(
         applied = reload(node, path, log_format="json")
         assert applied == ["profile bob@example.org", "node.log_level"]
         assert logging.getLogger().level == logging.WARNING
-        assert "reload needs a restart key=dmpa.lifetime" in caplog.text
+        assert "reload_needs_restart key=dmpa.lifetime" in caplog.text
         assert node.settings.lifetime == 3600 and node.settings.node.log_level == "warning"
         profile = asyncio.run(aaa.authenticate(bob))
         assert profile is not None and profile.nai == "bob@example.org"
         caplog.clear()
         path.write_text(text.replace("lifetime = 1200", "lifetime = banana"))
         assert reload(node, path) == []  # refused whole: nothing changes
-        assert "reload refused" in caplog.text and "dmpa.lifetime" in caplog.text
+        assert "reload_refused" in caplog.text and "dmpa.lifetime" in caplog.text
         assert node.settings.node.log_level == "warning"
     finally:
         logs.set_level("warning")
@@ -65,10 +65,12 @@ def test_reload_names_a_changed_limit_by_its_ini_key(
         caplog.set_level(logging.INFO)
         path.write_text(DMPA_INI + "[limits]\narp_rate = 5\ntable_size = 100\n")
         assert reload(node, path) == []
-        restart = [r.getMessage() for r in caplog.records if "needs a restart" in r.getMessage()]
+        restart = [
+            r.getMessage() for r in caplog.records if "reload_needs_restart" in r.getMessage()
+        ]
         assert restart == [
-            "reload needs a restart key=limits.arp_rate",
-            "reload needs a restart key=limits.table_size",
+            "reload_needs_restart key=limits.arp_rate",
+            "reload_needs_restart key=limits.table_size",
         ]
         view = flatten(settings)
         assert view["limits.arp_burst"] == 50 and view["limits.new_mac_rate"] == 20.0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from router.app import config
-from router.app.run import flatten, redacted
+from router.app.operations import flatten, redacted
 from router.cli import main
 from tests.unit.nodes import DLMAP, DMPA1, DMPA2, DMPA_INI, NAI
 

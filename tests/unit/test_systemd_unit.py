@@ -20,6 +20,8 @@ def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
     unit = (ROOT / "etc/systemd/netlmm@.service").read_text()
     assert "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW" in unit
     assert "Restart=on-failure" in unit
+    assert "Type=notify" in unit and "WatchdogSec=" in unit
+    assert "ExecReload=/usr/local/bin/netlmm reload -c /etc/netlmm/%i.ini" in unit
     # verify checks that ExecStart exists: point it at the netlmm entry point of the
     # interpreter running the tests (wherever its environment is), not at a ./.venv
     netlmm = Path(sysconfig.get_path("scripts")) / "netlmm"

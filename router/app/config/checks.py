@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from itertools import pairwise
 
+from router.adapters.store import StoreError
+from router.adapters.store_pg import read_password_file
 from router.app.config import schema as k
 from router.app.config.parsers import show_range
 from router.app.config.sections import Section
@@ -107,17 +109,35 @@ def aaa(
     backend: str | None,
     single: Mapping[str, Section],
     profiles: int,
+    dot1x: bool = False,
 ) -> bool:
-    """dmpa.aaa against [radius] and the profiles; False: the [radius] section is not used."""
+    """dmpa.aaa against [radius] and the profiles; False: the [radius] section is not used.
+    ``dot1x``: an access link authenticates by 802.1X (its RADIUS goes through [radius])."""
     if backend == "radius" and "radius" not in single:
         s.error("aaa", "radius needs a [radius] section")
-    if backend == "local" and "radius" in single:
+    if backend == "local" and "radius" in single and not dot1x:
         single["radius"].warn(None, "not used: dmpa.aaa = local")
-    if backend == "local" and not profiles:
+    if backend == "local" and not profiles and not dot1x:
         s.warn("aaa", "local, with no [profile] sections: every MS will be refused")
     if backend == "radius" and profiles:
         s.warn("aaa", "radius: the [profile] sections are not used by this DMPA")
     return backend != "local"
+
+
+def dot1x_proxy(s: Section, radius: Section | None, dot1x: bool) -> None:
+    """An auth = 8021x link needs the [radius] servers to forward to and the proxy's secret."""
+    if not dot1x:
+        return
+    if radius is None:
+        s.report.problems.append(
+            "radius: section missing (an auth = 8021x access link needs servers and proxy_secret)"
+        )
+        return
+    if not radius.has(k.RADIUS_PROXY_SECRET):
+        radius.error("proxy_secret", "required with an auth = 8021x access link")
+    secret = radius.value(k.RADIUS_PROXY_SECRET)
+    if secret is not None and len(secret) < MIN_SECRET:
+        radius.warn("proxy_secret", "shorter than 16 octets (RFC 2865 3 prefers 16+)")
 
 
 # [dlmap]
@@ -276,3 +296,35 @@ def anchor(
     if len(peers) > 1:
         s.error("dlmap", f"required: which of the {len(peers)} peers anchors this MS")
     return None
+
+
+# [node] store
+
+
+def store(s: Section) -> None:
+    """PostgreSQL needs its URI (and a password file only its owner reads); a pair needs it."""
+    engine = s.value(k.NODE_STORE)
+    if engine == "postgresql":
+        dsn = s.value(k.NODE_STORE_DSN)
+        if dsn is None and not s.has(k.NODE_STORE_DSN):
+            s.error("store_dsn", "required with store = postgresql")
+        elif dsn is not None and not dsn.startswith(("postgresql://", "postgres://")):
+            s.error("store_dsn", "not a postgresql:// URI")
+        elif dsn is not None and "@" in dsn.split("?", 1)[0] and ":" in _userinfo(dsn):
+            s.error("store_dsn", "holds a password: put it in store_password_file (mode 600)")
+        secret = s.value(k.NODE_STORE_PASSWORD_FILE)
+        if secret is not None:
+            try:
+                read_password_file(secret)
+            except StoreError as exc:
+                s.error("store_password_file", str(exc))
+    else:
+        for key in (k.NODE_STORE_DSN, k.NODE_STORE_PASSWORD_FILE):
+            if s.has(key):
+                s.warn(key.name, "not used: store = sqlite")
+    if s.value(k.NODE_HA) == "pair" and engine != "postgresql":
+        s.error("ha", "pair needs the state both processes share: store = postgresql")
+
+
+def _userinfo(dsn: str) -> str:
+    return dsn.split("://", 1)[-1].split("@", 1)[0]

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from router.adapters.keyfile import KeyFileError, read_key_file
 from router.app.config import checks
@@ -22,6 +22,7 @@ from router.app.config import schema as k
 from router.app.config.parsers import Invalid, ipv6
 from router.app.config.sections import ConfigErrors, Report, Section, some
 from router.app.settings import (
+    AccessSettings,
     DLMAPSettings,
     DMPASettings,
     NodeSettings,
@@ -50,10 +51,8 @@ def load(path: Path) -> tuple[Settings, list[str]]:
     return loads(text, file_mode=mode)
 
 
-def loads(text: str, *, file_mode: int | None = None) -> tuple[Settings, list[str]]:
-    """Like :func:`load`, from the text of a file (``file_mode``: its ``st_mode``, if any)."""
-    report = Report()
-    parser = configparser.ConfigParser(
+def _parser() -> configparser.ConfigParser:
+    return configparser.ConfigParser(
         interpolation=None,
         comment_prefixes=(";", "#"),
         inline_comment_prefixes=(";", "#"),
@@ -61,6 +60,20 @@ def loads(text: str, *, file_mode: int | None = None) -> tuple[Settings, list[st
         empty_lines_in_values=False,
         strict=True,
     )
+
+
+def raw_sections(text: str) -> dict[str, dict[str, str]]:
+    """The sections and key = value pairs of an ini text as written (comments out), for
+    ``netlmm show config``; call it on a text :func:`loads` accepted."""
+    parser = _parser()
+    parser.read_string(text)
+    return {name: dict(parser.items(name)) for name in parser.sections()}
+
+
+def loads(text: str, *, file_mode: int | None = None) -> tuple[Settings, list[str]]:
+    """Like :func:`load`, from the text of a file (``file_mode``: its ``st_mode``, if any)."""
+    report = Report()
+    parser = _parser()
     try:
         parser.read_string(text)
     except configparser.DuplicateSectionError as exc:
@@ -100,6 +113,7 @@ class Loader:
         self.single: dict[str, Section] = {}
         self.peers: list[tuple[Section, str]] = []
         self.profiles: list[tuple[Section, str]] = []
+        self.accesses: list[tuple[Section, str]] = []
         self.peer_sections = 0  # named or not: one is enough to not ask for one
         for name in parser.sections():
             kind, _, argument = name.partition(" ")
@@ -109,16 +123,17 @@ class Loader:
                 self.single[kind] = Section(report, name, kind, values)
             elif kind in k.NAMED_SECTIONS and argument:
                 section = Section(report, name, kind, values)
-                (self.peers if kind == "peer" else self.profiles).append((section, argument))
+                named = {"peer": self.peers, "profile": self.profiles, "access": self.accesses}
+                named[kind].append((section, argument))
                 self.peer_sections += kind == "peer"
             elif kind in k.NAMED_SECTIONS:
                 self.peer_sections += kind == "peer"
-                what = "<ipv6>" if kind == "peer" else "<nai>"
+                what = {"peer": "<ipv6>", "profile": "<nai>", "access": "<interface>"}[kind]
                 report.problems.append(f"{name}: name it, as [{kind} {what}]")
             else:
                 report.problems.append(
                     f"{name}: unknown section (known: [node], [dmpa], [dlmap], "
-                    "[peer <ipv6>], [profile <nai>], [radius], [limits])"
+                    "[peer <ipv6>], [profile <nai>], [radius], [limits], [access <interface>])"
                 )
 
     def settings(self) -> Settings | None:
@@ -140,6 +155,9 @@ class Loader:
             )
         if role == "dlmap" and "radius" in self.single:
             self.single["radius"].error(None, "only a DMPA asks RADIUS (node.role = dlmap)")
+        if role == "dlmap":
+            for section, _ in self.accesses:
+                section.error(None, "only a DMPA has access links (node.role = dlmap)")
         if role is None:
             return None
         # A missing [dmpa] or [dlmap] shows as its required keys missing.
@@ -151,8 +169,12 @@ class Loader:
     # [node]
 
     def _node(self, s: Section) -> tuple[NodeSettings | None, Role | None]:
-        s.read_all()
         role = cast("Role | None", s.value(k.NODE_ROLE))
+        if role == "dmpa":
+            for key in (k.NODE_STORE, k.NODE_STORE_DSN, k.NODE_STORE_PASSWORD_FILE, k.NODE_HA):
+                s.refuse(key, "only a DLMAP has a shared database or a standby (node.role)")
+        s.read_all()
+        checks.store(s)
         name = s.value(k.NODE_NAME)
         state_dir = s.value(k.NODE_STATE_DIR)
         if state_dir is None and name is not None and not s.has(k.NODE_STATE_DIR):
@@ -175,6 +197,11 @@ class Loader:
                 some(s.value(k.NODE_REPLAY_WINDOW)),
                 log_format=some(s.value(k.NODE_LOG_FORMAT)),
                 metrics=s.value(k.NODE_METRICS),
+                store=s.value(k.NODE_STORE) or "sqlite",
+                store_dsn=s.value(k.NODE_STORE_DSN),
+                store_password_file=s.value(k.NODE_STORE_PASSWORD_FILE),
+                ha=s.value(k.NODE_HA) or "off",
+                datapath=some(s.value(k.NODE_DATAPATH)),
             ),
             role,
         )
@@ -296,8 +323,11 @@ class Loader:
             s, pseudo_mac, {p.mac: p.nai for p in profiles if p.mac is not None}
         )
         radius = self._radius(node)
-        checks.aaa(s, aaa, self.single, len(self.profiles))
-        if aaa == "local":
+        links = self._accesses(access or ())
+        dot1x = any(link.auth == "8021x" for link in links)
+        checks.aaa(s, aaa, self.single, len(self.profiles), dot1x)
+        checks.dot1x_proxy(s, self.single.get("radius"), dot1x)
+        if aaa == "local" and not dot1x:
             radius = None
         if self.report.problems or node is None:
             return None
@@ -318,7 +348,32 @@ class Loader:
             heartbeat_interval=some(s.value(k.DMPA_HEARTBEAT_INTERVAL)),
             heartbeat_missing=some(s.value(k.DMPA_HEARTBEAT_MISSING)),
             limits=some(limits),
+            links=tuple(links),
         )
+
+    # [access <interface>]
+
+    def _accesses(self, access: tuple[str, ...]) -> list[AccessSettings]:
+        links: list[AccessSettings] = []
+        seen: set[str] = set()
+        for s, name in self.accesses:
+            s.read_all()
+            if name not in access:
+                s.error(None, f"{name!r} is not an access link (dmpa.access)")
+            if name in seen:
+                s.error(None, "given twice")
+            seen.add(name)
+            auth = s.value(k.ACCESS_AUTH)
+            hostapd = s.value(k.ACCESS_HOSTAPD)
+            if auth == "pppoe":
+                s.error("auth", "pppoe is not available yet (issue 17: only mac and 8021x)")
+            if auth != "8021x" and s.has(k.ACCESS_HOSTAPD):
+                s.error("hostapd", f"only with auth = 8021x (auth is {auth})")
+            if auth == "8021x" and hostapd is None:
+                hostapd = Path("/run/hostapd") / name
+            if not s.failed and auth is not None:
+                links.append(AccessSettings(name, cast("Any", auth), hostapd))
+        return links
 
     # [limits]
 
@@ -359,6 +414,8 @@ class Loader:
             some(nas_identifier),
             some(s.value(k.RADIUS_TIMEOUT)),
             some(s.value(k.RADIUS_RETRIES)),
+            s.value(k.RADIUS_PROXY),
+            s.value(k.RADIUS_PROXY_SECRET),
         )
 
     # [dlmap]

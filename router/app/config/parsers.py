@@ -289,6 +289,13 @@ def listen_address(text: str) -> tuple[str, int]:
     return str(address), port
 
 
+def secret(text: str) -> bytes:
+    """A shared secret: printable, no spaces (it travels in configs like hostapd's)."""
+    if any(not c.isprintable() or c.isspace() for c in text):
+        raise Invalid("a secret is printable characters without spaces")
+    return text.encode()
+
+
 def radius_servers(text: str) -> tuple[tuple[str, bytes], ...]:
     """One server a line: ``HOST[:PORT] SECRET`` (``[v6]:port`` when a port is given)."""
     servers: list[tuple[str, bytes]] = []

@@ -39,9 +39,9 @@ ROLES: tuple[Role, ...] = get_args(Role)
 PerRole = str | Mapping[Role, str]
 
 SINGLE_SECTIONS = ("node", "dmpa", "dlmap", "radius", "limits")
-#: ``peer`` and ``profile`` sections carry their address or NAI in the section name:
-#: ``[peer 2001:db8::1]``, ``[profile alice@example.org]``.
-NAMED_SECTIONS = ("peer", "profile")
+#: ``peer``, ``profile`` and ``access`` sections carry their address, NAI or interface in the
+#: section name: ``[peer 2001:db8::1]``, ``[profile alice@example.org]``, ``[access eth1]``.
+NAMED_SECTIONS = ("peer", "profile", "access")
 #: The roles whose file holds each kind of section.
 SECTION_ROLES: dict[str, tuple[Role, ...]] = {
     "node": ROLES,
@@ -51,11 +51,13 @@ SECTION_ROLES: dict[str, tuple[Role, ...]] = {
     "profile": ROLES,
     "radius": ("dmpa",),
     "limits": ROLES,
+    "access": ("dmpa",),
 }
 
 DEFAULT_PSEUDO_MAC = "02:00:5e:00:00:01"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+DATAPATHS = ("auto", "kernel", "cython")
 STATE_ROOT = Path("/var/lib/netlmm")
 RUN_ROOT = Path("/run/netlmm")
 MAX_REPLAY_WINDOW = 300
@@ -246,6 +248,62 @@ NODE_METRICS = Key(
     "Prometheus endpoint (GET /metrics), ADDRESS:PORT or [IPv6]:PORT; docs/service.md lists "
     "what it exports",
     shown="none (off)",
+)
+NODE_DATAPATH = Key(
+    "node",
+    "datapath",
+    p.choice(*DATAPATHS),
+    "auto",
+    "Which tier forwards bound MSs' traffic (docs/kernel-tier.md): kernel (TC programs, GSO "
+    "kept; the node refuses to start when the kernel cannot run them), cython (the user-space "
+    "fastpath only) or auto (kernel when the start-up probe passes, else cython, with one log "
+    "line saying why). The Cython fastpath carries everything the kernel tier leaves to it "
+    "either way",
+)
+
+STORES = ("sqlite", "postgresql")
+HA_MODES = ("off", "pair")
+NODE_STORE = Key(
+    "node",
+    "store",
+    p.choice(*STORES),
+    "sqlite",
+    "Where the state lives: sqlite (embedded, one box: state_dir/state.sqlite) or postgresql "
+    "(a database that outlives the box and that an active/standby pair shares: store_dsn; "
+    "docs/operations.md sets it up; needs pip install 'netlmm[postgresql]')",
+    only=("dlmap",),
+)
+NODE_STORE_DSN = Key(
+    "node",
+    "store_dsn",
+    p.text,
+    None,
+    "With store = postgresql: the database, as a libpq URI "
+    "(postgresql://netlmm@db.example.net/netlmm, or ?host=/run/postgresql for a unix socket); "
+    "no password in it: store_password_file",
+    shown="none (required with store = postgresql)",
+    only=("dlmap",),
+)
+NODE_STORE_PASSWORD_FILE = Key(
+    "node",
+    "store_password_file",
+    p.path,
+    None,
+    "The database password, the file's first line, mode 600 (the node refuses to start if "
+    "group or others may read it)",
+    shown="none (no password: trust, peer or a client certificate)",
+    only=("dlmap",),
+)
+NODE_HA = Key(
+    "node",
+    "ha",
+    p.choice(*HA_MODES),
+    "off",
+    "off, or pair: one of an active/standby pair sharing store = postgresql. keepalived moves "
+    "node.address between them; this process waits, warm from the database, until the address "
+    "is here, then claims the DLMAP identity (a higher epoch: the other's writes fail) and "
+    "answers, with the same RFC 5847 restart counter",
+    only=("dlmap",),
 )
 
 # Keys both role sections have.
@@ -611,6 +669,48 @@ RADIUS_RETRIES = Key(
     "Retransmissions to one server before the next is asked, 0..10",
 )
 
+RADIUS_PROXY = Key(
+    "radius",
+    "proxy",
+    p.listen_address,
+    defaults.RADIUS_PROXY,
+    "Where the access links' 802.1X authenticators (hostapd, auth = 8021x) send their RADIUS: "
+    "the DMPA forwards to the servers above and reads each Access-Accept's NAI and RFC 6572 "
+    "profile on the way back; ADDRESS:PORT or [IPv6]:PORT",
+    shown=f"{defaults.RADIUS_PROXY[0]}:{defaults.RADIUS_PROXY[1]}",
+)
+RADIUS_PROXY_SECRET = Key(
+    "radius",
+    "proxy_secret",
+    p.secret,
+    None,
+    "The secret the authenticators share with the DMPA's proxy (hostapd's "
+    "auth_server_shared_secret); required with an auth = 8021x access link",
+    shown="none",
+)
+
+# [access IFACE]: how the MSs of one access link identify themselves (issue 17).
+
+ACCESS_AUTH = Key(
+    "access",
+    "auth",
+    p.choice(*defaults.ACCESS_AUTH_MODES),
+    "mac",
+    "mac (a local or RADIUS profile keyed by the MS's MAC: anyone on the link can copy it), "
+    "8021x (hostapd authenticates the MS by EAP; the DMPA serves a MAC nothing until hostapd "
+    "reports its success on this link, and the NAI is the one the home AAA returns) or pppoe "
+    "(not available yet)",
+)
+ACCESS_HOSTAPD = Key(
+    "access",
+    "hostapd",
+    p.socket_path,
+    None,
+    "auth = 8021x: hostapd's control socket for this interface (its ctrl_interface directory "
+    "and the interface name); the DMPA attaches to it and reads its events",
+    shown="/run/hostapd/<interface>",
+)
+
 # [limits]: NAME_rate and NAME_burst of each limit, and table_size (router.core.limits).
 
 _LIMITS: dict[str, tuple[Role, str]] = {
@@ -676,6 +776,11 @@ SCHEMA: tuple[Key[Any], ...] = (
     NODE_REPLAY_WINDOW,
     NODE_LOG_FORMAT,
     NODE_METRICS,
+    NODE_STORE,
+    NODE_STORE_DSN,
+    NODE_STORE_PASSWORD_FILE,
+    NODE_HA,
+    NODE_DATAPATH,
     DMPA_ACCESS,
     DMPA_PSEUDO_MAC,
     DMPA_GATEWAY,
@@ -717,6 +822,10 @@ SCHEMA: tuple[Key[Any], ...] = (
     RADIUS_NAS_IDENTIFIER,
     RADIUS_TIMEOUT,
     RADIUS_RETRIES,
+    RADIUS_PROXY,
+    RADIUS_PROXY_SECRET,
+    ACCESS_AUTH,
+    ACCESS_HOSTAPD,
     *(key for name in _LIMITS for key in (LIMIT_RATE[name], LIMIT_BURST[name])),
     LIMITS_TABLE_SIZE,
 )

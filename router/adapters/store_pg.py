@@ -1,0 +1,369 @@
+"""Durable state in PostgreSQL (``[node] store = postgresql``): the same rows as the SQLite
+store (:mod:`router.adapters.store`), shared by the two DLMAPs of an active/standby pair.
+
+The client is asyncpg, on the node's own loop, imported only when this store is opened (the
+``netlmm[postgresql]`` extra). The promise is the SQLite store's: what one loop turn persists
+is written in one transaction, and the runner (:mod:`router.app.runner`) holds that turn's
+other actions (its PBAs first of all) until :meth:`PgStore.commit` has returned.
+
+Tables (all rows scoped by the DLMAP identity, its IPv6 address, so one database can hold
+several DLMAP identities):
+
+- ``netlmm_identity``: one row per identity with its **epoch**. A process that becomes the
+  active DLMAP raises the epoch (:meth:`PgStore.claim`) before it reads the state and answers;
+  every write transaction first takes a share lock on that row and checks the epoch it holds,
+  so once another process has claimed, a stale holder's writes fail (:class:`StoreFenced`)
+  and none of its PBAs leave. The row also keeps the RFC 5847 restart counter, which a
+  takeover does not change (the state is the same state).
+- ``netlmm_state``: ``(identity, tbl, key) -> record`` (JSON text), like SQLite's ``state``.
+- ``netlmm_address``: who holds each home address, derived from the ``binding`` and ``lease``
+  rows in the same transaction; ``(identity, hoa)`` is its primary key and ``(identity, nai)``
+  is unique, so one address per MS holds in the database itself: a batch that would give an
+  address to two NAIs (or two addresses to one NAI) fails whole.
+
+Every write is an upsert or a delete of a row by its key, so a batch whose commit was uncertain
+(a connection lost before the answer) is simply written again: allocation is idempotent per NAI.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from router.adapters.store import StoreError, StoreRecordError, StoreWriteError
+from router.core.actions import Persist
+
+SCHEMA_VERSION = 1
+#: Seconds to connect, and the longest any statement may take (a database host cut off must
+#: show as a failed write to retry, not as a commit that never returns).
+CONNECT_TIMEOUT = 3.0
+COMMAND_TIMEOUT = 5.0
+#: Tables whose rows give an NAI its address (record fields ``nai`` and ``hoa``); a binding's
+#: address wins over a lease's.
+ADDRESS_TABLES = ("binding", "lease")
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS netlmm_schema (version integer NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS netlmm_identity (
+        name text PRIMARY KEY,
+        epoch bigint NOT NULL,
+        holder text NOT NULL,
+        restart_counter integer,
+        claimed_at timestamptz NOT NULL DEFAULT now()
+    )""",
+    """CREATE TABLE IF NOT EXISTS netlmm_state (
+        identity text NOT NULL,
+        tbl text NOT NULL,
+        key text NOT NULL,
+        record text NOT NULL,
+        PRIMARY KEY (identity, tbl, key)
+    )""",
+    """CREATE TABLE IF NOT EXISTS netlmm_address (
+        identity text NOT NULL,
+        hoa inet NOT NULL,
+        nai text NOT NULL,
+        PRIMARY KEY (identity, hoa),
+        UNIQUE (identity, nai)
+    )""",
+)
+
+_FENCE = "SELECT epoch FROM netlmm_identity WHERE name = $1 FOR SHARE"
+_DELETE = (
+    "DELETE FROM netlmm_state s USING unnest($2::text[], $3::text[]) AS u(t, k) "
+    "WHERE s.identity = $1 AND s.tbl = u.t AND s.key = u.k"
+)
+_UPSERT = (
+    "INSERT INTO netlmm_state (identity, tbl, key, record) "
+    "SELECT $1, t, k, r FROM unnest($2::text[], $3::text[], $4::text[]) AS u(t, k, r) "
+    "ON CONFLICT (identity, tbl, key) DO UPDATE SET record = EXCLUDED.record"
+)
+_RELEASE = "DELETE FROM netlmm_address WHERE identity = $1 AND nai = ANY($2::text[])"
+_HOLD = (
+    "INSERT INTO netlmm_address (identity, hoa, nai) "
+    "SELECT $1, h::inet, n FROM unnest($2::text[], $3::text[]) AS u(h, n)"
+)
+_CLAIM = (
+    "INSERT INTO netlmm_identity (name, epoch, holder) VALUES ($1, 1, $2) "
+    "ON CONFLICT (name) DO UPDATE SET epoch = netlmm_identity.epoch + 1, "
+    "holder = EXCLUDED.holder, claimed_at = now() "
+    "RETURNING epoch, restart_counter"
+)
+
+
+class StoreFenced(StoreWriteError):
+    """Another process has claimed this DLMAP identity (a higher epoch): this one must stop."""
+
+
+def read_password_file(path: Path) -> str:
+    """The database password: the file's first line. Refused if group or others may access it
+    (mode 600), like the RFC 4285 key file; the password is never put in a message."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path}: cannot read: {type(exc).__name__}") from None
+    if not stat.S_ISREG(mode):
+        raise StoreError(f"{path} is not a regular file")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise StoreError(
+            f"{path} holds the database password and others may access it "
+            f"(mode {stat.S_IMODE(mode):04o}): chmod 600"
+        )
+    lines = text.splitlines()
+    if not lines or not lines[0]:
+        raise StoreError(f"{path}: empty (the password is the first line)")
+    return lines[0]
+
+
+def _asyncpg() -> Any:
+    try:
+        import asyncpg  # optional: only a node with store = postgresql needs it
+    except ImportError:
+        raise StoreError(
+            "store = postgresql needs asyncpg: pip install 'netlmm[postgresql]'"
+        ) from None
+    return asyncpg
+
+
+class PgStore:
+    """``PgStore(dsn, identity, password_file=None, holder="")``: open with :meth:`open`, take
+    the identity with :meth:`claim` (or watch it as a standby with :meth:`fetch`), read the
+    state with :meth:`fetch` then :meth:`load`, write with :meth:`defer` + :meth:`commit`."""
+
+    #: The runner awaits :meth:`commit` (and holds the turn's other actions until it returns).
+    asynchronous = True
+
+    def __init__(
+        self, dsn: str, identity: str, *, password_file: Path | None = None, holder: str = ""
+    ) -> None:
+        self.dsn = dsn
+        self.identity = identity
+        self.holder = holder
+        self.password_file = password_file
+        self.path = f"postgresql identity {identity}"  # what messages name
+        #: The epoch this process holds (0: none yet: a standby, or not claimed).
+        self.epoch = 0
+        #: The RFC 5847 restart counter stored with the identity (None: never stored).
+        self.restart_counter: int | None = None
+        self._db: Any = None
+        self._password: str | None = None
+        self._pending: dict[tuple[str, str], str | None] = {}
+        self._snapshot: dict[str, dict[str, dict[str, Any]]] = {}
+        #: (table, nai) -> hoa of the committed binding and lease rows (the address table's source).
+        self._holds: dict[tuple[str, str], str] = {}
+        #: Wall time of the last successful fetch (a standby's lag) and of the last commit.
+        self.fetched_at: float | None = None
+        self.committed_at: float | None = None
+
+    # --- connection -----------------------------------------------------------------------
+
+    async def open(self, timeout: float = CONNECT_TIMEOUT) -> None:
+        """Connect and create the tables if they are not there; :class:`StoreError` if the
+        database cannot be reached or has another schema version."""
+        asyncpg = _asyncpg()
+        self._password = (
+            None if self.password_file is None else read_password_file(self.password_file)
+        )
+        try:
+            await self._connect(timeout)
+            async with self._db.transaction():
+                # one creator at a time: two nodes starting together must not race on DDL
+                await self._db.execute("SELECT pg_advisory_xact_lock(4801)")
+                for statement in _SCHEMA:
+                    await self._db.execute(statement)
+                version = await self._db.fetchval("SELECT max(version) FROM netlmm_schema")
+                if version is None:
+                    await self._db.execute(
+                        "INSERT INTO netlmm_schema (version) VALUES ($1)", SCHEMA_VERSION
+                    )
+                elif version != SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{self.path}: schema version {version}, this netlmm reads {SCHEMA_VERSION}"
+                    )
+        except StoreError:
+            await self._abort()
+            raise
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            await self._abort()
+            raise StoreError(f"{self.path}: cannot open the database: {_why(exc)}") from None
+
+    async def _connect(self, timeout: float = CONNECT_TIMEOUT) -> Any:
+        """A connection (a new one if there is none or it broke); every statement on it is
+        bounded by :data:`COMMAND_TIMEOUT`."""
+        if self._db is None or self._db.is_closed():
+            self._db = await _asyncpg().connect(
+                self.dsn, password=self._password, timeout=timeout, command_timeout=COMMAND_TIMEOUT
+            )
+        return self._db
+
+    async def _abort(self) -> None:
+        if self._db is not None:
+            self._db.terminate()
+            self._db = None
+
+    def close(self) -> None:
+        """Drop the connection (after the runner's last commit: see ``ActionRunner.drain``)."""
+        if self._db is not None:
+            self._db.terminate()
+            self._db = None
+
+    # --- identity and fencing -------------------------------------------------------------
+
+    async def claim(self) -> int:
+        """Take the identity: raise its epoch (waiting for a stale holder's write in flight to
+        end) and return the new one. After this the old holder's writes fail."""
+        try:
+            row = await (await self._connect()).fetchrow(_CLAIM, self.identity, self.holder)
+        except Exception as exc:
+            self.close()
+            raise StoreError(f"{self.path}: cannot claim the identity: {_why(exc)}") from None
+        self.epoch = int(row["epoch"])
+        counter = row["restart_counter"]
+        self.restart_counter = None if counter is None else int(counter)
+        return self.epoch
+
+    async def current_epoch(self) -> tuple[int, str] | None:
+        """The identity's epoch and holder as the database has them now (None: never claimed)."""
+        db = await self._connect()
+        row = await db.fetchrow(
+            "SELECT epoch, holder FROM netlmm_identity WHERE name = $1", self.identity
+        )
+        return None if row is None else (int(row["epoch"]), str(row["holder"]))
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def fetch(self) -> int:
+        """Read every row of the identity (a claim first, for the state to be final); returns
+        the number of rows. :meth:`load` then gives them."""
+        try:
+            rows = await (await self._connect()).fetch(
+                "SELECT tbl, key, record FROM netlmm_state WHERE identity = $1 ORDER BY tbl, key",
+                self.identity,
+            )
+        except Exception as exc:
+            self.close()
+            raise StoreError(f"{self.path}: cannot read the state: {_why(exc)}") from None
+        tables: dict[str, dict[str, dict[str, Any]]] = {}
+        holds: dict[tuple[str, str], str] = {}
+        for tbl, key, record in rows:
+            value = json.loads(record)
+            tables.setdefault(tbl, {})[key] = value
+            if tbl in ADDRESS_TABLES:
+                holds[(tbl, key)] = str(value["hoa"])
+        self._snapshot, self._holds = tables, holds
+        self.fetched_at = time.time()
+        return len(rows)
+
+    def load(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every record, by table and key, as the last :meth:`fetch` read them."""
+        return self._snapshot
+
+    # --- writing --------------------------------------------------------------------------
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    def defer(self, persists: Iterable[Persist]) -> None:
+        """Add a batch to what the next commit writes (records become JSON here: a batch with
+        one that cannot is refused whole, :class:`StoreRecordError`)."""
+        last = {(p.table, p.key): p.record for p in persists}
+        batch: dict[tuple[str, str], str | None] = {}
+        refused: list[str] = []
+        for (table, key), record in last.items():
+            try:
+                text = None if record is None else json.dumps(record, separators=(",", ":"))
+            except (TypeError, ValueError) as exc:
+                refused.append(f"{table}/{key} ({exc})")
+                continue
+            batch[(table, key)] = text
+        if refused:
+            raise StoreRecordError(f"{self.path}: batch refused, records: {', '.join(refused)}")
+        self._pending.update(batch)
+
+    async def apply(self, persists: Iterable[Persist]) -> int:
+        self.defer(persists)
+        return await self.commit()
+
+    async def commit(self) -> int:
+        """Write the backlog in one transaction, after checking the epoch; returns the rows.
+
+        :class:`StoreFenced` if another process holds the identity now; :class:`StoreWriteError`
+        for any other failure (the backlog is kept: the same rows are written again later).
+        """
+        if not self._pending:
+            return 0
+        pending = self._pending
+        deletes = [(t, k) for (t, k), r in pending.items() if r is None]
+        writes = [(t, k, r) for (t, k), r in pending.items() if r is not None]
+        holds = dict(self._holds)
+        touched: set[str] = set()
+        for (table, key), record in pending.items():
+            if table not in ADDRESS_TABLES:
+                continue
+            touched.add(key)
+            if record is None:
+                holds.pop((table, key), None)
+            else:
+                holds[(table, key)] = str(json.loads(record)["hoa"])
+        held_nai: list[str] = []
+        held_hoa: list[str] = []
+        for nai in touched:
+            hoa = holds.get(("binding", nai)) or holds.get(("lease", nai))
+            if hoa is not None:
+                held_nai.append(nai)
+                held_hoa.append(hoa)
+        ident = self.identity
+        try:
+            db = await self._connect()
+            async with db.transaction():
+                epoch = await db.fetchval(_FENCE, ident)
+                if epoch != self.epoch:
+                    raise StoreFenced(
+                        f"{self.path}: fenced: epoch {epoch} in the database, this process "
+                        f"holds {self.epoch}; {len(pending)} rows not written"
+                    )
+                if deletes:
+                    tables, keys = [d[0] for d in deletes], [d[1] for d in deletes]
+                    await db.execute(_DELETE, ident, tables, keys)
+                if writes:
+                    await db.execute(
+                        _UPSERT, ident, [w[0] for w in writes], [w[1] for w in writes],
+                        [w[2] for w in writes],
+                    )  # fmt: skip
+                if touched:
+                    await db.execute(_RELEASE, ident, list(touched))
+                if held_nai:
+                    await db.execute(_HOLD, ident, held_hoa, held_nai)
+        except StoreFenced:
+            raise
+        except Exception as exc:  # asyncpg's errors, OSError, a lost connection, a timeout
+            if not isinstance(exc, _asyncpg().PostgresError):  # the connection itself: a new one
+                self.close()
+            raise StoreWriteError(
+                f"{self.path}: write of {len(pending)} rows failed ({_why(exc)}); "
+                "kept in memory, will retry"
+            ) from None
+        self._holds = holds
+        self._pending = {}
+        self.committed_at = time.time()
+        return len(pending)
+
+    async def save_restart_counter(self, counter: int) -> None:
+        """Keep the RFC 5847 restart counter with the identity (fenced like every write)."""
+        await self._db.execute(
+            "UPDATE netlmm_identity SET restart_counter = $3 WHERE name = $1 AND epoch = $2",
+            self.identity,
+            self.epoch,
+            counter,
+        )
+        self.restart_counter = counter
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

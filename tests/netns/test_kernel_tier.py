@@ -1,0 +1,102 @@
+"""The kernel tier end to end (docs/kernel-tier.md): real ``netlmm run`` processes in a lab,
+``[node] datapath`` set, real hosts; what the kernel forwarded is read from the nodes'
+``kernel`` counters."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from netlmm_lab.configs import MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
+from netlmm_lab.domain import Domain
+from netlmm_lab.tools import ping, tcp_transfer
+from netlmm_lab.topology import CN_ADDRESS, Lab
+
+pytestmark = pytest.mark.root
+
+GATEWAY = "192.0.2.1"
+
+
+@pytest.fixture
+def lab(root: None) -> Iterator[Lab]:
+    with Lab(mobiles=1) as built:
+        yield built
+
+
+def start(
+    lab: Lab, datapath: str, roles: tuple[str, ...] = ("dlmap", "dmpa1", "dmpa2"), **options: object
+) -> Domain:
+    profile = MobileProfile("ms@example.org", lab.ms_mac("ms"), "dhcp", None)
+    domain = Domain(lab, [profile], datapath=datapath, **options)  # type: ignore[arg-type]
+    domain.start(roles)
+    return domain
+
+
+def test_kernel_tier_carries_a_bound_ms(lab: Lab) -> None:
+    domain = start(lab, "kernel")
+    DhcpClient(lab).once(tries=10)
+    assert ping(lab, "ms", str(CN_ADDRESS), count=3).ok
+    transfer = tcp_transfer(lab, nbytes=20_000_000, seconds=10.0)
+    assert transfer.bytes_acknowledged == 20_000_000
+    for role in ("dlmap", "dmpa1"):
+        counters = domain.ask(role, "counters")
+        assert counters["datapath"] == {"tier.kernel": 1, "tier.cython": 0}
+        kernel = counters["kernel"]
+        assert kernel["uplink.forwarded"] > 0 and kernel["downlink.forwarded"] > 0, kernel
+        # the TCP transfer's bytes went through the kernel, not the user-space fastpath
+        assert kernel["uplink.forwarded.bytes"] > 20_000_000, kernel
+        assert counters["fastpath"]["uplink.bytes"] < 1_000_000, counters["fastpath"]
+
+
+def _filters(lab: Lab, ns: str, ifname: str) -> str:
+    return lab.exec(ns, ["tc", "filter", "show", "dev", ifname, "ingress"]).stdout
+
+
+def _qdiscs(lab: Lab, ns: str, ifname: str) -> str:
+    return lab.exec(ns, ["tc", "qdisc", "show", "dev", ifname]).stdout
+
+
+def test_stopping_removes_every_hook_and_a_crash_is_swept(lab: Lab) -> None:
+    domain = start(lab, "kernel", roles=("dlmap", "dmpa1"))
+    assert "dmpa_access" in _filters(lab, "m1", "acc0")
+    assert "dmpa_transport" in _filters(lab, "m1", "tr0")
+    assert "dlmap_ingress" in _filters(lab, "lm", "tr0")
+    assert "dlmap_ingress" in _filters(lab, "lm", "up0")
+    domain.stop_one("dmpa1")  # SIGTERM: the node removes what it made
+    assert _filters(lab, "m1", "acc0") == _filters(lab, "m1", "tr0") == ""
+    assert "clsact" not in _qdiscs(lab, "m1", "acc0") + _qdiscs(lab, "m1", "tr0")
+    domain.stop_one("dlmap", signal.SIGKILL)  # a crash leaves the hooks ...
+    assert "dlmap_ingress" in _filters(lab, "lm", "up0")
+    domain.start(("dlmap",))  # ... and the next start sweeps them before attaching its own
+    domain.stop_one("dlmap")
+    assert _filters(lab, "lm", "tr0") == _filters(lab, "lm", "up0") == ""
+    assert "clsact" not in _qdiscs(lab, "lm", "tr0") + _qdiscs(lab, "lm", "up0")
+
+
+def test_a_failing_probe_falls_back_or_refuses(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The documented knob: NETLMM_BPF_OBJECT naming a file that is not there."""
+    monkeypatch.setenv("NETLMM_BPF_OBJECT", str(lab.workdir / "missing.bpf.o"))
+    domain = start(lab, "auto", roles=("dlmap",))
+    counters = domain.ask("dlmap", "counters")
+    assert counters["datapath"] == {"tier.kernel": 0, "tier.cython": 1}
+    assert "kernel" not in counters
+    log = domain.logs["dlmap"].read_text()
+    fallback = [line for line in log.splitlines() if "datapath tier=cython" in line]
+    assert len(fallback) == 1, log
+    assert "kernel tier unavailable: cannot open the BPF object" in fallback[0]
+    assert "datapath=cython" in log  # the start line says which tier runs
+    assert _filters(lab, "lm", "up0") == ""
+    domain.stop_one("dlmap")
+    refused = Domain(lab, domain.profiles, datapath="kernel")
+    refused.start_one("dlmap")
+    process = refused.processes["dlmap"]
+    assert process.wait(30) == 2  # a start failure: exit 2, one start_failed line
+    lines = refused.logs["dlmap"].read_text().splitlines()
+    cannot = [line for line in lines if "start_failed" in line]
+    assert len(cannot) == 1, lines
+    assert "key=node.datapath" in cannot[0]
+    assert "the kernel tier cannot run: cannot open" in cannot[0]
+    refused.stop_one("dlmap")
