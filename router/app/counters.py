@@ -34,6 +34,7 @@ from router.services import dhcp_dmpa, dhcp_relay, dhcp_server, dlmap_punts, dmp
 from router.services.access import AccessCounter
 from router.services.arp_proxy import ArpCounter
 from router.services.icmp_responder import IcmpCounter
+from router.services.nd_proxy import NdCounter
 
 #: The fastpath's table (fastpath/common.py, ``counter_names``): per direction, a counter per
 #: reason and the two extras.
@@ -105,6 +106,7 @@ GROUPS: dict[str, tuple[Declaration, ...]] = {
         AccessCounter,
         ArpCounter,
         IcmpCounter,
+        NdCounter,
         dhcp_dmpa.DhcpDmpaCounter,
         dhcp_dmpa.RELAYED,
         dhcp_dmpa.DELIVERED,

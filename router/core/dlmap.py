@@ -45,7 +45,6 @@ its own database, and those PBUs refresh or move the bindings.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Any
 
@@ -59,6 +58,12 @@ from router.core.actions import (
     UnbindPrefix,
     event,
 )
+from router.core.binding_cache import (
+    BindingCacheEntry,
+    DLMAPConfig,
+    DLMAPCounter,
+    PendingReply,
+)
 from router.core.common import (
     BRA_STATUS,
     PBA_STATUS,
@@ -68,16 +73,8 @@ from router.core.common import (
     from_wall,
     to_wall,
 )
-from router.core.counters import Counters, Names
-from router.core.defaults import (
-    BRI_INTERVAL,
-    BRI_MAX_INTERVAL,
-    BRI_RETRIES,
-    LIFETIME,
-    PREFIX_LENGTH,
-    REVOCATION_BUDGET,
-)
-from router.core.heartbeat import HeartbeatConfig, HeartbeatMonitor
+from router.core.counters import Counters
+from router.core.heartbeat import HeartbeatMonitor
 from router.core.pbu import (
     Fingerprint,
     PBURequest,
@@ -100,7 +97,6 @@ from router.wire.constants import (
     RevocationTrigger,
     Status,
 )
-from router.wire.dialect import DRAFT, Dialect
 from router.wire.mh import (
     BindingAck,
     BindingRevocationAck,
@@ -116,83 +112,11 @@ from router.wire.mh_options import (
     Timestamp,
 )
 
+__all__ = ["DLMAP", "BindingCacheEntry", "DLMAPConfig", "DLMAPCounter", "PendingReply"]
+
 UNSPECIFIED = IPv4Address("0.0.0.0")
 _P_FLAG = int(BUFlag.P)
 _NOT_CHANGED = int(HandoffIndicator.HANDOFF_STATE_NOT_CHANGED)
-
-
-class DLMAPCounter(Names):
-    """What the DLMAP core counts (``core`` group, with :class:`SignalingCounter`,
-    :data:`PBA_STATUS`, :data:`BRA_STATUS` and the heartbeat's)."""
-
-    BINDING_CLEARED = "binding.cleared"
-    BINDING_CREATED = "binding.created"
-    BINDING_EXPIRED = "binding.expired"
-    DEREGISTRATION_IGNORED = "deregistration.ignored"
-    HANDOVER = "handover"
-    LEASE_CONFLICT = "lease.conflict"
-    LEASE_EXPIRED = "lease.expired"
-    PBU_RETRANSMISSION = "pbu.retransmission"
-    POOL_EXHAUSTED = "pool.exhausted"
-    RESTORE_CONFLICT = "restore.conflict"
-
-
-@dataclass(frozen=True, slots=True)
-class DLMAPConfig:
-    address: IPv6Address
-    #: The MS's default gateway (seed 3.4: the DLMAP's IPv4 address).
-    gateway: IPv4Address
-    #: The DMPAs allowed to register, and the dialect each speaks.
-    peers: Mapping[IPv6Address, Dialect]
-    #: Prefix length of the home network, reported in RFC 5844 replies.
-    prefix_length: int = PREFIX_LENGTH
-    #: Longest binding lifetime granted, in seconds.
-    max_lifetime: int = LIFETIME
-    #: Longest time the new DMPA's PBA waits for the old DMPA's revocation acknowledgement.
-    revocation_budget: float = REVOCATION_BUDGET
-    #: BRI retransmission interval and count (RFC 5846 MINDelayBRIs, BRIMaxRetriesNumber).
-    bri_interval: float = BRI_INTERVAL
-    bri_retries: int = BRI_RETRIES
-    #: After the retries, the slower pace's longest interval (the BRI goes on until the old
-    #: registration's lifetime is over: router.core.revocation, rule 2).
-    bri_max_interval: float = BRI_MAX_INTERVAL
-    #: RFC 5213 TimestampValidityWindow, seconds.
-    timestamp_window: float = 0.3
-    #: Dialect used to answer a PBU from an address that is not a configured DMPA.
-    default_dialect: Dialect = DRAFT
-    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
-    #: The state lives outside this process (a shared database, an active/standby pair): a
-    #: start, or a takeover by the standby, loses nothing, so the RFC 5847 restart counter
-    #: stays the stored one and the DMPAs do not re-register every MS.
-    keep_restart_counter: bool = False
-
-
-@dataclass(slots=True)
-class BindingCacheEntry:
-    nai: str
-    #: The IPv4 home address; None for a plain RFC 5213 (IPv6-only) binding.
-    hoa: IPv4Address | None
-    dmpa: IPv6Address
-    dialect: str
-    #: The per-MS sequence number the DLMAP assigned last (seed 3.1.3).
-    sequence: int
-    #: Granted lifetime in seconds, and the monotonic time it ends.
-    lifetime: int
-    expires: float
-    #: The last accepted PBU: its source and fingerprint, to recognise its retransmissions.
-    last_bu: tuple[IPv6Address, Fingerprint] | None = None
-    #: RFC 5213 ordering: the last accepted Timestamp option value.
-    timestamp: int | None = None
-    access_type: int | None = None
-    #: The IPv6 home network prefix (RFC 5213), for a V=0 (dual-stack or IPv6-only) binding.
-    prefix: IPv6Network | None = None
-
-
-@dataclass(slots=True)
-class PendingReply:
-    dmpa: IPv6Address
-    message: BindingAck
-    revocation: Key
 
 
 class DLMAP:

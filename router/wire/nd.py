@@ -138,6 +138,12 @@ _MTU = struct.Struct("!BBxxI")
 class RouterSolicitation:
     source_lla: MacAddress | None = None
 
+    def body(self) -> bytes:
+        out = bytes(4)
+        if self.source_lla is not None:
+            out += _lla_option(NDOption.SOURCE_LINK_LAYER_ADDRESS, self.source_lla)
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class RouterAdvertisement:
@@ -176,6 +182,12 @@ class NeighborSolicitation:
     target: IPv6Address
     source_lla: MacAddress | None = None
 
+    def body(self) -> bytes:
+        out = bytes(4) + self.target.packed
+        if self.source_lla is not None:
+            out += _lla_option(NDOption.SOURCE_LINK_LAYER_ADDRESS, self.source_lla)
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class NeighborAdvertisement:
@@ -206,15 +218,19 @@ def _lla_option(kind: int, mac: MacAddress) -> bytes:
     return bytes((kind, 1)) + mac.packed
 
 
+_TYPES = {
+    RouterSolicitation: NDType.ROUTER_SOLICITATION,
+    RouterAdvertisement: NDType.ROUTER_ADVERTISEMENT,
+    NeighborSolicitation: NDType.NEIGHBOR_SOLICITATION,
+    NeighborAdvertisement: NDType.NEIGHBOR_ADVERTISEMENT,
+}
+
+
 def icmpv6_packet(
-    src: IPv6Address, dst: IPv6Address, message: RouterAdvertisement | NeighborAdvertisement
+    src: IPv6Address, dst: IPv6Address, message: NDMessage, hop_limit: int = ND_HOP_LIMIT
 ) -> bytes:
-    """The whole IPv6 packet of an RA or NA we send: hop limit 255, checksum filled."""
-    kind = (
-        NDType.ROUTER_ADVERTISEMENT
-        if isinstance(message, RouterAdvertisement)
-        else NDType.NEIGHBOR_ADVERTISEMENT
-    )
+    """The whole IPv6 packet of an ND message: hop limit 255, checksum filled."""
+    kind = _TYPES[type(message)]
     body = message.body()
     head = _ICMP6.pack(kind, 0, 0)
     total = len(head) + len(body)
@@ -222,7 +238,7 @@ def icmpv6_packet(
         head + body, ones_complement_sum(pseudo_header_v6(src, dst, IPPROTO_ICMPV6, total))
     )
     payload = _ICMP6.pack(kind, 0, checksum) + body
-    return IPv6Packet(src, dst, IPPROTO_ICMPV6, ND_HOP_LIMIT, payload).encode()
+    return IPv6Packet(src, dst, IPPROTO_ICMPV6, hop_limit, payload).encode()
 
 
 def _options(data: bytes, start: int) -> dict[int, bytes]:
