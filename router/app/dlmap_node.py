@@ -84,6 +84,10 @@ class DLMAPNode(NodeRuntime[DLMAPSettings, DLMAPPorts]):
         rx, tun = ports.tunnel_rx_fd, ports.tun_fd
         tunnel = partial(engine.pump_tunnel, rx, tun, PUMP_BUDGET)
         self.add_pump(rx, "tunnel", tunnel, self.punts.from_tunnel)
+        if ports.tunnel6_rx_fd >= 0:  # dual-stack MSs' IPv6 (next header 41), the same way
+            rx6 = ports.tunnel6_rx_fd
+            tunnel6 = partial(engine.pump_tunnel, rx6, tun, PUMP_BUDGET)
+            self.add_pump(rx6, "tunnel6", tunnel6, self.punts.from_tunnel)
         to_tunnel = partial(engine.pump_tun, tun, ports.raw_tx_fd, PUMP_BUDGET)
         self.add_pump(tun, "tun", to_tunnel, self.punts.from_tun)
 

@@ -117,6 +117,10 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
             self.add_pump(tap, "access", access, self.punts.from_access)
         tunnel = partial(engine.pump_tunnel, ports.tunnel_rx_fd, ports.tap_fds, PUMP_BUDGET)
         self.add_pump(ports.tunnel_rx_fd, "tunnel", tunnel, self.punts.from_tunnel)
+        if ports.tunnel6_rx_fd >= 0:  # dual-stack MSs' IPv6 (next header 41)
+            rx6 = ports.tunnel6_rx_fd
+            tunnel6 = partial(engine.pump_tunnel, rx6, ports.tap_fds, PUMP_BUDGET)
+            self.add_pump(rx6, "tunnel6", tunnel6, self.punts.from_tunnel)
 
     def _bind_prefix(self, action: BindPrefix) -> None:
         super()._bind_prefix(action)

@@ -109,6 +109,8 @@ class Ports:
     raw_tx_fd: int  # IPPROTO_RAW IPv6 socket: the fastpath's tunnel output
     #: callable(ipv6_packet: bytes) -> None: one packet on raw_tx (slow path)
     raw_send: Any = field(default=None, kw_only=True)
+    #: raw protocol-41 socket: the tunnel input of dual-stack MSs' IPv6 (-1: none)
+    tunnel6_rx_fd: int = field(default=-1, kw_only=True)
 
 
 class RoleSettings(Protocol):
