@@ -1,0 +1,118 @@
+"""Dual-stack MSs in the lab: IPv6 on the CN and the MS, the DLMAP's uplink, and the checks the
+proof and ``netlmm lab demo --dual-stack`` share.
+
+The domain's IPv4 side gains an IPv6 network (documentation prefix 2001:db8:71::/64) between
+the CN and the DLMAP, the CN routes the DLMAP's ``ipv6_pool`` back through it, and the MS runs
+plain Linux IPv6: router advertisements accepted, SLAAC, duplicate-address detection on (one
+probe), no agent. Its home network prefix comes from the DLMAP (RFC 5213), its RAs from the
+DMPA serving it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from ipaddress import IPv6Address, IPv6Network
+from typing import Any
+
+from netlmm_lab.poll import wait_until
+from netlmm_lab.topology import CN_IF, MS_IF, UPLINK_IF, Lab
+
+#: The DLMAP's prefix pool: one /64 per dual-stack MS.
+IPV6_POOL = IPv6Network("2001:db8:ff00::/48")
+#: The CN and the DLMAP on the IPv6 side of the uplink.
+UPLINK6 = IPv6Network("2001:db8:71::/64")
+CN6 = IPv6Address("2001:db8:71::2")
+DLMAP_UPLINK6 = IPv6Address("2001:db8:71::1")
+
+
+def enable(lab: Lab, ms: str = "ms") -> None:
+    """IPv6 on the CN's and the DLMAP's uplink, the pool routed back to the DLMAP, and plain
+    host IPv6 on the MS (accept_ra, SLAAC, DAD with one probe)."""
+    lab.sysctl(
+        "cn",
+        "net.ipv6.conf.all.disable_ipv6=0",
+        "net.ipv6.conf.default.disable_ipv6=0",
+        f"net.ipv6.conf.{CN_IF}.disable_ipv6=0",
+    )
+    lab.addr("cn", f"{CN6}/64", CN_IF, "nodad")
+    lab.addr("lm", f"{DLMAP_UPLINK6}/64", UPLINK_IF, "nodad")
+    lab.ip("cn", "-6", "route", "add", str(IPV6_POOL), "via", str(DLMAP_UPLINK6))
+    lab.sysctl(
+        ms,
+        "net.ipv6.conf.all.disable_ipv6=0",
+        "net.ipv6.conf.default.disable_ipv6=0",
+        f"net.ipv6.conf.{MS_IF}.accept_ra=1",
+        f"net.ipv6.conf.{MS_IF}.autoconf=1",
+        f"net.ipv6.conf.{MS_IF}.use_tempaddr=0",
+        f"net.ipv6.conf.{MS_IF}.accept_dad=1",
+        f"net.ipv6.conf.{MS_IF}.dad_transmits=1",
+        f"net.ipv6.conf.{MS_IF}.disable_ipv6=0",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Slaac:
+    address: IPv6Address
+    router: IPv6Address  # the default router the MS learned (the pseudo-MAC's link-local)
+    seconds: float  # from the call until the address was usable (not tentative)
+
+
+def addresses(lab: Lab, ms: str = "ms") -> list[dict[str, Any]]:
+    """The MS's global IPv6 addresses, as ``ip -j -6 addr`` says them."""
+    out = lab.ip(ms, "-j", "-6", "addr", "show", "dev", MS_IF, "scope", "global")
+    infos: list[dict[str, Any]] = []
+    for link in json.loads(out or "[]"):
+        infos += [info for info in link.get("addr_info", []) if info.get("local")]
+    return infos
+
+
+def default_router(lab: Lab, ms: str = "ms") -> IPv6Address | None:
+    out = json.loads(lab.ip(ms, "-j", "-6", "route", "show", "default") or "[]")
+    for route in out:
+        if route.get("gateway"):
+            return IPv6Address(route["gateway"])
+    return None
+
+
+def wait_slaac(lab: Lab, timeout: float = 20.0, ms: str = "ms") -> Slaac:
+    """Until the MS has a usable (not tentative) global address in the pool and a default
+    router."""
+    start = time.monotonic()
+    found: dict[str, Any] = {}
+
+    def ready() -> bool:
+        for info in addresses(lab, ms):
+            address = IPv6Address(info["local"])
+            if address in IPV6_POOL and not info.get("tentative"):
+                router = default_router(lab, ms)
+                if router is not None:
+                    found.update(address=address, router=router)
+                    return True
+        return False
+
+    wait_until(ready, timeout, f"a SLAAC address from {IPV6_POOL} on {ms}", interval=0.05)
+    return Slaac(found["address"], found["router"], round(time.monotonic() - start, 3))
+
+
+def tentative_seconds(
+    lab: Lab, address: IPv6Address, timeout: float = 10.0, ms: str = "ms"
+) -> float:
+    """After a move: how long ``address`` stays tentative (the MS's duplicate-address detection
+    again), measured by polling every 10 ms; 0 when it never was."""
+    start = time.monotonic()
+    seen_tentative = False
+
+    def usable() -> bool:
+        nonlocal seen_tentative
+        for info in addresses(lab, ms):
+            if IPv6Address(info["local"]) == address:
+                if info.get("tentative"):
+                    seen_tentative = True
+                    return False
+                return True
+        return False
+
+    wait_until(usable, timeout, f"{address} usable again on {ms}", interval=0.01)
+    return round(time.monotonic() - start, 3) if seen_tentative else 0.0
