@@ -11,8 +11,9 @@ DMPA serving it.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv6Address, IPv6Network
 from typing import Any
 
@@ -116,3 +117,67 @@ def tentative_seconds(
 
     wait_until(usable, timeout, f"{address} usable again on {ms}", interval=0.01)
     return round(time.monotonic() - start, 3) if seen_tentative else 0.0
+
+
+class DemoPart:
+    """What ``netlmm lab demo --dual-stack`` adds to the demo: the IPv6 set-up, SLAAC, a ping
+    and a TCP session over IPv6 across the handover, and the MS's DAD on the new link."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.slaac: Slaac | None = None
+        self.session: Any = None
+        self._dad: dict[str, float] = {}
+        self._watch: threading.Thread | None = None
+
+    def prepare(self, options: dict[str, Any], profiles: list[Any]) -> list[Any]:
+        """IPv6 in the lab, the DLMAP's pool in ``options``, the profiles dual-stack."""
+        enable(self.lab)
+        options["ipv6_pool"] = str(IPV6_POOL)
+        return [replace(p, ipv6=True) for p in profiles]
+
+    def attach(self) -> Slaac:
+        self.slaac = wait_slaac(self.lab)
+        return self.slaac
+
+    def ping(self) -> Any:
+        from netlmm_lab.tools import ping
+
+        result = ping(self.lab, "ms", str(CN6), count=3)
+        if not result.ok:
+            raise AssertionError(f"ping {CN6}: {result.loss_pct}% loss")
+        return result
+
+    def start_session(self, port: int) -> None:
+        from netlmm_lab.tools import TcpSession
+
+        self.session = TcpSession(self.lab, server=str(CN6), port=port)
+        self.session.start()
+
+    def moved(self) -> None:
+        """The MS's link moved: poll its address for DAD from now on, in the background."""
+        slaac = self.slaac
+        if slaac is None:
+            return
+        self._watch = threading.Thread(
+            target=lambda: self._dad.update(s=tentative_seconds(self.lab, slaac.address, 15.0)),
+            daemon=True,
+        )
+        self._watch.start()
+
+    def stop(self) -> dict[str, Any]:
+        result = self.session.stop() if self.session is not None else None
+        if self._watch is not None:
+            self._watch.join(20.0)
+        kept = self.slaac is not None and any(
+            info["local"] == str(self.slaac.address) for info in addresses(self.lab)
+        )
+        return {
+            "address": str(self.slaac.address) if self.slaac else None,
+            "router": str(self.slaac.router) if self.slaac else None,
+            "slaac_s": self.slaac.seconds if self.slaac else None,
+            "address_kept": kept,
+            "tcp6_survived": bool(result and result.survived),
+            "tcp6_max_rtt_ms": result.max_rtt_ms if result else None,
+            "dad_after_move_s": self._dad.get("s"),
+        }
