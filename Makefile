@@ -38,7 +38,7 @@ APT_HA := postgresql keepalived
 APT_PACKAGES := $(APT_BUILD) $(APT_KERNEL) $(APT_ORACLE) $(APT_MS_TOOLS) $(APT_SERVERS) \
 	$(APT_8021X) $(APT_BENCH) $(APT_FAULTS) $(APT_SERVICE) $(APT_HA)
 
-.PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults ha clean
+.PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults ha clean wheel install
 
 all: test
 
@@ -128,6 +128,40 @@ faults: setup
 	$(BIN)/python -m netlmm_lab.faults restart --role dlmap --rounds 5
 	$(BIN)/python -m netlmm_lab.faults restart --role dmpa1 --rounds 5
 
+# The appliance's wheel (no lab, no generated C): dist/netlmm-VERSION-*.whl. Building needs
+# gcc and python3-dev (APT_BUILD) and, through the dev environment, Cython and setuptools>=77.
+wheel: setup
+	rm -rf dist && $(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
+
+# Install the appliance (as root): a virtual environment of its own (INSTALL_VENV, with its
+# dependencies from PyPI), the `netlmm` entry point in $(PREFIX)/bin, the systemd unit (its
+# paths rewritten for PREFIX) in SYSTEMD_DIR, the example ini files, the docs and the license
+# in DOC_DIR, and CONF_DIR (/etc/netlmm, 0750) for the ini files you write. Nothing under
+# CONF_DIR is overwritten. Then: docs/operations.md "Quick start". INSTALL_PIP_OPTS adds pip
+# options (the test uses --no-deps to stay off the network).
+PREFIX      ?= /usr/local
+INSTALL_VENV ?= /opt/netlmm
+SYSTEMD_DIR ?= /etc/systemd/system
+DOC_DIR     ?= $(PREFIX)/share/doc/netlmm
+CONF_DIR    ?= /etc/netlmm
+INSTALL_PIP_OPTS ?=
+install: wheel
+	$(PYTHON) -m venv $(INSTALL_VENV)
+	$(INSTALL_VENV)/bin/python -m pip install -q $(INSTALL_PIP_OPTS) --force-reinstall dist/netlmm-*.whl
+	install -d -m 755 $(PREFIX)/bin $(SYSTEMD_DIR) $(DOC_DIR)/examples
+	ln -sf $(INSTALL_VENV)/bin/netlmm $(PREFIX)/bin/netlmm
+	sed -e 's|/usr/local/bin/netlmm|$(PREFIX)/bin/netlmm|g' \
+	    -e 's|file:/usr/local/share/doc/netlmm|file:$(DOC_DIR)|g' \
+	    -e 's|/etc/netlmm/|$(CONF_DIR)/|g' \
+	    etc/systemd/netlmm@.service > $(SYSTEMD_DIR)/netlmm@.service
+	chmod 644 $(SYSTEMD_DIR)/netlmm@.service
+	install -m 644 etc/dmpa.ini etc/dlmap.ini etc/README.md $(DOC_DIR)/examples/
+	install -m 644 README.md LICENSE docs/*.md $(DOC_DIR)/
+	install -d -m 750 $(CONF_DIR)
+	@if [ -d /run/systemd/system ] && [ "$(SYSTEMD_DIR)" = /etc/systemd/system ]; then \
+	    systemctl daemon-reload; fi
+	@echo "installed: $(PREFIX)/bin/netlmm -> $(INSTALL_VENV), unit $(SYSTEMD_DIR)/netlmm@.service,"
+	@echo "examples and docs in $(DOC_DIR); write $(CONF_DIR)/NAME.ini (netlmm example dmpa)"
 # The DLMAP pair's failover variants (needs root, a few minutes): SIGKILL of the active (also
 # in CI), its whole namespace cut off, a split brain; real MSs under traffic, PostgreSQL and
 # keepalived started by the tests; prints the gaps and times.

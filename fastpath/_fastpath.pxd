@@ -209,7 +209,7 @@ cdef struct slot_t:  # the HoA table's hash slots (table.pxi)
 cdef struct entry_t:  # 32 bytes: one binding in the HoA table's dense array
     uint32_t key
     uint16_t link
-    uint16_t ep  # index into the endpoint array (few distinct tunnel endpoints)
+    uint16_t ep  # index into the endpoint and gateway arrays (few distinct pairs)
     uint8_t mac[6]
     uint8_t flags
     uint8_t pad
@@ -239,7 +239,8 @@ cdef class HoaTable:
     cdef uintptr_t released  # old array pages below this address are returned to the kernel
     cdef entry_t *entries
     cdef uint32_t n, cap
-    cdef uint8_t *eps
+    cdef uint8_t *eps  # interned tunnel endpoints, 16 bytes each
+    cdef uint32_t *gws  # the MS's gateway interned with each endpoint (0: the engine's)
     cdef uint32_t *eprefs
     cdef uint32_t neps, epcap
     cdef dict ep_index
@@ -252,7 +253,7 @@ cdef class HoaTable:
     cdef inline slot_t *_slot(self, uint32_t key) noexcept
     cdef inline entry_t *find(self, uint32_t key) noexcept
     cdef void prefetch(self, const uint8_t *keys, size_t stride, int n) noexcept
-    cdef uint16_t _ep_acquire(self, bytes endpoint) except? 0xFFFF
+    cdef uint16_t _ep_acquire(self, bytes endpoint, uint32_t gateway) except? 0xFFFF
     cdef void _ep_release(self, uint16_t i)
     cdef object _binding(self, entry_t *e)
 

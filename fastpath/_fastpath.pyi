@@ -19,7 +19,13 @@ REHASH_STEPS: tuple[int, int]
 class HoaTable:
     def __new__(cls, capacity: int = 1024) -> Self: ...
     def bind(
-        self, hoa: int, endpoint: bytes, mac: bytes = ..., link: int = 0, flags: int = 0
+        self,
+        hoa: int,
+        endpoint: bytes,
+        mac: bytes = ...,
+        link: int = 0,
+        flags: int = 0,
+        gateway: int = 0,
     ) -> None: ...
     def unbind(self, hoa: int) -> bool: ...
     def lookup(self, hoa: int) -> Binding | None: ...

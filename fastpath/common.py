@@ -36,7 +36,9 @@ class Reason(IntEnum):
     FORWARDED = 0
     # punted to the slow path
     ARP = 1  # DMPA access: ARP for the pseudo-MAC gateway
-    DHCP = 2  # DHCP client->server on the access link / through the tunnel from a known peer
+    # DHCP client->server on the access link / through the tunnel from a known peer; DLMAP TUN:
+    # to port 67 of an unbound address (a server's answer to another relay's giaddr)
+    DHCP = 2
     ICMP_GATEWAY = 3  # ICMP to the MS's default gateway (echo); IPv6 ND (RS, NS) for the router
     UNKNOWN_MS = 4  # DMPA access: IPv4 source not bound yet (may trigger registration)
     TTL_EXPIRED = 5  # RFC 2473 3.1(b): the slow path sends ICMP time exceeded
@@ -91,6 +93,9 @@ class Binding(NamedTuple):
     flags: int  # 8 bits, owned by the caller
     packets: int  # forwarded through this binding, both directions
     octets: int  # IPv4 bytes forwarded through this binding
+    #: The MS's own default gateway (DMPA side: ICMP to it is punted, the DMPA answers it);
+    #: 0: the engine's gateway only.
+    gateway: int = 0
 
 
 class Punt(NamedTuple):
@@ -151,7 +156,7 @@ TCP_CWR = 0x80
 COALESCE_MAX = 65535  # the IPv4 total length of a coalesced super-packet, at most
 # the HoA table
 MAX_ENTRIES = 0x40000000
-MAX_ENDPOINTS = 0xFFFF  # distinct tunnel endpoints (an entry holds a 16-bit index)
+MAX_ENDPOINTS = 0xFFFF  # distinct (tunnel endpoint, gateway) pairs (an entry holds a 16-bit index)
 # growth: old slots moved to the doubled array per bind/unbind and per batch call
 REHASH_PER_UPDATE = 8
 REHASH_PER_BATCH = 64

@@ -290,6 +290,9 @@ cdef class Dmpa(_Engine):
             return self._end(UP, R_UNKNOWN_MS)
         if memcmp(e.mac, f + 6, 6) or e.link != link:
             return self._end(UP, R_SPOOFED_SRC)
+        # The MS's own gateway (its profile's, seed 3.4) is answered here like the node's.
+        if ip[9] == PROTO_ICMP and self.table.gws[e.ep] and be32(ip + 16) == self.table.gws[e.ep]:
+            return self._end(UP, R_ICMP_GATEWAY)
         if ip[8] <= 1:
             return self._end(UP, R_TTL_EXPIRED)
         reason = self._too_big(ip, tot)
@@ -510,6 +513,9 @@ cdef class Dlmap(_Engine):
             return self._end(DOWN, reason)
         e = self.table.find(be32(b + 16))
         if e == NULL:
+            # a DHCP server's answer to another relay's giaddr: the relay learns from it
+            if udp_dport(b, tot) == DHCP_SERVER_PORT:
+                return self._end(DOWN, R_DHCP)
             return self._end(DOWN, R_NO_BINDING)
         reason = self._too_big(b, tot)
         if reason:

@@ -325,6 +325,9 @@ class Dmpa(_Engine):
             return self._end(d, Reason.UNKNOWN_MS)
         if e[2] != frame[6:12] or e[3] != link:
             return self._end(d, Reason.SPOOFED_SRC)
+        # The MS's own gateway (its profile's, seed 3.4) is answered here like the node's.
+        if e[7] and frame[ETH_LEN + 9] == PROTO_ICMP and be32(frame, ETH_LEN + 16) == e[7]:
+            return self._end(d, Reason.ICMP_GATEWAY)
         if frame[ETH_LEN + 8] <= 1:
             return self._end(d, Reason.TTL_EXPIRED)
         big = self._too_big(d, frame, ETH_LEN, tot)
@@ -550,6 +553,10 @@ class Dlmap(_Engine):
             return self._end(d, reason)
         e = self.table._entry(be32(packet, 16))
         if e is None:
+            # A DHCP server's answer to another relay's giaddr in the HoA network: the relay
+            # learns from it (router.services.dhcp_relay, rule 1). Only here: nothing bound.
+            if udp_dport(packet, 0, tot) == DHCP_SERVER_PORT:
+                return self._end(d, Reason.DHCP)
             return self._end(d, Reason.NO_BINDING)
         big = self._too_big(d, packet, 0, tot)
         if big is not None:

@@ -14,11 +14,12 @@ from fastpath.common import (
 )
 
 # the compiled table's layout, which memory_bytes() models: 8-byte slots (key + index) and
-# 32-byte entries in mappings of whole pages, endpoints of 16 bytes + a 4-byte reference count
+# 32-byte entries in mappings of whole pages; an entry's 16-bit endpoint index names a tunnel
+# endpoint (16 bytes) with the MS's gateway (4), interned together, and a 4-byte reference count
 PAGE = mmap.PAGESIZE
 SLOT_BYTES = 8
 ENTRY_BYTES = 32
-ENDPOINT_BYTES = 20
+ENDPOINT_BYTES = 24
 # the growth schedule (the compiled twin exports the same tuple)
 REHASH_STEPS = (REHASH_PER_UPDATE, REHASH_PER_BATCH)
 
@@ -46,7 +47,8 @@ class HoaTable:
         self._old = 0  # slots of the array being migrated, 0 when none
         self._cursor = 0  # old slots already moved
         self._dense = 16  # entries allocated
-        self._eprefs: dict[bytes, int] = {}  # interned endpoints and their reference counts
+        #: interned (endpoint, gateway) pairs and their reference counts
+        self._eprefs: dict[tuple[bytes, int], int] = {}
         self._neps = 0  # endpoint indices handed out since clear() (live or free)
         self._epcap = 16
         #: IPv6 home network prefixes (RFC 5213): the /64's top 64 bits -> entry, a dict in
@@ -55,28 +57,39 @@ class HoaTable:
         self.reserve(max(0, capacity))
 
     def bind(
-        self, hoa: int, endpoint: bytes, mac: bytes = bytes(6), link: int = 0, flags: int = 0
+        self,
+        hoa: int,
+        endpoint: bytes,
+        mac: bytes = bytes(6),
+        link: int = 0,
+        flags: int = 0,
+        gateway: int = 0,
     ) -> None:
-        """Add or replace the binding of ``hoa``; counters survive a replacement (handover)."""
+        """Add or replace the binding of ``hoa``; counters survive a replacement (handover).
+        ``gateway``: the MS's own default gateway (0: the engine's only)."""
         if not 0 <= hoa <= 0xFFFFFFFF:
             raise ValueError("hoa must be an unsigned 32-bit integer")
         if len(endpoint) != 16 or len(mac) != 6:
             raise ValueError("endpoint must be 16 bytes and mac 6 bytes")
         if not 0 <= link <= 0xFFFF or not 0 <= flags <= 0xFF:
             raise ValueError("link must fit 16 bits and flags 8 bits")
+        if not 0 <= gateway <= 0xFFFFFFFF:
+            raise ValueError("gateway must be an unsigned 32-bit integer")
         endpoint = bytes(endpoint)
+        pair = (endpoint, gateway)
         self._migrate(REHASH_PER_UPDATE)
         i = self._index.get(hoa)
         if i is None:
             self._grow(len(self._entries) + 1, incremental=True)
-            self._ep_acquire(endpoint)
+            self._ep_acquire(pair)
             self._index[hoa] = len(self._entries)
-            self._entries.append([hoa, endpoint, bytes(mac), link, flags, 0, 0])
+            self._entries.append([hoa, endpoint, bytes(mac), link, flags, 0, 0, gateway])
         else:
             e = self._entries[i]
-            self._ep_acquire(endpoint)
-            self._ep_release(bytes(e[1]))
+            self._ep_acquire(pair)
+            self._ep_release((bytes(e[1]), int(e[7])))
             e[1:5] = [endpoint, bytes(mac), link, flags]
+            e[7] = gateway
 
     def unbind(self, hoa: int) -> bool:
         if not 0 <= hoa <= 0xFFFFFFFF:
@@ -85,7 +98,7 @@ class HoaTable:
         i = self._index.pop(hoa, None)
         if i is None:
             return False
-        self._ep_release(bytes(self._entries[i][1]))
+        self._ep_release((bytes(self._entries[i][1]), int(self._entries[i][7])))
         last = self._entries.pop()
         if i < len(self._entries):
             self._entries[i] = last
@@ -156,19 +169,19 @@ class HoaTable:
             if self._cursor >= self._old:
                 self._old = self._cursor = 0
 
-    def _ep_acquire(self, endpoint: bytes) -> None:
+    def _ep_acquire(self, endpoint: tuple[bytes, int]) -> None:
         refs = self._eprefs.get(endpoint)
         if refs is None:
             if len(self._eprefs) == self._neps:  # no free index to reuse: a new one
                 if self._neps == MAX_ENDPOINTS:
-                    raise OverflowError("at most 65535 distinct tunnel endpoints")
+                    raise OverflowError("at most 65535 distinct tunnel endpoints and gateways")
                 if self._neps == self._epcap:
                     self._epcap *= 2
                 self._neps += 1
             refs = 0
         self._eprefs[endpoint] = refs + 1
 
-    def _ep_release(self, endpoint: bytes) -> None:
+    def _ep_release(self, endpoint: tuple[bytes, int]) -> None:
         refs = self._eprefs[endpoint] - 1
         if refs:
             self._eprefs[endpoint] = refs

@@ -59,7 +59,9 @@ cdef void *_alloc(size_t n, bint zero) except NULL:
 cdef class HoaTable:
     """Open addressing (linear probing, backward-shift deletion) of 8-byte slots over a dense
     array of 32-byte entries; load factor at most 3/4. 1M entries: 2^21 slots (16 MiB) plus
-    2^20 entries (32 MiB). Endpoints are interned: an entry holds a 16-bit index.
+    2^20 entries (32 MiB). Endpoints are interned with the MS's gateway (an engine with
+    one gateway for every MS, 0 in its entries, has one pair per endpoint): an entry holds a
+    16-bit index into both arrays.
 
     Growth is incremental: the bind that crosses 3/4 only allocates the doubled slot array;
     the old one is then moved over REHASH_PER_UPDATE slots per bind/unbind and
@@ -77,6 +79,7 @@ cdef class HoaTable:
         self.slots = <slot_t *>_map(16 * sizeof(slot_t))
         self.entries = <entry_t *>_map(16 * sizeof(entry_t))
         self.eps = <uint8_t *>_alloc(16 * 16, False)
+        self.gws = <uint32_t *>_alloc(16 * sizeof(uint32_t), False)
         self.eprefs = <uint32_t *>_alloc(16 * sizeof(uint32_t), False)
         self.ep_index = {}
         self.ep_free = []
@@ -89,6 +92,7 @@ cdef class HoaTable:
             _unmap(self.old, (self.omask + 1) * sizeof(slot_t))
         _unmap(self.entries, self.cap * sizeof(entry_t))
         PyMem_RawFree(self.eps)
+        PyMem_RawFree(self.gws)
         PyMem_RawFree(self.eprefs)
 
     def reserve(self, Py_ssize_t want):
@@ -214,8 +218,11 @@ cdef class HoaTable:
             if s != NULL:
                 __builtin_prefetch(&self.entries[s.idx - 1])
 
-    cdef uint16_t _ep_acquire(self, bytes endpoint) except? 0xFFFF:
-        cdef object idx = self.ep_index.get(endpoint)
+    cdef uint16_t _ep_acquire(self, bytes endpoint, uint32_t gateway) except? 0xFFFF:
+        # the key: the endpoint alone for gateway 0 (no allocation on the common path), else
+        # 20 bytes with the gateway (a 16-byte key never equals a 20-byte one)
+        cdef bytes key = endpoint if gateway == 0 else endpoint + gateway.to_bytes(4, "big")
+        cdef object idx = self.ep_index.get(key)
         cdef uint32_t i
         cdef void *p
         if idx is None:
@@ -223,12 +230,16 @@ cdef class HoaTable:
                 i = self.ep_free.pop()
             else:
                 if self.neps == MAX_ENDPOINTS:
-                    raise OverflowError("at most 65535 distinct tunnel endpoints")
+                    raise OverflowError("at most 65535 distinct tunnel endpoints and gateways")
                 if self.neps == self.epcap:
                     p = PyMem_RawRealloc(self.eps, self.epcap * 2 * 16)
                     if p == NULL:
                         raise MemoryError()
                     self.eps = <uint8_t *>p
+                    p = PyMem_RawRealloc(self.gws, self.epcap * 2 * sizeof(uint32_t))
+                    if p == NULL:
+                        raise MemoryError()
+                    self.gws = <uint32_t *>p
                     p = PyMem_RawRealloc(self.eprefs, self.epcap * 2 * sizeof(uint32_t))
                     if p == NULL:
                         raise MemoryError()
@@ -237,21 +248,27 @@ cdef class HoaTable:
                 i = self.neps
                 self.neps += 1
             memcpy(self.eps + i * 16, <const char *>endpoint, 16)
+            self.gws[i] = gateway
             self.eprefs[i] = 0
-            self.ep_index[endpoint] = i
+            self.ep_index[key] = i
         else:
             i = idx
         self.eprefs[i] += 1
         return i
 
     cdef void _ep_release(self, uint16_t i):
+        cdef bytes key
         self.eprefs[i] -= 1
         if self.eprefs[i] == 0:
-            del self.ep_index[(<char *>self.eps + i * 16)[:16]]
+            key = (<char *>self.eps + i * 16)[:16]
+            if self.gws[i]:
+                key += self.gws[i].to_bytes(4, "big")
+            del self.ep_index[key]
             self.ep_free.append(i)
 
-    def bind(self, hoa, endpoint, mac=bytes(6), int link=0, int flags=0):
-        """Add or replace the binding of ``hoa``; counters survive a replacement (handover)."""
+    def bind(self, hoa, endpoint, mac=bytes(6), int link=0, int flags=0, gateway=0):
+        """Add or replace the binding of ``hoa``; counters survive a replacement (handover).
+        ``gateway``: the MS's own default gateway (0: the engine's only)."""
         cdef entry_t *e
         cdef uint16_t ep
         cdef bytes epb = bytes(endpoint), macb = bytes(mac)
@@ -261,11 +278,13 @@ cdef class HoaTable:
             raise ValueError("endpoint must be 16 bytes and mac 6 bytes")
         if not 0 <= link <= 0xFFFF or not 0 <= flags <= 0xFF:
             raise ValueError("link must fit 16 bits and flags 8 bits")
+        if not 0 <= gateway <= 0xFFFFFFFF:
+            raise ValueError("gateway must be an unsigned 32-bit integer")
         self._migrate(REHASH_PER_UPDATE)
         e = self.find(hoa)
         if e == NULL:
             self._grow(self.n + 1, True)
-            ep = self._ep_acquire(epb)
+            ep = self._ep_acquire(epb, gateway)
             e = &self.entries[self.n]
             self.n += 1
             self._place(hoa, self.n)
@@ -273,7 +292,7 @@ cdef class HoaTable:
             e.packets = 0
             e.octets = 0
         else:
-            ep = self._ep_acquire(epb)
+            ep = self._ep_acquire(epb, gateway)
             self._ep_release(e.ep)
         e.ep = ep
         e.link = link
@@ -317,7 +336,7 @@ cdef class HoaTable:
 
     cdef object _binding(self, entry_t *e):
         return Binding(e.key, (<char *>self.eps + e.ep * 16)[:16], (<char *>e.mac)[:6], e.link,
-                       e.flags, e.packets, e.octets)
+                       e.flags, e.packets, e.octets, self.gws[e.ep])
 
     def lookup(self, hoa):
         cdef entry_t *e
@@ -375,10 +394,10 @@ cdef class HoaTable:
 
     def memory_bytes(self):
         """Bytes the table has allocated: slot arrays and entries (whole pages; the old slot
-        array counted whole until its migration ends), endpoints."""
+        array counted whole until its migration ends), endpoints with their gateways."""
         return (_pages((self.mask + 1) * sizeof(slot_t))
                 + (_pages((self.omask + 1) * sizeof(slot_t)) if self.old != NULL else 0)
-                + _pages(self.cap * sizeof(entry_t)) + self.epcap * (16 + sizeof(uint32_t)))
+                + _pages(self.cap * sizeof(entry_t)) + self.epcap * (16 + 2 * sizeof(uint32_t)))
 
     def __len__(self):
         return self.n

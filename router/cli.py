@@ -19,7 +19,8 @@
 * ``netlmm decode HEX``: decodes a Mobility Header (from a capture, a log, a test vector).
 * ``netlmm keygen FILE [--force]``: an RFC 4285 key file with a fresh SPI and key (mode 600), to
   copy to every node of the domain; it says the SPI the [peer] sections name.
-* ``netlmm version``.
+* ``netlmm version`` (and ``netlmm --version``); ``netlmm example dmpa|dlmap|unit`` prints an
+  example ini file or the systemd unit, as installed with the package.
 """
 
 from __future__ import annotations
@@ -30,15 +31,15 @@ import sys
 from collections.abc import Callable, Sequence
 from ipaddress import AddressValueError, IPv6Address
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, TracebackType
 from typing import Any
 
 from router import __version__
-from router.wire.dialect import DIALECTS
-from router.wire.errors import DecodeError
-from router.wire.mh import decode_message
 
 NOT_YET: tuple[str, ...] = ()
+#: Where ``control_socket`` is by default (router.app.config.schema.RUN_ROOT, not imported
+#: here: ``attach`` must start fast).
+RUN_ROOT = Path("/run/netlmm")
 #: ``netlmm lab`` in ``netlmm --help``; its own options come with the netlmm-lab package.
 LAB_HELP = "the network-namespace lab: demo, up, down, bench, fuzz, soak"
 LAB_MISSING = "netlmm lab needs the netlmm-lab package: pip install -e ./lab"
@@ -56,6 +57,10 @@ def _lab_cli() -> ModuleType | None:
 
 
 def _decode(args: argparse.Namespace) -> int:
+    from router.wire.dialect import DIALECTS
+    from router.wire.errors import DecodeError
+    from router.wire.mh import decode_message
+
     text = sys.stdin.read() if args.hex == "-" else args.hex
     try:
         data = bytes.fromhex("".join(text.split()))
@@ -73,14 +78,26 @@ def _decode(args: argparse.Namespace) -> int:
     except DecodeError as exc:
         print(f"netlmm decode: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    from router.app.trace import mh_fields, option_text  # one formatter with netlmm trace
+
     print(f"{type(message).__name__} ({args.dialect} dialect)")
-    for name in message.__dataclass_fields__:  # type: ignore[attr-defined]
-        if name == "options":
-            continue
-        value = getattr(message, name)
-        print(f"  {name}: {value:#06x}" if name == "flags" else f"  {name}: {value}")
+    for name, value in mh_fields(message).items():
+        print(f"  {name}: {value}")
     for option in message.options:
-        print(f"  option {option.option_type}: {option}")
+        print(f"  option {option.option_type}: {option_text(option)}")
+    return 0
+
+
+#: ``netlmm example NAME``: the examples installed with the package (router/examples, the
+#: same files as etc/ in the source tree).
+EXAMPLES = {"dmpa": "dmpa.ini", "dlmap": "dlmap.ini", "unit": "netlmm@.service"}
+
+
+def _example(args: argparse.Namespace) -> int:
+    from importlib import resources
+
+    text = resources.files("router").joinpath("examples", EXAMPLES[args.which]).read_text()
+    sys.stdout.write(text)
     return 0
 
 
@@ -147,13 +164,34 @@ def _load(path: Path) -> object | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = _load(args.config)
-    if settings is None:
+    """``netlmm run``: the configuration's errors and warnings, then the node, all through the
+    node's log formatter (text or JSON, journald priorities); so is a crash's traceback."""
+    import logging
+
+    from router.app import config, logs
+
+    log = logging.getLogger("netlmm")
+    try:
+        settings, warnings = config.load(args.config)
+    except config.ConfigErrors as exc:
+        logs.setup("info", args.log_format or "text")
+        for problem in exc.problems:
+            log.error("config_error problem=%s", problem)
+        for warning in exc.warnings:
+            log.warning("config_warning warning=%s", warning)
         return 2
+    logs.setup(settings.node.log_level, args.log_format or settings.node.log_format)
+    for warning in warnings:
+        log.warning("config_warning warning=%s", warning)
+
+    def crashed(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        log.critical("crashed error=%s", f"{kind.__name__}: {value}", exc_info=(kind, value, tb))
+
+    sys.excepthook = crashed
     from router.app.run import run
 
     return run(
-        settings,  # type: ignore[arg-type]
+        settings,
         fastpath=args.fastpath,
         config_path=args.config,
         log_format=args.log_format,
@@ -171,9 +209,9 @@ def _socket_path(args: argparse.Namespace) -> Path | None:
 
 
 def _attach(args: argparse.Namespace) -> int:
-    from router.adapters.control import ControlClient, ControlError
+    from router.adapters.control_client import ControlClient, ControlError
 
-    path = _socket_path(args)
+    path = _attach_socket(args)
     if path is None:
         return 2
     request = {"command": "associated", "mac": args.mac, "link": args.link}
@@ -188,6 +226,49 @@ def _attach(args: argparse.Namespace) -> int:
     result = reply["result"]
     print(f"{result['mac']} on {result['link']}: {result['state']}")
     return 0
+
+
+def _attach_socket(args: argparse.Namespace) -> Path | None:
+    """``attach``'s control socket without loading the whole configuration (an access point's
+    hook runs it at every association: the app layer's imports would be most of its time):
+    ``--socket``, or ``[node] control_socket`` of the ini file, or its default from
+    ``[node] name``. The node that runs the file has checked it."""
+    if args.socket is not None:
+        return Path(args.socket)
+    import configparser
+
+    parser = configparser.ConfigParser(
+        interpolation=None,
+        comment_prefixes=(";", "#"),
+        inline_comment_prefixes=(";", "#"),
+        strict=False,
+    )
+    try:
+        parser.read_string(Path(args.config).read_text(encoding="utf-8"))
+        node = parser["node"]
+    except (OSError, UnicodeDecodeError, configparser.Error, KeyError) as exc:
+        print(f"netlmm attach: {args.config}: no usable [node] section ({exc})", file=sys.stderr)
+        return None
+    if node.get("control_socket"):
+        return Path(node["control_socket"])
+    if node.get("name"):
+        return RUN_ROOT / f"{node['name']}.sock"
+    print(f"netlmm attach: {args.config}: [node] has no name", file=sys.stderr)
+    return None
+
+
+def _attach_parser() -> argparse.ArgumentParser:
+    attach = argparse.ArgumentParser(
+        prog="netlmm attach",
+        description="DMPA: report a station's association with an access link "
+        "(an access point's hook)",
+    )
+    attach.add_argument("mac", help="the station's MAC address")
+    attach.add_argument("--link", help="the access link (a name of [dmpa] access; optional if one)")
+    where = attach.add_mutually_exclusive_group(required=True)
+    where.add_argument("-c", "--config", type=Path, help="the DMPA's ini file (for the socket)")
+    where.add_argument("--socket", type=Path, help="the DMPA's control socket")
+    return attach
 
 
 def _ask(args: argparse.Namespace, request: dict[str, object]) -> dict[str, object] | int:
@@ -445,10 +526,17 @@ def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netlmm", description="IPv4/netlmm6/IPv4 router appliance (DMPA and DLMAP roles)."
     )
+    parser.add_argument("--version", action="version", version=f"netlmm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the version")
+    example = sub.add_parser(
+        "example", help="print an example file: the two ini files, the systemd unit"
+    )
+    example.add_argument("which", choices=EXAMPLES, help="dmpa, dlmap (ini files) or unit")
     decode = sub.add_parser("decode", help="decode a Mobility Header given in hex")
     decode.add_argument("hex", help="the MH bytes in hex (whitespace allowed), or - for stdin")
+    from router.wire.dialect import DIALECTS
+
     decode.add_argument("--dialect", choices=sorted(DIALECTS), default="draft")
     decode.add_argument("--src", help="IPv6 source, to verify the checksum (with --dst)")
     decode.add_argument("--dst", help="IPv6 destination, to verify the checksum (with --src)")
@@ -483,15 +571,12 @@ def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
     show.add_argument("--hoa", help="bindings: this HoA, or the HoAs in a prefix (a.b.c.d/n)")
     show.add_argument("--dmpa", help="bindings: served by this DMPA (DLMAP only)")
     show.add_argument("--all", action="store_true", help="counters: the zero ones too")
-    attach = sub.add_parser(
+    sub.add_parser(
         "attach",
         help="DMPA: report a station's association with an access link (an access point's hook)",
+        parents=[_attach_parser()],
+        add_help=False,
     )
-    attach.add_argument("mac", help="the station's MAC address")
-    attach.add_argument("--link", help="the access link (a name of [dmpa] access; optional if one)")
-    where = attach.add_mutually_exclusive_group(required=True)
-    where.add_argument("-c", "--config", type=Path, help="the DMPA's ini file (for the socket)")
-    where.add_argument("--socket", type=Path, help="the DMPA's control socket")
     reload = sub.add_parser(
         "reload", help="re-read a running node's ini file (what applied, what needs a restart)"
     )
@@ -519,6 +604,8 @@ def build_parser(lab: ModuleType | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["attach"]:  # the hot path of an access point's hook: nothing else loaded
+        return _attach(_attach_parser().parse_args(argv[1:]))
     lab = None
     if argv[:1] == ["lab"]:
         lab = _lab_cli()
@@ -531,6 +618,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "decode":
         return _decode(args)
+    if args.command == "example":
+        return _example(args)
     if args.command == "check-config":
         return _check_config(args)
     if args.command == "keygen":

@@ -35,6 +35,8 @@ class MobileProfile:
     mac: str
     mode: str  # dhcp | dlmap | static
     hoa: str | None = None
+    #: The MS's own default gateway (``[profile] gateway``, the DMPAs' files only).
+    gateway: str | None = None
     ipv6: bool = False  # dual-stack: an IPv6 home network prefix too (needs ipv6_pool)
 
 
@@ -68,6 +70,8 @@ def _profiles(profiles: list[MobileProfile], dlmap_line: bool) -> str:
             out.append("ipv6 = yes\n")
         if dlmap_line:
             out.append(f"dlmap = {DLMAP_ADDRESS}\n")
+            if p.gateway:
+                out.append(f"gateway = {p.gateway}\n")
         out.append("\n")
     return "".join(out)
 

@@ -325,6 +325,10 @@ def run_demo(
             started.update(_start_dot1x(lab, steps))
         s["servers"] = describe_backends(started)
         steps.run("start the DLMAP and both DMPAs (netlmm run)", domain.start)
+        s["datapath"] = {  # which data-path tier each node runs ([node] datapath = auto)
+            role: next(t[5:] for t, on in domain.ask(role, "counters")["datapath"].items() if on)
+            for role in domain.processes
+        }
         client = DhcpClient(lab)
         aaa_by = "FreeRADIUS" if aaa == "radius" else "local profile"
         dhcp_by = f"relayed to {dhcp}" if dhcp != "builtin" else "the DLMAP's server"
@@ -591,6 +595,9 @@ def _print_summary(report: Report) -> None:
     print("summary" if report.ok else "FAILED")
     for kind, text in s.get("servers", {}).items():
         print(f"  {'DHCP' if kind == 'dhcp' else 'AAA':22}{text}")
+    if "datapath" in s:
+        tiers = ", ".join(f"{role} {tier}" for role, tier in s["datapath"].items())
+        print(f"  data-path tier        {tiers}")
     if "address" in s:
         print(f"  MS address            {s['address']} (gateway {s.get('router')})")
     if "tcp_mbit_s" in s:

@@ -181,3 +181,48 @@ class DemoPart:
             "tcp6_max_rtt_ms": result.max_rtt_ms if result else None,
             "dad_after_move_s": self._dad.get("s"),
         }
+
+
+# --- the lab bench's IPv6 rows (netlmm lab bench --ipv6) ----------------------------------------
+
+#: The kernel chain's IPv6 (``throughput.Chain``, variant kernel): h1's network is a /64 of the
+#: pool, as the MS's is, h2 is the CN's address, A -- B as the tayga variant numbers it.
+CHAIN_H1 = (IPv6Address("2001:db8:ff00::2"), IPv6Address("2001:db8:ff00::1"))
+CHAIN_H2 = (CN6, DLMAP_UPLINK6)
+CHAIN_LINK = (IPv6Address("2001:db8:100::1"), IPv6Address("2001:db8:100::2"))
+
+
+def chain_ipv6(chain: Lab, host_if: str, down_if: str, link_if: str) -> str:
+    """IPv6 forwarding on the kernel chain ``h1 -- A -- B -- h2`` (the reference the appliance's
+    IPv6 row is compared with); returns h2's address once h1 reaches it."""
+    for short, iface in (("h1", host_if), ("h2", host_if)):
+        chain.sysctl(
+            short,
+            "net.ipv6.conf.all.disable_ipv6=0",
+            "net.ipv6.conf.default.disable_ipv6=0",
+            f"net.ipv6.conf.{iface}.disable_ipv6=0",
+            "net.ipv6.conf.all.accept_dad=0",
+            f"net.ipv6.conf.{iface}.accept_dad=0",
+        )
+    (h1, a_host), (h2, b_host), (a_link, b_link) = CHAIN_H1, CHAIN_H2, CHAIN_LINK
+    chain.addr("h1", f"{h1}/64", host_if, "nodad")
+    chain.addr("a", f"{a_host}/64", down_if, "nodad")
+    chain.addr("h2", f"{h2}/64", host_if, "nodad")
+    chain.addr("b", f"{b_host}/64", down_if, "nodad")
+    chain.addr("a", f"{a_link}/64", link_if, "nodad")
+    chain.addr("b", f"{b_link}/64", link_if, "nodad")
+    chain.ip("h1", "-6", "route", "add", "default", "via", str(a_host))
+    chain.ip("h2", "-6", "route", "add", "default", "via", str(b_host))
+    chain.ip("a", "-6", "route", "add", str(UPLINK6), "via", str(b_link))
+    chain.ip("b", "-6", "route", "add", str(IPV6_POOL), "via", str(a_link))
+    chain.wait_ping("h1", str(h2), 10.0)
+    return str(h2)
+
+
+def appliance_ipv6(lab: Lab, options: dict[str, Any], profiles: list[Any]) -> list[Any]:
+    """The appliance bed with a dual-stack MS: what :meth:`DemoPart.prepare` does."""
+    return DemoPart(lab).prepare(options, profiles)
+
+
+#: The IPv6 rows: metric key -> (streams, reverse).
+IPV6_TCP = {"tcp1_up_v6": (1, False), "tcp1_down_v6": (1, True)}

@@ -2,7 +2,7 @@
 
 The topology is ``h1 -- A -- B -- h2`` in network namespaces, IPv4-only hosts at both ends,
 documentation prefixes only, MTU 1500 on the host sides and 1600 between A and B. Three
-variants of A and B, each built, measured and torn down in turn:
+variants of A and B (four: the appliance in each data-path tier), built, measured, torn down:
 
 - ``kernel``: A and B are plain IPv4 routers (kernel forwarding over veth): the limit.
 - ``tayga``: one tayga process in A translates h1's IPv4 into IPv6 (static map for h1, a
@@ -11,7 +11,8 @@ variants of A and B, each built, measured and torn down in turn:
 - ``appliance``: the real appliance from :class:`netlmm_lab.topology.Lab` and
   :class:`netlmm_lab.domain.Domain`: h1 is the MS (address by DHCP, busybox udhcpc), A is
   DMPA 1, B is the DLMAP, h2 is the CN. (The lab also has base-station and transport bridges
-  on the way, and a second DMPA standing by.)
+  on the way, and a second DMPA standing by.) ``appliance`` runs ``[node] datapath = cython``,
+  ``appliance-kernel`` the kernel tier (docs/kernel-tier.md).
 
 Per variant, ``runs`` times each: iperf3 TCP with 1 and 4 streams in both directions (h1 -> h2,
 and h2 -> h1 with ``-R``), a search for the highest rate of 64-byte UDP datagrams (iperf3
@@ -20,7 +21,8 @@ and h2 -> h1 with ``-R``), a search for the highest rate of 64-byte UDP datagram
 every namespace deleted when a variant is done, on error and Ctrl-C too (the ``Lab`` machinery).
 
 ``netlmm lab bench`` / ``make bench-lab`` run :func:`main`: one table with medians, ranges and
-the ratios appliance/tayga and appliance/kernel, and the same as JSON under ``bench/results/``.
+each appliance variant's ratios over tayga and kernel, and the same as JSON under
+``bench/results/``.
 ``bench/lab/`` runs a subset as pytest-benchmark tests on the same :func:`testbed`.
 """
 
@@ -56,7 +58,9 @@ from netlmm_lab.topology import (
     Lab,
 )
 
-VARIANTS = ("kernel", "tayga", "appliance")
+VARIANTS = ("kernel", "tayga", "appliance", "appliance-kernel")
+#: The appliance variants: their ``[node] datapath`` (the Cython tier alone, the kernel tier).
+APPLIANCES = {"appliance": "cython", "appliance-kernel": "kernel"}
 NAI = "ms@example.org"
 
 # --- the h1 -- A -- B -- h2 chain (kernel and tayga variants) --------------------------------
@@ -197,8 +201,8 @@ class Testbed:
 @contextlib.contextmanager
 def testbed(variant: str, *, fastpath: str = "auto", offload: bool = True) -> Iterator[Testbed]:
     """Build ``variant``, wait until h1 reaches h2, yield it; always tear it all down."""
-    if variant == "appliance":
-        with _appliance(fastpath, offload) as bed:
+    if variant in APPLIANCES:
+        with _appliance(fastpath, offload, variant) as bed:
             yield bed
         return
     with Chain(variant) as chain:
@@ -206,14 +210,15 @@ def testbed(variant: str, *, fastpath: str = "auto", offload: bool = True) -> It
 
 
 @contextlib.contextmanager
-def _appliance(fastpath: str, offload: bool) -> Iterator[Testbed]:
+def _appliance(fastpath: str, offload: bool, variant: str) -> Iterator[Testbed]:
     from netlmm_lab.configs import MobileProfile
     from netlmm_lab.domain import Domain
 
     with Lab() as lab:
         bridge_nf = _no_bridge_netfilter(lab)
         profiles = [MobileProfile(NAI, lab.ms_mac(), "dhcp")]
-        domain = Domain(lab, profiles, fastpath=fastpath, offload=offload)
+        datapath = APPLIANCES[variant]
+        domain = Domain(lab, profiles, fastpath=fastpath, offload=offload, datapath=datapath)
         try:
             try:
                 domain.start()
@@ -228,10 +233,11 @@ def _appliance(fastpath: str, offload: bool) -> Iterator[Testbed]:
             notes = {
                 "ms_address": str(lease.address),
                 "fastpath": fastpath,
+                "datapath": datapath,
                 "offload": offload,
                 "bridge_netfilter": bridge_nf,
             }
-            yield Testbed("appliance", lab, "ms", "cn", str(CN_ADDRESS), notes)
+            yield Testbed(variant, lab, "ms", "cn", str(CN_ADDRESS), notes)
             for role, process in domain.processes.items():
                 if process.poll() is not None:
                     raise LabError(f"{role} exited during the runs:\n{domain.tail(role)}")
@@ -271,7 +277,7 @@ def missing_tools(variants: Sequence[str]) -> list[str]:
     needed = ["iperf3", "ping", "ss", "ip"]
     if "tayga" in variants:
         needed.append("tayga")
-    if "appliance" in variants:
+    if any(v in APPLIANCES for v in variants):
         needed.append("udhcpc")
     return [tool for tool in needed if shutil.which(tool) is None]
 
@@ -501,19 +507,21 @@ def measure_variant(
 
 
 def ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """appliance/tayga and appliance/kernel of the medians, per metric."""
-    table: dict[str, dict[str, float | None]] = {}
-    app = results.get("appliance", {})
-    for metric in METRICS:
-        row: dict[str, float | None] = {}
-        for ref in ("tayga", "kernel"):
-            a = app.get(metric.key, {}).get("median")
-            r = results.get(ref, {}).get(metric.key, {}).get("median")
-            row[f"appliance/{ref}"] = round(a / r, 3) if a and r else None
-        table[metric.key] = row
-    if "appliance" in results and "kernel" in results:
-        added = results["appliance"]["ping_us"]["median"] - results["kernel"]["ping_us"]["median"]
-        table["ping_us"]["added_us"] = round(added, 1)
+    """Each appliance variant over tayga and over kernel forwarding, of the medians, per
+    metric (``appliance/kernel``, ``appliance-kernel/kernel``, ...); the ping added over kernel
+    forwarding (``added_us``, ``appliance-kernel.added_us``)."""
+    table: dict[str, dict[str, float | None]] = {m.key: {} for m in METRICS}
+    for variant in APPLIANCES:
+        app = results.get(variant, {})
+        for metric in METRICS:
+            for ref in ("tayga", "kernel"):
+                a = app.get(metric.key, {}).get("median")
+                r = results.get(ref, {}).get(metric.key, {}).get("median")
+                table[metric.key][f"{variant}/{ref}"] = round(a / r, 3) if a and r else None
+        if variant in results and "kernel" in results:
+            added = results[variant]["ping_us"]["median"] - results["kernel"]["ping_us"]["median"]
+            name = "added_us" if variant == "appliance" else f"{variant}.added_us"
+            table["ping_us"][name] = round(added, 1)
     return table
 
 
@@ -527,21 +535,21 @@ def _cell(metric: dict[str, Any] | None, unit: str) -> str:
 def format_table(report: dict[str, Any]) -> str:
     """A Markdown table: per metric, the median and range of each variant, then the ratios."""
     results, ratio = report["results"], report["ratios"]
-    head = "| metric | kernel | tayga pair | appliance | appliance/tayga | appliance/kernel |"
-    lines = [head, "|---|---:|---:|---:|---:|---:|"]
+    keys = [f"{a}/{ref}" for a in APPLIANCES for ref in ("tayga", "kernel")]
+    head = "| metric | kernel | tayga pair | appliance (cython) | appliance-kernel | "
+    lines = [head + " | ".join(keys) + " |", "|---|" + "---:|" * (len(VARIANTS) + len(keys))]
     for metric in METRICS:
         cells = [_cell(results.get(v, {}).get(metric.key), metric.unit) for v in VARIANTS]
-        rs = [ratio.get(metric.key, {}).get(f"appliance/{ref}") for ref in ("tayga", "kernel")]
+        rs = [ratio.get(metric.key, {}).get(key) for key in keys]
         rtext = [f"{r:.2f}" if r is not None else "-" for r in rs]
         lines.append(
             f"| {metric.title}, {metric.unit} | {' | '.join(cells)} | {' | '.join(rtext)} |"
         )
-    added = ratio.get("ping_us", {}).get("added_us")
-    if added is not None:
-        lines.append("")
-        lines.append(
-            f"Added latency, appliance vs kernel forwarding (median ping RTT): {added:.0f} us"
-        )
+    for variant in APPLIANCES:
+        name = "added_us" if variant == "appliance" else f"{variant}.added_us"
+        added = ratio.get("ping_us", {}).get(name)
+        if added is not None:
+            lines.append(f"\nAdded latency, {variant} vs kernel forwarding: {added:.0f} us")
     return "\n".join(lines)
 
 

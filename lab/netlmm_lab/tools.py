@@ -427,9 +427,10 @@ def ping(
     interval: float = 0.2,
     size: int | None = None,
     df: bool = False,
+    ttl: int | None = None,
 ) -> PingResult:
     """``ping -c count -W 1`` from ``ns``; ``df`` forbids fragmentation (``-M do``), else the
-    packets may be fragmented on the way (``-M dont``: no DF bit)."""
+    packets may be fragmented on the way (``-M dont``: no DF bit); ``ttl``: ``-t``."""
     if not 1 <= count <= 10_000:
         raise ValueError("count must be 1..10000")
     argv = ["ping", "-n", "-c", str(count), "-W", "1", "-i", str(interval)]
@@ -437,6 +438,8 @@ def ping(
         argv.append("-6")
     if size is not None:
         argv += ["-s", str(size)]
+    if ttl is not None:
+        argv += ["-t", str(ttl)]
     # Linux ping sets DF by default ("want"): say which one is meant.
     argv += ["-M", "do" if df else "dont"]
     result = lab.exec(ns, [*argv, dst], timeout=count * max(interval, 0.01) + 10, check=False)

@@ -62,6 +62,12 @@ class AAA:
         self._local_counters[outcome] += 1
         return profile
 
+    def why_rejected(self, mac: MacAddress, nai: str | None = None) -> str:
+        """The reason of a None from :meth:`authenticate`, as the log says it."""
+        if self.backend == "radius":
+            return "access-reject (or no answer) from RADIUS"
+        return self._local.why_rejected(mac, nai)
+
     def set_profiles(self, profiles: tuple[LocalProfile, ...]) -> None:
         """New local profiles (SIGHUP); visitors already admitted keep theirs."""
         self._local = LocalAAA(profiles)

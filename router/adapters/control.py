@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import inspect
 import json
 import logging
@@ -32,10 +31,24 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from router.adapters.control_client import (
+    MAX_LINE,
+    ControlClient,
+    ControlError,
+    ControlUnavailable,
+)
+
+__all__ = [
+    "MAX_LINE",
+    "ControlClient",
+    "ControlError",
+    "ControlServer",
+    "ControlUnavailable",
+    "prepare_path",
+]
+
 log = logging.getLogger(__name__)
 
-#: Longest request or response line, in bytes.
-MAX_LINE = 1 << 20
 #: A connection that sends nothing for this long is closed.
 IDLE_TIMEOUT = 60.0
 
@@ -43,17 +56,6 @@ JsonDict = dict[str, Any]
 Handler = Callable[[JsonDict], JsonDict | Awaitable[JsonDict]]
 
 _UCRED = struct.Struct("3i")  # pid, uid, gid
-
-
-class ControlError(Exception):
-    """A request the handler refuses, or (client side) a channel that cannot be used.
-
-    Raised by a handler, its message goes to the client as ``{"ok": false, "error": ...}``.
-    """
-
-
-class ControlUnavailable(ControlError):
-    """Client side: no appliance is listening (socket file absent, refused, timed out)."""
 
 
 def _error(message: str) -> JsonDict:
@@ -76,7 +78,7 @@ def prepare_path(path: Path) -> None:
         probe.connect(str(path))
     except OSError:
         path.unlink(missing_ok=True)  # nobody listens: a crashed run's leftover
-        log.info("replaced stale control socket path=%s", path)
+        log.info("control_socket_stale_replaced path=%s", path)
         return
     finally:
         probe.close()
@@ -121,7 +123,7 @@ class ControlServer:
         sock = _bind_private(self.path)
         self._inode = self.path.stat().st_ino
         self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_LINE)
-        log.info("control socket listening path=%s", self.path)
+        log.info("control_socket_listening path=%s", self.path)
 
     async def close(self) -> None:
         if self._server is None:
@@ -188,10 +190,10 @@ class ControlServer:
         except ControlError as exc:
             return _error(str(exc))
         except Exception:
-            log.exception("control handler failed command=%s", request.get("command"))
+            log.exception("control_handler_failed command=%s", request.get("command"))
             return _error("internal error")
         if not isinstance(result, dict):
-            log.error("control handler returned %s, not a dict", type(result).__name__)
+            log.error("control_handler_not_a_dict type=%s", type(result).__name__)
             return _error("internal error")
         return {"ok": True, **result}
 
@@ -203,77 +205,3 @@ class ControlServer:
             data = json.dumps(_error("internal error: response is not JSON")).encode()
         writer.write(data + b"\n")
         await writer.drain()
-
-
-class ControlClient:
-    """Synchronous client for the CLI: ``ControlClient(path).request({...}) -> dict``.
-
-    Raises :class:`ControlUnavailable` when no appliance listens at ``path`` (with the reason:
-    no such file, refused, permission denied, timed out) and :class:`ControlError` when the
-    answer is not one JSON object. A response with ``"ok": false`` is returned, not raised.
-    """
-
-    def __init__(self, path: Path | str, timeout: float = 5.0) -> None:
-        self.path = Path(path)
-        self.timeout = timeout
-
-    def request(self, request: JsonDict) -> JsonDict:
-        line = json.dumps(request).encode() + b"\n"
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            try:
-                sock.connect(str(self.path))
-            except FileNotFoundError as exc:
-                raise ControlUnavailable(
-                    f"no control socket at {self.path}: is the appliance running?"
-                ) from exc
-            except ConnectionRefusedError as exc:
-                raise ControlUnavailable(
-                    f"control socket {self.path} refused the connection: "
-                    "the appliance is not running (stale socket file)"
-                ) from exc
-            except PermissionError as exc:
-                raise ControlUnavailable(
-                    f"control socket {self.path}: permission denied (run as root)"
-                ) from exc
-            except TimeoutError as exc:
-                raise ControlUnavailable(f"control socket {self.path}: timed out") from exc
-            except OSError as exc:
-                raise ControlUnavailable(
-                    f"control socket {self.path}: {errno.errorcode.get(exc.errno or 0, exc)}"
-                ) from exc
-            try:
-                sock.sendall(line)
-                answer = self._read_line(sock)
-            except TimeoutError as exc:
-                raise ControlUnavailable(
-                    f"control socket {self.path}: no answer within {self.timeout:g} s"
-                ) from exc
-            except OSError as exc:
-                raise ControlUnavailable(f"control socket {self.path}: {exc}") from exc
-        finally:
-            sock.close()
-        try:
-            response = json.loads(answer)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ControlError(f"bad answer from {self.path}: not JSON") from exc
-        if not isinstance(response, dict):
-            raise ControlError(f"bad answer from {self.path}: not a JSON object")
-        return response
-
-    def _read_line(self, sock: socket.socket) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ControlError(f"control socket {self.path} closed without an answer")
-            end = chunk.find(b"\n")
-            if end >= 0:
-                chunks.append(chunk[:end])
-                return b"".join(chunks)
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_LINE:
-                raise ControlError(f"answer from {self.path} longer than {MAX_LINE} bytes")

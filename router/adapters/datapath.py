@@ -42,7 +42,8 @@ class DataPath(Protocol):
 
     def bind(self, action: Bind) -> None:
         """Forward ``action.hoa`` through ``action.endpoint`` (DMPA: to ``action.mac`` on
-        ``action.link``); a handover is a bind that replaces the old one."""
+        ``action.link``, and answer ICMP to ``action.gateway``, the MS's own gateway, in the
+        slow path); a handover is a bind that replaces the old one."""
         ...
 
     def unbind(self, hoa: IPv4Address) -> None: ...
@@ -90,7 +91,8 @@ class UserSpacePath:
 
     def bind(self, action: Bind) -> None:
         mac = action.mac.packed if action.mac is not None else bytes(6)
-        self.table.bind(int(action.hoa), action.endpoint.packed, mac, action.link)
+        gateway = int(action.gateway) if action.gateway is not None else 0
+        self.table.bind(int(action.hoa), action.endpoint.packed, mac, action.link, gateway=gateway)
 
     def unbind(self, hoa: IPv4Address) -> None:
         self.table.unbind(int(hoa))

@@ -68,7 +68,7 @@ class RelayEndpoint(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         self.relay.counters[DhcpRelayCounter.SOCKET_ERROR] += 1
         if self._log_limit.allow("error", self.clock()):
-            log.warning("dhcp relay socket error=%s", exc)
+            log.warning("dhcp_relay_socket_error error=%s", exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

@@ -11,6 +11,9 @@ the per-node lock.
 * :func:`route_mtu`: the MTU of the route (and path-MTU cache) towards an IPv6 peer, from a
   connected UDP socket's ``IPV6_MTU``: what a tunnelled packet must fit.
 * :func:`raw_allowed`: whether this process may open raw sockets (``CAP_NET_RAW``).
+* :func:`open_route_changes`, :func:`drain`: a netlink socket that becomes readable when a link
+  or an IPv6 route of this namespace changes (``RTMGRP_LINK | RTMGRP_IPV6_ROUTE``); nothing is
+  parsed, the owner re-reads what it watches.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ _IPV6_MTU = getattr(socket, "IPV6_MTU", 24)
 _IFA_F_DADFAILED = 0x08
 _IFA_F_TENTATIVE = 0x40
 LOCK_NAME = "lock"
+_RTMGRP_LINK = 0x1
+_RTMGRP_IPV6_ROUTE = 0x400
 
 
 class AlreadyRunning(Exception):
@@ -158,3 +163,33 @@ def raw_allowed() -> bool:
         return True  # another reason (no IPv6): the real open will say it
     sock.close()
     return True
+
+
+def open_route_changes() -> socket.socket:
+    """A non-blocking NETLINK_ROUTE socket subscribed to link and IPv6 route changes."""
+    sock = socket.socket(
+        socket.AF_NETLINK,
+        socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+        socket.NETLINK_ROUTE,
+    )
+    try:
+        sock.bind((0, _RTMGRP_LINK | _RTMGRP_IPV6_ROUTE))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def drain(sock: socket.socket, limit: int = 1024) -> int:
+    """Read what is queued (at most ``limit`` datagrams): how many were read."""
+    count = 0
+    while count < limit:
+        try:
+            sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError:  # ENOBUFS: messages lost, which is a change too
+            count += 1
+            break
+        count += 1
+    return count

@@ -103,7 +103,7 @@ class Plan:
     tunnel_mtu: int
     access: tuple[str, ...] = ()  # DMPA: the access interfaces, by link index
     pseudo_mac: bytes = NO_MAC  # DMPA
-    gateway: IPv4Address = NO_GATEWAY  # DMPA: the MSs' gateway (until Bind carries one)
+    gateway: IPv4Address = NO_GATEWAY  # DMPA: the node's gateway (a Bind may name another)
 
 
 def _binding_module() -> Any:
@@ -241,8 +241,7 @@ class KernelPath:
         mac = action.mac.packed if action.mac is not None else bytes(6)
         link = action.link
         ifindex = self._access[link] if 0 <= link < len(self._access) else 0
-        gateway = getattr(action, "gateway", None)  # a per-MS gateway when Bind carries one
-        packed = gateway.packed if gateway is not None else self.gateway
+        packed = action.gateway.packed if action.gateway is not None else self.gateway
         return BINDING.pack(action.endpoint.packed, mac, ifindex, packed, link, 0, 0, 0)
 
     def bind(self, action: Bind) -> None:

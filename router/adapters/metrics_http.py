@@ -44,7 +44,7 @@ class MetricsServer:
             self._serve, self.host, self.port, limit=MAX_REQUEST, reuse_address=True
         )
         self.port = self._server.sockets[0].getsockname()[1]  # the one bound, for a port 0
-        log.info("metrics listening address=%s port=%d", self.host, self.port)
+        log.info("metrics_listening address=%s port=%d", self.host, self.port)
 
     async def close(self) -> None:
         if self._server is not None:

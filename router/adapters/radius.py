@@ -6,7 +6,10 @@ An attaching MS is authenticated with one Access-Request:
   ``@<mac_realm>`` appended when a realm is configured, so a proxy can route it by realm);
 - ``Calling-Station-Id`` = the MAC in the RFC 3580 3.21 form (upper-case hex, ``-`` between
   octets), ``NAS-Identifier`` and, if configured, ``NAS-IPv6-Address`` of the DMPA;
-- ``Message-Authenticator`` (RFC 2869 5.14) as the first attribute.
+- ``Message-Authenticator`` (RFC 2869 5.14) as the first attribute;
+- with :class:`Credentials` (a PPP MS's, seed 4.1): ``User-Password`` (PAP, hidden with the
+  secret and the Request Authenticator, RFC 2865 5.2) or ``CHAP-Password`` (its Identifier and
+  MD5 response) and ``CHAP-Challenge`` (RFC 2865 5.3, 5.40).
 
 Each try waits ``timeout`` seconds; a server gets ``1 + retries`` tries (retransmissions are the
 same bytes: same Identifier, same Request Authenticator, RFC 5080 2.2.1), then the next server is
@@ -200,6 +203,15 @@ class RadiusConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a PPP MS proved itself with: a PAP password, or a CHAP-MD5 answer
+    (identifier, challenge, response). Nothing: the MS is asked for by its MAC or NAI alone."""
+
+    password: bytes | None = None
+    chap: tuple[int, bytes, bytes] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AccessOutcome:
     """What one authentication ended with; ``profile`` is set only for a usable Accept."""
 
@@ -247,6 +259,7 @@ def build_request(
     mac: MacAddress,
     nai: str | None,
     authenticator: bytes | None = None,
+    credentials: Credentials | None = None,
 ) -> AuthPacket:
     """The Access-Request for one MS to one server (the caller encodes it with RequestPacket)."""
     request = AuthPacket(
@@ -264,6 +277,12 @@ def build_request(
     request["NAS-Identifier"] = config.nas_identifier
     if config.nas_ipv6_address is not None:
         request["NAS-IPv6-Address"] = str(config.nas_ipv6_address)
+    if credentials is not None and credentials.password is not None:
+        request["User-Password"] = request.PwCrypt(credentials.password)
+    if credentials is not None and credentials.chap is not None:
+        identifier, challenge, response = credentials.chap
+        request["CHAP-Password"] = bytes((identifier,)) + response
+        request["CHAP-Challenge"] = challenge
     return request
 
 
@@ -509,26 +528,34 @@ class RadiusClient:
                 endpoint.transport.close()
         self._endpoints.clear()
 
-    async def authenticate(self, mac: MacAddress, nai: str | None = None) -> Profile | None:
+    async def authenticate(
+        self, mac: MacAddress, nai: str | None = None, credentials: Credentials | None = None
+    ) -> Profile | None:
         """The MS's profile, or ``None`` (reject, challenge, unusable Accept or no answer)."""
-        return (await self.access(mac, nai)).profile
+        return (await self.access(mac, nai, credentials)).profile
 
-    async def access(self, mac: MacAddress, nai: str | None = None) -> AccessOutcome:
+    async def access(
+        self, mac: MacAddress, nai: str | None = None, credentials: Credentials | None = None
+    ) -> AccessOutcome:
         """One authentication, with retries and failover; never raises on what the peer sends."""
         self._count(RadiusCounter.REQUESTS)
         for index, server in enumerate(self.config.servers):
             if index:
                 self._count(RadiusCounter.FAILOVERS)
-                log.info("radius failover server=%s mac=%s", server.address, mac)
-            outcome = await self._ask(server, mac, nai)
+                log.info("radius_failover server=%s mac=%s", server.address, mac)
+            outcome = await self._ask(server, mac, nai, credentials)
             if outcome is not None:
                 return outcome
         self._count(RadiusCounter.TIMEOUT)
-        log.info("radius timeout mac=%s nai=%s", mac, nai)
+        log.info("radius_timeout mac=%s nai=%s", mac, nai)
         return AccessOutcome("timeout", reason="no server answered")
 
     async def _ask(
-        self, server: RadiusServer, mac: MacAddress, nai: str | None
+        self,
+        server: RadiusServer,
+        mac: MacAddress,
+        nai: str | None,
+        credentials: Credentials | None = None,
     ) -> AccessOutcome | None:
         endpoint = await self._endpoint(server)
         if endpoint is None:
@@ -537,7 +564,7 @@ class RadiusClient:
         if ident is None:
             self._count(RadiusCounter.NO_IDENTIFIER)
             return None
-        request = build_request(self.config, server, ident, mac, nai)
+        request = build_request(self.config, server, ident, mac, nai, credentials=credentials)
         raw = request.RequestPacket()
         future: asyncio.Future[CheckedReply] = asyncio.get_running_loop().create_future()
         endpoint.pending[ident] = _Pending(request.authenticator, future)
@@ -552,7 +579,7 @@ class RadiusClient:
                     self._count(RadiusCounter.SENT)
                 except OSError as exc:
                     self._count(RadiusCounter.SEND_ERRORS)
-                    log.warning("radius send failed server=%s error=%s", server.address, exc)
+                    log.warning("radius_send_failed server=%s error=%s", server.address, exc)
                 done, _ = await asyncio.wait({future}, timeout=self.config.timeout)
                 if done:
                     return self._outcome(future.result(), server, request["User-Name"][0])
@@ -571,7 +598,7 @@ class RadiusClient:
             profile, dhcp4_server, conflict = map_accept(reply.attributes, sent_name, self.config)
         except MappingError as exc:
             self._count(RadiusCounter.UNUSABLE)
-            log.warning("radius accept unusable server=%s reason=%s", server.address, exc)
+            log.warning("radius_accept_unusable server=%s reason=%s", server.address, exc)
             return AccessOutcome("unusable", server=server, reason=str(exc))
         if conflict:
             self._count(RadiusCounter.HOA_CONFLICT)
@@ -595,7 +622,7 @@ class RadiusClient:
                 )
             except OSError as exc:
                 self._count(RadiusCounter.SEND_ERRORS)
-                log.warning("radius socket failed server=%s error=%s", server.address, exc)
+                log.warning("radius_socket_failed server=%s error=%s", server.address, exc)
                 return None
             self._endpoints[server] = endpoint
             return endpoint

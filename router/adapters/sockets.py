@@ -146,6 +146,10 @@ RX_ERRNO = Family("rx.error.{}", "receives that failed, by errno")
 _ERRORS = {"tx": (SocketCounter.TX_ERROR, TX_ERRNO), "rx": (SocketCounter.RX_ERROR, RX_ERRNO)}
 
 
+#: Sources (and destinations) whose parsed form an endpoint keeps; past it, it starts again.
+MAX_PEER_CACHE = 4096
+
+
 class MHEndpoint:
     """Mobility Header signaling on one :func:`open_mh_socket` socket, driven by the loop.
 
@@ -175,6 +179,9 @@ class MHEndpoint:
         self._clock = clock
         self._log_limit = RateLimiter(1.0)
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Source text -> address, and address -> sockaddr: parsed and formatted once a peer.
+        self._sources: dict[str, IPv6Address] = {}
+        self._targets: dict[IPv6Address, tuple[str, int]] = {}
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Start reading (``loop.add_reader``); call on the loop thread."""
@@ -194,10 +201,22 @@ class MHEndpoint:
         self.stop()
         self.sock.close()
 
+    def _source(self, text: str) -> IPv6Address:
+        if len(self._sources) >= MAX_PEER_CACHE:  # a flood of forged sources: start again
+            self._sources.clear()
+        src = IPv6Address(str(text).split("%", 1)[0])
+        self._sources[text] = src
+        return src
+
     def send(self, data: bytes, dst: IPv6Address) -> bool:
         """Send one MH to ``dst`` (the kernel fills the checksum); ``False`` if it failed."""
+        target = self._targets.get(dst)
+        if target is None:
+            if len(self._targets) >= MAX_PEER_CACHE:
+                self._targets.clear()
+            target = self._targets[dst] = (str(dst), 0)
         try:
-            self.sock.sendto(data, (str(dst), 0))
+            self.sock.sendto(data, target)
         except OSError as exc:
             self._count_error("tx", exc, dst)
             return False
@@ -210,7 +229,7 @@ class MHEndpoint:
         self.counters[total] += 1
         self.counters[by_errno(name)] += 1
         if self._log_limit.allow((direction, name), self._clock()):
-            log.warning("mh %s error=%s peer=%s", direction, name, peer)
+            log.warning("mh_socket_error direction=%s error=%s peer=%s", direction, name, peer)
 
     def _readable(self) -> None:
         for _ in range(self.batch):  # bounded: let the loop run other work between batches
@@ -223,14 +242,17 @@ class MHEndpoint:
                 return
             self.counters[SocketCounter.RX] += 1
             # The sockaddr of an AF_INET6 raw socket: (address, port, flowinfo, scope_id);
-            # a link-local source carries "%scope" in the text.
-            src = IPv6Address(str(addr[0]).split("%", 1)[0])
+            # a link-local source carries "%scope" in the text. Parsed once per source (the
+            # peers are few; the same object each time makes the cores' dict lookups cheap).
+            src = self._sources.get(addr[0])
+            if src is None:
+                src = self._source(addr[0])
             try:
                 self.on_message(data, src)
             except Exception:
                 self.counters[SocketCounter.RX_HANDLER_ERROR] += 1
                 if self._log_limit.allow("handler", self._clock()):
-                    log.exception("mh handler failed peer=%s", src)
+                    log.exception("mh_handler_failed peer=%s", src)
 
 
 # --- the slow path's sends --------------------------------------------------------------------

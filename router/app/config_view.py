@@ -3,9 +3,9 @@
 Each section of the file in its order, each key by its ini name (``v_ba``, ``tunnel_mtu``) in
 the file's order, its value as the file wrote it; then the keys the file leaves out, commented
 out with their default as ``etc/<role>.ini`` does (``;log_format = text``), so the output diffs
-against the file. Only secrets are hidden: the RADIUS shared secrets (``servers``); MAC
-addresses, paths and SPIs are shown (the RFC 4285 keys live in ``node.key_file``, never in the
-ini).
+against the file. Only secrets are hidden: the RADIUS shared secrets (``servers``,
+``proxy_secret``); MAC addresses, paths and SPIs are shown (the RFC 4285 keys live in
+``node.key_file``, never in the ini).
 
 The view is the file read at start; a reload replaces the keys it applied (log level and
 format, DMPA profiles) and lists the ones that wait for a restart (``pending_restart``) with the
@@ -29,6 +29,8 @@ def _kind(section: str) -> str:
 
 
 def _hide(section: str, key: str, value: str) -> str:
+    if _kind(section) == "radius" and key == "proxy_secret":  # hostapd's, for the 802.1X proxy
+        return SECRET
     if _kind(section) == "radius" and key == "servers":
         lines = []
         for line in value.splitlines():

@@ -165,10 +165,12 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
         except Exception as exc:
             self.counters[AAACounter.AAA_ERROR] += 1
             if self._log_limit.allow(type(exc).__name__, self.clock.now()):  # MSs trigger it
-                log.warning("aaa failed mac=%s error=%s", mac, exc)
+                log.warning("aaa_failed mac=%s error=%s", mac, exc)
             profile = None
+        why = self.aaa.why_rejected(mac, nai) if profile is None else None
         try:
-            actions = self.core.aaa_result(mac, profile, self.clock.now(), self.clock.wall())
+            now, wall = self.clock.now(), self.clock.wall()
+            actions = self.core.aaa_result(mac, profile, now, wall, why)
         except Exception:
             self.runner.boundary.caught("aaa_result")
             return

@@ -37,7 +37,8 @@ from router.core.actions import Persist
 
 log = logging.getLogger("netlmm")
 
-#: How often the standby re-reads the state (its lag is at most about this much) and how long
+#: How often the standby re-reads the whole state (at least: a read that takes longer than a
+#: tenth of it stretches it; its lag is about this much) and how long
 #: each look for the address lasts (polled every 50 ms within it).
 REFRESH = 1.0
 ADDRESS_POLL = 0.25
@@ -146,9 +147,10 @@ async def _standby(ha: HA, address: IPv6Address) -> None:
     log.info("standby identity=%s waiting for address=%s", store.identity, address)
     try:
         started = time.monotonic()
-        refreshed = 0.0
+        refreshed, every = 0.0, REFRESH
         while True:
-            if time.monotonic() - refreshed >= REFRESH:
+            if time.monotonic() - refreshed >= every:
+                began = time.monotonic()
                 try:
                     await store.fetch()
                     current = await store.current_epoch()
@@ -156,6 +158,8 @@ async def _standby(ha: HA, address: IPv6Address) -> None:
                 except Exception as exc:  # the database away: keep waiting, say so
                     log.warning("standby cannot read the state: %s", exc)
                 refreshed = time.monotonic()
+                # a big state is re-read less often: at most a tenth of the time reading
+                every = max(REFRESH, 10 * (refreshed - began))
             try:
                 await loop.run_in_executor(None, devices.wait_address, address, ADDRESS_POLL)
             except TimeoutError:

@@ -12,8 +12,10 @@ Rules:
 3. The HTTP server (:mod:`router.adapters.metrics_http`) runs on the node's own loop, so a
    scrape reads the counters between two loop turns and never races the data path.
 4. Names follow the Prometheus conventions: ``netlmm_`` prefix, counters end in ``_total``,
-   durations in seconds, sizes in bytes. Every raw counter is also exported as
-   ``netlmm_internal_events_total{group,name}``, so nothing the node counts is out of reach.
+   durations in seconds, sizes in bytes. Every raw counter that no metric exports under a name
+   of its own is exported as ``netlmm_internal_events_total{group,name}``, so nothing the node
+   counts is out of reach and no series is there twice; no label value is empty; each role
+   exports its own latency histogram only; ``netlmm_build_info`` says what runs.
 5. The metrics are a table (:data:`METRICS`) of the declared counters (router.core.counters,
    :mod:`router.app.counters`): a sample is a declared name or every counted name of declared
    families, never a string looked up by hand.
@@ -23,6 +25,7 @@ docs/service.md lists the metrics with what to watch.
 
 from __future__ import annotations
 
+import platform
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -339,10 +342,14 @@ METRICS: tuple[Spec, ...] = (
         "netlmm_revocations",
         "Binding revocations of the old DMPA, by result and the BRA's status code",
         ("result", "status"),
-        (
-            One(("unanswered", ""), "core", RevocationCounter.BRI_UNANSWERED),
-            Each("core", (BRA_STATUS,), ("acknowledged",)),
-        ),
+        (Each("core", (BRA_STATUS,), ("acknowledged",)),),
+        roles=_DLMAP,
+    ),
+    Spec(
+        "netlmm_revocations_unanswered",
+        "Revocations never answered before the old registration's lifetime was over",
+        (),
+        (One((), "core", RevocationCounter.BRI_UNANSWERED),),
         roles=_DLMAP,
     ),
     Spec(
@@ -451,24 +458,30 @@ def _variable(name: str, source: Each) -> str:
 
 def _samples(
     source: One | Each | FromState, node: Any, groups: Groups
-) -> Iterator[tuple[tuple[str, ...], int]]:
+) -> Iterator[tuple[tuple[str, ...], int, tuple[str, str] | None]]:
+    """(labels, value, the counter's (group, name) or None for a state read)."""
     if isinstance(source, FromState):
-        yield from source.read(node)
+        for labels, value in source.read(node):
+            yield labels, value, None
     elif isinstance(source, One):
-        yield source.labels, groups.get(source.group, {}).get(source.name, 0)
+        name = str(source.name)
+        yield source.labels, groups.get(source.group, {}).get(name, 0), (source.group, name)
     else:
         group = groups.get(source.group, {})
         for name in sorted(group):
             if is_declared(name, source.declared):
-                yield (*source.labels, _variable(name, source)), group[name]
+                labels = (*source.labels, _variable(name, source))
+                yield labels, group[name], (source.group, name)
 
 
-def _metric(spec: Spec, node: Any, groups: Groups) -> Metric:
+def _metric(spec: Spec, node: Any, groups: Groups, consumed: set[tuple[str, str]]) -> Metric:
     family = GaugeMetricFamily if spec.gauge else CounterMetricFamily
     metric = family(spec.name, spec.doc, labels=list(spec.labels))
     for source in spec.samples:
-        for labels, value in _samples(source, node, groups):
+        for labels, value, key in _samples(source, node, groups):
             metric.add_metric(list(labels), value)
+            if key is not None:
+                consumed.add(key)
     return metric
 
 
@@ -476,17 +489,30 @@ def _is_level(name: str) -> bool:
     return is_declared(name, LEVELS)
 
 
-def _events(groups: Groups) -> Metric:
+def _events(groups: Groups, consumed: set[tuple[str, str]]) -> Metric:
+    """The counters no metric above exports under a name of its own (no series twice)."""
     family = CounterMetricFamily(
         "netlmm_internal_events",
-        "Every counter the node keeps, as show counters names it",
+        "Every other counter the node keeps, as show counters names it",
         labels=["group", "name"],
     )
     for group in sorted(groups):
+        if group == "fastpath":  # all of it in the netlmm_fastpath_* families
+            continue
         for name, value in sorted(groups[group].items()):
+            if (group, name) in consumed:
+                continue
             if isinstance(value, int) and not _is_level(name):
                 family.add_metric([group, name], value)
     return family
+
+
+def _fastpath_twin() -> str:
+    try:
+        import fastpath._fastpath  # noqa: F401
+    except ImportError:
+        return "reference"
+    return "compiled"
 
 
 class NodeCollector(Collector):
@@ -509,12 +535,26 @@ class NodeCollector(Collector):
         )
         info.add_metric([settings.role, settings.name, __version__], 1)
         yield info
+        build = GaugeMetricFamily(
+            "netlmm_build_info",
+            "The software: netlmm version, Python version, fastpath twin (compiled or reference)",
+            labels=["version", "python", "fastpath"],
+        )
+        build.add_metric([__version__, platform.python_version(), _fastpath_twin()], 1)
+        yield build
         yield from _fastpath(groups.get("fastpath", {}))
         yield from _kernel(groups.get("kernel", {}), groups.get("datapath", {}))
+        # what the tables above export under names of their own
+        consumed: set[tuple[str, str]] = {("datapath", f"tier.{name}") for name in TIERS}
+        consumed |= {
+            ("kernel", name)
+            for name in groups.get("kernel", {})
+            if name.startswith(("uplink.", "downlink."))
+        }
         for spec in METRICS:
             if settings.role in spec.roles:
-                yield _metric(spec, node, groups)
-        yield _events(groups)
+                yield _metric(spec, node, groups, consumed)
+        yield _events(groups, consumed)
 
 
 class LatencyObserver:
@@ -523,17 +563,18 @@ class LatencyObserver:
     def __init__(self, role: str, registry: CollectorRegistry, revocation_budget: float) -> None:
         self.role = role
         self.budget = revocation_budget
+        # each role exports its own histogram only (no empty one of the other role)
         self.registration = Histogram(
             "netlmm_registration_duration_seconds",
             "DMPA: from an MS's attach to its binding (AAA, DHCP wait, PBU/PBA)",
             buckets=LATENCY_BUCKETS,
-            registry=registry,
+            registry=registry if role == "dmpa" else None,
         )
         self.handover = Histogram(
             "netlmm_handover_duration_seconds",
             "DLMAP: from the new DMPA's PBU to the PBA released to it (revocation included)",
             buckets=LATENCY_BUCKETS,
-            registry=registry,
+            registry=registry if role == "dlmap" else None,
         )
         self._started: OrderedDict[object, float] = OrderedDict()
 

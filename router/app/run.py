@@ -43,6 +43,7 @@ from router.app.operations import Reloader, control_handler
 from router.app.preflight import Problem, StartError
 from router.app.settings import DLMAPSettings, DMPASettings, RadiusSettings, Settings
 from router.app.tuning import tune_gc
+from router.services.common import Drops
 
 log = logging.getLogger("netlmm")
 
@@ -86,7 +87,7 @@ async def serve(
     except (OSError, LookupError, TimeoutError) as exc:
         if running.is_set():
             raise
-        log.debug("start failed", exc_info=True)
+        log.debug("start_failed_traceback", exc_info=True)
         problem = f"{type(exc).__name__}: {exc}"
         fix = "see the lines above; node.log_level = debug logs the traceback"
         raise StartError([Problem("-", problem, fix)], exit_status=1) from None
@@ -114,7 +115,7 @@ async def _serve(
                 Problem(
                     "node.store_dsn",
                     f"cannot open the state database: {exc}",
-                    "check node.dsn, the password file and that the database is up",
+                    "check node.store_dsn, node.store_password_file and that the database is up",
                 )
             ]
         ) from None
@@ -126,7 +127,7 @@ async def _serve(
     settings = watch.clamp_tunnel_mtu(settings, mtus)
     swept = await run(None, devices.sweep, name)
     if swept.links or swept.routes:
-        log.info("swept leftovers links=%s routes=%s", swept.links, swept.routes)
+        log.info("swept_leftovers links=%s routes=%s", swept.links, swept.routes)
     await run(None, tiers.sweep_kernel, settings)  # a crashed run's TC filters
     kernel = devices.Devices(name)
     try:
@@ -176,11 +177,19 @@ async def _serve(
             )
             assert isinstance(store, Store)  # a DMPA's state is its own (config: node.store)
             node = DMPANode(settings, dmpa_ports, store, aaa, loop, fastpath=fastpath)
+            node.runner.link_names = Drops.link_names = tuple(settings.access)
             try:  # 802.1X links: the RADIUS proxy for hostapd, and hostapd's events
                 await node.authenticators.start(_radius(settings.radius, address))
             except OSError as exc:
-                log.error("radius proxy cannot listen key=radius.proxy error=%s", exc)
-                return 1
+                raise StartError(
+                    [
+                        Problem(
+                            "radius.proxy",
+                            f"the RADIUS proxy for hostapd cannot listen: {exc.strerror or exc}",
+                            "free its port or change radius.proxy",
+                        )
+                    ]
+                ) from None
             dmpa_ports.tunnel_send = sockets.tunnel_sender(tunnel_rx, node.counters)
             dmpa_ports.raw_send = sockets.raw_sender(raw_tx, node.counters)
         else:
@@ -263,10 +272,18 @@ async def _serve(
         tune_gc()
         # SIGHUP: what can be reloaded is, the rest is reported (module docstring).
         loop.add_signal_handler(signal.SIGHUP, reloader)
+        mtu_watch = watch.MtuWatch(settings, mtus)
         watches = [
-            asyncio.ensure_future(watch.MtuWatch(settings, mtus).run()),
+            asyncio.ensure_future(mtu_watch.run()),
             asyncio.ensure_future(watch.DropLog(_fastpath_counters(node)).run()),
         ]
+        try:  # route MTU changes as they happen, beside the 30 s poll
+            route_events: watch.RouteEvents | None = watch.RouteEvents(loop, mtu_watch.check)
+        except OSError as exc:
+            route_events = None
+            log.warning(
+                "route_events_unavailable error=%s poll_s=%g", exc, watch.MTU_CHECK_INTERVAL
+            )
         running.set()
         log.info("running role=%s name=%s address=%s", node_settings.role, name, address)
         systemd = sdnotify.Notifier()
@@ -279,6 +296,8 @@ async def _serve(
         log.info("stopping")
         for task in watches:
             task.cancel()
+        if route_events is not None:
+            route_events.close()
         if metrics is not None:
             await metrics.close()
         await control.close()

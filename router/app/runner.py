@@ -118,7 +118,7 @@ class Boundary:
         self.counters[INTERNAL_ERROR] += 1
         self.counters[INTERNAL_ERROR_AT(where)] += 1
         if self._log_limit.allow(where, self.clock()):
-            log.exception("internal error where=%s (input dropped, still running)", where)
+            log.exception("internal_error where=%s input=dropped process=running", where)
 
     def wrap(self, where: str, handler: Callable[..., object]) -> Callable[..., None]:
         """``handler`` with its exceptions caught at this boundary (for ``loop.add_reader``)."""
@@ -166,6 +166,8 @@ class ActionRunner:
         self._store_retry: asyncio.TimerHandle | None = None
         self._store_delay = STORE_RETRY_FIRST
         self.boundary = Boundary(counters)
+        #: Access link interface names by index (a DMPA's), for the log lines.
+        self.link_names: tuple[str, ...] = ()
         #: A store on the loop (PostgreSQL): the commit in flight, and what to call if fenced.
         self._commit: asyncio.Task[None] | None = None
         self.fenced = False
@@ -210,12 +212,16 @@ class ActionRunner:
                 self.counters[EVENT(action.kind)] += 1
                 # Peers can trigger events: at most ten lines a second of each kind.
                 if self._log_limit.allow(action.kind, now):
+                    fields = dict(action.fields)
+                    link = fields.get("link")
+                    if isinstance(link, int) and 0 <= link < len(self.link_names):
+                        fields["link"] = self.link_names[link]  # the interface, not the index
                     log.log(
                         WARNING_EVENTS.get(action.kind, logging.INFO),
                         "%s %s",
                         action.kind,
-                        kv(action.fields),
-                        extra={"fields": action.fields},
+                        kv(fields),
+                        extra={"fields": fields},
                     )
                 else:
                     self.counters[RunnerCounter.LOG_SUPPRESSED] += 1
@@ -223,13 +229,13 @@ class ActionRunner:
             handler = self.handlers.get(type(action))
             if handler is None:
                 self.counters[RunnerCounter.ACTION_UNHANDLED] += 1
-                log.warning("no handler for %s", type(action).__name__)
+                log.warning("action_unhandled action=%s", type(action).__name__)
                 continue
             try:
                 handler(action)
             except OSError as exc:
                 self.counters[ACTION_ERROR(type(action).__name__)] += 1
-                log.warning("%s failed: %s", type(action).__name__, exc)
+                log.warning("action_failed action=%s error=%s", type(action).__name__, exc)
             except Exception:
                 self.boundary.caught(f"action.{type(action).__name__}")
         for callback in self._after:
@@ -274,7 +280,7 @@ class ActionRunner:
             except StoreFenced as exc:
                 self.fenced = True
                 self.counters[RunnerCounter.STORE_FENCED] += 1
-                log.error("fenced, dropping the held actions and stopping: %s", exc)
+                log.error("store_fenced held_actions=dropped stopping=true error=%s", exc)
                 self._queue.clear()
                 if self.on_fenced is not None:
                     self.on_fenced()
@@ -283,7 +289,7 @@ class ActionRunner:
                 self.counters[RunnerCounter.STORE_WRITE_ERROR] += 1
                 self.counters[RunnerCounter.STORE_BACKLOG] = self.store.backlog
                 if self._log_limit.allow("store.write_error", self.loop.time()):
-                    log.error("state write failed, retry in %gs: %s", delay, exc)
+                    log.error("state_write_failed retry_in_s=%g error=%s", delay, exc)
                 self._drop_held_replies()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, STORE_RETRY_MAX_NETWORK)
@@ -293,7 +299,7 @@ class ActionRunner:
             if delay != STORE_RETRY_FIRST:
                 self.counters[RunnerCounter.STORE_RECOVERED] += 1
                 self.counters[RunnerCounter.STORE_BACKLOG] = 0
-                log.warning("state writes resumed")
+                log.warning("state_writes_resumed")
             return True
         return False  # pragma: no cover - about STORE_RETRY_ROUNDS * 30 s of failures
 
@@ -349,7 +355,7 @@ class ActionRunner:
         self.counters[RunnerCounter.STORE_WRITE_ERROR] += 1
         self.counters[RunnerCounter.STORE_BACKLOG] = self.store.backlog
         if self._log_limit.allow("store.write_error", self.loop.time()):
-            log.error("state write failed, retry in %gs: %s", self._store_delay, exc)
+            log.error("state_write_failed retry_in_s=%g error=%s", self._store_delay, exc)
         self._store_retry = self.loop.call_later(self._store_delay, self._retry_store)
         self._store_delay = min(self._store_delay * 2, STORE_RETRY_MAX)
 
@@ -365,7 +371,7 @@ class ActionRunner:
         self.counters[RunnerCounter.STORE_RECOVERED] += 1
         self.counters[RunnerCounter.STORE_BACKLOG] = 0
         self._store_delay = STORE_RETRY_FIRST
-        log.warning("state writes resumed rows=%d", rows)
+        log.warning("state_writes_resumed rows=%d", rows)
 
     def close(self) -> None:
         """At stop, after the last flush: stop retrying and try the backlog once more now (the
@@ -380,12 +386,12 @@ class ActionRunner:
             rows = self._sqlite.retry()
         except StoreWriteError as exc:
             self.counters[RunnerCounter.STORE_LOST] += self.store.backlog
-            log.error("state rows lost at stop rows=%d: %s", self.store.backlog, exc)
+            log.error("state_rows_lost rows=%d error=%s", self.store.backlog, exc)
             return
         self.counters[RunnerCounter.STORE_COMMITS] += 1
         self.counters[RunnerCounter.STORE_RECOVERED] += 1
         self.counters[RunnerCounter.STORE_BACKLOG] = 0
-        log.warning("state writes resumed rows=%d", rows)
+        log.warning("state_writes_resumed rows=%d", rows)
 
 
 class CoreTimer:

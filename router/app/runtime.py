@@ -185,6 +185,7 @@ class NodeRuntime(Generic[S, P]):
         #: Monotonic time each HoA was bound here (or moved here), for ``show``'s age.
         self.bound_since: dict[IPv4Address, float] = {}
         self.dialects = {p.address: p.dialect for p in settings.peers}
+        self._peer_objects = {address: address for address in self.dialects}
         self.guard = guard_for(settings.node, settings.peers, self.counters)
         #: The data-path tiers, programmed in this order (the user-space one first).
         self.backends: list[DataPath] = []
@@ -313,7 +314,7 @@ class NodeRuntime(Generic[S, P]):
         if isinstance(self.store, Store) and self.store.backlog:
             self.core.heartbeat.unsaved(self.clock.wall())
         summary = {"datapath": self.datapath, **self.summary()}
-        log.info("%s started %s", self.settings.node.role, kv(summary))
+        log.info("started role=%s %s", self.settings.node.role, kv(summary))
 
     def stop(self) -> None:
         for fd, _, _ in self._readers:
@@ -335,6 +336,7 @@ class NodeRuntime(Generic[S, P]):
         dropped, or, for a PBU at the DLMAP, answered with a PBA 146, 145 or 144.
         """
         self.counters[NodeCounter.MH_RX] += 1
+        src = self._peer_objects.get(src, src)  # the configured object: later lookups by identity
         dialect = self.dialects.get(src, DRAFT)
         wall = self.clock.wall()
         try:

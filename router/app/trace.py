@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import enum
 import json
 import signal
 import struct
@@ -46,6 +48,7 @@ from router.adapters.capture import (
     read_capture,
     tshark_dissect,
 )
+from router.app.logs import quote
 from router.wire.dhcp import DhcpMessage
 from router.wire.dialect import DIALECTS
 from router.wire.errors import DecodeError
@@ -94,7 +97,7 @@ class Record:
         where = f"{self.src} -> {self.dst}"
         if self.tunnel is not None:
             where += f" (tunnel {self.tunnel[0]} -> {self.tunnel[1]})"
-        context = " ".join(f"{k}={v}" for k, v in self.fields.items())
+        context = " ".join(f"{k}={quote(v)}" for k, v in self.fields.items())
         return f"{self.frame:>6} {self.time - start:>10.6f}  {where}  {self.kind} {context}"
 
     def render(self, start: float, as_json: bool) -> str:
@@ -110,7 +113,7 @@ class Record:
         }
         if self.tunnel is not None:
             out["tunnel"] = list(self.tunnel)
-        out.update({k: str(v) for k, v in self.fields.items()})
+        out.update({k: _typed(v) for k, v in self.fields.items()})
         return out
 
 
@@ -197,10 +200,7 @@ def _mh_record(
         return Record(frame.number, frame.time, "MH?", str(src), str(dst), {"error": error})
     kind = _SHORT.get(type(message).__name__, type(message).__name__)
     record = Record(frame.number, frame.time, kind, str(src), str(dst), {})
-    for name in message.__dataclass_fields__:  # type: ignore[attr-defined]
-        if name != "options":
-            value = getattr(message, name)
-            record.fields[name] = f"{value:#06x}" if name == "flags" else value
+    record.fields.update(mh_fields(message))
     for option in message.options:
         if isinstance(option, MobileNodeIdentifier) and option.nai is not None:
             record.nai = option.nai
@@ -229,6 +229,47 @@ def _mh_record(
     elif kind in ("BRA", "PBA"):
         record.keys.add(("BRI" if kind == "BRA" else "PBU", str(dst), str(src), sequence))
     return record
+
+
+def mh_fields(message: MobilityMessage) -> dict[str, object]:
+    """A message's own fields as ``netlmm trace`` and ``netlmm decode`` print them: the
+    dataclass fields only (never the class constants ``FIXED``, ``NAME``, ``MH_TYPE``), flags
+    in hex, a lifetime in seconds (``lifetime_s``; the wire counts 4-second units, so 900 is
+    3600 s, as tshark shows it)."""
+    out: dict[str, object] = {}
+    for item in dataclasses.fields(message):  # type: ignore[arg-type]
+        if item.name == "options":
+            continue
+        value = getattr(message, item.name)
+        if item.name == "flags":
+            out["flags"] = f"{value:#06x}"
+        elif item.name == "lifetime" and hasattr(message, "lifetime_seconds"):
+            out["lifetime_s"] = message.lifetime_seconds
+        else:
+            out[item.name] = value
+    return out
+
+
+def option_text(option: object) -> str:
+    """A mobility option as ``Name key=value ...`` (``netlmm decode``): no Python repr."""
+    if not dataclasses.is_dataclass(option) or isinstance(option, type):
+        return str(option)
+    parts = [type(option).__name__]
+    for item in dataclasses.fields(option):
+        value = getattr(option, item.name)
+        if isinstance(value, bytes | bytearray):
+            value = value.hex() if value else '""'
+        parts.append(f"{item.name}={quote(_typed(value))}")
+    return " ".join(parts)
+
+
+def _typed(value: object) -> object:
+    """A field for a JSON line: numbers and booleans as they are, the rest as text."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, enum.Enum):
+        return _typed(value.value)
+    return str(value)
 
 
 def _dhcp_record(
@@ -260,6 +301,12 @@ def _dhcp_record(
             record.hoas.add(address)
     if message.giaddr != _ZERO4:
         record.fields["giaddr"] = message.giaddr
+    info = message.relay_agent_info
+    subscriber = info.subscriber_id if info is not None else None
+    if subscriber:  # option 82's subscriber-id: the NAI, in tunnelled DHCP
+        nai = subscriber.decode("utf-8", "replace")
+        record.fields["subscriber_id"] = nai
+        record.nai = nai
     record.keys.add(("DHCP", message.xid))
     return record
 

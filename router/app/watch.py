@@ -5,9 +5,10 @@ peer must carry ``tunnel_mtu + 40``. At start (:func:`clamp_tunnel_mtu`) the rou
 each peer is read; where it is too small the node warns (``tunnel_mtu_too_big``, with the
 value that fits) and runs with that smaller tunnel MTU, so a full-size packet with DF set gets
 the ICMP "fragmentation needed" the MS needs (and one without DF is fragmented) instead of
-being lost on the transport. Every :data:`MTU_CHECK_INTERVAL` seconds the route MTUs are read
-again and a change is logged (``route_mtu_changed``; the tunnel MTU in use changes at the next
-start).
+being lost on the transport. When a link or an IPv6 route changes (netlink, :class:`RouteEvents`)
+and every :data:`MTU_CHECK_INTERVAL` seconds (path-MTU cache entries are not announced) the
+route MTUs are read again and a change is logged (``route_mtu_changed``; the tunnel MTU in use
+changes at the next start).
 
 **Drops.** Every :data:`DROP_LOG_INTERVAL` seconds, each fastpath drop reason that moved is one
 line ``dropped direction=... reason=... packets=N interval_s=...``: a warning for the node's own
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from ipaddress import IPv6Address
 
@@ -88,9 +90,14 @@ class MtuWatch:
         self.settings = settings
         self.seen = dict(seen)
         self.lookup = lookup
+        self._lock = threading.Lock()  # the poll and a netlink wake-up may overlap
 
     def check(self) -> list[dict[str, object]]:
         """One pass: the changes, each logged."""
+        with self._lock:
+            return self._check()
+
+    def _check(self) -> list[dict[str, object]]:
         changes = []
         for peer, mtu in route_mtus(self.settings, self.lookup).items():
             before = self.seen.get(peer)
@@ -150,3 +157,30 @@ class DropLog:
         while True:
             await asyncio.sleep(interval)
             self.check(interval)
+
+
+class RouteEvents:
+    """Runs ``check`` (in the executor) a moment after a link or IPv6 route change: netlink's
+    multicast on the loop (:func:`router.adapters.host.open_route_changes`), coalesced."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, check: Callable[[], object], delay: float = 0.5
+    ) -> None:
+        self.loop, self.check, self.delay = loop, check, delay
+        self._pending: asyncio.TimerHandle | None = None
+        self._sock = host.open_route_changes()
+        loop.add_reader(self._sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        if host.drain(self._sock) and self._pending is None:
+            self._pending = self.loop.call_later(self.delay, self._fire)
+
+    def _fire(self) -> None:
+        self._pending = None
+        self.loop.run_in_executor(None, self.check)
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+        self.loop.remove_reader(self._sock.fileno())
+        self._sock.close()

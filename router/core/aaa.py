@@ -59,6 +59,15 @@ class LocalAAA:
             return None
         return found.profile()
 
+    def why_rejected(self, mac: MacAddress, nai: str | None = None) -> str:
+        """Why :meth:`authenticate` said None, for the log line."""
+        found = self._by_mac.get(mac)
+        if found is None and nai is not None:
+            found = self._by_nai.get(nai)
+        if found is None:
+            return "no profile for this MAC (local AAA: add a [profile] with mac = this MAC)"
+        return f"profile {found.nai} says allowed = no"
+
     def static_addresses(self) -> dict[str, IPv4Address]:
         """NAI -> static home address, for the DLMAP's pool (same profiles on both sides)."""
         return {p.nai: p.hoa for p in self._by_nai.values() if p.hoa is not None}

@@ -15,7 +15,7 @@ Rules, in the order a PBU meets them (each rejection is a PBA with the status na
    (else 129); V=0 needs a prefix pool (else 129) and an HNP option (else 158). ``rfc5844``
    dialect (RFC 5213/5844): Handoff Indicator (161), Access Technology Type (162), an IPv4 HoA
    Request or an HNP option (158; an HNP without a prefix pool: 172), Timestamp within the
-   validity window for a new binding (156) and above the last accepted one (157).
+   validity window for a new binding (156) and not below the last accepted one (157).
 4. Lifetime 0 is a de-registration. From a DMPA that no longer serves the NAI it is answered but
    leaves the binding alone: the old DMPA's detach must not undo a handover.
 5. ``draft``: the option's per-MS sequence number is accepted if 0 or at least the binding's
@@ -292,8 +292,10 @@ class DLMAP:
             # RFC 5213 5.5: a new binding's timestamp must be close to our clock.
             if abs(req.timestamp.to_unix() - wall) > self.config.timestamp_window:
                 raise Reject(Status.TIMESTAMP_MISMATCH, "timestamp outside window", our_time=True)
-        elif req.timestamp.value <= bce.timestamp:
-            raise Reject(Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, "timestamp not newer")
+        elif req.timestamp.value < bce.timestamp:
+            # RFC 5213 5.5: "lower than" the last accepted one. An equal one is not: two DMPAs'
+            # clocks can give the same value at a handover (a DMPA's own stamps only rise).
+            raise Reject(Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED, "timestamp older")
 
     def _home_address(self, req: PBURequest) -> IPv4Address:
         assert req.nai is not None

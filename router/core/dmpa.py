@@ -197,16 +197,23 @@ class DMPA:
         return actions + self.aaa_result(mac, profile, now, wall)
 
     def aaa_result(
-        self, mac: MacAddress, profile: Profile | None, now: float, wall: float
+        self,
+        mac: MacAddress,
+        profile: Profile | None,
+        now: float,
+        wall: float,
+        why: str | None = None,
     ) -> list[Action]:
+        """AAA's answer; ``why``: the backend's reason for a reject (for the log line)."""
         visitor = self.visitors.get(mac)
         if visitor is None or visitor.state is not State.AUTHENTICATING:
             return []
         if profile is None or profile.dlmap not in self.config.peers:
             visitor.state = State.REJECTED
             self.counters[DMPACounter.AAA_REJECT] += 1
-            why = "access-reject" if profile is None else "DLMAP not configured"
-            return [event("aaa_reject", mac=mac, why=why)]
+            if profile is not None:
+                why = f"its DLMAP {profile.dlmap} is not a [peer]"
+            return [event("aaa_reject", mac=mac, why=why or "access-reject")]
         self.counters[DMPACounter.AAA_ACCEPT] += 1
         visitor.nai, visitor.mode, visitor.tunnel_dst = profile.nai, profile.mode, profile.dlmap
         visitor.ipv6 = profile.ipv6
@@ -300,6 +307,7 @@ class DMPA:
             elif kind == "refresh" and visitor.state is State.REGISTERED:
                 self.counters[DMPACounter.PBU_REFRESH] += 1
                 visitor.state = State.REGISTERING
+                visitor.reregistering = True
                 visitor.timeout = self.config.timeout
                 actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
@@ -312,6 +320,7 @@ class DMPA:
                 self.counters[DMPACounter.PBU_PEER_RESTARTED] += 1
                 self._timers.cancel(("refresh", visitor.mac))
                 visitor.state = State.REGISTERING
+                visitor.reregistering = True
                 visitor.timeout = self.config.timeout
                 actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
@@ -426,6 +435,12 @@ class DMPA:
             self._in_flight.pop((src, message.sequence), None)
             self.counters[DMPACounter.PBA_UNMATCHED] += 1
             return [event("unmatched_pba", peer=src, sequence=message.sequence)]
+        if self._reordered(visitor, message):
+            # RFC 5213 5.5: a PBU of a new attachment stamped before the binding's last one (our
+            # clock a little behind the former DMPA's). The MS is here: as if no answer had
+            # come, the next PBU, stamped later, goes at the retransmission time.
+            self.counters[PBA_STATUS(message.status)] += 1
+            return [event("pba_reordered", nai=visitor.nai, peer=src, status=message.status)]
         hoa, gateway, ms_sequence = self._granted_address(message, src)
         if message.accepted:
             invalid = self._invalid(visitor, message, src, hoa)
@@ -478,6 +493,9 @@ class DMPA:
             actions.append(BindPrefix(prefix, src, visitor.mac, visitor.link))
         if first:
             actions.append(event("registered", nai=visitor.nai, hoa=hoa, prefix=prefix, dlmap=src))
+        elif visitor.reregistering:  # the DLMAP restarted: say it is registered again
+            actions.append(event("registered", nai=visitor.nai, hoa=hoa, dlmap=src, again=True))
+        visitor.reregistering = False
         return actions
 
     def _granted_address(
@@ -511,6 +529,17 @@ class DMPA:
         if visitor.state is not State.DEREGISTERING and None not in (asked, hoa) and hoa != asked:
             return DMPACounter.PBA_OTHER_ADDRESS
         return None
+
+    @staticmethod
+    def _reordered(visitor: Visitor, message: BindingAck) -> bool:
+        """A 157 to the first registration of an MS that attached here: its PBU lost the
+        timestamp order to the former DMPA's. (In the draft dialect a new attachment's per-MS
+        sequence 0 is accepted always; a refused refresh is another matter: the MS moved.)"""
+        return (
+            message.status == Status.TIMESTAMP_LOWER_THAN_PREV_ACCEPTED
+            and visitor.state is State.REGISTERING
+            and not visitor.registered_once
+        )
 
     def _refused(
         self, visitor: Visitor, message: BindingAck, now: float, wall: float

@@ -112,6 +112,8 @@ class Visitor:
     bound: IPv4Address | None = None
     lifetime: int = 0
     deregistrations_left: int = 0
+    #: Registered again after its DLMAP restarted: the accepted PBA is a ``registered`` line.
+    reregistering: bool = False
     #: Dual-stack (the profile's ``ipv6``): the PBU is V=0 with an HNP option.
     ipv6: bool = False
     #: The IPv6 home network prefix the DLMAP granted, and the one the data path has.

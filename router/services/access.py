@@ -231,8 +231,15 @@ class AccessDispatcher:
         # DMPA of the domain with its address kept): that registers it (router.core.dmpa).
         actions += self.arp.learn(visitor, ip.src, now, wall)
         registered = visitor.state is State.REGISTERED
-        reason = AccessCounter.IPV4_REGISTERED if registered else AccessCounter.IPV4_UNREGISTERED
-        return actions + self._drop(reason, now, link=link, src=eth.src, dst=ip.dst)
+        if registered:
+            reason = AccessCounter.IPV4_REGISTERED
+            return actions + self._drop(reason, now, link=link, src=eth.src, dst=ip.dst)
+        # normal while the MS authenticates and registers: info, not a warning
+        self.drops.expected(
+            AccessCounter.IPV4_UNREGISTERED, now, link=link, src=eth.src,
+            dst=ip.dst, state=visitor.state,
+        )  # fmt: skip
+        return actions
 
     def _dhcp(
         self,

@@ -80,6 +80,9 @@ class Drops:
     hidden and a flood costs one line per interval.
     """
 
+    #: The access links' interface names by index (the DMPA sets them at start).
+    link_names: tuple[str, ...] = ()
+
     def __init__(self, logger: logging.Logger = log, interval: float = 10.0) -> None:
         self.counters = Counters()
         self._logger = logger
@@ -90,13 +93,26 @@ class Drops:
         self.counters[name] += 1
 
     def drop(self, reason: Declared, now: float, **context: object) -> bool:
-        """Count a drop; log it if this reason has not been logged for ``interval`` seconds.
-        Returns True when it logged (callers rate-limit their own events with it)."""
+        """Count a drop; log it as a warning if this reason has not been logged for
+        ``interval`` seconds (:meth:`_log`). Returns True when it logged (callers rate-limit
+        their own events with it)."""
+        return self._log(reason, now, logging.WARNING, context)
+
+    def expected(self, reason: Declared, now: float, **context: object) -> bool:
+        """:meth:`drop` for what is normal (an MS's packets while it authenticates): info."""
+        return self._log(reason, now, logging.INFO, context)
+
+    def _log(self, reason: Declared, now: float, level: int, context: dict[str, object]) -> bool:
+        """A ``link`` index is logged as its interface name (:attr:`link_names`)."""
         self.counters[reason] += 1
         self._unlogged[reason] += 1
         if not self._limit.allow(reason, now):
             return False
         n = self._unlogged.pop(reason)
-        detail = " ".join(f"{k}={v}" for k, v in context.items())
-        self._logger.warning("dropped reason=%s count=%d %s", reason, n, detail)
+        link = context.get("link")
+        if isinstance(link, int) and 0 <= link < len(self.link_names):
+            context["link"] = self.link_names[link]
+        # each value after "key=" is quoted by the log formatter (router.app.logs)
+        keys = "".join(f" {key}=%s" for key in context)
+        self._logger.log(level, "dropped reason=%s count=%d" + keys, reason, n, *context.values())
         return True

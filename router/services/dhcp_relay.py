@@ -14,11 +14,16 @@ Rules:
    kept as the DMPA wrote it, and the DMPA's IPv6 address is added as remote-id (sub-option 2)
    when configured. A request whose ``giaddr`` is already set (another relay's) goes to the
    servers with that ``giaddr`` unchanged (RFC 1542 4.1.1: "MUST NOT" be modified) and nothing
-   added to its option 82 (RFC 3046 2.1.1); its reply goes to that relay, not to us, so nothing
-   is remembered for it (``request.giaddr_kept``).
-2. Each request we are the first relay of is remembered by (xid, chaddr) -> DMPA, NAI, for
-   ``entry_ttl`` seconds, in a table of at most ``table_size`` entries (the oldest goes first).
-   A reply that matches nothing, comes from a server not configured, or carries another
+   added to its option 82 (RFC 3046 2.1.1) (``request.giaddr_kept``). The server answers that
+   relay, not us (RFC 2131 4.1: to ``giaddr``, port 67). When that address is in the HoA network
+   the answer is routed through the DLMAP, whose data path has no binding for it and punts it
+   (DHCP to port 67 from the TUN): :meth:`DhcpRelay.receive_in_transit` learns from it (rule 3)
+   and sends it on unchanged through the tunnel of the DMPA that carried the request, the way
+   to the relay at ``giaddr`` (``transit.*``). An answer to a ``giaddr`` outside the HoA network
+   never passes the DLMAP: nothing can learn it, and that MS's PBU is refused (143).
+2. Each request is remembered by (xid, chaddr) -> DMPA, NAI (and the other relay's giaddr),
+   for ``entry_ttl`` seconds, in a table of at most ``table_size`` entries (the oldest goes
+   first). A reply that matches nothing, comes from a server not configured, or carries another
    ``giaddr`` is dropped and counted.
 3. On an ACK with a ``yiaddr``, the NAI (the subscriber-id of the option 82 the server echoed,
    else the one remembered) gets ``pool.record(nai, yiaddr, now + lease)``, so the seed section 6
@@ -63,6 +68,8 @@ from router.wire.dhcp import (
     RelayAgentSubOption,
 )
 from router.wire.errors import DecodeError, EncodeError
+from router.wire.ipv4 import IPv4Packet
+from router.wire.udp import UdpDatagram
 
 #: RFC 1542 section 4.1.1: "MUST silently discard BOOTREQUEST messages whose 'hops' field
 #: exceeds the value 16".
@@ -95,6 +102,12 @@ class DhcpRelayCounter(Names):
     REPLY_UNMATCHED = "reply.unmatched"
     REPLY_WRONG_GIADDR = "reply.wrong_giaddr"
     REQUEST_GIADDR_KEPT = "request.giaddr_kept"
+    TRANSIT_LEARNED = "transit.learned"
+    TRANSIT_MALFORMED = "transit.malformed"
+    TRANSIT_NOT_REPLY = "transit.not_reply"
+    TRANSIT_RELAYED = "transit.relayed"
+    TRANSIT_UNKNOWN_SERVER = "transit.unknown_server"
+    TRANSIT_UNMATCHED = "transit.unmatched"
     REQUEST_NO_NAI = "request.no_nai"
     RX_REPLY = "rx.reply"
     RX_REQUEST = "rx.request"
@@ -166,6 +179,8 @@ class Pending:
     dmpa: IPv6Address
     nai: str | None
     expires: float
+    #: The other relay's giaddr the request kept (rule 1), None when we set ours.
+    giaddr: IPv4Address | None = None
 
 
 class DhcpRelay:
@@ -213,30 +228,38 @@ class DhcpRelay:
         if not isinstance(message.message_type, DhcpMessageType):
             return self._drop(RequestDrop.BAD_MESSAGE_TYPE)
         if message.giaddr not in (ZERO, self.config.giaddr):
-            return self._relay_onward(message)
+            return self._relay_onward(message, dmpa, now)
         forwarded = self._forwarded(message, dmpa)
         if forwarded is None:
             return self._drop(DhcpRelayCounter.DROP_OPTION82_FULL)
         nai = nai_of(message)
         if nai is None:
             self.counters[DhcpRelayCounter.REQUEST_NO_NAI] += 1
-        key = (message.xid, message.chaddr)
-        self.pending.pop(key, None)
-        self.pending[key] = Pending(dmpa, nai, now + self.config.entry_ttl)
-        while len(self.pending) > self.config.table_size:
-            self.pending.popitem(last=False)
-            self.counters[DhcpRelayCounter.PENDING_EVICTED] += 1
+        self._remember(message, Pending(dmpa, nai, now + self.config.entry_ttl))
         payload = forwarded.encode()
         self.counters[DhcpRelayCounter.TX_SERVER] += len(self.config.servers)
         return [SendToServer(s, self.config.server_port, payload) for s in self.config.servers]
 
-    def _relay_onward(self, message: DhcpMessage) -> list[RelayAction]:
-        """Rule 1, another relay's request: only ``hops`` changes (RFC 1542 4.1.1)."""
+    def _remember(self, message: DhcpMessage, entry: Pending) -> None:
+        key = (message.xid, message.chaddr)
+        self.pending.pop(key, None)
+        self.pending[key] = entry
+        while len(self.pending) > self.config.table_size:
+            self.pending.popitem(last=False)
+            self.counters[DhcpRelayCounter.PENDING_EVICTED] += 1
+
+    def _relay_onward(
+        self, message: DhcpMessage, dmpa: IPv6Address, now: float
+    ) -> list[RelayAction]:
+        """Rule 1, another relay's request: only ``hops`` changes (RFC 1542 4.1.1). Remembered
+        with that giaddr, for its reply in transit."""
         self.counters[DhcpRelayCounter.REQUEST_GIADDR_KEPT] += 1
         try:
             payload = replace(message, hops=message.hops + 1).encode()
         except EncodeError:
             return self._drop(DhcpRelayCounter.DROP_HOPS)  # hops at 255
+        expires = now + self.config.entry_ttl
+        self._remember(message, Pending(dmpa, nai_of(message), expires, message.giaddr))
         self.counters[DhcpRelayCounter.TX_SERVER] += len(self.config.servers)
         return [SendToServer(s, self.config.server_port, payload) for s in self.config.servers]
 
@@ -298,7 +321,7 @@ class DhcpRelay:
             return self._drop(DhcpRelayCounter.REPLY_WRONG_GIADDR)
         key = (message.xid, message.chaddr)
         entry = self.pending.get(key)
-        if entry is None or entry.expires <= now:
+        if entry is None or entry.expires <= now or entry.giaddr is not None:
             return self._drop(DhcpRelayCounter.REPLY_UNMATCHED)
         actions: list[RelayAction] = []
         if kind != DhcpMessageType.OFFER:
@@ -318,6 +341,46 @@ class DhcpRelay:
         packet = build_packet(reply, self.config.giaddr, dst, port)
         actions.insert(0, SendTunnel(entry.dmpa, packet.encode()))
         return actions
+
+    def receive_in_transit(
+        self, data: bytes | bytearray | memoryview, now: float, wall: float
+    ) -> list[RelayAction]:
+        """Rule 1: an IPv4 packet to port 67 of an address the data path has no binding for,
+        from the TUN; the answer to a request another relay's giaddr was in: learned from
+        (rule 3) and sent on, unchanged, to the DMPA that carried the request."""
+        try:
+            ip = IPv4Packet.decode(data)
+            udp = UdpDatagram.decode(ip.payload, src=ip.src, dst=ip.dst)
+            message = DhcpMessage.decode(udp.payload)
+        except DecodeError:
+            return self._drop(DhcpRelayCounter.TRANSIT_MALFORMED)
+        if ip.src not in self.config.servers:
+            return self._drop(DhcpRelayCounter.TRANSIT_UNKNOWN_SERVER)
+        kind = message.message_type
+        if message.op != BootpOp.BOOTREPLY or kind not in _REPLY_NAMES:
+            return self._drop(DhcpRelayCounter.TRANSIT_NOT_REPLY)
+        key = (message.xid, message.chaddr)
+        entry = self.pending.get(key)
+        if (
+            entry is None
+            or entry.expires <= now
+            or entry.giaddr != message.giaddr
+            or ip.dst != message.giaddr
+        ):
+            return self._drop(DhcpRelayCounter.TRANSIT_UNMATCHED)
+        if kind != DhcpMessageType.OFFER:
+            del self.pending[key]
+        actions: list[RelayAction] = []
+        if kind == DhcpMessageType.ACK and message.yiaddr != ZERO:
+            learned, actions = self._learn(
+                nai_of(message) or entry.nai, message, entry.dmpa, now, wall
+            )
+            if not learned:
+                return [*actions, *self._drop(DhcpRelayCounter.REPLY_CONFLICTING_ACK)]
+            if actions:
+                self.counters[DhcpRelayCounter.TRANSIT_LEARNED] += 1
+        self.counters[DhcpRelayCounter.TRANSIT_RELAYED] += 1
+        return [SendTunnel(entry.dmpa, bytes(data)), *actions]
 
     def _learn(
         self, nai: str | None, ack: DhcpMessage, dmpa: IPv6Address, now: float, wall: float

@@ -8,6 +8,9 @@ actions below, which the node carries out:
 reason                         from            actions
 =============================  ==============  =============================================
 ``dhcp``                       the tunnel      the DHCP service's (built-in server or relay)
+``dhcp`` (to port 67 of an     the TUN         the relay's: a server's answer to another
+unbound address)                               relay's giaddr, learned from and sent on
+                                               unchanged (none with the built-in server)
 ``fragment``                   the TUN         a :class:`Reinject` of each fragment (cut to
                                                the tunnel MTU) into the data path
 ``frag_needed``, ``ttl_expired``  either       a :class:`SendTun` of the ICMP error from the
@@ -61,6 +64,10 @@ class DLMAPPunts:
         reason = self._count(punt)
         if reason is Reason.FRAGMENT:
             return [Reinject(piece) for piece in fragment(punt.data, self.tunnel_mtu)]
+        if reason is Reason.DHCP:
+            if isinstance(self.dhcp, DhcpRelay):
+                return list(self.dhcp.receive_in_transit(punt.data, now, wall))
+            return []
         return self._icmp_error(reason, punt.data)
 
     def _count(self, punt: Punt) -> Reason:

@@ -12,7 +12,8 @@ access: ``arp``, ``dhcp``, ``icmp_gateway``,    the access services'
 access: ``fragment`` from a registered MS       a :class:`Reinject` of the frame of each
                                                 fragment (cut to the tunnel MTU)
 access: ``frag_needed``, ``ttl_expired``        a :class:`SendFrame` of the ICMP error from the
-                                                gateway, from the pseudo-MAC, to the MS
+                                                MS's gateway (its visitor entry's, else the
+                                                configured one), from the pseudo-MAC, to the MS
 tunnel: ``dhcp``                                the DHCP service's (a reply from the DLMAP)
 anything else                                   none: counted only
 ==============================================  ============================================
@@ -56,7 +57,9 @@ ICMP_ERRORS = {Reason.TTL_EXPIRED: "ttl", Reason.FRAG_NEEDED: "frag_needed"}
 
 class DMPAPunts:
     """Punts in, actions out (see the module docstring). ``gateway`` is the source of the ICMP
-    errors (the configured gateway), ``tunnel_mtu`` the largest IPv4 packet the tunnel takes."""
+    errors to an MS without a visitor entry (the configured gateway; a visitor's own gateway,
+    from its profile or the PBA, comes first), ``tunnel_mtu`` the largest IPv4 packet the
+    tunnel takes."""
 
     def __init__(
         self, access: AccessDispatcher, host: AccessHost, gateway: IPv4Address, tunnel_mtu: int
@@ -86,7 +89,9 @@ class DMPAPunts:
         kind = ICMP_ERRORS.get(reason)
         if kind is None:
             return []
-        reply = icmp_error(kind, frame.payload, self.gateway, self.tunnel_mtu)
+        visitor = self.host.visitor(frame.src)
+        gateway = visitor.gateway if visitor is not None else self.gateway
+        reply = icmp_error(kind, frame.payload, gateway, self.tunnel_mtu)
         if reply is None:
             return []
         out = EthernetFrame(frame.src, self.host.pseudo_mac, EtherType.IPV4, reply)

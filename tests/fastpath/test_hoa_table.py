@@ -36,7 +36,10 @@ def test_bind_lookup_unbind(fp: ModuleType) -> None:
     t.bind(0xC0000202, DLMAP, MS_MAC, link=4)  # handover: replaced in place
     b = t.lookup(0xC0000202)
     assert b is not None and b.endpoint == DLMAP and b.link == 4 and b.flags == 0
-    assert len(t) == 1
+    assert len(t) == 1 and b.gateway == 0  # none given: the engine's own
+    t.bind(0xC0000202, DLMAP, MS_MAC, link=4, gateway=0xC000023E)  # the MS's own (issue 15)
+    b = t.lookup(0xC0000202)
+    assert b is not None and (b.endpoint, b.gateway) == (DLMAP, 0xC000023E)
     assert t.unbind(0xC0000202) is True
     assert t.unbind(0xC0000202) is False
     assert t.lookup(0xC0000202) is None and len(t) == 0
@@ -60,6 +63,8 @@ def test_extreme_keys(fp: ModuleType) -> None:
         {"hoa": 1, "endpoint": DMPA, "mac": b"12345"},
         {"hoa": 1, "endpoint": DMPA, "link": 70000},
         {"hoa": 1, "endpoint": DMPA, "flags": 256},
+        {"hoa": 1, "endpoint": DMPA, "gateway": 1 << 32},
+        {"hoa": 1, "endpoint": DMPA, "gateway": -1},
     ],
 )
 def test_bind_rejects_impossible_values(fp: ModuleType, kwargs: dict[str, object]) -> None:
@@ -93,6 +98,7 @@ ops = st.lists(
         st.integers(0, 80),  # few keys: many collisions of bind/unbind on the same key
         st.sampled_from([DMPA, DLMAP, OTHER6]),
         st.integers(0, 3),
+        st.sampled_from([0, 0, 0xC0000201, 0xC000023E]),  # the MS's gateway (0: the engine's)
     ),
     max_size=200,
 )
@@ -104,7 +110,7 @@ def hoa_of(key: int) -> int:
 
 @settings(max_examples=150, deadline=None)
 @given(ops)
-def test_twins_agree_on_any_sequence(ops: list[tuple[str, int, bytes, int]]) -> None:
+def test_twins_agree_on_any_sequence(ops: list[tuple[str, int, bytes, int, int]]) -> None:
     """Same results, same iteration order and the same allocation and growth state (the
     compiled table starts at 16 slots: these sequences go through several growth steps)."""
     from tests.fastpath.conftest import load
@@ -116,11 +122,11 @@ def test_twins_agree_on_any_sequence(ops: list[tuple[str, int, bytes, int]]) -> 
         for fp, t in zip(twins, tables, strict=True)
     ]
     ref, comp = tables
-    for op, key, ep, link in ops:
+    for op, key, ep, link, gateway in ops:
         hoa = hoa_of(key)
         if op == "bind":
-            ref.bind(hoa, ep, link=link)
-            comp.bind(hoa, ep, link=link)
+            ref.bind(hoa, ep, link=link, gateway=gateway)
+            comp.bind(hoa, ep, link=link, gateway=gateway)
         elif op == "unbind":
             assert ref.unbind(hoa) == comp.unbind(hoa)
         elif op == "lookup":

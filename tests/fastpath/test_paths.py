@@ -147,6 +147,40 @@ def test_access_classification(fp: ModuleType, frame: bytes, link: int, reason: 
     assert d.table.lookup(HOA).packets == 0
 
 
+OWN_GATEWAY = 0xC000023E  # 192.0.2.62: an MS's gateway from its profile, not the node's
+
+
+@pytest.mark.parametrize("ttl", [1, 64])
+def test_an_ms_own_gateway_is_punted_not_tunnelled(fp: ModuleType, ttl: int) -> None:
+    """Issue 15, defect 4: a gateway from the MS's profile (RADIUS 161, a PBA's default
+    router) is answered by the DMPA like the node's: an echo to it is punted whatever its TTL
+    (not Time Exceeded, not tunnelled to a DLMAP that does not own the address)."""
+    d = dmpa(fp)
+    d.table.bind(HOA, DLMAP, MS_MAC, link=2, gateway=OWN_GATEWAY)
+    out = bytearray(2048)
+    echo = eth(ipv4(HOA, OWN_GATEWAY, proto=1, ttl=ttl, payload=icmp_echo()))
+    assert d.from_access(echo, 2, out) == (Verdict.PUNT, R.ICMP_GATEWAY, 0, -1)
+    # the node's gateway stays answered too, and is no one else's to forward to
+    echo = eth(ipv4(HOA, GATEWAY, proto=1, ttl=ttl, payload=icmp_echo()))
+    assert d.from_access(echo, 2, out)[1] == R.ICMP_GATEWAY
+    assert d.counters()["uplink.icmp_gateway"] == 2 and d.table.lookup(HOA).packets == 0
+
+
+def test_another_ms_gateway_is_not_punted(fp: ModuleType) -> None:
+    """The gateway is the MS's own: for an MS with none of its own (0, the node's), an echo to
+    another MS's gateway is an ordinary packet; UDP to its own gateway is not a query."""
+    d = dmpa(fp)
+    d.table.bind(HOA2, DLMAP, bytes.fromhex("02aabbccdd02"), link=2, gateway=OWN_GATEWAY)
+    out = bytearray(2048)
+    echo = ipv4(HOA, OWN_GATEWAY, proto=1, payload=icmp_echo())
+    assert d.from_access(eth(echo), 2, out)[1] == R.FORWARDED
+    d.table.bind(HOA, DLMAP, MS_MAC, link=2, gateway=OWN_GATEWAY)
+    assert d.from_access(eth(ipv4(HOA, OWN_GATEWAY)), 2, out)[1] == R.FORWARDED
+    # a spoofed source does not get the gateway answered for it
+    spoof = eth(echo, src=bytes.fromhex("02aabbccdd09"))
+    assert d.from_access(spoof, 2, out)[1] == R.SPOOFED_SRC
+
+
 def test_dhcp_in_a_later_fragment_is_not_dhcp(fp: ModuleType) -> None:
     d = dmpa(fp)
     frame = eth(ipv4(0, 0xFFFFFFFF, payload=udp(68, 67), frag=1), dst=BROADCAST)
@@ -287,6 +321,21 @@ def test_dlmap_tunnel_checks(fp: ModuleType, src: bytes, packet: bytes, reason: 
     d = dlmap(fp)
     assert d.from_tunnel(src, packet, bytearray(2048))[1] == reason
     assert d.counters()[f"uplink.{reason.name.lower()}"] == 1
+
+
+def test_dlmap_punts_dhcp_to_port_67_of_an_unbound_address_only(fp: ModuleType) -> None:
+    """A DHCP server's answer to another relay's giaddr in the HoA network (RFC 2131 4.1: to
+    its port 67) reaches the DLMAP's TUN: with no binding for that address it is punted for the
+    relay to learn the lease from (issue 15, relay rules); to a bound HoA, or to another port,
+    nothing changes."""
+    d = dlmap(fp)
+    out = bytearray(2048)
+    to_relay = ipv4(CN, HOA2, payload=udp(67, 67, b"bootreply"))
+    assert d.from_tun(to_relay, out) == (Verdict.PUNT, R.DHCP, 0, -1)
+    assert d.from_tun(ipv4(CN, HOA2, payload=udp(67, 68)), out)[1] == R.NO_BINDING
+    assert d.from_tun(ipv4(CN, HOA, payload=udp(67, 67)), out)[1] == R.FORWARDED
+    assert d.from_tun(ipv4(CN, HOA2, payload=udp(67, 67), frag=1), out)[1] == R.NO_BINDING
+    assert d.counters()["downlink.dhcp"] == 1
 
 
 def test_dlmap_tun_to_tunnel(fp: ModuleType) -> None:

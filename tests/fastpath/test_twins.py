@@ -34,7 +34,8 @@ from tests.fastpath.packets import (
 )
 
 EXAMPLES = 300
-ADDRS4 = [HOA, HOA2, CN, GATEWAY, 0, 0xFFFFFFFF]
+OWN_GATEWAY = 0xC000023E  # HOA's gateway from its profile (issue 15), not the node's
+ADDRS4 = [HOA, HOA2, CN, GATEWAY, OWN_GATEWAY, 0, 0xFFFFFFFF]
 ADDRS6 = [DMPA, DLMAP, OTHER6]
 
 
@@ -46,7 +47,7 @@ def likely(draw: st.DrawFn, value: Any, others: list[Any]) -> Any:
 
 def engines(fp: ModuleType, mtu: int, capacity: int = 1024) -> tuple[Any, Any]:
     t1 = fp.HoaTable(capacity)
-    t1.bind(HOA, DLMAP, MS_MAC, link=1)
+    t1.bind(HOA, DLMAP, MS_MAC, link=1, gateway=OWN_GATEWAY)
     t1.bind(HOA2, OTHER6, MS_MAC, link=0)
     dm = fp.Dmpa(t1, DMPA, PSEUDO_MAC, GATEWAY, tunnel_mtu=mtu, peers=[DLMAP])
     t2 = fp.HoaTable(capacity)
@@ -104,7 +105,9 @@ def frames(draw: st.DrawFn) -> bytes:
     dst = likely(draw, PSEUDO_MAC, [BROADCAST, MS_MAC])
     src = likely(draw, MS_MAC, [PSEUDO_MAC])
     kind = likely(draw, 0x0800, [0x0806, 0x86DD])
-    return eth(draw(inner_packets()), dst=dst, src=src, ethertype=kind)
+    # to the node's and to the MS's own gateway often enough for their punts to be compared
+    to = draw(st.sampled_from([CN, CN, GATEWAY, OWN_GATEWAY]))
+    return eth(draw(inner_packets(dst=to)), dst=dst, src=src, ethertype=kind)
 
 
 @st.composite
@@ -150,6 +153,24 @@ MTUS = st.sampled_from([1460, 576, 68])
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(mutated(frames()), st.sampled_from([1, 1, 1, 0, 2]), MTUS)
 def test_from_access(frame: bytes, link: int, mtu: int) -> None:
+    run("from_access", (frame, link), 0, mtu)
+
+
+@st.composite
+def to_gateways(draw: st.DrawFn) -> bytes:
+    """ICMP from a bound MS to the node's gateway or its own, with any TTL (issue 15)."""
+    b = bytearray(draw(inner_packets(dst=draw(st.sampled_from([GATEWAY, OWN_GATEWAY])))))
+    if len(b) > 9 and draw(st.integers(0, 3)):
+        b[9] = 1  # mostly ICMP
+        b[10:12] = checksum(bytes(b[:10]) + bytes(2) + bytes(b[12 : (b[0] & 0xF) * 4])).to_bytes(
+            2, "big"
+        )
+    return eth(bytes(b))
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(to_gateways(), st.sampled_from([1, 1, 1, 0]), MTUS)
+def test_from_access_to_the_gateways(frame: bytes, link: int, mtu: int) -> None:
     run("from_access", (frame, link), 0, mtu)
 
 
@@ -239,7 +260,8 @@ def grown(fp: ModuleType, mtu: int, extra: int) -> tuple[Any, Any]:
     from a capacity of one: the batch calls often find a growth under way and move it on."""
     dm, dl = engines(fp, mtu, capacity=1)
     for k in range(extra):
-        dm.table.bind(0xC6336400 + k, DLMAP, MS_MAC, link=k % 3)
+        gateway = (0, GATEWAY, OWN_GATEWAY)[k % 3]
+        dm.table.bind(0xC6336400 + k, DLMAP, MS_MAC, link=k % 3, gateway=gateway)
         dl.table.bind(0xC6336400 + k, DMPA if k % 2 else OTHER6)
     return dm, dl
 

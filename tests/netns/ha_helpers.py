@@ -7,11 +7,12 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from netlmm_lab.faults import Fleet, configure
 from netlmm_lab.ha import HADomain, HALab
 from netlmm_lab.poll import wait_until
 from netlmm_lab.tools import BackgroundPing, TcpSession, UdpStream
-from netlmm_lab.topology import CN_ADDRESS, DMPA_ADDRESSES
+from netlmm_lab.topology import BRIDGE, CN_ADDRESS, DLMAP_ADDRESS, DMPA_ADDRESSES
 from router.wire.dialect import DRAFT
 from router.wire.errors import DecodeError
 from router.wire.mh import BindingAck, decode_message
@@ -31,6 +32,9 @@ from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
 #: (macvlan interfaces on ms2's link, each with its own MAC and udhcpc).
 NAMESPACE_MSS = ("ms", "ms2")
 FLEET = 8
+#: The simulated DMPA of the load generator, and its MSs (the lab's pool has 100 addresses).
+GENERATOR = IPv6Address("2001:db8:100::21")
+LOAD_NAIS = 20
 
 
 @dataclass
@@ -69,7 +73,7 @@ def pair(lab: HALab) -> Iterator[Pair]:
     fleet = Fleet(lab, FLEET, ms="ms2")
     profiles = [MobileProfile(f"{ms}@example.org", lab.ms_mac(ms), "dhcp") for ms in NAMESPACE_MSS]
     profiles += fleet.profiles("dhcp")
-    domain = HADomain(lab, profiles)
+    domain = HADomain(lab, profiles, extra_peers=(str(GENERATOR),))
     for role in ("dmpa1", "dmpa2"):
         configure(domain, role, "dmpa", heartbeat_interval=1)
     for role in ("dlmap", "dlmap_b"):
@@ -80,6 +84,8 @@ def pair(lab: HALab) -> Iterator[Pair]:
         made.capture = lab.popen(
             "tr", ["tshark", "-q", "-n", "-i", "br0", "-f", "ip6 proto 135", "-w", str(made.pcap)]
         )
+        lab.exec("tr", ["sysctl", "-q", "-w", f"net.ipv6.conf.{BRIDGE}.disable_ipv6=0"])
+        lab.exec("tr", ["ip", "addr", "add", f"{GENERATOR}/64", "dev", BRIDGE, "nodad"])
         domain.start()
         for ms in NAMESPACE_MSS:
             DhcpClient(lab, ms).once(tries=10)
@@ -108,6 +114,23 @@ def start_traffic(p: Pair) -> Traffic:
         for ms in NAMESPACE_MSS
     ]
     return Traffic(udp, tcp, pings)
+
+
+def start_load(p: Pair, seconds: float) -> subprocess.Popen[Any]:
+    """Simulated MSs registering and refreshing through the failover: netlmm_lab.regload as an
+    unsigned DMPA (``GENERATOR``), a few PBUs in flight, for ``seconds``."""
+    argv = [sys.executable, "-m", "netlmm_lab.regload", "--src", str(GENERATOR)]
+    argv += ["--dst", str(DLMAP_ADDRESS), "--nais", str(LOAD_NAIS), "--window", "2"]
+    argv += ["--seconds", str(seconds), "--timeout", "0.3"]
+    return p.lab.popen("tr", argv)
+
+
+def load_result(p: Pair, proc: subprocess.Popen[Any], timeout: float) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=timeout)
+    p.lab.forget(proc)
+    assert proc.returncode == 0, err
+    result: dict[str, Any] = json.loads(out)
+    return result
 
 
 def wait_active(p: Pair, role: str, timeout: float = 30.0) -> float:

@@ -157,6 +157,9 @@ def test_the_ms_leaving_deregisters(lab: Lab) -> None:
     client.start(tries=10)
     client.wait_lease(timeout=30.0)
     serving(domain, "ms", 1)
+    # The MS has talked to its gateway (its ARP entry is there): udhcpc's RELEASE on exit must
+    # not race its own deconfig script, which removes the address an ARP reply is sent to.
+    ping_ok(lab, "ms", GATEWAY)
     client.stop()  # udhcpc sends a DHCP RELEASE as it exits (-R): the MS is leaving
     wait_until(lambda: domain.binding(nai("ms")) is None, 10.0, "the binding removed")
     wait_until(lambda: domain.visitor("dmpa1", nai("ms")) is None, 10.0, "the visitor removed")
@@ -237,3 +240,31 @@ def test_tunnel_mtu_rules_where_the_transport_cannot_carry_1500(root: None) -> N
         assert transfer.bytes_acknowledged == 2_000_000
         counters = domain.ask("dmpa1", "counters")["node"]
         assert counters.get("punt.access.frag_needed", 0) >= 1
+
+
+@pytest.mark.parametrize("twin", ["compiled", "reference"])
+def test_the_profiles_own_gateway_is_answered_by_the_dmpa(root: None, twin: str) -> None:
+    """Issue 15, defect 4: an MS whose profile names a gateway other than the node's (mode
+    dlmap: the DMPA's DHCP hands it out as the router) pings it with TTL 1 and TTL 64 and the
+    DMPA answers both (no Time Exceeded, nothing tunnelled to a DLMAP that does not own it);
+    its ICMP errors come from that gateway too."""
+    own = "192.0.2.254"
+    with Lab() as lab:
+        profile = MobileProfile(nai("ms"), lab.ms_mac("ms"), "dlmap", gateway=own)
+        domain = Domain(lab, [profile], fastpath=twin)
+        domain.start()
+        lease = DhcpClient(lab, "ms").once(tries=10)
+        assert str(lease.router) == own
+        serving(domain, "ms", 1)
+        for ttl in (1, 64):
+            result = ping(lab, "ms", own, count=3, ttl=ttl)
+            assert result.received == 3, f"ping -t {ttl} {own}: {result}"
+        counters = domain.ask("dmpa1", "counters")
+        assert counters["node"].get("punt.access.icmp_gateway", 0) >= 6
+        assert counters["fastpath"].get("uplink.ttl_expired", 0) == 0
+        # A packet that dies at the DMPA is reported by the MS's gateway, the router it knows.
+        expired = lab.exec(
+            "ms", ["ping", "-n", "-c", "1", "-W", "2", "-t", "1", str(CN_ADDRESS)], check=False
+        ).stdout
+        assert f"From {own} " in expired and "Time to live exceeded" in expired, expired
+        ping_ok(lab, "ms", str(CN_ADDRESS))

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -12,12 +14,16 @@ import pytest
 from netlmm_lab.configs import MobileProfile
 from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import Domain
+from netlmm_lab.poll import wait_until
 from netlmm_lab.tools import ping, tcp_transfer
-from netlmm_lab.topology import CN_ADDRESS, Lab
+from netlmm_lab.topology import CN_ADDRESS, TRANSPORT_IF, Lab
+from tests.netns.children import run_child
 
 pytestmark = pytest.mark.root
 
 GATEWAY = "192.0.2.1"
+#: The lab's tunnel MTU (the Domain's default): the largest inner IPv4 packet.
+TUNNEL_MTU = 1500
 
 
 @pytest.fixture
@@ -100,3 +106,49 @@ def test_a_failing_probe_falls_back_or_refuses(lab: Lab, monkeypatch: pytest.Mon
     assert "key=node.datapath" in cannot[0]
     assert "the kernel tier cannot run: cannot open" in cannot[0]
     refused.stop_one("dlmap")
+
+
+def test_with_offloads_off_every_tunnel_packet_fits_and_checks(lab: Lab, tshark_path: str) -> None:
+    """The kernel tier keeps TCP super-packets whole (SKB_GSO_IPXIP6); with the transport's
+    transmit offloads off the kernel cuts them: every IPv4-in-IPv6 packet on the wire within
+    the tunnel MTU, every inner IPv4 and TCP checksum valid (tshark), both directions."""
+    domain = start(lab, "kernel", roles=("dlmap", "dmpa1"))
+    hoa = str(DhcpClient(lab).once(tries=10).address)
+    for ns in ("lm", "m1"):
+        on = json.loads(run_child(lab.ns(ns), "offloads", TRANSPORT_IF))
+        assert not [f for f in on if "segmentation" in f or f.startswith("tx-checksum")], on
+    pcap, errors = lab.workdir / "tunnel.pcap", lab.workdir / "dumpcap.err"
+    with errors.open("w") as err:
+        dumpcap = lab.popen(
+            "lm", ["dumpcap", "-q", "-i", TRANSPORT_IF, "-w", str(pcap)], stderr=err.fileno()
+        )
+    wait_until(lambda: "Capturing on" in errors.read_text(), 10.0, "the capture started")
+    up = tcp_transfer(lab, nbytes=5_000_000, seconds=10.0)
+    down = tcp_transfer(
+        lab, client_ns="cn", server_ns="ms", server=hoa, nbytes=5_000_000, seconds=10.0
+    )
+    lab.stop(dumpcap)
+    assert up.bytes_acknowledged == down.bytes_acknowledged == 5_000_000
+    fields = ["ipv6.plen", "ip.len", "ip.checksum.status", "tcp.checksum.status", "tcp.len"]
+    command = [tshark_path, "-r", str(pcap), "-n", "-Y", "ipv6.nxt == 4 && tcp"]
+    command += ["-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"]
+    command += ["-T", "fields", "-E", "separator=|"]
+    for field in fields:
+        command += ["-e", field]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    rows = [dict(zip(fields, line.split("|"), strict=True)) for line in done.stdout.splitlines()]
+    carried = sum(int(row["tcp.len"]) for row in rows)
+    # both transfers crossed this link in the tunnel (a busy machine's capture may miss some)
+    assert carried >= 8_000_000, carried
+    too_big = [row for row in rows if int(row["ip.len"]) > TUNNEL_MTU]
+    assert not too_big, too_big[:3]
+    assert all(int(row["ipv6.plen"]) == int(row["ip.len"]) for row in rows)
+    bad = [
+        row for row in rows if (row["ip.checksum.status"], row["tcp.checksum.status"]) != ("1", "1")
+    ]
+    assert not bad, (len(bad), bad[:3])
+    kernel = domain.ask("dmpa1", "counters")["kernel"]
+    assert (
+        kernel["uplink.forwarded.bytes"] > 5_000_000
+        and kernel["downlink.forwarded.bytes"] > 5_000_000
+    )

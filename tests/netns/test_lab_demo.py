@@ -13,6 +13,7 @@ with the interruption the stream measured.
 from __future__ import annotations
 
 import json
+import platform
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,11 @@ def _run(
         raise AssertionError(f"demo printed no JSON ({exc}):\n{captured.out}") from exc
 
 
+def _linux_at_least(major: int, minor: int) -> bool:
+    release = platform.release().split("-")[0].split(".")
+    return (int(release[0]), int(release[1])) >= (major, minor)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_demo(root: None, capsys: pytest.CaptureFixture[str], tmp_path: Path, case: str) -> None:
     options = CASES[case]
@@ -75,6 +81,9 @@ def test_demo(root: None, capsys: pytest.CaptureFixture[str], tmp_path: Path, ca
     assert handover["address_kept"] is True, explain
     assert handover["tcp_survived"] is True, explain
     assert result["exit_codes"] == {"dlmap": 0, "dmpa1": 0, "dmpa2": 0}, explain
+    # the default datapath = auto: the kernel tier from Linux 6.3 on, said in the summary
+    tier = "kernel" if _linux_at_least(6, 3) else "cython"
+    assert result["datapath"] == {"dlmap": tier, "dmpa1": tier, "dmpa2": tier}, explain
 
     titles = [step["step"] for step in result["steps"]]
     described = result["servers"]

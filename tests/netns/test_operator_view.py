@@ -2,7 +2,10 @@
 
 * The MTU trap: ``tunnel_mtu = 1500`` over a 1500-byte transport is warned about at start
   (``tunnel_mtu_too_big`` with the value that fits) and the node runs with 1460, so the MS gets
-  ICMP "fragmentation needed" instead of losing every full-size DF packet.
+  ICMP "fragmentation needed" instead of losing every full-size DF packet; a change of the
+  transport's MTU is logged as it happens.
+* Peers in view: the heartbeat at start, PBU timeouts, ``show peers``.
+* The operations surface: ``clear binding``, ``detach``, ``reload``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import Domain
 from netlmm_lab.poll import wait_until
 from netlmm_lab.tools import ping
-from netlmm_lab.topology import CN_ADDRESS, DLMAP_ADDRESS, DMPA_ADDRESSES, Lab
+from netlmm_lab.topology import CN_ADDRESS, DLMAP_ADDRESS, DMPA_ADDRESSES, TRANSPORT_IF, Lab
 
 pytestmark = pytest.mark.root
 
@@ -66,6 +69,14 @@ def test_a_tunnel_mtu_the_transport_cannot_carry_is_warned_and_cut_to_what_fits(
     counters = domain.ask("dmpa1", "counters")
     assert counters["node"].get("punt.access.frag_needed", 0) >= 1
     assert counters["fastpath"].get("uplink.tx_errors", 0) == 0
+    # a change of the transport's MTU is seen as it happens (netlink), not at the 30 s poll
+    lab.exec("m1", ["ip", "link", "set", "dev", TRANSPORT_IF, "mtu", "1540"])
+    wait_until(lambda: log_records(domain, "dmpa1", "route_mtu_changed"), 5.0, "the change")
+    (changed,) = log_records(domain, "dmpa1", "route_mtu_changed")
+    assert changed == {
+        "peer": str(DLMAP_ADDRESS), "route_mtu": "1540", "was": "1500", "tunnel_mtu": "1460",
+        "fits": "true",
+    }  # fmt: skip
     # a reload does not call the cut tunnel MTU a change of the file
     domain.processes["dmpa1"].send_signal(1)
     wait_until(lambda: log_records(domain, "dmpa1", "reloaded"), 10.0, "reloaded")

@@ -228,3 +228,27 @@ def test_mac_identity_with_realm_through_the_proxy(root: None, lab: RadiusLab) -
 def test_proxy_rejects_a_realm_it_does_not_serve(root: None, lab: RadiusLab) -> None:
     got = authenticate(lab, servers=[VAAA], mac="02:00:5e:00:00:0b", nai="someone@elsewhere.test")
     assert got["result"] == "reject", got
+
+
+PPP_NAI = "ppp@home.example"
+
+
+@pytest.mark.parametrize(
+    ("proof", "result"),
+    [
+        ({"password": "ppp-secret-1"}, "accept"),
+        ({"password": "wrong"}, "reject"),
+        ({"chap_secret": "ppp-secret-1"}, "accept"),
+        ({"chap_secret": "wrong"}, "reject"),
+    ],
+)
+def test_a_ppp_ms_credentials_are_checked(
+    root: None, lab: RadiusLab, proof: dict[str, str], result: str
+) -> None:
+    """Seed 4.1: the PAP password (User-Password, hidden with the secret) or the CHAP-MD5
+    response (CHAP-Password + CHAP-Challenge) goes to the home AAA, which checks it."""
+    for server in (HAAA, VAAA):  # directly, and through the visited AAA's realm proxy
+        got = authenticate(lab, servers=[server], mac="02:00:5e:00:00:09", nai=PPP_NAI, **proof)
+        assert got["result"] == result, got
+        if result == "accept":
+            assert got["profile"]["nai"] == PPP_NAI and got["profile"]["mode"] == "dhcp"

@@ -195,7 +195,8 @@ def test_check_config_refuses_the_transport_or_an_addressed_access_interface(
 
 
 def test_readiness_watchdog_reload_and_stop_reach_notify_socket(host: str, tmp_path: Path) -> None:
-    """``Type=notify``: READY=1 once the node serves, WATCHDOG=1 every half of
+    """State files 0600 in a 0700 directory with the umask of a shell (022).
+    ``Type=notify``: READY=1 once the node serves, WATCHDOG=1 every half of
     ``$WATCHDOG_USEC`` from its loop, RELOADING=1 then READY=1 around a reload, STOPPING=1 at
     SIGTERM; the socket is the test's own (CI has no systemd as PID 1)."""
     import socket as sockets
@@ -209,10 +210,20 @@ def test_readiness_watchdog_reload_and_stop_reach_notify_socket(host: str, tmp_p
     ini = dmpa_ini(tmp_path)
     env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
     argv = [sys.executable, "-m", "router", "run", "-c", str(ini)]
-    process = netns.popen(host, argv, env=env, cwd=REPO)
+    old_umask = os.umask(0o022)  # a shell's, not systemd's UMask=0077
+    try:
+        process = netns.popen(host, argv, env=env, cwd=REPO)
+    finally:
+        os.umask(old_umask)
     try:
         ready = listener.recv(4096).decode().splitlines()
         assert ready[0] == "READY=1" and f"MAINPID={process.pid}" in ready, ready
+        # state private without systemd's UMask=: the directory 0700, its files 0600
+        state = tmp_path / "state"
+        assert state.stat().st_mode & 0o777 == 0o700
+        files = [p for p in state.iterdir() if p.is_file()]
+        assert {p.name for p in files} >= {"lock", "state.sqlite"}
+        assert {p.name: p.stat().st_mode & 0o777 for p in files} == {p.name: 0o600 for p in files}
         began = time.monotonic()
         pings = [listener.recv(4096).decode() for _ in range(3)]
         assert pings == ["WATCHDOG=1"] * 3

@@ -69,12 +69,19 @@ class Pair:
     ipv6_pool: IPv6Network | None = None
     revocation_budget: float = 0.5
     now: float = 1000.0
+    #: The DLMAP's IPv4 address, the default router its rfc5844 PBAs name (seed 3.4).
+    dlmap_gateway: IPv4Address = GATEWAY
+    #: Seconds each node's wall clock is ahead of the others (by node name; RFC 5213 5.5
+    #: timestamps come from it): "dmpa2": -0.2 is a DMPA whose clock is 200 ms behind.
+    skew: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.queue: deque[Wire] = deque()
         self.sent: list[Wire] = []
         self.events: list[tuple[str, Event]] = []
         self.fastpath: dict[str, dict[IPv4Address, tuple[IPv6Address, MacAddress | None]]] = {}
+        #: The gateway each node's last Bind of a HoA named (None: the node's own).
+        self.gateways: dict[str, dict[IPv4Address, IPv4Address | None]] = {}
         #: The IPv6 home network prefixes each node's data path forwards (BindPrefix).
         self.prefixes: dict[str, dict[IPv6Network, tuple[IPv6Address, MacAddress | None]]] = {}
         self.memory_db: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
@@ -90,10 +97,14 @@ class Pair:
     def wall(self) -> float:
         return self.now + WALL_OFFSET
 
+    def wall_of(self, node: Node) -> float:
+        """``node``'s wall clock: the common one plus its skew."""
+        return self.wall + self.skew.get(self.name(node), 0.0)
+
     def _new_dlmap(self) -> DLMAP:
         config = DLMAPConfig(
             DLMAP_ADDRESS,
-            GATEWAY,
+            self.dlmap_gateway,
             {DMPA1: self.dialect, DMPA2: self.dialect},
             prefix_length=28,
             revocation_budget=self.revocation_budget,
@@ -134,7 +145,7 @@ class Pair:
             self.stores.pop("dlmap").close()
         tables = {t: list(rows.values()) for t, rows in self.db("dlmap").items()}
         self.dlmap = self._new_dlmap()
-        self.apply(self.dlmap, self.dlmap.restore(tables, self.now, self.wall))
+        self.apply(self.dlmap, self.dlmap.restore(tables, self.now, self.wall_of(self.dlmap)))
 
     def restart_dmpa(self, address: IPv6Address) -> None:
         name = self.name(self.dmpas[address])
@@ -144,7 +155,8 @@ class Pair:
             self.stores.pop(name).close()
         tables = {t: list(rows.values()) for t, rows in self.db(name).items()}
         self.dmpas[address] = self._new_dmpa(address)
-        self.apply(self.dmpas[address], self.dmpas[address].restore(tables, self.now, self.wall))
+        dmpa = self.dmpas[address]
+        self.apply(dmpa, dmpa.restore(tables, self.now, self.wall_of(dmpa)))
 
     # --- actions --------------------------------------------------------------------------
 
@@ -162,6 +174,7 @@ class Pair:
                 self._send(node, action)
             elif isinstance(action, Bind):
                 table[action.hoa] = (action.endpoint, action.mac)
+                self.gateways.setdefault(name, {})[action.hoa] = action.gateway
             elif isinstance(action, Unbind):
                 table.pop(action.hoa, None)
             elif isinstance(action, BindPrefix):
@@ -171,7 +184,7 @@ class Pair:
             elif isinstance(action, AAARequest):
                 assert isinstance(node, DMPA)
                 profile = self.profiles.get(action.mac)
-                self.apply(node, node.aaa_result(action.mac, profile, self.now, self.wall))
+                self.apply(node, node.aaa_result(action.mac, profile, self.now, self.wall_of(node)))
             elif isinstance(action, Event):
                 self.events.append((name, action))
         self._flush(name, persists)
@@ -226,7 +239,7 @@ class Pair:
             except UnknownTypeError as exc:
                 self.apply(node, node.receive_unknown_type(exc.type_value, wire.src, self.now))
                 continue
-            self.apply(node, node.receive(message, wire.src, self.now, self.wall))
+            self.apply(node, node.receive(message, wire.src, self.now, self.wall_of(node)))
         raise AssertionError("message storm: more than the delivery limit")
 
     def nodes(self) -> list[Node]:
@@ -244,7 +257,7 @@ class Pair:
                 return
             self.now = max(self.now, soonest)
             for node in self.nodes():
-                self.apply(node, node.handle_timer(self.now, self.wall))
+                self.apply(node, node.handle_timer(self.now, self.wall_of(node)))
             self.deliver()
         raise AssertionError("timer storm: more than the timer limit")
 
@@ -259,7 +272,7 @@ class Pair:
 
     def detach(self, mac: MacAddress, at: IPv6Address) -> None:
         dmpa = self.dmpas[at]
-        self.apply(dmpa, dmpa.detach(mac, self.now, self.wall))
+        self.apply(dmpa, dmpa.detach(mac, self.now, self.wall_of(dmpa)))
         self.deliver()
 
     def messages(self, kind: type[MobilityMessage], dst: IPv6Address | None = None) -> list[Any]:

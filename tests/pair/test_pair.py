@@ -55,6 +55,31 @@ def test_attach_registers_and_binds_both_fastpaths(dialect: Dialect) -> None:
     assert pair.dlmap.bindings[f"{MS}@example.net".replace(":", "")].hoa == hoa
 
 
+def test_the_dmpas_bind_carries_the_ms_own_gateway_across_a_handover() -> None:
+    """Issue 15, defect 4: a gateway from the MS's profile (or RADIUS attribute 161) reaches
+    the fastpath of each DMPA that serves the MS; the DLMAP's binds name none."""
+    pair = Pair()
+    own = IPv4Address("192.0.2.62")
+    nai = f"{MS}@example.net".replace(":", "")
+    pair.profiles[MS] = Profile(nai, "dlmap", DLMAP_ADDRESS, gateway=own)
+    pair.attach(MS, DMPA1)
+    hoa = hoa_of(pair)
+    assert pair.gateways["dmpa1"][hoa] == own and pair.gateways["dlmap"][hoa] is None
+    pair.attach(MS, DMPA2, address=hoa)  # moved: the new DMPA asks AAA, registers
+    assert hoa_of(pair, at=DMPA2) == hoa and pair.gateways["dmpa2"][hoa] == own
+
+
+def test_an_rfc5844_pbas_default_router_becomes_the_bound_gateway() -> None:
+    """RFC 5844 3.3.1: the LMA names the MS's IPv4 default router in the PBA; it travels
+    through the wire codec to the DMPA's Bind."""
+    router = IPv4Address("192.0.2.14")
+    pair = Pair(RFC5844, dlmap_gateway=router, pool_ranges=[(STATIC, IPv4Address("192.0.2.13"))])
+    registered(pair)
+    hoa = hoa_of(pair)
+    assert pair.gateways["dmpa1"][hoa] == router
+    assert pair.dmpas[DMPA1].visitors[MS].gateway == router
+
+
 def test_static_mode_registers_the_profile_address() -> None:
     pair = Pair(static={"020000000002@example.net": STATIC})
     registered(pair, MS2, mode="static")

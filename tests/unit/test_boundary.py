@@ -37,7 +37,7 @@ def test_wrap_counts_and_swallows(caplog: pytest.LogCaptureFixture) -> None:
     assert counters[INTERNAL_ERROR] == 2
     assert counters[f"{INTERNAL_ERROR}.access"] == 2
     # rate-limited: one line a second per place (the clock does not move here)
-    assert sum("internal error where=access" in r.getMessage() for r in caplog.records) == 1
+    assert sum("internal_error where=access" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_action_runner_keeps_going_after_a_failing_handler() -> None:

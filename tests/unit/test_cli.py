@@ -27,7 +27,11 @@ def test_decode_a_vector_with_checksum(capsys: pytest.CaptureFixture[str]) -> No
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "BindingAck (draft dialect)" in out
-    assert "SeedIPv4HomeAddress(sequence=1, address=IPv4Address('10.1.0.23')" in out
+    assert "SeedIPv4HomeAddress sequence=1 address=10.1.0.23" in out
+    assert "FIXED" not in out and "NAME" not in out and "MH_TYPE" not in out
+    assert "IPv4Address(" not in out  # no Python reprs
+    lines = out.splitlines()
+    assert any(line.startswith("  lifetime_s: ") for line in lines), out
 
 
 def test_decode_reports_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
@@ -72,3 +76,29 @@ def test_run_takes_a_log_format_and_still_refuses_a_bad_file_first(tmp_path: Pat
     bad = tmp_path / "bad.ini"
     bad.write_text(DMPA_INI.replace("log_format = json", "log_format = yaml"))
     assert main(["run", "-c", str(bad), "--log-format", "json"]) == 2
+
+
+def test_attach_loads_neither_the_app_layer_nor_asyncio(tmp_path: Path) -> None:
+    """``netlmm attach`` runs at every association (an access point's hook): it reads only the
+    socket path from the ini file (the default from the node's name) and talks to the socket
+    with the standard library; the start-up of the app layer was most of its 300-500 ms."""
+    import subprocess
+    import sys
+
+    from router.app.config.schema import RUN_ROOT
+    from router.cli import RUN_ROOT as CLI_RUN_ROOT
+
+    assert CLI_RUN_ROOT == RUN_ROOT
+    ini = tmp_path / "m1.ini"
+    ini.write_text("[node]\nrole = dmpa\nname = m1 ; a comment\n[dmpa]\naccess = eth1\n")
+    probe = (
+        "import sys\nfrom router.cli import main\n"
+        f"code = main(['attach', '02:00:00:00:0a:01', '-c', {str(ini)!r}])\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('router.app', 'asyncio')))\n"
+        "print(code, loaded)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.strip() == "1 []", done.stderr
+    assert "no control socket at /run/netlmm/m1.sock" in done.stderr

@@ -36,10 +36,11 @@ def test_the_view_of_an_example_diffs_clean_against_the_file() -> None:
 def test_radius_secrets_are_hidden_and_reloads_are_shown() -> None:
     text = (ROOT / "etc/dmpa.ini").read_text()
     text += "[radius]\nservers = 203.0.113.5:1812 s3cr3t-shared-16chars\n"
-    text += "    [2001:db8::5]:1812 other-s3cr3t\n"
+    text += "    [2001:db8::5]:1812 other-s3cr3t\nproxy_secret = hostapd-s3cr3t-16chars\n"
     view = ConfigView(text, "dmpa")
     dumped = json.dumps(view.as_dict())
     assert "s3cr3t" not in dumped and "203.0.113.5:1812 (secret)" in dumped
+    assert view.as_dict()["sections"]["radius"]["proxy_secret"] == "(secret)"  # type: ignore[index]
     changed = text.replace("log_level = info", "log_level = debug")
     changed = changed.replace("[dmpa]\n", "[dmpa]\nlifetime = 1200\n", 1)
     changed = changed.replace("[profile carol@example.org]", "[profile dave@example.org]")

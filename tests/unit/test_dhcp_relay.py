@@ -265,10 +265,81 @@ def test_a_nonzero_giaddr_is_forwarded_unchanged_without_adding_option_82(
     assert out.giaddr == theirs and out.hops == 2
     assert out.relay_agent_info == sent.relay_agent_info  # as the DMPA wrote it, nothing added
     assert relay.counters["request.giaddr_kept"] == 1
-    # The server answers that giaddr, not us: nothing waits here for its reply.
-    assert relay.pending == {}
     bare = forwarded(relay.receive_from_dmpa(request(giaddr=theirs, nai=None, xid=9), DMPA, 0.0))
     assert bare.relay_agent_info is None and bare.giaddr == theirs
+
+
+THEIRS = IPv4Address("192.0.2.254")  # another relay's giaddr, in the HoA network
+
+
+def to_their_relay(m: DhcpMessage, src: IPv4Address = SERVER, dst: IPv4Address = THEIRS) -> bytes:
+    """The server's reply on its way to the relay at ``giaddr`` (RFC 2131 4.1: to its port 67),
+    as the DLMAP's TUN gives it: the HoA network is routed through the DLMAP."""
+    return IPv4Packet(
+        src, dst, IPProto.UDP, UdpDatagram(67, 67, m.encode()).encode(src, dst)
+    ).encode()
+
+
+def test_the_lease_of_a_request_another_relay_sent_is_learned_from_the_reply_in_transit() -> None:
+    """Issue 15 (relay rules): giaddr stays the other relay's (RFC 1542 4.1.1), so the server
+    answers that relay, not us; its reply, routed through the DLMAP to the HoA network, is
+    learned from in passing (NAI <-> HoA, as for our own requests) and goes on unchanged to
+    the DMPA whose tunnel carried the request, the way to the relay at giaddr."""
+    relay = make()
+    forwarded(relay.receive_from_dmpa(in_tunnel(request(giaddr=THEIRS, hops=1)), DMPA, 0.0))
+    offer = to_their_relay(reply(DhcpMessageType.OFFER, giaddr=THEIRS))
+    [(peer, packet)] = [
+        (a.peer, a.packet)
+        for a in relay.receive_in_transit(offer, 0.1, 1e9)
+        if isinstance(a, SendTunnel)
+    ]
+    assert (peer, packet) == (DMPA, offer)  # unchanged: giaddr, option 82, everything
+    forwarded(
+        relay.receive_from_dmpa(
+            in_tunnel(request(DhcpMessageType.REQUEST, giaddr=THEIRS, hops=1)), DMPA, 0.2
+        )
+    )
+    ack = to_their_relay(reply(DhcpMessageType.ACK, giaddr=THEIRS))
+    actions = relay.receive_in_transit(ack, 0.3, 1e9)
+    assert [(a.peer, a.packet) for a in actions if isinstance(a, SendTunnel)] == [(DMPA, ack)]
+    assert relay.pool.allocated_to(NAI) == HOA  # the PBU with this HoA will be accepted
+    assert [a.table for a in actions if isinstance(a, Persist)] == [POOL_TABLE]
+    assert relay.counters["transit.learned"] == 1 and relay.counters["transit.relayed"] == 2
+
+
+@pytest.mark.parametrize(
+    ("packet", "counter"),
+    [
+        (
+            to_their_relay(reply(DhcpMessageType.ACK, giaddr=THEIRS), src=SERVER2),
+            "transit.unknown_server",
+        ),
+        (to_their_relay(reply(DhcpMessageType.ACK, giaddr=THEIRS, xid=8)), "transit.unmatched"),
+        (
+            to_their_relay(reply(DhcpMessageType.ACK, giaddr=IPv4Address("192.0.2.253"))),
+            "transit.unmatched",
+        ),
+        (
+            to_their_relay(
+                reply(DhcpMessageType.ACK, giaddr=THEIRS), dst=IPv4Address("192.0.2.253")
+            ),
+            "transit.unmatched",
+        ),
+        (to_their_relay(request(giaddr=THEIRS)), "transit.not_reply"),
+        (to_their_relay(reply(DhcpMessageType.ACK, giaddr=THEIRS))[:-3], "transit.malformed"),
+        (b"\x45", "transit.malformed"),
+    ],
+)
+def test_a_packet_in_transit_that_answers_no_request_of_ours_is_dropped(
+    packet: bytes, counter: str
+) -> None:
+    """Only a configured server's reply to the giaddr of a request we passed on, for that
+    request, is learned from: anything else to port 67 of an unbound address is dropped, as
+    the data path would have (no binding)."""
+    relay = make()
+    forwarded(relay.receive_from_dmpa(in_tunnel(request(giaddr=THEIRS, hops=1)), DMPA, 0.0))
+    assert relay.receive_in_transit(packet, 0.1, 1e9) == []
+    assert relay.counters[counter] == 1 and relay.pool.allocated_to(NAI) is None
 
 
 def test_handover_mid_exchange_follows_the_latest_dmpa() -> None:

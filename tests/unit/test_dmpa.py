@@ -123,6 +123,16 @@ def test_local_aaa_by_mac_then_nai_and_allowed() -> None:
     assert aaa.authenticate(MacAddress.parse("02:00:00:00:00:09")) is None
     assert aaa.authenticate(MacAddress.parse("02:00:00:00:00:05")) is None
     assert aaa.static_addresses() == {"b@x": HOA}
+    # the log says why, not a RADIUS word: local AAA needs a profile per MAC
+    unknown = aaa.why_rejected(MacAddress.parse("02:00:00:00:00:05"))
+    assert unknown.startswith("no profile for this MAC")
+    assert (
+        aaa.why_rejected(MacAddress.parse("02:00:00:00:00:09")) == "profile c@x says allowed = no"
+    )
+    node = dmpa()
+    node.attach(MS, 0, 0.0)
+    (said,) = node.aaa_result(MS, None, 0.0, 0.0, unknown)
+    assert said.fields == {"mac": MS, "why": unknown}  # type: ignore[attr-defined]
 
 
 def test_local_aaa_refuses_inconsistent_profiles() -> None:

@@ -139,7 +139,8 @@ def test_every_start_warns_about_an_insecure_peer(
     for _ in range(2):
         assert main(["run", "-c", str(ini)]) == 0
         err = capsys.readouterr().err
-        assert f"warning: peer {DLMAP_ADDRESS}.insecure: signaling with this peer is not" in err
+        warning = f'config_warning warning="peer {DLMAP_ADDRESS}.insecure: signaling with this'
+        assert warning in err
     assert len(started) == 2
     ini.write_text(dmpa_ini(""))  # without it: refused before anything starts
     assert main(["run", "-c", str(ini)]) == 2 and len(started) == 2

@@ -96,8 +96,8 @@ def test_the_lab_options(capsys: pytest.CaptureFixture[str]) -> None:
 
 # --- netlmm lab bench's report -----------------------------------------------------------------
 
-GBIT = {"kernel": 18.0, "tayga": 0.9, "appliance": 1.8}
-PING_US = {"kernel": 60.0, "tayga": 250.0, "appliance": 290.0}
+GBIT = {"kernel": 18.0, "tayga": 0.9, "appliance": 1.8, "appliance-kernel": 14.4}
+PING_US = {"kernel": 60.0, "tayga": 250.0, "appliance": 290.0, "appliance-kernel": 80.0}
 
 
 def _fake_iperf3(bed: throughput.Testbed, **options: Any) -> dict[str, Any]:
@@ -131,7 +131,15 @@ def test_the_bench_report_keeps_its_shape(monkeypatch: pytest.MonkeyPatch) -> No
         assert [p["packet"] for p in metrics["tcp_sweep"]["points"]] == [128, 1500]
         assert report["notes"][variant] == {"fake": True}
     ratios = report["ratios"]
-    assert ratios["tcp1_up"] == {"appliance/tayga": 2.0, "appliance/kernel": 0.1}
+    assert ratios["tcp1_up"] == {
+        "appliance/tayga": 2.0,
+        "appliance/kernel": 0.1,
+        "appliance-kernel/tayga": 16.0,
+        "appliance-kernel/kernel": 0.8,
+    }
     assert ratios["ping_us"]["added_us"] == 230.0
+    assert ratios["ping_us"]["appliance-kernel.added_us"] == 20.0
     table = throughput.format_table(report)
-    assert table.splitlines()[0].startswith("| metric | kernel | tayga pair | appliance |")
+    assert table.splitlines()[0].startswith(
+        "| metric | kernel | tayga pair | appliance (cython) | appliance-kernel |"
+    )

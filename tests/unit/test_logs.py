@@ -122,3 +122,67 @@ def test_an_nai_from_a_peer_cannot_break_a_log_line(
         assert logs.parse(line)[1]["nai"] == nai
     finally:
         node.store.close()
+
+
+def test_a_value_with_spaces_is_quoted_in_text_and_whole_in_json() -> None:
+    """``key=%s`` arguments are quoted by the formatter: the JSON line keeps the whole value
+    (it lost everything after the first space: ``radius send failed``, ``reload warning``)."""
+    error = OSError(101, "Network is unreachable")
+    record = _record("radius_send_failed server=%s error=%s", "[2001:db8::5]:1812", error)
+    text = logs.TextFormatter().format(record)
+    assert text.endswith(
+        'radius_send_failed server=[2001:db8::5]:1812 error="[Errno 101] Network is unreachable"'
+    )
+    parsed = json.loads(logs.JsonFormatter().format(record))
+    assert parsed["event"] == "radius_send_failed"
+    assert parsed["error"] == "[Errno 101] Network is unreachable"
+    # a value quoted by the caller already is not quoted twice
+    again = _record("reload_warning warning=%s", logs.quote("a b"))
+    assert logs.TextFormatter().format(again).endswith('reload_warning warning="a b"')
+
+
+def test_json_values_are_typed_and_never_python_reprs() -> None:
+    from router.core.dmpa import State
+
+    fields = {"missed": 3, "waited_s": 2.5, "again": True, "state": State.AUTHENTICATING,
+              "links": ("eth1", "eth2"), "hoa": IPv4Address("192.0.2.7"), "none": None}  # fmt: skip
+    record = _record("x %s", logs.kv(fields), fields=fields)
+    parsed = json.loads(logs.JsonFormatter().format(record))
+    assert {k: parsed[k] for k in fields} == {
+        "missed": 3, "waited_s": 2.5, "again": True, "state": "authenticating",
+        "links": "eth1,eth2", "hoa": "192.0.2.7", "none": None,
+    }  # fmt: skip
+    assert "State." not in parsed["msg"] and "(" not in parsed["msg"]
+    assert "again=true" in parsed["msg"]
+    # parsed from the message (no fields): numbers are numbers, the rest strings
+    plain = json.loads(logs.JsonFormatter().format(_record("state_writes_resumed rows=%d", 12)))
+    assert plain["rows"] == 12
+
+
+def test_text_timestamps_carry_their_zone() -> None:
+    import re
+
+    line = logs.TextFormatter().format(_record("stopping"))
+    stamp = line.split(" ", 1)[0]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d", stamp), line
+    parsed = json.loads(logs.JsonFormatter().format(_record("stopping")))
+    assert parsed["time"].endswith("Z")
+
+
+def test_drops_name_the_access_interface_and_quote_their_context(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from router.services.access import AccessCounter
+    from router.services.common import Drops
+
+    drops = Drops()
+    drops.link_names = ("eth1", "wlan0")
+    caplog.set_level(logging.INFO)
+    drops.expected(AccessCounter.IPV4_UNREGISTERED, 0.0, link=1, src="02:00:00:00:0a:01")
+    drops.drop(AccessCounter.IPV4_MALFORMED, 0.0, link=0, error="bad header length")
+    first, second = caplog.records
+    assert first.levelno == logging.INFO  # an MS that is still authenticating: normal
+    line = logs.TextFormatter().format(first)
+    assert "link=wlan0 src=02:00:00:00:0a:01" in line
+    assert second.levelno == logging.WARNING
+    assert 'link=eth1 error="bad header length"' in logs.TextFormatter().format(second)

@@ -326,3 +326,29 @@ def test_peer_up_and_show_peers_follow_the_heartbeats(dlmap: Dlmap) -> None:
         "dialect": "draft",
         "bindings": 0,
     }
+
+
+def test_build_info_no_series_twice_no_other_role_histogram_no_empty_label(dlmap: Dlmap) -> None:
+    import platform
+
+    registry, _ = registry_for(dlmap.node, lambda: {"mh_socket": {"rx": 3}})
+    [ack] = dlmap.receive(pbu(1), DMPA1)
+    assert isinstance(ack, BindingAck)
+    samples = scrape(registry)
+    build = {k: v for k, v in samples.items() if k[0] == "netlmm_build_info"}
+    ((_, labels),) = build
+    assert dict(labels)["version"] == _version()
+    assert dict(labels)["python"] == platform.python_version()
+    assert dict(labels)["fastpath"] in ("compiled", "reference")
+    names = {name for name, _ in samples}
+    assert not any(n.startswith("netlmm_registration_duration") for n in names)  # the DMPA's
+    assert "netlmm_handover_duration_seconds_count" in names
+    empty = [key for key in samples if any(value == "" for _, value in key[1])]
+    assert empty == []  # no status="" (unanswered revocations have their own counter)
+    assert "netlmm_revocations_unanswered_total" in names
+    internal = {dict(labels)["group"] + "/" + dict(labels)["name"]
+                for name, labels in samples if name == "netlmm_internal_events_total"}  # fmt: skip
+    assert "core/binding.created" not in internal  # netlmm_bindings_created_total has it
+    assert "node/mh.rx" not in internal  # netlmm_mh_messages_total has it
+    assert not any(item.startswith("fastpath/") for item in internal)
+    assert "mh_socket/rx" in internal  # no metric of its own: still reachable

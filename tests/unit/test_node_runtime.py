@@ -12,13 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from fastpath import Binding
+from fastpath import Binding, Reason, Verdict
+from router.adapters.aaa import AAA, AAAConfig
 from router.adapters.store import Store
 from router.app import config
 from router.app.dlmap_node import DLMAPNode
-from router.app.settings import DLMAPSettings
+from router.app.dmpa_node import DMPANode, DMPAPorts
+from router.app.settings import DLMAPSettings, DMPASettings
 from router.core.actions import Bind, Persist, Unbind
-from tests.unit.nodes import DLMAP_INI, FakeClock, FlakyStore, dlmap_node
+from router.wire.ethernet import EthernetFrame, EtherType
+from router.wire.icmp import IcmpMessage, IcmpType
+from router.wire.ipv4 import IPProto, IPv4Packet
+from tests.unit.nodes import DLMAP, DLMAP_INI, DMPA_INI, MAC, FakeClock, FlakyStore, dlmap_node
 
 HOA = IPv4Address("192.0.2.100")
 DMPA = IPv6Address("2001:db8:100::11")
@@ -114,3 +119,41 @@ def test_a_restart_counter_that_could_not_be_saved_is_not_used_again(
     second = _dlmap_start_and_stop(path, loop, failing=False)
     assert second == 42  # one more than the stored one, as long as it can be saved
     assert first != second
+
+
+@pytest.mark.parametrize("twin", ["reference", "compiled"])
+def test_the_dmpa_programs_the_ms_own_gateway_into_its_fastpath(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop, twin: str
+) -> None:
+    """Issue 15, defect 4: the Bind's gateway reaches the user-space tier (either twin), whose
+    engine then punts an echo to it for the ICMP responder instead of tunnelling it."""
+    settings, _ = config.loads(DMPA_INI)
+    assert isinstance(settings, DMPASettings)
+    store = Store(tmp_path / "m1.sqlite")
+    node = DMPANode(
+        settings,
+        DMPAPorts(lambda data, dst: None, None, -1, -1),
+        store,
+        AAA(AAAConfig(profiles=settings.profiles)),
+        loop,
+        FakeClock(),
+        fastpath=twin,
+    )
+    try:
+        own = IPv4Address("192.0.2.62")
+        node.runner.submit([Bind(HOA, DLMAP, MAC, 0, own)])
+        node.runner.flush()
+        entry = node.table.lookup(int(HOA))
+        assert entry is not None and entry.gateway == int(own)
+        icmp = IcmpMessage(IcmpType.ECHO_REQUEST, 0, b"\x00\x01\x00\x01", b"ping").encode()
+        echo = IPv4Packet(HOA, own, IPProto.ICMP, icmp, ttl=1).encode()
+        frame = EthernetFrame(settings.pseudo_mac, MAC, EtherType.IPV4, echo).encode()
+        verdict, reason, _, _ = node.fastpath.from_access(frame, 0, bytearray(2048))
+        assert (verdict, reason) == (Verdict.PUNT, Reason.ICMP_GATEWAY)
+        node.runner.submit([Bind(HOA, DLMAP, MAC, 0)])  # None: the node's gateway only
+        node.runner.flush()
+        entry = node.table.lookup(int(HOA))
+        assert entry is not None and entry.gateway == 0
+        assert node.fastpath.from_access(frame, 0, bytearray(2048))[1] == Reason.TTL_EXPIRED
+    finally:
+        store.close()

@@ -139,6 +139,29 @@ def test_the_dlmap_owes_no_icmp_error_about_a_broadcast_and_ignores_the_rest() -
     assert punts.counters == {"punt.ttl_expired": 1, "punt.dhcp": 1, "punt.fragment": 1}
 
 
+def test_the_dlmap_relay_learns_a_lease_from_an_answer_to_another_relay_in_transit() -> None:
+    """Issue 15, relay rules: the request keeps the other relay's giaddr (RFC 1542 4.1.1), the
+    server's answer to it crosses the DLMAP's TUN (no binding there: punted), the relay learns
+    the NAI's address from it and sends it on unchanged to the DMPA the request came from."""
+    from tests.unit import test_dhcp_relay as relay_tests
+
+    relay = relay_tests.make()
+    punts = DLMAPPunts(relay, GATEWAY, MTU)
+    theirs = relay_tests.THEIRS
+    request = relay_tests.in_tunnel(
+        relay_tests.request(DhcpMessageType.REQUEST, giaddr=theirs, hops=1)
+    )
+    sent = punts.from_tunnel(Punt(Reason.DHCP, -1, DMPA_ADDRESS.packed, request), 1.0, 1e9)
+    assert relay_tests.forwarded(sent).giaddr == theirs  # not modified
+    ack = relay_tests.to_their_relay(relay_tests.reply(DhcpMessageType.ACK, giaddr=theirs))
+    actions = punts.from_tun(Punt(Reason.DHCP, -1, b"", ack), 1.1, 1e9)
+    assert [(a.peer, a.packet) for a in actions if isinstance(a, SendTunnel)] == [
+        (DMPA_ADDRESS, ack)
+    ]
+    assert relay.pool.allocated_to(relay_tests.NAI) == relay_tests.HOA
+    assert punts.counters["punt.dhcp"] == 2
+
+
 # --- the DMPA -------------------------------------------------------------------------------
 
 
@@ -195,6 +218,26 @@ def test_the_dmpa_answers_a_ttl_problem_with_an_icmp_error_from_the_pseudo_mac()
     assert (out.src, out.dst, out.ethertype) == (PSEUDO, MS, EtherType.IPV4)
     outer, icmp = icmp_of(out.payload)
     assert (outer.src, outer.dst, icmp.type) == (GATEWAY, HOA, IcmpType.TIME_EXCEEDED)
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [(Reason.TTL_EXPIRED, IcmpType.TIME_EXCEEDED), (Reason.FRAG_NEEDED, IcmpType.DEST_UNREACHABLE)],
+)
+def test_the_dmpa_sources_icmp_errors_from_the_ms_own_gateway(
+    reason: Reason, kind: IcmpType
+) -> None:
+    """Issue 15, defect 4: an MS whose profile names its gateway hears its ICMP errors from
+    that gateway, the only router it knows, not from the node's."""
+    punts = dmpa_punts()
+    registered(punts)
+    own = IPv4Address("192.0.2.62")
+    punts.host.visitors[MS].gateway = own  # type: ignore[attr-defined]
+    frame = ipv4_frame(MS, IPv4Packet.decode(ip(1400, df=True)))
+    [action] = punts.from_access(Punt(reason, 1, MS.packed, frame), 1.0, 1e9)
+    assert isinstance(action, SendFrame)
+    outer, icmp = icmp_of(EthernetFrame.decode(action.frame).payload)
+    assert (outer.src, outer.dst, icmp.type) == (own, HOA, kind)
 
 
 def test_the_dmpa_counts_what_it_cannot_read_and_answers_nothing() -> None:

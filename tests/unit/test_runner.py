@@ -70,7 +70,7 @@ def test_stop_with_the_disk_still_failing_says_how_many_rows_are_lost(
     runner.close()
     store.close()
     assert counters["store.lost"] == 3
-    assert "state rows lost at stop rows=3" in caplog.text
+    assert "state_rows_lost rows=3" in caplog.text
 
 
 def test_a_record_json_cannot_hold_drops_its_batch_and_the_node_goes_on(

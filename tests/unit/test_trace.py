@@ -154,3 +154,37 @@ def test_trace_refuses_what_is_not_a_capture(tmp_path: Path) -> None:
     with pytest.raises(TraceError, match="not a pcap"):
         _run_trace("-r", str(bad))
     assert main(["trace", "-r", str(tmp_path / "missing.pcap")]) == 2
+
+
+def test_trace_prints_seconds_typed_json_and_follows_option_82(tmp_path: Path) -> None:
+    """The lifetime in seconds (900 on the wire's 4-second units is 3600 s, as tshark says),
+    no class constants, JSON numbers, and ``--nai`` matching option 82's subscriber-id in
+    tunnelled DHCP (the DMPA's relay names the MS there)."""
+    from router.wire.dhcp import RelayAgentInfo
+
+    alice = MobileNodeIdentifier.from_nai(NAI)
+    seed = SeedIPv4HomeAddress(1, IPv4Address(HOA))
+    tagged = DhcpMessage(
+        op=1,
+        xid=0x33,
+        chaddr=MS2.packed,
+        options=(DhcpOption(DhcpOptionCode.MESSAGE_TYPE, bytes([1])),),
+    ).with_relay_agent_info(RelayAgentInfo.of(subscriber_id=NAI.encode()))
+    payload = tagged.encode()
+    udp = (68).to_bytes(2, "big") + (67).to_bytes(2, "big")
+    udp += (8 + len(payload)).to_bytes(2, "big") + b"\x00\x00" + payload
+    ip = bytes([0x45, 0]) + (20 + len(udp)).to_bytes(2, "big") + bytes(4) + bytes([64, 17, 0, 0])
+    ip += bytes(4) + bytes([255] * 4)
+    packets = [
+        _ipv6(DMPA1, DLMAP, 4, ip + udp),
+        _mh(DMPA1, DLMAP, BindingUpdate(7, DRAFT.pbu_flags(), 900, (alice, seed))),
+    ]
+    pcap = _pcap(tmp_path / "c.pcap", packets)
+    lines = _run_trace("-r", str(pcap), "--nai", NAI)
+    assert len(lines) == 2, lines
+    assert f"subscriber_id={NAI}" in lines[0]
+    assert "lifetime_s=3600" in lines[1]
+    assert not any(word in lines[1] for word in ("FIXED", "NAME=", "MH_TYPE"))
+    records = [json.loads(line) for line in _run_trace("-r", str(pcap), "--json")]
+    assert records[1]["lifetime_s"] == 3600 and records[1]["sequence"] == 7
+    assert records[1]["nai"] == NAI

@@ -1,5 +1,9 @@
 """Every key of the ini file, declared once: section, name, parser, default, help, roles.
 
+(:class:`Key` and the kinds of sections are in :mod:`router.app.config.key`; the ``[radius]``
+and ``[access IFACE]`` keys in :mod:`router.app.config.schema_aaa`; all are listed in
+:data:`SCHEMA` here and importable from this module.)
+
 The loader (:mod:`router.app.config.loader`) reads each section through this table: a key that
 is not in it is an error, a key that is in it is parsed by its parser or takes its default. The
 documentation of each key in ``etc/dmpa.ini`` and ``etc/dlmap.ini`` is rendered from the same
@@ -14,15 +18,29 @@ values (``state_dir`` from the name, a profile's DLMAP from the peers) is ``None
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
-from typing import Any, Generic, TypeVar, get_args
+from typing import Any, TypeVar, get_args
 
 from fastpath.common import ETH_LEN, IO_BUF, IP6_LEN
-from router.adapters.radius import DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from router.app.config import parsers as p
+from router.app.config.key import NAMED_SECTIONS as NAMED_SECTIONS
+from router.app.config.key import ROLES as ROLES
+from router.app.config.key import SECTION_ROLES as SECTION_ROLES
+from router.app.config.key import SINGLE_SECTIONS as SINGLE_SECTIONS
+from router.app.config.key import Key as Key
+from router.app.config.key import PerRole as PerRole
+from router.app.config.key import per_role as per_role
+from router.app.config.key import show_value as show_value
+from router.app.config.schema_aaa import ACCESS_AUTH as ACCESS_AUTH
+from router.app.config.schema_aaa import ACCESS_HOSTAPD as ACCESS_HOSTAPD
+from router.app.config.schema_aaa import RADIUS_NAS_IDENTIFIER as RADIUS_NAS_IDENTIFIER
+from router.app.config.schema_aaa import RADIUS_PROXY as RADIUS_PROXY
+from router.app.config.schema_aaa import RADIUS_PROXY_SECRET as RADIUS_PROXY_SECRET
+from router.app.config.schema_aaa import RADIUS_RETRIES as RADIUS_RETRIES
+from router.app.config.schema_aaa import RADIUS_SERVERS as RADIUS_SERVERS
+from router.app.config.schema_aaa import RADIUS_TIMEOUT as RADIUS_TIMEOUT
 from router.app.settings import Role
 from router.core import defaults
 from router.core.dmpa import AddressMode
@@ -33,26 +51,6 @@ from router.wire.dialect import Dialect
 from router.wire.ethernet import MacAddress
 
 T = TypeVar("T")
-
-ROLES: tuple[Role, ...] = get_args(Role)
-#: Help or a shown default that differs between the roles: {role: text}.
-PerRole = str | Mapping[Role, str]
-
-SINGLE_SECTIONS = ("node", "dmpa", "dlmap", "radius", "limits")
-#: ``peer``, ``profile`` and ``access`` sections carry their address, NAI or interface in the
-#: section name: ``[peer 2001:db8::1]``, ``[profile alice@example.org]``, ``[access eth1]``.
-NAMED_SECTIONS = ("peer", "profile", "access")
-#: The roles whose file holds each kind of section.
-SECTION_ROLES: dict[str, tuple[Role, ...]] = {
-    "node": ROLES,
-    "dmpa": ("dmpa",),
-    "dlmap": ("dlmap",),
-    "peer": ROLES,
-    "profile": ROLES,
-    "radius": ("dmpa",),
-    "limits": ROLES,
-    "access": ("dmpa",),
-}
 
 DEFAULT_PSEUDO_MAC = "02:00:5e:00:00:01"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -84,60 +82,6 @@ FIRST_PBU_TIMEOUT = defaults.FIRST_BINDACK_TIMEOUT
 DRAFT = Dialect.draft()
 NO_ADDRESSES: tuple[IPv4Address, ...] = ()
 _LIMIT_DEFAULTS = LimitSettings()
-
-
-@dataclass(frozen=True, slots=True)
-class Key(Generic[T]):
-    """One key: what it parses to, what it is when absent, and the line of help it carries."""
-
-    section: str
-    name: str
-    parse: Callable[[str], T]
-    #: The value when the key is absent (None: no value, or one the loader derives).
-    default: T | None
-    #: Help for ``etc/<role>.ini``, without the closing period: "Default: ..." follows it.
-    help: PerRole
-    required: bool = False
-    #: The default as the ini file says it, when ``default`` cannot say it (derived, or None
-    #: with a meaning).
-    shown: PerRole | None = None
-    #: How the default is written (hexadecimal masks); otherwise :func:`show_value`.
-    show: Callable[[T], str] | None = None
-    #: The roles that read this key; None: every role whose file holds the section.
-    only: tuple[Role, ...] | None = None
-
-    @property
-    def roles(self) -> tuple[Role, ...]:
-        return self.only if self.only is not None else SECTION_ROLES[self.section]
-
-    def help_for(self, role: Role) -> str:
-        return per_role(self.help, role)
-
-    def default_text(self, role: Role) -> str:
-        """The default as ``etc/<role>.ini`` says it: ``(required)``, or the value."""
-        if self.required:
-            return "(required)"
-        if self.shown is not None:
-            return per_role(self.shown, role)
-        if self.show is not None and self.default is not None:
-            return self.show(self.default)
-        return show_value(self.default)
-
-
-def per_role(text: PerRole, role: Role) -> str:
-    return text if isinstance(text, str) else text[role]
-
-
-def show_value(value: object) -> str:
-    if value is None or value == ():
-        return "none"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple):
-        return ", ".join(str(item) for item in value)
-    return str(value)
 
 
 def _or(options: tuple[str, ...]) -> str:
@@ -633,82 +577,6 @@ PROFILE_IPV6 = Key(
     "yes: a dual-stack MS; the DMPA asks its DLMAP for an IPv6 home network prefix (V=0) and "
     "sends it Router Advertisements for SLAAC (IPv4 only if the DLMAP refuses); the DLMAP "
     "ignores it",
-)
-
-# [radius]
-
-RADIUS_SERVERS = Key(
-    "radius",
-    "servers",
-    p.radius_servers,
-    None,
-    "One server a line, HOST[:PORT] SECRET ([IPv6]:PORT with a port); the second is the "
-    f"failover (one or two; port default {p.RADIUS_PORT})",
-    True,
-)
-RADIUS_NAS_IDENTIFIER = Key(
-    "radius",
-    "nas_identifier",
-    p.nas_identifier,
-    None,
-    f"NAS-Identifier sent in every request, at most {p.MAX_NAS_IDENTIFIER} octets",
-    shown="node.name",
-)
-RADIUS_TIMEOUT = Key(
-    "radius",
-    "timeout",
-    p.number(0, 60, low_open=True),
-    DEFAULT_TIMEOUT,
-    "Seconds to wait for each try, (0, 60]",
-)
-RADIUS_RETRIES = Key(
-    "radius",
-    "retries",
-    p.integer(0, 10),
-    DEFAULT_RETRIES,
-    "Retransmissions to one server before the next is asked, 0..10",
-)
-
-RADIUS_PROXY = Key(
-    "radius",
-    "proxy",
-    p.listen_address,
-    defaults.RADIUS_PROXY,
-    "Where the access links' 802.1X authenticators (hostapd, auth = 8021x) send their RADIUS: "
-    "the DMPA forwards to the servers above and reads each Access-Accept's NAI and RFC 6572 "
-    "profile on the way back; ADDRESS:PORT or [IPv6]:PORT",
-    shown=f"{defaults.RADIUS_PROXY[0]}:{defaults.RADIUS_PROXY[1]}",
-)
-RADIUS_PROXY_SECRET = Key(
-    "radius",
-    "proxy_secret",
-    p.secret,
-    None,
-    "The secret the authenticators share with the DMPA's proxy (hostapd's "
-    "auth_server_shared_secret); required with an auth = 8021x access link",
-    shown="none",
-)
-
-# [access IFACE]: how the MSs of one access link identify themselves (issue 17).
-
-ACCESS_AUTH = Key(
-    "access",
-    "auth",
-    p.choice(*defaults.ACCESS_AUTH_MODES),
-    "mac",
-    "mac (a local or RADIUS profile keyed by the MS's MAC: anyone on the link can copy it), "
-    "8021x (hostapd authenticates the MS by EAP; the DMPA serves a MAC nothing until hostapd "
-    "reports its success on this link, and the NAI is the one the home AAA returns) or pppoe "
-    "(not available yet)",
-)
-ACCESS_HOSTAPD = Key(
-    "access",
-    "hostapd",
-    p.socket_path,
-    None,
-    "auth = 8021x: hostapd's control socket for this interface (its ctrl_interface directory "
-    "and the interface name); the DMPA attaches to it and reads its events",
-    shown="/run/hostapd/<interface>",
 )
 
 # [limits]: NAME_rate and NAME_burst of each limit, and table_size (router.core.limits).

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import sys
 import time
 from ipaddress import IPv6Address, ip_address
@@ -26,7 +27,13 @@ from typing import Any, cast
 from pyrad.packet import AccessAccept, AuthPacket
 
 from router.adapters.aaa import AAA, AAAConfig
-from router.adapters.radius import RadiusClient, RadiusConfig, RadiusServer, dictionary
+from router.adapters.radius import (
+    Credentials,
+    RadiusClient,
+    RadiusConfig,
+    RadiusServer,
+    dictionary,
+)
 from router.wire.ethernet import MacAddress
 
 
@@ -79,6 +86,20 @@ class FakeServer(asyncio.DatagramProtocol):
         return [*bad, good] if self.behaviour == "bad_then_good" else bad
 
 
+def _credentials(spec: dict[str, Any]) -> Credentials | None:
+    """A PPP MS's proof: ``password`` (PAP), or ``chap_secret`` (its CHAP-MD5 response to a
+    fresh challenge, computed here as the MS would, RFC 1994 2)."""
+    if "password" in spec:
+        return Credentials(password=spec["password"].encode())
+    if "chap_secret" in spec:
+        identifier, challenge = 42, os.urandom(16)
+        response = hashlib.md5(
+            bytes((identifier,)) + spec["chap_secret"].encode() + challenge
+        ).digest()
+        return Credentials(chap=(identifier, challenge, response))
+    return None
+
+
 def _server(entry: dict[str, Any]) -> RadiusServer:
     return RadiusServer(ip_address(entry["address"]), entry["secret"].encode(), entry["port"])
 
@@ -124,7 +145,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         }
     else:
         async with RadiusClient(config) as client:
-            outcome = await client.access(mac, spec.get("nai"))
+            outcome = await client.access(mac, spec.get("nai"), _credentials(spec))
             counters = client.counters
         profile = outcome.profile
         result = {

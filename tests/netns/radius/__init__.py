@@ -103,7 +103,7 @@ class RadiusLab(Lab):
             "haaa",
             listen=(HAAA6, 1812),
             clients=[("nas", NAS6, NAS_SECRET), ("vaaa", VAAA6, PROXY_SECRET)],
-            authorize="\t\tfiles",
+            authorize="\t\tfiles\n\t\tpap\n\t\tchap",
         )
         proxy = Template((RADIUS_TEMPLATES / "proxy.conf.in").read_text()).substitute(
             realm=REALM,

@@ -1,0 +1,123 @@
+"""Registrations per second end to end: PBUs from a load generator over the real MH socket to
+``netlmm run`` (a DLMAP in a lab namespace), PBAs counted back, with ``store = sqlite`` and
+with ``store = postgresql`` (a real PostgreSQL 15, over its unix socket), beside the in-process
+figure measured in the same run (bench/signaling/test_registration.py's path: decode, DLMAP,
+one FULL-sync SQLite commit per batch of 256, encode).
+
+The load: :mod:`netlmm_lab.regload` in the lab's ``tr`` namespace, one unsigned simulated DMPA
+(``insecure = yes``), 200 NAIs registered then refreshed in turn, 64 PBUs in flight, 5 s per
+engine. Printed: PBAs/s, p50/p99 PBA latency, the DLMAP process's CPU per PBA, and the ratios
+against the goals (end to end >= 0.8x in-process on SQLite; PostgreSQL >= half of SQLite).
+Needs root (namespaces). One run each: ``make bench`` includes it; nothing here is a timed
+assertion (every PBA must be accepted, that is all it asserts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from ipaddress import IPv6Address
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.signaling.test_registration import N, new_dlmap, pbu, register
+from netlmm_lab.configs import MobileProfile
+from netlmm_lab.domain import Domain
+from netlmm_lab.postgres import PostgresServer, available
+from netlmm_lab.topology import BRIDGE, DLMAP_ADDRESS, Lab
+from router.adapters.store import Store
+from router.wire.dialect import DRAFT
+from tests.conftest import require
+
+GENERATOR = IPv6Address("2001:db8:100::21")
+SECONDS = 5.0
+WINDOW = 64
+NAIS = 200
+RESULTS: dict[str, Any] = {}
+
+
+def in_process_rate() -> float:
+    wires = [pbu(i, DRAFT).encode() for i in range(1, N + 1)]
+    folder = Path(tempfile.mkdtemp(prefix="netlmm-bench-"))
+    best = 0.0
+    for round_ in range(3):
+        store = Store(folder / f"r{round_}.sqlite")
+        dlmap = new_dlmap(DRAFT)
+        began = time.perf_counter()
+        assert register(dlmap, store, wires, DRAFT) == N
+        best = max(best, N / (time.perf_counter() - began))
+        store.close()
+    return best
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def end_to_end(store_keys: dict[str, str]) -> dict[str, Any]:
+    with Lab() as lab:
+        domain = Domain(
+            lab,
+            [MobileProfile("ms@example.org", lab.ms_mac(), "dhcp")],
+            extra_peers=(str(GENERATOR),),
+            pool="192.0.2.2-192.0.2.250",  # room for the 200 NAIs
+        )
+        text = domain.configs.dlmap.read_text()
+        keys = "".join(f"{k} = {v}\n" for k, v in store_keys.items())
+        text = text.replace("[node]\n", "[node]\nlog_level = warning\n" + keys, 1)
+        text += "[limits]\npbu_new_nai_rate = 0\n"  # 200 new NAIs at once from one peer
+        domain.configs.dlmap.write_text(text.replace("log_level = info\n", ""))
+        lab.exec("tr", ["sysctl", "-q", "-w", f"net.ipv6.conf.{BRIDGE}.disable_ipv6=0"])
+        lab.exec("tr", ["ip", "addr", "add", f"{GENERATOR}/64", "dev", BRIDGE, "nodad"])
+        domain.start(roles=("dlmap",))
+        pid = domain.processes["dlmap"].pid
+        cpu_before = _cpu_seconds(pid)
+        argv = [sys.executable, "-m", "netlmm_lab.regload", "--src", str(GENERATOR)]
+        argv += ["--dst", str(DLMAP_ADDRESS), "--nais", str(NAIS), "--window", str(WINDOW)]
+        argv += ["--seconds", str(SECONDS)]
+        done = lab.exec("tr", argv, timeout=SECONDS + 60)
+        cpu = _cpu_seconds(pid) - cpu_before
+        result: dict[str, Any] = json.loads(done.stdout)
+        counters = domain.ask("dlmap", "counters")["node"]
+        result["dlmap_cpu_s"] = round(cpu, 3)
+        result["dlmap_cpu_us_per_pba"] = round(cpu / max(1, result["answered"]) * 1e6, 1)
+        commits = int(counters.get("store.commits", 0))
+        result["pbas_per_commit"] = round(result["answered"] / max(1, commits), 1)
+        domain.stop()
+        return result
+
+
+@pytest.fixture(scope="module")
+def root_only() -> None:
+    require(os.geteuid() == 0, "needs root for network namespaces")
+
+
+def test_registrations_end_to_end(root_only: None) -> None:
+    why = available()
+    require(why is None, f"PostgreSQL: {why}")
+    in_process = in_process_rate()
+    sqlite = end_to_end({})
+    server = PostgresServer().start()
+    try:
+        server.create_database("bench")
+        postgresql = end_to_end({"store": "postgresql", "store_dsn": server.socket_dsn("bench")})
+    finally:
+        server.stop()
+    print(json.dumps({"sqlite": sqlite, "postgresql": postgresql}))
+    for result in (sqlite, postgresql):
+        assert result["answered"] > 0 and result["accepted"] == result["answered"], result
+    figures = {
+        "in_process_draft_per_s": round(in_process),
+        "e2e_sqlite": sqlite,
+        "e2e_postgresql": postgresql,
+        "ratio_e2e_sqlite_to_in_process": round(sqlite["pbas_per_s"] / in_process, 3),
+        "ratio_postgresql_to_sqlite": round(postgresql["pbas_per_s"] / sqlite["pbas_per_s"], 3),
+    }
+    RESULTS.update(figures)
+    print("\nregistrations end to end", json.dumps(figures, indent=1))
