@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -24,7 +25,7 @@ from router.app.pppoe_links import PPPoELinks
 from router.app.runner import Clock
 from router.app.runtime import PUMP_BUDGET, NodeRuntime, Ports
 from router.app.settings import DMPASettings
-from router.core.actions import AAARequest, Bind, Unbind
+from router.core.actions import AAARequest, BindPrefix, UnbindPrefix
 from router.core.common import RateLimiter
 from router.core.counters import Names
 from router.core.dmpa import DMPA, DMPAConfig, Profile
@@ -35,6 +36,7 @@ from router.services.arp_proxy import ArpProxy
 from router.services.dhcp_dmpa import DhcpDmpa, DhcpDmpaConfig
 from router.services.dmpa_punts import DMPAPunts
 from router.services.icmp_responder import IcmpResponder
+from router.services.nd_proxy import NdConfig, NdProxy
 from router.wire.ethernet import MacAddress
 
 log = logging.getLogger("netlmm")
@@ -90,6 +92,8 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
             )
         )
         self.limits = AccessLimits(settings.limits)
+        #: RAs and NS answers for dual-stack MSs (profile ipv6 = yes).
+        self.nd = NdProxy(self.core, NdConfig(settings.tunnel_mtu), random.random)
         self.access = AccessDispatcher(
             self.core,
             ArpProxy(self.core),
@@ -100,6 +104,7 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
             # An access link whose MSs authenticate at an authenticator (802.1X) is closed
             # until it says who is on it, even if the authenticator never comes up.
             gated=frozenset(i for i in range(len(settings.access)) if settings.auth(i) != "mac"),
+            nd=self.nd,
         )
         engine = self.open_fastpath(
             fastpath, "Dmpa", settings.pseudo_mac.packed, int(settings.gateway)
@@ -108,18 +113,30 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
         self.node_registries.append(self.punts.counters)
         self.add_action(AAARequest, self._aaa_request)
         self.timer = self.add_timer(self.core.get_timer, self.core.handle_timer)
-        #: PPPoE (links with auth = pppoe): a PPPoE server per link, AAA, IPCP after the PBA.
-        self.pppoe = PPPoELinks(
-            settings, self.loop, self.clock, self.aaa, self.access, engine, self.runner.submit
-        )
-        for deadline, fire in self.pppoe.timers():
-            self.add_timer(deadline, fire)
+        self.nd_timer = self.add_timer(self.nd.get_timer, self.nd.handle_timer)
+        #: PPPoE (auth = pppoe links): a server per link, AAA, IPCP after the PBA's Bind.
+        self.pppoe = PPPoELinks(settings, self, engine)
         punted = partial(self.pppoe.punted, otherwise=self.punts.from_access)
         for link, tap in enumerate(ports.tap_fds):
             access = partial(engine.pump_access, tap, link, ports.raw_tx_fd, PUMP_BUDGET)
             self.add_pump(tap, "access", access, punted)
         tunnel = partial(engine.pump_tunnel, ports.tunnel_rx_fd, ports.tap_fds, PUMP_BUDGET)
         self.add_pump(ports.tunnel_rx_fd, "tunnel", tunnel, self.punts.from_tunnel)
+        if ports.tunnel6_rx_fd >= 0:  # dual-stack MSs' IPv6 (next header 41)
+            rx6 = ports.tunnel6_rx_fd
+            tunnel6 = partial(engine.pump_tunnel, rx6, ports.tap_fds, PUMP_BUDGET)
+            self.add_pump(rx6, "tunnel6", tunnel6, self.punts.from_tunnel)
+
+    def _bind_prefix(self, action: BindPrefix) -> None:
+        super()._bind_prefix(action)
+        if action.mac is not None:  # the MS's prefix is bound: its first RA goes now
+            self.runner.submit(self.nd.bound(action.mac, self.clock.now()))
+
+    def _unbind_prefix(self, action: UnbindPrefix) -> None:
+        super()._unbind_prefix(action)
+        for visitor in self.core.visitors.values():
+            if visitor.bound_prefix is None and visitor.prefix == action.prefix:
+                self.nd.unbound(visitor.mac)
 
     def _dhcp(self, settings: DMPASettings) -> DhcpDmpa:
         config = DhcpDmpaConfig(
@@ -140,19 +157,6 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
         self.authenticators.close()
         self.pppoe.close()
         super().stop()
-
-    def _bind(self, action: Bind) -> None:
-        """A PPPoE MS is bound in the user-space tier only (no PPPoE in the kernel tier)."""
-        userspace, link = self._userspace, action.link
-        if not self.pppoe.owns(link) or userspace is None or action.endpoint not in self.dialects:
-            return super()._bind(action)
-        userspace.bind(action)
-        self.bound_since[action.hoa] = self.clock.now()
-        self.runner.submit(self.pppoe.bound(action, self.clock.now(), self.clock.wall()))
-
-    def _unbind(self, action: Unbind) -> None:
-        super()._unbind(action)
-        self.pppoe.unbound(action.hoa)
 
     # --- AAA ------------------------------------------------------------------------------
 
@@ -221,6 +225,7 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
                 "link": links[v.link] if v.link < len(links) else v.link,
                 "nai": v.nai,
                 "hoa": str(v.hoa) if v.hoa else None,
+                "prefix": str(v.bound_prefix) if v.bound_prefix else None,
                 "dlmap": str(v.tunnel_dst) if v.tunnel_dst else None,
                 "state": v.state.value,
                 "sequence": v.sequence,

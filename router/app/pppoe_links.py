@@ -30,14 +30,15 @@ import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
-from ipaddress import IPv4Address
-from typing import Any
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, Protocol
 
 from fastpath.common import ETH_P_PPPOE_DISC, ETH_P_PPPOE_SES, Punt
 from router.adapters.aaa import AAA
-from router.app.runner import Clock
+from router.adapters.datapath import DataPath
+from router.app.runner import ActionRunner, Clock
 from router.app.settings import DMPASettings
-from router.core.actions import Bind
+from router.core.actions import Bind, Unbind
 from router.core.dmpa import Profile, State
 from router.services.access import AccessDispatcher
 from router.services.pppoe import (
@@ -48,6 +49,7 @@ from router.services.pppoe import (
     SessionDown,
     SessionUp,
 )
+from router.wire.dialect import Dialect
 from router.wire.errors import DecodeError
 from router.wire.ethernet import EthernetFrame, MacAddress
 from router.wire.ppp import MAX_MRU
@@ -55,22 +57,32 @@ from router.wire.ppp import MAX_MRU
 log = logging.getLogger("netlmm")
 
 PPPOE_TYPES = (ETH_P_PPPOE_DISC, ETH_P_PPPOE_SES)
+Fire = Callable[[float, float], Sequence[object]]
+
+
+class PPPoEHost(Protocol):
+    """What the links need of the DMPA node (``router.app.dmpa_node.DMPANode``)."""
+
+    loop: asyncio.AbstractEventLoop
+    clock: Clock
+    aaa: AAA
+    access: AccessDispatcher
+    runner: ActionRunner
+    backends: list[DataPath]
+    dialects: dict[IPv6Address, Dialect]
+    bound_since: dict[IPv4Address, float]
+
+    def add_timer(self, get_timer: Callable[[], float | None], fire: Fire) -> Any: ...
+
+    def add_action(self, kind: type[Any], handler: Callable[[Any], None]) -> None: ...
 
 
 class PPPoELinks:
-    def __init__(
-        self,
-        settings: DMPASettings,
-        loop: asyncio.AbstractEventLoop,
-        clock: Clock,
-        aaa: AAA,
-        access: AccessDispatcher,
-        engine: Any,
-        submit: Callable[[Sequence[object]], None],
-    ) -> None:
-        self.loop, self.clock, self.aaa, self.access = loop, clock, aaa, access
+    def __init__(self, settings: DMPASettings, node: PPPoEHost, engine: Any) -> None:
+        self.node = node
+        self.loop, self.clock, self.aaa, self.access = node.loop, node.clock, node.aaa, node.access
         self.engine = engine
-        self.submit = submit
+        self.submit = node.runner.submit
         self.dns = settings.dns
         self.servers: dict[int, PPPoEServer] = {}
         cookie_key = os.urandom(32)
@@ -89,9 +101,15 @@ class PPPoELinks:
             )
             self.servers[index] = PPPoEServer(config, os.urandom)
             engine.pppoe_link(index)
+            node.add_timer(self.servers[index].next_deadline, partial(self._fire, index))
         #: (link, MAC) -> the PPPoE session AAA accepted there (the one a Bind goes to).
         self.current: dict[tuple[int, MacAddress], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # The node's Bind and Unbind handlers, wrapped (see _bind)
+        self._bind_all = node.runner.handlers[Bind]
+        self._unbind_all = node.runner.handlers[Unbind]
+        node.add_action(Bind, self._bind)
+        node.add_action(Unbind, self._unbind)
 
     @property
     def counters(self) -> Counter[str]:
@@ -124,12 +142,8 @@ class PPPoELinks:
             return otherwise(punt, now, wall)  # counted there as undecodable
         return self._carry(server.receive(eth, punt.link, now), now, wall)
 
-    def timers(self) -> list[tuple[Callable[[], float | None], Callable[[float, float], Any]]]:
-        """(next deadline, fire) of each server, for the runtime's timers."""
-        return [(s.next_deadline, partial(self._fire, s)) for s in self.servers.values()]
-
-    def _fire(self, server: PPPoEServer, now: float, wall: float) -> list[object]:
-        return self._carry(server.handle_timer(now), now, wall)
+    def _fire(self, link: int, now: float, wall: float) -> list[object]:
+        return self._carry(self.servers[link].handle_timer(now), now, wall)
 
     def _carry(self, outputs: Sequence[Output], now: float, wall: float) -> list[object]:
         actions: list[object] = []
@@ -182,13 +196,19 @@ class PPPoELinks:
             actions += self._address(link, mac, session, visitor.hoa, now, wall)
         self.submit(actions)
 
-    def bound(self, action: Bind, now: float, wall: float) -> list[object]:
-        """The PBA bound ``action.hoa`` to a MAC of a PPPoE link: its session and IPCP."""
-        mac = action.mac
-        session = self.current.get((action.link, mac)) if mac is not None else None
-        if mac is None or session is None:
-            return []
-        return self._address(action.link, mac, session, action.hoa, now, wall)
+    def _bind(self, action: Bind) -> None:
+        """The node's Bind: a PPPoE MS is bound in the user-space tier only (the first backend:
+        the kernel tier has no PPPoE), then its session goes to the fastpath and IPCP starts
+        with the HoA of the PBA."""
+        node, mac = self.node, action.mac
+        if not self.owns(action.link) or mac is None or action.endpoint not in node.dialects:
+            return self._bind_all(action)
+        node.backends[0].bind(action)
+        now, wall = self.clock.now(), self.clock.wall()
+        node.bound_since[action.hoa] = now
+        session = self.current.get((action.link, mac))
+        if session is not None:
+            self.submit(self._address(action.link, mac, session, action.hoa, now, wall))
 
     def _address(
         self, link: int, mac: MacAddress, session: int, hoa: IPv4Address, now: float, wall: float
@@ -197,8 +217,9 @@ class PPPoELinks:
         outputs = self.servers[link].address(link, mac, session, hoa, self.dns, now)
         return self._carry(outputs, now, wall)
 
-    def unbound(self, hoa: IPv4Address) -> None:
-        self.engine.pppoe_session(int(hoa), 0)
+    def _unbind(self, action: Unbind) -> None:
+        self._unbind_all(action)
+        self.engine.pppoe_session(int(action.hoa), 0)
 
     def _down(self, down: SessionDown, now: float, wall: float) -> list[object]:
         log.info(

@@ -28,11 +28,13 @@ class LocalProfile:
     hoa: IPv4Address | None = None
     gateway: IPv4Address | None = None
     allowed: bool = True
+    #: Dual-stack: the DMPA asks for an IPv6 home network prefix too.
+    ipv6: bool = False
     #: A PPP MS's secret (its PAP password or CHAP-MD5 secret); None: no PPP authentication.
     password: bytes | None = None
 
     def profile(self) -> Profile:
-        return Profile(self.nai, self.mode, self.dlmap, self.hoa, self.gateway)
+        return Profile(self.nai, self.mode, self.dlmap, self.hoa, self.gateway, self.ipv6)
 
 
 class LocalAAA:

@@ -452,6 +452,7 @@ class Loader:
             some(pool),
             tuple(peers.values()),
             tuple(profiles),
+            ipv6_pool=s.value(k.DLMAP_IPV6_POOL),
             max_lifetime=some(max_lifetime),
             lease_time=some(lease_time),
             tunnel_mtu=some(tunnel_mtu),
@@ -496,7 +497,10 @@ class Loader:
             if not s.failed and mode is not None and dlmap is not None and allowed is not None:
                 gateway = s.value(k.PROFILE_GATEWAY)
                 password = s.value(k.PROFILE_PASSWORD)
+                ipv6 = s.value(k.PROFILE_IPV6)
                 profiles.append(
-                    LocalProfile(nai, mode, dlmap, mac, hoa, gateway, allowed, password)
+                    LocalProfile(
+                        nai, mode, dlmap, mac, hoa, gateway, allowed, ipv6 is True, password
+                    )
                 )
         return profiles
