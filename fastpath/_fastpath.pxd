@@ -114,7 +114,12 @@ cdef enum:
     MAX_STRIDE = 65535
     ETH_P_IP = 2048
     ETH_P_ARP = 2054
+    ETH_P_IPV6 = 34525
     NH_IPV4 = 4
+    NH_IPV6 = 41
+    PROTO_ICMPV6 = 58
+    ND_FIRST = 133
+    ND_LAST = 137
     NH_DSTOPTS = 60
     OPT_PAD1 = 0
     OPT_PADN = 1
@@ -216,7 +221,17 @@ cdef struct entry_t:  # 32 bytes: one binding in the HoA table's dense array
 # Dmpa and Dlmap are declared where they are defined (engines.pxi): declared here, Cython calls
 # the inline methods they inherit from _Engine through the vtable instead of directly.
 
+cdef class PrefixEntry:  # one IPv6 home network prefix (/64) and what it forwarded
+    cdef uint64_t key  # the prefix's top 64 bits
+    cdef uint8_t ep[16]
+    cdef uint8_t mac[6]
+    cdef int link
+    cdef uint64_t packets
+    cdef uint64_t octets
+
+
 cdef class HoaTable:
+    cdef dict pfx  # the prefix's top 64 bits -> PrefixEntry (IPv6 is not the fast path)
     cdef slot_t *slots
     cdef uint32_t mask
     cdef slot_t *old  # the array being migrated, or NULL
@@ -279,3 +294,9 @@ cdef class _Engine:
                           bint ce, uint8_t *out, Py_ssize_t cap) noexcept
     cdef res_t _from_ipv6(self, const uint8_t *p, Py_ssize_t n, uint8_t *out,
                           Py_ssize_t cap) noexcept
+    cdef PrefixEntry _prefix(self, const uint8_t *a)
+    cdef res_t _forwarded6(self, int d, PrefixEntry e, uint32_t tot, int n, int link) noexcept
+    cdef void _encapsulate6(self, const uint8_t *ip, uint32_t tot, const uint8_t *ep,
+                            uint8_t *out) noexcept
+    cdef res_t _tunnel_in6(self, const uint8_t *src, const uint8_t *b, Py_ssize_t avail,
+                           bint ce, uint8_t *out, Py_ssize_t cap) noexcept

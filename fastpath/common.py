@@ -39,7 +39,7 @@ class Reason(IntEnum):
     # DHCP client->server on the access link / through the tunnel from a known peer; DLMAP TUN:
     # to port 67 of an unbound address (a server's answer to another relay's giaddr)
     DHCP = 2
-    ICMP_GATEWAY = 3  # ICMP to the MS's default gateway (the DMPA answers echo)
+    ICMP_GATEWAY = 3  # ICMP to the MS's default gateway (echo); IPv6 ND (RS, NS) for the router
     UNKNOWN_MS = 4  # DMPA access: IPv4 source not bound yet (may trigger registration)
     TTL_EXPIRED = 5  # RFC 2473 3.1(b): the slow path sends ICMP time exceeded
     FRAG_NEEDED = 6  # larger than the tunnel MTU with DF set (RFC 2473 7.2: ICMP 3/4)
@@ -56,7 +56,7 @@ class Reason(IntEnum):
     SRC_NOT_BOUND = 16  # tunnel input whose outer source is not the endpoint bound to that HoA
     NO_BINDING = 17  # destination HoA not bound
     UNKNOWN_PEER = 18  # DHCP through the tunnel from an address that is not a known peer
-    BAD_NEXT_HEADER = 19  # outer IPv6 does not carry IPv4 (next header 4, after options)
+    BAD_NEXT_HEADER = 19  # outer IPv6 carries neither IPv4 (4) nor IPv6 (41), after options
     BAD_OPTION = 20  # malformed Destination Options header or an option we must not skip
     ECN_NOT_ECT = 21  # RFC 6040: outer CE over a not-ECT inner packet
     NO_ROOM = 22  # output buffer too small for the result
@@ -86,7 +86,7 @@ def counter_names() -> list[str]:
 class Binding(NamedTuple):
     """One HoA table entry as Python sees it (the compiled table keeps a C struct)."""
 
-    hoa: int  # IPv4 home address as an unsigned 32-bit integer
+    hoa: int  # IPv4 home address as an unsigned 32-bit integer (a prefix entry: its top 64 bits)
     endpoint: bytes  # 16 bytes: the tunnel endpoint serving it (DMPA: the DLMAP; DLMAP: the DMPA)
     mac: bytes  # 6 bytes: the MS MAC (DMPA side; zeros on the DLMAP)
     link: int  # access link index (DMPA side: the TAP it leaves by)
@@ -123,7 +123,12 @@ READ_MAX = 65536  # one read() from a TAP/TUN
 MAX_STRIDE = 65535  # the largest Batch stride
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
+ETH_P_IPV6 = 0x86DD
 NH_IPV4 = 4
+NH_IPV6 = 41  # IPv6-in-IPv6 (RFC 2473): a dual-stack MS's IPv6 (RFC 5213 home network prefix)
+PROTO_ICMPV6 = 58
+ND_FIRST = 133  # ICMPv6 types of Neighbor Discovery, RS .. Redirect (RFC 4861 4)
+ND_LAST = 137
 NH_DSTOPTS = 60
 OPT_PAD1 = 0
 OPT_PADN = 1

@@ -136,6 +136,35 @@ cdef class _Engine:
         memcpy(out + 24, self.table.eps + e.ep * 16, 16)
         memcpy(out + IP6_LEN, ip, tot)
 
+    # IPv6-in-IPv6 (next header 41): a dual-stack MS's home network prefix
+    cdef PrefixEntry _prefix(self, const uint8_t *a):
+        """The prefix entry of the /64 at ``a``, or None (a dict: not the fast path)."""
+        return self.table.pfx.get(be64(a))
+
+    cdef res_t _forwarded6(self, int d, PrefixEntry e, uint32_t tot, int n, int link) noexcept:
+        e.packets += 1
+        e.octets += tot
+        self.ctr[d][C_BYTES] += tot
+        return self._end(d, R_FORWARDED, n, link)
+
+    cdef void _encapsulate6(self, const uint8_t *ip, uint32_t tot, const uint8_t *ep,
+                            uint8_t *out) noexcept:
+        out[0] = 0x60 | (ip[0] & 0x0F)  # the inner traffic class, as is
+        out[1] = ip[1] & 0xF0
+        out[2] = 0
+        out[3] = 0
+        out[4] = tot >> 8
+        out[5] = tot & 0xFF
+        out[6] = NH_IPV6
+        out[7] = self.hop
+        memcpy(out + 8, self.local, 16)
+        memcpy(out + 24, ep, 16)
+        memcpy(out + IP6_LEN, ip, tot)
+
+    cdef res_t _tunnel_in6(self, const uint8_t *src, const uint8_t *b, Py_ssize_t avail,
+                           bint ce, uint8_t *out, Py_ssize_t cap) noexcept:
+        return self._end(self.up, R_NO_ROOM)
+
     cdef res_t _tunnel_in(self, const uint8_t *src, const uint8_t *b, Py_ssize_t avail,
                           bint ce, uint8_t *out, Py_ssize_t cap) noexcept:
         return self._end(self.up, R_NO_ROOM)
@@ -165,8 +194,13 @@ cdef class _Engine:
                 return self._end(self.up, R_BAD_OPTION)
             nh = p[off]
             off += hlen
-        if nh != NH_IPV4:
+        if nh != NH_IPV4 and nh != NH_IPV6:
             return self._end(self.up, R_BAD_NEXT_HEADER)
+        # the inner version must be the next header's: 41 carries IPv6, 4 IPv4
+        if nh == NH_IPV6 and (off >= n or p[off] >> 4 != 6):
+            return self._end(self.up, R_BAD_NEXT_HEADER)
+        if nh == NH_IPV4 and off < n and p[off] >> 4 == 6:
+            return self._end(self.up, R_BAD_VERSION)
         return self._tunnel_in(p + 8, p + off, n - off, (p[1] >> 4) & ECN_CE == ECN_CE, out,
                                cap)
 
@@ -233,9 +267,11 @@ cdef class Dmpa(_Engine):
         if n < ETH_LEN:
             return self._end(UP, R_TRUNCATED)
         broadcast = memcmp(f, b"\xff\xff\xff\xff\xff\xff", 6) == 0
+        ethertype = be16(f + 12)
+        if ethertype == ETH_P_IPV6:
+            return self._access6(f, n, link, out, cap)
         if memcmp(f, self.mac, 6) and not broadcast:
             return self._end(UP, R_NOT_FOR_US)
-        ethertype = be16(f + 12)
         if ethertype == ETH_P_ARP:
             return self._end(UP, R_ARP)
         if ethertype != ETH_P_IP:
@@ -268,11 +304,73 @@ cdef class Dmpa(_Engine):
         decrement_ttl(out + IP6_LEN)
         return self._forwarded(UP, e, tot, IP6_LEN + tot, -1)
 
+    cdef res_t _access6(self, const uint8_t *f, Py_ssize_t n, int link, uint8_t *out,
+                        Py_ssize_t cap) noexcept:
+        cdef bint multicast = f[0] == 0x33 and f[1] == 0x33
+        cdef const uint8_t *ip = f + ETH_LEN
+        cdef uint32_t tot
+        cdef int reason
+        cdef PrefixEntry e
+        if memcmp(f, self.mac, 6) and not multicast:
+            return self._end(UP, R_NOT_FOR_US)
+        reason = ipv6_check(ip, n - ETH_LEN, False, &tot)
+        if reason:
+            return self._end(UP, reason)
+        if ip[6] == PROTO_ICMPV6 and tot > IP6_LEN and ND_FIRST <= ip[40] <= ND_LAST:
+            return self._end(UP, R_ICMP_GATEWAY)
+        if multicast or ip[24] == 0xFF or link_local(ip + 24) or link_local(ip + 8):
+            return self._end(UP, R_NOT_FOR_US)
+        e = self._prefix(ip + 8)
+        if e is None:
+            return self._end(UP, R_UNKNOWN_MS)
+        if memcmp(e.mac, f + 6, 6) or e.link != link:
+            return self._end(UP, R_SPOOFED_SRC)
+        if ip[7] <= 1:
+            return self._end(UP, R_TTL_EXPIRED)
+        if tot > self.mtu:
+            return self._end(UP, R_FRAG_NEEDED)
+        if IP6_LEN + tot > cap:
+            return self._end(UP, R_NO_ROOM)
+        self._encapsulate6(ip, tot, e.ep, out)
+        out[IP6_LEN + 7] -= 1
+        return self._forwarded6(UP, e, tot, IP6_LEN + tot, -1)
+
+    cdef res_t _tunnel_in6(self, const uint8_t *src, const uint8_t *b, Py_ssize_t avail,
+                           bint ce, uint8_t *out, Py_ssize_t cap) noexcept:
+        cdef uint32_t tot
+        cdef int reason = ipv6_check(b, avail, True, &tot)
+        cdef PrefixEntry e
+        if reason:
+            return self._end(DOWN, reason)
+        e = self._prefix(b + 24)
+        if e is None:
+            return self._end(DOWN, R_NO_BINDING)
+        if memcmp(e.ep, src, 16):
+            return self._end(DOWN, R_SRC_NOT_BOUND)
+        if ce and (b[1] >> 4) & ECN_CE == 0:
+            return self._end(DOWN, R_ECN_NOT_ECT)
+        if b[7] <= 1:
+            return self._end(DOWN, R_TTL_EXPIRED)
+        if ETH_LEN + tot > cap:
+            return self._end(DOWN, R_NO_ROOM)
+        memcpy(out, e.mac, 6)
+        memcpy(out + 6, self.mac, 6)
+        out[12] = ETH_P_IPV6 >> 8
+        out[13] = ETH_P_IPV6 & 0xFF
+        memcpy(out + ETH_LEN, b, tot)
+        out[ETH_LEN + 7] -= 1
+        if ce:
+            out[ETH_LEN + 1] |= ECN_CE << 4
+        return self._forwarded6(DOWN, e, tot, ETH_LEN + tot, e.link)
+
     cdef res_t _tunnel_in(self, const uint8_t *src, const uint8_t *b, Py_ssize_t avail,
                           bint ce, uint8_t *out, Py_ssize_t cap) noexcept:
         cdef uint32_t tot
-        cdef int reason = ipv4_check(b, avail, True, &tot)
+        cdef int reason
         cdef entry_t *e
+        if avail > 0 and b[0] >> 4 == 6:
+            return self._tunnel_in6(src, b, avail, ce, out, cap)
+        reason = ipv4_check(b, avail, True, &tot)
         if reason:
             return self._end(DOWN, reason)
         if udp_dport(b, tot) == DHCP_CLIENT_PORT and self._is_peer(src):
@@ -343,11 +441,50 @@ cdef class Dlmap(_Engine):
         self.up = UP
         self.tkey = 12
 
+    cdef res_t _tunnel_in6(self, const uint8_t *src, const uint8_t *b, Py_ssize_t avail,
+                           bint ce, uint8_t *out, Py_ssize_t cap) noexcept:
+        cdef uint32_t tot
+        cdef int reason = ipv6_check(b, avail, True, &tot)
+        cdef PrefixEntry e
+        if reason:
+            return self._end(UP, reason)
+        e = self._prefix(b + 8)
+        if e is None or memcmp(e.ep, src, 16):
+            return self._end(UP, R_SRC_NOT_BOUND)
+        if ce and (b[1] >> 4) & ECN_CE == 0:
+            return self._end(UP, R_ECN_NOT_ECT)
+        if tot > cap:
+            return self._end(UP, R_NO_ROOM)
+        memcpy(out, b, tot)
+        if ce:
+            out[1] |= ECN_CE << 4
+        return self._forwarded6(UP, e, tot, tot, -1)
+
+    cdef res_t _tun6(self, const uint8_t *b, Py_ssize_t n, uint8_t *out,
+                     Py_ssize_t cap) noexcept:
+        cdef uint32_t tot
+        cdef int reason = ipv6_check(b, n, True, &tot)
+        cdef PrefixEntry e
+        if reason:
+            return self._end(DOWN, reason)
+        e = self._prefix(b + 24)
+        if e is None:
+            return self._end(DOWN, R_NO_BINDING)
+        if tot > self.mtu:
+            return self._end(DOWN, R_FRAG_NEEDED)
+        if IP6_LEN + tot > cap:
+            return self._end(DOWN, R_NO_ROOM)
+        self._encapsulate6(b, tot, e.ep, out)
+        return self._forwarded6(DOWN, e, tot, IP6_LEN + tot, -1)
+
     cdef res_t _tunnel_in(self, const uint8_t *src, const uint8_t *b, Py_ssize_t avail,
                           bint ce, uint8_t *out, Py_ssize_t cap) noexcept:
         cdef uint32_t tot
-        cdef int reason = ipv4_check(b, avail, True, &tot)
+        cdef int reason
         cdef entry_t *e
+        if avail > 0 and b[0] >> 4 == 6:
+            return self._tunnel_in6(src, b, avail, ce, out, cap)
+        reason = ipv4_check(b, avail, True, &tot)
         if reason:
             return self._end(UP, reason)
         if udp_dport(b, tot) == DHCP_SERVER_PORT:
@@ -367,8 +504,11 @@ cdef class Dlmap(_Engine):
     cdef res_t _tun(self, const uint8_t *b, Py_ssize_t n, uint8_t *out,
                     Py_ssize_t cap) noexcept:
         cdef uint32_t tot
-        cdef int reason = ipv4_check(b, n, True, &tot)
+        cdef int reason
         cdef entry_t *e
+        if n > 0 and b[0] >> 4 == 6:
+            return self._tun6(b, n, out, cap)
+        reason = ipv4_check(b, n, True, &tot)
         if reason:
             return self._end(DOWN, reason)
         e = self.table.find(be32(b + 16))

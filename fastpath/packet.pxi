@@ -111,3 +111,25 @@ cdef inline bint options_ok(const uint8_t *p, Py_ssize_t i, Py_ssize_t end) noex
             return False
         i += 2 + p[i + 1]
     return True
+
+
+cdef inline uint64_t be64(const uint8_t *p) noexcept nogil:
+    return (<uint64_t>be32(p) << 32) | be32(p + 4)
+
+
+cdef inline int ipv6_check(const uint8_t *b, Py_ssize_t avail, bint exact,
+                           uint32_t *tot) noexcept nogil:
+    if avail < IP6_LEN:
+        return R_TRUNCATED
+    if b[0] >> 4 != 6:
+        return R_BAD_VERSION
+    tot[0] = IP6_LEN + be16(b + 4)
+    if tot[0] > avail:
+        return R_TRUNCATED
+    if exact and tot[0] != avail:
+        return R_BAD_LENGTH
+    return R_FORWARDED
+
+
+cdef inline bint link_local(const uint8_t *a) noexcept nogil:
+    return a[0] == 0xFE and a[1] & 0xC0 == 0x80

@@ -15,12 +15,17 @@ from fastpath.common import (
     ETH_LEN,
     ETH_P_ARP,
     ETH_P_IP,
+    ETH_P_IPV6,
     EXTRA_COUNTERS,
     IO_BUF,
     IP6_LEN,
+    ND_FIRST,
+    ND_LAST,
     NH_DSTOPTS,
     NH_IPV4,
+    NH_IPV6,
     PROTO_ICMP,
+    PROTO_ICMPV6,
     VERDICT_OF,
     VNET_HDR_LEN,
     Direction,
@@ -43,10 +48,14 @@ from fastpath.reference_packet import (
     Buf,
     be16,
     be32,
+    be64,
     decrement_ttl,
+    ecn6,
     ipv4_check,
+    ipv6_check,
     mark_ce,
     options_ok,
+    traffic_class,
     udp_dport,
 )
 from fastpath.reference_table import HoaTable, count_binding
@@ -56,6 +65,11 @@ N_REASONS = len(Reason)
 C_BYTES = N_REASONS + EXTRA_COUNTERS.index("bytes")
 C_TX_ERRORS = N_REASONS + EXTRA_COUNTERS.index("tx_errors")
 ROW = N_REASONS + len(EXTRA_COUNTERS)
+
+
+def _link_local(b: Buf, i: int) -> bool:
+    """fe80::/10 at ``b[i:]``."""
+    return b[i] == 0xFE and b[i + 1] & 0xC0 == 0x80
 
 
 class _Engine:
@@ -176,28 +190,58 @@ class _Engine:
                 return Reason.BAD_OPTION, 0, b"", False
             nh = pkt[off]
             off += hlen
-        if nh != NH_IPV4:
+        if nh != NH_IPV4 and nh != NH_IPV6:
             return Reason.BAD_NEXT_HEADER, 0, b"", False
+        # the inner version must be the next header's: 41 carries IPv6, 4 IPv4
+        inner6 = off < n and pkt[off] >> 4 == 6
+        if nh == NH_IPV6 and not inner6:
+            return Reason.BAD_NEXT_HEADER, 0, b"", False
+        if nh == NH_IPV4 and inner6:
+            return Reason.BAD_VERSION, 0, b"", False
         ce = (pkt[1] >> 4) & ECN_CE == ECN_CE
         return Reason.FORWARDED, off, bytes(pkt[8:24]), ce
+
+    def _encapsulate6(self, b: Buf, off: int, tot: int, endpoint: bytes, out: bytearray) -> None:
+        """IPv6-in-IPv6 (RFC 2473, next header 41): the outer traffic class is the inner one."""
+        out[0:4] = (0x60000000 | (traffic_class(b, off) << 20)).to_bytes(4, "big")
+        out[4:6] = tot.to_bytes(2, "big")
+        out[6] = NH_IPV6
+        out[7] = self._hop_limit
+        out[8:24] = self._local
+        out[24:40] = endpoint
+        out[40 : 40 + tot] = b[off : off + tot]
+
+    def _ce_drop6(self, ce: bool, b: Buf, off: int) -> bool:
+        return ce and ecn6(b, off) == 0
 
     def _tunnel_in(
         self, src: bytes, b: Buf, off: int, avail: int, ce: bool, out: bytearray
     ) -> Result:
         raise NotImplementedError
 
+    def _tunnel_in6(
+        self, src: bytes, b: Buf, off: int, avail: int, ce: bool, out: bytearray
+    ) -> Result:
+        raise NotImplementedError
+
+    def _tunnel(self, src: bytes, b: Buf, off: int, avail: int, ce: bool, out: bytearray) -> Result:
+        """The inner packet's version decides: IPv6 (next header 41) or IPv4 (4)."""
+        if avail > 0 and b[off] >> 4 == 6:
+            return self._tunnel_in6(src, b, off, avail, ce, out)
+        return self._tunnel_in(src, b, off, avail, ce, out)
+
     def from_tunnel(self, src: Buf, packet: Buf, out: bytearray) -> Result:
-        """Raw protocol-4 socket input: outer source address and the inner IPv4 packet."""
+        """Raw protocol-4 (or 41) socket input: outer source address and the inner packet."""
         if len(src) != 16:
             return self._end(self._up, Reason.BAD_LENGTH)
-        return self._tunnel_in(bytes(src), packet, 0, len(packet), False, out)
+        return self._tunnel(bytes(src), packet, 0, len(packet), False, out)
 
     def from_tunnel_ipv6(self, packet: Buf, out: bytearray) -> Result:
         """A whole IPv6 packet: the outer header is checked here, then as ``from_tunnel``."""
         reason, off, src, ce = self._outer(packet)
         if reason:
             return self._end(self._up, reason)
-        return self._tunnel_in(src, packet, off, len(packet) - off, ce, out)
+        return self._tunnel(src, packet, off, len(packet) - off, ce, out)
 
     def tunnel_batch(self, inp: Batch, out: Batch) -> int:
         """``from_tunnel`` over every slot (the slot's address is the outer source)."""
@@ -258,9 +302,11 @@ class Dmpa(_Engine):
             return self._end(d, Reason.TRUNCATED)
         dst = frame[0:6]
         broadcast = dst == ETH_BROADCAST
+        ethertype = be16(frame, 12)
+        if ethertype == ETH_P_IPV6:
+            return self._access6(frame, link, out)
         if dst != self._mac and not broadcast:
             return self._end(d, Reason.NOT_FOR_US)
-        ethertype = be16(frame, 12)
         if ethertype == ETH_P_ARP:
             return self._end(d, Reason.ARP)
         if ethertype != ETH_P_IP:
@@ -321,6 +367,73 @@ class Dmpa(_Engine):
         decrement_ttl(out, ETH_LEN)
         if ce:
             mark_ce(out, ETH_LEN)
+        count_binding(e, tot)
+        return self._forwarded(d, tot, ETH_LEN + tot, int(e[3]))
+
+    def _access6(self, frame: Buf, link: int, out: bytearray) -> Result:
+        """A dual-stack MS's IPv6: ND for the router punts (as ICMP to the gateway), other
+        multicast and link-local traffic stays on the link, the rest goes IPv6-in-IPv6 if its
+        source is in the /64 bound to that MS (MAC and link: anti-spoofing of the prefix)."""
+        d = Direction.UPLINK
+        n = len(frame)
+        multicast = frame[0] == 0x33 and frame[1] == 0x33
+        if frame[0:6] != self._mac and not multicast:
+            return self._end(d, Reason.NOT_FOR_US)
+        reason, tot = ipv6_check(frame, ETH_LEN, n - ETH_LEN, False)  # Ethernet may pad
+        if reason:
+            return self._end(d, reason)
+        ip = ETH_LEN
+        if (
+            frame[ip + 6] == PROTO_ICMPV6
+            and tot > IP6_LEN
+            and ND_FIRST <= frame[ip + 40] <= ND_LAST
+        ):
+            return self._end(d, Reason.ICMP_GATEWAY)
+        if multicast or frame[ip + 24] == 0xFF or _link_local(frame, ip + 24):
+            return self._end(d, Reason.NOT_FOR_US)
+        if _link_local(frame, ip + 8):
+            return self._end(d, Reason.NOT_FOR_US)
+        e = self.table._prefix_entry(be64(frame, ip + 8))
+        if e is None:
+            return self._end(d, Reason.UNKNOWN_MS)
+        if e[2] != frame[6:12] or e[3] != link:
+            return self._end(d, Reason.SPOOFED_SRC)
+        if frame[ip + 7] <= 1:
+            return self._end(d, Reason.TTL_EXPIRED)
+        if tot > self._mtu:
+            return self._end(d, Reason.FRAG_NEEDED)  # IPv6 is never fragmented on the way
+        if IP6_LEN + tot > len(out):
+            return self._end(d, Reason.NO_ROOM)
+        self._encapsulate6(frame, ip, tot, bytes(e[1]), out)
+        out[IP6_LEN + 7] -= 1
+        count_binding(e, tot)
+        return self._forwarded(d, tot, IP6_LEN + tot, -1)
+
+    def _tunnel_in6(
+        self, src: bytes, b: Buf, off: int, avail: int, ce: bool, out: bytearray
+    ) -> Result:
+        d = Direction.DOWNLINK
+        reason, tot = ipv6_check(b, off, avail, True)
+        if reason:
+            return self._end(d, reason)
+        e = self.table._prefix_entry(be64(b, off + 24))
+        if e is None:
+            return self._end(d, Reason.NO_BINDING)
+        if e[1] != src:
+            return self._end(d, Reason.SRC_NOT_BOUND)
+        if self._ce_drop6(ce, b, off):
+            return self._end(d, Reason.ECN_NOT_ECT)
+        if b[off + 7] <= 1:
+            return self._end(d, Reason.TTL_EXPIRED)
+        if ETH_LEN + tot > len(out):
+            return self._end(d, Reason.NO_ROOM)
+        out[0:6] = bytes(e[2])
+        out[6:12] = self._mac
+        out[12:14] = ETH_P_IPV6.to_bytes(2, "big")
+        out[ETH_LEN : ETH_LEN + tot] = b[off : off + tot]
+        out[ETH_LEN + 7] -= 1
+        if ce:
+            out[ETH_LEN + 1] |= ECN_CE << 4
         count_binding(e, tot)
         return self._forwarded(d, tot, ETH_LEN + tot, int(e[3]))
 
@@ -393,9 +506,48 @@ class Dlmap(_Engine):
         count_binding(e, tot)
         return self._forwarded(d, tot, tot, -1)
 
+    def _tunnel_in6(
+        self, src: bytes, b: Buf, off: int, avail: int, ce: bool, out: bytearray
+    ) -> Result:
+        d = Direction.UPLINK
+        reason, tot = ipv6_check(b, off, avail, True)
+        if reason:
+            return self._end(d, reason)
+        e = self.table._prefix_entry(be64(b, off + 8))
+        if e is None or e[1] != src:  # the inner source prefix is that DMPA's MS's
+            return self._end(d, Reason.SRC_NOT_BOUND)
+        if self._ce_drop6(ce, b, off):
+            return self._end(d, Reason.ECN_NOT_ECT)
+        if tot > len(out):
+            return self._end(d, Reason.NO_ROOM)
+        out[0:tot] = b[off : off + tot]
+        if ce:
+            out[1] |= ECN_CE << 4
+        count_binding(e, tot)
+        return self._forwarded(d, tot, tot, -1)
+
+    def _from_tun6(self, packet: Buf, out: bytearray) -> Result:
+        """IPv6 routed into the TUN (a home network prefix) -> IPv6-in-IPv6 to its DMPA."""
+        d = Direction.DOWNLINK
+        reason, tot = ipv6_check(packet, 0, len(packet), True)
+        if reason:
+            return self._end(d, reason)
+        e = self.table._prefix_entry(be64(packet, 24))
+        if e is None:
+            return self._end(d, Reason.NO_BINDING)
+        if tot > self._mtu:
+            return self._end(d, Reason.FRAG_NEEDED)
+        if IP6_LEN + tot > len(out):
+            return self._end(d, Reason.NO_ROOM)
+        self._encapsulate6(packet, 0, tot, bytes(e[1]), out)
+        count_binding(e, tot)
+        return self._forwarded(d, tot, IP6_LEN + tot, -1)
+
     def from_tun(self, packet: Buf, out: bytearray) -> Result:
         """IPv4 routed into the TUN -> encapsulated towards the DMPA serving its destination."""
         d = Direction.DOWNLINK
+        if len(packet) > 0 and packet[0] >> 4 == 6:
+            return self._from_tun6(packet, out)
         reason, tot = ipv4_check(packet, 0, len(packet), True)
         if reason:
             return self._end(d, reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastpath.common import (
     ECN_CE,
+    IP6_LEN,
     OPT_PAD1,
     OPT_PADN,
     OPT_TUNNEL_ENCAP_LIMIT,
@@ -85,6 +86,33 @@ def ipv4_check(b: Buf, off: int, avail: int, exact: bool) -> tuple[int, int]:
     if not checksum_ok(b, off, ihl):
         return Reason.BAD_CHECKSUM, 0
     return Reason.FORWARDED, tot
+
+
+def be64(b: Buf, i: int) -> int:
+    return int.from_bytes(bytes(b[i : i + 8]), "big")
+
+
+def ipv6_check(b: Buf, off: int, avail: int, exact: bool) -> tuple[int, int]:
+    """Check an IPv6 header: (reason, total length). ``exact``: no trailing bytes allowed."""
+    if avail < IP6_LEN:
+        return Reason.TRUNCATED, 0
+    if b[off] >> 4 != 6:
+        return Reason.BAD_VERSION, 0
+    tot = IP6_LEN + be16(b, off + 4)
+    if tot > avail:
+        return Reason.TRUNCATED, 0
+    if exact and tot != avail:
+        return Reason.BAD_LENGTH, 0
+    return Reason.FORWARDED, tot
+
+
+def ecn6(b: Buf, off: int) -> int:
+    """The ECN field of an IPv6 header (the low 2 bits of its traffic class)."""
+    return (b[off + 1] >> 4) & ECN_CE
+
+
+def traffic_class(b: Buf, off: int) -> int:
+    return ((b[off] & 0x0F) << 4) | (b[off + 1] >> 4)
 
 
 def udp_dport(b: Buf, off: int, tot: int) -> int:

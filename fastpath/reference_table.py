@@ -51,6 +51,9 @@ class HoaTable:
         self._eprefs: dict[tuple[bytes, int], int] = {}
         self._neps = 0  # endpoint indices handed out since clear() (live or free)
         self._epcap = 16
+        #: IPv6 home network prefixes (RFC 5213): the /64's top 64 bits -> entry, a dict in
+        #: both twins (the IPv4 table above is the fast one)
+        self._prefixes: dict[int, list[int | bytes]] = {}
         self.reserve(max(0, capacity))
 
     def bind(
@@ -107,6 +110,7 @@ class HoaTable:
         return None if i is None else Binding(*self._entries[i])  # type: ignore[arg-type]
 
     def clear(self) -> None:
+        self._prefixes.clear()
         """Forget every binding; the allocation stays (a growth in progress is abandoned)."""
         self._index.clear()
         self._entries.clear()
@@ -185,6 +189,38 @@ class HoaTable:
             del self._eprefs[endpoint]
 
     # for the engines
+    # IPv6 home network prefixes
+    def bind_prefix(
+        self, prefix: int, endpoint: bytes, mac: bytes = bytes(6), link: int = 0
+    ) -> None:
+        """Add or replace the /64 whose top 64 bits are ``prefix``; counters survive."""
+        if not 0 <= prefix <= 0xFFFFFFFFFFFFFFFF:
+            raise ValueError("prefix must be the top 64 bits of a /64")
+        if len(endpoint) != 16 or len(mac) != 6:
+            raise ValueError("endpoint must be 16 bytes and mac 6")
+        if not 0 <= link <= 0xFFFF:
+            raise ValueError("link must be 0..65535")
+        e = self._prefixes.get(prefix)
+        if e is None:
+            self._prefixes[prefix] = [prefix, bytes(endpoint), bytes(mac), link, 0, 0, 0]
+        else:
+            e[1:4] = [bytes(endpoint), bytes(mac), link]
+
+    def unbind_prefix(self, prefix: int) -> bool:
+        return self._prefixes.pop(prefix, None) is not None
+
+    def lookup_prefix(self, prefix: int) -> Binding | None:
+        e = self._prefixes.get(prefix)
+        return None if e is None else Binding(*e)  # type: ignore[arg-type]
+
+    @property
+    def prefixes(self) -> int:
+        """How many prefixes are bound."""
+        return len(self._prefixes)
+
+    def _prefix_entry(self, prefix: int) -> list[int | bytes] | None:
+        return self._prefixes.get(prefix)
+
     def _entry(self, hoa: int) -> list[int | bytes] | None:
         i = self._index.get(hoa)
         return None if i is None else self._entries[i]

@@ -83,6 +83,7 @@ cdef class HoaTable:
         self.eprefs = <uint32_t *>_alloc(16 * sizeof(uint32_t), False)
         self.ep_index = {}
         self.ep_free = []
+        self.pfx = {}
         self.reserve(max(0, capacity))
 
     def __dealloc__(self):
@@ -344,7 +345,41 @@ cdef class HoaTable:
         e = self.find(hoa)
         return None if e == NULL else self._binding(e)
 
+    # IPv6 home network prefixes: see ``reference_table.HoaTable.bind_prefix``
+    def bind_prefix(self, prefix, endpoint, mac=bytes(6), int link=0):
+        cdef bytes ep = bytes(endpoint), m = bytes(mac)
+        cdef PrefixEntry e
+        if not 0 <= prefix <= 0xFFFFFFFFFFFFFFFF:
+            raise ValueError("prefix must be the top 64 bits of a /64")
+        if len(ep) != 16 or len(m) != 6:
+            raise ValueError("endpoint must be 16 bytes and mac 6")
+        if not 0 <= link <= 0xFFFF:
+            raise ValueError("link must be 0..65535")
+        e = self.pfx.get(prefix)
+        if e is None:
+            e = PrefixEntry()
+            e.key = prefix
+            self.pfx[prefix] = e
+        memcpy(e.ep, <const char *>ep, 16)
+        memcpy(e.mac, <const char *>m, 6)
+        e.link = link
+
+    def unbind_prefix(self, prefix):
+        return self.pfx.pop(prefix, None) is not None
+
+    def lookup_prefix(self, prefix):
+        cdef PrefixEntry e = self.pfx.get(prefix)
+        if e is None:
+            return None
+        return Binding(e.key, (<char *>e.ep)[:16], (<char *>e.mac)[:6], e.link, 0, e.packets,
+                       e.octets)
+
+    @property
+    def prefixes(self):
+        return len(self.pfx)
+
     def clear(self):
+        self.pfx.clear()
         self.n = 0
         self.neps = 0
         self.ep_index.clear()
@@ -372,3 +407,7 @@ cdef class HoaTable:
 
     def __iter__(self):
         return iter([self._binding(&self.entries[j]) for j in range(self.n)])
+
+
+cdef class PrefixEntry:
+    """One IPv6 home network prefix of a :class:`HoaTable` (fields in ``_fastpath.pxd``)."""

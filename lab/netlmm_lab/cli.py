@@ -69,6 +69,12 @@ def add_lab_parser(sub: Any) -> None:
         help="demo: how the MS identifies itself: its MAC (a profile), or 802.1X (wpa_supplicant, "
         "hostapd on each access port, the DMPA's RADIUS proxy, visited and home FreeRADIUS)",
     )
+    lab.add_argument(
+        "--dual-stack",
+        action="store_true",
+        help="demo: the MS runs IPv6 too (SLAAC from the DMPAs' RAs, an IPv6 home network "
+        "prefix from the DLMAP, a TCP session over IPv6 across the handover)",
+    )
     fuzz = lab.add_argument_group("fuzz")
     fuzz.add_argument("--inputs", type=int, default=1_000_000, help="fuzz: inputs to send")
     fuzz.add_argument("--rate", type=float, default=25_000, help="fuzz: at most this many a second")
@@ -102,6 +108,7 @@ def lab_main(args: argparse.Namespace) -> int:
             aaa=args.aaa,
             report_association=args.report_association,
             auth=args.auth,
+            dual_stack=args.dual_stack,
         )
     if args.action == "up" and args.ha:
         return _up_ha(args)

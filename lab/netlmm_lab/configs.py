@@ -37,6 +37,7 @@ class MobileProfile:
     hoa: str | None = None
     #: The MS's own default gateway (``[profile] gateway``, the DMPAs' files only).
     gateway: str | None = None
+    ipv6: bool = False  # dual-stack: an IPv6 home network prefix too (needs ipv6_pool)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def _profiles(profiles: list[MobileProfile], dlmap_line: bool) -> str:
         out.append(f"[profile {p.nai}]\nmac = {p.mac}\nmode = {p.mode}\n")
         if p.hoa:
             out.append(f"hoa = {p.hoa}\n")
+        if p.ipv6:
+            out.append("ipv6 = yes\n")
         if dlmap_line:
             out.append(f"dlmap = {DLMAP_ADDRESS}\n")
             if p.gateway:
@@ -91,6 +94,7 @@ def write_configs(
     lease_time: int | None = None,
     datapath: str | None = None,
     dot1x: Dot1xConfig | None = None,
+    ipv6_pool: str | None = None,
 ) -> LabConfigs:
     """Write ``dlmap.ini``, ``dmpa1.ini`` and ``dmpa2.ini`` into ``folder`` and check them.
 
@@ -105,6 +109,8 @@ def write_configs(
     ``datapath`` (auto, kernel, cython) is every node's ``[node] datapath`` (None: the default).
     ``dot1x`` makes the access links ``auth = 8021x``: hostapd's RADIUS comes to the DMPA's
     proxy, which forwards it to the visited AAA (:mod:`netlmm_lab.dot1x` makes one).
+    ``ipv6_pool`` gives the DLMAP IPv6 home network prefixes for dual-stack profiles
+    (:mod:`netlmm_lab.dualstack`).
     """
     folder.mkdir(parents=True, exist_ok=True)
     sockets = {"dlmap": folder / "dlmap.sock"} | {
@@ -137,6 +143,7 @@ def write_configs(
         f"log_level = {log_level}\noffload = {'yes' if offload else 'no'}\n{tier}"
         f"{key_line.get('dlmap', '')}\n"
         f"[dlmap]\ngateway = {GATEWAY}\nnetwork = {HOA_NETWORK}\npool = {pool}\n{lease}"
+        f"{f'ipv6_pool = {ipv6_pool}' + chr(10) if ipv6_pool else ''}"
         f"tunnel_mtu = {tunnel_mtu}\ndhcp = {dhcp}\n{relay}revocation_budget = 0.5\n\n"
         f"{peers}{_profiles(profiles, dlmap_line=False)}"
     )

@@ -35,7 +35,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from netlmm_lab import dot1x, plots, servers
+from netlmm_lab import dot1x, dualstack, plots, servers
 from netlmm_lab.configs import MobileProfile
 from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import ROLES, Domain
@@ -223,6 +223,7 @@ def demo(
     plot: Path | None = DEFAULT_PLOT,
     report_association: bool = True,
     auth: str = "mac",
+    dual_stack: bool = False,
 ) -> int:
     """Run the demo; 0 when every step passed. ``plot``: where to save the handover plot
     (None: no plot). Progress goes to stdout, or to stderr with ``as_json`` (stdout is then
@@ -232,6 +233,8 @@ def demo(
     steps = Steps(report, out, live=out.isatty())
     try:
         check_backends(dhcp, aaa, auth)
+        if dual_stack and (aaa != "local" or auth != "mac"):
+            raise LabError("--dual-stack uses the local profile (ipv6 = yes): no --aaa or --auth")
         plot = check_plot(plot, steps)
         with Lab() as lab:
             run_demo(
@@ -245,6 +248,7 @@ def demo(
                 plot=plot,
                 report_association=report_association,
                 auth=auth,
+                dual_stack=dual_stack,
             )
         report.ok = True
     except (LabError, AssertionError, OSError) as exc:
@@ -287,11 +291,14 @@ def run_demo(
     plot: Path | None = None,
     report_association: bool = True,
     auth: str = "mac",
+    dual_stack: bool = False,
 ) -> None:
-    """``report_association``: DMPA 2's cell reports the MS's association (``netlmm
-    attach``, what an access point's hook does) right after the move; without it DMPA 2 learns
-    of the MS from its first frame, which a Linux MS sends only when it retries the ARP for its
-    gateway (1 s later: its first try went out while its link was down)."""
+    """``dual_stack``: the MS runs IPv6 too (SLAAC, a TCP session over IPv6 across the move:
+    :class:`netlmm_lab.dualstack.DemoPart`). ``report_association``: DMPA 2's cell reports the
+    MS's association (``netlmm attach``, what an access point's hook does) right after the
+    move; without it DMPA 2 learns of the MS from its first frame, which a Linux MS sends only
+    when it retries the ARP for its gateway (1 s later: its first try went out while its link
+    was down)."""
     options = domain_options(dhcp, aaa)
     secure = auth == "8021x"
     nai = DOT1X_NAI if secure else NAI
@@ -299,6 +306,9 @@ def run_demo(
         dot1x.pass_eapol(lab)
         options["dot1x"] = dot1x.dmpa_config(lab)
     profiles = [] if secure else lab_profiles(lab, aaa)
+    dual = dualstack.DemoPart(lab) if dual_stack else None
+    if dual is not None:
+        profiles = dual.prepare(options, profiles)
     domain = Domain(lab, profiles, dialect=dialect, fastpath=fastpath, **options)
     s = report.summary
     s["dialect"] = dialect
@@ -347,6 +357,13 @@ def run_demo(
             "MS pings its gateway (answered by DMPA 1)", lambda: _ping_ok(lab, str(lease.router))
         )
         cn = steps.run("MS pings the CN through the tunnel", lambda: _ping_ok(lab, str(CN_ADDRESS)))
+        if dual is not None:
+            slaac = steps.run(
+                "MS configures IPv6 by SLAAC from the DMPA's RA (router fe80:: of the pseudo-MAC)",
+                dual.attach,
+            )
+            steps.say(f"    MS has {slaac.address}, default router {slaac.router}")
+            steps.run("MS pings the CN over IPv6 through the tunnel", dual.ping)
         s["ping_gateway_ms"] = gw.rtt_avg_ms
         s["ping_cn_ms"] = cn.rtt_avg_ms
         transfer = steps.run(
@@ -364,10 +381,17 @@ def run_demo(
             "start a UDP probe stream (every 5 ms) and a TCP session MS <-> CN",
             lambda: _start_both(stream, session, clock),
         )
+        if dual is not None:
+            steps.run(
+                "start a TCP session MS <-> CN over IPv6",
+                lambda: dual.start_session(session.port + 1),
+            )
         watch = _Dot1xWatch(lab) if secure else None
         steps.run("traffic before the move (0.5 s)", lambda: time.sleep(0.5))
         clock["move"] = time.monotonic()
         moved = steps.run("handover: the MS's link moves to DMPA 2's cell", lambda: lab.handover(2))
+        if dual is not None:
+            dual.moved()
         if supplicant is not None:
             clock["reauth"] = time.monotonic()
             steps.run(
@@ -388,6 +412,10 @@ def run_demo(
             s["dot1x"] = watch.report(domain, clock)
         udp = steps.run("stop the stream", stream.stop)
         tcp = steps.run("stop the TCP session", session.stop)
+        if dual is not None:
+            s["dual_stack"] = steps.run("stop the IPv6 TCP session", dual.stop)
+            if not s["dual_stack"]["tcp6_survived"] or not s["dual_stack"]["address_kept"]:
+                raise AssertionError(f"IPv6 across the handover: {s['dual_stack']}")
         after = domain.binding(nai)
         assert after is not None and after["hoa"] == s["address"], after
         marks = _handover_marks(clock, moved.carrier_ms)
@@ -585,6 +613,14 @@ def _print_summary(report: Report) -> None:
         )
         print(f"  address kept          {handover['address_kept']}")
         print(f"  TCP session survived  {handover['tcp_survived']}")
+    dual = s.get("dual_stack")
+    if dual:
+        print(f"  IPv6 (SLAAC)          {dual['address']} (router {dual['router']})")
+        print(
+            f"  IPv6 across the move  address kept {dual['address_kept']}, TCP session survived "
+            f"{dual['tcp6_survived']} (max RTT {dual['tcp6_max_rtt_ms']} ms), MS's DAD after "
+            f"the move {dual['dad_after_move_s']} s"
+        )
     if "dot1x" in s:
         d = s["dot1x"]
         print(

@@ -47,6 +47,7 @@ from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
+from netlmm_lab import dualstack
 from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.errors import LabError
 from netlmm_lab.poll import wait_until
@@ -196,21 +197,28 @@ class Testbed:
     server: str
     dst: str
     notes: dict[str, Any] = field(default_factory=dict)
+    dst6: str | None = None  # h2's IPv6 address where the variant carries IPv6 (--ipv6)
 
 
 @contextlib.contextmanager
-def testbed(variant: str, *, fastpath: str = "auto", offload: bool = True) -> Iterator[Testbed]:
-    """Build ``variant``, wait until h1 reaches h2, yield it; always tear it all down."""
+def testbed(
+    variant: str, *, fastpath: str = "auto", offload: bool = True, ipv6: bool = False
+) -> Iterator[Testbed]:
+    """Build ``variant``, wait until h1 reaches h2, yield it; always tear it all down.
+    ``ipv6``: IPv6 too where the variant carries it (kernel forwarding, the appliance's
+    dual-stack MS: :mod:`netlmm_lab.dualstack`)."""
     if variant in APPLIANCES:
-        with _appliance(fastpath, offload, variant) as bed:
+        with _appliance(fastpath, offload, variant, ipv6) as bed:
             yield bed
         return
     with Chain(variant) as chain:
-        yield Testbed(variant, chain, "h1", "h2", str(H2_ADDRESS))
+        v6 = ipv6 and variant == "kernel"
+        dst6 = dualstack.chain_ipv6(chain, HOST_IF, DOWN_IF, LINK_IF) if v6 else None
+        yield Testbed(variant, chain, "h1", "h2", str(H2_ADDRESS), dst6=dst6)
 
 
 @contextlib.contextmanager
-def _appliance(fastpath: str, offload: bool, variant: str) -> Iterator[Testbed]:
+def _appliance(fastpath: str, offload: bool, variant: str, ipv6: bool) -> Iterator[Testbed]:
     from netlmm_lab.configs import MobileProfile
     from netlmm_lab.domain import Domain
 
@@ -218,7 +226,12 @@ def _appliance(fastpath: str, offload: bool, variant: str) -> Iterator[Testbed]:
         bridge_nf = _no_bridge_netfilter(lab)
         profiles = [MobileProfile(NAI, lab.ms_mac(), "dhcp")]
         datapath = APPLIANCES[variant]
-        domain = Domain(lab, profiles, fastpath=fastpath, offload=offload, datapath=datapath)
+        extra: dict[str, Any] = {}
+        if ipv6:
+            profiles = dualstack.appliance_ipv6(lab, extra, profiles)
+        domain = Domain(
+            lab, profiles, fastpath=fastpath, offload=offload, datapath=datapath, **extra
+        )
         try:
             try:
                 domain.start()
@@ -227,6 +240,9 @@ def _appliance(fastpath: str, offload: bool, variant: str) -> Iterator[Testbed]:
                 lease = client.wait_lease(timeout=30.0)
                 wait_until(lambda: domain.binding(NAI) is not None, 10.0, "the DLMAP's binding")
                 lab.wait_ping("ms", str(CN_ADDRESS), 10.0)
+                if ipv6:
+                    dualstack.wait_slaac(lab)
+                    lab.wait_ping("ms", str(dualstack.CN6), 10.0)
             except LabError as exc:
                 tails = "\n".join(f"--- {r}\n{domain.tail(r, 15)}" for r in domain.processes)
                 raise LabError(f"{exc}\n{tails}") from exc
@@ -237,7 +253,8 @@ def _appliance(fastpath: str, offload: bool, variant: str) -> Iterator[Testbed]:
                 "offload": offload,
                 "bridge_netfilter": bridge_nf,
             }
-            yield Testbed(variant, lab, "ms", "cn", str(CN_ADDRESS), notes)
+            dst6 = str(dualstack.CN6) if ipv6 else None
+            yield Testbed(variant, lab, "ms", "cn", str(CN_ADDRESS), notes, dst6)
             for role, process in domain.processes.items():
                 if process.poll() is not None:
                     raise LabError(f"{role} exited during the runs:\n{domain.tail(role)}")
@@ -300,20 +317,22 @@ def iperf3(
     mss: int | None = None,
     length: int | None = None,
     omit: int = 0,
+    v6: bool = False,
 ) -> dict[str, Any]:
     """One iperf3 test from h1's side to h2 (``reverse``: h2 sends); its JSON. ``udp_bps`` 0
     is UDP without a rate limit."""
+    dst = bed.dst6 if v6 and bed.dst6 else bed.dst
     server_log = bed.lab.workdir / "iperf3-server.log"
     with server_log.open("ab") as out:
         server = bed.lab.popen(
             bed.server,
-            ["iperf3", "-s", "-1", "-B", bed.dst, "-p", str(IPERF_PORT)],
+            ["iperf3", "-s", "-1", "-B", dst, "-p", str(IPERF_PORT)],
             stdout=out.fileno(),
             stderr=subprocess.STDOUT,
         )
     try:
         wait_until(lambda: _listening(bed, IPERF_PORT), 10.0, "iperf3 listening", interval=0.02)
-        argv = ["iperf3", "-c", bed.dst, "-p", str(IPERF_PORT), "-J", "--connect-timeout", "3000"]
+        argv = ["iperf3", "-c", dst, "-p", str(IPERF_PORT), "-J", "--connect-timeout", "3000"]
         # iperf3 takes whole seconds (0 would mean forever)
         argv += ["-t", str(max(1, round(seconds))), "-P", str(streams)]
         if omit:
@@ -340,9 +359,11 @@ def iperf3(
         bed.lab.stop(server)
 
 
-def tcp_gbit_s(bed: Testbed, *, seconds: float, streams: int, reverse: bool) -> float:
+def tcp_gbit_s(
+    bed: Testbed, *, seconds: float, streams: int, reverse: bool, v6: bool = False
+) -> float:
     """Goodput the receiver saw, Gbit/s (the first second, TCP's ramp, is left out)."""
-    data = iperf3(bed, seconds=seconds, streams=streams, reverse=reverse, omit=1)
+    data = iperf3(bed, seconds=seconds, streams=streams, reverse=reverse, omit=1, v6=v6)
     return float(data["end"]["sum_received"]["bits_per_second"]) / 1e9
 
 
@@ -449,6 +470,8 @@ METRICS = (
     Metric("tcp4_down", "TCP 4 streams h2 -> h1", "Gbit/s"),
     Metric("udp64_kpps", "UDP 64 B at <1% loss h1 -> h2", "kpps"),
     Metric("ping_us", "ping RTT h1 -> h2 (avg)", "us", higher_is_better=False),
+    Metric("tcp1_up_v6", "TCP over IPv6, 1 stream h1 -> h2 (--ipv6)", "Gbit/s"),
+    Metric("tcp1_down_v6", "TCP over IPv6, 1 stream h2 -> h1 (--ipv6)", "Gbit/s"),
 )
 
 
@@ -463,6 +486,7 @@ class Settings:
     offload: bool = True  # the appliance's [node] offload (TAP/TUN IFF_VNET_HDR), its default
     sweep_sizes: tuple[int, ...] = SWEEP_SIZES  # packet sizes of the TCP sweep (once per variant)
     sweep_seconds: float = 2.0
+    ipv6: bool = False  # the IPv6 TCP rows (kernel forwarding, the appliance's dual-stack MS)
 
 
 def measure_variant(
@@ -482,6 +506,11 @@ def measure_variant(
             value = tcp_gbit_s(bed, seconds=settings.tcp_seconds, streams=streams, reverse=reverse)
             out[key]["runs"].append(round(value, 3))
             say(f"  {bed.variant} run {run + 1}: {key} {value:.2f} Gbit/s")
+        for key, (streams, reverse) in dualstack.IPV6_TCP.items() if bed.dst6 else ():
+            seconds = settings.tcp_seconds
+            value = tcp_gbit_s(bed, seconds=seconds, streams=streams, reverse=reverse, v6=True)
+            out[key]["runs"].append(round(value, 3))
+            say(f"  {bed.variant} run {run + 1}: {key} {value:.2f} Gbit/s")
         search = udp_search(bed, seconds=settings.udp_seconds, steps=settings.udp_steps)
         out["udp64_kpps"]["runs"].append(round(search["kpps"], 1))
         out["udp64_kpps"].setdefault("searches", []).append(
@@ -497,6 +526,7 @@ def measure_variant(
             f"  {bed.variant} sweep: "
             + ", ".join(f"{p['packet']} B {p['goodput_gbit_s']:.2f} Gbit/s" for p in sweep)
         )
+    out = {key: metric for key, metric in out.items() if metric["runs"]}  # IPv6: --ipv6
     for metric in out.values():
         runs = metric["runs"]
         metric["median"] = round(statistics.median(runs), 3)
@@ -602,7 +632,9 @@ def run_all(
         say(f"{variant}: building")
         began = time.monotonic()
         try:
-            with testbed(variant, fastpath=settings.fastpath, offload=settings.offload) as bed:
+            with testbed(
+                variant, fastpath=settings.fastpath, offload=settings.offload, ipv6=settings.ipv6
+            ) as bed:
                 say(f"{variant}: ready in {time.monotonic() - began:.1f} s")
                 report["results"][variant] = measure_variant(bed, settings, say)
                 report["notes"][variant] = bed.notes
@@ -705,6 +737,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, fastpath: bool = True) -> 
         default=",".join(map(str, SWEEP_SIZES)),
         help="bench: IPv4 packet sizes of the TCP sweep, comma-separated, >= 128 ('' for none)",
     )
+    parser.add_argument("--ipv6", action="store_true", help="bench: the IPv6 TCP rows too")
     if fastpath:
         parser.add_argument("--fastpath", choices=("auto", "compiled", "reference"), default="auto")
 
@@ -730,6 +763,7 @@ def run(args: argparse.Namespace) -> int:
         fastpath=str(getattr(args, "fastpath", "auto")),
         offload=bool(args.offload),
         sweep_sizes=tuple(int(x) for x in str(args.sweep_sizes).split(",") if x.strip()),
+        ipv6=bool(getattr(args, "ipv6", False)),
     )
 
     def say(text: str) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Any, Protocol
 
 from fastpath import Binding, Verdict, implementation
 from fastpath.common import IO_BUF, IP6_LEN
-from router.core.actions import Bind
+from router.core.actions import Bind, BindPrefix
 
 #: The largest output of one encapsulation: a frame of the fastpath's per-packet I/O buffer
 #: plus the IPv6 header it gains.
@@ -96,6 +96,16 @@ class UserSpacePath:
 
     def unbind(self, hoa: IPv4Address) -> None:
         self.table.unbind(int(hoa))
+
+    # IPv6 home network prefixes (dual-stack MSs): IPv6-in-IPv6, next header 41. Only this
+    # tier carries them; the kernel tier passes IPv6 up to it (router.adapters.kernelpath).
+    def bind_prefix(self, action: BindPrefix) -> None:
+        mac = action.mac.packed if action.mac is not None else bytes(6)
+        top = int(action.prefix.network_address) >> 64
+        self.table.bind_prefix(top, action.endpoint.packed, mac, action.link)
+
+    def unbind_prefix(self, prefix: IPv6Network) -> None:
+        self.table.unbind_prefix(int(prefix.network_address) >> 64)
 
     def lookup(self, hoa: IPv4Address) -> Binding | None:
         entry: Binding | None = self.table.lookup(int(hoa))

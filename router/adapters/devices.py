@@ -50,7 +50,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,12 @@ def enable_ipv4_forwarding() -> None:
     namespace is the router's, and another user of it may rely on forwarding too.
     """
     _write_sysctl(_SYS_NET / "ipv4" / "ip_forward", "1")
+
+
+def enable_ipv6_forwarding() -> None:
+    """``net.ipv6.conf.all.forwarding = 1`` in this namespace (a DLMAP with an ``ipv6_pool``
+    routes its MSs' IPv6 between the TUN and the uplink); left on at teardown, as IPv4's."""
+    _write_sysctl(_SYS_NET / "ipv6" / "conf" / "all" / "forwarding", "1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +302,29 @@ class Devices:
         ``offload`` as in :meth:`create_tap`.
         """
         return self._tuntap(ifname, pytun.IFF_TUN, mtu, offload)
+
+    def route_prefix_pool(self, tun_ifname: str, pool: IPv6Network) -> None:
+        """Dual-stack MSs (RFC 5213 home network prefixes from ``dlmap.ipv6_pool``): IPv6 on on
+        the TUN (no address generation, no RAs taken), and ``pool`` routed into it with
+        protocol :data:`ROUTE_PROTO`, so the fastpath tunnels a prefix's downlink to its DMPA.
+        """
+        conf = _SYS_NET / "ipv6" / "conf" / tun_ifname
+        if not conf.exists():
+            raise OSError(f"IPv6 is disabled in this kernel: {tun_ifname} cannot carry {pool}")
+        for key, value in (("addr_gen_mode", "1"), ("accept_ra", "0"), ("disable_ipv6", "0")):
+            _write_sysctl(conf / key, value)
+        with _netlink() as ipr:
+            tun = _index(ipr, tun_ifname)
+            ipr.route(
+                "add",
+                family=_AF_INET6,
+                dst=str(pool.network_address),
+                dst_len=pool.prefixlen,
+                oif=tun,
+                proto=ROUTE_PROTO,
+            )
+        self._routes.append(_Route(_AF_INET6, str(pool.network_address), pool.prefixlen, tun))
+        log.info("routed ipv6_pool=%s dev=%s", pool, tun_ifname)
 
     # --- DMPA: the access bridge -------------------------------------------------------------
 

@@ -36,6 +36,8 @@ Mapping an Access-Accept to a :class:`~router.core.dmpa.Profile` (:func:`map_acc
   (``dhcp``: seed 5.2, DHCP through the tunnel; ``dlmap``: seed 6, the DLMAP allocates).
 - Gateway: PMIP6-Home-IPv4-Gateway (161); PMIP6-Home-DHCP4-Server-Address (157) is returned in
   :class:`AccessOutcome` (the core's Profile has no field for it).
+- Dual-stack: PMIP6-Home-HN-Prefix (151, RFC 6572) present makes ``ipv6`` yes (the DMPA asks the
+  DLMAP for a prefix; its value is not used: the DLMAP's pool assigns the /64).
 - A mapped attribute that appears twice or has the wrong length makes the Accept *unusable*.
 
 Access-Reject, Access-Challenge (we cannot answer one), an unusable Accept and a timeout all
@@ -91,6 +93,7 @@ PROXY_STATE = 33
 MESSAGE_AUTHENTICATOR = 80
 MOBILE_NODE_IDENTIFIER = 145
 PMIP6_HOME_LMA_IPV6_ADDRESS = 147
+PMIP6_HOME_HN_PREFIX = 151
 PMIP6_HOME_IPV4_HOA = 155
 PMIP6_HOME_DHCP4_SERVER_ADDRESS = 157
 PMIP6_HOME_IPV4_GATEWAY = 161
@@ -437,7 +440,8 @@ def map_accept(
     mode: AddressMode = "static" if hoa is not None else config.dynamic_mode
     gateway = _ipv4(attributes, PMIP6_HOME_IPV4_GATEWAY)
     dhcp4_server = _ipv4(attributes, PMIP6_HOME_DHCP4_SERVER_ADDRESS)
-    return Profile(nai, mode, dlmap, hoa, gateway), dhcp4_server, conflict
+    ipv6 = _single(attributes, PMIP6_HOME_HN_PREFIX, None) is not None
+    return Profile(nai, mode, dlmap, hoa, gateway, ipv6), dhcp4_server, conflict
 
 
 class _RateLimitedLog:

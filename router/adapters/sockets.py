@@ -29,7 +29,7 @@ from ipaddress import IPv6Address
 
 from router.core.common import RateLimiter
 from router.core.counters import Counters, Family, Names
-from router.wire.constants import IPPROTO_IPIP, IPPROTO_MH
+from router.wire.constants import IPPROTO_IPIP, IPPROTO_IPV6_IN_IPV6, IPPROTO_MH
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,12 @@ def open_tunnel_rx(address: IPv6Address, rcvbuf: int | None = None) -> socket.so
     end here, outer source in the sockaddr. Only packets whose outer destination is ``address``
     are delivered to it."""
     return _raw(IPPROTO_IPIP, address, rcvbuf)
+
+
+def open_tunnel6_rx(address: IPv6Address, rcvbuf: int | None = None) -> socket.socket:
+    """Raw protocol-41 socket bound to ``address``: the inner IPv6 packets of dual-stack MSs
+    (IPv6-in-IPv6, RFC 2473), outer source in the sockaddr, as :func:`open_tunnel_rx`."""
+    return _raw(IPPROTO_IPV6_IN_IPV6, address, rcvbuf)
 
 
 def open_raw_tx(address: IPv6Address | None = None) -> socket.socket:

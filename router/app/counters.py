@@ -28,11 +28,13 @@ from router.core.counters import Declaration, Family
 from router.core.dlmap import DLMAPCounter
 from router.core.dmpa import DMPACounter
 from router.core.heartbeat import HeartbeatCounter
+from router.core.prefix_pool import PrefixCounter
 from router.core.revocation import RevocationCounter
 from router.services import dhcp_dmpa, dhcp_relay, dhcp_server, dlmap_punts, dmpa_punts
 from router.services.access import AccessCounter
 from router.services.arp_proxy import ArpCounter
 from router.services.icmp_responder import IcmpCounter
+from router.services.nd_proxy import NdCounter
 
 #: The fastpath's table (fastpath/common.py, ``counter_names``): per direction, a counter per
 #: reason and the two extras.
@@ -86,6 +88,7 @@ GROUPS: dict[str, tuple[Declaration, ...]] = {
         PBA_STATUS,
         BRA_STATUS,
         DLMAPCounter,
+        PrefixCounter,
         RevocationCounter,
         DMPACounter,
         HeartbeatCounter,
@@ -103,6 +106,7 @@ GROUPS: dict[str, tuple[Declaration, ...]] = {
         AccessCounter,
         ArpCounter,
         IcmpCounter,
+        NdCounter,
         dhcp_dmpa.DhcpDmpaCounter,
         dhcp_dmpa.RELAYED,
         dhcp_dmpa.DELIVERED,

@@ -27,6 +27,7 @@ from router.core.dlmap import DLMAP, DLMAPConfig
 from router.core.heartbeat import HeartbeatConfig
 from router.core.limits import LimitedDLMAP
 from router.core.pool import HoAPool
+from router.core.prefix_pool import PrefixPool
 from router.services.dhcp_relay import DhcpRelay, DhcpRelayConfig, SendToServer
 from router.services.dhcp_server import DhcpServer, DhcpServerConfig
 from router.services.dlmap_punts import DLMAPPunts
@@ -64,7 +65,8 @@ class DLMAPNode(NodeRuntime[DLMAPSettings, DLMAPPorts]):
         self.tun = ports.tun_fd
         static = LocalAAA(settings.profiles).static_addresses()
         self.pool = HoAPool(settings.pool, static, settings.lease_time)
-        self.core = DLMAP(self._core_config(settings), self.pool)
+        prefixes = PrefixPool(settings.ipv6_pool) if settings.ipv6_pool is not None else None
+        self.core = DLMAP(self._core_config(settings), self.pool, prefixes)
         limits = settings.limits
         #: The core behind the per-DMPA limit on PBUs for new NAIs (MH input goes through it).
         self.limited = LimitedDLMAP(
@@ -82,6 +84,10 @@ class DLMAPNode(NodeRuntime[DLMAPSettings, DLMAPPorts]):
         rx, tun = ports.tunnel_rx_fd, ports.tun_fd
         tunnel = partial(engine.pump_tunnel, rx, tun, PUMP_BUDGET)
         self.add_pump(rx, "tunnel", tunnel, self.punts.from_tunnel)
+        if ports.tunnel6_rx_fd >= 0:  # dual-stack MSs' IPv6 (next header 41), the same way
+            rx6 = ports.tunnel6_rx_fd
+            tunnel6 = partial(engine.pump_tunnel, rx6, tun, PUMP_BUDGET)
+            self.add_pump(rx6, "tunnel6", tunnel6, self.punts.from_tunnel)
         to_tunnel = partial(engine.pump_tun, tun, ports.raw_tx_fd, PUMP_BUDGET)
         self.add_pump(tun, "tun", to_tunnel, self.punts.from_tun)
 
@@ -155,7 +161,8 @@ class DLMAPNode(NodeRuntime[DLMAPSettings, DLMAPPorts]):
         return [
             {
                 "nai": b.nai,
-                "hoa": str(b.hoa),
+                "hoa": str(b.hoa) if b.hoa is not None else None,
+                "prefix": str(b.prefix) if b.prefix is not None else None,
                 "dmpa": str(b.dmpa),
                 "dialect": b.dialect,
                 "sequence": b.sequence,

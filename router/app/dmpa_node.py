@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -22,7 +23,7 @@ from router.app.authenticators import Authenticators
 from router.app.runner import Clock
 from router.app.runtime import PUMP_BUDGET, NodeRuntime, Ports
 from router.app.settings import DMPASettings
-from router.core.actions import AAARequest
+from router.core.actions import AAARequest, BindPrefix, UnbindPrefix
 from router.core.common import RateLimiter
 from router.core.counters import Names
 from router.core.dmpa import DMPA, DMPAConfig, Profile
@@ -33,6 +34,7 @@ from router.services.arp_proxy import ArpProxy
 from router.services.dhcp_dmpa import DhcpDmpa, DhcpDmpaConfig
 from router.services.dmpa_punts import DMPAPunts
 from router.services.icmp_responder import IcmpResponder
+from router.services.nd_proxy import NdConfig, NdProxy
 from router.wire.ethernet import MacAddress
 
 log = logging.getLogger("netlmm")
@@ -88,6 +90,8 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
             )
         )
         self.limits = AccessLimits(settings.limits)
+        #: RAs and NS answers for dual-stack MSs (profile ipv6 = yes).
+        self.nd = NdProxy(self.core, NdConfig(settings.tunnel_mtu), random.random)
         self.access = AccessDispatcher(
             self.core,
             ArpProxy(self.core),
@@ -98,6 +102,7 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
             # An access link whose MSs authenticate at an authenticator (802.1X) is closed
             # until it says who is on it, even if the authenticator never comes up.
             gated=frozenset(i for i in range(len(settings.access)) if settings.auth(i) != "mac"),
+            nd=self.nd,
         )
         engine = self.open_fastpath(
             fastpath, "Dmpa", settings.pseudo_mac.packed, int(settings.gateway)
@@ -106,11 +111,27 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
         self.node_registries.append(self.punts.counters)
         self.add_action(AAARequest, self._aaa_request)
         self.timer = self.add_timer(self.core.get_timer, self.core.handle_timer)
+        self.nd_timer = self.add_timer(self.nd.get_timer, self.nd.handle_timer)
         for link, tap in enumerate(ports.tap_fds):
             access = partial(engine.pump_access, tap, link, ports.raw_tx_fd, PUMP_BUDGET)
             self.add_pump(tap, "access", access, self.punts.from_access)
         tunnel = partial(engine.pump_tunnel, ports.tunnel_rx_fd, ports.tap_fds, PUMP_BUDGET)
         self.add_pump(ports.tunnel_rx_fd, "tunnel", tunnel, self.punts.from_tunnel)
+        if ports.tunnel6_rx_fd >= 0:  # dual-stack MSs' IPv6 (next header 41)
+            rx6 = ports.tunnel6_rx_fd
+            tunnel6 = partial(engine.pump_tunnel, rx6, ports.tap_fds, PUMP_BUDGET)
+            self.add_pump(rx6, "tunnel6", tunnel6, self.punts.from_tunnel)
+
+    def _bind_prefix(self, action: BindPrefix) -> None:
+        super()._bind_prefix(action)
+        if action.mac is not None:  # the MS's prefix is bound: its first RA goes now
+            self.runner.submit(self.nd.bound(action.mac, self.clock.now()))
+
+    def _unbind_prefix(self, action: UnbindPrefix) -> None:
+        super()._unbind_prefix(action)
+        for visitor in self.core.visitors.values():
+            if visitor.bound_prefix is None and visitor.prefix == action.prefix:
+                self.nd.unbound(visitor.mac)
 
     def _dhcp(self, settings: DMPASettings) -> DhcpDmpa:
         config = DhcpDmpaConfig(
@@ -198,6 +219,7 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
                 "link": links[v.link] if v.link < len(links) else v.link,
                 "nai": v.nai,
                 "hoa": str(v.hoa) if v.hoa else None,
+                "prefix": str(v.bound_prefix) if v.bound_prefix else None,
                 "dlmap": str(v.tunnel_dst) if v.tunnel_dst else None,
                 "state": v.state.value,
                 "sequence": v.sequence,

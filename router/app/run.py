@@ -146,6 +146,7 @@ async def _serve(
         ) from None
     mh = sockets.open_mh_socket(address)
     tunnel_rx = sockets.open_tunnel_rx(address, rcvbuf=4 << 20)
+    tunnel6_rx = sockets.open_tunnel6_rx(address, rcvbuf=1 << 20)  # dual-stack MSs' IPv6
     raw_tx = sockets.open_raw_tx(address)
     node: Node
     relay_transport: asyncio.DatagramTransport | None = None
@@ -173,6 +174,7 @@ async def _serve(
                 tunnel_rx_fd=tunnel_rx.fileno(),
                 raw_tx_fd=raw_tx.fileno(),
                 tap_fds=taps,
+                tunnel6_rx_fd=tunnel6_rx.fileno(),
             )
             assert isinstance(store, Store)  # a DMPA's state is its own (config: node.store)
             node = DMPANode(settings, dmpa_ports, store, aaa, loop, fastpath=fastpath)
@@ -199,6 +201,9 @@ async def _serve(
             )
             await run(None, kernel.route_hoa_network, tun_name, settings.gateway, settings.network)
             await run(None, devices.enable_ipv4_forwarding)
+            if settings.ipv6_pool is not None:  # dual-stack MSs: their prefixes into the TUN
+                await run(None, kernel.route_prefix_pool, tun_name, settings.ipv6_pool)
+                await run(None, devices.enable_ipv6_forwarding)
             await run(None, kernel.wait_link_up, tun_name, 10.0)
             dlmap_ports = DLMAPPorts(
                 mh_send=None,
@@ -206,6 +211,7 @@ async def _serve(
                 tunnel_rx_fd=tunnel_rx.fileno(),
                 raw_tx_fd=raw_tx.fileno(),
                 tun_fd=tun,
+                tunnel6_rx_fd=tunnel6_rx.fileno(),
             )
             node = DLMAPNode(settings, dlmap_ports, store, loop, fastpath=fastpath)
             node.ha = ha
@@ -305,7 +311,7 @@ async def _serve(
             await run(None, kernel_tier.close)
         if relay_transport is not None:
             relay_transport.close()
-        for sock in (mh, tunnel_rx, raw_tx):
+        for sock in (mh, tunnel_rx, tunnel6_rx, raw_tx):
             sock.close()
         await run(None, kernel.teardown)
         store.close()

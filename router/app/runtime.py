@@ -44,12 +44,14 @@ from router.app.settings import NodeSettings, PeerSettings
 from router.core.actions import (
     Action,
     Bind,
+    BindPrefix,
     Reinject,
     SendFrame,
     SendMH,
     SendTun,
     SendTunnel,
     Unbind,
+    UnbindPrefix,
 )
 from router.core.common import Core
 from router.core.counters import Counters, Family, Names
@@ -107,6 +109,8 @@ class Ports:
     raw_tx_fd: int  # IPPROTO_RAW IPv6 socket: the fastpath's tunnel output
     #: callable(ipv6_packet: bytes) -> None: one packet on raw_tx (slow path)
     raw_send: Any = field(default=None, kw_only=True)
+    #: raw protocol-41 socket: the tunnel input of dual-stack MSs' IPv6 (-1: none)
+    tunnel6_rx_fd: int = field(default=-1, kw_only=True)
 
 
 class RoleSettings(Protocol):
@@ -199,6 +203,8 @@ class NodeRuntime(Generic[S, P]):
                 SendTunnel: self._send_tunnel,
                 Bind: self._bind,
                 Unbind: self._unbind,
+                BindPrefix: self._bind_prefix,
+                UnbindPrefix: self._unbind_prefix,
                 SendFrame: self._send_frame,
                 SendTun: self._send_tun,
                 Reinject: self._reinject,
@@ -393,6 +399,23 @@ class NodeRuntime(Generic[S, P]):
         for backend in self.backends:
             backend.unbind(action.hoa)
         self.bound_since.pop(action.hoa, None)
+
+    def _bind_prefix(self, action: BindPrefix) -> None:
+        """An IPv6 home network prefix, to the tiers that carry IPv6 (``bind_prefix``); the
+        others leave IPv6 to the user-space tier."""
+        if action.endpoint not in self.dialects:
+            self.counters[NodeCounter.BIND_UNKNOWN_PEER] += 1
+            return
+        for backend in self.backends:
+            bind_prefix = getattr(backend, "bind_prefix", None)
+            if bind_prefix is not None:
+                bind_prefix(action)
+
+    def _unbind_prefix(self, action: UnbindPrefix) -> None:
+        for backend in self.backends:
+            unbind_prefix = getattr(backend, "unbind_prefix", None)
+            if unbind_prefix is not None:
+                unbind_prefix(action.prefix)
 
     def _send_frame(self, action: SendFrame) -> None:
         try:

@@ -27,7 +27,7 @@ The ini file, section by section (``etc/dmpa.ini`` and ``etc/dlmap.ini`` documen
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Literal
 
@@ -144,6 +144,8 @@ class DLMAPSettings:
     pool: tuple[tuple[IPv4Address, IPv4Address], ...]
     peers: tuple[PeerSettings, ...]
     profiles: tuple[LocalProfile, ...]
+    #: The IPv6 home network prefixes, one /64 per MS (None: IPv4 only).
+    ipv6_pool: IPv6Network | None
     max_lifetime: int
     lease_time: int
     tunnel_mtu: int

@@ -26,9 +26,11 @@ class LocalProfile:
     hoa: IPv4Address | None = None
     gateway: IPv4Address | None = None
     allowed: bool = True
+    #: Dual-stack: the DMPA asks for an IPv6 home network prefix too.
+    ipv6: bool = False
 
     def profile(self) -> Profile:
-        return Profile(self.nai, self.mode, self.dlmap, self.hoa, self.gateway)
+        return Profile(self.nai, self.mode, self.dlmap, self.hoa, self.gateway, self.ipv6)
 
 
 class LocalAAA:

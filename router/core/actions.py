@@ -8,7 +8,7 @@ persistence batch before it sends.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 
 from router.wire.ethernet import MacAddress
 from router.wire.mh import MobilityMessage
@@ -78,6 +78,22 @@ class Unbind:
 
 
 @dataclass(frozen=True, slots=True)
+class BindPrefix:
+    """Point the data path's IPv6 home network ``prefix`` (RFC 5213) at a tunnel endpoint (and,
+    on the DMPA, an MS on a link): its IPv6 goes IPv6-in-IPv6 (next header 41)."""
+
+    prefix: IPv6Network
+    endpoint: IPv6Address
+    mac: MacAddress | None = None
+    link: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UnbindPrefix:
+    prefix: IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
 class Persist:
     """Write (``record`` set) or delete (``record`` None) one row of durable state."""
 
@@ -125,6 +141,8 @@ Action = (
     | Reinject
     | Bind
     | Unbind
+    | BindPrefix
+    | UnbindPrefix
     | Persist
     | AAARequest
     | Event

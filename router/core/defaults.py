@@ -15,6 +15,8 @@ LIFETIME = 3600
 LEASE_TIME = 3600
 #: Prefix length of the HoA network (the subnet mask handed to the MS).
 PREFIX_LENGTH = 24
+#: Length of every IPv6 home network prefix, one per MS (RFC 5213 section 2.2; SLAAC needs /64).
+HOME_PREFIX_LENGTH = 64
 #: Largest inner IPv4 packet the tunnel carries: a 1500-byte IPv6 transport MTU less the
 #: 40-byte IPv6 header.
 TUNNEL_MTU = 1460
@@ -39,3 +41,19 @@ MISSING_HEARTBEATS_ALLOWED = 3
 ACCESS_AUTH_MODES = ("mac", "8021x", "pppoe")
 #: Where a DMPA's RADIUS proxy listens for its 802.1X authenticators (hostapd on the same box).
 RADIUS_PROXY = ("127.0.0.1", 18121)
+
+# RFC 4861 section 6.2.1 / 10: Router Advertisements the DMPA sends a dual-stack MS.
+#: MaxRtrAdvInterval and MinRtrAdvInterval (0.33 x Max), seconds.
+MAX_RTR_ADV_INTERVAL = 600.0
+MIN_RTR_ADV_INTERVAL = 198.0
+#: AdvDefaultLifetime (3 x MaxRtrAdvInterval), seconds.
+ADV_DEFAULT_LIFETIME = 1800
+#: AdvValidLifetime and AdvPreferredLifetime of the home network prefix, seconds.
+ADV_VALID_LIFETIME = 86400
+ADV_PREFERRED_LIFETIME = 14400
+#: MAX_INITIAL_RTR_ADVERT_INTERVAL (s) and MAX_INITIAL_RTR_ADVERTISEMENTS.
+MAX_INITIAL_RTR_ADVERT_INTERVAL = 16.0
+MAX_INITIAL_RTR_ADVERTISEMENTS = 3
+#: MAX_RA_DELAY_TIME and MIN_DELAY_BETWEEN_RAS, seconds.
+MAX_RA_DELAY_TIME = 0.5
+MIN_DELAY_BETWEEN_RAS = 3.0

@@ -12,8 +12,9 @@ Rules, in the order a PBU meets them (each rejection is a PBA with the status na
    gets the same PBA again.
 3. ``draft`` dialect (seed section 6): the BU sequence number must be after the DMPA's last
    accepted one, modulo 2^16 (else 135); V must be set and the seed's IPv4 HoA option present
-   (else 129). ``rfc5844`` dialect (RFC 5213/5844): Handoff Indicator (161), Access Technology
-   Type (162), an IPv4 HoA Request (158; 172 when only IPv6 is asked for), Timestamp within the
+   (else 129); V=0 needs a prefix pool (else 129) and an HNP option (else 158). ``rfc5844``
+   dialect (RFC 5213/5844): Handoff Indicator (161), Access Technology Type (162), an IPv4 HoA
+   Request or an HNP option (158; an HNP without a prefix pool: 172), Timestamp within the
    validity window for a new binding (156) and not below the last accepted one (157).
 4. Lifetime 0 is a de-registration. From a DMPA that no longer serves the NAI it is answered but
    leaves the binding alone: the old DMPA's detach must not undo a handover.
@@ -26,10 +27,14 @@ Rules, in the order a PBU meets them (each rejection is a PBA with the status na
    a Binding Revocation Indication (retransmitted until acknowledged, bounded), and the new DMPA's
    PBA waits for the acknowledgement at most ``revocation_budget`` seconds (seed figure 7).
 
-V=1 never creates an IPv6 binding (seed 3.1.1): this cache holds IPv4 home addresses only, and
-a Home Network Prefix option in a draft PBU is ignored. Not followed from the seed: the type 2
-routing header in the PBA (seed section 6); standard PMIPv6 replies carry none and a Linux
-kernel without Mobile IPv6 drops it (wire-reference 3.2).
+8. IPv6 home network prefix: :func:`router.core.prefix_pool.home_prefix` (RFC 5213 5.3.1).
+
+V=1 never creates an IPv6 binding (seed 3.1.1; an HNP option is ignored). V=0 ("could register
+the dual-stack MS") with the seed option and an HNP makes one binding with both; with only an
+HNP it is plain RFC 5213 (``rfc5844``: the same with options 36 and 22). A handover, a
+revocation, a de-registration and an expiry move or remove both. Not followed from
+the seed: the type 2 routing header in the PBA (seed section 6); standard PMIPv6 replies carry
+none and a Linux kernel without Mobile IPv6 drops it (wire-reference 3.2).
 
 Heartbeats (RFC 5847, :mod:`router.core.heartbeat`) are answered with our Restart Counter, so a
 DMPA sees that we restarted and registers its MSs again; with ``heartbeat.interval`` set we also
@@ -40,11 +45,25 @@ its own database, and those PBUs refresh or move the bindings.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Any
 
-from router.core.actions import Action, Bind, Persist, SendMH, Unbind, event
+from router.core.actions import (
+    Action,
+    Bind,
+    BindPrefix,
+    Persist,
+    SendMH,
+    Unbind,
+    UnbindPrefix,
+    event,
+)
+from router.core.binding_cache import (
+    BindingCacheEntry,
+    DLMAPConfig,
+    DLMAPCounter,
+    PendingReply,
+)
 from router.core.common import (
     BRA_STATUS,
     PBA_STATUS,
@@ -54,16 +73,8 @@ from router.core.common import (
     from_wall,
     to_wall,
 )
-from router.core.counters import Counters, Names
-from router.core.defaults import (
-    BRI_INTERVAL,
-    BRI_MAX_INTERVAL,
-    BRI_RETRIES,
-    LIFETIME,
-    PREFIX_LENGTH,
-    REVOCATION_BUDGET,
-)
-from router.core.heartbeat import HeartbeatConfig, HeartbeatMonitor
+from router.core.counters import Counters
+from router.core.heartbeat import HeartbeatMonitor
 from router.core.pbu import (
     Fingerprint,
     PBURequest,
@@ -72,7 +83,8 @@ from router.core.pbu import (
     fingerprint_of,
     parse,
 )
-from router.core.pool import HoAPool
+from router.core.pool import HoAPool, usable_unicast
+from router.core.prefix_pool import PrefixPool, home_prefix, prefix_options
 from router.core.records import text
 from router.core.revocation import Key, Revocation, Revoker, trigger
 from router.core.sequence import seq_after, seq_at_least, seq_max, seq_next
@@ -85,7 +97,6 @@ from router.wire.constants import (
     RevocationTrigger,
     Status,
 )
-from router.wire.dialect import DRAFT, Dialect
 from router.wire.mh import (
     BindingAck,
     BindingRevocationAck,
@@ -101,86 +112,21 @@ from router.wire.mh_options import (
     Timestamp,
 )
 
+__all__ = ["DLMAP", "BindingCacheEntry", "DLMAPConfig", "DLMAPCounter", "PendingReply"]
+
 UNSPECIFIED = IPv4Address("0.0.0.0")
 _P_FLAG = int(BUFlag.P)
 _NOT_CHANGED = int(HandoffIndicator.HANDOFF_STATE_NOT_CHANGED)
 
 
-class DLMAPCounter(Names):
-    """What the DLMAP core counts (``core`` group, with :class:`SignalingCounter`,
-    :data:`PBA_STATUS`, :data:`BRA_STATUS` and the heartbeat's)."""
-
-    BINDING_CLEARED = "binding.cleared"
-    BINDING_CREATED = "binding.created"
-    BINDING_EXPIRED = "binding.expired"
-    DEREGISTRATION_IGNORED = "deregistration.ignored"
-    HANDOVER = "handover"
-    LEASE_CONFLICT = "lease.conflict"
-    LEASE_EXPIRED = "lease.expired"
-    PBU_RETRANSMISSION = "pbu.retransmission"
-    POOL_EXHAUSTED = "pool.exhausted"
-    RESTORE_CONFLICT = "restore.conflict"
-
-
-@dataclass(frozen=True, slots=True)
-class DLMAPConfig:
-    address: IPv6Address
-    #: The MS's default gateway (seed 3.4: the DLMAP's IPv4 address).
-    gateway: IPv4Address
-    #: The DMPAs allowed to register, and the dialect each speaks.
-    peers: Mapping[IPv6Address, Dialect]
-    #: Prefix length of the home network, reported in RFC 5844 replies.
-    prefix_length: int = PREFIX_LENGTH
-    #: Longest binding lifetime granted, in seconds.
-    max_lifetime: int = LIFETIME
-    #: Longest time the new DMPA's PBA waits for the old DMPA's revocation acknowledgement.
-    revocation_budget: float = REVOCATION_BUDGET
-    #: BRI retransmission interval and count (RFC 5846 MINDelayBRIs, BRIMaxRetriesNumber).
-    bri_interval: float = BRI_INTERVAL
-    bri_retries: int = BRI_RETRIES
-    #: After the retries, the slower pace's longest interval (the BRI goes on until the old
-    #: registration's lifetime is over: router.core.revocation, rule 2).
-    bri_max_interval: float = BRI_MAX_INTERVAL
-    #: RFC 5213 TimestampValidityWindow, seconds.
-    timestamp_window: float = 0.3
-    #: Dialect used to answer a PBU from an address that is not a configured DMPA.
-    default_dialect: Dialect = DRAFT
-    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
-    #: The state lives outside this process (a shared database, an active/standby pair): a
-    #: start, or a takeover by the standby, loses nothing, so the RFC 5847 restart counter
-    #: stays the stored one and the DMPAs do not re-register every MS.
-    keep_restart_counter: bool = False
-
-
-@dataclass(slots=True)
-class BindingCacheEntry:
-    nai: str
-    hoa: IPv4Address
-    dmpa: IPv6Address
-    dialect: str
-    #: The per-MS sequence number the DLMAP assigned last (seed 3.1.3).
-    sequence: int
-    #: Granted lifetime in seconds, and the monotonic time it ends.
-    lifetime: int
-    expires: float
-    #: The last accepted PBU: its source and fingerprint, to recognise its retransmissions.
-    last_bu: tuple[IPv6Address, Fingerprint] | None = None
-    #: RFC 5213 ordering: the last accepted Timestamp option value.
-    timestamp: int | None = None
-    access_type: int | None = None
-
-
-@dataclass(slots=True)
-class PendingReply:
-    dmpa: IPv6Address
-    message: BindingAck
-    revocation: Key
-
-
 class DLMAP:
-    def __init__(self, config: DLMAPConfig, pool: HoAPool) -> None:
+    def __init__(
+        self, config: DLMAPConfig, pool: HoAPool, prefixes: PrefixPool | None = None
+    ) -> None:
         self.config = config
         self.pool = pool
+        #: The IPv6 home network prefixes; None: no IPv6 service (an HNP option gets 172).
+        self.prefixes = prefixes
         self.bindings: dict[str, BindingCacheEntry] = {}
         self.by_hoa: dict[IPv4Address, str] = {}
         #: Last accepted BU sequence number per DMPA (seed 3.1.3: the BU header's is per DMPA).
@@ -300,8 +246,16 @@ class DLMAP:
             # RFC 5213: HI=5 is a re-registration; from a DMPA that no longer serves the MS it is
             # a stale refresh, not a handover (the MS is elsewhere).
             raise Reject(Status.ADMINISTRATIVELY_PROHIBITED, "re-registration from a former DMPA")
-        hoa = self._home_address(req)
-        return self._accept(req, bce, hoa, fingerprint, now, wall)
+        prefix = None
+        if req.prefix is not None and self.prefixes is not None:
+            prefix = home_prefix(self.prefixes, req, bce.prefix if bce else None, self.counters)
+        try:
+            hoa = self._home_address(req) if (req.seed or req.request) is not None else None
+        except Reject:
+            if prefix is not None and self.prefixes is not None and (bce is None or not bce.prefix):
+                self.prefixes.release(req.nai)  # allocated for this PBU alone: given back
+            raise
+        return self._accept(req, bce, hoa, prefix, fingerprint, now, wall)
 
     def _check_draft(self, req: PBURequest) -> None:
         message, src = req.message, req.src
@@ -312,23 +266,26 @@ class DLMAP:
                 "BU sequence not after the last",
                 sequence=last,
             )
-        if not req.dialect.bu_has_v(message.flags):
-            # V=0 asks for a dual-stack MS binding [Soliman]: not a service this DLMAP offers.
-            raise Reject(Status.ADMINISTRATIVELY_PROHIBITED, "V flag not set")
-        if req.seed is None:
-            raise Reject(Status.ADMINISTRATIVELY_PROHIBITED, "no IPv4 home address option")
+        if req.dialect.bu_has_v(message.flags):
+            req.prefix = None  # seed 3.1.1: V=1 never creates an IPv6 binding
+            if req.seed is None:
+                raise Reject(Status.ADMINISTRATIVELY_PROHIBITED, "no IPv4 home address option")
+            return
+        # V=0: a dual-stack MS (seed option and HNP) or plain RFC 5213 (HNP only) [Soliman].
+        if self.prefixes is None:
+            raise Reject(Status.ADMINISTRATIVELY_PROHIBITED, "V=0 without an IPv6 prefix pool")
+        if req.prefix is None:
+            raise Reject(Status.MISSING_HOME_NETWORK_PREFIX_OPTION, "V=0 without an HNP option")
 
     def _check_rfc5844(self, req: PBURequest, bce: BindingCacheEntry | None, wall: float) -> None:
         if req.handoff is None:
             raise Reject(Status.MISSING_HANDOFF_INDICATOR_OPTION, "no handoff indicator")
         if req.access is None:
             raise Reject(Status.MISSING_ACCESS_TECH_TYPE_OPTION, "no access technology type")
-        if req.request is None:
-            if req.prefix is not None:
-                raise Reject(Status.NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE, "IPv6 only")
+        if req.request is None and req.prefix is None:
             raise Reject(Status.MISSING_HOME_NETWORK_PREFIX_OPTION, "no IPv4 HoA request")
-        if req.prefix is not None:
-            raise Reject(Status.NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE, "IPv6 asked for too")
+        if req.prefix is not None and self.prefixes is None:
+            raise Reject(Status.NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE, "no IPv6 prefix pool")
         if req.timestamp is None:
             raise Reject(Status.TIMESTAMP_MISMATCH, "no timestamp", our_time=True)
         if bce is None or bce.timestamp is None:
@@ -355,7 +312,7 @@ class DLMAP:
                     reply_status=HoAReplyStatus.DYNAMIC_IPV4_HOA_ASSIGNMENT_NOT_AVAILABLE,
                 )
             return hoa
-        if not _usable_unicast(wanted):
+        if not usable_unicast(wanted):
             raise Reject(
                 req.dialect.status_invalid_hoa,
                 "not a unicast address",
@@ -373,7 +330,8 @@ class DLMAP:
         self,
         req: PBURequest,
         bce: BindingCacheEntry | None,
-        hoa: IPv4Address,
+        hoa: IPv4Address | None,
+        prefix: IPv6Network | None,
         fingerprint: Fingerprint,
         now: float,
         wall: float,
@@ -387,6 +345,7 @@ class DLMAP:
         granted = max(granted, LIFETIME_UNIT_SECONDS)
         previous_dmpa = bce.dmpa if bce is not None else None
         previous_hoa = bce.hoa if bce is not None else None
+        previous_prefix = bce.prefix if bce is not None else None
         # The old registration's Access Technology Type, before this PBU's replaces it.
         previous_access = bce.access_type if bce is not None else None
         previous_end = bce.expires if bce is not None else now
@@ -399,6 +358,7 @@ class DLMAP:
             self.bindings[nai] = bce
             self.counters[DLMAPCounter.BINDING_CREATED] += 1
         bce.hoa, bce.dmpa, bce.dialect, bce.sequence = hoa, serving, req.dialect.name, assigned
+        bce.prefix = prefix
         bce.lifetime, bce.expires = granted, now + granted
         bce.last_bu = (src, fingerprint)
         self.peer_last[src] = (fingerprint, nai)
@@ -409,15 +369,24 @@ class DLMAP:
         if previous_hoa is not None and previous_hoa != hoa:
             self.by_hoa.pop(previous_hoa, None)
             actions.append(Unbind(previous_hoa))
-        self.by_hoa[hoa] = nai
+            if hoa is None:
+                self.pool.release(nai, now)  # the MS gave up IPv4: its lease runs out
+        if previous_prefix is not None and previous_prefix != prefix:
+            actions.append(UnbindPrefix(previous_prefix))
+            if prefix is None and self.prefixes is not None:
+                self.prefixes.release(nai)
+        if hoa is not None:
+            self.by_hoa[hoa] = nai
         self.peer_sequence[src] = message.sequence
         self._timers.schedule(("expire", nai), bce.expires)
         reply = self._pba(req, Status.ACCEPTED, bce=bce)
         actions += self._persist_binding(bce, now, wall)
         actions.append(self._persist_peer(src))
         moved = previous_dmpa is not None and previous_dmpa != serving
-        if previous_dmpa is None or moved or previous_hoa != hoa:
+        if hoa is not None and (previous_dmpa is None or moved or previous_hoa != hoa):
             actions.append(Bind(hoa, serving))
+        if prefix is not None and (previous_dmpa is None or moved or previous_prefix != prefix):
+            actions.append(BindPrefix(prefix, serving))
         # A revocation still going to the DMPA that serves the MS now would remove it there.
         actions += self.revoker.cancel(serving, nai)
         if moved:
@@ -434,6 +403,7 @@ class DLMAP:
                 hoa,
                 bce.sequence,
                 reason=trigger(previous_access, req.access.value if req.access else None),
+                whole=prefix is not None,
                 prefix_length=self.config.prefix_length,
                 until=max(previous_end, now),
                 now=now,
@@ -448,7 +418,7 @@ class DLMAP:
         self.counters[SignalingCounter.PBA_ACCEPTED] += 1
         actions.append(SendMH(src, reply))
         if previous_dmpa is None:
-            actions.append(event("registered", nai=nai, hoa=hoa, dmpa=serving))
+            actions.append(event("registered", nai=nai, hoa=hoa, prefix=prefix, dmpa=serving))
         return actions
 
     def _deregister(
@@ -513,12 +483,13 @@ class DLMAP:
             options.append(req.mn_id)
         accepted = status < 128
         if dialect.name == "draft":
-            if bce is not None and accepted:
+            if bce is not None and accepted and bce.hoa is not None:
                 options.append(
                     SeedIPv4HomeAddress(bce.sequence, bce.hoa, dialect.seed_option_type or 18)
                 )
             elif req.seed is not None:
                 options.append(req.seed)
+            options += prefix_options(req.prefix, bce.prefix if bce and accepted else None)
             flags = dialect.pba_flags(ipv4=dialect.bu_has_v(message.flags))
         else:
             options += [o for o in (req.handoff, req.access) if o is not None]
@@ -526,7 +497,7 @@ class DLMAP:
             if stamp is not None:
                 options.append(stamp)
             if req.request is not None:
-                if accepted and bce is not None:
+                if accepted and bce is not None and bce.hoa is not None:
                     options.append(
                         IPv4HomeAddressReply(
                             HoAReplyStatus.SUCCESS, bce.hoa, self.config.prefix_length
@@ -547,6 +518,7 @@ class DLMAP:
                             req.request.prefix_length,
                         )
                     )
+            options += prefix_options(req.prefix, bce.prefix if bce and accepted else None)
             flags = dialect.pba_flags(ipv4=False)
         if lifetime is None:
             lifetime = bce.lifetime // LIFETIME_UNIT_SECONDS if bce is not None and accepted else 0
@@ -620,12 +592,18 @@ class DLMAP:
 
     def _remove(self, bce: BindingCacheEntry, now: float, wall: float, why: str) -> list[Action]:
         del self.bindings[bce.nai]
-        self.by_hoa.pop(bce.hoa, None)
         self._timers.cancel(("expire", bce.nai))
-        self.pool.release(bce.nai, now)
         actions: list[Action] = [Persist("binding", bce.nai, None)]
-        actions += self._persist_lease(bce.nai, now, wall)
-        actions += [Unbind(bce.hoa), event(why, nai=bce.nai, hoa=bce.hoa, dmpa=bce.dmpa)]
+        if bce.hoa is not None:
+            self.by_hoa.pop(bce.hoa, None)
+            self.pool.release(bce.nai, now)
+            actions += self._persist_lease(bce.nai, now, wall)
+            actions.append(Unbind(bce.hoa))
+        if bce.prefix is not None:
+            if self.prefixes is not None:
+                self.prefixes.release(bce.nai)
+            actions.append(UnbindPrefix(bce.prefix))
+        actions.append(event(why, nai=bce.nai, hoa=bce.hoa, prefix=bce.prefix, dmpa=bce.dmpa))
         return actions
 
     # --- persistence ----------------------------------------------------------------------
@@ -633,7 +611,7 @@ class DLMAP:
     def _persist_binding(self, bce: BindingCacheEntry, now: float, wall: float) -> list[Action]:
         record: dict[str, object] = {
             "nai": bce.nai,
-            "hoa": text(bce.hoa),
+            "hoa": text(bce.hoa) if bce.hoa is not None else None,
             "dmpa": text(bce.dmpa),
             "dialect": bce.dialect,
             "sequence": bce.sequence,
@@ -643,6 +621,8 @@ class DLMAP:
             "access_type": bce.access_type,
             "last_bu": [text(bce.last_bu[0]), list(bce.last_bu[1])] if bce.last_bu else None,
         }
+        if bce.prefix is not None:  # additive: rows of IPv4-only bindings are unchanged
+            record["prefix"] = str(bce.prefix)
         # No lease row: a binding holds its address, and restore() re-creates the held lease
         # from the binding row. Lease rows record only leases that run on without a binding.
         return [Persist("binding", bce.nai, record)]
@@ -721,7 +701,7 @@ class DLMAP:
         for row in tables.get("binding", ()):
             bce = BindingCacheEntry(
                 nai=str(row["nai"]),
-                hoa=IPv4Address(str(row["hoa"])),
+                hoa=IPv4Address(str(row["hoa"])) if row.get("hoa") else None,
                 dmpa=IPv6Address(str(row["dmpa"])),
                 dialect=str(row["dialect"]),
                 sequence=int(row["sequence"]),
@@ -733,6 +713,19 @@ class DLMAP:
             if row.get("last_bu"):
                 source, fingerprint = row["last_bu"]
                 bce.last_bu = (IPv6Address(source), as_fingerprint(fingerprint))
+            if row.get("prefix"):
+                bce.prefix = IPv6Network(str(row["prefix"]))
+                if self.prefixes is None or not self.prefixes.restore(bce.nai, bce.prefix):
+                    # Pool gone or changed, or two rows claim one prefix: IPv4 stays, IPv6 goes.
+                    self.counters[DLMAPCounter.RESTORE_CONFLICT] += 1
+                    actions.append(event("restore_conflict", nai=bce.nai, prefix=bce.prefix))
+                    bce.prefix = None
+            if bce.hoa is None:  # IPv6 only: kept when its prefix is
+                if bce.prefix is not None:
+                    self._restore_binding(bce, actions, now, wall)
+                else:
+                    actions.append(Persist("binding", bce.nai, None))
+                continue
             owner = self.pool.owner(bce.hoa)
             if owner is not None and owner != bce.nai:
                 # Two rows claim one address: the binding wins (it is what the fastpath uses).
@@ -740,26 +733,24 @@ class DLMAP:
                 actions.append(event("restore_conflict", nai=bce.nai, hoa=bce.hoa, other=owner))
                 self.pool.forget(owner)
                 actions.append(Persist("lease", owner, None))
-            self.bindings[bce.nai] = bce
             self.by_hoa[bce.hoa] = bce.nai
             self.pool.restore(bce.nai, bce.hoa, None)  # held while the binding lives
-            if bce.expires <= now:
-                actions += self._remove(bce, now, wall, "expired")
-                continue
-            self._timers.schedule(("expire", bce.nai), bce.expires)
-            actions.append(Bind(bce.hoa, bce.dmpa))
+            self._restore_binding(bce, actions, now, wall)
         # Still unacknowledged when we stopped: tell the old DMPAs again, with fresh retries.
         until = now + self.config.max_lifetime
         rows = tables.get("revocation", ())
         actions += self.revoker.restore(rows, self.config.peers, until, now, wall)
         return actions
 
-
-def _usable_unicast(address: IPv4Address) -> bool:
-    return not (
-        address.is_multicast
-        or address.is_unspecified
-        or address.is_loopback
-        or address.is_reserved
-        or address == IPv4Address("255.255.255.255")
-    )
+    def _restore_binding(
+        self, bce: BindingCacheEntry, actions: list[Action], now: float, wall: float
+    ) -> None:
+        self.bindings[bce.nai] = bce
+        if bce.expires <= now:
+            actions += self._remove(bce, now, wall, "expired")
+            return
+        self._timers.schedule(("expire", bce.nai), bce.expires)
+        if bce.hoa is not None:
+            actions.append(Bind(bce.hoa, bce.dmpa))
+        if bce.prefix is not None:
+            actions.append(BindPrefix(bce.prefix, bce.dmpa))

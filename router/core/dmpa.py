@@ -28,13 +28,21 @@ reported (``peer_unreachable``); its visitors keep retrying on their own timers.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address
-from typing import Any, Literal
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
+from typing import Any
 
-from router.core.actions import AAARequest, Action, Bind, Persist, SendMH, Unbind, event
+from router.core.actions import (
+    AAARequest,
+    Action,
+    Bind,
+    BindPrefix,
+    Persist,
+    SendMH,
+    Unbind,
+    UnbindPrefix,
+    event,
+)
 from router.core.common import (
     BRA_STATUS,
     PBA_STATUS,
@@ -42,21 +50,26 @@ from router.core.common import (
     Unhandled,
     earliest,
 )
-from router.core.counters import Counters, Names
-from router.core.defaults import FIRST_BINDACK_TIMEOUT, LIFETIME
-from router.core.heartbeat import HeartbeatConfig, HeartbeatMonitor, PeerChange
+from router.core.counters import Counters
+from router.core.heartbeat import HeartbeatMonitor, PeerChange
 from router.core.sequence import seq_after, seq_max, seq_next
 from router.core.timers import TimerHeap
+from router.core.visitor import (
+    AddressMode,
+    DMPAConfig,
+    DMPACounter,
+    Profile,
+    State,
+    Visitor,
+)
 from router.wire.constants import (
     LIFETIME_UNIT_SECONDS,
-    AccessTechnologyType,
     BAFlag,
     BRAStatus,
     BRFlag,
     HandoffIndicator,
     Status,
 )
-from router.wire.dialect import Dialect
 from router.wire.ethernet import MacAddress
 from router.wire.mh import (
     BindingAck,
@@ -69,112 +82,35 @@ from router.wire.mh import (
 from router.wire.mh_options import (
     AccessTechnologyTypeOption,
     HandoffIndicatorOption,
+    HomeNetworkPrefix,
     IPv4DefaultRouterAddress,
     IPv4HomeAddressReply,
     IPv4HomeAddressRequest,
+    LinkLocalAddress,
     MNLinkLayerIdentifier,
     MobileNodeIdentifier,
     MobilityOption,
     SeedIPv4HomeAddress,
     Timestamp,
 )
+from router.wire.nd import link_local_from_mac
+
+__all__ = ["DMPA", "AddressMode", "DMPAConfig", "DMPACounter", "Profile", "State", "Visitor"]
 
 UNSPECIFIED = IPv4Address("0.0.0.0")
 _BA_P = int(BAFlag.P)
-AddressMode = Literal["dhcp", "dlmap", "static"]
-
-
-class DMPACounter(Names):
-    """What the DMPA core counts (``core`` group, with :class:`SignalingCounter`,
-    :data:`PBA_STATUS`, :data:`BRA_STATUS` and the heartbeat's)."""
-
-    AAA_ACCEPT = "aaa.accept"
-    AAA_REJECT = "aaa.reject"
-    ATTACH = "attach"
-    BRI_STALE = "bri.stale"
-    DEREGISTERED = "deregistered"
-    DEREGISTRATION_UNANSWERED = "deregistration.unanswered"
-    PBA_NO_ADDRESS = "pba.no_address"
-    PBA_NOT_PROXY = "pba.not_proxy"
-    PBA_OTHER_ADDRESS = "pba.other_address"
-    PBA_UNMATCHED = "pba.unmatched"
-    PBU_PEER_RESTARTED = "pbu.peer_restarted"
-    PBU_REFRESH = "pbu.refresh"
-    PBU_RETRANSMIT = "pbu.retransmit"
-    PBU_SENT = "pbu.sent"
-    REFRESH_REFUSED = "refresh.refused"
-    REVOKED = "revoked"
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    """What AAA says about an MS (local profiles or RADIUS): who it is and where it is anchored."""
-
-    nai: str
-    mode: AddressMode
-    dlmap: IPv6Address
-    hoa: IPv4Address | None = None
-    gateway: IPv4Address | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DMPAConfig:
-    #: Our IPv6 address: the tunnel source and Proxy-CoA.
-    address: IPv6Address
-    #: The pseudo-MAC every DMPA of the domain answers ARP with (seed 5.3).
-    pseudo_mac: MacAddress
-    #: The MS's default gateway unless its profile or the PBA says otherwise (seed 3.4).
-    gateway: IPv4Address
-    #: The DLMAPs we may register at, and the dialect each speaks.
-    peers: Mapping[IPv6Address, Dialect]
-    #: Binding lifetime asked for, seconds; refreshed at ``refresh_at`` of the granted lifetime.
-    lifetime: int = LIFETIME
-    refresh_at: float = 0.8
-    first_timeout: float = FIRST_BINDACK_TIMEOUT
-    timeout: float = 1.0  # INITIAL_BINDACK_TIMEOUT
-    max_timeout: float = 32.0  # MAX_BINDACK_TIMEOUT
-    #: How many times a de-registration is sent before the visitor is dropped anyway.
-    deregistration_attempts: int = 3
-    access_type: int = AccessTechnologyType.IEEE_802_3
-    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
-
-
-class State(enum.Enum):
-    AUTHENTICATING = "authenticating"
-    REJECTED = "rejected"
-    WAIT_ADDRESS = "wait_address"
-    REGISTERING = "registering"
-    REGISTERED = "registered"
-    DEREGISTERING = "deregistering"
-
-
-@dataclass(slots=True)
-class Visitor:
-    """One entry of the seed's visitor list (section 5.1), plus the registration state."""
-
-    mac: MacAddress
-    link: int
-    pseudo_mac: MacAddress
-    tunnel_src: IPv6Address
-    gateway: IPv4Address
-    state: State = State.AUTHENTICATING
-    nai: str | None = None
-    hoa: IPv4Address | None = None
-    tunnel_dst: IPv6Address | None = None
-    #: The per-MS sequence number the DLMAP assigned (seed 3.1.3).
-    sequence: int = 0
-    mode: AddressMode | None = None
-    #: An address the MS was seen using before it registered (it may have come from elsewhere).
-    address_seen: IPv4Address | None = None
-    #: The BU sequence number of the PBU in flight, and its retransmission timeout.
-    pending: int | None = None
-    timeout: float = 0.0
-    registered_once: bool = False
-    bound: IPv4Address | None = None
-    lifetime: int = 0
-    deregistrations_left: int = 0
-    #: Registered again after its DLMAP restarted: the accepted PBA is a ``registered`` line.
-    reregistering: bool = False
+#: PBA statuses that refuse the IPv6 part of a V=0 PBU: the DMPA registers IPv4 only instead.
+_NO_IPV6 = frozenset(
+    {
+        Status.ADMINISTRATIVELY_PROHIBITED,
+        Status.MISSING_HOME_NETWORK_PREFIX_OPTION,
+        Status.NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE,
+        Status.INSUFFICIENT_RESOURCES,
+        Status.NOT_AUTHORIZED_FOR_HOME_NETWORK_PREFIX,
+    }
+)
+#: An HNP option asking the DLMAP to allocate (RFC 5213 6.9.1.1: ALL_ZERO).
+ASK_PREFIX = HomeNetworkPrefix(0, IPv6Address("::"))
 
 
 class DMPA:
@@ -189,6 +125,7 @@ class DMPA:
         self._unhandled = Unhandled(self.counters)
         self._last_timestamp = 0
         self.heartbeat = HeartbeatMonitor(config.heartbeat, config.peers, self.counters)
+        self._link_local = LinkLocalAddress(link_local_from_mac(config.pseudo_mac))
 
     # --- what the access services see (router.services.common.AccessHost) ---------------
 
@@ -279,6 +216,7 @@ class DMPA:
             return [event("aaa_reject", mac=mac, why=why or "access-reject")]
         self.counters[DMPACounter.AAA_ACCEPT] += 1
         visitor.nai, visitor.mode, visitor.tunnel_dst = profile.nai, profile.mode, profile.dlmap
+        visitor.ipv6 = profile.ipv6
         if profile.gateway is not None:
             visitor.gateway = profile.gateway
         address = visitor.address_seen
@@ -421,9 +359,17 @@ class DMPA:
                 IPv4HomeAddressRequest(hoa),
                 MNLinkLayerIdentifier(visitor.mac.packed),
             ]
+        if visitor.ipv6:
+            # RFC 5213 6.9.1.1: the prefix held, or ALL_ZERO to ask; our link-local address
+            # (the pseudo-MAC's, the same on every DMPA) in the Link-local Address option.
+            held = visitor.prefix
+            options.append(
+                HomeNetworkPrefix(held.prefixlen, held.network_address) if held else ASK_PREFIX
+            )
+            options.append(self._link_local)
         pbu = BindingUpdate(
             sequence=self.bu_sequence,
-            flags=dialect.pbu_flags(),
+            flags=dialect.pbu_flags(v=not visitor.ipv6),
             lifetime=lifetime // LIFETIME_UNIT_SECONDS,
             options=tuple(options),
         )
@@ -509,17 +455,21 @@ class DMPA:
             self.counters[DMPACounter.DEREGISTERED] += 1
             return self._forget(visitor, "deregistered")
         if not message.accepted:
-            return self._refused(visitor, message)
+            return self._refused(visitor, message, now, wall)
         if hoa is None:
             self.counters[DMPACounter.PBA_NO_ADDRESS] += 1
             return [
-                *self._refused(visitor, message),
+                *self._refused(visitor, message, now, wall),
                 event("pba_without_address", nai=visitor.nai, peer=src),
             ]
         actions: list[Action] = []
         if visitor.bound is not None and visitor.bound != hoa:
             actions += self._unbind(visitor)
-        visitor.hoa = hoa
+        prefix = _granted_prefix(message) if visitor.ipv6 else None
+        if visitor.bound_prefix is not None and visitor.bound_prefix != prefix:
+            actions.append(UnbindPrefix(visitor.bound_prefix))
+            visitor.bound_prefix = None
+        visitor.hoa, visitor.prefix = hoa, prefix
         if ms_sequence is not None:
             visitor.sequence = ms_sequence
         # A new default router in the PBA (RFC 5844) moves what the fastpath answers for.
@@ -538,8 +488,11 @@ class DMPA:
         if visitor.bound != hoa or regateway:
             visitor.bound = hoa
             actions.append(Bind(hoa, src, visitor.mac, visitor.link, visitor.gateway))
+        if prefix is not None and visitor.bound_prefix != prefix:
+            visitor.bound_prefix = prefix
+            actions.append(BindPrefix(prefix, src, visitor.mac, visitor.link))
         if first:
-            actions.append(event("registered", nai=visitor.nai, hoa=hoa, dlmap=src))
+            actions.append(event("registered", nai=visitor.nai, hoa=hoa, prefix=prefix, dlmap=src))
         elif visitor.reregistering:  # the DLMAP restarted: say it is registered again
             actions.append(event("registered", nai=visitor.nai, hoa=hoa, dlmap=src, again=True))
         visitor.reregistering = False
@@ -569,7 +522,7 @@ class DMPA:
         the address the PBU asked for, when it asked for one (static, DHCP lease, refresh)."""
         dialect = self.config.peers[src]
         if not message.flags & _BA_P or (
-            dialect.name == "draft" and not dialect.ba_has_v(message.flags)
+            dialect.name == "draft" and dialect.ba_has_v(message.flags) == visitor.ipv6
         ):
             return DMPACounter.PBA_NOT_PROXY
         asked = visitor.hoa
@@ -588,8 +541,15 @@ class DMPA:
             and not visitor.registered_once
         )
 
-    def _refused(self, visitor: Visitor, message: BindingAck) -> list[Action]:
+    def _refused(
+        self, visitor: Visitor, message: BindingAck, now: float, wall: float
+    ) -> list[Action]:
         self.counters[PBA_STATUS(message.status)] += 1
+        if visitor.ipv6 and message.status in _NO_IPV6 and not visitor.registered_once:
+            # A DLMAP without IPv6 service (seed 3.1.1's V=0 refused): IPv4 only, at once.
+            visitor.ipv6 = False
+            actions = self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
+            return [*actions, event("ipv6_refused", nai=visitor.nai, status=message.status)]
         actions = self._unbind(visitor)
         if visitor.registered_once:
             # A refresh (or re-registration) refused: the DLMAP no longer has the MS here (it
@@ -669,10 +629,14 @@ class DMPA:
     # --- state helpers --------------------------------------------------------------------
 
     def _unbind(self, visitor: Visitor) -> list[Action]:
-        if visitor.bound is None:
-            return []
-        hoa, visitor.bound = visitor.bound, None
-        return [Unbind(hoa)]
+        actions: list[Action] = []
+        if visitor.bound_prefix is not None:
+            actions.append(UnbindPrefix(visitor.bound_prefix))
+            visitor.bound_prefix = None
+        if visitor.bound is not None:
+            actions.append(Unbind(visitor.bound))
+            visitor.bound = None
+        return actions
 
     def _forget(self, visitor: Visitor, why: str) -> list[Action]:
         self.visitors.pop(visitor.mac, None)
@@ -698,6 +662,9 @@ class DMPA:
             "sequence": visitor.sequence,
             "mode": visitor.mode,
         }
+        if visitor.ipv6:  # additive: rows of IPv4-only visitors are unchanged
+            record["ipv6"] = True
+            record["prefix"] = str(visitor.prefix) if visitor.prefix else None
         return Persist("visitor", str(visitor.mac), record)
 
     def restore(
@@ -732,6 +699,8 @@ class DMPA:
                 sequence=int(row["sequence"]),
                 mode=row.get("mode"),
                 registered_once=True,
+                ipv6=bool(row.get("ipv6")),
+                prefix=IPv6Network(str(row["prefix"])) if row.get("prefix") else None,
             )
             if visitor.tunnel_dst not in self.config.peers:
                 continue
@@ -744,8 +713,22 @@ class DMPA:
             actions.append(
                 Bind(visitor.hoa, visitor.tunnel_dst, mac, visitor.link, visitor.gateway)
             )
+            if visitor.prefix is not None:
+                visitor.bound_prefix = visitor.prefix
+                actions.append(BindPrefix(visitor.prefix, visitor.tunnel_dst, mac, visitor.link))
             actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
+
+
+def _granted_prefix(message: BindingAck) -> IPv6Network | None:
+    """The home network prefix a PBA grants (RFC 5213 6.9.1.2), or None."""
+    option = message.find(HomeNetworkPrefix)
+    if option is None or not 1 <= option.prefix_length <= 128:
+        return None
+    try:
+        return IPv6Network((option.prefix, option.prefix_length))
+    except ValueError:  # host bits set: not a prefix
+        return None
 
 
 def _names(visitor: Visitor, hoa: IPv4Address | None) -> bool:

@@ -223,3 +223,14 @@ class HoAPool:
             if self._cursor_range < len(self._ranges):
                 self._cursor = self._ranges[self._cursor_range][0]
         return None
+
+
+def usable_unicast(address: IPv4Address) -> bool:
+    """Whether a PBU may claim ``address`` as a home address (seed 6: else 143)."""
+    return not (
+        address.is_multicast
+        or address.is_unspecified
+        or address.is_loopback
+        or address.is_reserved
+        or address == IPv4Address("255.255.255.255")
+    )

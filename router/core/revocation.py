@@ -95,12 +95,14 @@ def bri_message(
     hoa: IPv4Address | None,
     ms_sequence: int,
     prefix_length: int,
+    whole: bool = False,
 ) -> BindingRevocationIndication:
-    """The BRI of rule 1, in ``dialect``."""
+    """The BRI of rule 1, in ``dialect``. ``whole``: the binding has an IPv6 home network
+    prefix too (or only), so V ("IPv4 HoA binding only", RFC 5846 6.1) stays clear."""
     options: list[MobilityOption] = [MobileNodeIdentifier.from_nai(nai)]
     if dialect.name == "draft":
         # Seed figure 7: "The IPv4 HoA option should be included in this revocation message".
-        flags = BRFlag.P | BRFlag.V
+        flags = BRFlag.P if whole or hoa is None else BRFlag.P | BRFlag.V
         if hoa is not None:
             carrier = dialect.seed_option_type or OptionType.EXPERIMENTAL
             options.append(SeedIPv4HomeAddress(ms_sequence, hoa, carrier))
@@ -162,11 +164,12 @@ class Revoker:
         peer: IPv6Address,
         dialect: Dialect,
         nai: str,
-        hoa: IPv4Address,
+        hoa: IPv4Address | None,
         ms_sequence: int,
         *,
         reason: int,
         prefix_length: int,
+        whole: bool = False,
         until: float,
         now: float,
         wall: float,
@@ -174,7 +177,9 @@ class Revoker:
         """Revoke ``nai``'s registration at ``peer`` (rules 1, 2, 4); its key and the actions."""
         actions = self.cancel(peer, nai)
         self.sequence = seq_next(self.sequence)
-        bri = bri_message(dialect, self.sequence, reason, nai, hoa, ms_sequence, prefix_length)
+        bri = bri_message(
+            dialect, self.sequence, reason, nai, hoa, ms_sequence, prefix_length, whole
+        )
         self.counters[RevocationCounter.BRI_SENT] += 1
         actions.append(
             Persist("meta", "bri_sequence", {"key": "bri_sequence", "value": self.sequence})
@@ -299,6 +304,7 @@ class Revoker:
                 hoa,
                 int(row.get("option_sequence") or 0),
                 int(row.get("prefix_length") or 0),
+                whole=not int(row.get("flags") or BRFlag.V) & BRFlag.V,
             )
             saved = row.get("until_wall")
             until = default_until if saved is None else from_wall(float(saved), now, wall)

@@ -11,6 +11,7 @@ frame                                     service
 ARP                                       :class:`~router.services.arp_proxy.ArpProxy`
 IPv4/UDP to port 67                       :class:`~router.services.dhcp_dmpa.DhcpDmpa`
 IPv4/ICMP to the visitor's gateway        :class:`~router.services.icmp_responder.IcmpResponder`
+IPv6 to us or a multicast MAC (RS, NS)    :class:`~router.services.nd_proxy.NdProxy`
 any other IPv4 (an MS not yet bound)      address learning, then dropped
 ========================================  ==============================================
 
@@ -38,6 +39,7 @@ from router.services.arp_proxy import ArpProxy
 from router.services.common import AccessAction, AccessHost, Drops
 from router.services.dhcp_dmpa import DhcpDmpa
 from router.services.icmp_responder import IcmpCounter, IcmpResponder
+from router.services.nd_proxy import NdProxy
 from router.wire.arp import ArpOp, ArpPacket
 from router.wire.dhcp import CLIENT_PORT, SERVER_PORT, DhcpMessage, DhcpMessageType
 from router.wire.errors import DecodeError
@@ -83,6 +85,12 @@ class AccessCounter(Names):
     UDP_MALFORMED = "udp.malformed"
 
 
+def _ipv6_to_us(eth: EthernetFrame, pseudo: MacAddress) -> bool:
+    """IPv6 for the pseudo-MAC, or to an IPv6 multicast MAC (33:33:..., RFC 2464 7): an RS to
+    all-routers, an NS to a solicited-node group."""
+    return eth.dst == pseudo or eth.dst.packed[:2] == b"\x33\x33"
+
+
 def _aaa_rejected(visitor: Visitor) -> bool:
     """AAA said no before any PBU: detach only drops the entry (no PBU, no clock)."""
     return (
@@ -115,8 +123,11 @@ class AccessDispatcher:
         *,
         max_strangers: int = 4096,
         gated: frozenset[int] = frozenset(),
+        nd: NdProxy | None = None,
     ) -> None:
         self.host = host
+        #: IPv6 Neighbor Discovery for dual-stack MSs (None: IPv6 frames are dropped).
+        self.nd = nd
         self.arp = arp
         self.icmp = icmp
         self.dhcp = dhcp
@@ -139,6 +150,8 @@ class AccessDispatcher:
         total: Counter[str] = Counter()
         for part in (self.drops, self.arp.drops, self.icmp.drops, self.dhcp.drops):
             total.update(part.counters)
+        if self.nd is not None:
+            total.update(self.nd.drops.counters)
         return total
 
     # --- access link ----------------------------------------------------------------------
@@ -158,6 +171,9 @@ class AccessDispatcher:
             return self._drop(
                 AccessCounter.ETH_OWN_SOURCE, now, link=link
             )  # a loop on the access side
+        if eth.ethertype == EtherType.IPV6 and self.nd is not None and _ipv6_to_us(eth, pseudo):
+            actions, visitor = self._visitor(eth, link, now)
+            return actions if visitor is None else actions + self.nd.receive(visitor, eth, now)
         if eth.dst != pseudo and not eth.dst.is_broadcast:
             return self._drop(AccessCounter.ETH_NOT_FOR_US, now, link=link, dst=eth.dst)
         if eth.ethertype == EtherType.ARP:

@@ -16,6 +16,8 @@ from typing import cast
 IPPROTO_MH = 135
 #: IPv6 Next Header of an IPv4 packet carried in IPv6 (RFC 2473 section 5).
 IPPROTO_IPIP = 4
+#: IPv6 Next Header of an IPv6 packet carried in IPv6 (RFC 2473): a dual-stack MS's IPv6.
+IPPROTO_IPV6_IN_IPV6 = 41
 #: "Payload Proto" of every MH we send: IPPROTO_NONE (RFC 6275 section 6.1.1).
 MH_PAYLOAD_PROTO_NONE = 59
 #: Lifetime fields of BU/BA count units of 4 seconds (RFC 6275 sections 6.1.7, 6.1.8).

@@ -7,6 +7,7 @@ where the seed's additions sit and what the seed's status codes are (wire-refere
 item                      ``draft`` (seed)             ``rfc5844``
 ========================  ===========================  ==================================
 PBU V flag                0x0100 (IANA's F)            none; F keeps its meaning
+V=0 / IPv6 prefix         V clear, HNP option (22)     HNP option (22) beside option 36
 PBA V flag                0x10 (IANA's T)              none; T keeps its meaning
 IPv4 HoA carrier          seed option, type 18, Len 6  options 36 (request) / 37 (reply)
 "HoA unavailable"         142 (seed 3.3)               130 + reply status 132
@@ -133,9 +134,11 @@ class Dialect:
         """Whether an option of this type and data length is the seed's IPv4 HoA option."""
         return option_type == self.seed_option_type and data_length == SEED_OPTION_DATA_LENGTH
 
-    def pbu_flags(self, *, home: bool = True) -> int:
-        """Flags of a PBU for an IPv4 MS: A|H|P, plus V in the draft dialect (seed 3.2 step 5)."""
-        return (_A_P | _H if home else _A_P) | self.bu_v_flag
+    def pbu_flags(self, *, home: bool = True, v: bool = True) -> int:
+        """Flags of a PBU: A|H|P, plus V in the draft dialect (seed 3.2 step 5) for an IPv4-only
+        MS. ``v=False`` is the V=0 form of seed 3.1.1: a dual-stack MS (or, with a Home Network
+        Prefix option only, plain RFC 5213) whose PBU may carry an IPv6 home network prefix."""
+        return (_A_P | _H if home else _A_P) | (self.bu_v_flag if v else 0)
 
     def pba_flags(self, *, ipv4: bool) -> int:
         """Flags of a PBA: P, plus V when the PBU had V set (seed 3.1.2)."""

@@ -32,11 +32,12 @@ CASES = {
     "kea": {"dhcp": "kea"},
     "radius": {"aaa": "radius"},
     "8021x": {"auth": "8021x"},
+    "dual-stack": {"dual_stack": True},
 }
 
 
 def _run(
-    capsys: pytest.CaptureFixture[str], plot: Path, **options: str
+    capsys: pytest.CaptureFixture[str], plot: Path, **options: Any
 ) -> tuple[int, dict[str, Any], str]:
     capsys.readouterr()
     code = demo(as_json=True, plot=plot, **options)
@@ -109,6 +110,12 @@ def test_demo(root: None, capsys: pytest.CaptureFixture[str], tmp_path: Path, ca
         assert result["counters"]["dmpa1"].get("aaa.accept", 0) >= 1, explain
     else:
         assert described["aaa"].startswith("local profiles"), explain
+    if options.get("dual_stack"):
+        # Issue 18: SLAAC from the DMPA's RA, IPv6 ping and a TCP session over IPv6 kept.
+        dual = result["dual_stack"]
+        assert dual["tcp6_survived"] is True and dual["address_kept"] is True, explain
+        assert dual["router"] == "fe80::5eff:fe00:1" or dual["router"].startswith("fe80::")
+        assert any(title.startswith("MS configures IPv6 by SLAAC") for title in titles)
     if dhcp == "builtin" and aaa == "local" and auth == "mac":
         assert not any(title.startswith("start ") and " in cn" in title for title in titles)
         assert "server_exit_codes" not in result, explain

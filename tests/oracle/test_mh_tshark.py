@@ -499,3 +499,30 @@ def test_known_dissector_mislabels_are_still_there(tshark_path: str, tmp_path: P
     # A 2-byte MN-ID identifier decodes (subtype shown) but the identifier is not displayed.
     assert not any(f.name == "mip6.mnid.identifier" for f in short_mnid)
     assert any(f.name == "mip6.mnid.subtype" for f in short_mnid)
+
+
+@pytest.mark.tshark
+def test_tshark_agrees_with_the_dual_stack_vectors(tshark_path: str, tmp_path: Path) -> None:
+    """The V=0 forms (seed 3.1.1) and plain RFC 5213: HNP and Link-local Address options beside
+    the IPv4 ones, in both dialects; V (IANA's F in a BU, T in a BA) is clear in every one."""
+    from tests.unit.test_mh_vectors import DUAL_STACK_VECTORS, EXPECTED
+    from tests.vectors import load_hex
+
+    packets, messages = [], []
+    for name in DUAL_STACK_VECTORS:
+        _, src, dst, _, message = EXPECTED[name]
+        wire = load_hex(f"mh/{name}")
+        packets.append(ipv6_packet(src, dst, IPPROTO_MH, wire))
+        messages.append((message, wire))
+    pcap = tmp_path / "dual.pcap"
+    write_pcap(pcap, packets)
+    dissections = dissect(tshark_path, pcap, "mipv6")
+    assert len(dissections) == len(messages)
+    for (message, wire), dissection in zip(messages, dissections, strict=True):
+        assert not dissection.malformed
+        assert compare(message, wire, dissection.fields) == []
+        names = {f.name: f for f in dissection.fields}
+        assert names["mip6.options.hnp"].showname.startswith("MIPv6 Option - Home Network Prefix")
+        assert names["mip6.lila_lla"].show == "fe80::5eff:fe00:1"
+        v_field = "mip6.bu.f_flag" if isinstance(message, BindingUpdate) else "mip6.ba.t_flag"
+        assert names[v_field].show == "0"

@@ -11,15 +11,26 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
 from router.adapters.store import Store
-from router.core.actions import AAARequest, Action, Bind, Event, Persist, SendMH, Unbind
+from router.core.actions import (
+    AAARequest,
+    Action,
+    Bind,
+    BindPrefix,
+    Event,
+    Persist,
+    SendMH,
+    Unbind,
+    UnbindPrefix,
+)
 from router.core.dlmap import DLMAP, DLMAPConfig
 from router.core.dmpa import DMPA, DMPAConfig, Profile
 from router.core.pool import HoAPool
+from router.core.prefix_pool import PrefixPool
 from router.wire.dialect import DRAFT, Dialect
 from router.wire.errors import UnknownTypeError
 from router.wire.ethernet import MacAddress
@@ -54,6 +65,8 @@ class Pair:
         default_factory=lambda: [(IPv4Address("192.0.2.2"), IPv4Address("192.0.2.14"))]
     )
     lease_time: float = 600.0
+    #: The DLMAP's IPv6 home network prefixes (None: IPv4 only, V=0 refused).
+    ipv6_pool: IPv6Network | None = None
     revocation_budget: float = 0.5
     now: float = 1000.0
     #: The DLMAP's IPv4 address, the default router its rfc5844 PBAs name (seed 3.4).
@@ -69,6 +82,8 @@ class Pair:
         self.fastpath: dict[str, dict[IPv4Address, tuple[IPv6Address, MacAddress | None]]] = {}
         #: The gateway each node's last Bind of a HoA named (None: the node's own).
         self.gateways: dict[str, dict[IPv4Address, IPv4Address | None]] = {}
+        #: The IPv6 home network prefixes each node's data path forwards (BindPrefix).
+        self.prefixes: dict[str, dict[IPv6Network, tuple[IPv6Address, MacAddress | None]]] = {}
         self.memory_db: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
         self.stores: dict[str, Store] = {}
         self.profiles: dict[MacAddress, Profile] = {}
@@ -94,7 +109,8 @@ class Pair:
             prefix_length=28,
             revocation_budget=self.revocation_budget,
         )
-        return DLMAP(config, HoAPool(self.pool_ranges, self.static, self.lease_time))
+        prefixes = PrefixPool(self.ipv6_pool) if self.ipv6_pool is not None else None
+        return DLMAP(config, HoAPool(self.pool_ranges, self.static, self.lease_time), prefixes)
 
     def _new_dmpa(self, address: IPv6Address) -> DMPA:
         return DMPA(DMPAConfig(address, PSEUDO_MAC, GATEWAY, {DLMAP_ADDRESS: self.dialect}))
@@ -124,6 +140,7 @@ class Pair:
     def restart_dlmap(self) -> None:
         """A new DLMAP process: only what the database holds survives."""
         self.fastpath["dlmap"] = {}
+        self.prefixes["dlmap"] = {}
         if "dlmap" in self.stores:
             self.stores.pop("dlmap").close()
         tables = {t: list(rows.values()) for t, rows in self.db("dlmap").items()}
@@ -133,6 +150,7 @@ class Pair:
     def restart_dmpa(self, address: IPv6Address) -> None:
         name = self.name(self.dmpas[address])
         self.fastpath[name] = {}
+        self.prefixes[name] = {}
         if name in self.stores:
             self.stores.pop(name).close()
         tables = {t: list(rows.values()) for t, rows in self.db(name).items()}
@@ -159,6 +177,10 @@ class Pair:
                 self.gateways.setdefault(name, {})[action.hoa] = action.gateway
             elif isinstance(action, Unbind):
                 table.pop(action.hoa, None)
+            elif isinstance(action, BindPrefix):
+                self.prefixes.setdefault(name, {})[action.prefix] = (action.endpoint, action.mac)
+            elif isinstance(action, UnbindPrefix):
+                self.prefixes.setdefault(name, {}).pop(action.prefix, None)
             elif isinstance(action, AAARequest):
                 assert isinstance(node, DMPA)
                 profile = self.profiles.get(action.mac)

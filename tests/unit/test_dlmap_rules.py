@@ -208,7 +208,7 @@ def test_the_pba_has_the_v_flag_and_the_seed_option() -> None:
     assert reply.find(MobileNodeIdentifier).nai == NAI
 
 
-def test_v0_is_refused_129() -> None:
+def test_v0_without_a_prefix_pool_is_refused_129() -> None:
     flags = int(BUFlag.A | BUFlag.H | BUFlag.P)
     assert run(dlmap(), draft_pbu(flags=flags)).status == Status.ADMINISTRATIVELY_PROHIBITED
 
@@ -299,7 +299,7 @@ def test_rfc5844_missing_mandatory_options(drop: type, status: int) -> None:
     assert run(dlmap(RFC5844), rfc_pbu(drop=(drop,))).status == status
 
 
-def test_rfc5844_ipv6_service_is_not_offered_172() -> None:
+def test_rfc5844_ipv6_service_without_a_prefix_pool_is_not_offered_172() -> None:
     hnp = HomeNetworkPrefix(64, IPv6Address("2001:db8:aa::"))
     reply = run(dlmap(RFC5844), rfc_pbu(drop=(IPv4HomeAddressRequest,), extra=(hnp,)))
     assert reply.status == Status.NOT_AUTHORIZED_FOR_IPV6_MOBILITY_SERVICE

@@ -31,10 +31,12 @@ from router.wire.mh import (
 from router.wire.mh_options import (
     AccessTechnologyTypeOption,
     HandoffIndicatorOption,
+    HomeNetworkPrefix,
     IPv4DefaultRouterAddress,
     IPv4DHCPSupportMode,
     IPv4HomeAddressReply,
     IPv4HomeAddressRequest,
+    LinkLocalAddress,
     MobileNodeIdentifier,
     MobilityMessageAuthentication,
     SeedIPv4HomeAddress,
@@ -48,6 +50,13 @@ OLD_DMPA = IPv6Address("2001:db8:3::1")
 NAI = MobileNodeIdentifier.from_nai("ms1@example.net")
 TS = Timestamp(0x65000000 << 16)
 KEY = bytes(range(1, 17))
+#: Dual-stack (V=0) vectors: the DMPA's link-local address is derived from the default
+#: pseudo-MAC 02:00:5e:00:00:01 (modified EUI-64), the same on every DMPA.
+LLA = LinkLocalAddress(IPv6Address("fe80::5eff:fe00:1"))
+ASK_PREFIX = HomeNetworkPrefix(0, IPv6Address("::"))
+PREFIX = HomeNetworkPrefix(64, IPv6Address("2001:db8:ff00:17::"))
+HI = HandoffIndicatorOption(HandoffIndicator.ATTACHMENT_OVER_NEW_INTERFACE)
+ATT = AccessTechnologyTypeOption(AccessTechnologyType.IEEE_802_3)
 
 EXPECTED: dict[str, tuple[Dialect, IPv6Address, IPv6Address, int, MobilityMessage]] = {
     "pbu_rfc5844": (
@@ -137,7 +146,87 @@ EXPECTED: dict[str, tuple[Dialect, IPv6Address, IPv6Address, int, MobilityMessag
             options=(NAI, SeedIPv4HomeAddress(1, IPv4Address("10.1.0.23"))),
         ),
     ),
+    "pbu_draft_dual": (
+        DRAFT,
+        DMPA,
+        DLMAP,
+        0x5A39,
+        BindingUpdate(
+            sequence=3,
+            flags=BUFlag.A | BUFlag.H | BUFlag.P,
+            lifetime=900,
+            options=(NAI, SeedIPv4HomeAddress(0, IPv4Address("0.0.0.0")), ASK_PREFIX, LLA),
+        ),
+    ),
+    "pba_draft_dual": (
+        DRAFT,
+        DLMAP,
+        DMPA,
+        0xE3EF,
+        BindingAck(
+            status=Status.ACCEPTED,
+            flags=BAFlag.P,
+            sequence=3,
+            lifetime=900,
+            options=(NAI, SeedIPv4HomeAddress(1, IPv4Address("10.1.0.23")), PREFIX, LLA),
+        ),
+    ),
+    "pbu_rfc5844_dual": (
+        RFC5844,
+        DMPA,
+        DLMAP,
+        0x9A15,
+        BindingUpdate(
+            sequence=4,
+            flags=BUFlag.A | BUFlag.H | BUFlag.P,
+            lifetime=900,
+            options=(NAI, HI, ATT, TS, IPv4HomeAddressRequest(IPv4Address(0), 0), ASK_PREFIX, LLA),
+        ),
+    ),
+    "pba_rfc5844_dual": (
+        RFC5844,
+        DLMAP,
+        DMPA,
+        0xF25B,
+        BindingAck(
+            status=Status.ACCEPTED,
+            flags=BAFlag.P,
+            sequence=4,
+            lifetime=900,
+            options=(
+                NAI,
+                HI,
+                ATT,
+                TS,
+                IPv4HomeAddressReply(HoAReplyStatus.SUCCESS, IPv4Address("10.1.0.23"), 24),
+                IPv4DefaultRouterAddress(IPv4Address("10.1.0.1")),
+                PREFIX,
+                LLA,
+            ),
+        ),
+    ),
+    "pbu_rfc5213_v6only": (
+        RFC5844,
+        DMPA,
+        DLMAP,
+        0xBE23,
+        BindingUpdate(
+            sequence=5,
+            flags=BUFlag.A | BUFlag.H | BUFlag.P,
+            lifetime=900,
+            options=(NAI, HI, ATT, TS, ASK_PREFIX, LLA),
+        ),
+    ),
 }
+
+#: The vectors the tshark oracle dissects too (tests/oracle/test_mh_tshark.py).
+DUAL_STACK_VECTORS = (
+    "pbu_draft_dual",
+    "pba_draft_dual",
+    "pbu_rfc5844_dual",
+    "pba_rfc5844_dual",
+    "pbu_rfc5213_v6only",
+)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -161,6 +250,17 @@ def test_draft_flags_are_the_seed_figure_positions() -> None:
     assert DRAFT.pba_flags(ipv4=True) == 0x30
     assert RFC5844.pbu_flags() == 0xC200
     assert DRAFT.bu_has_v(0xC300) and not RFC5844.bu_has_v(0xC300)
+    # seed 3.1.1: V=0 registers a dual-stack MS; its PBA has no V either (seed 3.1.2).
+    assert DRAFT.pbu_flags(v=False) == 0xC200 == RFC5844.pbu_flags(v=False)
+    assert not DRAFT.bu_has_v(DRAFT.pbu_flags(v=False))
+    assert DRAFT.pba_flags(ipv4=False) == 0x20
+
+
+def test_the_link_local_address_is_the_pseudo_mac_eui64() -> None:
+    from router.wire.ethernet import MacAddress
+    from router.wire.nd import link_local_from_mac
+
+    assert link_local_from_mac(MacAddress.parse("02:00:5e:00:00:01")) == LLA.address
 
 
 def test_the_draft_vector_reads_as_experimental_option_in_rfc5844() -> None:

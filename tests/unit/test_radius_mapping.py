@@ -413,3 +413,18 @@ def test_front_defaults_to_local_profiles() -> None:
 def test_front_radius_needs_its_section() -> None:
     with pytest.raises(ValueError, match=r"aaa\.backend"):
         AAA(AAAConfig(backend="radius"))
+
+
+def test_a_home_hn_prefix_attribute_makes_the_ms_dual_stack() -> None:
+    from router.adapters.radius import PMIP6_HOME_HN_PREFIX
+
+    base = {
+        MOBILE_NODE_IDENTIFIER: [b"ms1@home.example"],
+        PMIP6_HOME_LMA_IPV6_ADDRESS: [DLMAP.packed],
+    }
+    plain, _, _ = map_accept(base, "x", CONFIG)
+    assert plain.ipv6 is False
+    # RFC 6572 PMIP6-Home-HN-Prefix: reserved, prefix length, prefix (the DLMAP assigns its own).
+    hnp = bytes((0, 64)) + IPv6Address("2001:db8:ff00::").packed[:8]
+    dual, _, _ = map_accept({**base, PMIP6_HOME_HN_PREFIX: [hnp]}, "x", CONFIG)
+    assert dual.ipv6 is True and dual.nai == "ms1@home.example"

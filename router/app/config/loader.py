@@ -451,6 +451,7 @@ class Loader:
             some(pool),
             tuple(peers.values()),
             tuple(profiles),
+            ipv6_pool=s.value(k.DLMAP_IPV6_POOL),
             max_lifetime=some(max_lifetime),
             lease_time=some(lease_time),
             tunnel_mtu=some(tunnel_mtu),
@@ -494,5 +495,8 @@ class Loader:
             # dlmap stays None without an error of its own when the peers did not parse.
             if not s.failed and mode is not None and dlmap is not None and allowed is not None:
                 gateway = s.value(k.PROFILE_GATEWAY)
-                profiles.append(LocalProfile(nai, mode, dlmap, mac, hoa, gateway, allowed))
+                ipv6 = s.value(k.PROFILE_IPV6)
+                profiles.append(
+                    LocalProfile(nai, mode, dlmap, mac, hoa, gateway, allowed, ipv6 is True)
+                )
         return profiles

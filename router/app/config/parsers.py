@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
 from typing import TypeVar
 
+from router.core.defaults import HOME_PREFIX_LENGTH
 from router.wire.dialect import Dialect
 from router.wire.errors import EncodeError
 from router.wire.ethernet import MacAddress
@@ -64,6 +65,23 @@ def ipv6(text: str) -> IPv6Address:
     if address.is_multicast or address.is_unspecified or address.is_loopback:
         raise Invalid(f"{address} is not a unicast address")
     return address
+
+
+def ipv6_prefix_pool(text: str) -> IPv6Network:
+    """A pool of IPv6 home network prefixes: a unicast network of at least one /64."""
+    try:
+        network = IPv6Network(text, strict=False)
+    except ValueError:
+        raise Invalid(f"{text} is not an IPv6 network (like 2001:db8:ff00::/48)") from None
+    if "/" not in text:
+        raise Invalid(f"{text}: give the prefix length (like {network.network_address}/48)")
+    if network.network_address != IPv6Network(text.split("/")[0]).network_address:
+        raise Invalid(f"{text} has host bits set (the network is {network})")
+    if network.prefixlen > HOME_PREFIX_LENGTH:
+        raise Invalid(f"{network}: a /{HOME_PREFIX_LENGTH} or larger is needed (one per MS)")
+    if network.is_multicast or network.is_link_local or network.is_loopback:
+        raise Invalid(f"{network} is not a unicast prefix")
+    return network
 
 
 def ipv4_network(text: str) -> IPv4Network:

@@ -386,6 +386,15 @@ DLMAP_POOL = Key(
     "without the gateway, not overlapping",
     True,
 )
+DLMAP_IPV6_POOL = Key(
+    "dlmap",
+    "ipv6_pool",
+    p.ipv6_prefix_pool,
+    None,
+    "IPv6 home network prefixes (RFC 5213): one /64 per MS from this network, for V=0 "
+    "(dual-stack) and plain RFC 5213 registrations; without it those are refused (129, 172)",
+    shown="none (IPv4 only)",
+)
 DLMAP_MAX_LIFETIME = _lifetime("dlmap", "max_lifetime", "Longest binding lifetime granted")
 DLMAP_LEASE_TIME = _lease_time(
     "dlmap", "DHCP lease time of the built-in server, seconds (cut to max_lifetime)"
@@ -560,6 +569,15 @@ PROFILE_GATEWAY: Key[IPv4Address] = Key(
     shown={"dmpa": "dmpa.gateway", "dlmap": "the node's gateway"},
 )
 PROFILE_ALLOWED = Key("profile", "allowed", p.boolean, True, "no: a known MS that is refused")
+PROFILE_IPV6 = Key(
+    "profile",
+    "ipv6",
+    p.boolean,
+    False,
+    "yes: a dual-stack MS; the DMPA asks its DLMAP for an IPv6 home network prefix (V=0) and "
+    "sends it Router Advertisements for SLAAC (IPv4 only if the DLMAP refuses); the DLMAP "
+    "ignores it",
+)
 
 # [limits]: NAME_rate and NAME_burst of each limit, and table_size (router.core.limits).
 
@@ -645,6 +663,7 @@ SCHEMA: tuple[Key[Any], ...] = (
     DLMAP_NETWORK,
     DLMAP_GATEWAY,
     DLMAP_POOL,
+    DLMAP_IPV6_POOL,
     DLMAP_MAX_LIFETIME,
     DLMAP_LEASE_TIME,
     DLMAP_TUNNEL_MTU,
@@ -666,6 +685,7 @@ SCHEMA: tuple[Key[Any], ...] = (
     PROFILE_DLMAP,
     PROFILE_GATEWAY,
     PROFILE_ALLOWED,
+    PROFILE_IPV6,
     RADIUS_SERVERS,
     RADIUS_NAS_IDENTIFIER,
     RADIUS_TIMEOUT,
