@@ -74,8 +74,9 @@ KERNEL_VERDICT: dict[KernelReason, Verdict] = {
 #: ``struct netlmm_binding``: endpoint, mac, pad, ifindex, gateway (network order), link,
 #: flags, packets, octets.
 BINDING = struct.Struct("=16s6s2xI4sIIQQ")
-#: ``struct netlmm_config``: local, pseudo_mac, hop_limit, role, tunnel_mtu, transport ifindex.
-CONFIG = struct.Struct("=16s6sBBII")
+#: ``struct netlmm_config``: local, pseudo_mac, hop_limit, role, tunnel_mtu, transport ifindex,
+#: TUN ifindex (DLMAP: where decapsulated packets enter the stack; 0: where they arrived).
+CONFIG = struct.Struct("=16s6sBBIII")
 #: ``struct netlmm_counter``: packets, bytes (one per CPU in the per-CPU array).
 COUNTER = struct.Struct("=QQ")
 #: The HoA key: network order.

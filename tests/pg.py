@@ -8,17 +8,22 @@ from __future__ import annotations
 import itertools
 import shutil
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from netlmm_lab.postgres import PostgresServer, available
 from tests.conftest import require
+
+if TYPE_CHECKING:
+    from netlmm_lab.postgres import PostgresServer
 
 _NUMBERS = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
+    from netlmm_lab.postgres import PostgresServer, available  # the lab package: only here
+
     why = available()
     require(why is None, f"PostgreSQL: {why}")
     server = PostgresServer().start()
@@ -39,6 +44,8 @@ def pg_dsn(postgres: PostgresServer) -> str:
 @pytest.fixture(scope="session")
 def postgres_binaries() -> None:
     """The lab starts its own PostgreSQL (and keepalived): both must be installed."""
+    from netlmm_lab.postgres import available
+
     why = available()
     require(why is None, f"PostgreSQL: {why}")
     require(shutil.which("keepalived") is not None, "keepalived is not installed (make setup)")

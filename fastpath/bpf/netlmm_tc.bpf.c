@@ -7,7 +7,7 @@
  *   dmpa_transport  transport ingress: next header 4 from the serving DLMAP to a bound HoA
  *                   -> decapsulate, Ethernet from the pseudo-MAC, out of the MS's port (downlink)
  *   dlmap_ingress   every DLMAP interface: next header 4 from the DMPA an inner source is bound
- *                   to -> decapsulate, on into the kernel stack (netfilter, NAT)  (uplink);
+ *                   to -> decapsulate, into the stack through the TUN's ingress  (uplink);
  *                   IPv4 to a bound HoA -> encapsulate to its DMPA                (downlink)
  *   probe_decap     run once by the node with a test packet: 0 when the kernel knows
  *                   BPF_F_ADJ_ROOM_DECAP_L3_IPV4 (6.3+), the helper's error otherwise.
@@ -440,7 +440,10 @@ static __always_inline int dlmap_tunnel(struct __sk_buff *skb, struct netlmm_con
 	eth->h_proto = bpf_htons(ETH_P_IP);
 	count_binding(b, tot);
 	count(D_UPLINK, R_FORWARDED, tot);
-	return TC_ACT_OK; /* on into the stack: it routes (and decrements TTL) as for the TUN */
+	/* into the stack as if the TUN had received it, as the user-space tier writes it there:
+	 * the same input interface for the reverse-path check and netfilter; it routes (and
+	 * decrements the TTL). Without a TUN, here. */
+	return cfg->tun_ifindex ? bpf_redirect(cfg->tun_ifindex, BPF_F_INGRESS) : TC_ACT_OK;
 }
 
 /* DLMAP, IPv4 to a bound HoA: encapsulate to the DMPA serving it. */

@@ -48,7 +48,7 @@ struct netlmm_binding {
 	__u64 octets;      /* IPv4 octets of those */
 };
 
-/* The node's configuration: entry 0 of the `config` array. 32 bytes. */
+/* The node's configuration: entry 0 of the `config` array. 36 bytes. */
 struct netlmm_config {
 	__u8 local[16];       /* our tunnel address */
 	__u8 pseudo_mac[6];   /* DMPA: the MSs' gateway MAC */
@@ -56,6 +56,7 @@ struct netlmm_config {
 	__u8 role;            /* 1 DMPA, 2 DLMAP; 0: not configured (every program punts) */
 	__u32 tunnel_mtu;     /* the largest inner IPv4 packet the tunnel carries */
 	__u32 transport_ifindex;
+	__u32 tun_ifindex;    /* DLMAP: its TUN; decapsulated packets enter the stack there */
 };
 
 struct netlmm_counter {

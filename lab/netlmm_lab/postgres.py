@@ -18,6 +18,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -85,6 +86,25 @@ class PostgresServer:
         self._owned(self.root)
         self.sockets.mkdir()
         self._owned(self.sockets)
+        self._initdb(timeout)
+        self._postgres(timeout)
+        return self
+
+    def restart(self, timeout: float = 30.0) -> PostgresServer:
+        """Start the server again on its data directory (after :meth:`kill`: crash recovery),
+        once the killed one's backends are gone (they hold its shared memory)."""
+        deadline = time.monotonic() + timeout
+        for _ in range(100):
+            try:
+                self._postgres(max(1.0, min(5.0, deadline - time.monotonic())), keep=True)
+                return self
+            except LabError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
+        raise LabError("PostgreSQL did not start again")
+
+    def _initdb(self, timeout: float) -> None:
         initdb = [str(BIN / "initdb"), "-D", str(self.data), "-U", USER, "-A", "trust"]
         initdb += ["--no-sync", "-E", "UTF8", "--locale=C"]
         done = subprocess.run(
@@ -98,6 +118,8 @@ class PostgresServer:
             "host all all ::/0 scram-sha-256\n"
         )
         self._owned(hba)
+
+    def _postgres(self, timeout: float, *, keep: bool = False) -> None:
         command = [
             str(BIN / "postgres"),
             "-D", str(self.data),
@@ -111,7 +133,7 @@ class PostgresServer:
             "-c", "password_encryption=scram-sha-256",
         ]  # fmt: skip
         argv = self._as_owner(command)
-        log = self.log.open("w")
+        log = self.log.open("a")
         try:
             if self.namespace is None:
                 self.proc = subprocess.Popen(
@@ -136,9 +158,11 @@ class PostgresServer:
             )
         except LabError:
             tail = self.log.read_text(errors="replace")[-800:]
-            self.stop()
+            if keep and self.proc is not None:
+                netns.end(self.proc, time.monotonic() + 5.0)
+            else:
+                self.stop()
             raise LabError(f"PostgreSQL did not start: {tail}") from None
-        return self
 
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -176,10 +200,17 @@ class PostgresServer:
         return None if self.proc is None else self.proc.pid
 
     def kill(self) -> None:
-        """SIGKILL the server (a crash of the database primary), keeping its data directory."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        """SIGKILL the postmaster (a crash of the database primary), keeping its data directory;
+        its backends notice and exit. :meth:`restart` starts it again."""
+        try:
+            pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
 
     def stop(self) -> None:
         """Stop the server (fast shutdown: SIGINT, then SIGKILL) and remove its directory."""

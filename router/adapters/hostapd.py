@@ -10,6 +10,12 @@ for stations. What the DMPA acts on (hostapd 2.10's texts):
 - ``CTRL-EVENT-EAP-FAILURE2 <mac>`` / ``CTRL-EVENT-EAP-FAILURE <mac>``: it was refused.
 - ``AP-STA-DISCONNECTED <mac>``: the station logged off or was de-authenticated.
 
+On a success the monitor asks hostapd ``STA <mac>`` on the same socket and hands on the
+station's ``dot1xAuthSessionUserName`` (hostapd sets it from the Access-Accept's User-Name), so
+the profile the RADIUS proxy kept is the one of *this* authenticator's Accept even when the
+same MAC authenticates elsewhere at the same time (no answer within :data:`STA_TIMEOUT`: the
+name is None, counted).
+
 hostapd forgets its monitors when it restarts: a ``PING`` every :data:`PING_INTERVAL` seconds
 that gets no ``PONG`` within :data:`PING_TIMEOUT` (or a send that fails) makes the monitor
 connect and attach again, every :data:`RETRY_INTERVAL` seconds until it can. A hostapd that
@@ -34,7 +40,9 @@ log = logging.getLogger(__name__)
 PING_INTERVAL = 5.0
 PING_TIMEOUT = 2.0
 RETRY_INTERVAL = 1.0
+STA_TIMEOUT = 1.0
 MAX_DATAGRAM = 4096
+MAX_PENDING_STA = 256
 
 
 class AuthEvent(Enum):
@@ -62,6 +70,7 @@ class HostapdCounter(Names):
     DISCONNECTED = "disconnected"
     IGNORED = "ignored"  # another event, or a reply we did not wait for
     MALFORMED = "malformed"  # an event we act on without a MAC that parses
+    STA_UNANSWERED = "sta_unanswered"  # no STA reply in time: the success goes on without a name
 
 
 def parse_event(datagram: bytes) -> tuple[AuthEvent, MacAddress] | str | None:
@@ -83,13 +92,31 @@ def parse_event(datagram: bytes) -> tuple[AuthEvent, MacAddress] | str | None:
     return EVENTS[words[0]], mac
 
 
+def sta_user_name(reply: bytes) -> tuple[MacAddress, str | None] | None:
+    """hostapd's answer to ``STA <mac>``: the station (its first line) and its
+    ``dot1xAuthSessionUserName`` (None if absent); None: not a STA answer."""
+    lines = reply.decode("utf-8", "replace").splitlines()
+    if not lines:
+        return None
+    try:
+        mac = MacAddress.parse(lines[0])
+    except ValueError:
+        return None
+    for line in lines[1:]:
+        key, _, value = line.partition("=")
+        if key == "dot1xAuthSessionUserName":
+            return mac, value or None
+    return mac, None
+
+
 class HostapdMonitor:
-    """Attached to one hostapd control socket; ``on_event(event, mac)`` for each event."""
+    """Attached to one hostapd control socket; ``on_event(event, mac, user_name)`` for each
+    event (the user name on a success only, see the module text)."""
 
     def __init__(
         self,
         path: Path,
-        on_event: Callable[[AuthEvent, MacAddress], None],
+        on_event: Callable[[AuthEvent, MacAddress, str | None], None],
         counters: Counters,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
@@ -103,6 +130,8 @@ class HostapdMonitor:
         self._ping_sent: float | None = None
         self._closed = False
         self._warned = False
+        #: Stations whose success waits for hostapd's STA answer -> its timer.
+        self._asked: dict[MacAddress, asyncio.TimerHandle] = {}
 
     def start(self) -> None:
         self._connect()
@@ -111,6 +140,9 @@ class HostapdMonitor:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
+        for timer in self._asked.values():
+            timer.cancel()
+        self._asked.clear()
         self._drop_socket()
 
     def _drop_socket(self) -> None:
@@ -192,7 +224,15 @@ class HostapdMonitor:
             else:
                 event, mac = parsed
                 self.counters[_COUNTED[event]] += 1
-                self.on_event(event, mac)
+                if event is AuthEvent.SUCCESS:
+                    self._ask(mac)
+                else:
+                    self.on_event(event, mac, None)
+            return
+        answer = sta_user_name(data)
+        if answer is not None and answer[0] in self._asked:
+            self._asked.pop(answer[0]).cancel()
+            self.on_event(AuthEvent.SUCCESS, answer[0], answer[1])
             return
         reply = data.strip()
         if reply in (b"OK", b"PONG") and self._ping_sent is not None:
@@ -205,6 +245,29 @@ class HostapdMonitor:
             self._later(PING_INTERVAL, self._check)
             return
         self.counters[HostapdCounter.IGNORED] += 1
+
+    def _ask(self, mac: MacAddress) -> None:
+        """``STA <mac>`` for its user name; the success is reported when hostapd answers."""
+        previous = self._asked.pop(mac, None)
+        if previous is not None:
+            previous.cancel()
+        if self._sock is None or len(self._asked) >= MAX_PENDING_STA:
+            self._unanswered(mac)
+            return
+        try:
+            self._sock.send(f"STA {mac}".encode())
+        except OSError:
+            self._unanswered(mac)
+            return
+        self._asked[mac] = self.loop.call_later(STA_TIMEOUT, self._timed_out, mac)
+
+    def _timed_out(self, mac: MacAddress) -> None:
+        if self._asked.pop(mac, None) is not None:
+            self._unanswered(mac)
+
+    def _unanswered(self, mac: MacAddress) -> None:
+        self.counters[HostapdCounter.STA_UNANSWERED] += 1
+        self.on_event(AuthEvent.SUCCESS, mac, None)
 
 
 _COUNTED = {

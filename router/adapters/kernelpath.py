@@ -14,6 +14,8 @@ Where the programs go:
   ``dmpa_transport`` on the transport interface, the one holding ``[node] address``.
 * DLMAP: ``dlmap_ingress`` on every interface of the namespace at start but the loopback and
   the node's own links (its TUN): the transport's tunnel input and the uplinks' IPv4 to HoAs.
+  What it decapsulates enters the stack through the TUN's ingress, where the Cython tier
+  writes it too (the same input interface for the reverse-path check and netfilter).
 
 Owner tag: every filter this module attaches is ingress filter :data:`HANDLE` /
 :data:`PRIORITY` (``tc filter show dev X ingress`` shows ``pref 20044 ... handle 0x4e4c``), and
@@ -58,6 +60,7 @@ from fastpath.kernel import (
     KernelReason,
     counter_key,
 )
+from router.adapters.devices import is_owned, tun_name
 from router.core.actions import Bind
 
 log = logging.getLogger(__name__)
@@ -130,7 +133,6 @@ def _links() -> tuple[dict[str, int], dict[IPv6Address, str]]:
 
 def _targets(plan: Plan, links: dict[str, int], where: dict[IPv6Address, str]) -> list[Hook]:
     """The hooks the plan needs (``created`` not known yet: False)."""
-    from router.adapters.devices import is_owned
 
     transport = where.get(plan.address)
     if not transport:
@@ -205,6 +207,7 @@ class KernelPath:
                 role,
                 plan.tunnel_mtu,
                 links[where[plan.address]],
+                links.get(tun_name(plan.name), 0) if plan.role == "dlmap" else 0,
             )
             kernel.map_update(obj.map_fd(MAP_CONFIG), bytes(4), config)
             _write_hooks(plan.state_dir, targets)  # before attaching: a crash is swept too
@@ -238,14 +241,14 @@ class KernelPath:
     # --- DataPath -------------------------------------------------------------------------
 
     def _value(self, action: Bind) -> bytes:
-        mac = action.mac.packed if action.mac is not None else bytes(6)
+        mac = action.mac.packed if action.mac is not None else NO_MAC
         link = action.link
         ifindex = self._access[link] if 0 <= link < len(self._access) else 0
-        packed = action.gateway.packed if action.gateway is not None else self.gateway
-        return BINDING.pack(action.endpoint.packed, mac, ifindex, packed, link, 0, 0, 0)
+        gateway = action.gateway.packed if action.gateway is not None else self.gateway
+        return BINDING.pack(action.endpoint.packed, mac, ifindex, gateway, link, 0, 0, 0)
 
     def bind(self, action: Bind) -> None:
-        key, value = KEY.pack(int(action.hoa)), self._value(action)
+        key, value = action.hoa.packed, self._value(action)  # the key: network order
         if self._held is not None:
             self._held[key] = value
             return

@@ -52,6 +52,7 @@ from router.adapters.radius import (
     MAX_PACKET,
     MESSAGE_AUTHENTICATOR,
     PROXY_STATE,
+    USER_NAME,
     CheckedReply,
     MappingError,
     RadiusConfig,
@@ -308,8 +309,11 @@ class RadiusProxy:
         self._upstreams: list[_Upstream] = []
         #: (client address, Identifier, Request Authenticator) -> the forwarded request.
         self._by_client: OrderedDict[tuple[Any, ...], _Forwarded] = OrderedDict()
-        #: MAC -> (when, profile, outer User-Name) of an authentic, usable Accept.
-        self._accepted: OrderedDict[MacAddress, tuple[float, Profile]] = OrderedDict()
+        #: (MAC, the Accept's User-Name or None) -> (when, profile) of an authentic, usable
+        #: Accept: one MAC may be accepted by two authenticators at once.
+        self._accepted: OrderedDict[tuple[MacAddress, str | None], tuple[float, Profile]] = (
+            OrderedDict()
+        )
         #: Seconds from the first request of an MS to its Accept (the EAP exchange), by MAC.
         self.durations: dict[MacAddress, float] = {}
         self._first_request: OrderedDict[MacAddress, float] = OrderedDict()
@@ -335,10 +339,14 @@ class RadiusProxy:
         self._upstreams.clear()
         self._listener = None
 
-    def take(self, mac: MacAddress) -> Profile | None:
-        """The profile of ``mac``'s latest usable Accept, once (None: none, or too old)."""
+    def take(self, mac: MacAddress, user: str | None = None) -> Profile | None:
+        """The profile of ``mac``'s usable Accept whose User-Name is ``user`` (what hostapd
+        reports for the station), once; with no such Accept, that of an Accept of ``mac``
+        without a User-Name (None: none, or too old)."""
         self._expire()
-        entry = self._accepted.pop(mac, None)
+        entry = self._accepted.pop((mac, user), None) if user is not None else None
+        if entry is None:
+            entry = self._accepted.pop((mac, None), None)
         if entry is None:
             return None
         self.counters[ProxyCounter.TAKEN] += 1
@@ -347,7 +355,7 @@ class RadiusProxy:
     def _expire(self) -> None:
         now = self._clock()
         while self._accepted:
-            _mac, (when, _) = next(iter(self._accepted.items()))
+            _, (when, _) = next(iter(self._accepted.items()))
             if now - when < ACCEPT_TTL and len(self._accepted) <= MAX_ACCEPTED:
                 break
             self._accepted.popitem(last=False)
@@ -512,8 +520,14 @@ class RadiusProxy:
             return ACCESS_REJECT
         self.counters[ProxyCounter.ACCEPT] += 1
         now = self._clock()
-        self._accepted[forwarded.mac] = (now, profile)
-        self._accepted.move_to_end(forwarded.mac)
+        names = checked.attributes.get(USER_NAME, [])
+        try:
+            user = names[0].decode("utf-8") if len(names) == 1 else None
+        except UnicodeDecodeError:
+            user = None
+        key = (forwarded.mac, user)
+        self._accepted[key] = (now, profile)
+        self._accepted.move_to_end(key)
         began = self._first_request.pop(forwarded.mac, None)
         if began is not None:
             self.durations[forwarded.mac] = now - began

@@ -52,6 +52,7 @@ _SCHEMA = (
         name text PRIMARY KEY,
         epoch bigint NOT NULL,
         holder text NOT NULL,
+        network text,
         restart_counter integer,
         claimed_at timestamptz NOT NULL DEFAULT now()
     )""",
@@ -87,11 +88,12 @@ _HOLD = (
     "SELECT $1, h::inet, n FROM unnest($2::text[], $3::text[]) AS u(h, n)"
 )
 _CLAIM = (
-    "INSERT INTO netlmm_identity (name, epoch, holder) VALUES ($1, 1, $2) "
+    "INSERT INTO netlmm_identity (name, epoch, holder, network) VALUES ($1, 1, $2, $3) "
     "ON CONFLICT (name) DO UPDATE SET epoch = netlmm_identity.epoch + 1, "
     "holder = EXCLUDED.holder, claimed_at = now() "
-    "RETURNING epoch, restart_counter"
+    "RETURNING epoch, restart_counter, network"
 )
+_COUNTER = "UPDATE netlmm_identity SET restart_counter = $2 WHERE name = $1"
 
 
 class StoreFenced(StoreWriteError):
@@ -138,9 +140,17 @@ class PgStore:
     asynchronous = True
 
     def __init__(
-        self, dsn: str, identity: str, *, password_file: Path | None = None, holder: str = ""
+        self,
+        dsn: str,
+        identity: str,
+        *,
+        password_file: Path | None = None,
+        holder: str = "",
+        network: str | None = None,
     ) -> None:
         self.dsn = dsn
+        #: The HoA network this identity serves (kept with it: a claim with another fails).
+        self.network = network
         self.identity = identity
         self.holder = holder
         self.password_file = password_file
@@ -215,9 +225,20 @@ class PgStore:
 
     async def claim(self) -> int:
         """Take the identity: raise its epoch (waiting for a stale holder's write in flight to
-        end) and return the new one. After this the old holder's writes fail."""
+        end) and return the new one. After this the old holder's writes fail. An identity
+        that serves another HoA network (``network``, set at the first claim) is refused: the
+        two DLMAPs of a pair must be configured alike."""
         try:
-            row = await (await self._connect()).fetchrow(_CLAIM, self.identity, self.holder)
+            db = await self._connect()
+            async with db.transaction():
+                row = await db.fetchrow(_CLAIM, self.identity, self.holder, self.network)
+                if self.network is not None and row["network"] not in (None, self.network):
+                    raise StoreError(
+                        f"{self.path}: the identity serves HoA network {row['network']}, this "
+                        f"node is configured with {self.network} (dlmap.network): not claimed"
+                    )
+        except StoreError:
+            raise
         except Exception as exc:
             self.close()
             raise StoreError(f"{self.path}: cannot claim the identity: {_why(exc)}") from None
@@ -340,6 +361,9 @@ class PgStore:
                     await db.execute(_RELEASE, ident, list(touched))
                 if held_nai:
                     await db.execute(_HOLD, ident, held_hoa, held_nai)
+                counter = pending.get(("meta", "restart_counter"))
+                if counter is not None:  # the identity's row keeps it too (show, operators)
+                    await db.execute(_COUNTER, ident, int(json.loads(counter)["value"]))
         except StoreFenced:
             raise
         except Exception as exc:  # asyncpg's errors, OSError, a lost connection, a timeout
@@ -353,16 +377,6 @@ class PgStore:
         self._pending = {}
         self.committed_at = time.time()
         return len(pending)
-
-    async def save_restart_counter(self, counter: int) -> None:
-        """Keep the RFC 5847 restart counter with the identity (fenced like every write)."""
-        await self._db.execute(
-            "UPDATE netlmm_identity SET restart_counter = $3 WHERE name = $1 AND epoch = $2",
-            self.identity,
-            self.epoch,
-            counter,
-        )
-        self.restart_counter = counter
 
 
 def _why(exc: BaseException) -> str:

@@ -1,11 +1,12 @@
 """The DMPA's 802.1X side (access links with ``auth = 8021x``): the RADIUS proxy hostapd talks
 to, and a monitor attached to each link's hostapd control socket.
 
-hostapd's ``CTRL-EVENT-EAP-SUCCESS2 <mac>`` on link ``i`` + the profile the proxy read from
-that MAC's Access-Accept = "this MAC on this port is authorized as this NAI": the node's
-``authorized(mac, link, profile)``. An EAP failure or a disconnection: ``deauthorized(mac,
-link)``. A success with no profile (hostapd's RADIUS went elsewhere, or the profile waited
-past :data:`router.adapters.radius_proxy.ACCEPT_TTL`) is counted and serves the MS nothing.
+hostapd's ``CTRL-EVENT-EAP-SUCCESS2 <mac>`` on link ``i`` (with the user name hostapd took
+from the Access-Accept) + the profile the proxy read from that Accept = "this MAC on this port
+is authorized as this NAI": the node's ``authorized(mac, link, profile)``. An EAP failure or
+a disconnection: ``deauthorized(mac, link)``. A success with no profile (hostapd's RADIUS went
+elsewhere, or the profile waited past :data:`router.adapters.radius_proxy.ACCEPT_TTL`) is
+counted and serves the MS nothing.
 """
 
 from __future__ import annotations
@@ -83,13 +84,13 @@ class Authenticators:
             return {}
         return {"aaa_proxy": dict(self.proxy.counters), "authenticator": dict(self.counters)}
 
-    def _event(self, link: int, event: AuthEvent, mac: MacAddress) -> None:
+    def _event(self, link: int, event: AuthEvent, mac: MacAddress, user: str | None) -> None:
         name = self.settings.access[link]
         if event is not AuthEvent.SUCCESS:
             log.info("deauthorized mac=%s link=%s event=%s", mac, name, event.value)
             self._deauthorized(mac, link)
             return
-        profile = self.proxy.take(mac) if self.proxy is not None else None
+        profile = self.proxy.take(mac, user) if self.proxy is not None else None
         if profile is None:
             self.node_counters[AuthCounter.AUTH_NO_PROFILE] += 1
             log.warning("authorized without a profile mac=%s link=%s: not served", mac, name)

@@ -101,10 +101,10 @@ class HA:
         }
 
 
-async def prepare(settings: NodeSettings) -> HA:
+async def prepare(settings: NodeSettings, network: str | None = None) -> HA:
     """Open the PostgreSQL store (nothing for SQLite), waiting as the standby first with
-    ``ha = pair``; then claim the identity and read the state. :class:`StoreError` (one line)
-    if the database cannot be used."""
+    ``ha = pair``; then claim the identity (serving HoA ``network``) and read the state.
+    :class:`StoreError` (one line) if the database cannot be used."""
     if settings.store != "postgresql":
         return HA(settings, None)
     assert settings.store_dsn is not None  # the loader requires it
@@ -114,6 +114,7 @@ async def prepare(settings: NodeSettings) -> HA:
         str(settings.address),
         password_file=settings.store_password_file,
         holder=holder,
+        network=network,
     )
     await store.open()
     ha = HA(settings, store)

@@ -108,7 +108,8 @@ async def _serve(
     name, address = node_settings.name, node_settings.address
     run = loop.run_in_executor
     try:  # store = postgresql: the identity claimed (ha = pair: after waiting as the standby)
-        ha = await prepare_ha(node_settings)
+        network = str(settings.network) if isinstance(settings, DLMAPSettings) else None
+        ha = await prepare_ha(node_settings, network)
     except StoreError as exc:
         raise StartError(
             [

@@ -66,8 +66,8 @@ STORE_RETRY_MAX = 30.0
 #: A store on the loop: failed commits retried this many times (30 s apart at most) before the
 #: held actions are given up; and at most this many actions held while writes fail.
 STORE_RETRY_ROUNDS = 10_000
-#: A database over the network comes back on its own: retried at least every 5 s.
-STORE_RETRY_MAX_NETWORK = 5.0
+#: A database over the network comes back on its own: retried at least every 2 s.
+STORE_RETRY_MAX_NETWORK = 2.0
 HELD_MAX = 100_000
 
 
@@ -171,12 +171,13 @@ class ActionRunner:
         #: A store on the loop (PostgreSQL): the commit in flight, and what to call if fenced.
         self._commit: asyncio.Task[None] | None = None
         self.fenced = False
+        self._stopped = False
         self.on_fenced: Callable[[], None] | None = None
 
     def submit(self, actions: Sequence[object]) -> None:
         """Queue actions: the cores' :data:`Action` types and any a service adds (dispatched
         by type to ``handlers``)."""
-        if not actions or self.fenced:
+        if not actions or self.fenced or self._stopped:
             return
         self._queue.extend(actions)
         if not self._scheduled:
@@ -266,7 +267,7 @@ class ActionRunner:
             self._carry_out(queue)
         finally:
             self._commit = None
-            if self._queue and not self.fenced:
+            if self._queue and not self.fenced and not self._stopped:
                 self._scheduled = True
                 self.loop.call_soon(self.flush)
 
@@ -316,15 +317,28 @@ class ActionRunner:
                 self.counters[RunnerCounter.STORE_HELD_DROPPED] += dropped
 
     async def drain(self, timeout: float = 5.0) -> None:
-        """Wait (at most ``timeout``) for the commit in flight and those queued behind it."""
+        """Wait (at most ``timeout`` in all) for the commit in flight and those queued behind
+        it. A database still unwritable then: the commit is given up, its rows and the actions
+        held for it are lost with the process (``store.lost``, logged)."""
+        deadline = self.loop.time() + timeout
         for _ in range(100):
             if self._commit is None and not self._queue:
                 return
             if self._commit is None:
                 self.flush()
             task = self._commit
-            if task is not None:
-                await asyncio.wait({task}, timeout=timeout)
+            left = deadline - self.loop.time()
+            if task is None:
+                continue
+            if left <= 0:
+                self._queue.clear()
+                self._stopped = True  # nothing more is queued or carried out: the node stops
+                task.cancel()
+                lost = self.store.backlog
+                self.counters[RunnerCounter.STORE_LOST] += lost
+                log.error("state rows lost at stop rows=%d (database unwritable)", lost)
+                return
+            await asyncio.wait({task}, timeout=left)
 
     @property
     def _sqlite(self) -> Store:

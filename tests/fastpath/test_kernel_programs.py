@@ -88,7 +88,7 @@ class Loaded:
         self.obj = kernel.BpfObject(str(OBJECT))
         self.obj.set_max_entries(MAP_BINDINGS, 1024)
         self.obj.load()
-        config = CONFIG.pack(local, PSEUDO_MAC, 64, role, 1460, TRANSPORT_IFINDEX)
+        config = CONFIG.pack(local, PSEUDO_MAC, 64, role, 1460, TRANSPORT_IFINDEX, 0)
         kernel.map_update(self.obj.map_fd(MAP_CONFIG), bytes(4), config)
         self.bind(HOA, endpoint)
 

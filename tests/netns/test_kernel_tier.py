@@ -41,12 +41,36 @@ def start(
     return domain
 
 
+NFT_COUNT = """table inet nlkt {
+    chain pre {
+        type filter hook prerouting priority 0;
+        iifname "nllmtun" ip saddr 192.0.2.0/24 counter
+    }
+}
+"""
+
+
 def test_kernel_tier_carries_a_bound_ms(lab: Lab) -> None:
+    """Through the kernel tier both ways; at the DLMAP the decapsulated packets enter the stack
+    on the TUN, as the Cython tier's do: strict reverse-path filtering passes them and a
+    netfilter rule on the TUN's input sees them."""
+    lab.sysctl("lm", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1")
+    rules = lab.workdir / "count.nft"
+    rules.write_text(NFT_COUNT)
+    lab.exec("lm", ["nft", "-f", str(rules)])
     domain = start(lab, "kernel")
     DhcpClient(lab).once(tries=10)
     assert ping(lab, "ms", str(CN_ADDRESS), count=3).ok
     transfer = tcp_transfer(lab, nbytes=20_000_000, seconds=10.0)
     assert transfer.bytes_acknowledged == 20_000_000
+    counted = json.loads(lab.exec("lm", ["nft", "-j", "list", "table", "inet", "nlkt"]).stdout)
+    octets = [
+        e["counter"]["bytes"]
+        for item in counted["nftables"]
+        for e in item.get("rule", {}).get("expr", [])
+        if "counter" in e
+    ]
+    assert octets and octets[0] >= 20_000_000, counted  # the TCP data came in on the TUN
     for role in ("dlmap", "dmpa1"):
         counters = domain.ask(role, "counters")
         assert counters["datapath"] == {"tier.kernel": 1, "tier.cython": 0}

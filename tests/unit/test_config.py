@@ -223,6 +223,13 @@ def test_radius_servers_and_defaults() -> None:
     assert (settings.radius.timeout, settings.radius.retries) == (2.0, 2)
 
 
+@pytest.mark.parametrize("value", ["auto", "kernel", "cython"])
+def test_the_datapath_tier_is_read(value: str) -> None:
+    settings, _ = loads(DMPA.replace("[node]", f"[node]\ndatapath = {value}"))
+    assert settings.node.datapath == value
+    assert loads(DMPA)[0].node.datapath == "auto"  # the default
+
+
 def test_comments_after_values() -> None:
     settings, _ = loads(DMPA.replace("access = eth1", "access = eth1, eth2 ; two links # yes"))
     assert isinstance(settings, DMPASettings) and settings.access == ("eth1", "eth2")
@@ -242,6 +249,7 @@ def test_comments_after_values() -> None:
         ("[node]", "[node]\nstate_dir = var/x", "node.state_dir: var/x is not an absolute path"),
         ("[node]", "[node]\ncontrol_socket = /" + "x" * 107, "node.control_socket: longer"),
         ("[node]", "[node]\nlog_level = loud", "node.log_level: 'loud' is not one of"),
+        ("[node]", "[node]\ndatapath = ebpf", "node.datapath: 'ebpf' is not one of auto, ker"),
         ("access = eth1", "access = a-very-long-ifname0", "dmpa.access: a-very-long-ifname0 is"),
         ("access = eth1", "access = eth1,,eth2", "dmpa.access: an empty item"),
         ("access = eth1", "access = eth1, eth1", "dmpa.access: an item is given twice"),

@@ -134,3 +134,23 @@ def test_a_default_the_docs_state_is_the_schemas(doc: str, key: str, value: str)
                 f"{doc}: {key} defaults to {schema_key.default_text(role)} "
                 f"in [{schema_key.section}] of a {role}, not {value}"
             )
+
+
+def test_the_start_failures_and_log_events_operations_md_shows_are_the_code_s() -> None:
+    """Each ``start_failed key=K`` line of docs/operations.md names a key of the schema (or
+    ``-``) that the code reports, and each event the operator is told to look for is one the
+    code logs."""
+    text = (DOCS / "operations.md").read_text()
+    keys = set(re.findall(r"^start_failed key=(\S+) ", text, re.MULTILINE))
+    assert len(keys) >= 6, keys
+    schema = {f"{key.section}.{key.name}" for key in SCHEMA}
+    sources = "".join(path.read_text() for path in (ROOT / "router").rglob("*.py"))
+    for key in keys - {"-"}:
+        assert key in schema, key
+        assert f'"{key}"' in sources, f"no start failure in the code names {key}"
+    events = ("start_failed", "address_wait", "tunnel_mtu_too_big", "route_mtu_changed",
+              "dropped", "heartbeat_unanswered", "pbu_timeout", "detached_by_operator")  # fmt: skip
+    for name in events:
+        shown = re.search(rf"(`|^){name}[ `]", text, re.MULTILINE)
+        assert shown, f"operations.md does not show {name}"
+        assert f'"{name} ' in sources or f'"{name}"' in sources, f"the code never logs {name}"

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from pyrad.packet import AccessAccept, AccessReject, AuthPacket
 
-from router.adapters.hostapd import AuthEvent, parse_event
+from router.adapters.hostapd import AuthEvent, parse_event, sta_user_name
 from router.adapters.radius import (
     MESSAGE_AUTHENTICATOR,
     USER_NAME,
@@ -283,8 +283,9 @@ def test_an_accept_gives_the_inner_nai_and_profile_and_goes_back_signed_for_host
     assert not isinstance(checked, str), checked
     assert checked.attributes[USER_NAME] == [NAI.encode()]
     mac = MacAddress.parse(STATION.decode())
-    assert made.take(mac) == Profile(NAI, "dhcp", IPv6Address("2001:db8:100::1"))
-    assert made.take(mac) is None  # once
+    assert made.take(mac, "bob@home.example") is None  # hostapd names another user
+    assert made.take(mac, NAI) == Profile(NAI, "dhcp", IPv6Address("2001:db8:100::1"))
+    assert made.take(mac, NAI) is None  # once
     assert made.durations[mac] == 0.0  # first request to Accept, on the proxy's clock
 
 
@@ -366,6 +367,33 @@ def _append(packet: bytes, code: int, value: bytes, request_auth: bytes, secret:
     signed = unsigned[: offset + 2] + mac + unsigned[offset + 18 :]
     response = hashlib.md5(signed[:4] + request_auth + signed[20:] + secret).digest()
     return signed[:4] + response + signed[20:]
+
+
+def test_one_mac_accepted_twice_at_once_each_success_takes_its_own_profile() -> None:
+    made, _, to_server = proxy(dlmap=IPv6Address("2001:db8:100::1"))
+    for ident, user in ((7, NAI), (8, "mallory@home.example")):
+        made._request(hostapd_request(ident), HOSTAPD)
+        _accept(made, to_server, User_Name=user)
+    mac = MacAddress.parse(STATION.decode())
+    taken = made.take(mac, NAI)
+    assert taken is not None and taken.nai == NAI
+    other = made.take(mac, "mallory@home.example")
+    assert other is not None and other.nai == "mallory@home.example"
+    # An Accept naming the user by Mobile-Node-Identifier only is found by its MAC.
+    made._request(hostapd_request(9), HOSTAPD)
+    _accept(made, to_server, Mobile_Node_Identifier=NAI.encode())
+    only = made.take(mac, "anonymous@home.example")
+    assert only is not None and only.nai == NAI
+
+
+def test_hostapd_sta_answers() -> None:
+    reply = b"02:4e:4c:00:00:01\nflags=[AUTH]\ndot1xAuthSessionUserName=alice@home.example\n"
+    assert sta_user_name(reply) == (MacAddress.parse("02:4e:4c:00:00:01"), NAI)
+    assert sta_user_name(b"02:4e:4c:00:00:01\nflags=[AUTH]\n") == (
+        MacAddress.parse("02:4e:4c:00:00:01"),
+        None,
+    )
+    assert sta_user_name(b"FAIL\n") is None and sta_user_name(b"") is None
 
 
 def test_anonymous_identities() -> None:

@@ -246,6 +246,27 @@ def test_an_unreachable_database_is_one_clear_error(tmp_path: Path) -> None:
         loop.close()
 
 
+def test_a_claim_with_another_hoa_network_is_refused(pg_dsn: str) -> None:
+    """The two DLMAPs of a pair must serve the same HoA network: the identity keeps the one of
+    its first claim, and a process configured with another cannot take it."""
+    from router.adapters.store import StoreError
+
+    loop = asyncio.new_event_loop()
+    first = PgStore(pg_dsn, IDENTITY, holder="a", network="192.0.2.0/24")
+    other = PgStore(pg_dsn, IDENTITY, holder="b", network="198.51.100.0/24")
+    try:
+        loop.run_until_complete(first.open())
+        assert loop.run_until_complete(first.claim()) == 1
+        loop.run_until_complete(other.open())
+        with pytest.raises(StoreError, match=r"serves HoA network 192\.0\.2\.0/24"):
+            loop.run_until_complete(other.claim())
+        assert loop.run_until_complete(first.current_epoch()) == (1, "a")  # not raised
+    finally:
+        first.close()
+        other.close()
+        loop.close()
+
+
 def test_a_prefix_only_binding_holds_no_address(pg: Engine) -> None:
     """Issue 18: a plain RFC 5213 binding (V=0, HNP only) has no IPv4 address to hold; a
     dual-stack one holds its IPv4 address as any binding does."""

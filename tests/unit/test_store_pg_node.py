@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import pytest
@@ -19,9 +19,14 @@ from router.app.dlmap_node import DLMAPNode
 from router.app.runner import RunnerCounter
 from router.app.settings import DLMAPSettings
 from router.wire.dialect import DRAFT
-from router.wire.mh import BindingAck, BindingUpdate, decode_message
+from router.wire.mh import (
+    BindingAck,
+    BindingRevocationIndication,
+    BindingUpdate,
+    decode_message,
+)
 from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
-from tests.unit.nodes import DLMAP, DLMAP_INI, DMPA1, dlmap_node, sealed
+from tests.unit.nodes import DLMAP, DLMAP_INI, DMPA1, DMPA2, dlmap_node, sealed
 
 
 class Started:
@@ -55,10 +60,10 @@ class Started:
     def settle(self) -> None:
         self.loop.run_until_complete(self.node.runner.drain())
 
-    def register(self, nai: str, seq: int = 1) -> None:
+    def register(self, nai: str, seq: int = 1, dmpa: IPv6Address = DMPA1) -> None:
         options = (MobileNodeIdentifier.from_nai(nai), SeedIPv4HomeAddress(0, IPv4Address(0)))
         message = BindingUpdate(seq, DRAFT.pbu_flags(), 900, options)
-        self.node.on_mh(sealed(message, DMPA1, DLMAP, self.node.clock.wall()), DMPA1)
+        self.node.on_mh(sealed(message, dmpa, DLMAP, self.node.clock.wall()), dmpa)
         self.settle()
 
     def close(self) -> None:
@@ -131,7 +136,81 @@ def test_a_takeover_keeps_the_restart_counter_and_the_bindings(
     second = Started(pg_dsn, loop, "b")
     try:
         assert second.node.core.heartbeat.restart_counter == counter
+        row = loop.run_until_complete(
+            second.store._db.fetchval("SELECT restart_counter FROM netlmm_identity")
+        )
+        assert row == counter  # kept with the identity as well
         assert second.node.core.bindings["alice@example.org"].hoa == hoa
         assert second.store.epoch == first.store.epoch + 1
     finally:
         second.close()
+
+
+def test_a_revocation_pending_at_the_takeover_is_sent_again_by_the_new_active(
+    pg_dsn: str, loop: asyncio.AbstractEventLoop
+) -> None:
+    """alice moves from DMPA 1 to DMPA 2 at the first active, which sends DMPA 1 a BRI that is
+    never answered; the active dies. The new active reads the revocation's row and sends the
+    BRI to DMPA 1 again, for alice."""
+    first = Started(pg_dsn, loop, "a")
+    first.register("alice@example.org", 1, DMPA1)
+    first.register("alice@example.org", 1, DMPA2)
+    bris = [
+        (m, dst)
+        for data, dst in first.sent
+        if isinstance(m := decode_message(data, DRAFT), BindingRevocationIndication)
+    ]
+    assert [dst for _, dst in bris] == [DMPA1]
+    first.store.close()  # dies: no BRA will reach it
+    for fd in first.fds:
+        os.close(fd)
+    second = Started(pg_dsn, loop, "b")
+    try:
+        resent = [
+            (m, dst)
+            for data, dst in second.sent
+            if isinstance(m := decode_message(data, DRAFT), BindingRevocationIndication)
+        ]
+        assert [dst for _, dst in resent] == [DMPA1]
+        identifiers = [o for o in resent[0][0].options if isinstance(o, MobileNodeIdentifier)]
+        assert [o.identifier for o in identifiers] == [b"alice@example.org"]
+        assert second.node.core.bindings["alice@example.org"].dmpa == DMPA2
+    finally:
+        second.close()
+
+
+def test_a_stop_with_the_database_gone_is_bounded_and_counts_what_is_lost(
+    pg_dsn: str, postgres: PostgresServer, loop: asyncio.AbstractEventLoop
+) -> None:
+    """The database is gone at stop (its connections cut, its address wrong): the drain gives
+    the commit up at its deadline instead of retrying for minutes, and says what was lost."""
+    node = Started(pg_dsn, loop, "a")
+    try:
+        node.store.dsn = pg_dsn.replace(str(postgres.sockets), "/nonexistent")
+        node.store.close()  # the connection is gone; reconnecting fails
+        options = (MobileNodeIdentifier.from_nai("x@y"), SeedIPv4HomeAddress(0, IPv4Address(0)))
+        message = BindingUpdate(1, DRAFT.pbu_flags(), 900, options)
+        node.node.on_mh(sealed(message, DMPA1, DLMAP, node.node.clock.wall()), DMPA1)
+        began = loop.time()
+        loop.run_until_complete(node.node.runner.drain(timeout=1.5))
+        assert loop.time() - began < 3.0
+        assert node.sent == []  # the PBA waited for a write that never came
+        counters = node.node.counters
+        assert counters[RunnerCounter.STORE_LOST] >= 1
+        assert counters[RunnerCounter.STORE_WRITE_ERROR] >= 1
+    finally:
+        for fd in node.fds:
+            os.close(fd)
+
+
+def test_show_ha_of_a_dlmap_on_sqlite_says_single(tmp_path: Any, loop: Any) -> None:
+    from router.adapters.store import Store
+
+    settings, _ = config.loads(DLMAP_INI)
+    assert isinstance(settings, DLMAPSettings)
+    store = Store(tmp_path / "lm.sqlite")
+    try:
+        node = dlmap_node(settings, store, loop)
+        assert node.show("ha") == {"role": "single", "store": "sqlite"}
+    finally:
+        store.close()
