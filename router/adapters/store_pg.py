@@ -273,7 +273,7 @@ class PgStore:
         for tbl, key, record in rows:
             value = json.loads(record)
             tables.setdefault(tbl, {})[key] = value
-            if tbl in ADDRESS_TABLES:
+            if tbl in ADDRESS_TABLES and value.get("hoa"):  # a prefix-only binding holds none
                 holds[(tbl, key)] = str(value["hoa"])
         self._snapshot, self._holds = tables, holds
         self.fetched_at = time.time()
@@ -327,10 +327,11 @@ class PgStore:
             if table not in ADDRESS_TABLES:
                 continue
             touched.add(key)
-            if record is None:
+            hoa = json.loads(record).get("hoa") if record is not None else None
+            if hoa is None:  # deleted, or a dual-stack MS's prefix-only binding (RFC 5213)
                 holds.pop((table, key), None)
             else:
-                holds[(table, key)] = str(json.loads(record)["hoa"])
+                holds[(table, key)] = str(hoa)
         held_nai: list[str] = []
         held_hoa: list[str] = []
         for nai in touched:

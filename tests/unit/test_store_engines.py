@@ -265,3 +265,15 @@ def test_a_claim_with_another_hoa_network_is_refused(pg_dsn: str) -> None:
         first.close()
         other.close()
         loop.close()
+
+
+def test_a_prefix_only_binding_holds_no_address(pg: Engine) -> None:
+    """Issue 18: a plain RFC 5213 binding (V=0, HNP only) has no IPv4 address to hold; a
+    dual-stack one holds its IPv4 address as any binding does."""
+    v6only = {"nai": "c@x", "hoa": None, "prefix": "2001:db8:ff00::/64", "dmpa": "2001:db8::1"}
+    dual = {"nai": "d@x", "hoa": "192.0.2.4", "prefix": "2001:db8:ff00:1::/64"}
+    pg.apply([Persist("binding", "c@x", v6only), Persist("binding", "d@x", dual)])
+    assert addresses(pg) == [("192.0.2.4", "d@x")]
+    assert pg.load()["binding"]["c@x"]["prefix"] == "2001:db8:ff00::/64"
+    pg.apply([Persist("binding", "d@x", {**dual, "hoa": None})])  # the MS gave up IPv4
+    assert addresses(pg) == []
