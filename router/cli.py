@@ -476,7 +476,8 @@ def _aligned(
 
 
 def _bindings_table(rows: list[dict[str, object]], role: str) -> str:
-    """NAI, HoA, IPv6 prefix (dual-stack; - when none), serving node, age, lifetime left, packets: one aligned line per binding."""
+    """NAI, HoA, IPv6 prefix (dual-stack; - when none), serving node, age, lifetime left,
+    packets: one aligned line per binding."""
     if not rows:
         return "(no bindings)"
     columns = _BINDING_COLUMNS.get(role, _BINDING_COLUMNS["dlmap"])

@@ -83,8 +83,9 @@ def test_bindings_table_and_filters(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 0
     header = ["NAI", "HOA", "PREFIX", "DMPA", "AGE", "LEFT", "LIFETIME", "PACKETS"]
     assert lines[0].split() == header
-    assert lines[1].split() == ["a@x", "192.0.2.100", "-", str(DMPA1), "12s", "59m47s", "1h00m", "0"]
-    assert lines[2].split() == ["b@x", "192.0.2.101", "-", str(DMPA2), "1h06m", "59s", "1h00m", "7"]
+    a, b = ["a@x", "192.0.2.100", "-", str(DMPA1)], ["b@x", "192.0.2.101", "-", str(DMPA2)]
+    assert lines[1].split() == [*a, "12s", "59m47s", "1h00m", "0"]
+    assert lines[2].split() == [*b, "1h06m", "59s", "1h00m", "7"]
     assert [code for code, _ in filtered] == [0] * 5
     assert [json.loads(out) for _, out in filtered] == [[ROWS[1]], [ROWS[0]], ROWS, [ROWS[1]], []]
     assert bad == 2
