@@ -295,3 +295,15 @@ def test_two_nais_never_hold_one_ipv6_prefix(pg: Engine) -> None:
     assert [(r["p"], r["nai"]) for r in rows] == expected
     with pytest.raises(StoreWriteError, match="netlmm_prefix"):
         pg.apply([v6("c@x", "2001:db8:7::/64")])
+
+
+def test_a_prefix_only_binding_holds_no_address(pg: Engine) -> None:
+    """Issue 18: a plain RFC 5213 binding (V=0, HNP only) has no IPv4 address to hold; a
+    dual-stack one holds its IPv4 address as any binding does."""
+    v6only = {"nai": "c@x", "hoa": None, "prefix": "2001:db8:ff00::/64", "dmpa": "2001:db8::1"}
+    dual = {"nai": "d@x", "hoa": "192.0.2.4", "prefix": "2001:db8:ff00:1::/64"}
+    pg.apply([Persist("binding", "c@x", v6only), Persist("binding", "d@x", dual)])
+    assert addresses(pg) == [("192.0.2.4", "d@x")]
+    assert pg.load()["binding"]["c@x"]["prefix"] == "2001:db8:ff00::/64"
+    pg.apply([Persist("binding", "d@x", {**dual, "hoa": None})])  # the MS gave up IPv4
+    assert addresses(pg) == []
