@@ -4,14 +4,16 @@
 Per round, a lab with ``[node] datapath = cython`` then one with ``kernel``; in each, a DHCP MS
 moves between the two DMPAs ``--handovers`` times (the cell reports the association, as the
 demo does) under a UDP probe stream every 5 ms; the interruption is the longest gap between two
-echoes less the 5 ms spacing (``UdpStreamResult.interruption_ms``). Prints each and the medians
-as JSON. Issue 14's goal: the kernel tier's median within 10 ms of the Cython tier's.
+echoes less the 5 ms spacing (``UdpStreamResult.interruption_ms``). Prints each, the medians,
+the kernel tier's median less the Cython tier's and the load average before and after, as JSON.
+Issue 14's goal: the kernel tier's median within 10 ms of the Cython tier's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -57,12 +59,19 @@ def main() -> None:
     parser.add_argument("--handovers", type=int, default=3)
     args = parser.parse_args()
     gaps: dict[str, list[float]] = {"cython": [], "kernel": []}
+    load_before = os.getloadavg()
     for _ in range(args.rounds):
         for datapath in gaps:
             gaps[datapath] += handovers(datapath, args.handovers)
             print(datapath, gaps[datapath], flush=True)
     medians = {datapath: statistics.median(values) for datapath, values in gaps.items()}
-    print(json.dumps({"interruption_ms": gaps, "median_ms": medians}))
+    result = {
+        "interruption_ms": gaps,
+        "median_ms": medians,
+        "kernel_minus_cython_ms": round(medians["kernel"] - medians["cython"], 3),
+        "loadavg_before_after": [load_before, os.getloadavg()],
+    }
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
