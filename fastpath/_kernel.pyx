@@ -5,15 +5,18 @@ clsact hooks, and read and write its maps (docs/kernel-tier.md).
 Thin on purpose: every call is one libbpf call (or one ``bpf()`` system call) with its error
 turned into :class:`OSError` (errno and what was being done). What the maps hold is the
 caller's business (``router.adapters.kernelpath`` packs keys and values); this module knows
-bytes, file descriptors and interface indexes only. libbpf's own messages are silenced: the
-errors say what failed.
+bytes, file descriptors and interface indexes only, but for :func:`pack_bindings`, which lays
+out many bindings for the restore's batch call in C (``struct netlmm_binding`` from
+``bpf/netlmm_tc.h``) instead of one Python ``struct.pack`` each. libbpf's own messages are
+silenced: the errors say what failed.
 """
 
 from os import strerror
 
 from libc.errno cimport errno
-from libc.stdint cimport uint32_t
-from libc.string cimport memset
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy, memset
 
 cdef extern from "bpf/libbpf.h" nogil:
     struct bpf_object:
@@ -79,6 +82,21 @@ cdef extern from "bpf/bpf.h" nogil:
     int bpf_map_update_batch(int fd, const void *keys, const void *values, uint32_t *count,
                              const bpf_map_batch_opts *opts)
     int bpf_prog_test_run_opts(int prog_fd, bpf_test_run_opts *opts)
+
+cdef extern from "linux/types.h":
+    pass
+
+cdef extern from "bpf/netlmm_tc.h":
+    struct netlmm_binding:
+        uint8_t endpoint[16]
+        uint8_t mac[6]
+        uint8_t pad[2]
+        uint32_t ifindex
+        uint32_t gateway
+        uint32_t link
+        uint32_t flags
+        uint64_t packets
+        uint64_t octets
 
 cdef extern from "errno.h":
     int ENOENT
@@ -338,3 +356,61 @@ def test_run(int prog_fd, const unsigned char[:] data) -> tuple:
     if rc:
         _fail(rc, "test run")
     return opts.retval, bytes(out[:opts.data_size_out])
+
+
+cdef inline void _copy(uint8_t *to, object data, Py_ssize_t size, str what) except *:
+    cdef const unsigned char[:] view = data
+    if view.shape[0] != size:
+        raise ValueError(f"{what}: {size} bytes, not {view.shape[0]}")
+    memcpy(to, &view[0], size)
+
+
+def pack_bindings(actions, access, const unsigned char[:] gateway) -> tuple:
+    """Keys and values of ``bindings`` entries for one :func:`map_update_batch`, laid out in C:
+    (keys, values, count). ``actions``: Bind-like objects (``hoa`` an IPv4 address, ``endpoint``
+    an IPv6 address, ``mac`` None or with ``packed``, ``link`` an int, ``gateway`` None or an
+    IPv4 address); ``access``: the access ports' ifindexes by link (0 for a link not there);
+    ``gateway``: the node's gateway, 4 bytes, for a Bind that names none. Keys are the HoAs in
+    network order. Consecutive actions with the same endpoint object pack it once."""
+    cdef list items = list(actions)
+    cdef Py_ssize_t n = len(items), i
+    cdef tuple ports = tuple(access)
+    cdef Py_ssize_t nports = len(ports)
+    if gateway.shape[0] != 4:
+        raise ValueError("the gateway is 4 bytes")
+    keys = bytearray(4 * n)
+    values = bytearray(sizeof(netlmm_binding) * n)
+    if n == 0:
+        return keys, values, 0
+    cdef uint8_t *k = <uint8_t *>PyByteArray_AS_STRING(keys)
+    cdef netlmm_binding *v = <netlmm_binding *>PyByteArray_AS_STRING(values)
+    cdef uint8_t last_endpoint[16]
+    cdef object last = None, endpoint, mac, via
+    cdef uint32_t hoa, node_gateway
+    cdef long link
+    memcpy(&node_gateway, &gateway[0], 4)
+    memset(v, 0, sizeof(netlmm_binding) * n)
+    for i in range(n):
+        action = items[i]
+        hoa = <uint32_t>int(action.hoa)
+        k[4 * i] = hoa >> 24
+        k[4 * i + 1] = (hoa >> 16) & 0xff
+        k[4 * i + 2] = (hoa >> 8) & 0xff
+        k[4 * i + 3] = hoa & 0xff
+        endpoint = action.endpoint
+        if endpoint is not last:
+            _copy(last_endpoint, endpoint.packed, 16, "endpoint")
+            last = endpoint
+        memcpy(v[i].endpoint, last_endpoint, 16)
+        mac = action.mac
+        if mac is not None:
+            _copy(v[i].mac, mac.packed, 6, "mac")
+        link = action.link
+        v[i].link = <uint32_t>link
+        v[i].ifindex = <uint32_t>ports[link] if 0 <= link < nports else 0
+        via = action.gateway
+        if via is None:
+            v[i].gateway = node_gateway
+        else:
+            _copy(<uint8_t *>&v[i].gateway, via.packed, 4, "gateway")
+    return keys, values, n

@@ -421,6 +421,7 @@ _BINDING_COLUMNS = {
     "dlmap": (
         ("NAI", "nai", str),
         ("HOA", "hoa", str),
+        ("PREFIX", "prefix", str),
         ("DMPA", "dmpa", str),
         ("AGE", "age", _duration),
         ("LEFT", "expires_in", _duration),
@@ -430,6 +431,7 @@ _BINDING_COLUMNS = {
     "dmpa": (
         ("NAI", "nai", str),
         ("HOA", "hoa", str),
+        ("PREFIX", "prefix", str),
         ("DLMAP", "dlmap", str),
         ("MAC", "mac", str),
         ("LINK", "link", str),
@@ -474,7 +476,8 @@ def _aligned(
 
 
 def _bindings_table(rows: list[dict[str, object]], role: str) -> str:
-    """NAI, HoA, serving node, age, lifetime left, packets: one aligned line per binding."""
+    """NAI, HoA, IPv6 prefix (dual-stack; - when none), serving node, age, lifetime left,
+    packets: one aligned line per binding."""
     if not rows:
         return "(no bindings)"
     columns = _BINDING_COLUMNS.get(role, _BINDING_COLUMNS["dlmap"])

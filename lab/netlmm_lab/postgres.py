@@ -199,12 +199,17 @@ class PostgresServer:
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
 
+    def _postmaster(self) -> int | None:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def kill(self) -> None:
         """SIGKILL the postmaster (a crash of the database primary), keeping its data directory;
         its backends notice and exit. :meth:`restart` starts it again."""
-        try:
-            pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
+        pid = self._postmaster()
+        if pid is None:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -213,12 +218,19 @@ class PostgresServer:
                 self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown: SIGINT, then SIGKILL) and remove its directory."""
+        """Stop the server (immediate shutdown, then SIGKILL) and remove its directory."""
         if self.proc is not None:
             if self.proc.poll() is None:
+                # SIGQUIT to the postmaster itself (runuser does not pass signals on): an
+                # immediate shutdown, clients or not, no checkpoint: the directory goes anyway
+                postmaster = self._postmaster()
                 with contextlib.suppress(ProcessLookupError):
-                    self.proc.send_signal(2)  # SIGINT: fast shutdown
-                deadline = time.monotonic() + 10.0
-                netns.end(self.proc, deadline)
+                    if postmaster is not None:
+                        os.kill(postmaster, signal.SIGQUIT)
+                    else:
+                        self.proc.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=10.0)
+                netns.end(self.proc, time.monotonic() + 5.0)
             self.proc = None
         shutil.rmtree(self.root, ignore_errors=True)

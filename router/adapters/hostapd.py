@@ -172,7 +172,7 @@ class HostapdMonitor:
             self.counters[HostapdCounter.UNREACHABLE] += 1
             if not self._warned:
                 self._warned = True
-                log.warning("hostapd unreachable socket=%s error=%s (retrying)", self.path, exc)
+                log.warning("hostapd_unreachable socket=%s error=%s retrying=true", self.path, exc)
             self._later(RETRY_INTERVAL, self._connect)
             return
         self._sock = sock
@@ -240,7 +240,7 @@ class HostapdMonitor:
                 self.attached = True
                 self._warned = False
                 self.counters[HostapdCounter.ATTACHED] += 1
-                log.info("hostapd attached socket=%s", self.path)
+                log.info("hostapd_attached socket=%s", self.path)
             self._ping_sent = None
             self._later(PING_INTERVAL, self._check)
             return

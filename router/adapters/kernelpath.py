@@ -168,8 +168,8 @@ class KernelPath:
         self._bindings_fd: int = obj.map_fd(MAP_BINDINGS)
         self._counters_fd: int = obj.map_fd(MAP_COUNTERS)
         self._cpus: int = kernel.possible_cpus()
-        #: Binds held back for one batch call (:meth:`hold`), by key.
-        self._held: dict[bytes, bytes] | None = None
+        #: Binds held back for one batch call (:meth:`hold`), by HoA.
+        self._held: dict[IPv4Address, Bind] | None = None
         self.gateway = plan.gateway.packed
         self._closed = False
 
@@ -248,24 +248,23 @@ class KernelPath:
         return BINDING.pack(action.endpoint.packed, mac, ifindex, gateway, link, 0, 0, 0)
 
     def bind(self, action: Bind) -> None:
-        key, value = action.hoa.packed, self._value(action)  # the key: network order
         if self._held is not None:
-            self._held[key] = value
+            self._held[action.hoa] = action
             return
-        self._k.map_update(self._bindings_fd, key, value)
+        # the key: network order
+        self._k.map_update(self._bindings_fd, action.hoa.packed, self._value(action))
 
     def unbind(self, hoa: IPv4Address) -> None:
-        key = KEY.pack(int(hoa))
-        if self._held is not None and self._held.pop(key, None) is not None:
+        if self._held is not None and self._held.pop(hoa, None) is not None:
             return
-        self._k.map_delete(self._bindings_fd, key)
+        self._k.map_delete(self._bindings_fd, KEY.pack(int(hoa)))
 
     def lookup(self, hoa: IPv4Address) -> Binding | None:
-        key = KEY.pack(int(hoa))
-        if self._held is not None and key in self._held:
-            raw: bytes | None = self._held[key]
+        held = self._held.get(hoa) if self._held is not None else None
+        if held is not None:
+            raw: bytes | None = self._value(held)
         else:
-            raw = self._k.map_lookup(self._bindings_fd, key, BINDING.size)
+            raw = self._k.map_lookup(self._bindings_fd, KEY.pack(int(hoa)), BINDING.size)
         if raw is None:
             return None
         endpoint, mac, _, _, link, flags, packets, octets = BINDING.unpack(raw)
@@ -295,19 +294,17 @@ class KernelPath:
     def release(self) -> int:
         """Write the binds held since :meth:`hold` with one batch call; returns how many."""
         held, self._held = self._held or {}, None
-        if not held:
-            return 0
-        count: int = self._k.map_update_batch(
-            self._bindings_fd, b"".join(held), b"".join(held.values()), len(held)
-        )
-        return count
+        return self.bind_many(held.values())
 
     def bind_many(self, actions: Iterable[Bind]) -> int:
-        """Many binds in one batch call (the benches; :meth:`release` is the node's way)."""
-        self.hold()
-        for action in actions:
-            self.bind(action)
-        return self.release()
+        """Many binds in one batch call, keys and values packed in C
+        (``fastpath._kernel.pack_bindings``); returns how many were written. A HoA bound
+        twice ends as its last Bind says (the batch writes in order)."""
+        keys, values, count = self._k.pack_bindings(actions, self._access, self.gateway)
+        if not count:
+            return 0
+        written: int = self._k.map_update_batch(self._bindings_fd, keys, values, count)
+        return written
 
 
 def _probe(kernel: Any, obj: Any) -> None:

@@ -467,7 +467,7 @@ class RadiusProxy:
         )
         if isinstance(checked, str):
             self.counters[ProxyCounter.DROP_REPLY] += 1
-            log.debug("aaa proxy reply dropped reason=%s", checked)
+            log.debug("aaa_proxy_reply_dropped reason=%s", checked)
             return
         attrs = attributes(packet) or []
         attrs = [(t, v) for t, v in attrs if t not in (MESSAGE_AUTHENTICATOR, PROXY_STATE)]
@@ -516,7 +516,7 @@ class RadiusProxy:
                 raise MappingError(f"the NAI {profile.nai!r} is anonymous")
         except MappingError as exc:
             self.counters[ProxyCounter.UNUSABLE] += 1
-            log.warning("aaa proxy accept unusable mac=%s reason=%s", forwarded.mac, exc)
+            log.warning("aaa_proxy_accept_unusable mac=%s reason=%s", forwarded.mac, exc)
             return ACCESS_REJECT
         self.counters[ProxyCounter.ACCEPT] += 1
         now = self._clock()

@@ -19,7 +19,9 @@ several DLMAP identities):
 - ``netlmm_address``: who holds each home address, derived from the ``binding`` and ``lease``
   rows in the same transaction; ``(identity, hoa)`` is its primary key and ``(identity, nai)``
   is unique, so one address per MS holds in the database itself: a batch that would give an
-  address to two NAIs (or two addresses to one NAI) fails whole.
+  address to two NAIs (or two addresses to one NAI) fails whole. ``netlmm_prefix`` does the
+  same for the IPv6 home network prefixes of dual-stack bindings (a V=0 binding's row has
+  no IPv4 address).
 
 Every write is an upsert or a delete of a row by its key, so a batch whose commit was uncertain
 (a connection lost before the answer) is simply written again: allocation is idempotent per NAI.
@@ -31,6 +33,7 @@ import json
 import stat
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,35 @@ COMMAND_TIMEOUT = 5.0
 #: Tables whose rows give an NAI its address (record fields ``nai`` and ``hoa``); a binding's
 #: address wins over a lease's.
 ADDRESS_TABLES = ("binding", "lease")
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRule:
+    """A table whose keys hold one-per-NAI: ``field`` of the rows of ``sources`` (the first
+    source that has one wins) goes into ``table`` (``field`` the primary key, ``nai`` unique)."""
+
+    table: str
+    field: str
+    sql_type: str
+    sources: tuple[str, ...]
+
+    @property
+    def release(self) -> str:
+        return f"DELETE FROM {self.table} WHERE identity = $1 AND nai = ANY($2::text[])"
+
+    @property
+    def hold(self) -> str:
+        return (
+            f"INSERT INTO {self.table} (identity, {self.field}, nai) SELECT $1, "
+            f"v::{self.sql_type}, n FROM unnest($2::text[], $3::text[]) AS u(v, n)"
+        )
+
+
+#: The IPv4 home addresses (bindings and leases) and the IPv6 home network prefixes (bindings).
+RULES = (
+    HoldRule("netlmm_address", "hoa", "inet", ADDRESS_TABLES),
+    HoldRule("netlmm_prefix", "prefix", "cidr", ("binding",)),
+)
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS netlmm_schema (version integer NOT NULL)""",
@@ -70,6 +102,13 @@ _SCHEMA = (
         PRIMARY KEY (identity, hoa),
         UNIQUE (identity, nai)
     )""",
+    """CREATE TABLE IF NOT EXISTS netlmm_prefix (
+        identity text NOT NULL,
+        prefix cidr NOT NULL,
+        nai text NOT NULL,
+        PRIMARY KEY (identity, prefix),
+        UNIQUE (identity, nai)
+    )""",
 )
 
 _FENCE = "SELECT epoch FROM netlmm_identity WHERE name = $1 FOR SHARE"
@@ -81,11 +120,6 @@ _UPSERT = (
     "INSERT INTO netlmm_state (identity, tbl, key, record) "
     "SELECT $1, t, k, r FROM unnest($2::text[], $3::text[], $4::text[]) AS u(t, k, r) "
     "ON CONFLICT (identity, tbl, key) DO UPDATE SET record = EXCLUDED.record"
-)
-_RELEASE = "DELETE FROM netlmm_address WHERE identity = $1 AND nai = ANY($2::text[])"
-_HOLD = (
-    "INSERT INTO netlmm_address (identity, hoa, nai) "
-    "SELECT $1, h::inet, n FROM unnest($2::text[], $3::text[]) AS u(h, n)"
 )
 _CLAIM = (
     "INSERT INTO netlmm_identity (name, epoch, holder, network) VALUES ($1, 1, $2, $3) "
@@ -164,7 +198,7 @@ class PgStore:
         self._pending: dict[tuple[str, str], str | None] = {}
         self._snapshot: dict[str, dict[str, dict[str, Any]]] = {}
         #: (table, nai) -> hoa of the committed binding and lease rows (the address table's source).
-        self._holds: dict[tuple[str, str], str] = {}
+        self._holds: dict[str, dict[tuple[str, str], str]] = {r.table: {} for r in RULES}
         #: Wall time of the last successful fetch (a standby's lag) and of the last commit.
         self.fetched_at: float | None = None
         self.committed_at: float | None = None
@@ -269,12 +303,13 @@ class PgStore:
             self.close()
             raise StoreError(f"{self.path}: cannot read the state: {_why(exc)}") from None
         tables: dict[str, dict[str, dict[str, Any]]] = {}
-        holds: dict[tuple[str, str], str] = {}
+        holds: dict[str, dict[tuple[str, str], str]] = {r.table: {} for r in RULES}
         for tbl, key, record in rows:
             value = json.loads(record)
             tables.setdefault(tbl, {})[key] = value
-            if tbl in ADDRESS_TABLES:
-                holds[(tbl, key)] = str(value["hoa"])
+            for rule in RULES:
+                if tbl in rule.sources and value.get(rule.field) is not None:
+                    holds[rule.table][(tbl, key)] = str(value[rule.field])
         self._snapshot, self._holds = tables, holds
         self.fetched_at = time.time()
         return len(rows)
@@ -306,6 +341,43 @@ class PgStore:
             raise StoreRecordError(f"{self.path}: batch refused, records: {', '.join(refused)}")
         self._pending.update(batch)
 
+    def _hold_changes(
+        self, pending: dict[tuple[str, str], str | None]
+    ) -> tuple[
+        dict[str, dict[tuple[str, str], str]],
+        list[tuple[HoldRule, list[str], list[str], list[str]]],
+    ]:
+        """For each rule: the NAIs a batch touches, and what each of them holds after it."""
+        holds = {table: dict(rows) for table, rows in self._holds.items()}
+        changes = []
+        decoded: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for rule in RULES:
+            rows = holds[rule.table]
+            touched: set[str] = set()
+            for (table, key), record in pending.items():
+                if table not in rule.sources:
+                    continue
+                touched.add(key)
+                if (table, key) not in decoded:
+                    decoded[(table, key)] = None if record is None else json.loads(record)
+                row = decoded[(table, key)]
+                value = None if row is None else row.get(rule.field)
+                if value is None:  # gone, or a row without one (an IPv6-only binding)
+                    rows.pop((table, key), None)
+                else:
+                    rows[(table, key)] = str(value)
+            if not touched:
+                continue
+            values: list[str] = []
+            nais: list[str] = []
+            for nai in touched:
+                held = next((rows[(t, nai)] for t in rule.sources if (t, nai) in rows), None)
+                if held is not None:
+                    values.append(held)
+                    nais.append(nai)
+            changes.append((rule, sorted(touched), values, nais))
+        return holds, changes
+
     async def apply(self, persists: Iterable[Persist]) -> int:
         self.defer(persists)
         return await self.commit()
@@ -321,23 +393,7 @@ class PgStore:
         pending = self._pending
         deletes = [(t, k) for (t, k), r in pending.items() if r is None]
         writes = [(t, k, r) for (t, k), r in pending.items() if r is not None]
-        holds = dict(self._holds)
-        touched: set[str] = set()
-        for (table, key), record in pending.items():
-            if table not in ADDRESS_TABLES:
-                continue
-            touched.add(key)
-            if record is None:
-                holds.pop((table, key), None)
-            else:
-                holds[(table, key)] = str(json.loads(record)["hoa"])
-        held_nai: list[str] = []
-        held_hoa: list[str] = []
-        for nai in touched:
-            hoa = holds.get(("binding", nai)) or holds.get(("lease", nai))
-            if hoa is not None:
-                held_nai.append(nai)
-                held_hoa.append(hoa)
+        holds, changes = self._hold_changes(pending)
         ident = self.identity
         try:
             db = await self._connect()
@@ -356,10 +412,10 @@ class PgStore:
                         _UPSERT, ident, [w[0] for w in writes], [w[1] for w in writes],
                         [w[2] for w in writes],
                     )  # fmt: skip
-                if touched:
-                    await db.execute(_RELEASE, ident, list(touched))
-                if held_nai:
-                    await db.execute(_HOLD, ident, held_hoa, held_nai)
+                for rule, touched, values, nais in changes:  # releases first: a swap is fine
+                    await db.execute(rule.release, ident, touched)
+                    if nais:
+                        await db.execute(rule.hold, ident, values, nais)
                 counter = pending.get(("meta", "restart_counter"))
                 if counter is not None:  # the identity's row keeps it too (show, operators)
                     await db.execute(_COUNTER, ident, int(json.loads(counter)["value"]))

@@ -93,7 +93,7 @@ class Authenticators:
         profile = self.proxy.take(mac, user) if self.proxy is not None else None
         if profile is None:
             self.node_counters[AuthCounter.AUTH_NO_PROFILE] += 1
-            log.warning("authorized without a profile mac=%s link=%s: not served", mac, name)
+            log.warning("authorized_without_profile mac=%s link=%s served=false", mac, name)
             return
         eap = self.proxy.durations.pop(mac, None) if self.proxy is not None else None
         log.info(

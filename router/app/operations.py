@@ -291,7 +291,12 @@ def clear_binding(node: Node, request: dict[str, Any]) -> list[dict[str, object]
     if not isinstance(nai, str) or nai not in core.bindings:
         raise ControlError(f"no binding for {nai!r}")
     bce = core.bindings[nai]
-    row: dict[str, object] = {"nai": nai, "hoa": str(bce.hoa), "dmpa": str(bce.dmpa)}
+    row: dict[str, object] = {
+        "nai": nai,
+        "hoa": str(bce.hoa) if bce.hoa is not None else None,  # None: an IPv6-only binding
+        "prefix": str(bce.prefix) if bce.prefix is not None else None,
+        "dmpa": str(bce.dmpa),
+    }
     node.runner.submit(core.clear(nai, node.clock.now(), node.clock.wall()))
     return [row]
 

@@ -576,6 +576,7 @@ class DLMAP:
                 bce.sequence,
                 reason=RevocationTrigger.ADMINISTRATIVE_REASON,
                 prefix_length=self.config.prefix_length,
+                whole=bce.prefix is not None,
                 until=max(bce.expires, now),
                 now=now,
                 wall=wall,

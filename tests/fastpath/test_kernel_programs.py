@@ -80,6 +80,44 @@ def test_map_layout_matches_the_object() -> None:
         obj.close()
 
 
+def test_pack_bindings_lays_out_what_struct_packs() -> None:
+    """The restore's packer in C writes what ``BINDING``/``KEY`` pack in Python, field by
+    field: the node's gateway for a Bind without one, ifindex 0 for a link not there, no MAC,
+    endpoints alternating (its one-entry cache), and an empty batch."""
+    from ipaddress import IPv4Address, IPv6Address
+
+    from router.core.actions import Bind
+    from router.wire.ethernet import MacAddress
+
+    kernel = pytest.importorskip("fastpath._kernel")
+    ends = [IPv6Address("2001:db8:100::11"), IPv6Address("2001:db8:100::12")]
+    mac = MacAddress.parse("02:4e:4c:00:00:09")
+    node_gw, own_gw = IPv4Address("192.0.2.1"), IPv4Address("192.0.2.254")
+    access = (7, 9)
+    actions = [
+        Bind(IPv4Address("192.0.2.10"), ends[0], mac, 1),
+        Bind(IPv4Address("192.0.2.11"), ends[1], None, 5, own_gw),
+        Bind(IPv4Address("192.0.2.12"), ends[0], mac, 0),
+        Bind(IPv4Address("192.0.2.13"), ends[0], None, -1),
+    ]
+    keys, values, count = kernel.pack_bindings(iter(actions), access, node_gw.packed)
+    assert count == len(actions)
+    expected_keys, expected_values = b"", b""
+    for a in actions:
+        ifindex = access[a.link] if 0 <= a.link < len(access) else 0
+        gateway = (a.gateway or node_gw).packed
+        packed_mac = a.mac.packed if a.mac else bytes(6)
+        expected_keys += KEY.pack(int(a.hoa))
+        expected_values += BINDING.pack(
+            a.endpoint.packed, packed_mac, ifindex, gateway, a.link & 0xFFFFFFFF, 0, 0, 0
+        )
+    assert bytes(keys) == expected_keys
+    assert bytes(values) == expected_values
+    assert kernel.pack_bindings([], access, node_gw.packed)[2] == 0
+    with pytest.raises(ValueError):
+        kernel.pack_bindings(actions, access, b"\x01")
+
+
 class Loaded:
     """The object loaded for one role, with a binding of HOA to ``endpoint``."""
 

@@ -46,11 +46,7 @@ def _finish(
     tcp = traffic.tcp.stop()
     for ping in traffic.pings:
         ping.stop()
-    if p.capture is not None:
-        p.lab.stop(p.capture)
-        p.capture = None
-    assert p.pcap is not None
-    pbas = h.accepted_pbas(p.pcap)
+    pbas = h.stop_capture(p)
     lm_mac = h.mac_of(p, "lm")
     claimed = h.claimed_at(p)
     stale = [(n, a, t) for n, a, mac, t in pbas if mac == lm_mac and t > claimed]

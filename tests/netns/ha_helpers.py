@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -242,3 +243,18 @@ def mac_of(p: Pair, short: str) -> str:
 def claimed_at(p: Pair) -> float:
     """When the identity was last claimed (the database's clock: this host's)."""
     return float(p.domain.sql("SELECT extract(epoch FROM claimed_at) FROM netlmm_identity"))
+
+
+def stop_capture(p: Pair) -> list[tuple[str, str, str, float]]:
+    """End the capture cleanly (SIGINT: tshark writes what it still holds, after a moment for
+    the last packets to reach it) and decode its accepted PBAs."""
+    if p.capture is not None:
+        time.sleep(0.5)
+        with contextlib.suppress(ProcessLookupError):
+            p.capture.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.capture.wait(timeout=10)
+        p.lab.stop(p.capture)
+        p.capture = None
+    assert p.pcap is not None
+    return accepted_pbas(p.pcap)

@@ -65,10 +65,7 @@ def test_sigkill_of_the_active_dlmap_loses_no_address(lab: HALab) -> None:
         udp = traffic.udp.stop()
         tcp = traffic.tcp.stop()
         pings = [ping.stop() for ping in traffic.pings]
-        lab.stop(p.capture) if p.capture is not None else None
-        p.capture = None
-        assert p.pcap is not None
-        pbas = h.accepted_pbas(p.pcap)
+        pbas = h.stop_capture(p)
         after = [t for nai, _, _, t in pbas if t >= killed_wall and nai == "ms@example.org"]
         first_pba_s = (min(after) - killed_wall) if after else None
         lb_mac = h.mac_of(p, "lb")

@@ -176,8 +176,8 @@ def test_metrics_logs_show_sighup_and_trace_on_a_running_domain(
     socket = str(domain.configs.sockets["dlmap"])
     out = cli("show", "bindings", "--socket", socket, capsys=capsys)
     header, row = out.splitlines()
-    assert header.split() == ["NAI", "HOA", "DMPA", "AGE", "LEFT", "LIFETIME", "PACKETS"]
-    assert row.split()[:3] == [nai("ms"), str(lease.address), str(DMPA_ADDRESSES[2])]
+    assert header.split() == ["NAI", "HOA", "PREFIX", "DMPA", "AGE", "LEFT", "LIFETIME", "PACKETS"]
+    assert row.split()[:4] == [nai("ms"), str(lease.address), "-", str(DMPA_ADDRESSES[2])]
     out = cli("show", "bindings", "--socket", socket, "--dmpa", str(DMPA_ADDRESSES[1]),
                     capsys=capsys)  # fmt: skip
     assert out.strip() == "(no bindings)"

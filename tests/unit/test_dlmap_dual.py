@@ -210,3 +210,16 @@ def test_an_ipv4_refusal_gives_the_new_prefix_back() -> None:
     assert run(dlmap, dual(1, nai="a@x")).status == 0
     assert run(dlmap, dual(2, nai="b@x")).status == 142
     assert dlmap.prefixes is not None and dlmap.prefixes.in_use() == 1
+
+
+def test_an_operator_clear_revokes_the_whole_dual_stack_binding() -> None:
+    dlmap = node()
+    run(dlmap, dual(1))
+    actions = dlmap.clear("ms1@example.net", NOW + 1, WALL + 1)
+    bri = next(
+        a.message
+        for a in actions
+        if isinstance(a, SendMH) and isinstance(a.message, BindingRevocationIndication)
+    )
+    assert not bri.flags & BRFlag.V
+    assert UnbindPrefix(FIRST) in actions and dlmap.bindings == {}

@@ -81,9 +81,11 @@ def test_bindings_table_and_filters(tmp_path: Path, capsys: pytest.CaptureFixtur
     )
     lines = table.splitlines()
     assert code == 0
-    assert lines[0].split() == ["NAI", "HOA", "DMPA", "AGE", "LEFT", "LIFETIME", "PACKETS"]
-    assert lines[1].split() == ["a@x", "192.0.2.100", str(DMPA1), "12s", "59m47s", "1h00m", "0"]
-    assert lines[2].split() == ["b@x", "192.0.2.101", str(DMPA2), "1h06m", "59s", "1h00m", "7"]
+    header = ["NAI", "HOA", "PREFIX", "DMPA", "AGE", "LEFT", "LIFETIME", "PACKETS"]
+    assert lines[0].split() == header
+    a, b = ["a@x", "192.0.2.100", "-", str(DMPA1)], ["b@x", "192.0.2.101", "-", str(DMPA2)]
+    assert lines[1].split() == [*a, "12s", "59m47s", "1h00m", "0"]
+    assert lines[2].split() == [*b, "1h06m", "59s", "1h00m", "7"]
     assert [code for code, _ in filtered] == [0] * 5
     assert [json.loads(out) for _, out in filtered] == [[ROWS[1]], [ROWS[0]], ROWS, [ROWS[1]], []]
     assert bad == 2
@@ -97,7 +99,7 @@ def test_bindings_table_durations_and_no_bindings(
     ]
     [(code, table)] = _show_bindings(tmp_path, capsys, rows, [])
     assert code == 0
-    assert [line.split()[3] for line in table.splitlines()[1:]] == [t for _, t in DURATIONS]
+    assert [line.split()[4] for line in table.splitlines()[1:]] == [t for _, t in DURATIONS]
     [(code, empty)] = _show_bindings(tmp_path, capsys, [], [])
     assert (code, empty) == (0, "(no bindings)\n")
 
@@ -134,3 +136,14 @@ def test_show_commands_through_a_control_socket(
     assert [line.split()[0] for line in table.splitlines()] == ["NAI", "b@x"]
     assert nonzero.split() == ["core:", "handover", "2"]
     assert json.loads(everything) == counters
+
+
+def test_bindings_table_shows_a_dual_stack_prefix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows: list[dict[str, object]] = [
+        {"nai": "d@x", "hoa": None, "prefix": "2001:db8:a:1::/64", "dmpa": str(DMPA1)}
+    ]
+    [(code, table)] = _show_bindings(tmp_path, capsys, rows, [])
+    assert code == 0
+    assert table.splitlines()[1].split()[:4] == ["d@x", "-", "2001:db8:a:1::/64", str(DMPA1)]

@@ -265,3 +265,45 @@ def test_a_claim_with_another_hoa_network_is_refused(pg_dsn: str) -> None:
         first.close()
         other.close()
         loop.close()
+
+
+def test_an_ipv6_only_binding_holds_no_ipv4_address(pg: Engine) -> None:
+    """A V=0 registration (an IPv6 home network prefix only) has no HoA in its row."""
+    row = {"nai": "v6@x", "hoa": None, "prefix": "2001:db8:7::/64"}
+    ipv6_only = Persist("binding", "v6@x", row)
+    pg.apply([binding("a@x", "192.0.2.2"), ipv6_only])
+    assert addresses(pg) == [("192.0.2.2", "a@x")]
+    pg.reopen()
+    assert pg.load()["binding"]["v6@x"]["prefix"] == "2001:db8:7::/64"
+    pg.apply([binding("v6@x", "192.0.2.3")])  # the same NAI asks for IPv4 too later
+    assert addresses(pg) == [("192.0.2.2", "a@x"), ("192.0.2.3", "v6@x")]
+
+
+def test_two_nais_never_hold_one_ipv6_prefix(pg: Engine) -> None:
+    """The IPv6 home network prefixes (dual stack) are held one per NAI by their own table."""
+
+    def v6(nai: str, prefix: str) -> Persist:
+        return Persist("binding", nai, {"nai": nai, "hoa": None, "prefix": prefix})
+
+    pg.apply([v6("a@x", "2001:db8:7::/64"), v6("b@x", "2001:db8:7:1::/64")])
+    store = pg.store
+    assert isinstance(store, PgStore)
+    rows = pg.loop.run_until_complete(
+        store._db.fetch("SELECT text(prefix) AS p, nai FROM netlmm_prefix ORDER BY prefix")
+    )
+    expected = [("2001:db8:7::/64", "a@x"), ("2001:db8:7:1::/64", "b@x")]
+    assert [(r["p"], r["nai"]) for r in rows] == expected
+    with pytest.raises(StoreWriteError, match="netlmm_prefix"):
+        pg.apply([v6("c@x", "2001:db8:7::/64")])
+
+
+def test_a_prefix_only_binding_holds_no_address(pg: Engine) -> None:
+    """Issue 18: a plain RFC 5213 binding (V=0, HNP only) has no IPv4 address to hold; a
+    dual-stack one holds its IPv4 address as any binding does."""
+    v6only = {"nai": "c@x", "hoa": None, "prefix": "2001:db8:ff00::/64", "dmpa": "2001:db8::1"}
+    dual = {"nai": "d@x", "hoa": "192.0.2.4", "prefix": "2001:db8:ff00:1::/64"}
+    pg.apply([Persist("binding", "c@x", v6only), Persist("binding", "d@x", dual)])
+    assert addresses(pg) == [("192.0.2.4", "d@x")]
+    assert pg.load()["binding"]["c@x"]["prefix"] == "2001:db8:ff00::/64"
+    pg.apply([Persist("binding", "d@x", {**dual, "hoa": None})])  # the MS gave up IPv4
+    assert addresses(pg) == []
