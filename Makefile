@@ -35,8 +35,11 @@ APT_SERVICE := systemd
 # PostgreSQL 15 (store = postgresql) and keepalived (VRRPv3) for the DLMAP active/standby pair:
 # the store tests, `netlmm lab up --ha` and `make ha` start their own, never the system's.
 APT_HA := postgresql keepalived
+# ppp gives pppoe-discovery, an independent PPPoE client the netns tests run against the
+# DMPA's PPPoE server (auth = pppoe); pppd itself cannot run here (this kernel has no /dev/ppp).
+APT_PPP := ppp
 APT_PACKAGES := $(APT_BUILD) $(APT_KERNEL) $(APT_ORACLE) $(APT_MS_TOOLS) $(APT_SERVERS) \
-	$(APT_8021X) $(APT_BENCH) $(APT_FAULTS) $(APT_SERVICE) $(APT_HA)
+	$(APT_8021X) $(APT_BENCH) $(APT_FAULTS) $(APT_SERVICE) $(APT_HA) $(APT_PPP)
 
 .PHONY: all setup test test-fast bench bench-lab lint demo fuzz soak faults ha clean wheel install
 

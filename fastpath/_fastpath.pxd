@@ -147,6 +147,13 @@ cdef enum:
     MAX_ENDPOINTS = 65535
     REHASH_PER_UPDATE = 8
     REHASH_PER_BATCH = 64
+    ETH_P_PPPOE_DISC = 34915
+    ETH_P_PPPOE_SES = 34916
+    PPPOE_VER_TYPE = 17
+    PPP_IPV4 = 33
+    PPPOE_LEN = 8
+    PPPOE_MTU = 1492
+    MAX_LINKS = 65536
 # ---- end of the generated block ----
 
 

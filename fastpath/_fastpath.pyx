@@ -16,6 +16,7 @@ mirrored by a module of the reference twin:
 * ``table.pxi`` (``reference_table``): the HoA hash table;
 * ``gso.pxi`` (``reference_gso``): segmentation of TAP/TUN super-packets and coalescing;
 * ``io.pxi`` (``reference_io``): batches in memory, batched fd reads and writes, the pump loops;
+* ``pppoe.pxi`` (``reference_pppoe``): PPPoE session frames on PPPoE access links;
 * ``engines.pxi`` (``reference_engines``): ``Dmpa`` and ``Dlmap``, classify + encap/decap.
 """
 
@@ -70,4 +71,5 @@ include "packet.pxi"
 include "table.pxi"
 include "gso.pxi"
 include "io.pxi"
+include "pppoe.pxi"
 include "engines.pxi"

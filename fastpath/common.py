@@ -35,7 +35,10 @@ class Direction(IntEnum):
 class Reason(IntEnum):
     FORWARDED = 0
     # punted to the slow path
-    ARP = 1  # DMPA access: ARP for the pseudo-MAC gateway
+    # DMPA access, link-layer control the DMPA answers: ARP for the pseudo-MAC gateway; on a
+    # PPPoE link, discovery and session frames that are not a bound MS's IPv4 (LCP, PAP, CHAP,
+    # IPCP). (No reason of its own: 24.. are the kernel tier's, fastpath/kernel.py.)
+    ARP = 1
     # DHCP client->server on the access link / through the tunnel from a known peer; DLMAP TUN:
     # to port 67 of an unbound address (a server's answer to another relay's giaddr)
     DHCP = 2
@@ -52,7 +55,7 @@ class Reason(IntEnum):
     BAD_IHL = 12
     BAD_LENGTH = 13  # total/payload length inconsistent with the buffer
     BAD_CHECKSUM = 14  # IPv4 header checksum (RFC 1812 5.2.2)
-    SPOOFED_SRC = 15  # bound HoA from the wrong MAC or access link
+    SPOOFED_SRC = 15  # bound HoA from the wrong MAC, access link or PPPoE session
     SRC_NOT_BOUND = 16  # tunnel input whose outer source is not the endpoint bound to that HoA
     NO_BINDING = 17  # destination HoA not bound
     UNKNOWN_PEER = 18  # DHCP through the tunnel from an address that is not a known peer
@@ -160,3 +163,11 @@ MAX_ENDPOINTS = 0xFFFF  # distinct (tunnel endpoint, gateway) pairs (an entry ho
 # growth: old slots moved to the doubled array per bind/unbind and per batch call
 REHASH_PER_UPDATE = 8
 REHASH_PER_BATCH = 64
+# PPPoE access links (RFC 2516; the DMPA's PPPoE server is router/services/pppoe.py)
+ETH_P_PPPOE_DISC = 0x8863
+ETH_P_PPPOE_SES = 0x8864
+PPPOE_VER_TYPE = 0x11
+PPP_IPV4 = 0x0021
+PPPOE_LEN = 8  # the PPPoE session header (6) and the PPP protocol field (2)
+PPPOE_MTU = 1492  # RFC 2516 7: the largest IPv4 packet in a session on a 1500-byte Ethernet
+MAX_LINKS = 0x10000  # access link indices are 16 bits (the PPPoE link bitmap covers them)

@@ -242,6 +242,8 @@ cdef class Dmpa(_Engine):
 
     cdef uint8_t mac[6]
     cdef uint32_t gateway
+    cdef uint8_t pppoe_map[MAX_LINKS >> 3]  # the PPPoE access links, one bit each
+    cdef dict sessions  # HoA -> PPPoE session id (looked at on PPPoE links only)
 
     def __init__(self, HoaTable table not None, local, pseudo_mac, gateway, *,
                  int tunnel_mtu=1460, int hop_limit=64, peers=(), bint vnet_hdr=False,
@@ -256,6 +258,73 @@ cdef class Dmpa(_Engine):
         self.up = DOWN
         self.tkey = 16
         self.io.co.l2 = ETH_LEN
+        self.sessions = {}
+
+    def pppoe_link(self, int link, bint on=True):
+        """Make access link ``link`` a PPPoE link (or a plain one again)."""
+        if not 0 <= link < MAX_LINKS:
+            raise ValueError("link must fit 16 bits")
+        if on:
+            self.pppoe_map[link >> 3] |= 1 << (link & 7)
+        else:
+            self.pppoe_map[link >> 3] &= ~(1 << (link & 7))
+
+    def pppoe_session(self, hoa, session):
+        """The PPPoE session of the MS holding ``hoa`` on a PPPoE link (0: none)."""
+        if not 0 <= hoa <= 0xFFFFFFFF or not 0 <= session <= 0xFFFF:
+            raise ValueError("hoa must be 32 bits and session 16 bits")
+        if session:
+            self.sessions[int(hoa)] = int(session)
+        else:
+            self.sessions.pop(int(hoa), None)
+
+    cdef inline bint _pppoe_on(self, uint32_t link) noexcept:
+        return link < MAX_LINKS and self.pppoe_map[link >> 3] & (1 << (link & 7))
+
+    cdef res_t _pppoe_access(self, const uint8_t *f, Py_ssize_t n, int link, bint broadcast,
+                             uint8_t *out, Py_ssize_t cap) noexcept:
+        cdef uint32_t session = 0, tot = 0
+        cdef int reason
+        cdef const uint8_t *ip = f + PPPOE_IP_AT
+        cdef entry_t *e
+        if be16(f + 12) == ETH_P_PPPOE_DISC:
+            return self._end(UP, R_ARP)
+        reason = session_ipv4(f, n, &session, &tot)
+        if reason:
+            return self._end(UP, reason)
+        if broadcast:
+            return self._end(UP, R_NOT_FOR_US)
+        e = self.table.find(be32(ip + 12))
+        if e == NULL or memcmp(e.mac, f + 6, 6) or e.link != link:
+            return self._end(UP, R_SPOOFED_SRC)
+        if self.sessions.get(e.key) != session:
+            return self._end(UP, R_SPOOFED_SRC)
+        if ip[8] <= 1:
+            return self._end(UP, R_TTL_EXPIRED)
+        reason = self._too_big(ip, tot)
+        if reason:
+            return self._end(UP, reason)
+        if IP6_LEN + tot > cap:
+            return self._end(UP, R_NO_ROOM)
+        self._encapsulate(ip, tot, e, out)
+        decrement_ttl(out + IP6_LEN)
+        return self._forwarded(UP, e, tot, IP6_LEN + tot, -1)
+
+    cdef res_t _pppoe_down(self, entry_t *e, const uint8_t *b, uint32_t tot, bint ce,
+                           uint8_t *out, Py_ssize_t cap) noexcept:
+        cdef object session = self.sessions.get(e.key)
+        if session is None:
+            return self._end(DOWN, R_NO_BINDING)
+        if tot > PPPOE_MTU:
+            return self._end(DOWN, R_FRAG_NEEDED if b[6] & 0x40 else R_FRAGMENT)
+        if PPPOE_IP_AT + tot > cap:
+            return self._end(DOWN, R_NO_ROOM)
+        put_pppoe_header(out, e.mac, self.mac, <uint32_t>session, tot)
+        memcpy(out + PPPOE_IP_AT, b, tot)
+        decrement_ttl(out + PPPOE_IP_AT)
+        if ce:
+            mark_ce(out + PPPOE_IP_AT)
+        return self._forwarded(DOWN, e, tot, PPPOE_IP_AT + tot, e.link)
 
     cdef res_t _access(self, const uint8_t *f, Py_ssize_t n, int link, uint8_t *out,
                        Py_ssize_t cap) noexcept:
@@ -272,6 +341,9 @@ cdef class Dmpa(_Engine):
             return self._access6(f, n, link, out, cap)
         if memcmp(f, self.mac, 6) and not broadcast:
             return self._end(UP, R_NOT_FOR_US)
+        if ((ethertype == ETH_P_PPPOE_DISC or ethertype == ETH_P_PPPOE_SES)
+                and self._pppoe_on(link)):
+            return self._pppoe_access(f, n, link, broadcast, out, cap)
         if ethertype == ETH_P_ARP:
             return self._end(UP, R_ARP)
         if ethertype != ETH_P_IP:
@@ -384,6 +456,8 @@ cdef class Dmpa(_Engine):
             return self._end(DOWN, R_ECN_NOT_ECT)
         if b[8] <= 1:
             return self._end(DOWN, R_TTL_EXPIRED)
+        if self._pppoe_on(e.link):
+            return self._pppoe_down(e, b, tot, ce, out, cap)
         if ETH_LEN + tot > cap:
             return self._end(DOWN, R_NO_ROOM)
         memcpy(out, e.mac, 6)

@@ -16,9 +16,12 @@ from fastpath.common import (
     ETH_P_ARP,
     ETH_P_IP,
     ETH_P_IPV6,
+    ETH_P_PPPOE_DISC,
+    ETH_P_PPPOE_SES,
     EXTRA_COUNTERS,
     IO_BUF,
     IP6_LEN,
+    MAX_LINKS,
     ND_FIRST,
     ND_LAST,
     NH_DSTOPTS,
@@ -58,6 +61,7 @@ from fastpath.reference_packet import (
     traffic_class,
     udp_dport,
 )
+from fastpath.reference_pppoe import IP_AT, put_header, session_ipv4, too_big
 from fastpath.reference_table import HoaTable, count_binding
 
 # a counter row per direction: the reasons, then EXTRA_COUNTERS
@@ -293,6 +297,53 @@ class Dmpa(_Engine):
             raise ValueError("pseudo_mac must be 6 bytes and gateway an IPv4 integer")
         self._mac = bytes(pseudo_mac)
         self._gateway = gateway
+        self._pppoe_links: set[int] = set()
+        self._sessions: dict[int, int] = {}  # HoA -> PPPoE session id
+
+    # PPPoE access links (reference_pppoe)
+    def pppoe_link(self, link: int, on: bool = True) -> None:
+        """Make access link ``link`` a PPPoE link (or a plain one again)."""
+        if not 0 <= link < MAX_LINKS:
+            raise ValueError("link must fit 16 bits")
+        if on:
+            self._pppoe_links.add(link)
+        else:
+            self._pppoe_links.discard(link)
+
+    def pppoe_session(self, hoa: int, session: int) -> None:
+        """The PPPoE session of the MS holding ``hoa`` on a PPPoE link (0: none)."""
+        if not 0 <= hoa <= 0xFFFFFFFF or not 0 <= session <= 0xFFFF:
+            raise ValueError("hoa must be 32 bits and session 16 bits")
+        if session:
+            self._sessions[hoa] = session
+        else:
+            self._sessions.pop(hoa, None)
+
+    def _pppoe_access(self, frame: Buf, link: int, broadcast: bool, out: bytearray) -> Result:
+        d = Direction.UPLINK
+        if be16(frame, 12) == ETH_P_PPPOE_DISC:
+            return self._end(d, Reason.ARP)
+        reason, session, tot = session_ipv4(frame, len(frame))
+        if reason:
+            return self._end(d, reason)
+        if broadcast:
+            return self._end(d, Reason.NOT_FOR_US)
+        e = self.table._entry(be32(frame, IP_AT + 12))
+        if e is None or e[2] != frame[6:12] or e[3] != link:
+            return self._end(d, Reason.SPOOFED_SRC)
+        if self._sessions.get(int(e[0])) != session:
+            return self._end(d, Reason.SPOOFED_SRC)
+        if frame[IP_AT + 8] <= 1:
+            return self._end(d, Reason.TTL_EXPIRED)
+        big = self._too_big(d, frame, IP_AT, tot)
+        if big is not None:
+            return big
+        if IP6_LEN + tot > len(out):
+            return self._end(d, Reason.NO_ROOM)
+        self._encapsulate(frame, IP_AT, tot, bytes(e[1]), out)
+        decrement_ttl(out, IP6_LEN)
+        count_binding(e, tot)
+        return self._forwarded(d, tot, IP6_LEN + tot, -1)
 
     def from_access(self, frame: Buf, link: int, out: bytearray) -> Result:
         """Classify a frame from access link ``link``; forward it encapsulated into ``out``."""
@@ -307,6 +358,8 @@ class Dmpa(_Engine):
             return self._access6(frame, link, out)
         if dst != self._mac and not broadcast:
             return self._end(d, Reason.NOT_FOR_US)
+        if ethertype in (ETH_P_PPPOE_DISC, ETH_P_PPPOE_SES) and link in self._pppoe_links:
+            return self._pppoe_access(frame, link, broadcast, out)
         if ethertype == ETH_P_ARP:
             return self._end(d, Reason.ARP)
         if ethertype != ETH_P_IP:
@@ -358,6 +411,8 @@ class Dmpa(_Engine):
             return self._end(d, Reason.ECN_NOT_ECT)
         if b[off + 8] <= 1:
             return self._end(d, Reason.TTL_EXPIRED)
+        if int(e[3]) in self._pppoe_links:
+            return self._pppoe_down(e, b, off, tot, ce, out)
         if ETH_LEN + tot > len(out):
             return self._end(d, Reason.NO_ROOM)
         out[0:6] = bytes(e[2])
@@ -369,6 +424,26 @@ class Dmpa(_Engine):
             mark_ce(out, ETH_LEN)
         count_binding(e, tot)
         return self._forwarded(d, tot, ETH_LEN + tot, int(e[3]))
+
+    def _pppoe_down(
+        self, e: list[int | bytes], b: Buf, off: int, tot: int, ce: bool, out: bytearray
+    ) -> Result:
+        d = Direction.DOWNLINK
+        session = self._sessions.get(int(e[0]))
+        if session is None:
+            return self._end(d, Reason.NO_BINDING)
+        big = too_big(b, off, tot)
+        if big:
+            return self._end(d, big)
+        if IP_AT + tot > len(out):
+            return self._end(d, Reason.NO_ROOM)
+        put_header(out, bytes(e[2]), self._mac, session, tot)
+        out[IP_AT : IP_AT + tot] = b[off : off + tot]
+        decrement_ttl(out, IP_AT)
+        if ce:
+            mark_ce(out, IP_AT)
+        count_binding(e, tot)
+        return self._forwarded(d, tot, IP_AT + tot, int(e[3]))
 
     def _access6(self, frame: Buf, link: int, out: bytearray) -> Result:
         """A dual-stack MS's IPv6: ND for the router punts (as ICMP to the gateway), other

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from router.adapters.radius import RadiusClient, RadiusConfig, RadiusCounter
+from router.adapters.radius import Credentials, RadiusClient, RadiusConfig, RadiusCounter
 from router.core.aaa import LocalAAA, LocalProfile
 from router.core.counters import Counters
 from router.core.dmpa import Profile
@@ -58,6 +58,25 @@ class AAA:
             return await self._radius.authenticate(mac, nai)
         self._local_counters[RadiusCounter.REQUESTS] += 1
         profile = self._local.authenticate(mac, nai)
+        outcome = RadiusCounter.ACCEPT if profile is not None else RadiusCounter.REJECT
+        self._local_counters[outcome] += 1
+        return profile
+
+    async def authenticate_ppp(
+        self,
+        mac: MacAddress,
+        nai: str,
+        password: bytes | None = None,
+        chap: tuple[int, bytes, bytes] | None = None,
+    ) -> Profile | None:
+        """A PPP MS's credentials (PAP password or CHAP-MD5 answer) for ``nai``: RADIUS
+        checks them (User-Password, CHAP-Password); the local table against the profile's
+        ``password``."""
+        if self.backend == "radius" and self._radius is not None:
+            credentials = Credentials(password=password, chap=chap)
+            return await self._radius.authenticate(mac, nai, credentials)
+        self._local_counters[RadiusCounter.REQUESTS] += 1
+        profile = self._local.check_ppp(nai, password, chap)
         outcome = RadiusCounter.ACCEPT if profile is not None else RadiusCounter.REJECT
         self._local_counters[outcome] += 1
         return profile

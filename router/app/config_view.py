@@ -31,6 +31,8 @@ def _kind(section: str) -> str:
 def _hide(section: str, key: str, value: str) -> str:
     if _kind(section) == "radius" and key == "proxy_secret":  # hostapd's, for the 802.1X proxy
         return SECRET
+    if _kind(section) == "profile" and key == "password":  # a PPP MS's secret
+        return SECRET
     if _kind(section) == "radius" and key == "servers":
         lines = []
         for line in value.splitlines():

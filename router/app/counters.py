@@ -35,6 +35,7 @@ from router.services.access import AccessCounter
 from router.services.arp_proxy import ArpCounter
 from router.services.icmp_responder import IcmpCounter
 from router.services.nd_proxy import NdCounter
+from router.services.pppoe import PPPoECounter
 
 #: The fastpath's table (fastpath/common.py, ``counter_names``): per direction, a counter per
 #: reason and the two extras.
@@ -115,6 +116,7 @@ GROUPS: dict[str, tuple[Declaration, ...]] = {
     "aaa": (RadiusCounter,),
     "aaa_proxy": (ProxyCounter,),
     "authenticator": (HostapdCounter,),
+    "pppoe": (PPPoECounter,),
     "fastpath": FASTPATH,
     "kernel": KERNEL,
     "datapath": DATAPATH,

@@ -5,7 +5,8 @@ Data paths (architecture.md): each access link's TAP -> ``pump_access`` -> raw I
 tunnel in (raw protocol-4 socket) -> ``pump_tunnel`` -> the MS's TAP. What the fastpath punts
 goes to :class:`~router.services.dmpa_punts.DMPAPunts`: ARP, DHCP, ICMP to the gateway and
 frames of an MS not yet registered to the access services (and through them to the core), DHCP
-from the DLMAP back to the DHCP service, TTL and MTU problems to the IPv4 slow path.
+from the DLMAP back to the DHCP service, TTL and MTU problems to the IPv4 slow path; a PPPoE
+link's PPPoE frames to its server (:mod:`router.app.pppoe_links`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from router.adapters.aaa import AAA
 from router.adapters.store import Store
 from router.app.authenticators import Authenticators
+from router.app.pppoe_links import PPPoELinks
 from router.app.runner import Clock
 from router.app.runtime import PUMP_BUDGET, NodeRuntime, Ports
 from router.app.settings import DMPASettings
@@ -112,9 +114,12 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
         self.add_action(AAARequest, self._aaa_request)
         self.timer = self.add_timer(self.core.get_timer, self.core.handle_timer)
         self.nd_timer = self.add_timer(self.nd.get_timer, self.nd.handle_timer)
+        #: PPPoE (auth = pppoe links): a server per link, AAA, IPCP after the PBA's Bind.
+        self.pppoe = PPPoELinks(settings, self, engine)
+        punted = partial(self.pppoe.punted, otherwise=self.punts.from_access)
         for link, tap in enumerate(ports.tap_fds):
             access = partial(engine.pump_access, tap, link, ports.raw_tx_fd, PUMP_BUDGET)
-            self.add_pump(tap, "access", access, self.punts.from_access)
+            self.add_pump(tap, "access", access, punted)
         tunnel = partial(engine.pump_tunnel, ports.tunnel_rx_fd, ports.tap_fds, PUMP_BUDGET)
         self.add_pump(ports.tunnel_rx_fd, "tunnel", tunnel, self.punts.from_tunnel)
         if ports.tunnel6_rx_fd >= 0:  # dual-stack MSs' IPv6 (next header 41)
@@ -150,6 +155,7 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
         for task in self._aaa_tasks:
             task.cancel()
         self.authenticators.close()
+        self.pppoe.close()
         super().stop()
 
     # --- AAA ------------------------------------------------------------------------------
@@ -237,5 +243,6 @@ class DMPANode(NodeRuntime[DMPASettings, DMPAPorts]):
             "access": dict(self.access.counters),
             "limits": self.limits.stats(),
             "aaa": dict(self.aaa.counters),
+            **({"pppoe": dict(self.pppoe.counters)} if self.pppoe.servers else {}),
             **self.authenticators.counter_groups(),
         }

@@ -103,6 +103,8 @@ class AccessSettings:
     auth: Literal["mac", "8021x", "pppoe"]
     #: hostapd's control socket (auth = 8021x).
     hostapd: Path | None
+    #: auth = pppoe: what LCP asks the MS to authenticate with.
+    ppp_auth: Literal["chap", "pap"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,8 @@ The DMPA core asks with :class:`~router.core.actions.AAARequest` and is answered
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -28,6 +30,8 @@ class LocalProfile:
     allowed: bool = True
     #: Dual-stack: the DMPA asks for an IPv6 home network prefix too.
     ipv6: bool = False
+    #: A PPP MS's secret (its PAP password or CHAP-MD5 secret); None: no PPP authentication.
+    password: bytes | None = None
 
     def profile(self) -> Profile:
         return Profile(self.nai, self.mode, self.dlmap, self.hoa, self.gateway, self.ipv6)
@@ -58,6 +62,28 @@ class LocalAAA:
         if found is None or not found.allowed:
             return None
         return found.profile()
+
+    def check_ppp(
+        self,
+        nai: str,
+        password: bytes | None = None,
+        chap: tuple[int, bytes, bytes] | None = None,
+    ) -> Profile | None:
+        """A PPP MS (seed 4.1) proved ``nai`` with its PAP ``password`` or a CHAP-MD5 answer
+        (identifier, challenge, response; RFC 1994 2): the profile of that NAI when it holds
+        the secret they match, else None. The MAC plays no part: the NAI is the identity."""
+        found = self._by_nai.get(nai)
+        if found is None or not found.allowed or found.password is None:
+            return None
+        if password is not None:
+            ok = hmac.compare_digest(password, found.password)
+        elif chap is not None:
+            identifier, challenge, response = chap
+            expected = hashlib.md5(bytes((identifier,)) + found.password + challenge).digest()
+            ok = hmac.compare_digest(response, expected)
+        else:
+            ok = False
+        return found.profile() if ok else None
 
     def why_rejected(self, mac: MacAddress, nai: str | None = None) -> str:
         """Why :meth:`authenticate` said None, for the log line."""

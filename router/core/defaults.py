@@ -37,7 +37,7 @@ HEARTBEAT_OFF = 0.0
 #: RFC 5847 MISSING_HEARTBEATS_ALLOWED.
 MISSING_HEARTBEATS_ALLOWED = 3
 #: How an access link's MSs identify themselves ([access IFACE] auth): by MAC profile, by
-#: 802.1X (EAP through hostapd) or by PPPoE (PPP's LCP authentication; not available yet).
+#: 802.1X (EAP through hostapd) or by PPPoE (PPP's LCP authentication, router/app/pppoe_links.py).
 ACCESS_AUTH_MODES = ("mac", "8021x", "pppoe")
 #: Where a DMPA's RADIUS proxy listens for its 802.1X authenticators (hostapd on the same box).
 RADIUS_PROXY = ("127.0.0.1", 18121)

@@ -356,18 +356,27 @@ class AccessDispatcher:
         return [*actions, self._announce_gateway(visitor, mac, None)]
 
     def authorized(
-        self, mac: MacAddress, link: int, profile: Profile, now: float, wall: float
+        self,
+        mac: MacAddress,
+        link: int,
+        profile: Profile,
+        now: float,
+        wall: float,
+        *,
+        announce: bool = True,
     ) -> list[AccessAction]:
         """The authenticator of ``link`` authorized ``mac`` as ``profile.nai`` (802.1X EAP
-        success, the profile from the RADIUS Access-Accept): the visitor entry is made (or
-        kept, on a re-authentication) and the gateway announced to the MS, whose ARP for it
-        went unanswered while it was not authorized."""
+        success, the profile from the RADIUS Access-Accept; PPP's PAP or CHAP): the visitor
+        entry is made (or kept, on a re-authentication) and, with ``announce``, the gateway
+        announced to the MS, whose ARP for it went unanswered while it was not authorized (a
+        PPP MS has no ARP)."""
         if mac.is_multicast or mac == ZERO_MAC or mac == self.host.pseudo_mac:
             return self._drop(AccessCounter.STATION_BAD_MAC, now, link=link, mac=mac)
         self.drops.count(AccessCounter.AUTH_AUTHORIZED)
         actions = self.host.authorized(mac, link, profile, now, wall)
         visitor = self.host.visitor(mac)
-        if visitor is not None and visitor.link == link and visitor.state is not State.REJECTED:
+        settled = visitor is not None and visitor.state is not State.REJECTED
+        if announce and settled and visitor is not None and visitor.link == link:
             actions.append(self._announce_gateway(visitor, mac, None))
         return actions
 

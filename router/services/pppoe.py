@@ -1,8 +1,8 @@
 """The DMPA as PPPoE access concentrator and PPP server (seed 4.1), sans-I/O: frames and ``now``
-in, frames and requests out. Not wired into the DMPA yet (docs/operations.md says what is
-missing): this module is the protocol machine and its tests.
+in, frames and requests out. The DMPA runs one per ``auth = pppoe`` access link
+(:mod:`router.app.pppoe_links` carries its outputs out).
 
-One :class:`PPPoEServer` per DMPA; a session per (access link, MS MAC, session id):
+One :class:`PPPoEServer` per access link; a session per (access link, MS MAC, session id):
 
     PADI -> PADO (AC-Cookie = HMAC of the MAC) ; PADR (cookie checked) -> PADS (session id)
     LCP: our Configure-Request (MRU 1492, Authentication-Protocol PAP or CHAP-MD5, Magic-Number)
@@ -64,7 +64,7 @@ MAX_SESSIONS = 4096
 
 
 class PPPoECounter(Names):
-    """What the PPPoE server counts (``access`` group when wired)."""
+    """What the PPPoE server counts (``pppoe`` group)."""
 
     PADI = "pppoe.padi"
     PADR = "pppoe.padr"
@@ -128,6 +128,8 @@ class PPPoEConfig:
     auth: str = "chap"  # "pap" or "chap"
     cookie_key: bytes = b""
     dns: tuple[IPv4Address, ...] = ()
+    #: Our MRU in LCP: what the MS may send us (the tunnel MTU, when smaller than 1492).
+    mru: int = MAX_MRU
 
 
 @dataclass(slots=True)
@@ -275,7 +277,7 @@ class PPPoEServer:
             else struct.pack("!H", Protocol.PAP)
         )
         options = (
-            Option(LcpOption.MRU, struct.pack("!H", MAX_MRU)),
+            Option(LcpOption.MRU, struct.pack("!H", min(MAX_MRU, self.config.mru))),
             Option(LcpOption.AUTH_PROTOCOL, auth),
             Option(LcpOption.MAGIC_NUMBER, struct.pack("!I", s.magic)),
         )

@@ -781,7 +781,8 @@ def test_an_8021x_access_link_with_its_proxy() -> None:
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        ("[access eth1]\nauth = pppoe\n", "access eth1.auth: pppoe is not available yet"),
+        ("[access eth1]\nppp_auth = pap\n", "access eth1.ppp_auth: only with auth = pppoe"),
+        ("[access eth1]\nauth = pppoe\nppp_auth = mschap\n", "access eth1.ppp_auth: "),
         ("[access eth9]\nauth = 8021x\n", "access eth9: 'eth9' is not an access link"),
         ("[access eth1]\nhostapd = /run/h/eth1\n", "access eth1.hostapd: only with auth = 8021x"),
         ("[access eth1]\nauth = wpa\n", "access eth1.auth: "),
@@ -796,6 +797,18 @@ def test_an_8021x_access_link_with_its_proxy() -> None:
 def test_access_sections_are_checked(extra: str, expected: str) -> None:
     found = problems(DMPA + extra)
     assert any(p.startswith(expected) for p in found), found
+
+
+def test_a_pppoe_access_link() -> None:
+    text = DMPA.replace("access = eth1", "access = eth1, eth2")
+    text += "[access eth2]\nauth = pppoe\nppp_auth = pap\n\n[access eth1]\nauth = pppoe\n"
+    settings, warned = loads(text)
+    assert warned == [] and isinstance(settings, DMPASettings)
+    assert [settings.auth(0), settings.auth(1)] == ["pppoe", "pppoe"]
+    assert {link.interface: link.ppp_auth for link in settings.links} == {
+        "eth1": "chap",
+        "eth2": "pap",
+    }
 
 
 def test_a_dlmap_has_no_access_links() -> None:

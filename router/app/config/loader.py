@@ -365,14 +365,15 @@ class Loader:
             seen.add(name)
             auth = s.value(k.ACCESS_AUTH)
             hostapd = s.value(k.ACCESS_HOSTAPD)
-            if auth == "pppoe":
-                s.error("auth", "pppoe is not available yet (issue 17: only mac and 8021x)")
+            if auth != "pppoe" and s.has(k.ACCESS_PPP_AUTH):
+                s.error("ppp_auth", f"only with auth = pppoe (auth is {auth})")
             if auth != "8021x" and s.has(k.ACCESS_HOSTAPD):
                 s.error("hostapd", f"only with auth = 8021x (auth is {auth})")
             if auth == "8021x" and hostapd is None:
                 hostapd = Path("/run/hostapd") / name
             if not s.failed and auth is not None:
-                links.append(AccessSettings(name, cast("Any", auth), hostapd))
+                ppp_auth = cast("Any", s.value(k.ACCESS_PPP_AUTH))
+                links.append(AccessSettings(name, cast("Any", auth), hostapd, ppp_auth))
         return links
 
     # [limits]
@@ -495,8 +496,11 @@ class Loader:
             # dlmap stays None without an error of its own when the peers did not parse.
             if not s.failed and mode is not None and dlmap is not None and allowed is not None:
                 gateway = s.value(k.PROFILE_GATEWAY)
+                password = s.value(k.PROFILE_PASSWORD)
                 ipv6 = s.value(k.PROFILE_IPV6)
                 profiles.append(
-                    LocalProfile(nai, mode, dlmap, mac, hoa, gateway, allowed, ipv6 is True)
+                    LocalProfile(
+                        nai, mode, dlmap, mac, hoa, gateway, allowed, ipv6 is True, password
+                    )
                 )
         return profiles

@@ -35,6 +35,7 @@ from router.app.config.key import per_role as per_role
 from router.app.config.key import show_value as show_value
 from router.app.config.schema_aaa import ACCESS_AUTH as ACCESS_AUTH
 from router.app.config.schema_aaa import ACCESS_HOSTAPD as ACCESS_HOSTAPD
+from router.app.config.schema_aaa import ACCESS_PPP_AUTH as ACCESS_PPP_AUTH
 from router.app.config.schema_aaa import RADIUS_NAS_IDENTIFIER as RADIUS_NAS_IDENTIFIER
 from router.app.config.schema_aaa import RADIUS_PROXY as RADIUS_PROXY
 from router.app.config.schema_aaa import RADIUS_PROXY_SECRET as RADIUS_PROXY_SECRET
@@ -578,6 +579,16 @@ PROFILE_IPV6 = Key(
     "sends it Router Advertisements for SLAAC (IPv4 only if the DLMAP refuses); the DLMAP "
     "ignores it",
 )
+PROFILE_PASSWORD = Key(
+    "profile",
+    "password",
+    p.secret,
+    None,
+    "The MS's PPP secret (auth = pppoe links: its PAP password or CHAP-MD5 secret, checked "
+    "against this profile's NAI); without it the profile never passes PPP authentication",
+    shown="none",
+    only=("dmpa",),
+)
 
 # [limits]: NAME_rate and NAME_burst of each limit, and table_size (router.core.limits).
 
@@ -686,6 +697,7 @@ SCHEMA: tuple[Key[Any], ...] = (
     PROFILE_GATEWAY,
     PROFILE_ALLOWED,
     PROFILE_IPV6,
+    PROFILE_PASSWORD,
     RADIUS_SERVERS,
     RADIUS_NAS_IDENTIFIER,
     RADIUS_TIMEOUT,
@@ -694,6 +706,7 @@ SCHEMA: tuple[Key[Any], ...] = (
     RADIUS_PROXY_SECRET,
     ACCESS_AUTH,
     ACCESS_HOSTAPD,
+    ACCESS_PPP_AUTH,
     *(key for name in _LIMITS for key in (LIMIT_RATE[name], LIMIT_BURST[name])),
     LIMITS_TABLE_SIZE,
 )

@@ -74,7 +74,8 @@ ACCESS_AUTH = Key(
     "mac (a local or RADIUS profile keyed by the MS's MAC: anyone on the link can copy it), "
     "8021x (hostapd authenticates the MS by EAP; the DMPA serves a MAC nothing until hostapd "
     "reports its success on this link, and the NAI is the one the home AAA returns) or pppoe "
-    "(not available yet)",
+    "(the DMPA is the PPPoE access concentrator: the MS's PPP user name is its NAI, its PAP "
+    "or CHAP credentials are checked by AAA, and IPCP gives it the home address of the PBA)",
 )
 ACCESS_HOSTAPD = Key(
     "access",
@@ -84,4 +85,12 @@ ACCESS_HOSTAPD = Key(
     "auth = 8021x: hostapd's control socket for this interface (its ctrl_interface directory "
     "and the interface name); the DMPA attaches to it and reads its events",
     shown="/run/hostapd/<interface>",
+)
+ACCESS_PPP_AUTH = Key(
+    "access",
+    "ppp_auth",
+    p.choice("chap", "pap"),
+    "chap",
+    "auth = pppoe: the PPP authentication protocol the DMPA asks for in LCP, chap (CHAP-MD5, "
+    "RFC 1994) or pap (RFC 1334: the password crosses the access link in clear)",
 )
