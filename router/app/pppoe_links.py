@@ -84,6 +84,8 @@ class PPPoELinks:
         self.engine = engine
         self.submit = node.runner.submit
         self.dns = settings.dns
+        #: A local profile's own DNS servers for IPCP, by NAI (others get ``dmpa.dns``).
+        self.profile_dns = {p.nai: p.dns for p in settings.profiles if p.dns}
         self.servers: dict[int, PPPoEServer] = {}
         cookie_key = os.urandom(32)
         for link in settings.links:
@@ -214,7 +216,10 @@ class PPPoELinks:
         self, link: int, mac: MacAddress, session: int, hoa: IPv4Address, now: float, wall: float
     ) -> list[object]:
         self.engine.pppoe_session(int(hoa), session)
-        outputs = self.servers[link].address(link, mac, session, hoa, self.dns, now)
+        server = self.servers[link]
+        ppp = server.sessions.get((link, mac, session))
+        dns = self.profile_dns.get(ppp.nai, self.dns) if ppp is not None and ppp.nai else self.dns
+        outputs = server.address(link, mac, session, hoa, dns, now)
         return self._carry(outputs, now, wall)
 
     def _unbind(self, action: Unbind) -> None:

@@ -32,6 +32,8 @@ class LocalProfile:
     ipv6: bool = False
     #: A PPP MS's secret (its PAP password or CHAP-MD5 secret); None: no PPP authentication.
     password: bytes | None = None
+    #: DNS servers for this MS's IPCP (a PPP MS); empty: the node's ``dmpa.dns``.
+    dns: tuple[IPv4Address, ...] = ()
 
     def profile(self) -> Profile:
         return Profile(self.nai, self.mode, self.dlmap, self.hoa, self.gateway, self.ipv6)

@@ -49,9 +49,10 @@ PSEUDO = "02:00:5e:00:00:01"
 
 
 def node(
-    tmp_path: Path, loop: asyncio.AbstractEventLoop, ppp_auth: str
+    tmp_path: Path, loop: asyncio.AbstractEventLoop, ppp_auth: str, profile_dns: str = ""
 ) -> tuple[DMPANode, list[Any]]:
-    text = DMPA_INI.replace(f"mac = {MAC}\n", f"mode = dlmap\npassword = {SECRET}\n")
+    extra = f"dns = {profile_dns}\n" if profile_dns else ""
+    text = DMPA_INI.replace(f"mac = {MAC}\n", f"mode = dlmap\npassword = {SECRET}\n{extra}")
     text = text.replace("tunnel_mtu = 1500\n", f"tunnel_mtu = 1500\ndns = {DNS}\n")
     text += f"\n[access eth1]\nauth = pppoe\nppp_auth = {ppp_auth}\n"
     settings, _ = loads(text)
@@ -124,11 +125,14 @@ def session_up_to_auth(
     return session, take(frames)
 
 
-@pytest.mark.parametrize("ppp_auth", ["pap", "chap"])
+@pytest.mark.parametrize(
+    ("ppp_auth", "profile_dns"), [("pap", ""), ("chap", ""), ("pap", "203.0.113.53")]
+)
 def test_a_pppoe_ms_is_authenticated_registered_given_its_hoa_and_deregistered(
-    tmp_path: Path, loop: asyncio.AbstractEventLoop, ppp_auth: str
+    tmp_path: Path, loop: asyncio.AbstractEventLoop, ppp_auth: str, profile_dns: str
 ) -> None:
-    n, frames = node(tmp_path, loop, ppp_auth)
+    """IPCP gives the HoA of the PBA and the DNS server of the MS's profile, else dmpa.dns."""
+    n, frames = node(tmp_path, loop, ppp_auth, profile_dns)
     session, after_lcp = session_up_to_auth(n, loop, frames)
     if ppp_auth == "pap":
         feed(
@@ -166,7 +170,7 @@ def test_a_pppoe_ms_is_authenticated_registered_given_its_hoa_and_deregistered(
     )
     feed(n, loop, ms(session, 0x8021) / ask)
     [nak] = take(frames)
-    assert [o.data for o in nak[PPP_IPCP].options] == [str(HOA), DNS]
+    assert [o.data for o in nak[PPP_IPCP].options] == [str(HOA), profile_dns or DNS]
     # session IPv4 of the bound MS is tunnelled; downlink gets the session's header back
     ping = ms(session, 0x0021) / IP(src=str(HOA), dst="198.51.100.2") / ICMP()
     out = bytearray(2048)

@@ -498,9 +498,10 @@ class Loader:
                 gateway = s.value(k.PROFILE_GATEWAY)
                 password = s.value(k.PROFILE_PASSWORD)
                 ipv6 = s.value(k.PROFILE_IPV6)
+                dns = s.value(k.PROFILE_DNS) or ()
                 profiles.append(
                     LocalProfile(
-                        nai, mode, dlmap, mac, hoa, gateway, allowed, ipv6 is True, password
+                        nai, mode, dlmap, mac, hoa, gateway, allowed, ipv6 is True, password, dns
                     )
                 )
         return profiles

@@ -589,6 +589,15 @@ PROFILE_PASSWORD = Key(
     shown="none",
     only=("dmpa",),
 )
+PROFILE_DNS = Key(
+    "profile",
+    "dns",
+    p.dns_servers,
+    None,
+    "DNS servers handed to this MS by PPP's IPCP (auth = pppoe links), comma separated",
+    shown="dmpa.dns",
+    only=("dmpa",),
+)
 
 # [limits]: NAME_rate and NAME_burst of each limit, and table_size (router.core.limits).
 
@@ -698,6 +707,7 @@ SCHEMA: tuple[Key[Any], ...] = (
     PROFILE_ALLOWED,
     PROFILE_IPV6,
     PROFILE_PASSWORD,
+    PROFILE_DNS,
     RADIUS_SERVERS,
     RADIUS_NAS_IDENTIFIER,
     RADIUS_TIMEOUT,
