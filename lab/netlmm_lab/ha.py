@@ -42,17 +42,14 @@ from netlmm_lab.errors import LabError
 from netlmm_lab.poll import wait_until
 from netlmm_lab.postgres import PostgresServer
 from netlmm_lab.topology import (
-    ACCESS_IF,
     ACCESS_MTU,
     BRIDGE,
-    BS_DMPA_PORT,
     CN_ADDRESS,
     CN_IF,
     DLMAP_ADDRESS,
     DLMAP_UPLINK_ADDRESS,
     DMPA_ADDRESSES,
     HOA_NETWORK,
-    MS_IF,
     NO_DAD,
     NO_IPV6,
     TRANSPORT_IF,
@@ -121,17 +118,7 @@ class HALab(Lab):
             self.veth(short, TRANSPORT_IF, "tr", short, self.transport_mtu)
             self.link("tr", "set", short, "master", BRIDGE, "up")
             self.addr(short, f"{address}/64", TRANSPORT_IF, "nodad")
-        for index in (1, 2):
-            bs = f"b{index}"
-            self.bridge(bs, ACCESS_MTU)
-            self.veth(f"m{index}", ACCESS_IF, bs, BS_DMPA_PORT, ACCESS_MTU)
-            self.link(bs, "set", BS_DMPA_PORT, "master", BRIDGE, "up")
-            self.sysctl(f"m{index}", f"net.ipv6.conf.{ACCESS_IF}.disable_ipv6=1")
-        for short in self.mobiles:
-            self.veth(short, MS_IF, "b1", self.bs_port(short), ACCESS_MTU)
-            self.link(short, "set", MS_IF, "address", self.ms_mac(short))
-            self.link("b1", "set", self.bs_port(short), "master", BRIDGE, "up")
-            self._attached[short] = 1
+        self.build_access()
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout

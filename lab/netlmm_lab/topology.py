@@ -215,7 +215,10 @@ class Lab:
             self.link("tr", "set", short, "master", BRIDGE, "up")
             self.addr(short, f"{address}/64", TRANSPORT_IF, "nodad")
 
-        # Access: each DMPA's acc0 into its base station's bridge; the mobiles into b1.
+        self.build_access()
+
+    def build_access(self) -> None:
+        """Access: each DMPA's acc0 into its base station's bridge; the mobiles into b1."""
         for index in (1, 2):
             bs = f"b{index}"
             self.bridge(bs, ACCESS_MTU)

@@ -61,6 +61,26 @@ class StoreRecordError(StoreError, TypeError):
     """A batch with a record JSON cannot hold (our bug): refused whole, the backlog is kept."""
 
 
+def encode_batch(where: object, persists: Iterable[Persist]) -> dict[tuple[str, str], str | None]:
+    """A batch of Persist actions as the rows a store writes: only the last of a key counts,
+    records as compact JSON, None a deletion. A record that cannot be JSON refuses the whole
+    batch (:class:`StoreRecordError`, naming ``where``), so it never reaches a backlog where it
+    would fail every later write. Both engines (SQLite here, PostgreSQL) defer through it."""
+    last = {(p.table, p.key): p.record for p in persists}
+    batch: dict[tuple[str, str], str | None] = {}
+    refused: list[str] = []
+    for (table, key), record in last.items():
+        try:
+            batch[(table, key)] = (
+                None if record is None else json.dumps(record, separators=(",", ":"))
+            )
+        except (TypeError, ValueError) as exc:
+            refused.append(f"{table}/{key} ({exc})")
+    if refused:
+        raise StoreRecordError(f"{where}: batch refused, records: {', '.join(refused)}")
+    return batch
+
+
 class Store:
     #: Written in the loop turn itself (the PostgreSQL store is awaited instead).
     asynchronous = False
@@ -145,19 +165,7 @@ class Store:
         whole by :class:`StoreRecordError` and never reaches the backlog, where it would fail
         every later write.
         """
-        last = {(p.table, p.key): p.record for p in persists}  # only the last of a key counts
-        batch: dict[tuple[str, str], str | None] = {}
-        refused: list[str] = []
-        for (table, key), record in last.items():
-            try:
-                text = None if record is None else json.dumps(record, separators=(",", ":"))
-            except (TypeError, ValueError) as exc:
-                refused.append(f"{table}/{key} ({exc})")
-                continue
-            batch[(table, key)] = text
-        if refused:
-            raise StoreRecordError(f"{self.path}: batch refused, records: {', '.join(refused)}")
-        self._pending.update(batch)
+        self._pending.update(encode_batch(self.path, persists))
 
     def apply(self, persists: Iterable[Persist]) -> int:
         """Write the backlog and a batch in one transaction; returns the rows written or deleted.

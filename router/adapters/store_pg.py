@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from router.adapters.store import StoreError, StoreRecordError, StoreWriteError
+from router.adapters.store import StoreError, StoreWriteError, encode_batch
 from router.core.actions import Persist
 
 SCHEMA_VERSION = 1
@@ -327,19 +327,7 @@ class PgStore:
     def defer(self, persists: Iterable[Persist]) -> None:
         """Add a batch to what the next commit writes (records become JSON here: a batch with
         one that cannot is refused whole, :class:`StoreRecordError`)."""
-        last = {(p.table, p.key): p.record for p in persists}
-        batch: dict[tuple[str, str], str | None] = {}
-        refused: list[str] = []
-        for (table, key), record in last.items():
-            try:
-                text = None if record is None else json.dumps(record, separators=(",", ":"))
-            except (TypeError, ValueError) as exc:
-                refused.append(f"{table}/{key} ({exc})")
-                continue
-            batch[(table, key)] = text
-        if refused:
-            raise StoreRecordError(f"{self.path}: batch refused, records: {', '.join(refused)}")
-        self._pending.update(batch)
+        self._pending.update(encode_batch(self.path, persists))
 
     def _hold_changes(
         self, pending: dict[tuple[str, str], str | None]
