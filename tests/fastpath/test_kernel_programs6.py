@@ -163,7 +163,10 @@ def test_dmpa_access_drops_a_bound_prefix_from_another_mac(dmpa: Loaded) -> None
 
 DOWN_CASES: dict[str, tuple[bytes, KernelReason]] = {
     "forwarded": (ipv6(inner6(src=CN6, dst=MS6), nh=41), K.FORWARDED),
-    "tcp_tc": (ipv6(inner6(src=CN6, dst=MS6, nh=6, payload=bytes(40), tc=0xB8), nh=41), K.FORWARDED),
+    "tcp_tc": (
+        ipv6(inner6(src=CN6, dst=MS6, nh=6, payload=bytes(40), tc=0xB8), nh=41),
+        K.FORWARDED,
+    ),
     "hop_limit_1": (ipv6(inner6(src=CN6, dst=MS6, hop=1), nh=41), K.TTL_EXPIRED),
     "no_binding": (ipv6(inner6(src=CN6, dst=OTHER6), nh=41), K.NO_BINDING),
     "src_not_bound": (ipv6(inner6(src=CN6, dst=MS6), src=OTHER6, nh=41), K.SRC_NOT_BOUND),
