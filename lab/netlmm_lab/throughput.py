@@ -472,6 +472,7 @@ METRICS = (
     Metric("ping_us", "ping RTT h1 -> h2 (avg)", "us", higher_is_better=False),
     Metric("tcp1_up_v6", "TCP over IPv6, 1 stream h1 -> h2 (--ipv6)", "Gbit/s"),
     Metric("tcp1_down_v6", "TCP over IPv6, 1 stream h2 -> h1 (--ipv6)", "Gbit/s"),
+    Metric("tcp4_up_v6", "TCP over IPv6, 4 streams h1 -> h2 (--ipv6)", "Gbit/s"),
 )
 
 
