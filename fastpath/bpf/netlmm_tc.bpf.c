@@ -15,9 +15,9 @@
  *
  * Everything else is left as it came (TC_ACT_OK) for the user-space tier, counted by reason:
  * ARP, DHCP, ICMP to the gateway, unknown MSs, TTL <= 1, fragments, options, non-GSO packets
- * over the tunnel MTU, IPv6 ND, link-local and multicast, extension headers, MH. Two reasons drop, as the user-space tier does: a bound HoA
- * from the wrong MAC or port (SPOOFED_SRC) and tunnel input from a peer the inner source is not
- * bound to (SRC_NOT_BOUND).
+ * over the tunnel MTU, IPv6 ND, link-local and multicast IPv6, extension headers, MH. Two
+ * reasons drop, as the user-space tier does: a bound HoA (or prefix) from the wrong MAC or port
+ * (SPOOFED_SRC) and tunnel input from a peer the inner source is not bound to (SRC_NOT_BOUND).
  *
  * TTL: one decrement per node, as the user-space tier does: the DMPA decrements both ways, the
  * DLMAP on the downlink (its uplink goes through the kernel stack, which decrements).

@@ -143,8 +143,8 @@ def test_a_dual_stack_ms_keeps_both_addresses_and_sessions_across_a_handover(
             domain.stop()
     # The stall of the IPv6 session is reported, not failed on (issue 18).
     print(
-        f"\ndual-stack handover ({fastpath}, {datapath}): IPv4 max RTT {r4.max_rtt_ms} ms, IPv6 max RTT "
-        f"{r6.max_rtt_ms} ms, DAD after the move {report['dad_after_move_s']} s, "
+        f"\ndual-stack handover ({fastpath}, {datapath}): IPv4 max RTT {r4.max_rtt_ms} ms, "
+        f"IPv6 max RTT {r6.max_rtt_ms} ms, DAD after the move {report['dad_after_move_s']} s, "
         f"SLAAC at attach {report['slaac_s']} s"
     )
     print(json.dumps(report, default=str))
