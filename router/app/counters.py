@@ -78,6 +78,7 @@ GROUPS: dict[str, tuple[Declaration, ...]] = {
         limits.LimitCounter,
         sockets.SLOW_TX_ERROR,
         dlmap_punts.PUNT,
+        dlmap_punts.PuntCounter,
         dmpa_punts.PUNT_ACCESS,
         dmpa_punts.PUNT_TUNNEL,
         dmpa_punts.PuntCounter,
