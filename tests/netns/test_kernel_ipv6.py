@@ -6,7 +6,7 @@ through real ``netlmm run`` nodes with ``[node] datapath`` set, in a lab with IP
   the Cython tier alone give the same packets at the far side, byte for byte (the hop limit
   decremented once per node), and the same answers at the near side (Time Exceeded, Packet
   Too Big, port unreachable, which quote the marker), or nothing for both (a spoofed
-  source; what the DMPA leaves to a slow path that answers no IPv6 error yet). The kernel
+  source). The kernel
   counters say each case took the kernel tier's way: forwarded, or left to the Cython tier by
   its reason.
 * A TCP bulk transfer over IPv6 both ways arrives whole through the kernel tier, and with the
@@ -137,10 +137,11 @@ def test_kernel_and_cython_tiers_deliver_the_same_ipv6_packets(root: None) -> No
     for case in ("small", "tclass", "mtu", "echo", "hbh", "fragment", "end"):
         assert cython.get(f"cn:up_{case}"), (case, sorted(cython))
         assert cython.get(f"ms:down_{case}"), (case, sorted(cython))
-    # answered to the sender by the DLMAP's stack, quoting the packet: expired there (hop2
-    # up, hop1 down), too big for its TUN (big down). The DMPA's slow path answers no IPv6
-    # (hop1 and big up, hop2 down): neither tier delivers those, which the equality checks.
-    for case in ("ms:up_hop2", "cn:down_hop1", "cn:down_big"):
+    # answered to the sender, quoting the packet: by the DMPA's slow path to the MS (hop1 and
+    # big up: router/services/ipv6_slowpath.py), by the DLMAP's stack (hop2 up, hop1 and big
+    # down: routed into its TUN). Hop2 down expires at the DMPA, which answers only its MSs.
+    answered = ("ms:up_hop1", "ms:up_big", "ms:up_hop2", "cn:down_hop1", "cn:down_big")
+    for case in answered:
         assert cython.get(case), (case, sorted(cython))
     assert not any("spoofed" in case for case in cython), sorted(cython)
     assert set(kernel) == set(cython), (set(kernel) - set(cython), set(cython) - set(kernel))
