@@ -1,128 +1,152 @@
 """The active/standby DLMAP pair under real traffic, for the failover tests (CI's and
-``make ha``'s): real MSs with DHCP, pings, a TCP session and a numbered UDP flow; a capture of
-every PBA on the transport bridge; the checks every failover must pass."""
+``make ha``'s): ten real MSs (each its own namespace: its DHCP lease, a ping every 10 ms, a TCP
+session and a numbered UDP flow to the CN); a generator of simulated MSs registering and
+handing over between two simulated DMPAs; a capture of every PBA on the transport bridge; the
+checks every failover must pass and the figures it reports."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import signal
+import statistics
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
 from netlmm_lab.configs import MobileProfile
-from netlmm_lab.dhcp_client import DhcpClient
-from netlmm_lab.faults import Fleet, configure
+from netlmm_lab.dhcp_client import DhcpClient, Lease
+from netlmm_lab.faults import configure
 from netlmm_lab.ha import HADomain, HALab
+from netlmm_lab.msflow import MSFlowResult, MSFlows
 from netlmm_lab.poll import wait_until
-from netlmm_lab.tools import BackgroundPing, TcpSession, UdpStream
+from netlmm_lab.tools import BackgroundPing, PingResult
 from netlmm_lab.topology import BRIDGE, CN_ADDRESS, DLMAP_ADDRESS, DMPA_ADDRESSES
 from router.wire.dialect import DRAFT
 from router.wire.errors import DecodeError
 from router.wire.mh import BindingAck, decode_message
 from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
 
-#: The real MSs with a namespace of their own (ping, TCP, UDP), and the DHCP-only ones
-#: (macvlan interfaces on ms2's link, each with its own MAC and udhcpc).
-NAMESPACE_MSS = ("ms", "ms2")
-FLEET = 8
-#: The simulated DMPA of the load generator, and its MSs (the lab's pool has 100 addresses).
+#: The real MSs: ms, ms2 ... ms10, each a namespace of its own on base station 1 (DMPA 1).
+REAL_MSS = 10
+#: The generator's two simulated DMPAs (its MSs hand over between them), and its MSs (the
+#: lab's pool has 100 addresses: 10 real + 20 simulated).
 GENERATOR = IPv6Address("2001:db8:100::21")
+GENERATOR2 = IPv6Address("2001:db8:100::22")
 LOAD_NAIS = 20
+#: A failover that did not happen shows as a gap of the whole stream; the goal is under 2 s.
+GENEROUS_GAP_MS = 15_000
 
 
 @dataclass
 class Traffic:
-    udp: UdpStream
-    tcp: TcpSession
-    pings: list[BackgroundPing]
+    flows: MSFlows
+    pings: dict[str, BackgroundPing]
+
+
+@dataclass
+class TrafficResult:
+    flows: list[MSFlowResult]
+    pings: dict[str, PingResult]
 
 
 @dataclass
 class Pair:
     lab: HALab
     domain: HADomain
-    fleet: Fleet
     leases: dict[str, IPv4Address] = field(default_factory=dict)  # NAI -> address at start
     capture: subprocess.Popen[Any] | None = None
     pcap: Path | None = None
 
-    def nai(self, ms: str) -> str:
+    @staticmethod
+    def nai(ms: str) -> str:
         return f"{ms}@example.org"
 
+    @property
+    def mss(self) -> list[str]:
+        return list(self.lab.mobiles)
+
     def all_leases(self) -> dict[str, IPv4Address]:
-        found = {
+        """The lease each MS's DHCP client last reported (NAI -> address)."""
+        return {
             self.nai(ms): lease.address
-            for ms in NAMESPACE_MSS
+            for ms in self.mss
             if (lease := DhcpClient(self.lab, ms).lease()) is not None
         }
-        for index, address in self.fleet.leases().items():
-            found[Fleet.nai(index)] = address
-        return found
+
+    def dhcp_all(self) -> dict[str, Lease]:
+        """A DHCP exchange (discover to ack) of every MS at once; NAI -> the lease."""
+        with ThreadPoolExecutor(max_workers=len(self.mss)) as pool:
+            leases = pool.map(lambda ms: DhcpClient(self.lab, ms).once(tries=10), self.mss)
+            return {self.nai(ms): lease for ms, lease in zip(self.mss, leases, strict=True)}
+
+
+def ha_lab() -> HALab:
+    return HALab(mobiles=REAL_MSS)
 
 
 @contextlib.contextmanager
 def pair(lab: HALab) -> Iterator[Pair]:
-    """The pair started (lm active), ten real MSs with leases, the PBA capture running."""
-    fleet = Fleet(lab, FLEET, ms="ms2")
-    profiles = [MobileProfile(f"{ms}@example.org", lab.ms_mac(ms), "dhcp") for ms in NAMESPACE_MSS]
-    profiles += fleet.profiles("dhcp")
-    domain = HADomain(lab, profiles, extra_peers=(str(GENERATOR),))
+    """The pair started (lm active), the ten real MSs with leases, the PBA capture running."""
+    profiles = [MobileProfile(f"{ms}@example.org", lab.ms_mac(ms), "dhcp") for ms in lab.mobiles]
+    domain = HADomain(lab, profiles, extra_peers=(str(GENERATOR), str(GENERATOR2)))
     for role in ("dmpa1", "dmpa2"):
         configure(domain, role, "dmpa", heartbeat_interval=1)
     for role in ("dlmap", "dlmap_b"):
         configure(domain, role, "dlmap", heartbeat_interval=1)
-    made = Pair(lab, domain, fleet)
+    made = Pair(lab, domain)
     try:
         made.pcap = lab.workdir / "mh.pcap"
         made.capture = lab.popen(
             "tr", ["tshark", "-q", "-n", "-i", "br0", "-f", "ip6 proto 135", "-w", str(made.pcap)]
         )
         lab.exec("tr", ["sysctl", "-q", "-w", f"net.ipv6.conf.{BRIDGE}.disable_ipv6=0"])
-        lab.exec("tr", ["ip", "addr", "add", f"{GENERATOR}/64", "dev", BRIDGE, "nodad"])
+        for address in (GENERATOR, GENERATOR2):
+            lab.exec("tr", ["ip", "addr", "add", f"{address}/64", "dev", BRIDGE, "nodad"])
         domain.start()
-        for ms in NAMESPACE_MSS:
-            DhcpClient(lab, ms).once(tries=10)
-        fleet.create()
-        fleet.start_dhcp()
-        wait_until(lambda: len(fleet.leases()) == FLEET, 60.0, "the fleet's leases")
-        made.leases = made.all_leases()
-        for ms in NAMESPACE_MSS:
+        made.leases = {nai: lease.address for nai, lease in made.dhcp_all().items()}
+        for ms in made.mss:
             lab.wait_ping(ms, str(CN_ADDRESS), 15.0)
         yield made
     finally:
-        with contextlib.suppress(Exception):
-            fleet.stop_dhcp()
         if made.capture is not None:
             lab.stop(made.capture)
         domain.close()
 
 
-def start_traffic(p: Pair) -> Traffic:
-    udp = UdpStream(p.lab, client_ns="ms", interval=0.01, count=6000)
-    udp.start()
-    tcp = TcpSession(p.lab, client_ns="ms", interval=0.05, max_seconds=60)
-    tcp.start()
-    pings = [
-        BackgroundPing(p.lab, ms, str(CN_ADDRESS), interval=0.01, seconds=60)
-        for ms in NAMESPACE_MSS
-    ]
-    return Traffic(udp, tcp, pings)
+def start_traffic(p: Pair, seconds: float = 90.0) -> Traffic:
+    """Every real MS: its TCP session and numbered UDP flow (one process each, one server in
+    the CN), and a ping every 10 ms."""
+    flows = MSFlows(p.lab, p.mss, seconds=seconds, interval=0.01)
+    flows.start()
+    pings = {
+        ms: BackgroundPing(p.lab, ms, str(CN_ADDRESS), interval=0.01, seconds=seconds)
+        for ms in p.mss
+    }
+    return Traffic(flows, pings)
+
+
+def stop_traffic(traffic: Traffic) -> TrafficResult:
+    flows = traffic.flows.stop()
+    pings = {ms: ping.stop() for ms, ping in traffic.pings.items()}
+    return TrafficResult(flows, pings)
 
 
 def start_load(p: Pair, seconds: float) -> subprocess.Popen[Any]:
-    """Simulated MSs registering and refreshing through the failover: netlmm_lab.regload as an
-    unsigned DMPA (``GENERATOR``), a few PBUs in flight, for ``seconds``."""
+    """Simulated MSs registering, refreshing and handing over (between ``GENERATOR`` and
+    ``GENERATOR2``) through the failover: netlmm_lab.regload, a few PBUs in flight, every
+    accepted pair recorded, a heartbeat every 0.5 s from each of its DMPAs."""
     argv = [sys.executable, "-m", "netlmm_lab.regload", "--src", str(GENERATOR)]
-    argv += ["--dst", str(DLMAP_ADDRESS), "--nais", str(LOAD_NAIS), "--window", "2"]
-    argv += ["--seconds", str(seconds), "--timeout", "0.3"]
+    argv += ["--src2", str(GENERATOR2), "--dst", str(DLMAP_ADDRESS)]
+    argv += ["--nais", str(LOAD_NAIS), "--window", "2", "--seconds", str(seconds)]
+    argv += ["--timeout", "0.3", "--record", "--heartbeat", "0.5"]
     return p.lab.popen("tr", argv)
 
 
@@ -258,3 +282,86 @@ def stop_capture(p: Pair) -> list[tuple[str, str, str, float]]:
         p.capture = None
     assert p.pcap is not None
     return accepted_pbas(p.pcap)
+
+
+# --- the proof every variant gives -----------------------------------------------------------
+
+
+def first_after(times: list[float], began: float) -> float | None:
+    later = [t for t in times if t >= began]
+    return round(min(later) - began, 3) if later else None
+
+
+def figures(
+    p: Pair,
+    traffic: TrafficResult,
+    pbas: list[tuple[str, str, str, float]],
+    began: float,
+    generated: dict[str, Any] | None,
+    answering: str,
+) -> dict[str, Any]:
+    """What a variant reports: the UDP gap per MS (max, median and each), the time from the
+    fault (``began``, wall clock) to the first accepted PBA from ``answering`` (the DLMAP host
+    that answers after it) and to the first MS packet delivered (the end of the MSs' longest
+    UDP gaps), the pings, the TCP sessions and the generator's figures."""
+    gaps = {r.ms: r.max_gap_ms for r in traffic.flows}
+    ends = [r.gap_to for r in traffic.flows if r.gap_to is not None]
+    mac = mac_of(p, answering)
+    result: dict[str, Any] = {
+        "udp_gap_ms_max": max(gaps.values()),
+        "udp_gap_ms_median": round(statistics.median(gaps.values()), 1),
+        "udp_gap_ms": gaps,
+        "udp_lost": {r.ms: r.udp["lost"] for r in traffic.flows},
+        "fault_to_first_pba_s": first_after([t for _, _, m, t in pbas if m == mac], began),
+        "fault_to_first_ms_packet_s": first_after(ends, began),
+        "fault_to_last_ms_packet_s": round(max(ends) - began, 3) if ends else None,
+        "tcp_survived": sum(r.tcp_survived for r in traffic.flows),
+        "tcp_max_rtt_ms": max(float(r.tcp["max_rtt_ms"]) for r in traffic.flows),
+        "ping_loss_pct": {ms: r.loss_pct for ms, r in traffic.pings.items()},
+        "pbas_accepted_in_capture": len(pbas),
+    }
+    if generated is not None:
+        keep = ("sent", "answered", "accepted", "refused", "timeouts", "late", "handovers",
+                "bris", "bras_sent", "pbas_per_s", "p50_us", "p99_us", "max_us",
+                "longest_silence_s", "heartbeats_answered", "restart_counters")  # fmt: skip
+        result["generator"] = {k: generated.get(k) for k in keep}
+        result["generator"]["fault_to_first_pba_s"] = round(generated["silence_to"] - began, 3)
+    return result
+
+
+def check_traffic(p: Pair, traffic: TrafficResult, shown: dict[str, Any]) -> None:
+    """Every real MS: its TCP session survived, its UDP flow came back (a gap below the
+    generous bound), and it kept its address (a fresh DHCP exchange through whichever DLMAP
+    is active now gives each the address it had)."""
+    assert len(traffic.flows) == REAL_MSS, shown
+    for flow in traffic.flows:
+        assert flow.tcp_survived, (flow.ms, flow.tcp, shown)
+        assert flow.max_gap_ms < GENEROUS_GAP_MS, (flow.ms, flow.udp, shown)
+        assert flow.udp["received"] > 0, (flow.ms, flow.udp)
+    assert p.all_leases() == p.leases
+    again = {nai: lease.address for nai, lease in p.dhcp_all().items()}
+    assert again == p.leases, "an MS was given another address after the failover"
+
+
+def check_generator(p: Pair, generated: dict[str, Any]) -> None:
+    """The simulated MSs: some accepted (also after the fault: the generator's longest silence
+    is bounded), no NAI given two addresses nor an address two NAIs, every accepted pair in
+    the database, handovers made, and one Restart Counter in every heartbeat answer."""
+    assert generated["accepted"] > 0 and generated["handovers"] > 0, generated
+    assert generated["longest_silence_s"] < GENEROUS_GAP_MS / 1000, generated
+    assert generated["nais_with_two_addresses"] == [], generated
+    assert generated["addresses_with_two_nais"] == [], generated
+    stored = database_addresses(p)
+    missing = [(n, a) for n, a in generated["accepted_pairs"] if stored.get(n) != a]
+    assert missing == [], f"accepted but not in the database: {missing[:10]}"
+    assert len(generated["restart_counters"]) == 1, generated  # the DLMAP never looked restarted
+
+
+def check_all(p: Pair, traffic: TrafficResult, pbas: list[tuple[str, str, str, float]],
+              generated: dict[str, Any] | None, shown: dict[str, Any]) -> None:  # fmt: skip
+    check_traffic(p, traffic, shown)
+    check_one_address_per_ms(p, pbas)
+    assert {nai: str(a) for nai, a in p.leases.items()}.items() <= database_addresses(p).items()
+    check_no_restart_seen(p)
+    if generated is not None:
+        check_generator(p, generated)
