@@ -1,15 +1,24 @@
-"""The long failover variants (``make ha``; CI runs only tests/netns/test_ha_failover.py):
-the active DLMAP's whole namespace cut off (every link down), and a split brain (the two
-DLMAP hosts no longer hear each other's VRRP but both still reach the DMPAs and the
-database). Both end with the old active fenced: it sends no accepted PBA after the new
-active's claim, and it stops (exit status 3) at its first write. And the database primary
-killed and restarted: registrations wait for it, traffic does not."""
+"""The long failover variants (``make ha``; CI runs only tests/netns/test_ha_failover.py), each
+under the whole proof of issue 19: ten real MSs (DHCP, a ping every 10 ms, a TCP session and a
+numbered UDP flow each) and the generator of simulated MSs registering and handing over
+between two simulated DMPAs through the fault.
+
+- The active DLMAP's whole namespace cut off (every link down), then back.
+- A split brain: the two DLMAP hosts no longer hear each other's VRRP but both still reach the
+  DMPAs and the database.
+- The database primary killed and restarted: registrations wait for it, traffic does not.
+
+The first two end with the old active fenced: it sends no accepted PBA after the new active's
+claim, and it stops (exit status 3) at its first write. Each variant prints its figures (the UDP
+gap per MS, fault -> first PBA answered, fault -> first MS packet delivered, the generator's)
+and asserts only generous bounds that catch a failover that did not happen."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -20,13 +29,14 @@ from tests.netns import ha_helpers as h
 
 pytestmark = pytest.mark.root
 
-GENEROUS_GAP_MS = 15_000
 EXIT_FENCED = 3
+LOAD_SECONDS = 10.0
 
 
 @pytest.fixture
 def lab(root: None, postgres_binaries: None) -> Iterator[HALab]:
-    with HALab(mobiles=2) as built:
+    with h.ha_lab() as built:
+        assert isinstance(built, HALab)
         yield built
 
 
@@ -40,39 +50,37 @@ def _wait_fenced(p: h.Pair, timeout: float) -> None:
 
 
 def _finish(
-    p: h.Pair, traffic: h.Traffic, name: str, began_wall: float, *, takeover: bool = True
-) -> tuple[dict[str, object], list[tuple[str, str, str, float]]]:
-    udp = traffic.udp.stop()
-    tcp = traffic.tcp.stop()
-    for ping in traffic.pings:
-        ping.stop()
+    p: h.Pair,
+    traffic: h.Traffic,
+    load: Any,
+    name: str,
+    began: float,
+    *,
+    answering: str,
+    takeover: bool = True,
+) -> tuple[dict[str, Any], list[tuple[str, str, str, float]]]:
+    generated = h.load_result(p, load, LOAD_SECONDS + 30)
+    result = h.stop_traffic(traffic)
     pbas = h.stop_capture(p)
+    shown = h.figures(p, result, pbas, began, generated, answering)
     lm_mac = h.mac_of(p, "lm")
-    claimed = h.claimed_at(p)
-    stale = [(n, a, t) for n, a, mac, t in pbas if mac == lm_mac and t > claimed]
-    after = [t for n, _, _, t in pbas if t >= began_wall and n == "ms@example.org"]
-    figures = {
-        "udp_gap_ms": round(udp.max_gap_ms, 1),
-        "udp_lost": udp.lost,
-        "first_pba_s": round(min(after) - began_wall, 3) if after else None,
-        "tcp_survived": tcp.survived,
-        "pbas_accepted": len(pbas),
-    }
-    print(f"ha-failover {name}", json.dumps(figures))
+    if takeover:
+        claimed = h.claimed_at(p)
+        stale = [(n, a, t) for n, a, mac, t in pbas if mac == lm_mac and t > claimed]
+        shown["fenced_accepted_after_claim"] = len(stale)
+        shown["fault_to_claim_s"] = round(claimed - began, 3)
+    print(f"ha-failover {name}", json.dumps(shown))
     if takeover:
         assert stale == [], "the fenced old active accepted a registration"
-    assert udp.max_gap_ms < GENEROUS_GAP_MS, figures
-    assert tcp.survived, figures
-    assert p.all_leases() == p.leases
-    h.check_one_address_per_ms(p, pbas)
-    h.check_no_restart_seen(p)
-    return figures, pbas
+    h.check_all(p, result, pbas, generated, shown)
+    return shown, pbas
 
 
 def test_the_active_namespace_cut_off(lab: HALab) -> None:
     with h.pair(lab) as p:
         traffic = h.start_traffic(p)
-        time.sleep(1.0)
+        load = h.start_load(p, LOAD_SECONDS)
+        time.sleep(1.5)
         began = time.time()
         for dev in (TRANSPORT_IF, UPLINK_IF, DB_IF):
             lab.link("lm", "set", dev, "down")
@@ -89,13 +97,14 @@ def test_the_active_namespace_cut_off(lab: HALab) -> None:
             lab.link("lm", "set", dev, "up")
         _wait_fenced(p, 60.0)
         assert lab.vip_holder() == "lb"
-        _finish(p, traffic, "namespace-cut", began)
+        _finish(p, traffic, load, "namespace-cut", began, answering="lb")
 
 
 def test_a_split_brain_fences_the_old_active(lab: HALab) -> None:
     with h.pair(lab) as p:
         traffic = h.start_traffic(p)
-        time.sleep(1.0)
+        load = h.start_load(p, LOAD_SECONDS)
+        time.sleep(1.5)
         began = time.time()
         rules = (
             "table inet netlmm_sb {\n"
@@ -115,22 +124,23 @@ def test_a_split_brain_fences_the_old_active(lab: HALab) -> None:
         )
         wait_until(lambda: lab.ping_ok("ms", str(CN_ADDRESS)), 20.0, "ms reaching the CN")
         lab.exec("lm", ["nft", "delete", "table", "inet", "netlmm_sb"])
-        _finish(p, traffic, "split-brain", began)
+        _finish(p, traffic, load, "split-brain", began, answering="lb")
 
 
 def test_the_database_killed_holds_registrations_not_traffic(lab: HALab) -> None:
     """The database primary is SIGKILLed and started again (crash recovery) under traffic: the
-    active keeps forwarding for the bindings it has (ms's UDP, TCP and pings), holds the PBAs
-    of the MSs handing over meanwhile (ms2 and the fleet on its link) until their bindings are
+    active keeps forwarding for the bindings it has (the MSs' UDP, TCP and pings), holds the
+    PBAs of the MS handing over meanwhile (ms2) and the generator's until their bindings are
     written, and keeps its epoch."""
     with h.pair(lab) as p:
         epoch = p.domain.ha("dlmap")["epoch"]
         traffic = h.start_traffic(p)
-        time.sleep(1.0)
+        load = h.start_load(p, LOAD_SECONDS)
+        time.sleep(1.5)
         began = time.time()
         assert p.domain.db is not None
         p.domain.db.kill()
-        lab.handover(2, "ms2")  # ms2 and the fleet on its link: their PBAs need a write
+        lab.handover(2, "ms2")  # ms2's PBA needs a write
         time.sleep(3.0)
         assert not _registered_at_dmpa2(p)  # its PBA waits for the write
         assert lab.ping_ok("ms", str(CN_ADDRESS))  # the others' traffic goes on
@@ -138,9 +148,15 @@ def test_the_database_killed_holds_registrations_not_traffic(lab: HALab) -> None
         p.domain.db.restart()
         wait_until(lambda: _registered_at_dmpa2(p), 30.0, "ms2 at DMPA 2 with the database back")
         assert p.domain.ha("dlmap")["epoch"] == epoch and p.domain.active() == "dlmap"
-        figures, pbas = _finish(p, traffic, "database-killed", began, takeover=False)
+        shown, pbas = _finish(
+            p, traffic, load, "database-killed", began, answering="lm", takeover=False
+        )
         moved = [t for n, _, _, t in pbas if n == "ms2@example.org" and t > began]
-        assert moved and min(moved) >= restarted, figures  # no PBA before its write
+        assert moved and min(moved) >= restarted, shown  # no PBA before its write
+        # the generator's PBAs too: none accepted while the database was down
+        lm_mac = h.mac_of(p, "lm")
+        held = [t for n, _, m, t in pbas if m == lm_mac and began + 0.5 < t < restarted]
+        assert held == [], f"{len(held)} PBAs accepted with the database down"
 
 
 def _registered_at_dmpa2(p: h.Pair) -> bool:
