@@ -24,7 +24,7 @@ import pytest
 
 from netlmm_lab.ha import DB_IF, HALab
 from netlmm_lab.poll import TimedOut, wait_until
-from netlmm_lab.topology import CN_ADDRESS, TRANSPORT_IF, UPLINK_IF
+from netlmm_lab.topology import BRIDGE, CN_ADDRESS, DLMAP_ADDRESS, TRANSPORT_IF, UPLINK_IF
 from tests.netns import ha_helpers as h
 
 pytestmark = pytest.mark.root
@@ -61,13 +61,26 @@ def _finish(
 ) -> tuple[dict[str, Any], list[tuple[str, str, str, float]]]:
     generated = h.load_result(p, load, LOAD_SECONDS + 30)
     result = h.stop_traffic(traffic)
-    pbas = h.stop_capture(p)
+    records = h.stop_capture(p)
+    pbas = h.accepted_pbas(records)
     shown = h.figures(p, result, pbas, began, generated, answering)
     lm_mac = h.mac_of(p, "lm")
     if takeover:
-        claimed = h.claimed_at(p)
+        begun, claimed = h.claimed_at(p), h.claim_committed_at(p)
         stale = [(n, a, t) for n, a, mac, t in pbas if mac == lm_mac and t > claimed]
-        shown["fenced_accepted_after_claim"] = len(stale)
+        late = [r for r in records if r.time > claimed]
+        # what reached the old active after the claim, and every answer it still gave
+        shown["fenced"] = {
+            "claim_wait_ms": round((claimed - begun) * 1000, 3),
+            "pbus_to_it_after_claim": sum(r.kind == "pbu" and r.dst_mac == lm_mac for r in late),
+            "pbas_from_it_after_claim": sum(r.kind == "pba" and r.src_mac == lm_mac for r in late),
+            "accepted_from_it_after_claim": [
+                (n, a, round((t - claimed) * 1000, 3)) for n, a, t in stale
+            ],
+            "pbus_to_it_after_its_last_pba": _unanswered(records, lm_mac),
+            "exit_status": p.domain.processes["dlmap"].returncode,
+            "log": [line for line in p.domain.tail("dlmap", 60).splitlines() if "fenced" in line],
+        }
         shown["fault_to_claim_s"] = round(claimed - began, 3)
     print(f"ha-failover {name}", json.dumps(shown))
     if takeover:
@@ -101,10 +114,17 @@ def test_the_active_namespace_cut_off(lab: HALab) -> None:
 
 
 def test_a_split_brain_fences_the_old_active(lab: HALab) -> None:
+    """lm and lb stop hearing each other's VRRP: both hold the DLMAP's address, lb claims the
+    identity. The generator's DMPAs keep lm's link-layer address for the DLMAP's (a DMPA
+    whose neighbour entry still points at the old active), so lm keeps receiving PBUs after
+    the claim: it must not answer any with an address, and stops at its first write."""
     with h.pair(lab) as p:
         traffic = h.start_traffic(p)
         load = h.start_load(p, LOAD_SECONDS)
         time.sleep(1.5)
+        lm_mac = h.mac_of(p, "lm")
+        pin = ["ip", "-6", "neigh", "replace", str(DLMAP_ADDRESS), "lladdr", lm_mac]
+        lab.exec("tr", [*pin, "dev", BRIDGE, "nud", "permanent"])
         began = time.time()
         rules = (
             "table inet netlmm_sb {\n"
@@ -116,6 +136,7 @@ def test_a_split_brain_fences_the_old_active(lab: HALab) -> None:
         h.wait_active(p, "dlmap_b")
         _wait_fenced(p, 30.0)
         wait_until(lambda: lab.vip_holder() == "lb", 30.0, "lm's keepalived giving up the VIP")
+        lab.exec("tr", ["ip", "-6", "neigh", "del", str(DLMAP_ADDRESS), "dev", BRIDGE])
         lab.handover(2, "ms")
         wait_until(
             lambda: h.binding_dmpa(p, "dlmap_b", "ms@example.org") == h.DMPAS[1],
@@ -124,7 +145,9 @@ def test_a_split_brain_fences_the_old_active(lab: HALab) -> None:
         )
         wait_until(lambda: lab.ping_ok("ms", str(CN_ADDRESS)), 20.0, "ms reaching the CN")
         lab.exec("lm", ["nft", "delete", "table", "inet", "netlmm_sb"])
-        _finish(p, traffic, load, "split-brain", began, answering="lb")
+        shown, _ = _finish(p, traffic, load, "split-brain", began, answering="lb")
+        # the check was not idle: PBUs reached lm that it never answered (fenced at their write)
+        assert shown["fenced"]["pbus_to_it_after_its_last_pba"] > 0, shown
 
 
 def test_the_database_killed_holds_registrations_not_traffic(lab: HALab) -> None:
@@ -146,17 +169,36 @@ def test_the_database_killed_holds_registrations_not_traffic(lab: HALab) -> None
         assert lab.ping_ok("ms", str(CN_ADDRESS))  # the others' traffic goes on
         restarted = time.time()
         p.domain.db.restart()
+        back = time.time()
         wait_until(lambda: _registered_at_dmpa2(p), 30.0, "ms2 at DMPA 2 with the database back")
         assert p.domain.ha("dlmap")["epoch"] == epoch and p.domain.active() == "dlmap"
         shown, pbas = _finish(
             p, traffic, load, "database-killed", began, answering="lm", takeover=False
         )
         moved = [t for n, _, _, t in pbas if n == "ms2@example.org" and t > began]
+        after = [t for _, _, _, t in pbas if t >= restarted]
+        print(
+            "ha-failover database-killed restart",
+            json.dumps(
+                {
+                    "database_down_s": round(restarted - began, 3),
+                    "restart_command_s": round(back - restarted, 3),
+                    "restart_to_first_pba_s": round(min(after) - restarted, 3) if after else None,
+                    "restart_to_ms2_pba_s": round(min(moved) - restarted, 3) if moved else None,
+                }
+            ),
+        )
         assert moved and min(moved) >= restarted, shown  # no PBA before its write
         # the generator's PBAs too: none accepted while the database was down
         lm_mac = h.mac_of(p, "lm")
         held = [t for n, _, m, t in pbas if m == lm_mac and began + 0.5 < t < restarted]
         assert held == [], f"{len(held)} PBAs accepted with the database down"
+
+
+def _unanswered(records: list[h.Captured], mac: str) -> int:
+    """PBUs sent to ``mac`` after the last PBA it sent."""
+    last = max((r.time for r in records if r.kind == "pba" and r.src_mac == mac), default=0.0)
+    return sum(r.kind == "pbu" and r.dst_mac == mac and r.time > last for r in records)
 
 
 def _registered_at_dmpa2(p: h.Pair) -> bool:

@@ -31,7 +31,7 @@ from netlmm_lab.tools import BackgroundPing, PingResult
 from netlmm_lab.topology import BRIDGE, CN_ADDRESS, DLMAP_ADDRESS, DMPA_ADDRESSES
 from router.wire.dialect import DRAFT
 from router.wire.errors import DecodeError
-from router.wire.mh import BindingAck, decode_message
+from router.wire.mh import BindingAck, BindingUpdate, decode_message
 from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
 
 #: The real MSs: ms, ms2 ... ms10, each a namespace of its own on base station 1 (DMPA 1).
@@ -43,6 +43,8 @@ GENERATOR2 = IPv6Address("2001:db8:100::22")
 LOAD_NAIS = 20
 #: A failover that did not happen shows as a gap of the whole stream; the goal is under 2 s.
 GENEROUS_GAP_MS = 15_000
+#: A UDP gap this long (ten probes) is an interruption, not scheduling noise.
+INTERRUPTED_MS = 100.0
 
 
 @dataclass
@@ -172,18 +174,32 @@ def wait_active(p: Pair, role: str, timeout: float = 30.0) -> float:
     return time.monotonic() - began
 
 
-def accepted_pbas(pcap: Path) -> list[tuple[str, str, str, float]]:
-    """(NAI, HoA, sender's MAC, time) of every PBA with status 0 in the capture (decoded with
-    our codec: tshark does not know the seed's options). Both DLMAPs send from the one
-    DLMAP address: the Ethernet source tells lm from lb."""
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """One PBU or PBA on the transport bridge."""
+
+    kind: str  # "pbu" or "pba"
+    status: int  # a PBA's (0 for a PBU)
+    nai: str | None
+    hoa: str | None
+    src_mac: str
+    dst_mac: str
+    time: float
+    lifetime: int
+
+
+def captured(pcap: Path) -> list[Captured]:
+    """Every PBU and PBA in the capture (decoded with our codec: tshark does not know the
+    seed's options). Both DLMAPs send from the one DLMAP address: the Ethernet addresses tell
+    lm from lb."""
     from scapy.layers.inet6 import IPv6
     from scapy.layers.l2 import Ether
     from scapy.utils import PcapReader
 
-    found: list[tuple[str, str, str, float]] = []
+    found: list[Captured] = []
     with PcapReader(str(pcap)) as reader:
         for packet in reader:
-            if IPv6 not in packet:
+            if IPv6 not in packet or Ether not in packet:
                 continue
             ip6 = packet[IPv6]
             if ip6.nh != 135:
@@ -192,18 +208,38 @@ def accepted_pbas(pcap: Path) -> list[tuple[str, str, str, float]]:
                 message = decode_message(bytes(ip6.payload), DRAFT)
             except DecodeError:
                 continue
-            if not isinstance(message, BindingAck) or message.status != 0:
+            if isinstance(message, BindingAck):
+                kind, status = "pba", int(message.status)
+            elif isinstance(message, BindingUpdate):
+                kind, status = "pbu", 0
+            else:
                 continue
-            nai = hoa = None
-            for option in message.options:
-                if isinstance(option, MobileNodeIdentifier):
-                    nai = option.identifier.decode("utf-8", "replace")
-                elif isinstance(option, SeedIPv4HomeAddress):
-                    hoa = str(option.address)
-            if nai is not None and hoa is not None and message.lifetime > 0:
-                src = str(packet[Ether].src) if Ether in packet else ""
-                found.append((nai, hoa, src, float(packet.time)))
+            nai_option = message.find(MobileNodeIdentifier)
+            seed = message.find(SeedIPv4HomeAddress)
+            found.append(
+                Captured(
+                    kind,
+                    status,
+                    None
+                    if nai_option is None
+                    else nai_option.identifier.decode("utf-8", "replace"),
+                    None if seed is None else str(seed.address),
+                    str(packet[Ether].src),
+                    str(packet[Ether].dst),
+                    float(packet.time),
+                    int(message.lifetime),
+                )
+            )
     return found
+
+
+def accepted_pbas(records: list[Captured]) -> list[tuple[str, str, str, float]]:
+    """(NAI, HoA, sender's MAC, time) of every PBA with status 0 that gave an address."""
+    return [
+        (r.nai, r.hoa, r.src_mac, r.time)
+        for r in records
+        if r.kind == "pba" and r.status == 0 and r.nai and r.hoa and r.lifetime > 0
+    ]
 
 
 def database_addresses(p: Pair) -> dict[str, str]:
@@ -265,13 +301,25 @@ def mac_of(p: Pair, short: str) -> str:
 
 
 def claimed_at(p: Pair) -> float:
-    """When the identity was last claimed (the database's clock: this host's)."""
+    """When the identity's last claim began (``now()``: its transaction's start; the database's
+    clock is this host's)."""
     return float(p.domain.sql("SELECT extract(epoch FROM claimed_at) FROM netlmm_identity"))
 
 
-def stop_capture(p: Pair) -> list[tuple[str, str, str, float]]:
+def claim_committed_at(p: Pair) -> float:
+    """When the identity's last claim committed (the row version's transaction: the lab's
+    PostgreSQL tracks commit times). A claim waits for the old holder's write in flight (its
+    share lock on the row); from this instant on, every write of the old holder fails."""
+    return float(
+        p.domain.sql(
+            "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM netlmm_identity"
+        )
+    )
+
+
+def stop_capture(p: Pair) -> list[Captured]:
     """End the capture cleanly (SIGINT: tshark writes what it still holds, after a moment for
-    the last packets to reach it) and decode its accepted PBAs."""
+    the last packets to reach it) and decode its PBUs and PBAs."""
     if p.capture is not None:
         time.sleep(0.5)
         with contextlib.suppress(ProcessLookupError):
@@ -281,7 +329,7 @@ def stop_capture(p: Pair) -> list[tuple[str, str, str, float]]:
         p.lab.stop(p.capture)
         p.capture = None
     assert p.pcap is not None
-    return accepted_pbas(p.pcap)
+    return captured(p.pcap)
 
 
 # --- the proof every variant gives -----------------------------------------------------------
@@ -305,7 +353,19 @@ def figures(
     that answers after it) and to the first MS packet delivered (the end of the MSs' longest
     UDP gaps), the pings, the TCP sessions and the generator's figures."""
     gaps = {r.ms: r.max_gap_ms for r in traffic.flows}
-    ends = [r.gap_to for r in traffic.flows if r.gap_to is not None]
+    # The MSs whose flow the fault interrupted (a longest gap of 100 ms or more, ending after
+    # the fault): when the gap began (traffic can go on for a while after a fault: the kernel
+    # path, the old VIP holder) and when each got its first packet back.
+    cut = [
+        r
+        for r in traffic.flows
+        if r.gap_from is not None
+        and r.gap_to is not None
+        and r.gap_to >= began
+        and r.max_gap_ms >= INTERRUPTED_MS
+    ]
+    ends = [r.gap_to for r in cut if r.gap_to is not None]
+    starts = [round(r.gap_from - began, 3) for r in cut if r.gap_from is not None]
     mac = mac_of(p, answering)
     result: dict[str, Any] = {
         "udp_gap_ms_max": max(gaps.values()),
@@ -313,6 +373,8 @@ def figures(
         "udp_gap_ms": gaps,
         "udp_lost": {r.ms: r.udp["lost"] for r in traffic.flows},
         "fault_to_first_pba_s": first_after([t for _, _, m, t in pbas if m == mac], began),
+        "mss_interrupted": len(cut),
+        "fault_to_gap_start_s": {"min": min(starts), "max": max(starts)} if starts else None,
         "fault_to_first_ms_packet_s": first_after(ends, began),
         "fault_to_last_ms_packet_s": round(max(ends) - began, 3) if ends else None,
         "tcp_survived": sum(r.tcp_survived for r in traffic.flows),

@@ -64,7 +64,7 @@ def test_sigkill_of_the_active_dlmap_loses_no_address(lab: HALab) -> None:
             time.sleep(max(0.0, 2.0 - (time.monotonic() - killed - to_active)))
         finally:
             result = h.stop_traffic(traffic)
-        pbas = h.stop_capture(p)
+        pbas = h.accepted_pbas(h.stop_capture(p))
         shown = h.figures(p, result, pbas, killed_wall, generated, "lb")
         shown["kill_to_active_s"] = round(to_active, 3)
         after = [t for nai, _, _, t in pbas if t >= killed_wall and nai == "ms@example.org"]
