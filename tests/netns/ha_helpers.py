@@ -141,13 +141,15 @@ def stop_traffic(traffic: Traffic) -> TrafficResult:
     return TrafficResult(flows, pings)
 
 
-def start_load(p: Pair, seconds: float) -> subprocess.Popen[Any]:
+def start_load(
+    p: Pair, seconds: float, *, window: int = 2, nais: int = LOAD_NAIS
+) -> subprocess.Popen[Any]:
     """Simulated MSs registering, refreshing and handing over (between ``GENERATOR`` and
     ``GENERATOR2``) through the failover: netlmm_lab.regload, a few PBUs in flight, every
     accepted pair recorded, a heartbeat every 0.5 s from each of its DMPAs."""
     argv = [sys.executable, "-m", "netlmm_lab.regload", "--src", str(GENERATOR)]
     argv += ["--src2", str(GENERATOR2), "--dst", str(DLMAP_ADDRESS)]
-    argv += ["--nais", str(LOAD_NAIS), "--window", "2", "--seconds", str(seconds)]
+    argv += ["--nais", str(nais), "--window", str(window), "--seconds", str(seconds)]
     argv += ["--timeout", "0.3", "--record", "--heartbeat", "0.5"]
     return p.lab.popen("tr", argv)
 
@@ -304,6 +306,16 @@ def claimed_at(p: Pair) -> float:
     """When the identity's last claim began (``now()``: its transaction's start; the database's
     clock is this host's)."""
     return float(p.domain.sql("SELECT extract(epoch FROM claimed_at) FROM netlmm_identity"))
+
+
+def open_writes(p: Pair, client: IPv6Address) -> tuple[int, int]:
+    """Sessions from ``client`` on the database now, and how many have a transaction open."""
+    rows = p.domain.sql(
+        "SELECT count(*) || ' ' || count(xact_start) FROM pg_stat_activity "
+        f"WHERE client_addr = '{client}' AND pid <> pg_backend_pid()"
+    )
+    sessions, open_ = rows.split()
+    return int(sessions), int(open_)
 
 
 def claim_committed_at(p: Pair) -> float:
