@@ -392,6 +392,7 @@ def figures(
         "tcp_survived": sum(r.tcp_survived for r in traffic.flows),
         "tcp_max_rtt_ms": max(float(r.tcp["max_rtt_ms"]) for r in traffic.flows),
         "ping_loss_pct": {ms: r.loss_pct for ms, r in traffic.pings.items()},
+        "ping_sent": {ms: r.transmitted for ms, r in traffic.pings.items()},
         "pbas_accepted_in_capture": len(pbas),
     }
     if generated is not None:
