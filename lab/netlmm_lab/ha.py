@@ -240,9 +240,7 @@ class HADomain(Domain):
         self.secret.write_text(password + "\n")
         listen = ",".join(str(db) for _, db in DB_LINK.values())
         root = self.lab.workdir / "db"
-        self.db = PostgresServer(
-            namespace=self.halab.ns("db"), listen=listen, root=root, commit_times=True
-        ).start()
+        self.db = PostgresServer(namespace=self.halab.ns("db"), listen=listen, root=root).start()
         self.db.create_database(DB_NAME, DB_USER, password)
 
     def _files(self, short: str) -> tuple[Path, Path, Path]:

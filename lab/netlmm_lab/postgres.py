@@ -53,18 +53,10 @@ class PostgresServer:
     directory)."""
 
     def __init__(
-        self,
-        namespace: str | None = None,
-        listen: str | None = None,
-        root: Path | None = None,
-        *,
-        commit_times: bool = False,
+        self, namespace: str | None = None, listen: str | None = None, root: Path | None = None
     ) -> None:
-        """``commit_times``: ``track_commit_timestamp`` on, so a test can ask when a row's
-        transaction committed (``pg_xact_commit_timestamp(xmin)``): the HA tests' fence check."""
         self.namespace = namespace
         self.listen = listen
-        self.commit_times = commit_times
         if root is None:
             root = Path(tempfile.mkdtemp(prefix="netlmm-pg-"))
         else:  # a lab's: removed with its work directory too (netlmm lab down)
@@ -139,7 +131,6 @@ class PostgresServer:
             "-c", "max_connections=50",
             "-c", "shared_buffers=32MB",
             "-c", "password_encryption=scram-sha-256",
-            "-c", f"track_commit_timestamp={'on' if self.commit_times else 'off'}",
         ]  # fmt: skip
         argv = self._as_owner(command)
         log = self.log.open("a")

@@ -66,17 +66,22 @@ def _finish(
     shown = h.figures(p, result, pbas, began, generated, answering)
     lm_mac = h.mac_of(p, "lm")
     if takeover:
-        begun, claimed = h.claimed_at(p), h.claim_committed_at(p)
-        stale = [(n, a, t) for n, a, mac, t in pbas if mac == lm_mac and t > claimed]
+        begun, claimed = h.claimed_at(p), h.claim_locked_at(p)
         late = [r for r in records if r.time > claimed]
-        # what reached the old active after the claim, and every answer it still gave
+        # PBUs that reached the old active after the claim had the lock: the writes they need
+        # begin after it, so no accepted PBA of the old active may answer one of them
+        after = {(r.src, r.sequence) for r in late if r.kind == "pbu" and r.dst_mac == lm_mac}
+        answered = [
+            (r.nai, r.hoa, round((r.time - claimed) * 1000, 3))
+            for r in late
+            if r.kind == "pba" and r.src_mac == lm_mac and r.status == 0
+            and (r.dst, r.sequence) in after
+        ]  # fmt: skip
         shown["fenced"] = {
-            "claim_wait_ms": round((claimed - begun) * 1000, 3),
-            "pbus_to_it_after_claim": sum(r.kind == "pbu" and r.dst_mac == lm_mac for r in late),
+            "claim_lock_wait_ms": round((claimed - begun) * 1000, 3),
+            "pbus_to_it_after_claim": len(after),
             "pbas_from_it_after_claim": sum(r.kind == "pba" and r.src_mac == lm_mac for r in late),
-            "accepted_from_it_after_claim": [
-                (n, a, round((t - claimed) * 1000, 3)) for n, a, t in stale
-            ],
+            "accepted_for_pbus_after_claim": answered,
             "pbus_to_it_after_its_last_pba": _unanswered(records, lm_mac),
             "exit_status": p.domain.processes["dlmap"].returncode,
             "log": [line for line in p.domain.tail("dlmap", 60).splitlines() if "fenced" in line],
@@ -84,7 +89,7 @@ def _finish(
         shown["fault_to_claim_s"] = round(claimed - began, 3)
     print(f"ha-failover {name}", json.dumps(shown))
     if takeover:
-        assert stale == [], "the fenced old active accepted a registration"
+        assert answered == [], "the fenced old active accepted a registration"
     h.check_all(p, result, pbas, generated, shown)
     return shown, pbas
 

@@ -24,7 +24,7 @@ from typing import Any
 from netlmm_lab.configs import MobileProfile
 from netlmm_lab.dhcp_client import DhcpClient, Lease
 from netlmm_lab.faults import configure
-from netlmm_lab.ha import HADomain, HALab
+from netlmm_lab.ha import DB_NAME, HADomain, HALab
 from netlmm_lab.msflow import MSFlowResult, MSFlows
 from netlmm_lab.poll import wait_until
 from netlmm_lab.tools import BackgroundPing, PingResult
@@ -113,6 +113,7 @@ def pair(lab: HALab) -> Iterator[Pair]:
         for address in (GENERATOR, GENERATOR2):
             lab.exec("tr", ["ip", "addr", "add", f"{address}/64", "dev", BRIDGE, "nodad"])
         domain.start()
+        watch_claims(made)
         made.leases = {nai: lease.address for nai, lease in made.dhcp_all().items()}
         for ms in made.mss:
             lab.wait_ping(ms, str(CN_ADDRESS), 15.0)
@@ -188,6 +189,9 @@ class Captured:
     dst_mac: str
     time: float
     lifetime: int
+    src: str  # IPv6
+    dst: str
+    sequence: int
 
 
 def captured(pcap: Path) -> list[Captured]:
@@ -230,6 +234,9 @@ def captured(pcap: Path) -> list[Captured]:
                     str(packet[Ether].dst),
                     float(packet.time),
                     int(message.lifetime),
+                    str(ip6.src),
+                    str(ip6.dst),
+                    int(message.sequence),
                 )
             )
     return found
@@ -318,15 +325,32 @@ def open_writes(p: Pair, client: IPv6Address) -> tuple[int, int]:
     return int(sessions), int(open_)
 
 
-def claim_committed_at(p: Pair) -> float:
-    """When the identity's last claim committed (the row version's transaction: the lab's
-    PostgreSQL tracks commit times). A claim waits for the old holder's write in flight (its
-    share lock on the row); from this instant on, every write of the old holder fails."""
-    return float(
-        p.domain.sql(
-            "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM netlmm_identity"
-        )
-    )
+#: A trigger of the lab's (not of netlmm's schema) that notes when each claim's update of the
+#: identity row ran: just after the claim got the row's lock, so every write of the old holder
+#: that starts from then on waits for the claim and fails.
+WATCH_CLAIMS = """
+CREATE TABLE lab_claims (epoch bigint, holder text, at timestamptz);
+CREATE FUNCTION lab_claim_seen() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+  IF NEW.epoch <> OLD.epoch THEN
+    INSERT INTO lab_claims VALUES (NEW.epoch, NEW.holder, clock_timestamp());
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER lab_claim_seen BEFORE UPDATE ON netlmm_identity
+  FOR EACH ROW EXECUTE FUNCTION lab_claim_seen();
+"""
+
+
+def watch_claims(p: Pair) -> None:
+    assert p.domain.db is not None
+    p.domain.db.psql(WATCH_CLAIMS, DB_NAME)
+
+
+def claim_locked_at(p: Pair) -> float:
+    """When the last claim's update of the identity row ran (wall clock, this host's)."""
+    rows = p.domain.sql("SELECT extract(epoch FROM at) FROM lab_claims ORDER BY epoch DESC LIMIT 1")
+    return float(rows)
 
 
 def stop_capture(p: Pair) -> list[Captured]:

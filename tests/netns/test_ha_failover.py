@@ -67,6 +67,9 @@ def test_sigkill_of_the_active_dlmap_loses_no_address(lab: HALab) -> None:
         pbas = h.accepted_pbas(h.stop_capture(p))
         shown = h.figures(p, result, pbas, killed_wall, generated, "lb")
         shown["kill_to_active_s"] = round(to_active, 3)
+        claimed = h.claim_locked_at(p)
+        shown["kill_to_claim_s"] = round(claimed - killed_wall, 3)
+        shown["claim_lock_wait_ms"] = round((claimed - h.claimed_at(p)) * 1000, 3)
         after = [t for nai, _, _, t in pbas if t >= killed_wall and nai == "ms@example.org"]
         shown["kill_to_handover_pba_s"] = round(min(after) - killed_wall, 3) if after else None
         print("ha-failover sigkill", json.dumps(shown))
