@@ -1,12 +1,14 @@
 """Per-packet and per-batch (64) encapsulate, decapsulate, classify+lookup(+encapsulate) at 64,
-576 and 1400 bytes; HoA lookup hit/miss at 1k, 64k and 1M entries, warm and cold; the 1M-entry
-table's memory and its worst single bind. Reference and compiled twins in one run; every
-benchmark asserts its result."""
+576 and 1400 bytes; HoA lookup hit/miss at 1k, 64k and 1M entries, warm and cold; the IPv6
+prefix lookup hit/miss at 1k and 64k; a 64 KiB TCP/IPv4 and TCP/IPv6 super-packet segmented
+and coalesced back; the 1M-entry table's memory and its worst single bind. Reference and
+compiled twins in one run; every benchmark asserts its result."""
 
 from __future__ import annotations
 
 import itertools
 import random
+import struct
 import time
 from array import array
 from functools import cache
@@ -170,6 +172,82 @@ def test_table_lookup(benchmark: Any, fp: ModuleType, entries: int, hit: bool) -
     fwd = measure(benchmark, fp, dl.tun_batch, inp, out, per=len(dsts))
     assert fwd == (len(dsts) if hit else 0)
     assert all(out.reason(i) == (0 if hit else 17) for i in range(len(dsts)))
+
+
+# ---- the IPv6 home network prefix table (a dual-stack MS's /64), beside the HoA table ----
+
+
+@cache
+def prefix_table(impl: str, n: int) -> tuple[Any, list[int]]:
+    """``n`` random /64s of 2001:db8::/32 (the top 64 bits), bound to 200 DMPAs."""
+    fp = __import__(f"fastpath.{impl}", fromlist=["HoaTable"])
+    rng = random.Random(n + 6)
+    keys = [0x20010DB8_00000000 | rng.getrandbits(32) for _ in range(n)]
+    keys = list(dict.fromkeys(keys))
+    t = fp.HoaTable()
+    for i, k in enumerate(keys):
+        t.bind_prefix(k, ENDPOINTS[i % 200])
+    return t, keys
+
+
+def packet6(size: int, dst_prefix: int) -> bytes:
+    """An IPv6 UDP packet of ``size`` bytes from a CN to host ::1 of the /64 ``dst_prefix``."""
+    dst = dst_prefix.to_bytes(8, "big") + (1).to_bytes(8, "big")
+    src = bytes.fromhex("20010db8ffff00000000000000000001")
+    return ipv6(udp(4000, 5000, bytes(size - 48)), src=src, dst=dst, nh=17)
+
+
+@pytest.mark.parametrize("entries", [1_000, 65_536])
+@pytest.mark.parametrize("hit", [True, False], ids=["hit", "miss"])
+def test_prefix_lookup(benchmark: Any, fp: ModuleType, entries: int, hit: bool) -> None:
+    """As ``test_table_lookup`` for IPv6: 64 packets to random /64s through the DLMAP's TUN
+    path, lookup + (hit) IPv6-in-IPv6 encapsulation."""
+    t, keys = prefix_table(fp.__name__.rsplit(".", 1)[1], entries)
+    dl = fp.Dlmap(t, DLMAP)
+    rng = random.Random(7)
+    bound = set(keys)
+    dsts = rng.sample(keys, 64) if hit else [k ^ 0x5A5A5A5A00 for k in rng.sample(keys, 64)]
+    dsts = [d for d in dsts if (d in bound) == hit][:64]
+    inp, out = batches(fp, [packet6(64, d) for d in dsts])
+    fwd = measure(benchmark, fp, dl.tun_batch, inp, out, per=len(dsts))
+    assert fwd == (len(dsts) if hit else 0)
+    assert all(out.reason(i) == (0 if hit else 17) for i in range(len(dsts)))
+
+
+# ---- TAP/TUN offload: one 64 KiB TCP super-packet cut into segments, and merged back ----
+
+
+def super_packet(v6: bool) -> tuple[bytes, list[bytes]]:
+    """(virtio-net header + a TCP/IPv4 or TCP/IPv6 super-packet on a TUN, its segments)."""
+    mss = 1428 if v6 else 1448
+    payload = bytes(range(256)) * 250  # 64,000 bytes
+    th = struct.pack("!HHIIBBHHH", 40000, 5201, 1, 7, 5 << 4, 0x18, 65535, 0, 0) + payload
+    if v6:
+        packet_ = ipv6(th, src=DMPA, dst=DLMAP, nh=6)
+        gso = 4
+    else:
+        packet_ = ipv4(HOA, CN, 6, th, df=True)
+        gso = 1
+    buf = struct.pack("=BBHHHH", 1, gso, 0, mss, 0, 0) + packet_
+    from fastpath import reference as ref
+
+    reason, segs = ref.segment(buf, 0)
+    assert reason == 0 and len(segs) > 40
+    return buf, segs
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_gso_segment(benchmark: Any, fp: ModuleType, v6: bool) -> None:
+    buf, segs = super_packet(v6)
+    r = measure(benchmark, fp, fp.segment, buf, 0, per=len(segs))
+    assert r == (0, segs)
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_coalesce(benchmark: Any, fp: ModuleType, v6: bool) -> None:
+    _, segs = super_packet(v6)
+    writes = measure(benchmark, fp, fp.coalesce, segs, 0, per=len(segs))
+    assert len(writes) == 1 and fp.segment(writes[0], 0) == (0, segs)
 
 
 COLD_BATCHES = 512  # more than the calls of one measurement (8 rounds x 62): none is seen twice

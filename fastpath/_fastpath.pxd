@@ -135,6 +135,7 @@ cdef enum:
     VNET_F_NEEDS_CSUM = 1
     GSO_NONE = 0
     GSO_TCPV4 = 1
+    GSO_TCPV6 = 4
     GSO_ECN = 128
     TCP_FIN = 1
     TCP_SYN = 2
@@ -169,6 +170,8 @@ cdef enum:
     TOMB = 0x7FFFFFFF  # slot idx of a moved or unbound slot of the array being migrated
     RELEASE_CHUNK = 1 << 18  # migrated old slots go back to the kernel by 256 KiB
     PREFETCH_MIN_SLOTS = 1 << 15  # batches prefetch slots and entries from 256 KiB of slots
+    # the prefix table (prefix.pxi): its first slot and entry arrays
+    PT_MIN_SLOTS = 16
 
 
 # ---- structs ----
@@ -184,6 +187,7 @@ cdef struct gso_t:  # a virtio-net header read, and what gso_segment needs (gso.
     int count  # segments; 0: one packet, as read (its checksum completed)
     Py_ssize_t ip, t, hdrs, m
     uint32_t mss, ip_id, seq, pseudo
+    bint v6  # TCP/IPv6 (GSO_TCPV6): no IPv4 ID or header checksum, a payload length
 
 
 cdef struct coal_t:  # the write-side coalescer (gso.pxi; reference_gso.Coalescer)
@@ -192,6 +196,7 @@ cdef struct coal_t:  # the write-side coalescer (gso.pxi; reference_gso.Coalesce
     bint closed
     Py_ssize_t n, t, hdrs  # n: packet bytes after the virtio-net header
     uint32_t mss, seq_next, id_next
+    bint v6  # the pending packet is TCP/IPv6 (GSO_TCPV6; id_next unused)
 
 
 cdef struct io_t:  # an engine's batched I/O buffers (io.pxi)
@@ -224,21 +229,33 @@ cdef struct entry_t:  # 32 bytes: one binding in the HoA table's dense array
     uint64_t octets
 
 
+cdef struct pslot_t:  # the prefix table's hash slots (prefix.pxi)
+    uint64_t key  # the /64's top 64 bits
+    uint32_t idx  # dense index + 1; 0 = empty
+    uint32_t pad
+
+
+cdef struct pentry_t:  # 48 bytes: one IPv6 home network prefix and what it forwarded
+    uint64_t key
+    uint64_t packets
+    uint64_t octets
+    uint8_t ep[16]
+    uint8_t mac[6]
+    uint16_t link
+
+
+cdef struct ptab_t:  # the prefix table (prefix.pxi)
+    pslot_t *slots
+    pentry_t *entries
+    uint32_t mask, n, cap
+
+
 # ---- extension types shared by the units ----
 # Dmpa and Dlmap are declared where they are defined (engines.pxi): declared here, Cython calls
 # the inline methods they inherit from _Engine through the vtable instead of directly.
 
-cdef class PrefixEntry:  # one IPv6 home network prefix (/64) and what it forwarded
-    cdef uint64_t key  # the prefix's top 64 bits
-    cdef uint8_t ep[16]
-    cdef uint8_t mac[6]
-    cdef int link
-    cdef uint64_t packets
-    cdef uint64_t octets
-
-
 cdef class HoaTable:
-    cdef dict pfx  # the prefix's top 64 bits -> PrefixEntry (IPv6 is not the fast path)
+    cdef ptab_t pt  # the IPv6 home network prefixes (prefix.pxi)
     cdef slot_t *slots
     cdef uint32_t mask
     cdef slot_t *old  # the array being migrated, or NULL
@@ -301,8 +318,8 @@ cdef class _Engine:
                           bint ce, uint8_t *out, Py_ssize_t cap) noexcept
     cdef res_t _from_ipv6(self, const uint8_t *p, Py_ssize_t n, uint8_t *out,
                           Py_ssize_t cap) noexcept
-    cdef PrefixEntry _prefix(self, const uint8_t *a)
-    cdef res_t _forwarded6(self, int d, PrefixEntry e, uint32_t tot, int n, int link) noexcept
+    cdef pentry_t *_prefix(self, const uint8_t *a) noexcept
+    cdef res_t _forwarded6(self, int d, pentry_t *e, uint32_t tot, int n, int link) noexcept
     cdef void _encapsulate6(self, const uint8_t *ip, uint32_t tot, const uint8_t *ep,
                             uint8_t *out) noexcept
     cdef res_t _tunnel_in6(self, const uint8_t *src, const uint8_t *b, Py_ssize_t avail,

@@ -14,6 +14,7 @@ mirrored by a module of the reference twin:
 
 * ``packet.pxi`` (``reference_packet``): byte order, checksums, IPv4 and option checks;
 * ``table.pxi`` (``reference_table``): the HoA hash table;
+* ``prefix.pxi`` (``reference_table``): the IPv6 home network prefix hash table;
 * ``gso.pxi`` (``reference_gso``): segmentation of TAP/TUN super-packets and coalescing;
 * ``io.pxi`` (``reference_io``): batches in memory, batched fd reads and writes, the pump loops;
 * ``pppoe.pxi`` (``reference_pppoe``): PPPoE session frames on PPPoE access links;
@@ -69,6 +70,7 @@ REHASH_STEPS = (REHASH_PER_UPDATE, REHASH_PER_BATCH)
 
 include "packet.pxi"
 include "table.pxi"
+include "prefix.pxi"
 include "gso.pxi"
 include "io.pxi"
 include "pppoe.pxi"

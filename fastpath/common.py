@@ -145,10 +145,11 @@ ECN_CE = 3
 # TAP/TUN offload (IFF_VNET_HDR): every read and write starts with a struct virtio_net_hdr, in
 # host byte order (linux/virtio_net.h; legacy, no TUNSETVNETLE)
 VNET_HDR_LEN = 10
-VNET_READ_MAX = 65536 + 64  # a TCP super-packet: 64 KiB of IPv4 + Ethernet + the header
+VNET_READ_MAX = 65536 + 64  # a TCP super-packet: 64 KiB of IPv4/IPv6 + Ethernet + the header
 VNET_F_NEEDS_CSUM = 1
 GSO_NONE = 0
 GSO_TCPV4 = 1
+GSO_TCPV6 = 4
 GSO_ECN = 0x80
 TCP_FIN = 0x01
 TCP_SYN = 0x02
@@ -156,7 +157,7 @@ TCP_RST = 0x04
 TCP_PSH = 0x08
 TCP_URG = 0x20
 TCP_CWR = 0x80
-COALESCE_MAX = 65535  # the IPv4 total length of a coalesced super-packet, at most
+COALESCE_MAX = 65535  # the IP packet length of a coalesced super-packet (IPv4 or IPv6), at most
 # the HoA table
 MAX_ENTRIES = 0x40000000
 MAX_ENDPOINTS = 0xFFFF  # distinct (tunnel endpoint, gateway) pairs (an entry holds a 16-bit index)

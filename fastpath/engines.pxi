@@ -137,11 +137,11 @@ cdef class _Engine:
         memcpy(out + IP6_LEN, ip, tot)
 
     # IPv6-in-IPv6 (next header 41): a dual-stack MS's home network prefix
-    cdef PrefixEntry _prefix(self, const uint8_t *a):
-        """The prefix entry of the /64 at ``a``, or None (a dict: not the fast path)."""
-        return self.table.pfx.get(be64(a))
+    cdef pentry_t *_prefix(self, const uint8_t *a) noexcept:
+        """The prefix entry of the /64 at ``a``, or NULL."""
+        return pt_find(&self.table.pt, be64(a))
 
-    cdef res_t _forwarded6(self, int d, PrefixEntry e, uint32_t tot, int n, int link) noexcept:
+    cdef res_t _forwarded6(self, int d, pentry_t *e, uint32_t tot, int n, int link) noexcept:
         e.packets += 1
         e.octets += tot
         self.ctr[d][C_BYTES] += tot
@@ -382,7 +382,7 @@ cdef class Dmpa(_Engine):
         cdef const uint8_t *ip = f + ETH_LEN
         cdef uint32_t tot
         cdef int reason
-        cdef PrefixEntry e
+        cdef pentry_t *e
         if memcmp(f, self.mac, 6) and not multicast:
             return self._end(UP, R_NOT_FOR_US)
         reason = ipv6_check(ip, n - ETH_LEN, False, &tot)
@@ -393,7 +393,7 @@ cdef class Dmpa(_Engine):
         if multicast or ip[24] == 0xFF or link_local(ip + 24) or link_local(ip + 8):
             return self._end(UP, R_NOT_FOR_US)
         e = self._prefix(ip + 8)
-        if e is None:
+        if e == NULL:
             return self._end(UP, R_UNKNOWN_MS)
         if memcmp(e.mac, f + 6, 6) or e.link != link:
             return self._end(UP, R_SPOOFED_SRC)
@@ -411,11 +411,11 @@ cdef class Dmpa(_Engine):
                            bint ce, uint8_t *out, Py_ssize_t cap) noexcept:
         cdef uint32_t tot
         cdef int reason = ipv6_check(b, avail, True, &tot)
-        cdef PrefixEntry e
+        cdef pentry_t *e
         if reason:
             return self._end(DOWN, reason)
         e = self._prefix(b + 24)
-        if e is None:
+        if e == NULL:
             return self._end(DOWN, R_NO_BINDING)
         if memcmp(e.ep, src, 16):
             return self._end(DOWN, R_SRC_NOT_BOUND)
@@ -519,11 +519,11 @@ cdef class Dlmap(_Engine):
                            bint ce, uint8_t *out, Py_ssize_t cap) noexcept:
         cdef uint32_t tot
         cdef int reason = ipv6_check(b, avail, True, &tot)
-        cdef PrefixEntry e
+        cdef pentry_t *e
         if reason:
             return self._end(UP, reason)
         e = self._prefix(b + 8)
-        if e is None or memcmp(e.ep, src, 16):
+        if e == NULL or memcmp(e.ep, src, 16):
             return self._end(UP, R_SRC_NOT_BOUND)
         if ce and (b[1] >> 4) & ECN_CE == 0:
             return self._end(UP, R_ECN_NOT_ECT)
@@ -538,11 +538,11 @@ cdef class Dlmap(_Engine):
                      Py_ssize_t cap) noexcept:
         cdef uint32_t tot
         cdef int reason = ipv6_check(b, n, True, &tot)
-        cdef PrefixEntry e
+        cdef pentry_t *e
         if reason:
             return self._end(DOWN, reason)
         e = self._prefix(b + 24)
-        if e is None:
+        if e == NULL:
             return self._end(DOWN, R_NO_BINDING)
         if tot > self.mtu:
             return self._end(DOWN, R_FRAG_NEEDED)

@@ -4,12 +4,13 @@
 
 cdef gso_t gso_parse(uint8_t *v, Py_ssize_t n, int l2) noexcept nogil:
     """The virtio-net header at ``v`` (``n`` bytes read in all). Completes a partial checksum in
-    place; for a TCP/IPv4 super-packet, what ``gso_segment`` needs."""
+    place; for a TCP/IPv4 or TCP/IPv6 super-packet, what ``gso_segment`` needs."""
     cdef gso_t g
     cdef uint16_t f[4]  # hdr_len, gso_size, csum_start, csum_offset (host order)
     cdef uint8_t *p = v + VNET_HDR_LEN
     cdef Py_ssize_t at, ihl
     cdef uint32_t c
+    cdef int kind
     memset(&g, 0, sizeof(g))
     g.reason = R_BAD_GSO
     if n < VNET_HDR_LEN:
@@ -25,23 +26,34 @@ cdef gso_t gso_parse(uint8_t *v, Py_ssize_t n, int l2) noexcept nogil:
             put16(p + at, c if c else 0xFFFF)
         g.reason = R_FORWARDED
         return g
-    if v[1] & ~GSO_ECN != GSO_TCPV4 or f[1] == 0:
+    kind = v[1] & ~GSO_ECN
+    if (kind != GSO_TCPV4 and kind != GSO_TCPV6) or f[1] == 0:
         return g
     g.ip = l2
-    if g.m < g.ip + 20 or (l2 and be16(p + 12) != ETH_P_IP) or p[g.ip] >> 4 != 4:
-        return g
-    ihl = (p[g.ip] & 0x0F) * 4
-    g.t = g.ip + ihl
-    if ihl < 20 or p[g.ip + 9] != PROTO_TCP or g.m < g.t + 20:
+    g.v6 = kind == GSO_TCPV6
+    if g.v6:
+        if (g.m < g.ip + IP6_LEN or (l2 and be16(p + 12) != ETH_P_IPV6)
+                or p[g.ip] >> 4 != 6 or p[g.ip + 6] != PROTO_TCP):
+            return g
+        g.t = g.ip + IP6_LEN
+        g.pseudo = sum16(p + g.ip + 8, 32) + PROTO_TCP
+    else:
+        if g.m < g.ip + 20 or (l2 and be16(p + 12) != ETH_P_IP) or p[g.ip] >> 4 != 4:
+            return g
+        ihl = (p[g.ip] & 0x0F) * 4
+        g.t = g.ip + ihl
+        if ihl < 20 or p[g.ip + 9] != PROTO_TCP:
+            return g
+        g.ip_id = be16(p + g.ip + 4)
+        g.pseudo = sum16(p + g.ip + 12, 8) + PROTO_TCP
+    if g.m < g.t + 20:
         return g
     g.hdrs = g.t + (p[g.t + 12] >> 4) * 4
     if g.hdrs < g.t + 20 or g.m < g.hdrs:
         return g
     g.mss = f[1]
     g.count = <int>((g.m - g.hdrs + g.mss - 1) // g.mss) if g.m > g.hdrs else 1
-    g.ip_id = be16(p + g.ip + 4)
     g.seq = be32(p + g.t + 4)
-    g.pseudo = sum16(p + g.ip + 12, 8) + PROTO_TCP
     g.reason = R_FORWARDED
     return g
 
@@ -56,10 +68,13 @@ cdef Py_ssize_t gso_segment(const uint8_t *p, gso_t *g, int i, uint8_t *out) noe
     cdef uint8_t *th = out + g.t
     memcpy(out, p, g.hdrs)
     memcpy(out + g.hdrs, p + lo, k)
-    put16(ip + 2, <uint32_t>(n - g.ip))
-    put16(ip + 4, (g.ip_id + i) & 0xFFFF)
-    put16(ip + 10, 0)
-    put16(ip + 10, (~sum16(ip, g.t - g.ip)) & 0xFFFF)
+    if g.v6:
+        put16(ip + 4, <uint32_t>(n - g.t))
+    else:
+        put16(ip + 2, <uint32_t>(n - g.ip))
+        put16(ip + 4, (g.ip_id + i) & 0xFFFF)
+        put16(ip + 10, 0)
+        put16(ip + 10, (~sum16(ip, g.t - g.ip)) & 0xFFFF)
     th[4] = ((g.seq + <uint32_t>i * g.mss) >> 24) & 0xFF
     th[5] = ((g.seq + <uint32_t>i * g.mss) >> 16) & 0xFF
     th[6] = ((g.seq + <uint32_t>i * g.mss) >> 8) & 0xFF
@@ -75,36 +90,54 @@ cdef Py_ssize_t gso_segment(const uint8_t *p, gso_t *g, int i, uint8_t *out) noe
 
 # ---- write-side coalescing: see reference_gso.Coalescer ----
 
-cdef Py_ssize_t co_mergeable(const uint8_t *p, Py_ssize_t n, int l2, Py_ssize_t *t) noexcept nogil:
-    """``reference_gso.mergeable``: the payload offset (``t[0]``: the TCP header), or -1."""
+cdef Py_ssize_t co_mergeable(const uint8_t *p, Py_ssize_t n, int l2, Py_ssize_t *t,
+                             bint *v6) noexcept nogil:
+    """``reference_gso.mergeable``: the payload offset (``t[0]``: the TCP header; ``v6[0]``:
+    TCP/IPv6), or -1."""
     cdef Py_ssize_t ip = l2, ihl, hdrs
-    if n < ip + 20 or (l2 and be16(p + 12) != ETH_P_IP) or p[ip] >> 4 != 4:
+    cdef uint32_t pseudo
+    if n < ip + 20:
         return -1
-    ihl = (p[ip] & 0x0F) * 4
-    t[0] = ip + ihl
-    if ihl < 20 or p[ip + 9] != PROTO_TCP or be16(p + ip + 6) & 0x3FFF or n < t[0] + 20:
-        return -1
+    v6[0] = p[ip] >> 4 == 6
+    if v6[0]:
+        if n < ip + IP6_LEN or (l2 and be16(p + 12) != ETH_P_IPV6) or p[ip + 6] != PROTO_TCP:
+            return -1
+        t[0] = ip + IP6_LEN
+        if n < t[0] + 20 or be16(p + ip + 4) != n - t[0]:
+            return -1
+        pseudo = sum16(p + ip + 8, 32)
+    else:
+        if (l2 and be16(p + 12) != ETH_P_IP) or p[ip] >> 4 != 4:
+            return -1
+        ihl = (p[ip] & 0x0F) * 4
+        t[0] = ip + ihl
+        if ihl < 20 or p[ip + 9] != PROTO_TCP or be16(p + ip + 6) & 0x3FFF or n < t[0] + 20:
+            return -1
+        if be16(p + ip + 2) != n - ip or fold(sum16(p + ip, ihl)) != 0xFFFF:
+            return -1
+        pseudo = sum16(p + ip + 12, 8)
     hdrs = t[0] + (p[t[0] + 12] >> 4) * 4
-    if be16(p + ip + 2) != n - ip or hdrs < t[0] + 20 or hdrs >= n:
+    if hdrs < t[0] + 20 or hdrs >= n or p[t[0] + 13] & (TCP_SYN | TCP_RST | TCP_URG | TCP_CWR):
         return -1
-    if p[t[0] + 13] & (TCP_SYN | TCP_RST | TCP_URG | TCP_CWR) or fold(sum16(p + ip, ihl)) != 0xFFFF:
-        return -1
-    if fold(sum16(p + ip + 12, 8) + PROTO_TCP + <uint32_t>(n - t[0])
-            + sum16(p + t[0], n - t[0])) != 0xFFFF:
+    if fold(pseudo + PROTO_TCP + <uint32_t>(n - t[0]) + sum16(p + t[0], n - t[0])) != 0xFFFF:
         return -1
     return hdrs
 
 
 cdef bint co_fits(coal_t *c, int fd, const uint8_t *p, Py_ssize_t n, Py_ssize_t t,
-                  Py_ssize_t hdrs) noexcept nogil:
+                  Py_ssize_t hdrs, bint v6) noexcept nogil:
     cdef const uint8_t *b = c.buf + VNET_HDR_LEN
     cdef Py_ssize_t ip = c.l2
-    return (fd == c.fd and t == c.t and hdrs == c.hdrs and n - hdrs <= c.mss
-            and memcmp(p, b, ip + 2) == 0
-            and be16(p + ip + 4) == c.id_next
-            and memcmp(p + ip + 6, b + ip + 6, 4) == 0
-            and memcmp(p + ip + 12, b + ip + 12, t + 4 - ip - 12) == 0
-            and be32(p + t + 4) == c.seq_next
+    if fd != c.fd or v6 != c.v6 or t != c.t or hdrs != c.hdrs or n - hdrs > c.mss:
+        return False
+    if v6:  # all but the payload length
+        if memcmp(p, b, ip + 4) or memcmp(p + ip + 6, b + ip + 6, t + 4 - ip - 6):
+            return False
+    elif (memcmp(p, b, ip + 2) or be16(p + ip + 4) != c.id_next
+            or memcmp(p + ip + 6, b + ip + 6, 4)
+            or memcmp(p + ip + 12, b + ip + 12, t + 4 - ip - 12)):
+        return False
+    return (be32(p + t + 4) == c.seq_next
             and memcmp(p + t + 8, b + t + 8, 5) == 0
             and p[t + 13] & ~(TCP_FIN | TCP_PSH) & 0xFF == b[t + 13]
             and memcmp(p + t + 14, b + t + 14, 2) == 0
@@ -114,11 +147,12 @@ cdef bint co_fits(coal_t *c, int fd, const uint8_t *p, Py_ssize_t n, Py_ssize_t 
 cdef int co_add(coal_t *c, int fd, const uint8_t *p, Py_ssize_t n) noexcept nogil:
     """Offer one packet: CO_MERGED, CO_FLUSH or CO_PLAIN (see the enum)."""
     cdef Py_ssize_t t = 0
-    cdef Py_ssize_t hdrs = co_mergeable(p, n, c.l2, &t)
+    cdef bint v6 = False
+    cdef Py_ssize_t hdrs = co_mergeable(p, n, c.l2, &t, &v6)
     cdef uint8_t flags
     cdef Py_ssize_t k = n - hdrs
     if c.count:
-        if hdrs < 0 or not co_fits(c, fd, p, n, t, hdrs):
+        if hdrs < 0 or not co_fits(c, fd, p, n, t, hdrs, v6):
             return CO_FLUSH
         flags = p[t + 13]
         memcpy(c.buf + VNET_HDR_LEN + c.n, p + hdrs, k)
@@ -132,6 +166,7 @@ cdef int co_add(coal_t *c, int fd, const uint8_t *p, Py_ssize_t n) noexcept nogi
         flags = p[t + 13]
         memcpy(c.buf + VNET_HDR_LEN, p, n)
         c.fd, c.n, c.count, c.t, c.hdrs, c.mss = fd, n, 1, t, hdrs, <uint32_t>k
+        c.v6 = v6
         c.seq_next = be32(p + t + 4)
         c.id_next = be16(p + c.l2 + 4)
         c.closed = False
@@ -154,12 +189,16 @@ cdef Py_ssize_t co_finish(coal_t *c) noexcept nogil:
     memset(c.buf, 0, VNET_HDR_LEN)
     if count == 1:
         return VNET_HDR_LEN + c.n
-    put16(ip + 2, <uint32_t>(c.n - c.l2))
-    put16(ip + 10, 0)
-    put16(ip + 10, (~sum16(ip, c.t - c.l2)) & 0xFFFF)
-    put16(b + c.t + 16, fold(sum16(ip + 12, 8) + PROTO_TCP + <uint32_t>(c.n - c.t)))
+    if c.v6:
+        put16(ip + 4, <uint32_t>(c.n - c.t))
+        put16(b + c.t + 16, fold(sum16(ip + 8, 32) + PROTO_TCP + <uint32_t>(c.n - c.t)))
+    else:
+        put16(ip + 2, <uint32_t>(c.n - c.l2))
+        put16(ip + 10, 0)
+        put16(ip + 10, (~sum16(ip, c.t - c.l2)) & 0xFFFF)
+        put16(b + c.t + 16, fold(sum16(ip + 12, 8) + PROTO_TCP + <uint32_t>(c.n - c.t)))
     c.buf[0] = VNET_F_NEEDS_CSUM
-    c.buf[1] = GSO_TCPV4
+    c.buf[1] = GSO_TCPV6 if c.v6 else GSO_TCPV4
     f[0] = <uint16_t>c.hdrs
     f[1] = <uint16_t>c.mss
     f[2] = <uint16_t>c.t

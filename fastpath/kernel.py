@@ -27,6 +27,7 @@ PROG_DLMAP = "dlmap_ingress"
 PROG_PROBE = "probe_decap"
 #: The maps.
 MAP_BINDINGS = "bindings"
+MAP_PREFIXES = "prefixes"
 MAP_CONFIG = "config"
 MAP_COUNTERS = "counters"
 ROLE_DMPA = 1
@@ -55,10 +56,11 @@ class KernelReason(IntEnum):
     NO_ROUTE = 28  # no usable route to the tunnel endpoint
     ECN_CE = 29  # outer CE: the user-space tier applies RFC 6040
     UNPARSED = 30  # lengths, checksum or headers the program does not take as they are
+    EXT_HEADER = 31  # an IPv6 extension header (hop-by-hop, routing, ...): not parsed
 
 
 #: Counter slots per direction (``N_REASONS``).
-N_REASONS = 31
+N_REASONS = 32
 #: What the kernel does with a packet of each reason.
 KERNEL_VERDICT: dict[KernelReason, Verdict] = {
     r: Verdict.FORWARD
@@ -72,7 +74,7 @@ KERNEL_VERDICT: dict[KernelReason, Verdict] = {
 }
 
 #: ``struct netlmm_binding``: endpoint, mac, pad, ifindex, gateway (network order), link,
-#: flags, packets, octets.
+#: flags, packets, octets. The value of a HoA (``bindings``) and of a /64 (``prefixes``, gateway 0).
 BINDING = struct.Struct("=16s6s2xI4sIIQQ")
 #: ``struct netlmm_config``: local, pseudo_mac, hop_limit, role, tunnel_mtu, transport ifindex,
 #: TUN ifindex (DLMAP: where decapsulated packets enter the stack; 0: where they arrived).
@@ -81,6 +83,8 @@ CONFIG = struct.Struct("=16s6sBBIII")
 COUNTER = struct.Struct("=QQ")
 #: The HoA key: network order.
 KEY = struct.Struct("!I")
+#: The prefix key: a /64's first 8 octets, network order.
+PREFIX_KEY = struct.Struct("!Q")
 
 
 def counter_key(direction: Direction, reason: KernelReason) -> int:
@@ -89,7 +93,7 @@ def counter_key(direction: Direction, reason: KernelReason) -> int:
 
 def counter_names() -> list[str]:
     """``show counters`` keys of the kernel tier: ``<direction>.<reason>`` (packets) and
-    ``<direction>.<reason>.bytes`` (IPv4 octets when forwarded, the frame's octets else)."""
+    ``<direction>.<reason>.bytes`` (inner octets when forwarded, the frame's octets else)."""
     names = []
     for d in Direction:
         for r in KernelReason:

@@ -20,6 +20,11 @@ PAGE = mmap.PAGESIZE
 SLOT_BYTES = 8
 ENTRY_BYTES = 32
 ENDPOINT_BYTES = 24
+# the compiled prefix table (prefix.pxi): 16-byte slots (a 64-bit key + index) and 48-byte
+# entries, plain heap blocks starting at 16 of each
+PREFIX_SLOT_BYTES = 16
+PREFIX_ENTRY_BYTES = 48
+PREFIX_MIN = 16
 # the growth schedule (the compiled twin exports the same tuple)
 REHASH_STEPS = (REHASH_PER_UPDATE, REHASH_PER_BATCH)
 
@@ -51,9 +56,12 @@ class HoaTable:
         self._eprefs: dict[tuple[bytes, int], int] = {}
         self._neps = 0  # endpoint indices handed out since clear() (live or free)
         self._epcap = 16
-        #: IPv6 home network prefixes (RFC 5213): the /64's top 64 bits -> entry, a dict in
-        #: both twins (the IPv4 table above is the fast one)
+        #: IPv6 home network prefixes (RFC 5213): the /64's top 64 bits -> entry. The compiled
+        #: twin's is a hash table of its own (open addressing, load at most 3/4, rehashed at
+        #: once when it grows); modelled here by its two array sizes
         self._prefixes: dict[int, list[int | bytes]] = {}
+        self._pslots = PREFIX_MIN
+        self._pcap = PREFIX_MIN
         self.reserve(max(0, capacity))
 
     def bind(
@@ -130,12 +138,15 @@ class HoaTable:
 
     def memory_bytes(self) -> int:
         """Bytes the compiled table has allocated in the same state: slot arrays and entries
-        (whole pages; the old slot array counted whole until its migration ends), endpoints."""
+        (whole pages; the old slot array counted whole until its migration ends), endpoints, the
+        prefix table's slots and entries."""
         return (
             pages(self._slots * SLOT_BYTES)
             + (pages(self._old * SLOT_BYTES) if self._old else 0)
             + pages(self._dense * ENTRY_BYTES)
             + self._epcap * ENDPOINT_BYTES
+            + self._pslots * PREFIX_SLOT_BYTES
+            + self._pcap * PREFIX_ENTRY_BYTES
         )
 
     def __len__(self) -> int:
@@ -202,6 +213,13 @@ class HoaTable:
             raise ValueError("link must be 0..65535")
         e = self._prefixes.get(prefix)
         if e is None:
+            want = len(self._prefixes) + 1
+            if want > MAX_ENTRIES:
+                raise OverflowError("too many prefixes")
+            if want > self._pcap:
+                self._pcap *= 2
+            while self._pslots * 3 < want * 4:
+                self._pslots *= 2
             self._prefixes[prefix] = [prefix, bytes(endpoint), bytes(mac), link, 0, 0, 0]
         else:
             e[1:4] = [bytes(endpoint), bytes(mac), link]

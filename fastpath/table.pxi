@@ -83,7 +83,7 @@ cdef class HoaTable:
         self.eprefs = <uint32_t *>_alloc(16 * sizeof(uint32_t), False)
         self.ep_index = {}
         self.ep_free = []
-        self.pfx = {}
+        pt_init(&self.pt)
         self.reserve(max(0, capacity))
 
     def __dealloc__(self):
@@ -94,6 +94,7 @@ cdef class HoaTable:
         PyMem_RawFree(self.eps)
         PyMem_RawFree(self.gws)
         PyMem_RawFree(self.eprefs)
+        pt_free(&self.pt)
 
     def reserve(self, Py_ssize_t want):
         """Grow to hold ``want`` entries without further allocation. Unlike the growth of
@@ -345,41 +346,42 @@ cdef class HoaTable:
         e = self.find(hoa)
         return None if e == NULL else self._binding(e)
 
-    # IPv6 home network prefixes: see ``reference_table.HoaTable.bind_prefix``
+    # IPv6 home network prefixes: see ``reference_table.HoaTable.bind_prefix`` (prefix.pxi)
     def bind_prefix(self, prefix, endpoint, mac=bytes(6), int link=0):
         cdef bytes ep = bytes(endpoint), m = bytes(mac)
-        cdef PrefixEntry e
+        cdef pentry_t *e
         if not 0 <= prefix <= 0xFFFFFFFFFFFFFFFF:
             raise ValueError("prefix must be the top 64 bits of a /64")
         if len(ep) != 16 or len(m) != 6:
             raise ValueError("endpoint must be 16 bytes and mac 6")
         if not 0 <= link <= 0xFFFF:
             raise ValueError("link must be 0..65535")
-        e = self.pfx.get(prefix)
-        if e is None:
-            e = PrefixEntry()
-            e.key = prefix
-            self.pfx[prefix] = e
+        e = pt_bind(&self.pt, <uint64_t>prefix)
         memcpy(e.ep, <const char *>ep, 16)
         memcpy(e.mac, <const char *>m, 6)
         e.link = link
 
     def unbind_prefix(self, prefix):
-        return self.pfx.pop(prefix, None) is not None
+        if not isinstance(prefix, int) or not 0 <= prefix <= 0xFFFFFFFFFFFFFFFF:
+            return False
+        return pt_unbind(&self.pt, <uint64_t>prefix)
 
     def lookup_prefix(self, prefix):
-        cdef PrefixEntry e = self.pfx.get(prefix)
-        if e is None:
+        cdef pentry_t *e
+        if not isinstance(prefix, int) or not 0 <= prefix <= 0xFFFFFFFFFFFFFFFF:
+            return None
+        e = pt_find(&self.pt, <uint64_t>prefix)
+        if e == NULL:
             return None
         return Binding(e.key, (<char *>e.ep)[:16], (<char *>e.mac)[:6], e.link, 0, e.packets,
                        e.octets)
 
     @property
     def prefixes(self):
-        return len(self.pfx)
+        return self.pt.n
 
     def clear(self):
-        self.pfx.clear()
+        pt_clear(&self.pt)
         self.n = 0
         self.neps = 0
         self.ep_index.clear()
@@ -394,10 +396,12 @@ cdef class HoaTable:
 
     def memory_bytes(self):
         """Bytes the table has allocated: slot arrays and entries (whole pages; the old slot
-        array counted whole until its migration ends), endpoints with their gateways."""
+        array counted whole until its migration ends), endpoints with their gateways, the
+        prefix table's two arrays."""
         return (_pages((self.mask + 1) * sizeof(slot_t))
                 + (_pages((self.omask + 1) * sizeof(slot_t)) if self.old != NULL else 0)
-                + _pages(self.cap * sizeof(entry_t)) + self.epcap * (16 + 2 * sizeof(uint32_t)))
+                + _pages(self.cap * sizeof(entry_t)) + self.epcap * (16 + 2 * sizeof(uint32_t))
+                + pt_bytes(&self.pt))
 
     def __len__(self):
         return self.n
@@ -407,7 +411,3 @@ cdef class HoaTable:
 
     def __iter__(self):
         return iter([self._binding(&self.entries[j]) for j in range(self.n)])
-
-
-cdef class PrefixEntry:
-    """One IPv6 home network prefix of a :class:`HoaTable` (fields in ``_fastpath.pxd``)."""

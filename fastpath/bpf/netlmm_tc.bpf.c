@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /* netlmm's kernel tier: TC clsact ingress programs that carry bound MSs' traffic through the
- * IPv4-in-IPv6 tunnel inside the kernel, GSO kept (docs/kernel-tier.md).
+ * IPv4-in-IPv6 tunnel inside the kernel, GSO kept (docs/kernel-tier.md); dual-stack MSs' IPv6
+ * (their /64 home network prefix) through the IPv6-in-IPv6 one (next header 41, netlmm_tc6.h).
  *
  *   dmpa_access     access port ingress, before the bridge: a bound MS's IPv4 to the pseudo-MAC
  *                   -> encapsulate to its DLMAP, out of the transport          (uplink)
@@ -14,9 +15,9 @@
  *
  * Everything else is left as it came (TC_ACT_OK) for the user-space tier, counted by reason:
  * ARP, DHCP, ICMP to the gateway, unknown MSs, TTL <= 1, fragments, options, non-GSO packets
- * over the tunnel MTU, IPv6/ND, MH. Two reasons drop, as the user-space tier does: a bound HoA
- * from the wrong MAC or port (SPOOFED_SRC) and tunnel input from a peer the inner source is not
- * bound to (SRC_NOT_BOUND).
+ * over the tunnel MTU, IPv6 ND, link-local and multicast IPv6, extension headers, MH. Two
+ * reasons drop, as the user-space tier does: a bound HoA (or prefix) from the wrong MAC or port
+ * (SPOOFED_SRC) and tunnel input from a peer the inner source is not bound to (SRC_NOT_BOUND).
  *
  * TTL: one decrement per node, as the user-space tier does: the DMPA decrements both ways, the
  * DLMAP on the downlink (its uplink goes through the kernel stack, which decrements).
@@ -65,6 +66,16 @@ struct {
 	__type(key, __u32);
 	__type(value, struct netlmm_binding);
 } bindings SEC(".maps");
+
+/* The dual-stack MSs' IPv6 home network prefixes (/64): the key is the prefix's first 8
+ * octets as they are in the packet. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 20); /* the node sets its own before loading */
+	__type(key, __u64);
+	__type(value, struct netlmm_binding);
+} prefixes SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -215,11 +226,11 @@ static __always_inline int route6(struct __sk_buff *skb, struct netlmm_config *c
 	return -1;
 }
 
-/* The packet at ETH_HLEN is IPv4 of ``tot`` octets: put an IPv6 header to ``dst`` in front
- * of it and send it where ``fib`` says. Returns the TC verdict, or -1 when it could not
- * (the packet is unchanged then). */
+/* The packet at ETH_HLEN is IPv4 (``nexthdr`` 4) or IPv6 (41) of ``tot`` octets: put an IPv6
+ * header to ``dst`` in front of it and send it where ``fib`` says. Returns the TC verdict, or
+ * -1 when it could not (the packet is unchanged then). */
 static __always_inline int encapsulate(struct __sk_buff *skb, struct netlmm_config *cfg,
-				       const __u8 *dst, __u32 tot, __u8 tos,
+				       const __u8 *dst, __u32 tot, __u8 tos, __u8 nexthdr,
 				       struct bpf_fib_lookup *fib, int how)
 {
 	void *data, *end;
@@ -236,10 +247,11 @@ static __always_inline int encapsulate(struct __sk_buff *skb, struct netlmm_conf
 	ip6 = data + ETH_HLEN;
 	if ((void *)(ip6 + 1) > end)
 		return TC_ACT_SHOT; /* cannot happen: the room was just made in the linear area */
-	/* RFC 2473 5: traffic class from the inner TOS (RFC 6040 normal mode), flow label 0 */
+	/* RFC 2473 5: traffic class from the inner TOS or traffic class (RFC 6040 normal
+	 * mode), flow label 0 */
 	*(__u32 *)ip6 = bpf_htonl(0x60000000 | ((__u32)tos << 20));
 	ip6->payload_len = bpf_htons(tot);
-	ip6->nexthdr = IPPROTO_IPIP;
+	ip6->nexthdr = nexthdr;
 	ip6->hop_limit = cfg->hop_limit;
 	__builtin_memcpy(&ip6->saddr, cfg->local, 16);
 	__builtin_memcpy(&ip6->daddr, dst, 16);
@@ -275,6 +287,8 @@ static __always_inline void pull(struct __sk_buff *skb)
 		bpf_skb_pull_data(skb, want);
 }
 
+#include "netlmm_tc6.h"
+
 SEC("tc")
 int dmpa_access(struct __sk_buff *skb)
 {
@@ -298,8 +312,11 @@ int dmpa_access(struct __sk_buff *skb)
 		return count(D_UPLINK, R_PASSED, len), TC_ACT_OK;
 	if (eth->h_proto == bpf_htons(ETH_P_ARP))
 		return count(D_UPLINK, R_ARP, len), TC_ACT_OK;
-	if (eth->h_proto != bpf_htons(ETH_P_IP) ||
-	    mac_differs(eth->h_dest, cfg->pseudo_mac))
+	if (mac_differs(eth->h_dest, cfg->pseudo_mac))
+		return count(D_UPLINK, R_PASSED, len), TC_ACT_OK;
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		return dmpa_access6(skb, cfg, eth, end, len);
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return count(D_UPLINK, R_PASSED, len), TC_ACT_OK;
 	ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > end)
@@ -332,7 +349,7 @@ int dmpa_access(struct __sk_buff *skb)
 		return count(D_UPLINK, R_UNPARSED, len), TC_ACT_OK;
 	if (decrement_ttl(skb, ETH_HLEN))
 		return count(D_UPLINK, R_UNPARSED, len), TC_ACT_OK;
-	act = encapsulate(skb, cfg, b->endpoint, tot, tos, &fib, how);
+	act = encapsulate(skb, cfg, b->endpoint, tot, tos, IPPROTO_IPIP, &fib, how);
 	if (act < 0) {
 		/* the room could not be made: the packet is as it came but one TTL down; the
 		 * user-space tier would decrement it again, so it goes no further */
@@ -363,7 +380,11 @@ int dmpa_transport(struct __sk_buff *skb)
 	eth = data;
 	ip6 = (void *)(eth + 1);
 	if ((void *)(ip6 + 1) > end || eth->h_proto != bpf_htons(ETH_P_IPV6) ||
-	    ip6->nexthdr != IPPROTO_IPIP || ip6_differs(&ip6->daddr, cfg->local))
+	    ip6_differs(&ip6->daddr, cfg->local))
+		return count(D_DOWNLINK, R_PASSED, len), TC_ACT_OK;
+	if (ip6->nexthdr == IPPROTO_IPV6)
+		return dmpa_transport6(skb, cfg, ip6, end, len);
+	if (ip6->nexthdr != IPPROTO_IPIP)
 		return count(D_DOWNLINK, R_PASSED, len), TC_ACT_OK;
 	ip = (void *)(ip6 + 1);
 	if ((void *)(ip + 1) > end || ETH_HLEN + IP6_LEN + bpf_ntohs(ip6->payload_len) != len)
@@ -479,7 +500,7 @@ static __always_inline int dlmap_downlink(struct __sk_buff *skb, struct netlmm_c
 		return count(D_DOWNLINK, R_UNPARSED, len), TC_ACT_OK;
 	if (decrement_ttl(skb, ETH_HLEN))
 		return count(D_DOWNLINK, R_UNPARSED, len), TC_ACT_OK;
-	act = encapsulate(skb, cfg, b->endpoint, tot, tos, &fib, how);
+	act = encapsulate(skb, cfg, b->endpoint, tot, tos, IPPROTO_IPIP, &fib, how);
 	if (act < 0)
 		return count(D_DOWNLINK, R_UNPARSED, len), TC_ACT_SHOT;
 	count_binding(b, tot);
@@ -507,10 +528,15 @@ int dlmap_ingress(struct __sk_buff *skb)
 	if (eth->h_proto == bpf_htons(ETH_P_IP))
 		return dlmap_downlink(skb, cfg, end, (void *)(eth + 1), len);
 	ip6 = (void *)(eth + 1);
-	if (eth->h_proto != bpf_htons(ETH_P_IPV6) || (void *)(ip6 + 1) > end ||
-	    ip6->nexthdr != IPPROTO_IPIP || ip6_differs(&ip6->daddr, cfg->local))
+	if (eth->h_proto != bpf_htons(ETH_P_IPV6) || (void *)(ip6 + 1) > end)
 		return count(D_UPLINK, R_PASSED, len), TC_ACT_OK;
-	return dlmap_tunnel(skb, cfg, end, ip6, len);
+	if (ip6_differs(&ip6->daddr, cfg->local))
+		return dlmap_downlink6(skb, cfg, end, ip6, len); /* to a bound prefix, or passed */
+	if (ip6->nexthdr == IPPROTO_IPIP)
+		return dlmap_tunnel(skb, cfg, end, ip6, len);
+	if (ip6->nexthdr == IPPROTO_IPV6)
+		return dlmap_tunnel6(skb, cfg, end, ip6, len);
+	return count(D_UPLINK, R_PASSED, len), TC_ACT_OK;
 }
 
 SEC("tc")

@@ -30,12 +30,14 @@ enum netlmm_reason {
 	R_NO_ROUTE = 28,     /* no usable route to the tunnel endpoint */
 	R_ECN_CE = 29,       /* outer CE: the user-space tier applies RFC 6040 */
 	R_UNPARSED = 30,     /* lengths, checksum or headers the program does not take as they are */
-	N_REASONS = 31,
+	R_EXT_HEADER = 31,   /* an IPv6 extension header (hop-by-hop, routing, ...): not parsed */
+	N_REASONS = 32,
 };
 
 enum netlmm_direction { D_UPLINK = 0, D_DOWNLINK = 1 };
 
-/* One HoA binding (key: the HoA, network order). 56 bytes. */
+/* One HoA binding (key: the HoA, network order), or one IPv6 home network prefix (map
+ * `prefixes`, key: the /64's first 8 octets as they are on the wire; gateway 0). 56 bytes. */
 struct netlmm_binding {
 	__u8 endpoint[16]; /* the tunnel peer serving it (DMPA: the DLMAP; DLMAP: the DMPA) */
 	__u8 mac[6];       /* DMPA: the MS MAC */
@@ -45,7 +47,7 @@ struct netlmm_binding {
 	__u32 link;        /* DMPA: the access link index (user space's) */
 	__u32 flags;
 	__u64 packets;     /* forwarded through it by this tier, both directions */
-	__u64 octets;      /* IPv4 octets of those */
+	__u64 octets;      /* inner (IPv4 or IPv6) octets of those */
 };
 
 /* The node's configuration: entry 0 of the `config` array. 36 bytes. */
@@ -54,7 +56,7 @@ struct netlmm_config {
 	__u8 pseudo_mac[6];   /* DMPA: the MSs' gateway MAC */
 	__u8 hop_limit;       /* outer IPv6 hop limit */
 	__u8 role;            /* 1 DMPA, 2 DLMAP; 0: not configured (every program punts) */
-	__u32 tunnel_mtu;     /* the largest inner IPv4 packet the tunnel carries */
+	__u32 tunnel_mtu;     /* the largest inner (IPv4 or IPv6) packet the tunnel carries */
 	__u32 transport_ifindex;
 	__u32 tun_ifindex;    /* DLMAP: its TUN; decapsulated packets enter the stack there */
 };

@@ -225,4 +225,4 @@ def appliance_ipv6(lab: Lab, options: dict[str, Any], profiles: list[Any]) -> li
 
 
 #: The IPv6 rows: metric key -> (streams, reverse).
-IPV6_TCP = {"tcp1_up_v6": (1, False), "tcp1_down_v6": (1, True)}
+IPV6_TCP = {"tcp1_up_v6": (1, False), "tcp1_down_v6": (1, True), "tcp4_up_v6": (4, False)}

@@ -472,6 +472,7 @@ METRICS = (
     Metric("ping_us", "ping RTT h1 -> h2 (avg)", "us", higher_is_better=False),
     Metric("tcp1_up_v6", "TCP over IPv6, 1 stream h1 -> h2 (--ipv6)", "Gbit/s"),
     Metric("tcp1_down_v6", "TCP over IPv6, 1 stream h2 -> h1 (--ipv6)", "Gbit/s"),
+    Metric("tcp4_up_v6", "TCP over IPv6, 4 streams h1 -> h2 (--ipv6)", "Gbit/s"),
 )
 
 
@@ -627,10 +628,12 @@ def run_all(
         "results": {},
         "notes": {},
         "errors": {},
+        "load": {},  # per variant: the 1-minute load average when it began and ended
     }
     for variant in variants:
         say(f"{variant}: building")
         began = time.monotonic()
+        load = os.getloadavg()[0]
         try:
             with testbed(
                 variant, fastpath=settings.fastpath, offload=settings.offload, ipv6=settings.ipv6
@@ -641,7 +644,11 @@ def run_all(
         except (LabError, OSError, KeyError, ValueError, subprocess.SubprocessError) as exc:
             report["errors"][variant] = str(exc)
             say(f"{variant}: FAILED: {exc}")
-        say(f"{variant}: done in {time.monotonic() - began:.0f} s")
+        report["load"][variant] = [round(load, 2), round(os.getloadavg()[0], 2)]
+        say(
+            f"{variant}: done in {time.monotonic() - began:.0f} s, load {load:.1f} -> "
+            f"{os.getloadavg()[0]:.1f}"
+        )
     report["ratios"] = ratios(report["results"])
     report["seconds"] = round((datetime.datetime.now(datetime.UTC) - started).total_seconds())
     return report

@@ -79,6 +79,7 @@ _SYS_NET = Path("/proc/sys/net")
 TUNSETOFFLOAD = 0x400454D0
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
 #: Length of the ``struct virtio_net_hdr`` every read and write starts with under offload.
 VNET_HDR_LEN = 10
 
@@ -270,7 +271,7 @@ class Devices:
         dev = pytun.TunTapDevice(name=ifname, flags=flags | pytun.IFF_NO_PI)
         try:
             if offload:
-                fcntl.ioctl(dev.fileno(), TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4)
+                fcntl.ioctl(dev.fileno(), TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
             os.set_blocking(dev.fileno(), False)
             dev.mtu = mtu
             # Neither link carries IPv6: the TAP only bridges, the TUN carries IPv4 only.
@@ -287,9 +288,10 @@ class Devices:
         """A TAP (``IFF_TAP | IFF_NO_PI``), up, IPv6 off; returns its non-blocking fd.
 
         Reading the fd gives whole Ethernet frames that reached the TAP; writing one sends it.
-        With ``offload``, ``IFF_VNET_HDR`` and ``TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4)``: every
-        read and write starts with a :data:`VNET_HDR_LEN`-byte ``struct virtio_net_hdr``, and
-        reads may give TCP/IPv4 super-packets and partial checksums (``fastpath.segment``).
+        With ``offload``, ``IFF_VNET_HDR`` and ``TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 |
+        TUN_F_TSO6)``: every read and write starts with a :data:`VNET_HDR_LEN`-byte ``struct
+        virtio_net_hdr``, and reads may give TCP/IPv4 and TCP/IPv6 super-packets and partial
+        checksums (``fastpath.segment``).
         """
         return self._tuntap(ifname, pytun.IFF_TAP, mtu, offload)
 

@@ -37,7 +37,7 @@ import os
 import socket
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,9 @@ from fastpath.kernel import (
     MAP_BINDINGS,
     MAP_CONFIG,
     MAP_COUNTERS,
+    MAP_PREFIXES,
     OBJECT,
+    PREFIX_KEY,
     PROG_DLMAP,
     PROG_DMPA_ACCESS,
     PROG_DMPA_TRANSPORT,
@@ -61,7 +63,7 @@ from fastpath.kernel import (
     counter_key,
 )
 from router.adapters.devices import is_owned, tun_name
-from router.core.actions import Bind
+from router.core.actions import Bind, BindPrefix
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,8 @@ HANDLE = 0x4E4C
 PRIORITY = 0x4E4C
 #: The hooks of a running node, for the sweep after a crash.
 HOOKS_FILE = "kernel-hooks.json"
-#: The kernel table's size: the most bindings a node holds (NO_PREALLOC: memory as used).
+#: The kernel tables' size: the most bindings (and IPv6 prefixes) a node holds (NO_PREALLOC:
+#: memory as used).
 MAX_BINDINGS = 1 << 20
 #: The outer IPv6 hop limit (the user-space tier's default too).
 HOP_LIMIT = 64
@@ -166,6 +169,7 @@ class KernelPath:
         self.hooks = hooks
         self._access = access
         self._bindings_fd: int = obj.map_fd(MAP_BINDINGS)
+        self._prefixes_fd: int = obj.map_fd(MAP_PREFIXES)
         self._counters_fd: int = obj.map_fd(MAP_COUNTERS)
         self._cpus: int = kernel.possible_cpus()
         #: Binds held back for one batch call (:meth:`hold`), by HoA.
@@ -186,10 +190,12 @@ class KernelPath:
             raise KernelUnavailable(f"cannot open the BPF object ({exc.strerror})") from None
         hooks: list[Hook] = []
         try:
-            sizes = (obj.map_sizes(MAP_BINDINGS), obj.map_sizes(MAP_CONFIG))
-            if sizes != ((KEY.size, BINDING.size), (4, CONFIG.size)):
+            sizes = tuple(obj.map_sizes(m) for m in (MAP_BINDINGS, MAP_PREFIXES, MAP_CONFIG))
+            expected = ((KEY.size, BINDING.size), (PREFIX_KEY.size, BINDING.size), (4, CONFIG.size))
+            if sizes != expected:
                 raise KernelUnavailable(f"{path} has maps of another layout: {sizes}")
             obj.set_max_entries(MAP_BINDINGS, MAX_BINDINGS)
+            obj.set_max_entries(MAP_PREFIXES, MAX_BINDINGS)
             try:
                 obj.load()
             except OSError as exc:
@@ -259,6 +265,27 @@ class KernelPath:
             return
         self._k.map_delete(self._bindings_fd, KEY.pack(int(hoa)))
 
+    # IPv6 home network prefixes (dual-stack MSs): IPv6-in-IPv6, next header 41, from the same
+    # BindPrefix and UnbindPrefix actions the user-space tier's prefix table takes.
+    def bind_prefix(self, action: BindPrefix) -> None:
+        mac = action.mac.packed if action.mac is not None else NO_MAC
+        link = action.link
+        ifindex = self._access[link] if 0 <= link < len(self._access) else 0
+        value = BINDING.pack(action.endpoint.packed, mac, ifindex, bytes(4), link, 0, 0, 0)
+        self._k.map_update(self._prefixes_fd, _prefix_key(action.prefix), value)
+
+    def unbind_prefix(self, prefix: IPv6Network) -> None:
+        self._k.map_delete(self._prefixes_fd, _prefix_key(prefix))
+
+    def lookup_prefix(self, prefix: IPv6Network) -> Binding | None:
+        """The entry of ``prefix`` (its top 64 bits as the HoA field) with what it forwarded."""
+        raw = self._k.map_lookup(self._prefixes_fd, _prefix_key(prefix), BINDING.size)
+        if raw is None:
+            return None
+        endpoint, mac, _, _, link, flags, packets, octets = BINDING.unpack(raw)
+        top = int(prefix.network_address) >> 64
+        return Binding(top, endpoint, mac, link, flags, packets, octets)
+
     def lookup(self, hoa: IPv4Address) -> Binding | None:
         held = self._held.get(hoa) if self._held is not None else None
         if held is not None:
@@ -305,6 +332,10 @@ class KernelPath:
             return 0
         written: int = self._k.map_update_batch(self._bindings_fd, keys, values, count)
         return written
+
+
+def _prefix_key(prefix: IPv6Network) -> bytes:
+    return PREFIX_KEY.pack(int(prefix.network_address) >> 64)
 
 
 def _probe(kernel: Any, obj: Any) -> None:

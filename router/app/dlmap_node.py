@@ -75,7 +75,9 @@ class DLMAPNode(NodeRuntime[DLMAPSettings, DLMAPPorts]):
         self.mh_core = self.limited
         self.dhcp = self._dhcp(settings)
         engine = self.open_fastpath(fastpath, "Dlmap")
-        self.punts = DLMAPPunts(self.dhcp, settings.gateway, settings.tunnel_mtu)
+        self.punts = DLMAPPunts(
+            self.dhcp, settings.gateway, settings.tunnel_mtu, settings.node.address
+        )
         self.node_registries.append(self.punts.counters)
         self.add_action(SendToServer, self._send_to_server)
         self.timer = self.add_timer(self.core.get_timer, self.core.handle_timer)

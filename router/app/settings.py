@@ -52,7 +52,7 @@ class NodeSettings:
     state_dir: Path
     control_socket: Path
     log_level: str
-    #: TAP/TUN offload (``IFF_VNET_HDR`` + ``TUNSETOFFLOAD`` CSUM|TSO4): TCP super-packets
+    #: TAP/TUN offload (``IFF_VNET_HDR`` + ``TUNSETOFFLOAD`` CSUM|TSO4|TSO6): TCP super-packets
     #: arrive whole and the fastpath splits them for the tunnel (``fastpath.segment``).
     offload: bool
     #: The RFC 4285 key file (``SPI HEX-KEY`` a line, mode 600), read at start and on SIGHUP.

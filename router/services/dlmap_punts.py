@@ -16,6 +16,10 @@ unbound address)                               relay's giaddr, learned from and 
 ``frag_needed``, ``ttl_expired``  either       a :class:`SendTun` of the ICMP error from the
                                                gateway (RFC 1812 4.3.2.7 decides if one is
                                                owed), which the kernel routes back
+``frag_needed`` (IPv6)         the TUN         the ICMPv6 Packet Too Big from the DLMAP's
+                                               address toward the CN (RFC 4443), rate-limited
+                                               (``punt.icmpv6_limited``); the kernel answers
+                                               the rest itself (the TUN has the tunnel MTU)
 anything else                  either          none: counted only
 =============================  ==============  =============================================
 """
@@ -26,10 +30,11 @@ from ipaddress import IPv4Address, IPv6Address
 
 from fastpath.common import Punt, Reason
 from router.core.actions import Action, Reinject, SendTun
-from router.core.counters import Counters, Family
+from router.core.counters import Counters, Family, Names
 from router.services.dhcp_relay import DhcpRelay, RelayAction
 from router.services.dhcp_server import DhcpServer
 from router.services.ipv4_slowpath import fragment, icmp_error
+from router.services.ipv6_slowpath import RateLimit, icmpv6_error
 
 #: What the DLMAP's slow path returns: the core's action types and the relay's.
 PuntAction = Action | RelayAction
@@ -40,13 +45,26 @@ PUNT = Family("punt.{}", "packets the fastpath punted", (r.name.lower() for r in
 ICMP_ERRORS = {Reason.TTL_EXPIRED: "ttl", Reason.FRAG_NEEDED: "frag_needed"}
 
 
+class PuntCounter(Names):
+    ICMPV6_LIMITED = "punt.icmpv6_limited"  # an ICMPv6 error owed, not sent (rate)
+
+
 class DLMAPPunts:
     """Punts in, actions out (see the module docstring)."""
 
-    def __init__(self, dhcp: DhcpServer | DhcpRelay, gateway: IPv4Address, tunnel_mtu: int) -> None:
+    def __init__(
+        self,
+        dhcp: DhcpServer | DhcpRelay,
+        gateway: IPv4Address,
+        tunnel_mtu: int,
+        address: IPv6Address | None = None,
+    ) -> None:
         self.dhcp = dhcp
         self.gateway = gateway
         self.tunnel_mtu = tunnel_mtu
+        #: the source of the ICMPv6 errors (the node's address); None: none are sent
+        self.address = address
+        self.icmpv6_limit = RateLimit()
         self.counters = Counters()
 
     def from_tunnel(self, punt: Punt, now: float, wall: float) -> list[PuntAction]:
@@ -68,7 +86,20 @@ class DLMAPPunts:
             if isinstance(self.dhcp, DhcpRelay):
                 return list(self.dhcp.receive_in_transit(punt.data, now, wall))
             return []
+        if punt.data[:1] and punt.data[0] >> 4 == 6:
+            return self._icmpv6_error(reason, punt.data, now)
         return self._icmp_error(reason, punt.data)
+
+    def _icmpv6_error(self, reason: Reason, packet: bytes, now: float) -> list[PuntAction]:
+        if reason is not Reason.FRAG_NEEDED or self.address is None:
+            return []
+        reply = icmpv6_error("frag_needed", packet, self.address, self.tunnel_mtu)
+        if reply is None:
+            return []
+        if not self.icmpv6_limit.allow(now):
+            self.counters[PuntCounter.ICMPV6_LIMITED] += 1
+            return []
+        return [SendTun(reply)]
 
     def _count(self, punt: Punt) -> Reason:
         reason = Reason(punt.reason)

@@ -14,12 +14,16 @@ access: ``fragment`` from a registered MS       a :class:`Reinject` of the frame
 access: ``frag_needed``, ``ttl_expired``        a :class:`SendFrame` of the ICMP error from the
                                                 MS's gateway (its visitor entry's, else the
                                                 configured one), from the pseudo-MAC, to the MS
+access: the same for an MS's IPv6               the ICMPv6 error (Packet Too Big, Time
+                                                Exceeded) from the router's link-local address
+                                                (the pseudo-MAC's), rate-limited
+                                                (``punt.access.icmpv6_limited``)
 tunnel: ``dhcp``                                the DHCP service's (a reply from the DLMAP)
 anything else                                   none: counted only
 ==============================================  ============================================
 
-A frame that is not IPv4 or does not decode (the fastpath punts only frames it parsed) is
-counted (``punt.access.undecodable``) and gets nothing.
+A frame that is neither IPv4 nor IPv6 or does not decode (the fastpath punts only frames it
+parsed) is counted (``punt.access.undecodable``) and gets nothing.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from router.core.dmpa import State
 from router.services.access import AccessDispatcher
 from router.services.common import AccessHost
 from router.services.ipv4_slowpath import fragment, icmp_error
+from router.services.ipv6_slowpath import RateLimit, icmpv6_error
 from router.wire.errors import DecodeError
 from router.wire.ethernet import EthernetFrame, EtherType
+from router.wire.nd import link_local_from_mac
 
 #: Packets punted, by where and reason (the node's registry: ``node`` group).
 PUNT_ACCESS = Family(
@@ -47,6 +53,7 @@ PUNT_TUNNEL = Family(
 
 class PuntCounter(Names):
     UNDECODABLE = "punt.access.undecodable"  # a punted frame that does not decode
+    ICMPV6_LIMITED = "punt.access.icmpv6_limited"  # an ICMPv6 error owed, not sent (rate)
 
 
 #: Punts the access services take whole.
@@ -69,6 +76,9 @@ class DMPAPunts:
         self.gateway = gateway
         self.tunnel_mtu = tunnel_mtu
         self.counters = Counters()
+        #: the source of the ICMPv6 errors: the router address every DMPA shares (nd_proxy)
+        self.router6 = link_local_from_mac(host.pseudo_mac)
+        self.icmpv6_limit = RateLimit()
 
     def from_access(self, punt: Punt, now: float, wall: float) -> list[Action]:
         """A frame punted from access link ``punt.link``."""
@@ -82,6 +92,8 @@ class DMPAPunts:
         except DecodeError:  # the fastpath only punts frames it parsed; counted if not
             self.counters[PuntCounter.UNDECODABLE] += 1
             return []
+        if frame.ethertype == EtherType.IPV6:
+            return self._icmpv6_error(reason, frame, punt.link, now)
         if frame.ethertype != EtherType.IPV4:
             return []
         if reason is Reason.FRAGMENT:
@@ -96,6 +108,23 @@ class DMPAPunts:
             return []
         out = EthernetFrame(frame.src, self.host.pseudo_mac, EtherType.IPV4, reply)
         return [SendFrame(punt.link, out.encode())]
+
+    def _icmpv6_error(
+        self, reason: Reason, frame: EthernetFrame, link: int, now: float
+    ) -> list[Action]:
+        """An MS's IPv6 packet too big for the tunnel or out of hops: the ICMPv6 error back
+        to it, on its link (RFC 4443; ``ipv6_slowpath``)."""
+        kind = ICMP_ERRORS.get(reason)
+        if kind is None:
+            return []
+        reply = icmpv6_error(kind, frame.payload, self.router6, self.tunnel_mtu)
+        if reply is None:
+            return []
+        if not self.icmpv6_limit.allow(now):
+            self.counters[PuntCounter.ICMPV6_LIMITED] += 1
+            return []
+        out = EthernetFrame(frame.src, self.host.pseudo_mac, EtherType.IPV6, reply)
+        return [SendFrame(link, out.encode())]
 
     def from_tunnel(self, punt: Punt, now: float, wall: float) -> list[Action]:
         """An inner packet punted from the tunnel: ``punt.source`` is the DLMAP that sent it."""

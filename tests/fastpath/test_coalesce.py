@@ -3,7 +3,8 @@
 twins give the same bytes; ``segment`` (what the kernel does with a super-packet) gives the
 input back byte for byte and in order, so every checksum stays valid; each super-packet is what
 the kernel accepts: a valid IPv4 header checksum over the whole, the TCP checksum field holding
-the pseudo-header sum over the whole TCP length, ``NEEDS_CSUM`` + ``GSO_TCPV4``."""
+the pseudo-header sum over the whole TCP length, ``NEEDS_CSUM`` + ``GSO_TCPV4``; TCP/IPv6 the
+same with the payload length for the whole and ``GSO_TCPV6``."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from tests.fastpath.conftest import load
-from tests.fastpath.packets import CN, HOA, checksum, eth, header_checksum_ok
+from tests.fastpath.packets import CN, DLMAP, DMPA, HOA, checksum, eth, header_checksum_ok
 
 VNET = struct.Struct("=BBHHHH")
-NEEDS_CSUM, GSO_TCPV4 = 1, 1
+NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6 = 1, 1, 4
 FIN, SYN, PSH, ACK, URG, CWR = 0x01, 0x02, 0x08, 0x10, 0x20, 0x80
 
 
@@ -33,14 +34,21 @@ def segment_packet(
     proto: int = 6,
     bad_tcp: bool = False,
     frag: int = 0,
+    v6: bool = False,
 ) -> bytes:
-    """An IPv4 TCP segment with both checksums right (unless ``bad_tcp``)."""
+    """An IPv4 TCP segment with both checksums right (unless ``bad_tcp``); ``v6``: TCP/IPv6
+    (``ident`` unused, ``frag`` a Fragment header's next-header number instead of TCP)."""
     doff = (20 + len(options)) // 4
     th = bytearray(
         struct.pack("!HHIIBBHHH", sport, 5201, seq & 0xFFFFFFFF, 7, doff << 4, flags, 501, 0, 0)
         + options
         + payload
     )
+    if v6:
+        pseudo = DMPA + DLMAP + struct.pack("!IxxxB", len(th), 6)
+        struct.pack_into("!H", th, 16, checksum(pseudo + bytes(th)) ^ (0x5A5A if bad_tcp else 0))
+        nh = 44 if frag else (proto if proto != 6 else 6)
+        return struct.pack("!IHBB", 0x60000000 | (tos << 20), len(th), nh, 64) + DMPA + DLMAP + th
     pseudo = struct.pack("!IIBBH", HOA, CN, 0, 6, len(th))
     struct.pack_into("!H", th, 16, checksum(pseudo + bytes(th)) ^ (0x5A5A if bad_tcp else 0))
     hdr = bytearray(
@@ -89,14 +97,15 @@ STEPS = [
 @st.composite
 def streams(draw: st.DrawFn) -> tuple[list[bytes], int]:
     l2 = draw(st.sampled_from([0, 14]))
-    mss = draw(st.sampled_from([1, 7, 536, 1448, 1460]))
+    v6 = draw(st.booleans())
+    mss = draw(st.sampled_from([1, 7, 536, 1428, 1448, 1460]))
     options = draw(st.sampled_from([b"", bytes([1, 1, 8, 10]) + bytes(8)]))
     seq = draw(st.integers(0, 0xFFFFFFFF))
     ident = draw(st.integers(0, 0xFFFF))
     packets = []
     for step in draw(st.lists(st.sampled_from(STEPS), max_size=80)):
         size = mss
-        kw: dict[str, object] = {"options": options}
+        kw: dict[str, object] = {"options": options, "v6": v6}
         if step == "short":
             size = draw(st.integers(1, mss))
         elif step == "psh":
@@ -127,12 +136,12 @@ def streams(draw: st.DrawFn) -> tuple[list[bytes], int]:
             size = 9000
         payload = bytes((seq + i) & 0xFF for i in range(size))
         if step == "udp":
-            p = segment_packet(seq, ident, payload, proto=17)
+            p = segment_packet(seq, ident, payload, proto=17, v6=v6)
         else:
             p = segment_packet(seq, ident, payload, **kw)  # type: ignore[arg-type]
-        if step == "bad_ip":
-            p = p[:10] + bytes(2) + p[12:]
-        packets.append(eth(p) if l2 else p)
+        if step == "bad_ip":  # IPv4: the header checksum; IPv6: the payload length
+            p = p[:10] + bytes(2) + p[12:] if not v6 else p[:4] + bytes(2) + p[6:]
+        packets.append(eth(p, ethertype=0x86DD if v6 else 0x0800) if l2 else p)
         seq += size
         ident += 1
     return packets, l2
@@ -165,12 +174,17 @@ def test_coalesce_is_undone_by_segment(case: tuple[list[bytes], int]) -> None:
             continue
         merged += 1
         ip = w[10 + l2 :]
-        t = (ip[0] & 0x0F) * 4
-        assert (flags, gso_type, csum_start, csum_offset) == (NEEDS_CSUM, GSO_TCPV4, l2 + t, 16)
+        if ip[0] >> 4 == 6:
+            t, gso = 40, GSO_TCPV6
+            assert struct.unpack_from("!H", ip, 4)[0] == len(ip) - 40 and len(ip) <= 65535
+            pseudo = ip[8:40] + struct.pack("!IxxxB", len(ip) - t, 6)
+        else:
+            t, gso = (ip[0] & 0x0F) * 4, GSO_TCPV4
+            assert struct.unpack_from("!H", ip, 2)[0] == len(ip) <= 65535
+            assert header_checksum_ok(ip)
+            pseudo = ip[12:20] + struct.pack("!BBH", 0, 6, len(ip) - t)
+        assert (flags, gso_type, csum_start, csum_offset) == (NEEDS_CSUM, gso, l2 + t, 16)
         assert hdr_len == l2 + t + (ip[t + 12] >> 4) * 4 and gso_size > 0
-        assert struct.unpack_from("!H", ip, 2)[0] == len(ip) <= 65535
-        assert header_checksum_ok(ip)
-        pseudo = ip[12:20] + struct.pack("!BBH", 0, 6, len(ip) - t)
         assert struct.unpack_from("!H", ip, t + 16)[0] == ~checksum(pseudo) & 0xFFFF
         assert len(ip) - hdr_len + l2 > gso_size  # more than one segment in it
     event(f"writes={'fewer' if len(writes) < len(packets) else 'as many'} merged={merged > 0}")
@@ -184,6 +198,24 @@ def test_a_flow_merges_into_one_write(twins: tuple[ModuleType, ModuleType]) -> N
         assert len(writes) == 1
         assert VNET.unpack_from(writes[0])[3] == 1448
         assert fp.segment(writes[0], 0)[1] == packets
+
+
+def test_a_tcp_ipv6_flow_merges_into_one_gso_tcpv6_write(
+    twins: tuple[ModuleType, ModuleType],
+) -> None:
+    packets = [
+        eth(segment_packet(1000 + i * 1428, 0, bytes([i]) * 1428, v6=True), ethertype=0x86DD)
+        for i in range(40)
+    ]
+    for fp in twins:
+        writes = fp.coalesce(packets, 14)
+        assert len(writes) == 1
+        assert VNET.unpack_from(writes[0])[1:4] == (GSO_TCPV6, 14 + 40 + 20, 1428)
+        assert fp.segment(writes[0], 14)[1] == packets
+    # IPv4 and IPv6 segments of the same ports never merge with each other
+    mixed = [segment_packet(0, 0, bytes(100)), segment_packet(100, 1, bytes(100), v6=True)]
+    for fp in twins:
+        assert len(fp.coalesce(mixed, 0)) == 2
 
 
 def test_at_most_64k_per_write(twins: tuple[ModuleType, ModuleType]) -> None:

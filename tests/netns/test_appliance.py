@@ -135,6 +135,15 @@ def test_handover_both_ways_keeps_the_address_and_a_tcp_session(
     lab.handover(2)
     moved = serving(domain, "ms", 2)
     wait_until(lambda: domain.visitor("dmpa1", nai("ms")) is None, 10.0, "DMPA 1 revoked")
+    # Two handovers, each with its own interruption: the stream must flow through DMPA 2
+    # before the MS moves back. Without this wait, on a loaded machine the MS could leave DMPA 2
+    # before its first echo there, and the longest gap would span both handovers. Each is
+    # mostly the MS's own ARP retry: its carrier drop flushes its neighbour cache, the probe it
+    # sends while the link is down leaves an INCOMPLETE entry whose request is lost, and Linux
+    # asks again after retrans_time (1 s); our attach -> PBA is some 40 ms of that. (No
+    # association hook here: with `netlmm attach` from the base station the DMPA's unsolicited
+    # ARP reply completes that entry at once; the lab demo hands over that way.)
+    lab.wait_ping("ms", str(CN_ADDRESS))
     lab.handover(1)
     back = serving(domain, "ms", 1)
     wait_until(lambda: domain.visitor("dmpa2", nai("ms")) is None, 10.0, "DMPA 2 revoked")

@@ -1,0 +1,216 @@
+"""The kernel tier's IPv6-in-IPv6 (docs/kernel-tier.md, issue 18): a dual-stack MS's IPv6
+through real ``netlmm run`` nodes with ``[node] datapath`` set, in a lab with IPv6 on.
+
+* The equivalence of tests/netns/test_kernel_equivalence.py for IPv6: the same forged packet
+  sequences (each carrying a marker) through a domain running the kernel tier and one running
+  the Cython tier alone give the same packets at the far side, byte for byte (the hop limit
+  decremented once per node), and the same answers at the near side (Time Exceeded, Packet
+  Too Big, port unreachable, which quote the marker), or nothing for both (a spoofed
+  source; what the DMPA leaves to a slow path that answers no IPv6 error yet). The kernel
+  counters say each case took the kernel tier's way: forwarded, or left to the Cython tier by
+  its reason.
+* A TCP bulk transfer over IPv6 both ways arrives whole through the kernel tier, and with the
+  transport's offloads off every IPv6-in-IPv6 packet on the wire fits the tunnel MTU with a
+  valid TCP checksum (tshark).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import Counter
+from ipaddress import IPv6Address
+from typing import Any
+
+import pytest
+from scapy.layers.inet import UDP
+from scapy.layers.inet6 import (
+    ICMPv6EchoRequest,
+    IPv6,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    RouterAlert,
+)
+from scapy.layers.l2 import Ether
+from scapy.packet import Packet, Raw
+
+from netlmm_lab import dualstack
+from netlmm_lab.configs import MobileProfile
+from netlmm_lab.dhcp_client import DhcpClient
+from netlmm_lab.domain import Domain
+from netlmm_lab.poll import wait_until
+from netlmm_lab.tools import tcp_transfer
+from netlmm_lab.topology import CN_IF, MS_IF, TRANSPORT_IF, UPLINK_IF, Lab
+from tests.netns.children import run_child
+from tests.netns.forge import flat, marker
+from tests.netns.test_kernel_equivalence import PSEUDO, _exchange
+
+pytestmark = pytest.mark.root
+
+NAI = "dual@example.org"
+TUNNEL_MTU = 1400
+CN6 = str(dualstack.CN6)
+SPOOF_MAC = "02:aa:bb:cc:dd:99"
+CASES = ("small", "tclass", "mtu", "echo", "hop2", "hop1", "big", "hbh", "fragment", "spoofed")
+
+
+def _cases(src: str, dst: str, prefix: str) -> list[tuple[str | None, Packet]]:
+    """One direction's sequence: (an Ethernet source other than the sender's, packet)."""
+
+    def ip(**fields: Any) -> IPv6:
+        return IPv6(src=src, dst=dst, **fields)
+
+    def udp(kind: str, size: int = 0) -> Packet:
+        payload = marker(f"{prefix}_{kind}")
+        port = 40000 + CASES.index(kind)
+        return UDP(sport=port, dport=9) / Raw(payload + b"." * max(0, size - 48 - len(payload)))
+
+    sequence: list[tuple[str | None, Packet]] = [
+        (None, ip() / udp("small")),
+        (None, ip(tc=0xB9) / udp("tclass")),  # DSCP EF, ECT(1)
+        (None, ip() / udp("mtu", TUNNEL_MTU)),
+        (None, ip() / ICMPv6EchoRequest(id=7, seq=1, data=marker(f"{prefix}_echo"))),
+        (None, ip(hlim=2) / udp("hop2")),
+        (None, ip(hlim=1) / udp("hop1")),
+        (None, ip() / udp("big", TUNNEL_MTU + 50)),
+        (None, ip() / IPv6ExtHdrHopByHop(options=[RouterAlert()]) / udp("hbh")),
+        (None, ip() / IPv6ExtHdrFragment(id=0x4E01, m=1) / udp("fragment", 200)),
+    ]
+    if prefix == "up":  # the MS's prefix from another MAC: dropped by both tiers
+        sequence.append((SPOOF_MAC, ip() / udp("spoofed")))
+    end = UDP(sport=39999, dport=9) / Raw(marker(f"{prefix}_end"))
+    return [*sequence, (None, ip() / end)]  # sent last
+
+
+def _dual_stack(lab: Lab, datapath: str, **options: Any) -> tuple[Domain, IPv6Address]:
+    """A dual-stack MS bound (DHCP, SLAAC) through DLMAP and DMPA 1 running ``datapath``."""
+    dualstack.enable(lab)
+    profile = MobileProfile(NAI, lab.ms_mac("ms"), "dhcp", None, ipv6=True)
+    domain = Domain(
+        lab, [profile], datapath=datapath, ipv6_pool=str(dualstack.IPV6_POOL), **options
+    )
+    domain.start(("dlmap", "dmpa1"))
+    DhcpClient(lab).once(tries=10)
+    wait_until(lambda: domain.binding(NAI) is not None, 10.0, "the DLMAP's binding")
+    return domain, dualstack.wait_slaac(lab, timeout=20.0).address
+
+
+def _run(datapath: str) -> tuple[str, dict[str, list[bytes]], Counter[str]]:
+    """One domain of ``datapath``: the MS's address, the frames by case, counter deltas."""
+    with Lab(mobiles=1) as lab:
+        for ns in ("cn", "lm", "m1", "ms"):  # every ICMPv6 error sent, none left to a limit
+            lab.sysctl(ns, "net.ipv6.icmp.ratelimit=0")
+        domain, address = _dual_stack(lab, datapath, tunnel_mtu=TUNNEL_MTU)
+        ms6 = str(address)
+        lm_mac = next(x["address"] for x in lab.links("lm") if x["ifname"] == UPLINK_IF)
+        cn_mac = next(x["address"] for x in lab.links("cn") if x["ifname"] == CN_IF)
+        frames: dict[str, list[bytes]] = {}
+        before = {r: flat(domain.ask(r, "counters")) for r in ("dlmap", "dmpa1")}
+        for direction, (ns, ifname, macs, src, dst) in {
+            "up": ("ms", MS_IF, (lab.ms_mac("ms"), PSEUDO), ms6, CN6),
+            "down": ("cn", CN_IF, (cn_mac, lm_mac), CN6, ms6),
+        }.items():
+            far = ("cn", CN_IF) if direction == "up" else ("ms", MS_IF)
+            sequence = [
+                bytes(Ether(src=mac or macs[0], dst=macs[1]) / p)
+                for mac, p in _cases(src, dst, direction)
+            ]
+            seen = _exchange(lab, (ns, ifname), far, sequence)
+            for where, got in seen.items():
+                for word, frame in got:
+                    frames.setdefault(f"{where[0]}:{word}", []).append(frame[14:])
+        after = {r: flat(domain.ask(r, "counters")) for r in ("dlmap", "dmpa1")}
+        delta: Counter[str] = Counter()
+        for role, values in after.items():
+            for name, value in values.items():
+                if value - before[role][name]:
+                    delta[f"{role}/{name}"] = value - before[role][name]
+        domain.stop()
+    return ms6, {k: sorted(v) for k, v in frames.items()}, delta
+
+
+def test_kernel_and_cython_tiers_deliver_the_same_ipv6_packets(root: None) -> None:
+    ms_c, cython, _ = _run("cython")
+    ms_k, kernel, counted = _run("kernel")
+    assert ms_c == ms_k  # the same prefix and interface identifier: the packets can be equal
+    # not vacuous: what both tiers forward arrived both ways, and the punts were answered
+    for case in ("small", "tclass", "mtu", "echo", "hbh", "fragment", "end"):
+        assert cython.get(f"cn:up_{case}"), (case, sorted(cython))
+        assert cython.get(f"ms:down_{case}"), (case, sorted(cython))
+    # answered to the sender by the DLMAP's stack, quoting the packet: expired there (hop2
+    # up, hop1 down), too big for its TUN (big down). The DMPA's slow path answers no IPv6
+    # (hop1 and big up, hop2 down): neither tier delivers those, which the equality checks.
+    for case in ("ms:up_hop2", "cn:down_hop1", "cn:down_big"):
+        assert cython.get(case), (case, sorted(cython))
+    assert not any("spoofed" in case for case in cython), sorted(cython)
+    assert set(kernel) == set(cython), (set(kernel) - set(cython), set(cython) - set(kernel))
+    for case in sorted(cython):
+        assert kernel[case] == cython[case], case
+    expected = {
+        "dmpa1/kernel/uplink.forwarded": 1,
+        "dmpa1/kernel/uplink.ttl_expired": 1,
+        "dmpa1/kernel/uplink.frag_needed": 1,
+        "dmpa1/kernel/uplink.ext_header": 1,
+        "dmpa1/kernel/uplink.ip_fragment": 1,
+        "dmpa1/kernel/uplink.spoofed_src": 1,
+        "dlmap/kernel/uplink.forwarded": 1,
+        "dlmap/kernel/downlink.forwarded": 1,
+        "dlmap/kernel/downlink.ttl_expired": 1,
+        "dlmap/kernel/downlink.frag_needed": 1,
+        "dlmap/kernel/downlink.ext_header": 1,
+        "dlmap/kernel/downlink.ip_fragment": 1,
+        "dmpa1/kernel/downlink.forwarded": 1,
+        "dmpa1/kernel/downlink.ttl_expired": 1,
+    }
+    for name, least in expected.items():
+        assert counted[name] >= least, (name, {k: v for k, v in counted.items() if "kernel" in k})
+
+
+def test_ipv6_tcp_through_the_kernel_arrives_whole_and_fits_the_tunnel(
+    root: None, tshark_path: str
+) -> None:
+    """TCP super-packets over IPv6 kept whole by the kernel tier (SKB_GSO_IPXIP6 around an
+    IPv6 inner); with the transport's transmit offloads off the kernel cuts them: every
+    IPv6-in-IPv6 packet on the wire within the tunnel MTU, every inner TCP checksum valid."""
+    with Lab(mobiles=1) as lab:
+        domain, address = _dual_stack(lab, "kernel")
+        mtu = 1500  # the Domain's default tunnel MTU: the largest inner packet
+        for ns in ("lm", "m1"):
+            on = json.loads(run_child(lab.ns(ns), "offloads", TRANSPORT_IF))
+            assert not [f for f in on if "segmentation" in f or f.startswith("tx-checksum")], on
+        before = domain.ask("dmpa1", "counters")
+        pcap, errors = lab.workdir / "tunnel6.pcap", lab.workdir / "dumpcap.err"
+        with errors.open("w") as err:
+            dumpcap = lab.popen(
+                "lm", ["dumpcap", "-q", "-i", TRANSPORT_IF, "-w", str(pcap)], stderr=err.fileno()
+            )
+        wait_until(lambda: "Capturing on" in errors.read_text(), 10.0, "the capture started")
+        up = tcp_transfer(lab, server=CN6, nbytes=5_000_000, seconds=10.0)
+        down = tcp_transfer(
+            lab, client_ns="cn", server_ns="ms", server=str(address), nbytes=5_000_000
+        )
+        lab.stop(dumpcap)
+        assert up.bytes_acknowledged == down.bytes_acknowledged == 5_000_000
+        after = domain.ask("dmpa1", "counters")
+        domain.stop()
+        fields = ["ipv6.plen", "tcp.checksum.status", "tcp.len"]
+        command = [tshark_path, "-r", str(pcap), "-n", "-Y", "ipv6.nxt == 41 && tcp"]
+        command += ["-o", "tcp.check_checksum:TRUE", "-T", "fields", "-E", "separator=|"]
+        command += ["-E", "occurrence=a", "-E", "aggregator=,"]
+        for field in fields:
+            command += ["-e", field]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    rows = [dict(zip(fields, line.split("|"), strict=True)) for line in done.stdout.splitlines()]
+    carried = sum(int(row["tcp.len"]) for row in rows)
+    assert carried >= 8_000_000, carried  # both transfers crossed in the tunnel
+    lengths = [[int(n) for n in row["ipv6.plen"].split(",")] for row in rows]
+    assert all(len(pair) == 2 and pair[0] == pair[1] + 40 for pair in lengths), lengths[:3]
+    too_big = [pair for pair in lengths if pair[0] > mtu]  # outer payload: the inner packet
+    assert not too_big, too_big[:3]
+    bad = [row for row in rows if row["tcp.checksum.status"] != "1"]
+    assert not bad, (len(bad), bad[:3])
+    kernel = {k: after["kernel"][k] - before["kernel"][k] for k in after["kernel"]}
+    assert kernel["uplink.forwarded.bytes"] > 5_000_000, kernel
+    assert kernel["downlink.forwarded.bytes"] > 5_000_000, kernel
+    fastpath = after["fastpath"]["uplink.bytes"] - before["fastpath"]["uplink.bytes"]
+    assert fastpath < 1_000_000, fastpath  # not through the Cython tier
