@@ -108,8 +108,8 @@ class Lab:
     def __init__(
         self, *, mobiles: int = 1, sweep: bool = True, transport_mtu: int = TRANSPORT_MTU
     ) -> None:
-        if not 1 <= mobiles <= 9:
-            raise ValueError("mobiles must be 1..9")
+        if not 1 <= mobiles <= 10:
+            raise ValueError("mobiles must be 1..10")
         self.prefix = netns.new_prefix()
         self.mobiles = ["ms"] + [f"ms{i}" for i in range(2, mobiles + 1)]
         self.workdir = RUN_DIR / self.prefix

@@ -45,6 +45,13 @@ SCHEMA_VERSION = 1
 #: show as a failed write to retry, not as a commit that never returns).
 CONNECT_TIMEOUT = 3.0
 COMMAND_TIMEOUT = 5.0
+#: Milliseconds the server lets a session of ours sit in an open transaction waiting for us.
+#: A DLMAP cut off (its host, its links) in the middle of a write leaves its transaction open
+#: on the server, holding the share lock on the identity row: the standby's claim would wait
+#: for it until the server noticed the lost peer (TCP keepalive: hours), time out and stop.
+#: Our transactions never wait on anything but the network between their statements; a
+#: session ended by this is a failed write, retried on a new connection.
+IDLE_IN_TRANSACTION_MS = 1000
 #: Tables whose rows give an NAI its address (record fields ``nai`` and ``hoa``); a binding's
 #: address wins over a lease's.
 ADDRESS_TABLES = ("binding", "lease")
@@ -240,7 +247,13 @@ class PgStore:
         bounded by :data:`COMMAND_TIMEOUT`."""
         if self._db is None or self._db.is_closed():
             self._db = await _asyncpg().connect(
-                self.dsn, password=self._password, timeout=timeout, command_timeout=COMMAND_TIMEOUT
+                self.dsn,
+                password=self._password,
+                timeout=timeout,
+                command_timeout=COMMAND_TIMEOUT,
+                server_settings={
+                    "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS)
+                },
             )
         return self._db
 

@@ -1,128 +1,157 @@
 """The active/standby DLMAP pair under real traffic, for the failover tests (CI's and
-``make ha``'s): real MSs with DHCP, pings, a TCP session and a numbered UDP flow; a capture of
-every PBA on the transport bridge; the checks every failover must pass."""
+``make ha``'s): ten real MSs (each its own namespace: its DHCP lease, a ping every 10 ms, a TCP
+session and a numbered UDP flow to the CN); a generator of simulated MSs registering and
+handing over between two simulated DMPAs; a capture of every PBA on the transport bridge; the
+checks every failover must pass and the figures it reports."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import signal
+import statistics
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
 from netlmm_lab.configs import MobileProfile
-from netlmm_lab.dhcp_client import DhcpClient
-from netlmm_lab.faults import Fleet, configure
-from netlmm_lab.ha import HADomain, HALab
+from netlmm_lab.dhcp_client import DhcpClient, Lease
+from netlmm_lab.faults import configure
+from netlmm_lab.ha import DB_NAME, HADomain, HALab
+from netlmm_lab.msflow import MSFlowResult, MSFlows
 from netlmm_lab.poll import wait_until
-from netlmm_lab.tools import BackgroundPing, TcpSession, UdpStream
+from netlmm_lab.tools import BackgroundPing, PingResult
 from netlmm_lab.topology import BRIDGE, CN_ADDRESS, DLMAP_ADDRESS, DMPA_ADDRESSES
 from router.wire.dialect import DRAFT
 from router.wire.errors import DecodeError
-from router.wire.mh import BindingAck, decode_message
+from router.wire.mh import BindingAck, BindingUpdate, decode_message
 from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
 
-#: The real MSs with a namespace of their own (ping, TCP, UDP), and the DHCP-only ones
-#: (macvlan interfaces on ms2's link, each with its own MAC and udhcpc).
-NAMESPACE_MSS = ("ms", "ms2")
-FLEET = 8
-#: The simulated DMPA of the load generator, and its MSs (the lab's pool has 100 addresses).
+#: The real MSs: ms, ms2 ... ms10, each a namespace of its own on base station 1 (DMPA 1).
+REAL_MSS = 10
+#: The generator's two simulated DMPAs (its MSs hand over between them), and its MSs (the
+#: lab's pool has 100 addresses: 10 real + 20 simulated).
 GENERATOR = IPv6Address("2001:db8:100::21")
+GENERATOR2 = IPv6Address("2001:db8:100::22")
 LOAD_NAIS = 20
+#: A failover that did not happen shows as a gap of the whole stream; the goal is under 2 s.
+GENEROUS_GAP_MS = 15_000
+#: A UDP gap this long (ten probes) is an interruption, not scheduling noise.
+INTERRUPTED_MS = 100.0
 
 
 @dataclass
 class Traffic:
-    udp: UdpStream
-    tcp: TcpSession
-    pings: list[BackgroundPing]
+    flows: MSFlows
+    pings: dict[str, BackgroundPing]
+
+
+@dataclass
+class TrafficResult:
+    flows: list[MSFlowResult]
+    pings: dict[str, PingResult]
 
 
 @dataclass
 class Pair:
     lab: HALab
     domain: HADomain
-    fleet: Fleet
     leases: dict[str, IPv4Address] = field(default_factory=dict)  # NAI -> address at start
     capture: subprocess.Popen[Any] | None = None
     pcap: Path | None = None
 
-    def nai(self, ms: str) -> str:
+    @staticmethod
+    def nai(ms: str) -> str:
         return f"{ms}@example.org"
 
+    @property
+    def mss(self) -> list[str]:
+        return list(self.lab.mobiles)
+
     def all_leases(self) -> dict[str, IPv4Address]:
-        found = {
+        """The lease each MS's DHCP client last reported (NAI -> address)."""
+        return {
             self.nai(ms): lease.address
-            for ms in NAMESPACE_MSS
+            for ms in self.mss
             if (lease := DhcpClient(self.lab, ms).lease()) is not None
         }
-        for index, address in self.fleet.leases().items():
-            found[Fleet.nai(index)] = address
-        return found
+
+    def dhcp_all(self) -> dict[str, Lease]:
+        """A DHCP exchange (discover to ack) of every MS at once; NAI -> the lease."""
+        with ThreadPoolExecutor(max_workers=len(self.mss)) as pool:
+            leases = pool.map(lambda ms: DhcpClient(self.lab, ms).once(tries=10), self.mss)
+            return {self.nai(ms): lease for ms, lease in zip(self.mss, leases, strict=True)}
+
+
+def ha_lab() -> HALab:
+    return HALab(mobiles=REAL_MSS)
 
 
 @contextlib.contextmanager
 def pair(lab: HALab) -> Iterator[Pair]:
-    """The pair started (lm active), ten real MSs with leases, the PBA capture running."""
-    fleet = Fleet(lab, FLEET, ms="ms2")
-    profiles = [MobileProfile(f"{ms}@example.org", lab.ms_mac(ms), "dhcp") for ms in NAMESPACE_MSS]
-    profiles += fleet.profiles("dhcp")
-    domain = HADomain(lab, profiles, extra_peers=(str(GENERATOR),))
+    """The pair started (lm active), the ten real MSs with leases, the PBA capture running."""
+    profiles = [MobileProfile(f"{ms}@example.org", lab.ms_mac(ms), "dhcp") for ms in lab.mobiles]
+    domain = HADomain(lab, profiles, extra_peers=(str(GENERATOR), str(GENERATOR2)))
     for role in ("dmpa1", "dmpa2"):
         configure(domain, role, "dmpa", heartbeat_interval=1)
     for role in ("dlmap", "dlmap_b"):
         configure(domain, role, "dlmap", heartbeat_interval=1)
-    made = Pair(lab, domain, fleet)
+    made = Pair(lab, domain)
     try:
         made.pcap = lab.workdir / "mh.pcap"
         made.capture = lab.popen(
             "tr", ["tshark", "-q", "-n", "-i", "br0", "-f", "ip6 proto 135", "-w", str(made.pcap)]
         )
         lab.exec("tr", ["sysctl", "-q", "-w", f"net.ipv6.conf.{BRIDGE}.disable_ipv6=0"])
-        lab.exec("tr", ["ip", "addr", "add", f"{GENERATOR}/64", "dev", BRIDGE, "nodad"])
+        for address in (GENERATOR, GENERATOR2):
+            lab.exec("tr", ["ip", "addr", "add", f"{address}/64", "dev", BRIDGE, "nodad"])
         domain.start()
-        for ms in NAMESPACE_MSS:
-            DhcpClient(lab, ms).once(tries=10)
-        fleet.create()
-        fleet.start_dhcp()
-        wait_until(lambda: len(fleet.leases()) == FLEET, 60.0, "the fleet's leases")
-        made.leases = made.all_leases()
-        for ms in NAMESPACE_MSS:
+        watch_claims(made)
+        made.leases = {nai: lease.address for nai, lease in made.dhcp_all().items()}
+        for ms in made.mss:
             lab.wait_ping(ms, str(CN_ADDRESS), 15.0)
         yield made
     finally:
-        with contextlib.suppress(Exception):
-            fleet.stop_dhcp()
         if made.capture is not None:
             lab.stop(made.capture)
         domain.close()
 
 
-def start_traffic(p: Pair) -> Traffic:
-    udp = UdpStream(p.lab, client_ns="ms", interval=0.01, count=6000)
-    udp.start()
-    tcp = TcpSession(p.lab, client_ns="ms", interval=0.05, max_seconds=60)
-    tcp.start()
-    pings = [
-        BackgroundPing(p.lab, ms, str(CN_ADDRESS), interval=0.01, seconds=60)
-        for ms in NAMESPACE_MSS
-    ]
-    return Traffic(udp, tcp, pings)
+def start_traffic(p: Pair, seconds: float = 90.0) -> Traffic:
+    """Every real MS: its TCP session and numbered UDP flow (one process each, one server in
+    the CN), and a ping every 10 ms."""
+    flows = MSFlows(p.lab, p.mss, seconds=seconds, interval=0.01)
+    flows.start()
+    pings = {
+        ms: BackgroundPing(p.lab, ms, str(CN_ADDRESS), interval=0.01, seconds=seconds)
+        for ms in p.mss
+    }
+    return Traffic(flows, pings)
 
 
-def start_load(p: Pair, seconds: float) -> subprocess.Popen[Any]:
-    """Simulated MSs registering and refreshing through the failover: netlmm_lab.regload as an
-    unsigned DMPA (``GENERATOR``), a few PBUs in flight, for ``seconds``."""
+def stop_traffic(traffic: Traffic) -> TrafficResult:
+    flows = traffic.flows.stop()
+    pings = {ms: ping.stop() for ms, ping in traffic.pings.items()}
+    return TrafficResult(flows, pings)
+
+
+def start_load(
+    p: Pair, seconds: float, *, window: int = 2, nais: int = LOAD_NAIS
+) -> subprocess.Popen[Any]:
+    """Simulated MSs registering, refreshing and handing over (between ``GENERATOR`` and
+    ``GENERATOR2``) through the failover: netlmm_lab.regload, a few PBUs in flight, every
+    accepted pair recorded, a heartbeat every 0.5 s from each of its DMPAs."""
     argv = [sys.executable, "-m", "netlmm_lab.regload", "--src", str(GENERATOR)]
-    argv += ["--dst", str(DLMAP_ADDRESS), "--nais", str(LOAD_NAIS), "--window", "2"]
-    argv += ["--seconds", str(seconds), "--timeout", "0.3"]
+    argv += ["--src2", str(GENERATOR2), "--dst", str(DLMAP_ADDRESS)]
+    argv += ["--nais", str(nais), "--window", str(window), "--seconds", str(seconds)]
+    argv += ["--timeout", "0.3", "--record", "--heartbeat", "0.5"]
     return p.lab.popen("tr", argv)
 
 
@@ -148,18 +177,35 @@ def wait_active(p: Pair, role: str, timeout: float = 30.0) -> float:
     return time.monotonic() - began
 
 
-def accepted_pbas(pcap: Path) -> list[tuple[str, str, str, float]]:
-    """(NAI, HoA, sender's MAC, time) of every PBA with status 0 in the capture (decoded with
-    our codec: tshark does not know the seed's options). Both DLMAPs send from the one
-    DLMAP address: the Ethernet source tells lm from lb."""
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """One PBU or PBA on the transport bridge."""
+
+    kind: str  # "pbu" or "pba"
+    status: int  # a PBA's (0 for a PBU)
+    nai: str | None
+    hoa: str | None
+    src_mac: str
+    dst_mac: str
+    time: float
+    lifetime: int
+    src: str  # IPv6
+    dst: str
+    sequence: int
+
+
+def captured(pcap: Path) -> list[Captured]:
+    """Every PBU and PBA in the capture (decoded with our codec: tshark does not know the
+    seed's options). Both DLMAPs send from the one DLMAP address: the Ethernet addresses tell
+    lm from lb."""
     from scapy.layers.inet6 import IPv6
     from scapy.layers.l2 import Ether
     from scapy.utils import PcapReader
 
-    found: list[tuple[str, str, str, float]] = []
+    found: list[Captured] = []
     with PcapReader(str(pcap)) as reader:
         for packet in reader:
-            if IPv6 not in packet:
+            if IPv6 not in packet or Ether not in packet:
                 continue
             ip6 = packet[IPv6]
             if ip6.nh != 135:
@@ -168,18 +214,41 @@ def accepted_pbas(pcap: Path) -> list[tuple[str, str, str, float]]:
                 message = decode_message(bytes(ip6.payload), DRAFT)
             except DecodeError:
                 continue
-            if not isinstance(message, BindingAck) or message.status != 0:
+            if isinstance(message, BindingAck):
+                kind, status = "pba", int(message.status)
+            elif isinstance(message, BindingUpdate):
+                kind, status = "pbu", 0
+            else:
                 continue
-            nai = hoa = None
-            for option in message.options:
-                if isinstance(option, MobileNodeIdentifier):
-                    nai = option.identifier.decode("utf-8", "replace")
-                elif isinstance(option, SeedIPv4HomeAddress):
-                    hoa = str(option.address)
-            if nai is not None and hoa is not None and message.lifetime > 0:
-                src = str(packet[Ether].src) if Ether in packet else ""
-                found.append((nai, hoa, src, float(packet.time)))
+            nai_option = message.find(MobileNodeIdentifier)
+            seed = message.find(SeedIPv4HomeAddress)
+            found.append(
+                Captured(
+                    kind,
+                    status,
+                    None
+                    if nai_option is None
+                    else nai_option.identifier.decode("utf-8", "replace"),
+                    None if seed is None else str(seed.address),
+                    str(packet[Ether].src),
+                    str(packet[Ether].dst),
+                    float(packet.time),
+                    int(message.lifetime),
+                    str(ip6.src),
+                    str(ip6.dst),
+                    int(message.sequence),
+                )
+            )
     return found
+
+
+def accepted_pbas(records: list[Captured]) -> list[tuple[str, str, str, float]]:
+    """(NAI, HoA, sender's MAC, time) of every PBA with status 0 that gave an address."""
+    return [
+        (r.nai, r.hoa, r.src_mac, r.time)
+        for r in records
+        if r.kind == "pba" and r.status == 0 and r.nai and r.hoa and r.lifetime > 0
+    ]
 
 
 def database_addresses(p: Pair) -> dict[str, str]:
@@ -241,13 +310,52 @@ def mac_of(p: Pair, short: str) -> str:
 
 
 def claimed_at(p: Pair) -> float:
-    """When the identity was last claimed (the database's clock: this host's)."""
+    """When the identity's last claim began (``now()``: its transaction's start; the database's
+    clock is this host's)."""
     return float(p.domain.sql("SELECT extract(epoch FROM claimed_at) FROM netlmm_identity"))
 
 
-def stop_capture(p: Pair) -> list[tuple[str, str, str, float]]:
+def open_writes(p: Pair, client: IPv6Address) -> tuple[int, int]:
+    """Sessions from ``client`` on the database now, and how many have a transaction open."""
+    rows = p.domain.sql(
+        "SELECT count(*) || ' ' || count(xact_start) FROM pg_stat_activity "
+        f"WHERE client_addr = '{client}' AND pid <> pg_backend_pid()"
+    )
+    sessions, open_ = rows.split()
+    return int(sessions), int(open_)
+
+
+#: A trigger of the lab's (not of netlmm's schema) that notes when each claim's update of the
+#: identity row ran: just after the claim got the row's lock, so every write of the old holder
+#: that starts from then on waits for the claim and fails.
+WATCH_CLAIMS = """
+CREATE TABLE lab_claims (epoch bigint, holder text, at timestamptz);
+CREATE FUNCTION lab_claim_seen() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+  IF NEW.epoch <> OLD.epoch THEN
+    INSERT INTO lab_claims VALUES (NEW.epoch, NEW.holder, clock_timestamp());
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER lab_claim_seen BEFORE UPDATE ON netlmm_identity
+  FOR EACH ROW EXECUTE FUNCTION lab_claim_seen();
+"""
+
+
+def watch_claims(p: Pair) -> None:
+    assert p.domain.db is not None
+    p.domain.db.psql(WATCH_CLAIMS, DB_NAME)
+
+
+def claim_locked_at(p: Pair) -> float:
+    """When the last claim's update of the identity row ran (wall clock, this host's)."""
+    rows = p.domain.sql("SELECT extract(epoch FROM at) FROM lab_claims ORDER BY epoch DESC LIMIT 1")
+    return float(rows)
+
+
+def stop_capture(p: Pair) -> list[Captured]:
     """End the capture cleanly (SIGINT: tshark writes what it still holds, after a moment for
-    the last packets to reach it) and decode its accepted PBAs."""
+    the last packets to reach it) and decode its PBUs and PBAs."""
     if p.capture is not None:
         time.sleep(0.5)
         with contextlib.suppress(ProcessLookupError):
@@ -257,4 +365,102 @@ def stop_capture(p: Pair) -> list[tuple[str, str, str, float]]:
         p.lab.stop(p.capture)
         p.capture = None
     assert p.pcap is not None
-    return accepted_pbas(p.pcap)
+    return captured(p.pcap)
+
+
+# --- the proof every variant gives -----------------------------------------------------------
+
+
+def first_after(times: list[float], began: float) -> float | None:
+    later = [t for t in times if t >= began]
+    return round(min(later) - began, 3) if later else None
+
+
+def figures(
+    p: Pair,
+    traffic: TrafficResult,
+    pbas: list[tuple[str, str, str, float]],
+    began: float,
+    generated: dict[str, Any] | None,
+    answering: str,
+) -> dict[str, Any]:
+    """What a variant reports: the UDP gap per MS (max, median and each), the time from the
+    fault (``began``, wall clock) to the first accepted PBA from ``answering`` (the DLMAP host
+    that answers after it) and to the first MS packet delivered (the end of the MSs' longest
+    UDP gaps), the pings, the TCP sessions and the generator's figures."""
+    gaps = {r.ms: r.max_gap_ms for r in traffic.flows}
+    # The MSs whose flow the fault interrupted (a longest gap of 100 ms or more, ending after
+    # the fault): when the gap began (traffic can go on for a while after a fault: the kernel
+    # path, the old VIP holder) and when each got its first packet back.
+    cut = [
+        r
+        for r in traffic.flows
+        if r.gap_from is not None
+        and r.gap_to is not None
+        and r.gap_to >= began
+        and r.max_gap_ms >= INTERRUPTED_MS
+    ]
+    ends = [r.gap_to for r in cut if r.gap_to is not None]
+    starts = [round(r.gap_from - began, 3) for r in cut if r.gap_from is not None]
+    mac = mac_of(p, answering)
+    result: dict[str, Any] = {
+        "udp_gap_ms_max": max(gaps.values()),
+        "udp_gap_ms_median": round(statistics.median(gaps.values()), 1),
+        "udp_gap_ms": gaps,
+        "udp_lost": {r.ms: r.udp["lost"] for r in traffic.flows},
+        "fault_to_first_pba_s": first_after([t for _, _, m, t in pbas if m == mac], began),
+        "mss_interrupted": len(cut),
+        "fault_to_gap_start_s": {"min": min(starts), "max": max(starts)} if starts else None,
+        "fault_to_first_ms_packet_s": first_after(ends, began),
+        "fault_to_last_ms_packet_s": round(max(ends) - began, 3) if ends else None,
+        "tcp_survived": sum(r.tcp_survived for r in traffic.flows),
+        "tcp_max_rtt_ms": max(float(r.tcp["max_rtt_ms"]) for r in traffic.flows),
+        "ping_loss_pct": {ms: r.loss_pct for ms, r in traffic.pings.items()},
+        "ping_sent": {ms: r.transmitted for ms, r in traffic.pings.items()},
+        "pbas_accepted_in_capture": len(pbas),
+    }
+    if generated is not None:
+        keep = ("sent", "answered", "accepted", "refused", "timeouts", "late", "handovers",
+                "bris", "bras_sent", "pbas_per_s", "p50_us", "p99_us", "max_us",
+                "longest_silence_s", "heartbeats_answered", "restart_counters")  # fmt: skip
+        result["generator"] = {k: generated.get(k) for k in keep}
+        result["generator"]["fault_to_first_pba_s"] = round(generated["silence_to"] - began, 3)
+    return result
+
+
+def check_traffic(p: Pair, traffic: TrafficResult, shown: dict[str, Any]) -> None:
+    """Every real MS: its TCP session survived, its UDP flow came back (a gap below the
+    generous bound), and it kept its address (a fresh DHCP exchange through whichever DLMAP
+    is active now gives each the address it had)."""
+    assert len(traffic.flows) == REAL_MSS, shown
+    for flow in traffic.flows:
+        assert flow.tcp_survived, (flow.ms, flow.tcp, shown)
+        assert flow.max_gap_ms < GENEROUS_GAP_MS, (flow.ms, flow.udp, shown)
+        assert flow.udp["received"] > 0, (flow.ms, flow.udp)
+    assert p.all_leases() == p.leases
+    again = {nai: lease.address for nai, lease in p.dhcp_all().items()}
+    assert again == p.leases, "an MS was given another address after the failover"
+
+
+def check_generator(p: Pair, generated: dict[str, Any]) -> None:
+    """The simulated MSs: some accepted (also after the fault: the generator's longest silence
+    is bounded), no NAI given two addresses nor an address two NAIs, every accepted pair in
+    the database, handovers made, and one Restart Counter in every heartbeat answer."""
+    assert generated["accepted"] > 0 and generated["handovers"] > 0, generated
+    assert generated["longest_silence_s"] < GENEROUS_GAP_MS / 1000, generated
+    assert generated["nais_with_two_addresses"] == [], generated
+    assert generated["addresses_with_two_nais"] == [], generated
+    stored = database_addresses(p)
+    missing = [(n, a) for n, a in generated["accepted_pairs"] if stored.get(n) != a]
+    assert missing == [], f"accepted but not in the database: {missing[:10]}"
+    assert len(generated["restart_counters"]) == 1, generated  # the DLMAP never looked restarted
+
+
+def check_all(p: Pair, traffic: TrafficResult, pbas: list[tuple[str, str, str, float]],
+              generated: dict[str, Any] | None, shown: dict[str, Any]) -> None:  # fmt: skip
+    check_traffic(p, traffic, shown)
+    check_one_address_per_ms(p, pbas)
+    assert {nai: str(a) for nai, a in p.leases.items()}.items() <= database_addresses(p).items()
+    check_no_restart_seen(p)
+    if generated is not None:
+        check_generator(p, generated)
