@@ -367,9 +367,13 @@ class PgStore:
         """For each rule, the NAIs whose holding a batch changes (released, then held anew
         with their new value, if any), and the updates of the committed view to make once the
         batch is committed. An NAI a batch touches but whose address (or prefix) stays the same
-        (a refresh) is left alone: its row in the database is already that one."""
+        (a refresh), or that holds none before and after, is left alone: its row in the
+        database is already that one, or there is none."""
         updates: list[tuple[str, tuple[str, str], str | None]] = []
         changes = []
+        # After a fetch the view has every holding of the identity: an NAI it says holds
+        # nothing has no row to release. Before one, only what this process wrote is known.
+        known = self.fetched_at is not None
         for rule in RULES:
             rows = self._holds[rule.table]
             after: dict[tuple[str, str], str | None] = {}
@@ -387,8 +391,8 @@ class PgStore:
             for nai in sorted({key for _, key in after}):
                 before = _held(rows, rule.sources, nai)
                 now = _held(rows, rule.sources, nai, after)
-                if before == now and now is not None:
-                    continue  # held already, by this NAI: nothing to write
+                if before == now and (now is not None or known):
+                    continue  # held already by this NAI, or nothing held: nothing to write
                 touched.append(nai)
                 if now is not None:
                     values.append(now)

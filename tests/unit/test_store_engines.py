@@ -348,3 +348,18 @@ def test_a_takeover_fences_a_refresh_of_the_old_holder(pg: Engine, pg_dsn: str) 
     loop.run_until_complete(new.fetch())
     assert new.load() == {"binding": {"a@x": {"nai": "a@x", "hoa": "192.0.2.2"}}}
     new.close()
+
+
+def test_a_store_that_has_not_read_the_state_still_releases_what_it_did_not_write(
+    pg: Engine,
+) -> None:
+    """Without a fetch the store knows only the holdings it wrote itself: a binding removed
+    by a process that never read it still takes its address row with it."""
+    pg.apply([binding("a@x", "192.0.2.2")])
+    pg.store.close()
+    store = PgStore(pg.where, IDENTITY, holder="test")
+    pg.loop.run_until_complete(store.open())
+    pg.loop.run_until_complete(store.claim())
+    pg.store = store
+    pg.apply([Persist("binding", "a@x", None)])
+    assert addresses(pg) == []
