@@ -67,12 +67,14 @@ def new_dlmap(dialect: Dialect) -> DLMAP:
     return DLMAP(config, HoAPool([POOL]))
 
 
-def register(dlmap: DLMAP, store: Store, wires: list[bytes], dialect: Dialect) -> int:
+def register(
+    dlmap: DLMAP, store: Store, wires: list[bytes], dialect: Dialect, batch: int = BATCH
+) -> int:
     accepted = 0
-    for start in range(0, len(wires), BATCH):
+    for start in range(0, len(wires), batch):
         persists: list[Persist] = []
         replies: list[SendMH] = []
-        for wire in wires[start : start + BATCH]:
+        for wire in wires[start : start + batch]:
             for action in dlmap.receive(decode_message(wire, dialect), DMPA, 1.0, WALL):
                 if isinstance(action, Persist):
                     persists.append(action)

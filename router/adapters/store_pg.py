@@ -119,6 +119,9 @@ _SCHEMA = (
 )
 
 _FENCE = "SELECT epoch FROM netlmm_identity WHERE name = $1 FOR SHARE"
+#: The source tables of the rules, and the fields the rules read of their rows.
+_SOURCES = frozenset(t for r in RULES for t in r.sources)
+_FIELDS = tuple(dict.fromkeys(r.field for r in RULES))
 _DELETE = (
     "DELETE FROM netlmm_state s USING unnest($2::text[], $3::text[]) AS u(t, k) "
     "WHERE s.identity = $1 AND s.tbl = u.t AND s.key = u.k"
@@ -127,6 +130,20 @@ _UPSERT = (
     "INSERT INTO netlmm_state (identity, tbl, key, record) "
     "SELECT $1, t, k, r FROM unnest($2::text[], $3::text[], $4::text[]) AS u(t, k, r) "
     "ON CONFLICT (identity, tbl, key) DO UPDATE SET record = EXCLUDED.record"
+)
+#: A batch that changes no holding, in one statement (one round trip, its own transaction):
+#: the identity's row share-locked and its epoch read once (a CTE with a locking clause is
+#: evaluated once), the deletes and upserts done only if it is ours; the epoch read comes back.
+_ONE_STATEMENT = (
+    "WITH fence AS (SELECT epoch FROM netlmm_identity WHERE name = $1 FOR SHARE), "
+    "ours AS (SELECT 1 FROM fence WHERE epoch = $2), "
+    "gone AS (DELETE FROM netlmm_state s USING unnest($3::text[], $4::text[]) AS u(t, k) "
+    "WHERE EXISTS (SELECT 1 FROM ours) AND s.identity = $1 AND s.tbl = u.t AND s.key = u.k), "
+    "put AS (INSERT INTO netlmm_state (identity, tbl, key, record) "
+    "SELECT $1, t, k, r FROM unnest($5::text[], $6::text[], $7::text[]) AS u(t, k, r) "
+    "WHERE EXISTS (SELECT 1 FROM ours) "
+    "ON CONFLICT (identity, tbl, key) DO UPDATE SET record = EXCLUDED.record) "
+    "SELECT epoch FROM fence"
 )
 _CLAIM = (
     "INSERT INTO netlmm_identity (name, epoch, holder, network) VALUES ($1, 1, $2, $3) "
@@ -203,6 +220,8 @@ class PgStore:
         self._db: Any = None
         self._password: str | None = None
         self._pending: dict[tuple[str, str], str | None] = {}
+        #: What the address rules read of the pending rows of their source tables.
+        self._pending_fields: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._snapshot: dict[str, dict[str, dict[str, Any]]] = {}
         #: (table, nai) -> hoa of the committed binding and lease rows (the address table's source).
         self._holds: dict[str, dict[tuple[str, str], str]] = {r.table: {} for r in RULES}
@@ -339,45 +358,61 @@ class PgStore:
 
     def defer(self, persists: Iterable[Persist]) -> None:
         """Add a batch to what the next commit writes (records become JSON here: a batch with
-        one that cannot is refused whole, :class:`StoreRecordError`)."""
+        one that cannot is refused whole, :class:`StoreRecordError`). What the address rules
+        read of a row (its ``hoa``, its ``prefix``) is kept beside it, from the record itself:
+        the commit does not decode the JSON again."""
+        persists = list(persists)
         self._pending.update(encode_batch(self.path, persists))
+        fields = self._pending_fields
+        for p in persists:
+            if p.table in _SOURCES:
+                record = p.record
+                fields[(p.table, p.key)] = (
+                    None if record is None else {f: record.get(f) for f in _FIELDS}
+                )
 
     def _hold_changes(
-        self, pending: dict[tuple[str, str], str | None]
+        self, fields: dict[tuple[str, str], dict[str, Any] | None]
     ) -> tuple[
-        dict[str, dict[tuple[str, str], str]],
+        list[tuple[str, tuple[str, str], str | None]],
         list[tuple[HoldRule, list[str], list[str], list[str]]],
     ]:
-        """For each rule: the NAIs a batch touches, and what each of them holds after it."""
-        holds = {table: dict(rows) for table, rows in self._holds.items()}
+        """For each rule, the NAIs whose holding a batch changes (released, then held anew
+        with their new value, if any), and the updates of the committed view to make once the
+        batch is committed. An NAI a batch touches but whose address (or prefix) stays the same
+        (a refresh), or that holds none before and after, is left alone: its row in the
+        database is already that one, or there is none."""
+        updates: list[tuple[str, tuple[str, str], str | None]] = []
         changes = []
-        decoded: dict[tuple[str, str], dict[str, Any] | None] = {}
+        # After a fetch the view has every holding of the identity: an NAI it says holds
+        # nothing has no row to release. Before one, only what this process wrote is known.
+        known = self.fetched_at is not None
         for rule in RULES:
-            rows = holds[rule.table]
-            touched: set[str] = set()
-            for (table, key), record in pending.items():
+            rows = self._holds[rule.table]
+            after: dict[tuple[str, str], str | None] = {}
+            for (table, key), row in fields.items():
                 if table not in rule.sources:
                     continue
-                touched.add(key)
-                if (table, key) not in decoded:
-                    decoded[(table, key)] = None if record is None else json.loads(record)
-                row = decoded[(table, key)]
                 value = None if row is None else row.get(rule.field)
-                if value is None:  # gone, or a row without one (an IPv6-only binding)
-                    rows.pop((table, key), None)
-                else:
-                    rows[(table, key)] = str(value)
-            if not touched:
+                after[(table, key)] = None if value is None else str(value)
+            if not after:
                 continue
+            updates += [(rule.table, where, value) for where, value in after.items()]
+            touched: list[str] = []
             values: list[str] = []
             nais: list[str] = []
-            for nai in touched:
-                held = next((rows[(t, nai)] for t in rule.sources if (t, nai) in rows), None)
-                if held is not None:
-                    values.append(held)
+            for nai in sorted({key for _, key in after}):
+                before = _held(rows, rule.sources, nai)
+                now = _held(rows, rule.sources, nai, after)
+                if before == now and (now is not None or known):
+                    continue  # held already by this NAI, or nothing held: nothing to write
+                touched.append(nai)
+                if now is not None:
+                    values.append(now)
                     nais.append(nai)
-            changes.append((rule, sorted(touched), values, nais))
-        return holds, changes
+            if touched:
+                changes.append((rule, touched, values, nais))
+        return updates, changes
 
     async def apply(self, persists: Iterable[Persist]) -> int:
         self.defer(persists)
@@ -388,38 +423,45 @@ class PgStore:
 
         :class:`StoreFenced` if another process holds the identity now; :class:`StoreWriteError`
         for any other failure (the backlog is kept: the same rows are written again later).
+
+        A batch that changes no holding and not the restart counter (refreshes, peer rows: the
+        common case) is one statement, so one round trip: the epoch check (the same share lock
+        on the identity's row) gates its deletes and upserts, and it commits on its own.
         """
         if not self._pending:
             return 0
         pending = self._pending
         deletes = [(t, k) for (t, k), r in pending.items() if r is None]
         writes = [(t, k, r) for (t, k), r in pending.items() if r is not None]
-        holds, changes = self._hold_changes(pending)
+        updates, changes = self._hold_changes(self._pending_fields)
+        counter = pending.get(("meta", "restart_counter"))
         ident = self.identity
         try:
             db = await self._connect()
-            async with db.transaction():
-                epoch = await db.fetchval(_FENCE, ident)
-                if epoch != self.epoch:
-                    raise StoreFenced(
-                        f"{self.path}: fenced: epoch {epoch} in the database, this process "
-                        f"holds {self.epoch}; {len(pending)} rows not written"
-                    )
-                if deletes:
-                    tables, keys = [d[0] for d in deletes], [d[1] for d in deletes]
-                    await db.execute(_DELETE, ident, tables, keys)
-                if writes:
-                    await db.execute(
-                        _UPSERT, ident, [w[0] for w in writes], [w[1] for w in writes],
-                        [w[2] for w in writes],
-                    )  # fmt: skip
-                for rule, touched, values, nais in changes:  # releases first: a swap is fine
-                    await db.execute(rule.release, ident, touched)
-                    if nais:
-                        await db.execute(rule.hold, ident, values, nais)
-                counter = pending.get(("meta", "restart_counter"))
-                if counter is not None:  # the identity's row keeps it too (show, operators)
-                    await db.execute(_COUNTER, ident, int(json.loads(counter)["value"]))
+            if not changes and counter is None:
+                epoch = await db.fetchval(
+                    _ONE_STATEMENT, ident, self.epoch,
+                    [d[0] for d in deletes], [d[1] for d in deletes],
+                    [w[0] for w in writes], [w[1] for w in writes], [w[2] for w in writes],
+                )  # fmt: skip
+                self._check_epoch(epoch, pending)
+            else:
+                async with db.transaction():
+                    self._check_epoch(await db.fetchval(_FENCE, ident), pending)
+                    if deletes:
+                        tables, keys = [d[0] for d in deletes], [d[1] for d in deletes]
+                        await db.execute(_DELETE, ident, tables, keys)
+                    if writes:
+                        await db.execute(
+                            _UPSERT, ident, [w[0] for w in writes], [w[1] for w in writes],
+                            [w[2] for w in writes],
+                        )  # fmt: skip
+                    for rule, touched, values, nais in changes:  # releases first: a swap is fine
+                        await db.execute(rule.release, ident, touched)
+                        if nais:
+                            await db.execute(rule.hold, ident, values, nais)
+                    if counter is not None:  # the identity's row keeps it too (show, operators)
+                        await db.execute(_COUNTER, ident, int(json.loads(counter)["value"]))
         except StoreFenced:
             raise
         except Exception as exc:  # asyncpg's errors, OSError, a lost connection, a timeout
@@ -429,10 +471,38 @@ class PgStore:
                 f"{self.path}: write of {len(pending)} rows failed ({_why(exc)}); "
                 "kept in memory, will retry"
             ) from None
-        self._holds = holds
+        for table, where, value in updates:
+            if value is None:
+                self._holds[table].pop(where, None)
+            else:
+                self._holds[table][where] = value
         self._pending = {}
+        self._pending_fields = {}
         self.committed_at = time.time()
         return len(pending)
+
+    def _check_epoch(self, epoch: object, pending: dict[tuple[str, str], str | None]) -> None:
+        if epoch != self.epoch:
+            raise StoreFenced(
+                f"{self.path}: fenced: epoch {epoch} in the database, this process "
+                f"holds {self.epoch}; {len(pending)} rows not written"
+            )
+
+
+def _held(
+    rows: dict[tuple[str, str], str],
+    sources: tuple[str, ...],
+    nai: str,
+    after: dict[tuple[str, str], str | None] | None = None,
+) -> str | None:
+    """What ``nai`` holds: the value of the first of ``sources`` that has one, in the committed
+    rows, or in ``after`` (a batch's rows) where the batch has the row."""
+    for table in sources:
+        where = (table, nai)
+        value = after[where] if after is not None and where in after else rows.get(where)
+        if value is not None:
+            return value
+    return None
 
 
 def _why(exc: BaseException) -> str:

@@ -193,22 +193,40 @@ class ActionRunner:
         if self._commit is not None:  # the commit's end flushes what came meanwhile
             return
         queue, self._queue = self._queue, []
-        persists = [a for a in queue if isinstance(a, Persist)]
+        # One pass: the turn's rows, and the rest in order (Persist is a final dataclass).
+        persists: list[Persist] = []
+        rest: list[object] = []
+        keep, carry = persists.append, rest.append
+        for action in queue:
+            if type(action) is Persist:
+                keep(action)
+            else:
+                carry(action)
         if persists and isinstance(self.store, PgStore):
-            self._commit = self.loop.create_task(self._commit_then(persists, queue))
+            self._commit = self.loop.create_task(self._commit_then(persists, rest))
             return
         if persists:
             self._write(persists)
-        self._carry_out(queue)
+        self._carry_out(rest)
 
     def _carry_out(self, queue: list[object]) -> None:
+        """Carry out a turn's actions, its Persists taken out (:meth:`flush`), in order."""
         now = self.loop.time()
+        observers, handlers = self.observers, self.handlers
         for action in queue:
-            if isinstance(action, Persist):
-                continue
-            if self.observers and isinstance(action, Event | Bind | Unbind):
-                for observe in self.observers:
+            if observers and isinstance(action, Event | Bind | Unbind):
+                for observe in observers:
                     observe(action, now)
+            handler = handlers.get(type(action))
+            if handler is not None:  # the common case first: a handler by exact type
+                try:
+                    handler(action)
+                except OSError as exc:
+                    self.counters[ACTION_ERROR(type(action).__name__)] += 1
+                    log.warning("action_failed action=%s error=%s", type(action).__name__, exc)
+                except Exception:
+                    self.boundary.caught(f"action.{type(action).__name__}")
+                continue
             if isinstance(action, Event):
                 self.counters[EVENT(action.kind)] += 1
                 # Peers can trigger events: at most ten lines a second of each kind.
@@ -227,18 +245,8 @@ class ActionRunner:
                 else:
                     self.counters[RunnerCounter.LOG_SUPPRESSED] += 1
                 continue
-            handler = self.handlers.get(type(action))
-            if handler is None:
-                self.counters[RunnerCounter.ACTION_UNHANDLED] += 1
-                log.warning("action_unhandled action=%s", type(action).__name__)
-                continue
-            try:
-                handler(action)
-            except OSError as exc:
-                self.counters[ACTION_ERROR(type(action).__name__)] += 1
-                log.warning("action_failed action=%s error=%s", type(action).__name__, exc)
-            except Exception:
-                self.boundary.caught(f"action.{type(action).__name__}")
+            self.counters[RunnerCounter.ACTION_UNHANDLED] += 1
+            log.warning("action_unhandled action=%s", type(action).__name__)
         for callback in self._after:
             try:
                 callback()

@@ -307,3 +307,59 @@ def test_a_prefix_only_binding_holds_no_address(pg: Engine) -> None:
     assert pg.load()["binding"]["c@x"]["prefix"] == "2001:db8:ff00::/64"
     pg.apply([Persist("binding", "d@x", {**dual, "hoa": None})])  # the MS gave up IPv4
     assert addresses(pg) == []
+
+
+def address_row_versions(engine: Engine) -> list[tuple[str, str]]:
+    """The address rows with their row version (``xmin``): a row written again gets a new one."""
+    store = engine.store
+    assert isinstance(store, PgStore)
+    sql = "SELECT nai, xmin::text AS v FROM netlmm_address ORDER BY nai"
+    return [(r["nai"], r["v"]) for r in engine.loop.run_until_complete(store._db.fetch(sql))]
+
+
+def test_a_refresh_writes_its_record_and_leaves_the_address_row_alone(pg: Engine) -> None:
+    """A batch that changes no holding (a binding refreshed at the same address, a peer row) is
+    one statement: the records are written, the address rows are not rewritten."""
+    pg.apply([binding("a@x", "192.0.2.2"), binding("b@x", "192.0.2.3")])
+    before = address_row_versions(pg)
+    refreshed = Persist("binding", "a@x", {"nai": "a@x", "hoa": "192.0.2.2", "sequence": 7})
+    pg.apply([refreshed, Persist("peer", "p", {"sequence": 1}), Persist("lease", "z", None)])
+    assert address_row_versions(pg) == before
+    assert pg.load()["binding"]["a@x"]["sequence"] == 7
+    pg.apply([Persist("peer", "p", None)])  # a delete alone, the same way
+    assert "peer" not in pg.load()
+    pg.apply([binding("a@x", "192.0.2.4")])  # a real change is written as before
+    assert addresses(pg) == [("192.0.2.3", "b@x"), ("192.0.2.4", "a@x")]
+
+
+def test_a_takeover_fences_a_refresh_of_the_old_holder(pg: Engine, pg_dsn: str) -> None:
+    """The one-statement write checks the epoch as the transaction does: nothing is written."""
+    old = pg.store
+    assert isinstance(old, PgStore)
+    pg.apply([binding("a@x", "192.0.2.2")])
+    new = PgStore(pg_dsn, IDENTITY, holder="standby")
+    loop = pg.loop
+    loop.run_until_complete(new.open())
+    loop.run_until_complete(new.claim())
+    refreshed = Persist("binding", "a@x", {"nai": "a@x", "hoa": "192.0.2.2", "sequence": 9})
+    with pytest.raises(StoreFenced, match="fenced"):
+        pg.apply([refreshed, Persist("peer", "p", {"sequence": 1})])
+    assert old.backlog == 2  # kept, as any failed write
+    loop.run_until_complete(new.fetch())
+    assert new.load() == {"binding": {"a@x": {"nai": "a@x", "hoa": "192.0.2.2"}}}
+    new.close()
+
+
+def test_a_store_that_has_not_read_the_state_still_releases_what_it_did_not_write(
+    pg: Engine,
+) -> None:
+    """Without a fetch the store knows only the holdings it wrote itself: a binding removed
+    by a process that never read it still takes its address row with it."""
+    pg.apply([binding("a@x", "192.0.2.2")])
+    pg.store.close()
+    store = PgStore(pg.where, IDENTITY, holder="test")
+    pg.loop.run_until_complete(store.open())
+    pg.loop.run_until_complete(store.claim())
+    pg.store = store
+    pg.apply([Persist("binding", "a@x", None)])
+    assert addresses(pg) == []
