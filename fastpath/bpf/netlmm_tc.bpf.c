@@ -380,8 +380,8 @@ int dmpa_transport(struct __sk_buff *skb)
 	eth = data;
 	ip6 = (void *)(eth + 1);
 	if ((void *)(ip6 + 1) > end || eth->h_proto != bpf_htons(ETH_P_IPV6) ||
-	    ip6_differs(&ip6->daddr, cfg->local))
-		return count(D_DOWNLINK, R_PASSED, len), TC_ACT_OK;
+	    ip6->version != 6 || ip6_differs(&ip6->daddr, cfg->local))
+		return count(D_DOWNLINK, R_PASSED, len), TC_ACT_OK; /* the stack drops a bad version */
 	if (ip6->nexthdr == IPPROTO_IPV6)
 		return dmpa_transport6(skb, cfg, ip6, end, len);
 	if (ip6->nexthdr != IPPROTO_IPIP)
@@ -528,7 +528,7 @@ int dlmap_ingress(struct __sk_buff *skb)
 	if (eth->h_proto == bpf_htons(ETH_P_IP))
 		return dlmap_downlink(skb, cfg, end, (void *)(eth + 1), len);
 	ip6 = (void *)(eth + 1);
-	if (eth->h_proto != bpf_htons(ETH_P_IPV6) || (void *)(ip6 + 1) > end)
+	if (eth->h_proto != bpf_htons(ETH_P_IPV6) || (void *)(ip6 + 1) > end || ip6->version != 6)
 		return count(D_UPLINK, R_PASSED, len), TC_ACT_OK;
 	if (ip6_differs(&ip6->daddr, cfg->local))
 		return dlmap_downlink6(skb, cfg, end, ip6, len); /* to a bound prefix, or passed */

@@ -1,9 +1,12 @@
 """The kernel tier's IPv6-in-IPv6 paths (``fastpath/bpf/netlmm_tc6.h``), run by the kernel on
 test packets (``BPF_PROG_TEST_RUN``) against the Cython twin's verdict and output for the same
 packet: the DMPA's decapsulation to the MS byte for byte, the DLMAP's into the stack, every
-punt and drop of the three programs. A test run's packet comes in on the loopback, so the
-access prefix is bound to it here (the anti-spoofing check compares the port). Encapsulation
-needs a route to the endpoint: the netns tests cover it (tests/netns/test_kernel_ipv6.py)."""
+punt and drop of the three programs; then random and malformed input (Hypothesis): whatever
+the kernel forwards the Cython twin forwards as the same bytes, whatever it drops the twin
+drops, and what it punts it leaves as it came. A test run's packet comes in on the loopback,
+so the access prefix is bound to it here (the anti-spoofing check compares the port).
+Encapsulation needs a route to the endpoint, which a test run in the root namespace seldom
+has: the netns tests cover it (tests/netns/test_kernel_ipv6.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
 
 from fastpath.common import Direction, Reason, Verdict
 from fastpath.kernel import (
@@ -37,6 +42,7 @@ from tests.conftest import require
 from tests.fastpath.conftest import load
 from tests.fastpath.packets import DLMAP, DMPA, GATEWAY, MS_MAC, OTHER6, PSEUDO_MAC, eth, ipv6
 from tests.fastpath.test_ipv6 import CN6, LL, MCAST_MAC, MS6, P1, ROUTER_LL, inner6
+from tests.fastpath.test_twins import likely, mutated
 
 TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
 ACT_OF = {Verdict.FORWARD: TC_ACT_REDIRECT, Verdict.PUNT: TC_ACT_OK, Verdict.DROP: TC_ACT_SHOT}
@@ -48,13 +54,15 @@ K = KernelReason
 class Loaded:
     """The object loaded for one role, with the prefix P1 bound to ``endpoint``."""
 
-    def __init__(self, kernel: ModuleType, role: int, local: bytes, endpoint: bytes) -> None:
+    def __init__(
+        self, kernel: ModuleType, role: int, local: bytes, endpoint: bytes, tun: int = 0
+    ) -> None:
         self.k = kernel
         self.obj = kernel.BpfObject(str(OBJECT))
         self.obj.set_max_entries(MAP_BINDINGS, 16)
         self.obj.set_max_entries(MAP_PREFIXES, 16)
         self.obj.load()
-        config = CONFIG.pack(local, PSEUDO_MAC, 64, role, MTU, 3, 0)
+        config = CONFIG.pack(local, PSEUDO_MAC, 64, role, MTU, 3, tun)
         kernel.map_update(self.obj.map_fd(MAP_CONFIG), bytes(4), config)
         value = BINDING.pack(endpoint, MS_MAC, LOOPBACK, bytes(4), 0, 0, 0, 0)
         kernel.map_update(self.obj.map_fd(MAP_PREFIXES), PREFIX_KEY.pack(P1), value)
@@ -238,3 +246,103 @@ def test_dlmap_downlink_leaves_what_the_stack_answers(
     frame = eth(packet, dst=b"\x02" * 6, ethertype=0x86DD)
     assert dlmap.run(PROG_DLMAP, frame) == (TC_ACT_OK, frame)
     assert dlmap.counter(Direction.DOWNLINK, reason) == 1
+
+
+# --- random and malformed tunnel input: the kernel never does what the Cython twin would not ---
+
+
+@st.composite
+def tunnel6(draw: st.DrawFn, local: bytes, peer: bytes, uplink: bool) -> bytes:
+    """Next header 41 to ``local``, mostly from ``peer``, around IPv6 of any kind (mostly with
+    the bound prefix as its source, ``uplink``, or its destination)."""
+    others = [CN6, LL, OTHER6]
+    ms, cn = likely(draw, MS6, others), draw(st.sampled_from([CN6, MS6, LL, OTHER6]))
+    inner = inner6(
+        src=ms if uplink else cn,
+        dst=cn if uplink else ms,
+        nh=draw(st.sampled_from([17, 6, 58, 0, 44, 60])),
+        payload=draw(st.binary(max_size=48)),
+        hop=likely(draw, 64, [2, 1, 0, 255]),
+        tc=draw(st.integers(0, 255)),
+    )
+    src = likely(draw, peer, [OTHER6, local])
+    return ipv6(inner, src=src, dst=likely(draw, local, [OTHER6]), nh=likely(draw, 41, [4, 17]))
+
+
+def _compare(loaded: Loaded, prog: str, packet: bytes, engine: object, strip: int) -> None:
+    assume(len(packet) >= 40)  # a test run of an IPv6 frame needs its header (EINVAL)
+    frame = eth(packet, dst=b"\x02" * 6, src=b"\x04" * 6, ethertype=0x86DD)
+    act, out = loaded.run(prog, frame)
+    event(f"TC action {act}")
+    result = bytearray(2048)
+    verdict, _, length, _ = engine.from_tunnel_ipv6(packet, result)  # type: ignore[attr-defined]
+    if act == TC_ACT_REDIRECT:  # forwarded: the Cython tier forwards the same bytes
+        assert verdict == Verdict.FORWARD
+        assert out[strip:] == bytes(result[:length])
+    elif act == TC_ACT_SHOT:  # dropped: the Cython tier drops it too
+        assert verdict == Verdict.DROP
+        assert out == frame
+    else:  # left as it came for the Cython tier
+        assert (act, out) == (TC_ACT_OK, frame)
+
+
+EXAMPLES = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@EXAMPLES
+@given(packet=mutated(tunnel6(DMPA, DLMAP, uplink=False)))
+def test_dmpa_transport_random_input_agrees_with_cython(dmpa: Loaded, packet: bytes) -> None:
+    engine, _ = _cython()
+    _compare(dmpa, PROG_DMPA_TRANSPORT, packet, engine, 0)
+
+
+@pytest.fixture
+def dlmap_tun(kernel: ModuleType) -> Iterator[Loaded]:
+    """A DLMAP whose TUN is the loopback: what it decapsulates is redirected (not run)."""
+    loaded = Loaded(kernel, ROLE_DLMAP, DLMAP, DMPA, tun=LOOPBACK)
+    yield loaded
+    loaded.obj.close()
+
+
+@EXAMPLES
+@given(packet=mutated(tunnel6(DLMAP, DMPA, uplink=True)))
+def test_dlmap_random_tunnel_input_agrees_with_cython(dlmap_tun: Loaded, packet: bytes) -> None:
+    _, engine = _cython()
+    _compare(dlmap_tun, PROG_DLMAP, packet, engine, 14)
+
+
+@st.composite
+def access6(draw: st.DrawFn) -> bytes:
+    """An MS's IPv6 frame, mostly from the bound prefix to the pseudo-MAC."""
+    packet = inner6(
+        src=likely(draw, MS6, [CN6, LL, OTHER6]),
+        dst=likely(draw, CN6, [MS6, LL, ROUTER_LL, bytes.fromhex("ff02" + "00" * 13 + "02")]),
+        nh=draw(st.sampled_from([17, 6, 58, 0, 44, 60, 43])),
+        payload=draw(st.binary(max_size=48)),
+        hop=likely(draw, 64, [2, 1, 0]),
+        tc=draw(st.integers(0, 255)),
+    )
+    dst = likely(draw, PSEUDO_MAC, [MCAST_MAC, b"\x02" * 6])
+    src = likely(draw, MS_MAC, [bytes.fromhex("02aabbccdd99")])
+    return dst + src + b"\x86\xdd" + packet
+
+
+@EXAMPLES
+@given(frame=mutated(access6()))
+def test_dmpa_access_random_input_agrees_with_cython(dmpa: Loaded, frame: bytes) -> None:
+    """Encapsulation needs a route (here usually none: a punt); what the kernel forwards or
+    drops, the Cython tier forwards (the same IPv6-in-IPv6 packet) or drops."""
+    assume(len(frame) >= 54)
+    act, out = dmpa.run(PROG_DMPA_ACCESS, frame)
+    event(f"TC action {act}")
+    engine, _ = _cython()
+    result = bytearray(2048)
+    verdict, _, length, _ = engine.from_access(frame, 0, result)  # type: ignore[attr-defined]
+    if act == TC_ACT_REDIRECT:
+        assert verdict == Verdict.FORWARD and out[14:] == bytes(result[:length])
+    elif act == TC_ACT_SHOT:
+        assert verdict == Verdict.DROP and out == frame
+    else:
+        assert (act, out) == (TC_ACT_OK, frame)
