@@ -61,6 +61,11 @@ class StoreRecordError(StoreError, TypeError):
     """A batch with a record JSON cannot hold (our bug): refused whole, the backlog is kept."""
 
 
+#: Records as compact JSON: ``json.dumps(record, separators=(",", ":"))`` builds an encoder per
+#: call (any non-default argument does); one, made once, gives the same text.
+_to_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def encode_batch(where: object, persists: Iterable[Persist]) -> dict[tuple[str, str], str | None]:
     """A batch of Persist actions as the rows a store writes: only the last of a key counts,
     records as compact JSON, None a deletion. A record that cannot be JSON refuses the whole
@@ -71,9 +76,7 @@ def encode_batch(where: object, persists: Iterable[Persist]) -> dict[tuple[str, 
     refused: list[str] = []
     for (table, key), record in last.items():
         try:
-            batch[(table, key)] = (
-                None if record is None else json.dumps(record, separators=(",", ":"))
-            )
+            batch[(table, key)] = None if record is None else _to_json(record)
         except (TypeError, ValueError) as exc:
             refused.append(f"{table}/{key} ({exc})")
     if refused:

@@ -401,7 +401,12 @@ class PgStore:
             touched: list[str] = []
             values: list[str] = []
             nais: list[str] = []
-            for nai in sorted({key for _, key in after}):
+            # Once the view is complete, a row whose value for this rule is the one committed
+            # cannot change its NAI's holding: only the NAIs with a changed row are looked at.
+            changed = {
+                where[1] for where, value in after.items() if not known or rows.get(where) != value
+            }
+            for nai in sorted(changed):
                 before = _held(rows, rule.sources, nai)
                 now = _held(rows, rule.sources, nai, after)
                 if before == now and (now is not None or known):
