@@ -11,7 +11,7 @@ STAMPS := .stamps
 # of them (a new capability adds its own variable and its line below).
 # Build and run the package: the venv, the Cython build, ip for every namespace.
 APT_BUILD := python3-venv python3-dev gcc iproute2
-# The kernel tier (docs/kernel-tier.md): clang/llvm compile fastpath/bpf/*.c into the BPF object
+# The kernel tier (docs/kernel-tier.md): clang/llvm compile bpf/*.c into the BPF object
 # setup.py ships, libbpf-dev is what fastpath/_kernel.pyx links (-lbpf) and includes.
 APT_KERNEL := clang-14 llvm-14 libbpf-dev
 # tshark is the wire oracle (tests/oracle) and what `netlmm trace --tshark` decodes with.
@@ -78,7 +78,7 @@ $(BIN)/python:
 # (.pyx, .pxd, or a .pxi unit it includes) changes.
 # The lab (lab/, the netlmm-lab distribution: test bed, demo, campaigns) is installed after the
 # appliance it depends on; the appliance's own wheel holds none of it.
-$(STAMPS)/venv: $(BIN)/python pyproject.toml setup.py lab/pyproject.toml $(wildcard fastpath/*.pyx fastpath/*.pxd fastpath/*.pxi fastpath/bpf/*.[ch]) | $(STAMPS)
+$(STAMPS)/venv: $(BIN)/python pyproject.toml setup.py lab/pyproject.toml $(wildcard fastpath/*.pyx fastpath/*.pxd fastpath/*.pxi bpf/*.[ch]) | $(STAMPS)
 	$(BIN)/python -m pip install -q -e '.[dev,postgresql]'
 	$(BIN)/python -m pip install -q -e ./lab
 	@touch $@
@@ -133,8 +133,9 @@ faults: setup
 
 # The appliance's wheel (no lab, no generated C): dist/netlmm-VERSION-*.whl. Building needs
 # gcc and python3-dev (APT_BUILD) and, through the dev environment, Cython and setuptools>=77.
+# build/ goes too: setuptools stages files there and never removes one the tree no longer has.
 wheel: setup
-	rm -rf dist && $(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
+	rm -rf dist build && $(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
 
 # Install the appliance (as root): a virtual environment of its own (INSTALL_VENV, with its
 # dependencies from PyPI), the `netlmm` entry point in $(PREFIX)/bin, the systemd unit (its

@@ -5,7 +5,8 @@ the ``.pxi`` units it includes (cythonize rebuilds it when any of them changes).
 file is a build output (``.gitignore``); ``NETLMM_DEBUG_BUILD=1`` turns bounds checks back on
 and keeps assertions, like uvloop's debug build.
 
-The kernel tier: ``fastpath/bpf/netlmm_tc.bpf.c`` is compiled with clang (``-O2 -target bpf
+The kernel tier: ``bpf/netlmm_tc.bpf.c`` (hand-written BPF C, kept out of ``fastpath/`` where
+every C file is Cython's output) is compiled with clang (``-O2 -target bpf
 -g``) into ``fastpath/netlmm_tc.bpf.o``, shipped in the package (a build output, ``.gitignore``),
 before the Python files are collected and before the extensions are built (an editable install
 runs only the latter). ``fastpath/_kernel.pyx`` links libbpf (``-lbpf``). Without clang the
@@ -33,6 +34,8 @@ extensions = [
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
         define_macros=[] if DEBUG else [("NDEBUG", "1")],
         libraries=["bpf"] if pyx.stem == "_kernel" else [],
+        # _kernel.pyx includes "bpf/netlmm_tc.h", the programs' header, from the project root
+        include_dirs=[str(HERE)] if pyx.stem == "_kernel" else [],
     )
     for pyx in sorted((HERE / "fastpath").glob("*.pyx"))
 ]
@@ -41,7 +44,7 @@ directives = {"language_level": "3"}
 if DEBUG:
     directives.update(boundscheck=True, wraparound=True)
 
-BPF_SOURCES = sorted((HERE / "fastpath" / "bpf").glob("*.[ch]"))
+BPF_SOURCES = sorted((HERE / "bpf").glob("*.[ch]"))
 BPF_OBJECT = HERE / "fastpath" / "netlmm_tc.bpf.o"
 #: Debian's multiarch include directory holds asm/types.h, which -target bpf does not look in.
 MULTIARCH = Path("/usr/include") / f"{os.uname().machine}-linux-gnu"
@@ -57,7 +60,7 @@ def build_bpf() -> None:
     if clang is None:
         print("warning: no clang: the kernel tier's object is not built (Cython tier only)")
         return
-    source = HERE / "fastpath" / "bpf" / "netlmm_tc.bpf.c"
+    source = HERE / "bpf" / "netlmm_tc.bpf.c"
     command = [clang, "-O2", "-g", "-target", "bpf", "-Wall", "-Werror"]
     if MULTIARCH.is_dir():
         command += ["-I", str(MULTIARCH)]

@@ -1,7 +1,7 @@
 """The kernel tier's layout as Python sees it: the reasons its programs count, the map values
-and the node configuration (``fastpath/bpf/netlmm_tc.h`` is the C side; a test compares them).
+and the node configuration (``bpf/netlmm_tc.h`` is the C side; a test compares them).
 
-The programs (``fastpath/bpf/netlmm_tc.bpf.c``) are compiled by ``setup.py`` into
+The programs (``bpf/netlmm_tc.bpf.c``) are compiled by ``setup.py`` into
 :data:`OBJECT`; ``fastpath._kernel`` loads them. Reasons 0..23 are :class:`fastpath.common.Reason`
 values with the same meaning (so the same counter names); 24.. are the kernel tier's own. Each
 reason's :class:`~fastpath.common.Verdict` is what the kernel does with the packet: FORWARD

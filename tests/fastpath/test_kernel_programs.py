@@ -51,7 +51,7 @@ from tests.fastpath.packets import (
     udp,
 )
 
-HEADER = Path(__file__).parents[2] / "fastpath" / "bpf" / "netlmm_tc.h"
+HEADER = Path(__file__).parents[2] / "bpf" / "netlmm_tc.h"
 TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
 ACT_OF = {Verdict.FORWARD: TC_ACT_REDIRECT, Verdict.PUNT: TC_ACT_OK, Verdict.DROP: TC_ACT_SHOT}
 ACCESS_IFINDEX = 7

@@ -1,4 +1,4 @@
-"""The kernel tier's IPv6-in-IPv6 paths (``fastpath/bpf/netlmm_tc6.h``), run by the kernel on
+"""The kernel tier's IPv6-in-IPv6 paths (``bpf/netlmm_tc6.h``), run by the kernel on
 test packets (``BPF_PROG_TEST_RUN``) against the Cython twin's verdict and output for the same
 packet: the DMPA's decapsulation to the MS byte for byte, the DLMAP's into the stack, every
 punt and drop of the three programs; then random and malformed input (Hypothesis): whatever
