@@ -685,14 +685,22 @@ class DLMAP:
                 self.revoker.sequence = int(row["value"])
             elif row["key"] == "restart_counter":
                 stored_counter = int(row["value"])
-        if self.config.keep_restart_counter and stored_counter is not None:
+        kept = self.config.keep_restart_counter and stored_counter is not None
+        if kept:
+            assert stored_counter is not None
             counter = self.heartbeat.keep_restart_counter(stored_counter)
         else:
             counter = self.heartbeat.next_restart_counter(stored_counter, wall)
         actions.append(
             Persist("meta", "restart_counter", {"key": "restart_counter", "value": counter})
         )
-        self.heartbeat.start(now)
+        if kept:
+            # The identity goes on (a pair's new active, or a restart on the shared database):
+            # said to every DMPA now, so the PBUs that waited for it are sent again at once
+            # (heartbeat rule 6). The requests leave after the restart counter is stored.
+            actions += self.heartbeat.announce(now)
+        else:
+            self.heartbeat.start(now)
         for row in tables.get("peer", ()):
             peer = IPv6Address(str(row["peer"]))
             self.peer_sequence[peer] = int(row["sequence"])

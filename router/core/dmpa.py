@@ -23,7 +23,11 @@ attached. Every PBU has a new BU sequence number (one counter per DMPA, seed 3.1
 Peer restart (RFC 5847, :mod:`router.core.heartbeat`): when a DLMAP's Restart Counter changes,
 every visitor registered there is registered again at once (the DLMAP may have lost its cache);
 the PBU carries the address the visitor holds, so it keeps it. A DLMAP that stops answering is
-reported (``peer_unreachable``); its visitors keep retrying on their own timers.
+reported (``peer_unreachable``); its visitors keep retrying on their own timers. A Heartbeat
+Request from a DLMAP shows it is there (the new active of a pair announces itself so, heartbeat
+rule 6): every registration still waiting for its PBA there is sent again at once, not at its
+backed-off retransmission time (``pbu.resent``); not one sent less than
+:data:`RESEND_GUARD` s ago (still in flight), and at most once per :data:`RESEND_GUARD` per DLMAP.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ from router.wire.constants import (
     BRAStatus,
     BRFlag,
     HandoffIndicator,
+    HeartbeatFlag,
     Status,
 )
 from router.wire.ethernet import MacAddress
@@ -98,6 +103,9 @@ from router.wire.nd import link_local_from_mac
 __all__ = ["DMPA", "AddressMode", "DMPAConfig", "DMPACounter", "Profile", "State", "Visitor"]
 
 UNSPECIFIED = IPv4Address("0.0.0.0")
+#: Seconds: a PBU sent this recently is still in flight (not resent when the DLMAP is heard);
+#: also the shortest time between two such resends for one DLMAP.
+RESEND_GUARD = 0.1
 _BA_P = int(BAFlag.P)
 #: PBA statuses that refuse the IPv6 part of a V=0 PBU: the DMPA registers IPv4 only instead.
 _NO_IPV6 = frozenset(
@@ -121,6 +129,8 @@ class DMPA:
         self.bu_sequence = 0
         #: (DLMAP, BU sequence number) of each PBU in flight -> the visitor's MAC.
         self._in_flight: dict[tuple[IPv6Address, int], MacAddress] = {}
+        #: When the waiting PBUs were last sent again because a DLMAP asked for a heartbeat.
+        self._resent_at: dict[IPv6Address, float] = {}
         self._timers: TimerHeap[tuple[str, MacAddress]] = TimerHeap()
         self._unhandled = Unhandled(self.counters)
         self._last_timestamp = 0
@@ -287,6 +297,8 @@ class DMPA:
             for peer, change in changes:
                 if change is PeerChange.RESTARTED:
                     actions += self._reregister_at(peer, now, wall)
+            if not message.flags & HeartbeatFlag.R and src in self.config.peers:
+                actions += self._resend_waiting(src, now, wall)
             return actions
         return self._unhandled.unexpected(message, src)
 
@@ -393,6 +405,29 @@ class DMPA:
             # It came with an address: probably a handover from another DMPA; we cannot know.
             return HandoffIndicator.HANDOFF_STATE_UNKNOWN
         return HandoffIndicator.ATTACHMENT_OVER_NEW_INTERFACE
+
+    def _resend_waiting(self, dlmap: IPv6Address, now: float, wall: float) -> list[Action]:
+        """``dlmap`` asked for a heartbeat: it is there. Registrations waiting for its PBA are
+        sent again now; their retransmission timeout stays where the backoff had it."""
+        last = self._resent_at.get(dlmap)
+        if last is not None and now - last < RESEND_GUARD:
+            return []
+        self._resent_at[dlmap] = now
+        actions: list[Action] = []
+        for visitor in list(self.visitors.values()):
+            if (
+                visitor.state is not State.REGISTERING
+                or visitor.pending is None
+                or visitor.tunnel_dst != dlmap
+            ):
+                continue
+            key = ("retransmit", visitor.mac)
+            due = self._timers.deadline(key)
+            if due is None or now - (due - visitor.timeout) < RESEND_GUARD:
+                continue  # no retransmission pending, or the PBU just left
+            self.counters[DMPACounter.PBU_RESENT] += 1
+            actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
+        return actions
 
     def _retransmit(self, visitor: Visitor, now: float, wall: float) -> list[Action]:
         if visitor.pending is None:

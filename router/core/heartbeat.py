@@ -24,6 +24,12 @@ Rules (RFC 5847 section 3):
    is down is in the log one interval after start, long before it is UNREACHABLE.
    ``last_heard`` is when a peer last sent us a request or an accepted response
    (``netlmm show peers``).
+6. :meth:`HeartbeatMonitor.announce` sends a request to every peer at once, whatever the
+   interval: a DLMAP that takes over an identity kept in a shared database (the new active of
+   a pair) says so. A DMPA hearing a request from its DLMAP knows it is there and sends the
+   PBUs that wait for its PBA again at once (:meth:`router.core.dmpa.DMPA.receive`), instead
+   of at their backed-off retransmission time, which could fall up to one backoff step after
+   the takeover.
 """
 
 from __future__ import annotations
@@ -102,6 +108,19 @@ class HeartbeatMonitor:
             return
         for peer in self.peers:
             self._timers.schedule(peer, now)
+
+    def announce(self, now: float) -> list[Action]:
+        """Rule 6: a request to every peer now, the interval's schedule going on from now.
+        With interval 0 it is a one-off: its response is matched, and never counted missed."""
+        actions: list[Action] = []
+        for peer, state in self.peers.items():
+            state.sequence = (state.sequence + 1) % SEQUENCE_MODULO
+            state.outstanding = state.sequence
+            self.counters[HeartbeatCounter.REQUEST_SENT] += 1
+            actions.append(SendMH(peer, Heartbeat(state.sequence)))
+            if self.config.interval > 0:
+                self._timers.schedule(peer, now + self.config.interval)
+        return actions
 
     def next_restart_counter(self, stored: int | None, wall: float) -> int:
         """Our counter for this run: one more than the stored one. With none stored (a first

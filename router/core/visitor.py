@@ -37,6 +37,7 @@ class DMPACounter(Names):
     PBA_UNMATCHED = "pba.unmatched"
     PBU_PEER_RESTARTED = "pbu.peer_restarted"
     PBU_REFRESH = "pbu.refresh"
+    PBU_RESENT = "pbu.resent"
     PBU_RETRANSMIT = "pbu.retransmit"
     PBU_SENT = "pbu.sent"
     REFRESH_REFUSED = "refresh.refused"

@@ -64,6 +64,7 @@ def _finish(
     records = h.stop_capture(p)
     pbas = h.accepted_pbas(records)
     shown = h.figures(p, result, pbas, began, generated, answering)
+    shown["ms_handover"] = h.handover_timeline(records, began)
     lm_mac = h.mac_of(p, "lm")
     if takeover:
         begun, claimed = h.claimed_at(p), h.claim_locked_at(p)

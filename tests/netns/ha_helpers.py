@@ -251,6 +251,18 @@ def accepted_pbas(records: list[Captured]) -> list[tuple[str, str, str, float]]:
     ]
 
 
+def handover_timeline(
+    records: list[Captured], began: float, nai: str = "ms@example.org"
+) -> dict[str, list[Any]]:
+    """The PBUs and PBAs of ``nai`` (the real MS that hands over during the fault) from the
+    fault on, in seconds after it: where its gap goes (PBU retransmissions, the PBA)."""
+    mine = [r for r in records if r.nai == nai and r.time >= began]
+    return {
+        "pbus_s": [[round(r.time - began, 3), r.src, r.sequence] for r in mine if r.kind == "pbu"],
+        "pbas_s": [[round(r.time - began, 3), r.status] for r in mine if r.kind == "pba"],
+    }
+
+
 def database_addresses(p: Pair) -> dict[str, str]:
     rows = p.domain.sql("SELECT nai || ' ' || host(hoa) FROM netlmm_address")
     return dict(line.split(" ", 1) for line in rows.splitlines() if line.strip())

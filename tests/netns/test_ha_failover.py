@@ -64,8 +64,10 @@ def test_sigkill_of_the_active_dlmap_loses_no_address(lab: HALab) -> None:
             time.sleep(max(0.0, 2.0 - (time.monotonic() - killed - to_active)))
         finally:
             result = h.stop_traffic(traffic)
-        pbas = h.accepted_pbas(h.stop_capture(p))
+        records = h.stop_capture(p)
+        pbas = h.accepted_pbas(records)
         shown = h.figures(p, result, pbas, killed_wall, generated, "lb")
+        shown["ms_handover"] = h.handover_timeline(records, killed_wall)
         shown["kill_to_active_s"] = round(to_active, 3)
         claimed = h.claim_locked_at(p)
         shown["kill_to_claim_s"] = round(claimed - killed_wall, 3)

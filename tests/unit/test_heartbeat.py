@@ -181,3 +181,93 @@ def test_dlmap_answers_with_a_counter_one_above_the_stored_one() -> None:
     dlmap.restore({"meta": [{"key": "restart_counter", "value": 41}]}, 0.0, 1e9)
     actions = dlmap.receive(Heartbeat(12), SELF, 1.0, 1e9)
     assert actions == [SendMH(SELF, Heartbeat(12, HeartbeatFlag.R, (RestartCounter(42),)))]
+
+
+# --- rule 6: a DLMAP that keeps its identity announces itself; its DMPAs resend at once ------
+
+
+def test_announce_asks_every_peer_now_and_a_one_off_is_never_missed() -> None:
+    counters: Counter[str] = Counter()
+    hb = HeartbeatMonitor(HeartbeatConfig(0.0, 3), [PEER, OTHER], counters)
+    actions = hb.announce(3.0)
+    assert [(a.peer, a.message.sequence) for a in actions if isinstance(a, SendMH)] == [
+        (PEER, 1),
+        (OTHER, 1),
+    ]
+    assert hb.get_timer() is None  # interval 0: a one-off, no schedule
+    _, changes = hb.receive(response(1, 5), PEER, 3.1)
+    assert changes == [] and counters["heartbeat.response.unmatched"] == 0
+    assert counters["heartbeat.missed"] == 0
+
+
+def test_announce_with_an_interval_goes_on_from_now() -> None:
+    hb = HeartbeatMonitor(HeartbeatConfig(10.0, 3), [PEER], Counter())
+    assert [m.sequence for m in requests(hb.announce(2.0))] == [1]
+    assert hb.get_timer() == 12.0
+
+
+def kept_identity_dlmap(keep: bool) -> tuple[DLMAP, list[Action]]:
+    dlmap = DLMAP(
+        DLMAPConfig(
+            IPv6Address("2001:db8:2::1"), GATEWAY, {SELF: DRAFT}, keep_restart_counter=keep
+        ),
+        HoAPool([(IPv4Address("192.0.2.2"), IPv4Address("192.0.2.9"))], {}, 600),
+    )
+    actions = dlmap.restore({"meta": [{"key": "restart_counter", "value": 41}]}, 0.0, 1e9)
+    return dlmap, actions
+
+
+def test_a_dlmap_keeping_its_identity_asks_every_dmpa_after_storing_its_counter() -> None:
+    _, actions = kept_identity_dlmap(keep=True)
+    stored = actions.index(
+        Persist("meta", "restart_counter", {"key": "restart_counter", "value": 41})
+    )
+    sent = [i for i, a in enumerate(actions) if isinstance(a, SendMH)]
+    assert [actions[i].message for i in sent] == [Heartbeat(1)]  # type: ignore[attr-defined]
+    assert all(i > stored for i in sent)
+    _, fresh = kept_identity_dlmap(keep=False)  # a restart: a new counter, nothing announced
+    assert requests(fresh) == []
+
+
+def registering_dmpa() -> tuple[DMPA, BindingUpdate]:
+    """A DMPA whose MS waits for its first PBA (sent at 0.0; retransmission due at 1.5)."""
+    node = DMPA(DMPAConfig(SELF, MacAddress.parse("02:00:5e:00:00:01"), GATEWAY, {PEER: DRAFT}))
+    node.restore({}, 0.0, 1e9)
+    node.attach(MS, 1, 0.0)
+    actions = node.aaa_result(MS, Profile("ms@example.net", "static", PEER, HOA), 0.0, 1e9)
+    (pbu,) = [a.message for a in actions if isinstance(a, SendMH)]
+    assert isinstance(pbu, BindingUpdate) and node.get_timer() == 1.5
+    return node, pbu
+
+
+def pbus(actions: list[Action]) -> list[BindingUpdate]:
+    return [
+        a.message for a in actions if isinstance(a, SendMH) and isinstance(a.message, BindingUpdate)
+    ]
+
+
+def test_a_request_from_the_dlmap_resends_a_waiting_registration_at_once() -> None:
+    node, first = registering_dmpa()
+    actions = node.receive(Heartbeat(7), PEER, 1.0, 1e9 + 1)
+    assert Heartbeat(7, HeartbeatFlag.R, (RestartCounter(node.heartbeat.restart_counter),)) in [
+        a.message for a in actions if isinstance(a, SendMH)
+    ]
+    (again,) = pbus(actions)
+    assert again.sequence != first.sequence and again.find(MobileNodeIdentifier) is not None
+    assert node.counters["pbu.resent"] == 1 and node.counters["pbu.retransmit"] == 0
+    assert node.get_timer() == 2.5  # the same timeout, from now
+    options = (MobileNodeIdentifier.from_nai("ms@example.net"), SeedIPv4HomeAddress(4, HOA))
+    flags = DRAFT.pba_flags(ipv4=True)
+    node.receive(BindingAck(0, flags, again.sequence, 900, options), PEER, 1.01, 1e9 + 1)
+    assert node.visitors[MS].state is State.REGISTERED
+
+
+def test_no_resend_for_a_pbu_in_flight_a_repeated_request_or_another_sender() -> None:
+    node, _ = registering_dmpa()
+    assert pbus(node.receive(Heartbeat(1), PEER, 0.05, 1e9)) == []  # sent 50 ms ago: in flight
+    assert pbus(node.receive(Heartbeat(2), OTHER, 1.0, 1e9)) == []  # not our DLMAP
+    assert len(pbus(node.receive(Heartbeat(3), PEER, 1.0, 1e9))) == 1
+    assert pbus(node.receive(Heartbeat(4), PEER, 1.05, 1e9)) == []  # at most one per 0.1 s
+    response_only = Heartbeat(5, HeartbeatFlag.R, (RestartCounter(3),))
+    assert pbus(node.receive(response_only, PEER, 2.0, 1e9)) == []  # a response is not a request
+    assert node.counters["pbu.resent"] == 1
