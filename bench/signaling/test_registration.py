@@ -10,7 +10,6 @@ with the garbage-collector settings the appliance applies at start-up (``tune_gc
 from __future__ import annotations
 
 import gc
-import tempfile
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Any
@@ -97,9 +96,9 @@ def appliance_gc() -> Any:
 
 
 @pytest.mark.parametrize("dialect", [DRAFT, RFC5844], ids=["draft", "rfc5844"])
-def test_registrations_per_second(benchmark: Any, dialect: Dialect) -> None:
+def test_registrations_per_second(benchmark: Any, dialect: Dialect, tmp_path: Path) -> None:
     wires = [pbu(i, dialect).encode() for i in range(1, N + 1)]
-    folder = Path(tempfile.mkdtemp(prefix="netlmm-bench-"))
+    folder = tmp_path
     rounds = iter(range(100))
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -127,10 +127,13 @@ def run(
     src2: IPv6Address | None = None,
     record: bool = False,
     heartbeat: float = 0.0,
+    first_sequence: int = 1,
 ) -> dict[str, object]:
     templates = encode_templates(nais, lifetime)
     wires = encode_all(templates) if src2 is None else []
     senders = [_Sender(src)] + ([_Sender(src2)] if src2 is not None else [])
+    # A later run against the same DLMAP goes on after the last (draft BU sequence rule).
+    senders[0].sequence = (first_sequence - 1) % SEQUENCES
     by_sock = {s.sock: s for s in senders}
     target = (str(dst), 0)
     latencies: list[float] = []
@@ -270,6 +273,7 @@ def run(
         "nais": nais,
         "window": window,
         "sent": sent,
+        "last_sequence": senders[0].sequence,
         "answered": answered,
         "accepted": accepted,
         "refused": answered - accepted,
@@ -315,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1.0)
     parser.add_argument("--record", action="store_true", help="report the accepted pairs")
     parser.add_argument("--heartbeat", type=float, default=0.0, help="seconds between beats")
+    parser.add_argument(
+        "--first-sequence", type=int, default=1, help="the first BU sequence number (of --src)"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.nais <= 10_000 or not 1 <= args.window <= 1024:
         parser.error("--nais 1..10000, --window 1..1024")
@@ -322,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--window below --nais with --src2 (one PBU in flight per MS)")
     if not 0 < args.seconds <= 120:
         parser.error("--seconds (0, 120]")
+    if not 0 <= args.first_sequence < SEQUENCES:
+        parser.error(f"--first-sequence 0..{SEQUENCES - 1}")
     if not (args.heartbeat == 0 or 0.05 <= args.heartbeat <= 60):
         parser.error("--heartbeat 0 or 0.05..60")
     result = run(
@@ -334,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         src2=args.src2,
         record=args.record,
         heartbeat=args.heartbeat,
+        first_sequence=args.first_sequence,
     )
     json.dump(result, sys.stdout)
     print()

@@ -5,7 +5,6 @@ and nothing of the node is made."""
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +31,8 @@ def host() -> Iterator[str]:
 
 
 def test_an_unreachable_database_is_one_start_failed_line(host: str, tmp_path: Path) -> None:
-    nowhere = Path(tempfile.mkdtemp(prefix="netlmm-nodb-"))  # no server listens here
+    nowhere = tmp_path / "nodb"  # no server listens here
+    nowhere.mkdir()
     text = (
         f"[node]\nrole = dlmap\nname = hs\naddress = {ADDRESS}\n"
         f"state_dir = {tmp_path / 'state'}\ncontrol_socket = {tmp_path / 'hs.sock'}\n"
