@@ -685,9 +685,9 @@ class DLMAP:
                 self.revoker.sequence = int(row["value"])
             elif row["key"] == "restart_counter":
                 stored_counter = int(row["value"])
-        kept = self.config.keep_restart_counter and stored_counter is not None
-        if kept:
-            assert stored_counter is not None
+        kept = False
+        if self.config.keep_restart_counter and stored_counter is not None:
+            kept = True
             counter = self.heartbeat.keep_restart_counter(stored_counter)
         else:
             counter = self.heartbeat.next_restart_counter(stored_counter, wall)

@@ -414,15 +414,16 @@ class DMPA:
             return []
         self._resent_at[dlmap] = now
         actions: list[Action] = []
-        for visitor in list(self.visitors.values()):
+        for (peer, sequence), mac in list(self._in_flight.items()):  # the PBUs in flight
+            visitor = self.visitors.get(mac)
             if (
-                visitor.state is not State.REGISTERING
-                or visitor.pending is None
-                or visitor.tunnel_dst != dlmap
+                peer != dlmap
+                or visitor is None
+                or visitor.state is not State.REGISTERING
+                or visitor.pending != sequence
             ):
                 continue
-            key = ("retransmit", visitor.mac)
-            due = self._timers.deadline(key)
+            due = self._timers.deadline(("retransmit", visitor.mac))
             if due is None or now - (due - visitor.timeout) < RESEND_GUARD:
                 continue  # no retransmission pending, or the PBU just left
             self.counters[DMPACounter.PBU_RESENT] += 1
