@@ -27,7 +27,8 @@ reported (``peer_unreachable``); its visitors keep retrying on their own timers.
 Request from a DLMAP shows it is there (the new active of a pair announces itself so, heartbeat
 rule 6): every registration still waiting for its PBA there is sent again at once, not at its
 backed-off retransmission time (``pbu.resent``); not one sent less than
-:data:`RESEND_GUARD` s ago (still in flight), and at most once per :data:`RESEND_GUARD` per DLMAP.
+:data:`RESEND_GUARD` s ago (still in flight), and at most once per :data:`RESEND_INTERVAL` per
+DLMAP.
 """
 
 from __future__ import annotations
@@ -103,9 +104,12 @@ from router.wire.nd import link_local_from_mac
 __all__ = ["DMPA", "AddressMode", "DMPAConfig", "DMPACounter", "Profile", "State", "Visitor"]
 
 UNSPECIFIED = IPv4Address("0.0.0.0")
-#: Seconds: a PBU sent this recently is still in flight (not resent when the DLMAP is heard);
-#: also the shortest time between two such resends for one DLMAP.
-RESEND_GUARD = 0.1
+#: Seconds: a PBU sent this recently is still in flight (not resent when the DLMAP is heard).
+#: Short: a new active's request comes tens of milliseconds after its MH socket opened, and a
+#: PBU sent before that was lost; one answered meanwhile only costs an unmatched PBA.
+RESEND_GUARD = 0.02
+#: Seconds: the shortest time between two such resends for one DLMAP.
+RESEND_INTERVAL = 0.1
 _BA_P = int(BAFlag.P)
 #: PBA statuses that refuse the IPv6 part of a V=0 PBU: the DMPA registers IPv4 only instead.
 _NO_IPV6 = frozenset(
@@ -410,7 +414,7 @@ class DMPA:
         """``dlmap`` asked for a heartbeat: it is there. Registrations waiting for its PBA are
         sent again now; their retransmission timeout stays where the backoff had it."""
         last = self._resent_at.get(dlmap)
-        if last is not None and now - last < RESEND_GUARD:
+        if last is not None and now - last < RESEND_INTERVAL:
             return []
         self._resent_at[dlmap] = now
         actions: list[Action] = []

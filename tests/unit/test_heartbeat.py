@@ -263,7 +263,7 @@ def test_a_request_from_the_dlmap_resends_a_waiting_registration_at_once() -> No
 
 def test_no_resend_for_a_pbu_in_flight_a_repeated_request_or_another_sender() -> None:
     node, _ = registering_dmpa()
-    assert pbus(node.receive(Heartbeat(1), PEER, 0.05, 1e9)) == []  # sent 50 ms ago: in flight
+    assert pbus(node.receive(Heartbeat(1), PEER, 0.01, 1e9)) == []  # sent 10 ms ago: in flight
     assert pbus(node.receive(Heartbeat(2), OTHER, 1.0, 1e9)) == []  # not our DLMAP
     assert len(pbus(node.receive(Heartbeat(3), PEER, 1.1, 1e9))) == 1
     assert pbus(node.receive(Heartbeat(4), PEER, 1.15, 1e9)) == []  # at most one per 0.1 s
