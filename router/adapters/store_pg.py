@@ -225,6 +225,10 @@ class PgStore:
         self._snapshot: dict[str, dict[str, dict[str, Any]]] = {}
         #: (table, nai) -> hoa of the committed binding and lease rows (the address table's source).
         self._holds: dict[str, dict[tuple[str, str], str]] = {r.table: {} for r in RULES}
+        #: A commit failed, perhaps after the server committed it (a connection lost around
+        #: COMMIT): ``_holds`` may be behind the database until a commit succeeds, so until then
+        #: every NAI a batch touches is released and held again, never skipped as unchanged.
+        self._holds_uncertain = False
         #: Wall time of the last successful fetch (a standby's lag) and of the last commit.
         self.fetched_at: float | None = None
         self.committed_at: float | None = None
@@ -343,6 +347,7 @@ class PgStore:
                 if tbl in rule.sources and value.get(rule.field) is not None:
                     holds[rule.table][(tbl, key)] = str(value[rule.field])
         self._snapshot, self._holds = tables, holds
+        self._holds_uncertain = False  # read from the database itself
         self.fetched_at = time.time()
         return len(rows)
 
@@ -387,6 +392,7 @@ class PgStore:
         # After a fetch the view has every holding of the identity: an NAI it says holds
         # nothing has no row to release. Before one, only what this process wrote is known.
         known = self.fetched_at is not None
+        sure = not self._holds_uncertain
         for rule in RULES:
             rows = self._holds[rule.table]
             after: dict[tuple[str, str], str | None] = {}
@@ -404,12 +410,14 @@ class PgStore:
             # Once the view is complete, a row whose value for this rule is the one committed
             # cannot change its NAI's holding: only the NAIs with a changed row are looked at.
             changed = {
-                where[1] for where, value in after.items() if not known or rows.get(where) != value
+                where[1]
+                for where, value in after.items()
+                if not (known and sure) or rows.get(where) != value
             }
             for nai in sorted(changed):
                 before = _held(rows, rule.sources, nai)
                 now = _held(rows, rule.sources, nai, after)
-                if before == now and (now is not None or known):
+                if sure and before == now and (now is not None or known):
                     continue  # held already by this NAI, or nothing held: nothing to write
                 touched.append(nai)
                 if now is not None:
@@ -472,6 +480,7 @@ class PgStore:
         except Exception as exc:  # asyncpg's errors, OSError, a lost connection, a timeout
             if not isinstance(exc, _asyncpg().PostgresError):  # the connection itself: a new one
                 self.close()
+            self._holds_uncertain = True
             raise StoreWriteError(
                 f"{self.path}: write of {len(pending)} rows failed ({_why(exc)}); "
                 "kept in memory, will retry"
@@ -483,6 +492,7 @@ class PgStore:
                 self._holds[table][where] = value
         self._pending = {}
         self._pending_fields = {}
+        self._holds_uncertain = False
         self.committed_at = time.time()
         return len(pending)
 

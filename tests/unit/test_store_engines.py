@@ -164,6 +164,48 @@ def test_an_address_can_move_between_nais_within_one_batch(pg: Engine) -> None:
     assert addresses(pg) == [("192.0.2.2", "b@x"), ("192.0.2.3", "a@x")]
 
 
+class _LostAfterCommit:
+    """A connection whose next transaction commits on the server, then fails on the client
+    (as a connection lost right after COMMIT): the commit's outcome is unknown to the store."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    def transaction(self) -> Any:
+        real = self._db.transaction()
+
+        class Lost:
+            async def __aenter__(self) -> Any:
+                return await real.__aenter__()
+
+            async def __aexit__(self, *exc: Any) -> None:
+                await real.__aexit__(*exc)
+                if exc[0] is None:
+                    raise ConnectionResetError("lost after COMMIT")
+
+        return Lost()
+
+
+def test_an_uncertain_commit_that_went_through_leaves_no_stale_address_row(pg: Engine) -> None:
+    store = pg.store
+    assert isinstance(store, PgStore)
+    pg.apply([binding("a@x", "192.0.2.2")])
+    store._db = _LostAfterCommit(store._db)
+    with pytest.raises(StoreWriteError):  # the move to .3 reached the database all the same
+        pg.apply([binding("a@x", "192.0.2.3")])
+    assert store._db is None  # the store dropped the connection; it opens a new one
+    pg.loop.run_until_complete(store._connect())
+    assert addresses(pg) == [("192.0.2.3", "a@x")]
+    # the retry carries the NAI back to .2, the value the store last saw committed
+    pg.apply([binding("a@x", "192.0.2.2")])
+    assert addresses(pg) == [("192.0.2.2", "a@x")]
+    pg.apply([binding("b@x", "192.0.2.3")])  # so .3 is free for another NAI
+    assert addresses(pg) == [("192.0.2.2", "a@x"), ("192.0.2.3", "b@x")]
+
+
 def test_the_keys_hold_even_against_sql_that_is_not_ours(pg: Engine) -> None:
     import asyncpg
 
