@@ -34,7 +34,7 @@ from router.core.counters import Counters, Family, Names
 from router.services.dhcp_relay import DhcpRelay, RelayAction
 from router.services.dhcp_server import DhcpServer
 from router.services.ipv4_slowpath import fragment, icmp_error
-from router.services.ipv6_slowpath import RateLimit, icmpv6_error
+from router.services.ipv6_slowpath import Icmpv6Errors
 
 #: What the DLMAP's slow path returns: the core's action types and the relay's.
 PuntAction = Action | RelayAction
@@ -64,8 +64,8 @@ class DLMAPPunts:
         self.tunnel_mtu = tunnel_mtu
         #: the source of the ICMPv6 errors (the node's address); None: none are sent
         self.address = address
-        self.icmpv6_limit = RateLimit()
         self.counters = Counters()
+        self.icmpv6 = Icmpv6Errors(self.counters, PuntCounter.ICMPV6_LIMITED)
 
     def from_tunnel(self, punt: Punt, now: float, wall: float) -> list[PuntAction]:
         """A packet punted from the tunnel: ``punt.source`` is the DMPA that sent it."""
@@ -93,13 +93,8 @@ class DLMAPPunts:
     def _icmpv6_error(self, reason: Reason, packet: bytes, now: float) -> list[PuntAction]:
         if reason is not Reason.FRAG_NEEDED or self.address is None:
             return []
-        reply = icmpv6_error("frag_needed", packet, self.address, self.tunnel_mtu)
-        if reply is None:
-            return []
-        if not self.icmpv6_limit.allow(now):
-            self.counters[PuntCounter.ICMPV6_LIMITED] += 1
-            return []
-        return [SendTun(reply)]
+        reply = self.icmpv6.answer("frag_needed", packet, self.address, self.tunnel_mtu, now)
+        return [SendTun(reply)] if reply is not None else []
 
     def _count(self, punt: Punt) -> Reason:
         reason = Reason(punt.reason)

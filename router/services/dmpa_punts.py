@@ -37,7 +37,7 @@ from router.core.dmpa import State
 from router.services.access import AccessDispatcher
 from router.services.common import AccessHost
 from router.services.ipv4_slowpath import fragment, icmp_error
-from router.services.ipv6_slowpath import RateLimit, icmpv6_error
+from router.services.ipv6_slowpath import Icmpv6Errors
 from router.wire.errors import DecodeError
 from router.wire.ethernet import EthernetFrame, EtherType
 from router.wire.nd import link_local_from_mac
@@ -65,8 +65,8 @@ ICMP_ERRORS = {Reason.TTL_EXPIRED: "ttl", Reason.FRAG_NEEDED: "frag_needed"}
 class DMPAPunts:
     """Punts in, actions out (see the module docstring). ``gateway`` is the source of the ICMP
     errors to an MS without a visitor entry (the configured gateway; a visitor's own gateway,
-    from its profile or the PBA, comes first), ``tunnel_mtu`` the largest IPv4 packet the
-    tunnel takes."""
+    from its profile or the PBA, comes first), ``tunnel_mtu`` the largest inner packet (IPv4
+    or IPv6) the tunnel takes."""
 
     def __init__(
         self, access: AccessDispatcher, host: AccessHost, gateway: IPv4Address, tunnel_mtu: int
@@ -78,7 +78,7 @@ class DMPAPunts:
         self.counters = Counters()
         #: the source of the ICMPv6 errors: the router address every DMPA shares (nd_proxy)
         self.router6 = link_local_from_mac(host.pseudo_mac)
-        self.icmpv6_limit = RateLimit()
+        self.icmpv6 = Icmpv6Errors(self.counters, PuntCounter.ICMPV6_LIMITED)
 
     def from_access(self, punt: Punt, now: float, wall: float) -> list[Action]:
         """A frame punted from access link ``punt.link``."""
@@ -86,7 +86,7 @@ class DMPAPunts:
         self.counters[PUNT_ACCESS(reason.name.lower())] += 1
         if reason in FOR_SERVICES:
             return self.access.receive_frame(punt.data, punt.link, now, wall)
-        # The rest concern the IPv4 packet inside the frame: TTL and tunnel MTU.
+        # The rest concern the IP packet inside the frame: TTL or hop limit, and tunnel MTU.
         try:
             frame = EthernetFrame.decode(punt.data)
         except DecodeError:  # the fastpath only punts frames it parsed; counted if not
@@ -117,11 +117,8 @@ class DMPAPunts:
         kind = ICMP_ERRORS.get(reason)
         if kind is None:
             return []
-        reply = icmpv6_error(kind, frame.payload, self.router6, self.tunnel_mtu)
+        reply = self.icmpv6.answer(kind, frame.payload, self.router6, self.tunnel_mtu, now)
         if reply is None:
-            return []
-        if not self.icmpv6_limit.allow(now):
-            self.counters[PuntCounter.ICMPV6_LIMITED] += 1
             return []
         out = EthernetFrame(frame.src, self.host.pseudo_mac, EtherType.IPV6, reply)
         return [SendFrame(link, out.encode())]

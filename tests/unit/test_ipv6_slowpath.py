@@ -12,7 +12,10 @@ import pytest
 
 from fastpath import Punt, Reason
 from router.core.actions import SendFrame, SendTun
-from router.services.ipv6_slowpath import RateLimit, icmpv6_error
+from router.core.counters import Counters
+from router.core.limits import Rate
+from router.services.dlmap_punts import PuntCounter
+from router.services.ipv6_slowpath import Icmpv6Errors, icmpv6_error
 from router.wire.checksum import internet_checksum, ones_complement_sum, pseudo_header_v6
 from router.wire.ethernet import EthernetFrame, EtherType
 from router.wire.nd import IPv6Packet, link_local_from_mac
@@ -76,6 +79,22 @@ def test_time_exceeded_quotes_the_whole_small_packet() -> None:
         ("ttl", packet6(80, dst=IPv6Address("ff0e::1"))),  # to multicast: PTB only
         ("ttl", b"\x60" + bytes(10)),  # does not decode
         ("ttl", packet6(80, src=IPv6Address("::1"))),  # loopback
+        # an error behind a Hop-by-Hop header, behind Destination Options and a first fragment
+        ("ttl", packet6(80, nh=0, payload=bytes([58, 0]) + bytes(6) + bytes([1, 4]) + bytes(30))),
+        (
+            "ttl",
+            packet6(
+                80,
+                nh=60,
+                payload=bytes([44, 0])
+                + bytes(6)
+                + bytes([58])
+                + bytes(7)
+                + bytes([3, 0])
+                + bytes(22),
+            ),
+        ),
+        ("ttl", packet6(80, nh=0, payload=bytes([0, 9]) + bytes(38))),  # the chain runs past
     ],
 )
 def test_no_error_is_owed(kind: str, packet: bytes) -> None:
@@ -92,13 +111,33 @@ def test_packet_too_big_is_owed_for_a_multicast_destination_and_echo_requests() 
         icmpv6_error("redirect", echo, DLMAP6)
 
 
-def test_the_rate_limit_is_a_token_bucket() -> None:
-    limit = RateLimit(per_second=10.0, burst=3)
-    assert [limit.allow(5.0) for _ in range(5)] == [True, True, True, False, False]
-    assert limit.allow(5.05) is False and limit.allow(5.2) is True  # one token per 100 ms
-    assert limit.limited == 3
-    assert [limit.allow(1000.0) for _ in range(3)] == [True] * 3  # full again, not more
-    assert limit.allow(999.0) is False  # time going back adds nothing
+def test_an_upper_layer_behind_extension_headers_is_answered() -> None:
+    behind_dest_opts = packet6(80, nh=60, payload=bytes([17, 0]) + bytes(38))  # UDP
+    assert icmpv6_error("ttl", behind_dest_opts, DLMAP6) is not None
+    echo_behind_hbh = packet6(
+        80, nh=0, payload=bytes([58, 0]) + bytes(6) + bytes([128]) + bytes(31)
+    )
+    assert icmpv6_error("ttl", echo_behind_hbh, DLMAP6) is not None
+    later_fragment = packet6(80, nh=44, payload=bytes([58, 0, 0, 8 << 3]) + bytes(36))
+    assert icmpv6_error("ttl", later_fragment, DLMAP6) is not None  # its type is not in it
+
+
+def test_the_rate_limit_is_a_token_bucket_per_source() -> None:
+    counters = Counters()
+    errors = Icmpv6Errors(counters, PuntCounter.ICMPV6_LIMITED, Rate(10.0, 3))
+    one, other = packet6(100, hop=1), packet6(100, hop=1, src=IPv6Address("2001:db8:ff00:17::6"))
+
+    def sent(packet: bytes, now: float) -> bool:
+        return errors.answer("ttl", packet, DLMAP6, 1460, now) is not None
+
+    assert [sent(one, 5.0) for _ in range(5)] == [True, True, True, False, False]
+    assert sent(other, 5.0)  # another source has its own bucket
+    assert sent(one, 5.05) is False and sent(one, 5.2) is True  # one token per 100 ms
+    assert counters["punt.icmpv6_limited"] == 3
+    assert [sent(one, 1000.0) for _ in range(3)] == [True] * 3  # full again, not more
+    assert sent(one, 999.0) is False  # time going back adds nothing
+    assert errors.answer("ttl", packet6(80, src=IPv6Address("::")), DLMAP6, 1460, 1000.0) is None
+    assert counters["punt.icmpv6_limited"] == 4  # an error not owed is not counted as limited
 
 
 @pytest.mark.parametrize(("reason", "kind"), [(Reason.TTL_EXPIRED, 3), (Reason.FRAG_NEEDED, 2)])
