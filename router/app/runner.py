@@ -193,7 +193,7 @@ class ActionRunner:
         if self._commit is not None:  # the commit's end flushes what came meanwhile
             return
         queue, self._queue = self._queue, []
-        # One pass: the turn's rows, and the rest in order (Persist is a final dataclass).
+        # One pass: the turn's rows, and the rest in order (no class derives from Persist).
         persists: list[Persist] = []
         rest: list[object] = []
         keep, carry = persists.append, rest.append

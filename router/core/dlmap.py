@@ -666,7 +666,9 @@ class DLMAP:
     def restore(
         self, tables: Mapping[str, Iterable[Mapping[str, Any]]], now: float, wall: float
     ) -> list[Action]:
-        """Reload the state written through :class:`Persist` actions; returns the fastpath binds.
+        """Reload the state written through :class:`Persist` actions; returns the fastpath
+        binds, the restart counter to store and, for an identity that goes on, the heartbeat
+        requests that say so to every DMPA.
 
         Leases come first (the pool must know who holds what), then bindings; a binding whose
         lifetime ended while we were down is removed (and its lease starts running).
@@ -685,12 +687,10 @@ class DLMAP:
                 self.revoker.sequence = int(row["value"])
             elif row["key"] == "restart_counter":
                 stored_counter = int(row["value"])
-        kept = False
         if self.config.keep_restart_counter and stored_counter is not None:
-            kept = True
-            counter = self.heartbeat.keep_restart_counter(stored_counter)
+            counter, kept = self.heartbeat.keep_restart_counter(stored_counter), True
         else:
-            counter = self.heartbeat.next_restart_counter(stored_counter, wall)
+            counter, kept = self.heartbeat.next_restart_counter(stored_counter, wall), False
         actions.append(
             Persist("meta", "restart_counter", {"key": "restart_counter", "value": counter})
         )

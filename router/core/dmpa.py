@@ -51,6 +51,7 @@ from router.core.actions import (
 from router.core.common import (
     BRA_STATUS,
     PBA_STATUS,
+    RateLimiter,
     SignalingCounter,
     Unhandled,
     earliest,
@@ -133,8 +134,8 @@ class DMPA:
         self.bu_sequence = 0
         #: (DLMAP, BU sequence number) of each PBU in flight -> the visitor's MAC.
         self._in_flight: dict[tuple[IPv6Address, int], MacAddress] = {}
-        #: When the waiting PBUs were last sent again because a DLMAP asked for a heartbeat.
-        self._resent_at: dict[IPv6Address, float] = {}
+        #: Waiting PBUs sent again because a DLMAP asked for a heartbeat: at most so often.
+        self._resend_limit = RateLimiter(RESEND_INTERVAL)
         self._timers: TimerHeap[tuple[str, MacAddress]] = TimerHeap()
         self._unhandled = Unhandled(self.counters)
         self._last_timestamp = 0
@@ -413,10 +414,8 @@ class DMPA:
     def _resend_waiting(self, dlmap: IPv6Address, now: float, wall: float) -> list[Action]:
         """``dlmap`` asked for a heartbeat: it is there. Registrations waiting for its PBA are
         sent again now; their retransmission timeout stays where the backoff had it."""
-        last = self._resent_at.get(dlmap)
-        if last is not None and now - last < RESEND_INTERVAL:
+        if not self._resend_limit.allow(dlmap, now):
             return []
-        self._resent_at[dlmap] = now
         actions: list[Action] = []
         for (peer, sequence), mac in list(self._in_flight.items()):  # the PBUs in flight
             visitor = self.visitors.get(mac)

@@ -114,10 +114,7 @@ class HeartbeatMonitor:
         With interval 0 it is a one-off: its response is matched, and never counted missed."""
         actions: list[Action] = []
         for peer, state in self.peers.items():
-            state.sequence = (state.sequence + 1) % SEQUENCE_MODULO
-            state.outstanding = state.sequence
-            self.counters[HeartbeatCounter.REQUEST_SENT] += 1
-            actions.append(SendMH(peer, Heartbeat(state.sequence)))
+            actions.append(self._request(peer, state))
             if self.config.interval > 0:
                 self._timers.schedule(peer, now + self.config.interval)
         return actions
@@ -165,12 +162,16 @@ class HeartbeatMonitor:
                     self.counters[HeartbeatCounter.PEER_UNREACHABLE] += 1
                     changes.append((peer, PeerChange.UNREACHABLE))
                     actions.append(event("peer_unreachable", peer=peer, missed=state.missed))
-            state.sequence = (state.sequence + 1) % SEQUENCE_MODULO
-            state.outstanding = state.sequence
-            self.counters[HeartbeatCounter.REQUEST_SENT] += 1
-            actions.append(SendMH(peer, Heartbeat(state.sequence)))
+            actions.append(self._request(peer, state))
             self._timers.schedule(peer, now + self.config.interval)
         return actions, changes
+
+    def _request(self, peer: IPv6Address, state: PeerLiveness) -> SendMH:
+        """The next request to ``peer``, outstanding from now."""
+        state.sequence = (state.sequence + 1) % SEQUENCE_MODULO
+        state.outstanding = state.sequence
+        self.counters[HeartbeatCounter.REQUEST_SENT] += 1
+        return SendMH(peer, Heartbeat(state.sequence))
 
     def receive(
         self, message: Heartbeat, src: IPv6Address, now: float | None = None
