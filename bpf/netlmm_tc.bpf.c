@@ -199,16 +199,17 @@ static __always_inline void count_binding(struct netlmm_binding *b, __u32 octets
 	__sync_fetch_and_add(&b->octets, octets);
 }
 
-/* Where the tunnel to ``dst`` leaves: 0 with ``fib`` filled (MACs, ifindex), 1 when the
- * neighbour is not known yet (bpf_redirect_neigh resolves it), -1 when there is no route. */
+/* Where the tunnel to ``dst`` carrying next header ``nexthdr`` (4 or 41: what policy routing
+ * on the protocol sees) leaves: 0 with ``fib`` filled (MACs, ifindex), 1 when the neighbour is
+ * not known yet (bpf_redirect_neigh resolves it), -1 when there is no route. */
 static __always_inline int route6(struct __sk_buff *skb, struct netlmm_config *cfg,
-				  const __u8 *dst, struct bpf_fib_lookup *fib)
+				  const __u8 *dst, __u8 nexthdr, struct bpf_fib_lookup *fib)
 {
 	int rc;
 
 	__builtin_memset(fib, 0, sizeof(*fib));
 	fib->family = AF_INET6;
-	fib->l4_protocol = IPPROTO_IPIP;
+	fib->l4_protocol = nexthdr;
 	fib->tot_len = 0; /* a super-packet must not fail the MTU check */
 	fib->ifindex = cfg->transport_ifindex;
 	__builtin_memcpy(fib->ipv6_src, cfg->local, 16);
@@ -340,7 +341,7 @@ int dmpa_access(struct __sk_buff *skb)
 	r = fits(skb, ip, end, tot, cfg->tunnel_mtu);
 	if (r)
 		return count(D_UPLINK, r, len), TC_ACT_OK;
-	how = route6(skb, cfg, b->endpoint, &fib);
+	how = route6(skb, cfg, b->endpoint, IPPROTO_IPIP, &fib);
 	if (how < 0)
 		return count(D_UPLINK, R_NO_ROUTE, len), TC_ACT_OK;
 	tos = ip->tos;
@@ -492,7 +493,7 @@ static __always_inline int dlmap_downlink(struct __sk_buff *skb, struct netlmm_c
 	r = fits(skb, ip, end, tot, cfg->tunnel_mtu);
 	if (r)
 		return count(D_DOWNLINK, r, len), TC_ACT_OK;
-	how = route6(skb, cfg, b->endpoint, &fib);
+	how = route6(skb, cfg, b->endpoint, IPPROTO_IPIP, &fib);
 	if (how < 0)
 		return count(D_DOWNLINK, R_NO_ROUTE, len), TC_ACT_OK;
 	tos = ip->tos;

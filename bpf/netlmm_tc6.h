@@ -144,7 +144,7 @@ static __always_inline int encapsulate6(struct __sk_buff *skb, struct netlmm_con
 	if (r)
 		return count(dir, r, len), TC_ACT_OK;
 	tclass = traffic_class(ip6);
-	how = route6(skb, cfg, b->endpoint, &fib);
+	how = route6(skb, cfg, b->endpoint, IPPROTO_IPV6, &fib);
 	if (how < 0)
 		return count(dir, R_NO_ROUTE, len), TC_ACT_OK;
 	/* Ethernet may pad a short frame: the tunnel carries the IPv6 packet only */
