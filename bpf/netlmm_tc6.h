@@ -22,13 +22,7 @@
 #ifndef NETLMM_TC6_H
 #define NETLMM_TC6_H
 
-#define NH_HOP 0
-#define NH_ROUTING 43
-#define NH_FRAGMENT 44
-#define NH_AH 51
-#define NH_ICMPV6 58
-#define NH_DSTOPTS 60
-#define NH_MOBILITY 135
+/* Next headers linux/in.h and linux/in6.h do not name (the others are their IPPROTO_*). */
 #define NH_HIP 139
 #define NH_SHIM6 140
 #define NH_TEST1 253
@@ -73,13 +67,13 @@ static __always_inline int ipv6_ok(struct __sk_buff *skb, struct ipv6hdr *ip6, _
 static __always_inline int extension(__u8 nexthdr)
 {
 	switch (nexthdr) {
-	case NH_FRAGMENT:
+	case IPPROTO_FRAGMENT:
 		return R_IP_FRAGMENT;
-	case NH_HOP:
-	case NH_ROUTING:
-	case NH_AH:
-	case NH_DSTOPTS:
-	case NH_MOBILITY:
+	case IPPROTO_HOPOPTS:
+	case IPPROTO_ROUTING:
+	case IPPROTO_AH:
+	case IPPROTO_DSTOPTS:
+	case IPPROTO_MH:
 	case NH_HIP:
 	case NH_SHIM6:
 	case NH_TEST1:
@@ -172,7 +166,7 @@ static __always_inline int dmpa_access6(struct __sk_buff *skb, struct netlmm_con
 	if ((void *)(ip6 + 1) > end)
 		return count(D_UPLINK, R_UNPARSED, len), TC_ACT_OK;
 	/* ND for the router (unicast NUD, redirects): the user-space tier answers it */
-	if (ip6->nexthdr == NH_ICMPV6 && (void *)(type + 1) <= end &&
+	if (ip6->nexthdr == IPPROTO_ICMPV6 && (void *)(type + 1) <= end &&
 	    bpf_ntohs(ip6->payload_len) > 0 && *type >= ND_FIRST && *type <= ND_LAST)
 		return count(D_UPLINK, R_ICMP_GATEWAY, len), TC_ACT_OK;
 	if (ip6->daddr.s6_addr[0] == 0xff || link_local(&ip6->daddr) || link_local(&ip6->saddr))
