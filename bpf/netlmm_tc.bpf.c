@@ -404,7 +404,7 @@ int dmpa_transport(struct __sk_buff *skb)
 		return count(D_DOWNLINK, R_NO_BINDING, len), TC_ACT_OK;
 	if (ip6_differs(&ip6->saddr, b->endpoint))
 		return count(D_DOWNLINK, R_SRC_NOT_BOUND, len), TC_ACT_SHOT;
-	if ((bpf_ntohl(*(__u32 *)ip6) >> 20 & 3) == 3)
+	if (outer_ce(ip6))
 		return count(D_DOWNLINK, R_ECN_CE, len), TC_ACT_OK;
 	if (ip->ttl <= 1)
 		return count(D_DOWNLINK, R_TTL_EXPIRED, len), TC_ACT_OK;
@@ -451,7 +451,7 @@ static __always_inline int dlmap_tunnel(struct __sk_buff *skb, struct netlmm_con
 	b = bpf_map_lookup_elem(&bindings, &hoa);
 	if (!b || ip6_differs(&ip6->saddr, b->endpoint))
 		return count(D_UPLINK, R_SRC_NOT_BOUND, len), TC_ACT_SHOT;
-	if ((bpf_ntohl(*(__u32 *)ip6) >> 20 & 3) == 3)
+	if (outer_ce(ip6))
 		return count(D_UPLINK, R_ECN_CE, len), TC_ACT_OK;
 	if (bpf_skb_adjust_room(skb, -IP6_LEN, BPF_ADJ_ROOM_MAC,
 				BPF_F_ADJ_ROOM_DECAP_L3_IPV4 | BPF_F_ADJ_ROOM_FIXED_GSO))

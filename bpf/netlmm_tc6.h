@@ -193,6 +193,8 @@ static __always_inline int inner6_ok(struct ipv6hdr *ip6, void *end, __u32 len)
 	return R_FORWARDED;
 }
 
+/* Whether the outer header says CE (the ECN bits of its traffic class both set): the user-space
+ * tier applies RFC 6040. Also what the IPv4-in-IPv6 decapsulations in netlmm_tc.bpf.c ask. */
 static __always_inline int outer_ce(struct ipv6hdr *ip6)
 {
 	return (traffic_class(ip6) & 3) == 3;
