@@ -213,7 +213,7 @@ static __always_inline int dmpa_transport6(struct __sk_buff *skb, struct netlmm_
 	int r;
 
 	r = inner6_ok(ip6, end, len);
-	if (r || (void *)(in + 1) > end)
+	if (r)
 		return count(D_DOWNLINK, R_UNPARSED, len), TC_ACT_OK;
 	prefix = prefix_of(&in->daddr);
 	b = bpf_map_lookup_elem(&prefixes, &prefix);
@@ -234,8 +234,7 @@ static __always_inline int dmpa_transport6(struct __sk_buff *skb, struct netlmm_
 	if ((void *)(eth + 1) > (void *)(long)skb->data_end)
 		return TC_ACT_SHOT;
 	__builtin_memcpy(eth->h_dest, b->mac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, cfg->pseudo_mac, ETH_ALEN);
-	eth->h_proto = bpf_htons(ETH_P_IPV6);
+	__builtin_memcpy(eth->h_source, cfg->pseudo_mac, ETH_ALEN); /* h_proto: IPv6 already */
 	if (decrement_hop_limit(skb, ETH_HLEN, hop))
 		return TC_ACT_SHOT;
 	count_binding(b, tot);
@@ -254,7 +253,7 @@ static __always_inline int dlmap_tunnel6(struct __sk_buff *skb, struct netlmm_co
 	int r;
 
 	r = inner6_ok(ip6, end, len);
-	if (r || (void *)(in + 1) > end)
+	if (r)
 		return count(D_UPLINK, R_UNPARSED, len), TC_ACT_OK;
 	prefix = prefix_of(&in->saddr);
 	b = bpf_map_lookup_elem(&prefixes, &prefix);
