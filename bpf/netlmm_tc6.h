@@ -279,6 +279,8 @@ static __always_inline int dlmap_downlink6(struct __sk_buff *skb, struct netlmm_
 	__u64 prefix = prefix_of(&ip6->daddr);
 
 	b = bpf_map_lookup_elem(&prefixes, &prefix);
+	/* transit not to a bound prefix: D_DOWNLINK, as dlmap_downlink counts IPv4 not to a bound
+	 * HoA (before next header 41 this IPv6 went to D_UPLINK with what is not for us) */
 	if (!b)
 		return count(D_DOWNLINK, R_PASSED, len), TC_ACT_OK;
 	return encapsulate6(skb, cfg, b, ip6, end, len, D_DOWNLINK);
