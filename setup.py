@@ -34,8 +34,9 @@ extensions = [
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
         define_macros=[] if DEBUG else [("NDEBUG", "1")],
         libraries=["bpf"] if pyx.stem == "_kernel" else [],
-        # _kernel.pyx includes "bpf/netlmm_tc.h", the programs' header, from the project root
-        include_dirs=[str(HERE)] if pyx.stem == "_kernel" else [],
+        # _kernel.pyx includes "netlmm_tc.h", the programs' header, from bpf/ (the project root
+        # itself would let its bpf/ shadow libbpf's <bpf/...> headers)
+        include_dirs=[str(HERE / "bpf")] if pyx.stem == "_kernel" else [],
     )
     for pyx in sorted((HERE / "fastpath").glob("*.pyx"))
 ]

@@ -199,16 +199,17 @@ static __always_inline void count_binding(struct netlmm_binding *b, __u32 octets
 	__sync_fetch_and_add(&b->octets, octets);
 }
 
-/* Where the tunnel to ``dst`` leaves: 0 with ``fib`` filled (MACs, ifindex), 1 when the
- * neighbour is not known yet (bpf_redirect_neigh resolves it), -1 when there is no route. */
+/* Where the tunnel to ``dst`` carrying next header ``nexthdr`` (4 or 41: what policy routing
+ * on the protocol sees) leaves: 0 with ``fib`` filled (MACs, ifindex), 1 when the neighbour is
+ * not known yet (bpf_redirect_neigh resolves it), -1 when there is no route. */
 static __always_inline int route6(struct __sk_buff *skb, struct netlmm_config *cfg,
-				  const __u8 *dst, struct bpf_fib_lookup *fib)
+				  const __u8 *dst, __u8 nexthdr, struct bpf_fib_lookup *fib)
 {
 	int rc;
 
 	__builtin_memset(fib, 0, sizeof(*fib));
 	fib->family = AF_INET6;
-	fib->l4_protocol = IPPROTO_IPIP;
+	fib->l4_protocol = nexthdr;
 	fib->tot_len = 0; /* a super-packet must not fail the MTU check */
 	fib->ifindex = cfg->transport_ifindex;
 	__builtin_memcpy(fib->ipv6_src, cfg->local, 16);
@@ -340,7 +341,7 @@ int dmpa_access(struct __sk_buff *skb)
 	r = fits(skb, ip, end, tot, cfg->tunnel_mtu);
 	if (r)
 		return count(D_UPLINK, r, len), TC_ACT_OK;
-	how = route6(skb, cfg, b->endpoint, &fib);
+	how = route6(skb, cfg, b->endpoint, IPPROTO_IPIP, &fib);
 	if (how < 0)
 		return count(D_UPLINK, R_NO_ROUTE, len), TC_ACT_OK;
 	tos = ip->tos;
@@ -403,7 +404,7 @@ int dmpa_transport(struct __sk_buff *skb)
 		return count(D_DOWNLINK, R_NO_BINDING, len), TC_ACT_OK;
 	if (ip6_differs(&ip6->saddr, b->endpoint))
 		return count(D_DOWNLINK, R_SRC_NOT_BOUND, len), TC_ACT_SHOT;
-	if ((bpf_ntohl(*(__u32 *)ip6) >> 20 & 3) == 3)
+	if (outer_ce(ip6))
 		return count(D_DOWNLINK, R_ECN_CE, len), TC_ACT_OK;
 	if (ip->ttl <= 1)
 		return count(D_DOWNLINK, R_TTL_EXPIRED, len), TC_ACT_OK;
@@ -450,7 +451,7 @@ static __always_inline int dlmap_tunnel(struct __sk_buff *skb, struct netlmm_con
 	b = bpf_map_lookup_elem(&bindings, &hoa);
 	if (!b || ip6_differs(&ip6->saddr, b->endpoint))
 		return count(D_UPLINK, R_SRC_NOT_BOUND, len), TC_ACT_SHOT;
-	if ((bpf_ntohl(*(__u32 *)ip6) >> 20 & 3) == 3)
+	if (outer_ce(ip6))
 		return count(D_UPLINK, R_ECN_CE, len), TC_ACT_OK;
 	if (bpf_skb_adjust_room(skb, -IP6_LEN, BPF_ADJ_ROOM_MAC,
 				BPF_F_ADJ_ROOM_DECAP_L3_IPV4 | BPF_F_ADJ_ROOM_FIXED_GSO))
@@ -492,7 +493,7 @@ static __always_inline int dlmap_downlink(struct __sk_buff *skb, struct netlmm_c
 	r = fits(skb, ip, end, tot, cfg->tunnel_mtu);
 	if (r)
 		return count(D_DOWNLINK, r, len), TC_ACT_OK;
-	how = route6(skb, cfg, b->endpoint, &fib);
+	how = route6(skb, cfg, b->endpoint, IPPROTO_IPIP, &fib);
 	if (how < 0)
 		return count(D_DOWNLINK, R_NO_ROUTE, len), TC_ACT_OK;
 	tos = ip->tos;

@@ -22,13 +22,7 @@
 #ifndef NETLMM_TC6_H
 #define NETLMM_TC6_H
 
-#define NH_HOP 0
-#define NH_ROUTING 43
-#define NH_FRAGMENT 44
-#define NH_AH 51
-#define NH_ICMPV6 58
-#define NH_DSTOPTS 60
-#define NH_MOBILITY 135
+/* Next headers linux/in.h and linux/in6.h do not name (the others are their IPPROTO_*). */
 #define NH_HIP 139
 #define NH_SHIM6 140
 #define NH_TEST1 253
@@ -73,13 +67,13 @@ static __always_inline int ipv6_ok(struct __sk_buff *skb, struct ipv6hdr *ip6, _
 static __always_inline int extension(__u8 nexthdr)
 {
 	switch (nexthdr) {
-	case NH_FRAGMENT:
+	case IPPROTO_FRAGMENT:
 		return R_IP_FRAGMENT;
-	case NH_HOP:
-	case NH_ROUTING:
-	case NH_AH:
-	case NH_DSTOPTS:
-	case NH_MOBILITY:
+	case IPPROTO_HOPOPTS:
+	case IPPROTO_ROUTING:
+	case IPPROTO_AH:
+	case IPPROTO_DSTOPTS:
+	case IPPROTO_MH:
 	case NH_HIP:
 	case NH_SHIM6:
 	case NH_TEST1:
@@ -144,7 +138,7 @@ static __always_inline int encapsulate6(struct __sk_buff *skb, struct netlmm_con
 	if (r)
 		return count(dir, r, len), TC_ACT_OK;
 	tclass = traffic_class(ip6);
-	how = route6(skb, cfg, b->endpoint, &fib);
+	how = route6(skb, cfg, b->endpoint, IPPROTO_IPV6, &fib);
 	if (how < 0)
 		return count(dir, R_NO_ROUTE, len), TC_ACT_OK;
 	/* Ethernet may pad a short frame: the tunnel carries the IPv6 packet only */
@@ -172,7 +166,7 @@ static __always_inline int dmpa_access6(struct __sk_buff *skb, struct netlmm_con
 	if ((void *)(ip6 + 1) > end)
 		return count(D_UPLINK, R_UNPARSED, len), TC_ACT_OK;
 	/* ND for the router (unicast NUD, redirects): the user-space tier answers it */
-	if (ip6->nexthdr == NH_ICMPV6 && (void *)(type + 1) <= end &&
+	if (ip6->nexthdr == IPPROTO_ICMPV6 && (void *)(type + 1) <= end &&
 	    bpf_ntohs(ip6->payload_len) > 0 && *type >= ND_FIRST && *type <= ND_LAST)
 		return count(D_UPLINK, R_ICMP_GATEWAY, len), TC_ACT_OK;
 	if (ip6->daddr.s6_addr[0] == 0xff || link_local(&ip6->daddr) || link_local(&ip6->saddr))
@@ -199,6 +193,8 @@ static __always_inline int inner6_ok(struct ipv6hdr *ip6, void *end, __u32 len)
 	return R_FORWARDED;
 }
 
+/* Whether the outer header says CE (the ECN bits of its traffic class both set): the user-space
+ * tier applies RFC 6040. Also what the IPv4-in-IPv6 decapsulations in netlmm_tc.bpf.c ask. */
 static __always_inline int outer_ce(struct ipv6hdr *ip6)
 {
 	return (traffic_class(ip6) & 3) == 3;
@@ -217,7 +213,7 @@ static __always_inline int dmpa_transport6(struct __sk_buff *skb, struct netlmm_
 	int r;
 
 	r = inner6_ok(ip6, end, len);
-	if (r || (void *)(in + 1) > end)
+	if (r)
 		return count(D_DOWNLINK, R_UNPARSED, len), TC_ACT_OK;
 	prefix = prefix_of(&in->daddr);
 	b = bpf_map_lookup_elem(&prefixes, &prefix);
@@ -238,8 +234,7 @@ static __always_inline int dmpa_transport6(struct __sk_buff *skb, struct netlmm_
 	if ((void *)(eth + 1) > (void *)(long)skb->data_end)
 		return TC_ACT_SHOT;
 	__builtin_memcpy(eth->h_dest, b->mac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, cfg->pseudo_mac, ETH_ALEN);
-	eth->h_proto = bpf_htons(ETH_P_IPV6);
+	__builtin_memcpy(eth->h_source, cfg->pseudo_mac, ETH_ALEN); /* h_proto: IPv6 already */
 	if (decrement_hop_limit(skb, ETH_HLEN, hop))
 		return TC_ACT_SHOT;
 	count_binding(b, tot);
@@ -258,7 +253,7 @@ static __always_inline int dlmap_tunnel6(struct __sk_buff *skb, struct netlmm_co
 	int r;
 
 	r = inner6_ok(ip6, end, len);
-	if (r || (void *)(in + 1) > end)
+	if (r)
 		return count(D_UPLINK, R_UNPARSED, len), TC_ACT_OK;
 	prefix = prefix_of(&in->saddr);
 	b = bpf_map_lookup_elem(&prefixes, &prefix);
@@ -284,6 +279,8 @@ static __always_inline int dlmap_downlink6(struct __sk_buff *skb, struct netlmm_
 	__u64 prefix = prefix_of(&ip6->daddr);
 
 	b = bpf_map_lookup_elem(&prefixes, &prefix);
+	/* transit not to a bound prefix: D_DOWNLINK, as dlmap_downlink counts IPv4 not to a bound
+	 * HoA (before next header 41 this IPv6 went to D_UPLINK with what is not for us) */
 	if (!b)
 		return count(D_DOWNLINK, R_PASSED, len), TC_ACT_OK;
 	return encapsulate6(skb, cfg, b, ip6, end, len, D_DOWNLINK);

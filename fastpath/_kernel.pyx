@@ -86,7 +86,7 @@ cdef extern from "bpf/bpf.h" nogil:
 cdef extern from "linux/types.h":
     pass
 
-cdef extern from "bpf/netlmm_tc.h":
+cdef extern from "netlmm_tc.h":
     struct netlmm_binding:
         uint8_t endpoint[16]
         uint8_t mac[6]

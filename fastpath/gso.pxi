@@ -168,10 +168,12 @@ cdef int co_add(coal_t *c, int fd, const uint8_t *p, Py_ssize_t n) noexcept nogi
         c.fd, c.n, c.count, c.t, c.hdrs, c.mss = fd, n, 1, t, hdrs, <uint32_t>k
         c.v6 = v6
         c.seq_next = be32(p + t + 4)
-        c.id_next = be16(p + c.l2 + 4)
+        if not v6:  # the IPv4 ID; IPv6 has none
+            c.id_next = be16(p + c.l2 + 4)
         c.closed = False
     c.seq_next = c.seq_next + <uint32_t>k
-    c.id_next = (c.id_next + 1) & 0xFFFF
+    if not c.v6:
+        c.id_next = (c.id_next + 1) & 0xFFFF
     if flags & (TCP_FIN | TCP_PSH) or c.n + c.mss > c.l2 + COALESCE_MAX:
         c.closed = True
     return CO_MERGED

@@ -30,6 +30,7 @@ cdef void pt_free(ptab_t *t) noexcept:
     t.entries = NULL
 
 
+# Twin of HoaTable._place (table.pxi), 64-bit keys: a probing fix there is made here too.
 cdef inline void pt_place(pslot_t *slots, uint32_t mask, uint64_t key, uint32_t idx) noexcept:
     cdef uint32_t i = hash64(key) & mask
     while slots[i].idx:
@@ -38,6 +39,7 @@ cdef inline void pt_place(pslot_t *slots, uint32_t mask, uint64_t key, uint32_t 
     slots[i].idx = idx
 
 
+# Twin of HoaTable._slot (table.pxi; no old array here): a probing fix there is made here too.
 cdef inline pslot_t *pt_slot(ptab_t *t, uint64_t key) noexcept nogil:
     cdef uint32_t i = hash64(key) & t.mask
     while t.slots[i].idx:
@@ -93,6 +95,7 @@ cdef pentry_t *pt_bind(ptab_t *t, uint64_t key) except NULL:
     return e
 
 
+# Twin of HoaTable.unbind's backward shift (table.pxi): a fix to one is made to the other.
 cdef bint pt_unbind(ptab_t *t, uint64_t key) noexcept:
     """Backward-shift deletion, then the last entry moves into the hole (the order the
     reference's dict does not need, but ``HoaTable`` keeps for the IPv4 entries too)."""

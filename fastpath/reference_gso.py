@@ -85,13 +85,14 @@ def segment(buf: Buf, l2len: int) -> tuple[int, list[bytes]]:
         if ihl < 20 or p[ip + 9] != PROTO_TCP:
             return Reason.BAD_GSO, []
         pseudo = sum16(p[ip + 12 : ip + 20]) + PROTO_TCP
+        ip_id = be16(p, ip + 4)  # IPv4 only: IPv6 has no ID
     if m < t + 20:
         return Reason.BAD_GSO, []
     hdrs = t + (p[t + 12] >> 4) * 4
     if hdrs < t + 20 or m < hdrs:
         return Reason.BAD_GSO, []
     count = max(1, -(-(m - hdrs) // gso_size))
-    ip_id, seq = be16(p, ip + 4), be32(p, t + 4)
+    seq = be32(p, t + 4)
     out = []
     for i in range(count):
         lo = hdrs + i * gso_size
@@ -194,10 +195,13 @@ class Coalescer:
         else:
             self.fd, self.buf, self.count = fd, bytearray(p), 1
             self.t, self.hdrs, self.mss, self.v6 = t, hdrs, k, v6
-            self.seq_next, self.id_next = be32(p, t + 4), be16(p, self.l2 + 4)
+            self.seq_next = be32(p, t + 4)
+            if not v6:  # the IPv4 ID; IPv6 has none
+                self.id_next = be16(p, self.l2 + 4)
             closed = False
         self.seq_next = (self.seq_next + k) & 0xFFFFFFFF
-        self.id_next = (self.id_next + 1) & 0xFFFF
+        if not self.v6:
+            self.id_next = (self.id_next + 1) & 0xFFFF
         if (
             closed
             or flags & (TCP_FIN | TCP_PSH)

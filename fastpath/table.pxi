@@ -162,6 +162,7 @@ cdef class HoaTable:
             madvise(<void *>lo, hi - lo, MADV_DONTNEED)  # advisory: if not, munmap does it
             self.released = hi
 
+    # Twin of pt_place (prefix.pxi), 32-bit keys: a probing fix here is made there too.
     cdef inline void _place(self, uint32_t key, uint32_t idx) noexcept:
         cdef uint32_t i = hash32(key) & self.mask
         while self.slots[i].idx:
@@ -188,6 +189,7 @@ cdef class HoaTable:
                 i = self.cursor
         return NULL
 
+    # Twin of pt_slot (prefix.pxi, which has no old array): a probing fix here is made there.
     cdef inline slot_t *_slot(self, uint32_t key) noexcept:
         """The live slot of ``key`` in either array, or NULL."""
         cdef uint32_t i = hash32(key) & self.mask
@@ -301,6 +303,7 @@ cdef class HoaTable:
         e.pad = 0
         memcpy(e.mac, <const char *>macb, 6)
 
+    # Its backward shift is pt_unbind's twin (prefix.pxi): a fix to one is made to the other.
     def unbind(self, hoa):
         cdef slot_t *s
         cdef uint32_t i, j, k, d, last

@@ -246,11 +246,16 @@ class KernelPath:
 
     # --- DataPath -------------------------------------------------------------------------
 
-    def _value(self, action: Bind) -> bytes:
+    def _value(self, action: Bind | BindPrefix) -> bytes:
+        """The map value of a HoA's binding or of a prefix's (whose gateway is 0: ICMP to the
+        gateway is an IPv4 test)."""
         mac = action.mac.packed if action.mac is not None else NO_MAC
         link = action.link
         ifindex = self._access[link] if 0 <= link < len(self._access) else 0
-        gateway = action.gateway.packed if action.gateway is not None else self.gateway
+        if isinstance(action, BindPrefix):
+            gateway = bytes(4)
+        else:
+            gateway = action.gateway.packed if action.gateway is not None else self.gateway
         return BINDING.pack(action.endpoint.packed, mac, ifindex, gateway, link, 0, 0, 0)
 
     def bind(self, action: Bind) -> None:
@@ -268,11 +273,7 @@ class KernelPath:
     # IPv6 home network prefixes (dual-stack MSs): IPv6-in-IPv6, next header 41, from the same
     # BindPrefix and UnbindPrefix actions the user-space tier's prefix table takes.
     def bind_prefix(self, action: BindPrefix) -> None:
-        mac = action.mac.packed if action.mac is not None else NO_MAC
-        link = action.link
-        ifindex = self._access[link] if 0 <= link < len(self._access) else 0
-        value = BINDING.pack(action.endpoint.packed, mac, ifindex, bytes(4), link, 0, 0, 0)
-        self._k.map_update(self._prefixes_fd, _prefix_key(action.prefix), value)
+        self._k.map_update(self._prefixes_fd, _prefix_key(action.prefix), self._value(action))
 
     def unbind_prefix(self, prefix: IPv6Network) -> None:
         self._k.map_delete(self._prefixes_fd, _prefix_key(prefix))
@@ -280,11 +281,7 @@ class KernelPath:
     def lookup_prefix(self, prefix: IPv6Network) -> Binding | None:
         """The entry of ``prefix`` (its top 64 bits as the HoA field) with what it forwarded."""
         raw = self._k.map_lookup(self._prefixes_fd, _prefix_key(prefix), BINDING.size)
-        if raw is None:
-            return None
-        endpoint, mac, _, _, link, flags, packets, octets = BINDING.unpack(raw)
-        top = int(prefix.network_address) >> 64
-        return Binding(top, endpoint, mac, link, flags, packets, octets)
+        return None if raw is None else _binding(int(prefix.network_address) >> 64, raw)
 
     def lookup(self, hoa: IPv4Address) -> Binding | None:
         held = self._held.get(hoa) if self._held is not None else None
@@ -292,10 +289,7 @@ class KernelPath:
             raw: bytes | None = self._value(held)
         else:
             raw = self._k.map_lookup(self._bindings_fd, KEY.pack(int(hoa)), BINDING.size)
-        if raw is None:
-            return None
-        endpoint, mac, _, _, link, flags, packets, octets = BINDING.unpack(raw)
-        return Binding(int(hoa), endpoint, mac, link, flags, packets, octets)
+        return None if raw is None else _binding(int(hoa), raw)
 
     def counters(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -332,6 +326,12 @@ class KernelPath:
             return 0
         written: int = self._k.map_update_batch(self._bindings_fd, keys, values, count)
         return written
+
+
+def _binding(key: int, raw: bytes) -> Binding:
+    """A map value (``raw``) as the Binding of ``key`` (a HoA, or a prefix's top 64 bits)."""
+    endpoint, mac, _, _, link, flags, packets, octets = BINDING.unpack(raw)
+    return Binding(key, endpoint, mac, link, flags, packets, octets)
 
 
 def _prefix_key(prefix: IPv6Network) -> bytes:
