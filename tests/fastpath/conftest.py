@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from fastpath.common import Direction, Verdict
+from fastpath.common import Direction, Reason, Verdict
 from fastpath.kernel import (
     BINDING,
     CONFIG,
@@ -118,6 +118,39 @@ class Loaded:
 
     def close(self) -> None:
         self.obj.close()
+
+
+#: What the Cython twin answers (verdict, reason) for a reason of the kernel tier's own, one
+#: without a :class:`Reason` of the same name: the listed exceptions :func:`same_reason` allows.
+CYTHON_INSTEAD: dict[KernelReason, set[tuple[Verdict, Reason]]] = {
+    # left to the stack by the kernel; the Cython tier drops what is not addressed to it
+    KernelReason.PASSED: {
+        (Verdict.DROP, Reason.NOT_FOR_US),
+        (Verdict.DROP, Reason.BAD_NEXT_HEADER),
+    },
+    # the Cython tier carries what the kernel does not parse (RFC 6040 applied for CE)
+    KernelReason.IP_OPTIONS: {(Verdict.FORWARD, Reason.FORWARDED)},
+    KernelReason.IP_FRAGMENT: {(Verdict.FORWARD, Reason.FORWARDED)},
+    KernelReason.EXT_HEADER: {(Verdict.FORWARD, Reason.FORWARDED)},
+    KernelReason.ECN_CE: {(Verdict.FORWARD, Reason.FORWARDED)},
+    # lengths or headers the kernel does not take: the Cython tier finds them malformed
+    KernelReason.UNPARSED: {
+        (Verdict.DROP, Reason.TRUNCATED),
+        (Verdict.DROP, Reason.BAD_NEXT_HEADER),
+    },
+}
+
+
+def same_reason(kernel_reason: KernelReason, verdict: int, cython_reason: int) -> None:
+    """The Cython twin ends the packet with the kernel's reason, or, for one of the kernel
+    tier's own reasons, with an answer listed in :data:`CYTHON_INSTEAD`: never unchecked."""
+    if kernel_reason.name in Reason.__members__:
+        assert Reason(cython_reason).name == kernel_reason.name
+        return
+    assert kernel_reason in CYTHON_INSTEAD, (
+        f"kernel reason {kernel_reason.name} has no Cython counterpart and no listed exception"
+    )
+    assert (Verdict(verdict), Reason(cython_reason)) in CYTHON_INSTEAD[kernel_reason]
 
 
 #: How a module binds the peer's endpoint on a loaded object (its ``bind_peer`` fixture).
