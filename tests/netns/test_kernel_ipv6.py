@@ -42,8 +42,7 @@ from netlmm_lab.poll import wait_until
 from netlmm_lab.tools import tcp_transfer
 from netlmm_lab.topology import CN_IF, MS_IF, TRANSPORT_IF, UPLINK_IF, Lab
 from tests.netns.children import run_child
-from tests.netns.forge import flat, marker
-from tests.netns.test_kernel_equivalence import PSEUDO, _exchange
+from tests.netns.forge import PSEUDO, Leg, exchange_both_ways, marker
 
 pytestmark = pytest.mark.root
 
@@ -104,29 +103,24 @@ def _run(datapath: str) -> tuple[str, dict[str, list[bytes]], Counter[str]]:
         ms6 = str(address)
         lm_mac = next(x["address"] for x in lab.links("lm") if x["ifname"] == UPLINK_IF)
         cn_mac = next(x["address"] for x in lab.links("cn") if x["ifname"] == CN_IF)
-        frames: dict[str, list[bytes]] = {}
-        before = {r: flat(domain.ask(r, "counters")) for r in ("dlmap", "dmpa1")}
-        for direction, (ns, ifname, macs, src, dst) in {
-            "up": ("ms", MS_IF, (lab.ms_mac("ms"), PSEUDO), ms6, CN6),
-            "down": ("cn", CN_IF, (cn_mac, lm_mac), CN6, ms6),
-        }.items():
-            far = ("cn", CN_IF) if direction == "up" else ("ms", MS_IF)
-            sequence = [
-                bytes(Ether(src=mac or macs[0], dst=macs[1]) / p)
-                for mac, p in _cases(src, dst, direction)
-            ]
-            seen = _exchange(lab, (ns, ifname), far, sequence)
-            for where, got in seen.items():
-                for word, frame in got:
-                    frames.setdefault(f"{where[0]}:{word}", []).append(frame[14:])
-        after = {r: flat(domain.ask(r, "counters")) for r in ("dlmap", "dmpa1")}
-        delta: Counter[str] = Counter()
-        for role, values in after.items():
-            for name, value in values.items():
-                if value - before[role][name]:
-                    delta[f"{role}/{name}"] = value - before[role][name]
+        legs = {
+            direction: Leg(
+                (ns, ifname),
+                far,
+                [
+                    bytes(Ether(src=mac or macs[0], dst=macs[1]) / p)
+                    for mac, p in _cases(src, dst, direction)
+                ],
+                src,
+            )
+            for direction, (ns, ifname, far, macs, src, dst) in {
+                "up": ("ms", MS_IF, ("cn", CN_IF), (lab.ms_mac("ms"), PSEUDO), ms6, CN6),
+                "down": ("cn", CN_IF, ("ms", MS_IF), (cn_mac, lm_mac), CN6, ms6),
+            }.items()
+        }
+        frames, delta = exchange_both_ways(lab, domain, legs, lambda frame, _: frame[14:])
         domain.stop()
-    return ms6, {k: sorted(v) for k, v in frames.items()}, delta
+    return ms6, frames, delta
 
 
 def test_kernel_and_cython_tiers_deliver_the_same_ipv6_packets(root: None) -> None:
