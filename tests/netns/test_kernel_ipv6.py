@@ -17,7 +17,6 @@ through real ``netlmm run`` nodes with ``[node] datapath`` set, in a lab with IP
 from __future__ import annotations
 
 import json
-import subprocess
 from collections import Counter
 from ipaddress import IPv6Address
 from typing import Any
@@ -43,6 +42,7 @@ from netlmm_lab.tools import tcp_transfer
 from netlmm_lab.topology import CN_IF, MS_IF, TRANSPORT_IF, UPLINK_IF, Lab
 from tests.netns.children import run_child
 from tests.netns.forge import PSEUDO, Leg, exchange_both_ways, marker
+from tests.oracle.tshark import fields
 
 pytestmark = pytest.mark.root
 
@@ -188,14 +188,9 @@ def test_ipv6_tcp_through_the_kernel_arrives_whole_and_fits_the_tunnel(
         assert up.bytes_acknowledged == down.bytes_acknowledged == 5_000_000
         after = domain.ask("dmpa1", "counters")
         domain.stop()
-        fields = ["ipv6.plen", "tcp.checksum.status", "tcp.len"]
-        command = [tshark_path, "-r", str(pcap), "-n", "-Y", "ipv6.nxt == 41 && tcp"]
-        command += ["-o", "tcp.check_checksum:TRUE", "-T", "fields", "-E", "separator=|"]
-        command += ["-E", "occurrence=a", "-E", "aggregator=,"]
-        for field in fields:
-            command += ["-e", field]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
-    rows = [dict(zip(fields, line.split("|"), strict=True)) for line in done.stdout.splitlines()]
+        names = ["ipv6.plen", "tcp.checksum.status", "tcp.len"]
+        checks = {"tcp.check_checksum": "TRUE"}
+        rows = fields(tshark_path, pcap, names, "ipv6.nxt == 41 && tcp", checks)
     carried = sum(int(row["tcp.len"]) for row in rows)
     assert carried >= 8_000_000, carried  # both transfers crossed in the tunnel
     lengths = [[int(n) for n in row["ipv6.plen"].split(",")] for row in rows]
