@@ -33,13 +33,14 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
-from netlmm_lab import dualstack
+from netlmm_lab import dualstack, servers
 from netlmm_lab.configs import MobileProfile
 from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import Domain
 from netlmm_lab.poll import wait_until
 from netlmm_lab.tools import tcp_transfer
 from netlmm_lab.topology import CN_IF, MS_IF, TRANSPORT_IF, UPLINK_IF, Lab
+from tests.conftest import require
 from tests.netns.children import run_child
 from tests.netns.forge import PSEUDO, Leg, exchange_both_ways, marker
 from tests.oracle.tshark import fields
@@ -83,6 +84,7 @@ def _cases(src: str, dst: str, prefix: str) -> list[tuple[str | None, Packet]]:
 
 def _dual_stack(lab: Lab, datapath: str, **options: Any) -> tuple[Domain, IPv6Address]:
     """A dual-stack MS bound (DHCP, SLAAC) through DLMAP and DMPA 1 running ``datapath``."""
+    require(servers.binary("udhcpc") is not None, "udhcpc is not installed (make test)")
     dualstack.enable(lab)
     profile = MobileProfile(NAI, lab.ms_mac("ms"), "dhcp", None, ipv6=True)
     domain = Domain(
