@@ -7,8 +7,6 @@ tests cover it (tests/netns/test_kernel_tier.py)."""
 from __future__ import annotations
 
 import re
-import struct
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -29,13 +27,19 @@ from fastpath.kernel import (
     PROG_DLMAP,
     PROG_DMPA_TRANSPORT,
     PROG_PROBE,
-    ROLE_DLMAP,
-    ROLE_DMPA,
     KernelReason,
-    counter_key,
 )
 from tests.conftest import require
-from tests.fastpath.conftest import load
+from tests.fastpath.conftest import (
+    ACT_OF,
+    TC_ACT_OK,
+    TC_ACT_SHOT,
+    BindPeer,
+    Loaded,
+    load,
+    load_kernel,
+    same_reason,
+)
 from tests.fastpath.packets import (
     DLMAP,
     DMPA,
@@ -52,10 +56,6 @@ from tests.fastpath.packets import (
 )
 
 HEADER = Path(__file__).parents[2] / "bpf" / "netlmm_tc.h"
-TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
-ACT_OF = {Verdict.FORWARD: TC_ACT_REDIRECT, Verdict.PUNT: TC_ACT_OK, Verdict.DROP: TC_ACT_SHOT}
-ACCESS_IFINDEX = 7
-TRANSPORT_IFINDEX = 3
 
 
 def test_header_reasons_are_the_python_ones() -> None:
@@ -70,7 +70,7 @@ def test_header_reasons_are_the_python_ones() -> None:
 
 def test_map_layout_matches_the_object() -> None:
     require(OBJECT.exists(), f"{OBJECT} not built (make setup needs clang)")
-    kernel = pytest.importorskip("fastpath._kernel")
+    kernel = load_kernel()
     obj = kernel.BpfObject(str(OBJECT))
     try:
         assert obj.map_sizes(MAP_BINDINGS) == (KEY.size, BINDING.size)
@@ -89,7 +89,7 @@ def test_pack_bindings_lays_out_what_struct_packs() -> None:
     from router.core.actions import Bind
     from router.wire.ethernet import MacAddress
 
-    kernel = pytest.importorskip("fastpath._kernel")
+    kernel = load_kernel()
     ends = [IPv6Address("2001:db8:100::11"), IPv6Address("2001:db8:100::12")]
     mac = MacAddress.parse("02:4e:4c:00:00:09")
     node_gw, own_gw = IPv4Address("192.0.2.1"), IPv4Address("192.0.2.254")
@@ -118,54 +118,10 @@ def test_pack_bindings_lays_out_what_struct_packs() -> None:
         kernel.pack_bindings(actions, access, b"\x01")
 
 
-class Loaded:
-    """The object loaded for one role, with a binding of HOA to ``endpoint``."""
-
-    def __init__(self, kernel: ModuleType, role: int, local: bytes, endpoint: bytes) -> None:
-        self.k = kernel
-        self.obj = kernel.BpfObject(str(OBJECT))
-        self.obj.set_max_entries(MAP_BINDINGS, 1024)
-        self.obj.load()
-        config = CONFIG.pack(local, PSEUDO_MAC, 64, role, 1460, TRANSPORT_IFINDEX, 0)
-        kernel.map_update(self.obj.map_fd(MAP_CONFIG), bytes(4), config)
-        self.bind(HOA, endpoint)
-
-    def bind(self, hoa: int, endpoint: bytes) -> None:
-        value = BINDING.pack(
-            endpoint, MS_MAC, ACCESS_IFINDEX, GATEWAY.to_bytes(4, "big"), 0, 0, 0, 0
-        )
-        self.k.map_update(self.obj.map_fd(MAP_BINDINGS), KEY.pack(hoa), value)
-
-    def run(self, prog: str, frame: bytes) -> tuple[int, bytes]:
-        result: tuple[int, bytes] = self.k.test_run(self.obj.prog_fd(prog), frame)
-        return result
-
-    def counter(self, d: Direction, r: KernelReason) -> int:
-        cpus = self.k.possible_cpus()
-        raw = self.k.map_lookup(
-            self.obj.map_fd(MAP_COUNTERS), struct.pack("=I", counter_key(d, r)), 16 * cpus
-        )
-        return sum(COUNTER.unpack_from(raw, 16 * i)[0] for i in range(cpus))
-
-
 @pytest.fixture
-def kernel(root: None) -> ModuleType:
-    require(OBJECT.exists(), f"{OBJECT} not built (make setup needs clang)")
-    return pytest.importorskip("fastpath._kernel")
-
-
-@pytest.fixture
-def dmpa(kernel: ModuleType) -> Iterator[Loaded]:
-    loaded = Loaded(kernel, ROLE_DMPA, DMPA, DLMAP)
-    yield loaded
-    loaded.obj.close()
-
-
-@pytest.fixture
-def dlmap(kernel: ModuleType) -> Iterator[Loaded]:
-    loaded = Loaded(kernel, ROLE_DLMAP, DLMAP, DMPA)
-    yield loaded
-    loaded.obj.close()
+def bind_peer() -> BindPeer:
+    """The MS's HoA, bound to the peer on the access link (the shared ``dmpa``/``dlmap``)."""
+    return lambda loaded, endpoint: loaded.bind(HOA, endpoint)
 
 
 def test_probe_says_the_kernel_decapsulates(kernel: ModuleType) -> None:
@@ -216,9 +172,8 @@ def test_dmpa_downlink_matches_cython(dmpa: Loaded, case: str) -> None:
     else:
         assert out == frame  # a punt or a drop leaves the packet as it came
         if KERNEL_VERDICT[reason] is Verdict.DROP:
-            assert verdict == Verdict.DROP and Reason(cy_reason).name == reason.name
-        elif reason.name in Reason.__members__:
-            assert Reason(cy_reason).name == reason.name
+            assert verdict == Verdict.DROP
+        same_reason(reason, verdict, cy_reason)
 
 
 def test_dlmap_uplink_decapsulates_into_the_stack(dlmap: Loaded) -> None:

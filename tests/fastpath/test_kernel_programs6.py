@@ -10,7 +10,6 @@ has: the netns tests cover it (tests/netns/test_kernel_ipv6.py)."""
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -20,88 +19,37 @@ from hypothesis import strategies as st
 
 from fastpath.common import Direction, Reason, Verdict
 from fastpath.kernel import (
-    BINDING,
-    CONFIG,
-    COUNTER,
     KERNEL_VERDICT,
-    MAP_BINDINGS,
-    MAP_CONFIG,
-    MAP_COUNTERS,
-    MAP_PREFIXES,
-    OBJECT,
-    PREFIX_KEY,
     PROG_DLMAP,
     PROG_DMPA_ACCESS,
     PROG_DMPA_TRANSPORT,
     ROLE_DLMAP,
-    ROLE_DMPA,
     KernelReason,
-    counter_key,
 )
-from tests.conftest import require
-from tests.fastpath.conftest import load
+from tests.fastpath.conftest import (
+    ACT_OF,
+    TC_ACT_OK,
+    TC_ACT_REDIRECT,
+    TC_ACT_SHOT,
+    TUNNEL_MTU,
+    BindPeer,
+    Loaded,
+    load,
+    same_reason,
+)
 from tests.fastpath.packets import DLMAP, DMPA, GATEWAY, MS_MAC, OTHER6, PSEUDO_MAC, eth, ipv6
 from tests.fastpath.test_ipv6 import CN6, LL, MCAST_MAC, MS6, P1, ROUTER_LL, inner6
 from tests.fastpath.test_twins import likely, mutated
 
-TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
-ACT_OF = {Verdict.FORWARD: TC_ACT_REDIRECT, Verdict.PUNT: TC_ACT_OK, Verdict.DROP: TC_ACT_SHOT}
 LOOPBACK = 1  # a test run's input interface
-MTU = 1460
+MTU = TUNNEL_MTU
 K = KernelReason
 
 
-class Loaded:
-    """The object loaded for one role, with the prefix P1 bound to ``endpoint``."""
-
-    def __init__(
-        self, kernel: ModuleType, role: int, local: bytes, endpoint: bytes, tun: int = 0
-    ) -> None:
-        self.k = kernel
-        self.obj = kernel.BpfObject(str(OBJECT))
-        self.obj.set_max_entries(MAP_BINDINGS, 16)
-        self.obj.set_max_entries(MAP_PREFIXES, 16)
-        self.obj.load()
-        config = CONFIG.pack(local, PSEUDO_MAC, 64, role, MTU, 3, tun)
-        kernel.map_update(self.obj.map_fd(MAP_CONFIG), bytes(4), config)
-        value = BINDING.pack(endpoint, MS_MAC, LOOPBACK, bytes(4), 0, 0, 0, 0)
-        kernel.map_update(self.obj.map_fd(MAP_PREFIXES), PREFIX_KEY.pack(P1), value)
-
-    def run(self, prog: str, frame: bytes) -> tuple[int, bytes]:
-        result: tuple[int, bytes] = self.k.test_run(self.obj.prog_fd(prog), frame)
-        return result
-
-    def counter(self, d: Direction, r: KernelReason) -> int:
-        cpus = self.k.possible_cpus()
-        raw = self.k.map_lookup(
-            self.obj.map_fd(MAP_COUNTERS), struct.pack("=I", counter_key(d, r)), 16 * cpus
-        )
-        return sum(COUNTER.unpack_from(raw, 16 * i)[0] for i in range(cpus))
-
-    def prefix_packets(self) -> int:
-        raw = self.k.map_lookup(self.obj.map_fd(MAP_PREFIXES), PREFIX_KEY.pack(P1), BINDING.size)
-        packets: int = BINDING.unpack(raw)[6]
-        return packets
-
-
 @pytest.fixture
-def kernel(root: None) -> ModuleType:
-    require(OBJECT.exists(), f"{OBJECT} not built (make setup needs clang)")
-    return pytest.importorskip("fastpath._kernel")
-
-
-@pytest.fixture
-def dmpa(kernel: ModuleType) -> Iterator[Loaded]:
-    loaded = Loaded(kernel, ROLE_DMPA, DMPA, DLMAP)
-    yield loaded
-    loaded.obj.close()
-
-
-@pytest.fixture
-def dlmap(kernel: ModuleType) -> Iterator[Loaded]:
-    loaded = Loaded(kernel, ROLE_DLMAP, DLMAP, DMPA)
-    yield loaded
-    loaded.obj.close()
+def bind_peer() -> BindPeer:
+    """The prefix P1, bound to the peer on the loopback (the shared ``dmpa``/``dlmap``)."""
+    return lambda loaded, endpoint: loaded.bind_prefix(P1, endpoint, LOOPBACK)
 
 
 def _cython(mtu: int = MTU) -> tuple[object, object]:
@@ -113,11 +61,6 @@ def _cython(mtu: int = MTU) -> tuple[object, object]:
     t2.bind_prefix(P1, DMPA)
     dl = fp.Dlmap(t2, DLMAP, tunnel_mtu=mtu, peers=[DMPA])
     return dm, dl
-
-
-def _same_reason(kernel_reason: KernelReason, cython_reason: int) -> None:
-    if kernel_reason.name in Reason.__members__:
-        assert Reason(cython_reason).name == kernel_reason.name
 
 
 NS = bytes([135, 0, 0, 0]) + bytes(4) + CN6  # a neighbour solicitation, unicast (NUD)
@@ -157,7 +100,9 @@ def test_dmpa_access_leaves_what_cython_answers(dmpa: Loaded, case: str) -> None
         assert verdict == Verdict.PUNT  # the Cython tier answers it
     if reason in (K.IP_FRAGMENT, K.EXT_HEADER):
         assert verdict == Verdict.FORWARD  # the Cython tier carries what the kernel does not parse
-    _same_reason(reason, cy_reason)
+    if reason in (K.PASSED, K.UNPARSED):
+        assert verdict == Verdict.DROP  # up to the stack here; the Cython tier drops it
+    same_reason(reason, verdict, cy_reason)
 
 
 def test_dmpa_access_drops_a_bound_prefix_from_another_mac(dmpa: Loaded) -> None:
@@ -198,12 +143,12 @@ def test_dmpa_transport_matches_cython(dmpa: Loaded, case: str) -> None:
         assert out == bytes(result[:length])  # byte for byte, the hop limit decremented once
         assert out[:14] == MS_MAC + PSEUDO_MAC + b"\x86\xdd"
         assert out[14 + 7] == 63
-        assert dmpa.prefix_packets() == 1
+        assert dmpa.prefix_packets(P1) == 1
     else:
         assert out == frame  # a punt or a drop leaves the packet as it came
         if KERNEL_VERDICT[reason] is Verdict.DROP:
             assert verdict == Verdict.DROP
-        _same_reason(reason, cy_reason)
+        same_reason(reason, verdict, cy_reason)
 
 
 def test_dlmap_uplink_decapsulates_into_the_stack(dlmap: Loaded) -> None:
@@ -218,7 +163,7 @@ def test_dlmap_uplink_decapsulates_into_the_stack(dlmap: Loaded) -> None:
     packet = ipv6(inner, src=DMPA, dst=DLMAP, nh=41)
     verdict, _, length, _ = engine.from_tunnel_ipv6(packet, result)  # type: ignore[attr-defined]
     assert verdict == Verdict.FORWARD and bytes(result[:length]) == inner
-    assert dlmap.prefix_packets() == 1
+    assert dlmap.prefix_packets(P1) == 1
 
 
 def test_dlmap_drops_a_prefix_not_bound_to_its_peer(dlmap: Loaded) -> None:
@@ -301,9 +246,12 @@ def test_dmpa_transport_random_input_agrees_with_cython(dmpa: Loaded, packet: by
 @pytest.fixture
 def dlmap_tun(kernel: ModuleType) -> Iterator[Loaded]:
     """A DLMAP whose TUN is the loopback: what it decapsulates is redirected (not run)."""
-    loaded = Loaded(kernel, ROLE_DLMAP, DLMAP, DMPA, tun=LOOPBACK)
-    yield loaded
-    loaded.obj.close()
+    loaded = Loaded(kernel, ROLE_DLMAP, DLMAP, tun=LOOPBACK)
+    try:
+        loaded.bind_prefix(P1, DMPA, LOOPBACK)
+        yield loaded
+    finally:
+        loaded.close()
 
 
 @EXAMPLES

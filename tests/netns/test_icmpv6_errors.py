@@ -8,9 +8,7 @@ answers (router/services/ipv6_slowpath.py)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import time
 
 import pytest
 
@@ -23,7 +21,7 @@ from netlmm_lab.tools import ping
 from netlmm_lab.topology import MS_IF, Lab
 from tests.conftest import require
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.tshark]
 
 NAI = "dual@example.org"
 TUNNEL_MTU = 1400
@@ -38,10 +36,9 @@ FIELDS = [
 
 
 def test_the_ms_hears_time_exceeded_and_packet_too_big_from_the_router_link_local(
-    root: None,
+    root: None, tshark_path: str
 ) -> None:
     require(servers.binary("udhcpc") is not None, "udhcpc is not installed (make test)")
-    require(shutil.which("tshark") is not None, "tshark is not installed (make test)")
     with Lab() as lab:
         dualstack.enable(lab)
         # The RA's MTU option (the tunnel's) would keep the MS from ever sending too much; it
@@ -65,33 +62,36 @@ def test_the_ms_hears_time_exceeded_and_packet_too_big_from_the_router_link_loca
             cn6 = str(dualstack.CN6)
             assert ping(lab, "ms", cn6, count=3).ok
             # tshark on the MS's link: the ICMPv6 errors (types 2 and 3) it receives
-            capture = lab.popen(
-                "ms",
-                [
-                    "tshark",
-                    "-n",
-                    "-l",
-                    "-i",
-                    MS_IF,
-                    "-a",
-                    "duration:20",
-                    "-c",
-                    "2",
-                    "-f",
-                    "icmp6 and (ip6[40] == 2 or ip6[40] == 3)",
-                    "-T",
-                    "fields",
-                    "-E",
-                    "separator=|",
-                    *[arg for f in FIELDS for arg in ("-e", f)],
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            time.sleep(3.0)  # tshark's dumpcap attaches to the link
+            errors = lab.workdir / "tshark.err"
+            with errors.open("w") as err_file:
+                capture = lab.popen(
+                    "ms",
+                    [
+                        tshark_path,
+                        "-n",
+                        "-l",
+                        "-i",
+                        MS_IF,
+                        "-a",
+                        "duration:20",
+                        "-c",
+                        "2",
+                        "-f",
+                        "icmp6 and (ip6[40] == 2 or ip6[40] == 3)",
+                        "-T",
+                        "fields",
+                        "-E",
+                        "separator=|",
+                        *[arg for f in FIELDS for arg in ("-e", f)],
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=err_file.fileno(),
+                )
+            wait_until(lambda: "Capturing on" in errors.read_text(), 10.0, "the capture started")
             late = ping(lab, "ms", cn6, count=1, ttl=1)
             big = ping(lab, "ms", cn6, count=1, size=TUNNEL_MTU, df=True)
-            out, err = capture.communicate(timeout=25.0)
+            out, _ = capture.communicate(timeout=25.0)
+            err = errors.read_text()
             # the error's own fields first, then the quoted packet's (IPv6 header, echo request)
             rows = [
                 {f: v.split(",")[0] for f, v in zip(FIELDS, line.split("|"), strict=True)}

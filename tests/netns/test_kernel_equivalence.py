@@ -12,8 +12,6 @@ with their IP ID and header checksum masked, which the kernel picks at random.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections import Counter
 from typing import Any
 
@@ -25,45 +23,13 @@ from scapy.packet import Packet, Raw
 from netlmm_lab.configs import MobileProfile
 from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import Domain
-from netlmm_lab.errors import LabError
-from netlmm_lab.poll import read_line, wait_until
 from netlmm_lab.topology import CN_ADDRESS, CN_IF, MS_IF, UPLINK_IF, Lab
-from tests.netns.children import REPO, child_argv
-from tests.netns.forge import MARKER, Injector, flat, marker
+from tests.netns.forge import PSEUDO, Leg, exchange_both_ways, marker
 
 pytestmark = pytest.mark.root
 
-PSEUDO = "02:00:5e:00:00:01"
 TUNNEL_MTU = 1400
 CN = str(CN_ADDRESS)
-
-
-class Capture:
-    """Every marked frame arriving on ``ifname`` in ``ns`` (children/marker_capture.py)."""
-
-    def __init__(self, lab: Lab, ns: str, ifname: str) -> None:
-        self.lab = lab
-        self.process = lab.popen(
-            ns,
-            child_argv("marker_capture", ifname, MARKER.decode()),
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-        )
-        if read_line(self.process, 15.0, f"capture in {ns}") != "ready":
-            raise LabError(f"capture in {ns} did not start")
-
-    def count(self) -> int:
-        assert self.process.stdin is not None
-        self.process.stdin.write("count\n")
-        self.process.stdin.flush()
-        return int(read_line(self.process, 10.0, "the capture's count"))
-
-    def stop(self) -> list[tuple[str, bytes]]:
-        try:
-            out, _ = self.process.communicate("stop\n", timeout=10.0)
-        finally:
-            self.lab.stop(self.process)
-        return [(word, bytes.fromhex(frame)) for word, frame in json.loads(out.splitlines()[-1])]
 
 
 #: The cases of one direction, in the order sent; a case's UDP source port is 40000 + index
@@ -112,29 +78,6 @@ def _normal(frame: bytes, sender: str) -> bytes:
     return packet
 
 
-def _exchange(
-    lab: Lab, near: tuple[str, str], far: tuple[str, str], sequence: list[bytes]
-) -> dict[tuple[str, str], list[tuple[str, bytes]]]:
-    """Send ``sequence`` from ``near``; what the captures at both ends recorded once settled."""
-    captures = {where: Capture(lab, *where) for where in (far, near)}
-    injector = Injector(lab, *near)
-    try:
-        assert injector.send(sequence) == len(sequence)
-        wait_until(lambda: captures[far].count() >= 1, 10.0, "the first frames")
-        last = [-1]
-
-        def quiet() -> bool:  # nothing new for one poll interval: all answers are in
-            now = sum(c.count() for c in captures.values())
-            done, last[0] = now == last[0], now
-            return done
-
-        wait_until(quiet, 15.0, "the captures settled", interval=0.5)
-    finally:
-        injector.close()
-        seen = {where: c.stop() for where, c in captures.items()}
-    return seen
-
-
 def _run(datapath: str) -> tuple[str, dict[str, list[bytes]], Counter[str]]:
     """One domain of ``datapath``: its HoA, the normalised frames by case, counter deltas."""
     with Lab(mobiles=1) as lab:
@@ -146,28 +89,21 @@ def _run(datapath: str) -> tuple[str, dict[str, list[bytes]], Counter[str]]:
         hoa = str(DhcpClient(lab).once(tries=10).address)
         lm_mac = next(x["address"] for x in lab.links("lm") if x["ifname"] == UPLINK_IF)
         cn_mac = next(x["address"] for x in lab.links("cn") if x["ifname"] == CN_IF)
-        frames: dict[str, list[bytes]] = {}
-        before = {r: flat(domain.ask(r, "counters")) for r in ("dlmap", "dmpa1")}
-        for direction, (ns, ifname, macs, src, dst) in {
-            "up": ("ms", MS_IF, (lab.ms_mac("ms"), PSEUDO), hoa, CN),
-            "down": ("cn", CN_IF, (cn_mac, lm_mac), CN, hoa),
-        }.items():
-            far = ("cn", CN_IF) if direction == "up" else ("ms", MS_IF)
-            sequence = [
-                bytes(Ether(src=macs[0], dst=macs[1]) / p) for p in _cases(src, dst, direction)
-            ]
-            seen = _exchange(lab, (ns, ifname), far, sequence)
-            for where, got in seen.items():
-                for word, frame in got:
-                    frames.setdefault(f"{where[0]}:{word}", []).append(_normal(frame, src))
-        after = {r: flat(domain.ask(r, "counters")) for r in ("dlmap", "dmpa1")}
-        delta: Counter[str] = Counter()
-        for role, values in after.items():
-            for name, value in values.items():
-                if value - before[role][name]:
-                    delta[f"{role}/{name}"] = value - before[role][name]
+        legs = {
+            direction: Leg(
+                (ns, ifname),
+                far,
+                [bytes(Ether(src=macs[0], dst=macs[1]) / p) for p in _cases(src, dst, direction)],
+                src,
+            )
+            for direction, (ns, ifname, far, macs, src, dst) in {
+                "up": ("ms", MS_IF, ("cn", CN_IF), (lab.ms_mac("ms"), PSEUDO), hoa, CN),
+                "down": ("cn", CN_IF, ("ms", MS_IF), (cn_mac, lm_mac), CN, hoa),
+            }.items()
+        }
+        frames, delta = exchange_both_ways(lab, domain, legs, _normal)
         domain.stop()
-    return hoa, {k: sorted(v) for k, v in frames.items()}, delta
+    return hoa, frames, delta
 
 
 def test_kernel_and_cython_tiers_deliver_the_same_packets(root: None) -> None:

@@ -17,7 +17,6 @@ through real ``netlmm run`` nodes with ``[node] datapath`` set, in a lab with IP
 from __future__ import annotations
 
 import json
-import subprocess
 from collections import Counter
 from ipaddress import IPv6Address
 from typing import Any
@@ -34,16 +33,17 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
-from netlmm_lab import dualstack
+from netlmm_lab import dualstack, servers
 from netlmm_lab.configs import MobileProfile
 from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import Domain
 from netlmm_lab.poll import wait_until
 from netlmm_lab.tools import tcp_transfer
 from netlmm_lab.topology import CN_IF, MS_IF, TRANSPORT_IF, UPLINK_IF, Lab
+from tests.conftest import require
 from tests.netns.children import run_child
-from tests.netns.forge import flat, marker
-from tests.netns.test_kernel_equivalence import PSEUDO, _exchange
+from tests.netns.forge import PSEUDO, Leg, exchange_both_ways, marker
+from tests.oracle.tshark import fields
 
 pytestmark = pytest.mark.root
 
@@ -84,6 +84,7 @@ def _cases(src: str, dst: str, prefix: str) -> list[tuple[str | None, Packet]]:
 
 def _dual_stack(lab: Lab, datapath: str, **options: Any) -> tuple[Domain, IPv6Address]:
     """A dual-stack MS bound (DHCP, SLAAC) through DLMAP and DMPA 1 running ``datapath``."""
+    require(servers.binary("udhcpc") is not None, "udhcpc is not installed (make test)")
     dualstack.enable(lab)
     profile = MobileProfile(NAI, lab.ms_mac("ms"), "dhcp", None, ipv6=True)
     domain = Domain(
@@ -104,29 +105,24 @@ def _run(datapath: str) -> tuple[str, dict[str, list[bytes]], Counter[str]]:
         ms6 = str(address)
         lm_mac = next(x["address"] for x in lab.links("lm") if x["ifname"] == UPLINK_IF)
         cn_mac = next(x["address"] for x in lab.links("cn") if x["ifname"] == CN_IF)
-        frames: dict[str, list[bytes]] = {}
-        before = {r: flat(domain.ask(r, "counters")) for r in ("dlmap", "dmpa1")}
-        for direction, (ns, ifname, macs, src, dst) in {
-            "up": ("ms", MS_IF, (lab.ms_mac("ms"), PSEUDO), ms6, CN6),
-            "down": ("cn", CN_IF, (cn_mac, lm_mac), CN6, ms6),
-        }.items():
-            far = ("cn", CN_IF) if direction == "up" else ("ms", MS_IF)
-            sequence = [
-                bytes(Ether(src=mac or macs[0], dst=macs[1]) / p)
-                for mac, p in _cases(src, dst, direction)
-            ]
-            seen = _exchange(lab, (ns, ifname), far, sequence)
-            for where, got in seen.items():
-                for word, frame in got:
-                    frames.setdefault(f"{where[0]}:{word}", []).append(frame[14:])
-        after = {r: flat(domain.ask(r, "counters")) for r in ("dlmap", "dmpa1")}
-        delta: Counter[str] = Counter()
-        for role, values in after.items():
-            for name, value in values.items():
-                if value - before[role][name]:
-                    delta[f"{role}/{name}"] = value - before[role][name]
+        legs = {
+            direction: Leg(
+                (ns, ifname),
+                far,
+                [
+                    bytes(Ether(src=mac or macs[0], dst=macs[1]) / p)
+                    for mac, p in _cases(src, dst, direction)
+                ],
+                src,
+            )
+            for direction, (ns, ifname, far, macs, src, dst) in {
+                "up": ("ms", MS_IF, ("cn", CN_IF), (lab.ms_mac("ms"), PSEUDO), ms6, CN6),
+                "down": ("cn", CN_IF, ("ms", MS_IF), (cn_mac, lm_mac), CN6, ms6),
+            }.items()
+        }
+        frames, delta = exchange_both_ways(lab, domain, legs, lambda frame, _: frame[14:])
         domain.stop()
-    return ms6, {k: sorted(v) for k, v in frames.items()}, delta
+    return ms6, frames, delta
 
 
 def test_kernel_and_cython_tiers_deliver_the_same_ipv6_packets(root: None) -> None:
@@ -194,14 +190,9 @@ def test_ipv6_tcp_through_the_kernel_arrives_whole_and_fits_the_tunnel(
         assert up.bytes_acknowledged == down.bytes_acknowledged == 5_000_000
         after = domain.ask("dmpa1", "counters")
         domain.stop()
-        fields = ["ipv6.plen", "tcp.checksum.status", "tcp.len"]
-        command = [tshark_path, "-r", str(pcap), "-n", "-Y", "ipv6.nxt == 41 && tcp"]
-        command += ["-o", "tcp.check_checksum:TRUE", "-T", "fields", "-E", "separator=|"]
-        command += ["-E", "occurrence=a", "-E", "aggregator=,"]
-        for field in fields:
-            command += ["-e", field]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
-    rows = [dict(zip(fields, line.split("|"), strict=True)) for line in done.stdout.splitlines()]
+        names = ["ipv6.plen", "tcp.checksum.status", "tcp.len"]
+        checks = {"tcp.check_checksum": "TRUE"}
+        rows = fields(tshark_path, pcap, names, "ipv6.nxt == 41 && tcp", checks)
     carried = sum(int(row["tcp.len"]) for row in rows)
     assert carried >= 8_000_000, carried  # both transfers crossed in the tunnel
     lengths = [[int(n) for n in row["ipv6.plen"].split(",")] for row in rows]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +17,7 @@ from netlmm_lab.poll import wait_until
 from netlmm_lab.tools import ping, tcp_transfer
 from netlmm_lab.topology import CN_ADDRESS, TRANSPORT_IF, Lab
 from tests.netns.children import run_child
+from tests.oracle.tshark import fields
 
 pytestmark = pytest.mark.root
 
@@ -153,14 +153,9 @@ def test_with_offloads_off_every_tunnel_packet_fits_and_checks(lab: Lab, tshark_
     )
     lab.stop(dumpcap)
     assert up.bytes_acknowledged == down.bytes_acknowledged == 5_000_000
-    fields = ["ipv6.plen", "ip.len", "ip.checksum.status", "tcp.checksum.status", "tcp.len"]
-    command = [tshark_path, "-r", str(pcap), "-n", "-Y", "ipv6.nxt == 4 && tcp"]
-    command += ["-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"]
-    command += ["-T", "fields", "-E", "separator=|"]
-    for field in fields:
-        command += ["-e", field]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
-    rows = [dict(zip(fields, line.split("|"), strict=True)) for line in done.stdout.splitlines()]
+    names = ["ipv6.plen", "ip.len", "ip.checksum.status", "tcp.checksum.status", "tcp.len"]
+    checks = {"ip.check_checksum": "TRUE", "tcp.check_checksum": "TRUE"}
+    rows = fields(tshark_path, pcap, names, "ipv6.nxt == 4 && tcp", checks)
     carried = sum(int(row["tcp.len"]) for row in rows)
     # both transfers crossed this link in the tunnel (a busy machine's capture may miss some)
     assert carried >= 8_000_000, carried

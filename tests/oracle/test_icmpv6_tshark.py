@@ -4,7 +4,6 @@ Exceeded, checksums good, the invoking packet quoted."""
 
 from __future__ import annotations
 
-import subprocess
 from ipaddress import IPv6Address
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from router.services.ipv6_slowpath import icmpv6_error
 from router.wire.ethernet import EthernetFrame, EtherType, MacAddress
 from router.wire.nd import IPv6Packet, link_local_from_mac
-from tests.oracle.tshark import LINKTYPE_ETHERNET, write_pcap
+from tests.oracle.tshark import LINKTYPE_ETHERNET, fields, write_pcap
 
 pytestmark = pytest.mark.tshark
 
@@ -37,7 +36,7 @@ def test_packet_too_big_and_time_exceeded_as_tshark_reads_them(
     ]
     pcap = tmp_path / "icmpv6.pcap"
     write_pcap(pcap, frames, LINKTYPE_ETHERNET)
-    fields = [
+    names = [
         "ipv6.src",
         "ipv6.dst",
         "icmpv6.type",
@@ -46,13 +45,8 @@ def test_packet_too_big_and_time_exceeded_as_tshark_reads_them(
         "icmpv6.mtu",
         "ipv6.hlim",
     ]
-    command = [tshark_path, "-r", str(pcap), "-n"]
-    command += ["-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,"]
-    for field in fields:
-        command += ["-e", field]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
-    rows = [dict(zip(fields, line.split("|"), strict=True)) for line in done.stdout.splitlines()]
-    assert len(rows) == 2, done.stdout + done.stderr
+    rows = fields(tshark_path, pcap, names)
+    assert len(rows) == 2, rows
     for row, kind in zip(rows, ("2", "3"), strict=True):
         # the outer header first, then the quoted one (occurrence=a)
         assert row["ipv6.src"].split(",")[:2] == [str(router), str(MS6)]

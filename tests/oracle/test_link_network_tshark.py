@@ -6,7 +6,6 @@ for, with the IPv4 and UDP checksum checks switched on (status 1 means "Good").
 
 from __future__ import annotations
 
-import subprocess
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from router.wire.icmp import (
 )
 from router.wire.ipv4 import IPProto, IPv4Flags, IPv4Packet
 from router.wire.udp import UdpDatagram
-from tests.oracle.tshark import LINKTYPE_ETHERNET, write_pcap
+from tests.oracle.tshark import LINKTYPE_ETHERNET, fields, write_pcap
 
 pytestmark = pytest.mark.tshark
 
@@ -40,15 +39,12 @@ DLMAP = IPv4Address("192.0.2.1")
 SERVER = IPv4Address("198.51.100.67")
 
 
-def _tshark_fields(tshark: str, pcap: Path, fields: list[str]) -> list[dict[str, str]]:
-    """One dict per frame: field name -> value (several occurrences joined by ',')."""
-    command = [tshark, "-r", str(pcap), "-n"]
-    command += ["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE"]
-    command += ["-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,"]
-    for field in fields:
-        command += ["-e", field]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
-    return [dict(zip(fields, line.split("|"), strict=True)) for line in done.stdout.splitlines()]
+CHECKSUMS = {"ip.check_checksum": "TRUE", "udp.check_checksum": "TRUE"}
+
+
+def _tshark_fields(tshark: str, pcap: Path, names: list[str]) -> list[dict[str, str]]:
+    """One dict per frame: field name -> value, with the IPv4 and UDP checksum checks on."""
+    return fields(tshark, pcap, names, prefs=CHECKSUMS, timeout=60)
 
 
 def _udp_frame(src: IPv4Address, dst: IPv4Address, sport: int, dport: int, payload: bytes) -> bytes:

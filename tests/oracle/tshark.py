@@ -1,7 +1,9 @@
-"""Run Wireshark's dissector over what we encode: pcap writing and PDML reading.
+"""Run Wireshark's dissector over what we encode: pcap writing, PDML and field reading.
 
 ``tshark -T pdml`` is the ``-V`` decode tree in XML: every field with its filter name, its
 displayed value (``show``) and its raw bytes (``value``), which is what the oracle compares.
+:func:`fields` is ``tshark -T fields``: the values of named fields, one row per packet (the
+oracle tests, and the captures of the netns tests).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import struct
 import subprocess
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 from pathlib import Path
@@ -78,3 +81,27 @@ def dissect(tshark: str, path: Path, proto: str) -> list[Dissection]:
         )
         packets.append(Dissection(fields, malformed))
     return packets
+
+
+def fields(
+    tshark: str,
+    pcap: Path,
+    names: Sequence[str],
+    display_filter: str | None = None,
+    prefs: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
+) -> list[dict[str, str]]:
+    """One dict per packet (those ``display_filter`` keeps): field name -> value, several
+    occurrences joined by ``,`` in the order tshark dissects them (outer header first).
+    ``prefs`` are ``-o`` preferences, e.g. ``{"ip.check_checksum": "TRUE"}``; ``tshark`` is the
+    ``tshark_path`` fixture's binary."""
+    command = [tshark, "-r", str(pcap), "-n"]
+    if display_filter is not None:
+        command += ["-Y", display_filter]
+    for name, value in (prefs or {}).items():
+        command += ["-o", f"{name}:{value}"]
+    command += ["-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,"]
+    for name in names:
+        command += ["-e", name]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=True)
+    return [dict(zip(names, line.split("|"), strict=True)) for line in done.stdout.splitlines()]

@@ -2,12 +2,15 @@
 version from router/__init__.py), the entry point, the unit with its paths rewritten and its
 ``Documentation=`` pointing at installed files, the examples and docs. Installed under a
 temporary PREFIX with ``--no-deps`` (no network); about 1.5 minutes (the wheel compiles the
-fastpath)."""
+fastpath). The sdist, built with setup.py into a temporary directory, ships the kernel
+tier's BPF C from the top-level bpf/ (MANIFEST.in), which is no package file."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -52,3 +55,25 @@ def test_make_install_puts_entry_point_unit_examples_and_docs_in_place(tmp_path:
     assert (docs / "examples/dlmap.ini").read_text() == (ROOT / "etc/dlmap.ini").read_text()
     assert (docs / "LICENSE").is_file() and (docs / "operations.md").is_file()
     assert conf.is_dir() and conf.stat().st_mode & 0o777 == 0o750
+
+
+def test_sdist_ships_the_bpf_sources(tmp_path: Path) -> None:
+    """bpf/ (netlmm_tc.bpf.c and its headers) is outside every package: only MANIFEST.in puts
+    it in the sdist, without which a build from the sdist has no kernel tier."""
+    dist, egg = tmp_path / "dist", tmp_path / "egg"
+    egg.mkdir()
+    done = subprocess.run(
+        [sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(egg),
+         "sdist", "-d", str(dist)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (sdist,) = dist.glob(f"netlmm-{__version__}.tar.gz")
+    top = f"netlmm-{__version__}/"
+    with tarfile.open(sdist) as tar:
+        names = [n.removeprefix(top) for n in tar.getnames()]
+    shipped = {n for n in names if n.startswith("bpf/")}
+    expected = {"bpf/netlmm_tc.bpf.c", "bpf/netlmm_tc.h", "bpf/netlmm_tc6.h"}
+    assert expected <= shipped, sorted(shipped)
+    in_tree = {f"bpf/{p.name}" for p in (ROOT / "bpf").glob("*.[ch]")}
+    assert in_tree <= shipped, sorted(in_tree - shipped)  # a new header ships too
