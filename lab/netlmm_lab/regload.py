@@ -21,7 +21,8 @@ the old DMPA does, so the held PBA of a handover is released at once.
 NAI given two addresses and any address given to two NAIs. ``--heartbeat S`` sends an RFC 5847
 Heartbeat from each sender every S seconds and reports the Restart Counters the DLMAP answered
 with (one value: it never looked restarted). The longest stretch without any PBA back is
-reported with its wall-clock bounds (a failover's "kill -> first PBA answered").
+reported with its wall-clock bounds (a failover's "kill -> first PBA answered"); a silence
+that lasted to the end of the run counts too (``silence_ended_by_pba`` false).
 """
 
 from __future__ import annotations
@@ -264,7 +265,14 @@ def run(
             given_up.add(key)
             timeouts += 1
             send_one()
-    elapsed = clock() - began
+    stopped = clock()
+    elapsed = stopped - began
+    # the silence after the last PBA counts too (a DLMAP that never answered again after a
+    # fault): it ends with the run, not with a PBA
+    ended_by_pba = True
+    if stopped - last_answer > silence[0]:
+        silence = (stopped - last_answer, last_answer, stopped)
+        ended_by_pba = False
     for sender in senders:
         sender.sock.close()
     latencies.sort()
@@ -288,6 +296,7 @@ def run(
         "longest_silence_s": round(silence[0], 3),
         "silence_from": round(wall_began + silence[1] - began, 3),
         "silence_to": round(wall_began + silence[2] - began, 3),
+        "silence_ended_by_pba": ended_by_pba,
     }
     if src2 is not None:
         result.update(handovers=handovers, bris=bris, bras_sent=bras)

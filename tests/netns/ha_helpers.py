@@ -436,7 +436,12 @@ def figures(
                 "bris", "bras_sent", "pbas_per_s", "p50_us", "p99_us", "max_us",
                 "longest_silence_s", "heartbeats_answered", "restart_counters")  # fmt: skip
         result["generator"] = {k: generated.get(k) for k in keep}
-        result["generator"]["fault_to_first_pba_s"] = round(generated["silence_to"] - began, 3)
+        # the generator's longest silence is the fault's only if it spans the fault and a PBA
+        # ended it (not the run's end); otherwise there is no such figure (not a negative one)
+        spans = generated["silence_from"] <= began <= generated["silence_to"]
+        to_pba = round(generated["silence_to"] - began, 3)
+        ended = generated.get("silence_ended_by_pba", True)
+        result["generator"]["fault_to_first_pba_s"] = to_pba if spans and ended else None
     return result
 
 
