@@ -13,7 +13,9 @@ encoded before the clock starts (one template per MS; the sequence number is pat
 With ``--src2`` it plays a second DMPA too, and the MSs **hand over** between the two as a
 real handover does: each MS's PBUs go two rounds from ``--src`` (registration, refresh), then
 two rounds from ``--src2`` (handover, refresh), and so on; the new DMPA asks with HoA 0.0.0.0
-(it does not know the address yet) and each DMPA's BU sequence numbers are its own. The
+(it does not know the address yet) and each DMPA's BU sequence numbers are its own.
+``handovers`` counts the handovers the DLMAP accepted (an MS's PBA of status 0 from the other
+DMPA than its previous accepted one), ``handovers_sent`` the handover PBUs sent. The
 generator answers the DLMAP's Binding Revocation Indications (a BRA echoing its options), as
 the old DMPA does, so the held PBA of a handover is released at once.
 
@@ -139,11 +141,15 @@ def run(
     target = (str(dst), 0)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    sent = answered = accepted = timeouts = errors = late = handovers = 0
+    sent = answered = accepted = timeouts = errors = late = handovers = handovers_sent = 0
     bris = bras = heartbeats_answered = 0
     restart_counters: set[int] = set()
     pairs: dict[str, set[str]] = {}
     in_flight: dict[int, float] = {}  # sender << 16 | sequence -> sent at
+    # two DMPAs: the MS of each PBU in flight (same key), and the sender of each MS's last
+    # accepted PBA (a status-0 PBA from the other one is an accepted handover)
+    ms_in_flight: dict[int, int] = {}
+    accepted_at: dict[int, int] = {}
     given_up: set[int] = set()
     pbus = 0  # PBUs chosen so far (two DMPAs)
     clock = time.perf_counter
@@ -155,21 +161,23 @@ def run(
     next_heartbeat = began + heartbeat if heartbeat > 0 else float("inf")
 
     def send_one() -> None:
-        nonlocal pbus, sent, errors, handovers
+        nonlocal pbus, sent, errors, handovers_sent
         if wires:  # one DMPA: sequence s is for MS s % nais
             index, sender = 0, senders[0]
             seq = sender.next_sequence()
             wire: bytes | bytearray = wires[seq]
+            ms: int | None = None  # not followed: no handovers
         else:  # two: PBU k is for MS k % nais, in round k // nais
             k = pbus
             pbus += 1
             round_ = k // nais
             index = (round_ // ROUNDS_PER_DMPA) % len(senders)
             if round_ % ROUNDS_PER_DMPA == 0 and round_ > 0:
-                handovers += 1
+                handovers_sent += 1
             sender = senders[index]
             seq = sender.next_sequence()
-            wire = bytearray(templates[k % nais])
+            ms = k % nais
+            wire = bytearray(templates[ms])
             U16.pack_into(wire, BU_SEQUENCE_AT, seq)
         now = clock()
         try:
@@ -178,14 +186,18 @@ def run(
             errors += 1
             return
         in_flight[index << 16 | seq] = now
+        if ms is not None:
+            ms_in_flight[index << 16 | seq] = ms
         sent += 1
 
     def on_message(sender: _Sender, index: int, data: bytes, peer: str) -> None:
         nonlocal answered, accepted, late, bris, bras, heartbeats_answered, last_answer, silence
+        nonlocal handovers
         kind = data[2]
         if kind == BINDING_ACK:
             key = index << 16 | U16.unpack_from(data, SEQUENCE_AT)[0]
             started = in_flight.pop(key, None)
+            ms = ms_in_flight.pop(key, None)
             if started is None:
                 late += key in given_up
                 return
@@ -198,6 +210,9 @@ def run(
             statuses[status] = statuses.get(status, 0) + 1
             if status == 0:
                 accepted += 1
+                if ms is not None:
+                    handovers += accepted_at.get(ms, index) != index
+                    accepted_at[ms] = index
                 if record and (pair := _accepted_pair(data)) is not None:
                     pairs.setdefault(pair[0], set()).add(pair[1])
             latencies.append(got - started)
@@ -262,6 +277,7 @@ def run(
         stale = [key for key, t in in_flight.items() if now - t > timeout]
         for key in stale:
             del in_flight[key]
+            ms_in_flight.pop(key, None)
             given_up.add(key)
             timeouts += 1
             send_one()
@@ -299,7 +315,7 @@ def run(
         "silence_ended_by_pba": ended_by_pba,
     }
     if src2 is not None:
-        result.update(handovers=handovers, bris=bris, bras_sent=bras)
+        result.update(handovers=handovers, handovers_sent=handovers_sent, bris=bris, bras_sent=bras)
     if heartbeat > 0:
         result.update(
             heartbeats_answered=heartbeats_answered, restart_counters=sorted(restart_counters)

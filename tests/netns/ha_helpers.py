@@ -433,7 +433,7 @@ def figures(
     }
     if generated is not None:
         keep = ("sent", "answered", "accepted", "refused", "timeouts", "late", "handovers",
-                "bris", "bras_sent", "pbas_per_s", "p50_us", "p99_us", "max_us",
+                "handovers_sent", "bris", "bras_sent", "pbas_per_s", "p50_us", "p99_us", "max_us",
                 "longest_silence_s", "heartbeats_answered", "restart_counters")  # fmt: skip
         result["generator"] = {k: generated.get(k) for k in keep}
         # the generator's longest silence is the fault's only if it spans the fault and a PBA
@@ -447,8 +447,9 @@ def figures(
 
 def check_traffic(p: Pair, traffic: TrafficResult, shown: dict[str, Any]) -> None:
     """Every real MS: its TCP session survived, its UDP flow came back (its longest gap between
-    echoes and its longest run of lost probes below the generous bound), and it kept its address (a fresh DHCP exchange through whichever DLMAP
-    is active now gives each the address it had)."""
+    echoes and its longest run of lost probes below the generous bound), and it kept its
+    address (a fresh DHCP exchange through whichever DLMAP is active now gives each the address
+    it had)."""
     assert len(traffic.flows) == REAL_MSS, shown
     for flow in traffic.flows:
         assert flow.tcp_survived, (flow.ms, flow.tcp, shown)
@@ -466,7 +467,8 @@ def check_traffic(p: Pair, traffic: TrafficResult, shown: dict[str, Any]) -> Non
 def check_generator(p: Pair, generated: dict[str, Any]) -> None:
     """The simulated MSs: some accepted (also after the fault: the generator's longest silence
     is bounded), no NAI given two addresses nor an address two NAIs, every accepted pair in
-    the database, handovers made, and one Restart Counter in every heartbeat answer."""
+    the database, handovers accepted (an MS's PBA from the other DMPA than its last one), and
+    one Restart Counter in every heartbeat answer."""
     assert generated["accepted"] > 0 and generated["handovers"] > 0, generated
     assert generated["longest_silence_s"] < GENEROUS_GAP_MS / 1000, generated
     assert generated["nais_with_two_addresses"] == [], generated
