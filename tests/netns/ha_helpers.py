@@ -163,9 +163,10 @@ def load_result(p: Pair, proc: subprocess.Popen[Any], timeout: float) -> dict[st
     return result
 
 
-def wait_active(p: Pair, role: str, timeout: float = 30.0) -> float:
-    """Seconds until ``role`` says it is the active one."""
-    began = time.monotonic()
+def wait_active(p: Pair, role: str, timeout: float = 30.0, since: float | None = None) -> float:
+    """Seconds until ``role`` says it is the active one, from ``since`` (``time.monotonic()``:
+    the fault) or from now."""
+    began = time.monotonic() if since is None else since
 
     def is_active() -> bool:
         try:
