@@ -17,7 +17,9 @@ two rounds from ``--src2`` (handover, refresh), and so on; the new DMPA asks wit
 ``handovers`` counts the handovers the DLMAP accepted (an MS's PBA of status 0 from the other
 DMPA than its previous accepted one), ``handovers_sent`` the handover PBUs sent. The
 generator answers the DLMAP's Binding Revocation Indications (a BRA echoing its options), as
-the old DMPA does, so the held PBA of a handover is released at once.
+the old DMPA does, so the held PBA of a handover is released at once, and its Heartbeat
+Requests (a response with our Restart Counter; a new active DLMAP sends one to each peer at its
+takeover), as :class:`netlmm_lab.loadgen.LoadGenerator` does (:func:`netlmm_lab.loadgen.answer`).
 
 ``--record`` decodes every accepted PBA and reports the (NAI, HoA) pairs accepted, with any
 NAI given two addresses and any address given to two NAIs. ``--heartbeat S`` sends an RFC 5847
@@ -38,12 +40,12 @@ import time
 from ipaddress import IPv4Address, IPv6Address
 from socket import socket
 
+from netlmm_lab.loadgen import answer, restart_counter
 from router.adapters.sockets import open_mh_socket
 from router.wire.dialect import DRAFT
 from router.wire.errors import DecodeError
 from router.wire.mh import (
     BindingAck,
-    BindingRevocationAck,
     BindingRevocationIndication,
     BindingUpdate,
     Heartbeat,
@@ -142,7 +144,8 @@ def run(
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     sent = answered = accepted = timeouts = errors = late = handovers = handovers_sent = 0
-    bris = bras = heartbeats_answered = 0
+    bris = bras = heartbeats_answered = heartbeat_requests = 0
+    counter = restart_counter(time.time())  # ours, in the responses to the DLMAP's requests
     restart_counters: set[int] = set()
     pairs: dict[str, set[str]] = {}
     in_flight: dict[int, float] = {}  # sender << 16 | sequence -> sent at
@@ -192,7 +195,7 @@ def run(
 
     def on_message(sender: _Sender, index: int, data: bytes, peer: str) -> None:
         nonlocal answered, accepted, late, bris, bras, heartbeats_answered, last_answer, silence
-        nonlocal handovers
+        nonlocal handovers, heartbeat_requests
         kind = data[2]
         if kind == BINDING_ACK:
             key = index << 16 | U16.unpack_from(data, SEQUENCE_AT)[0]
@@ -226,24 +229,31 @@ def run(
             if not isinstance(bri, BindingRevocationIndication):
                 return
             bris += 1
-            kinds = (MobileNodeIdentifier, SeedIPv4HomeAddress)
-            echo = tuple(o for o in bri.options if isinstance(o, kinds))
-            bra = BindingRevocationAck(0, bri.sequence, bri.flags, echo)
-            try:
-                sender.sock.sendto(bra.encode(), (peer, 0))
-                bras += 1
-            except OSError:
-                pass
+            bras += reply(sender, answer(bri, counter), peer)
         elif kind == HEARTBEAT:
             try:
                 beat = decode_message(data, DRAFT)
             except DecodeError:
                 return
-            if isinstance(beat, Heartbeat) and beat.flags & HEARTBEAT_RESPONSE:
+            if not isinstance(beat, Heartbeat):
+                return
+            if beat.flags & HEARTBEAT_RESPONSE:
                 heartbeats_answered += 1
-                counter = beat.find(RestartCounter)
-                if counter is not None:
-                    restart_counters.add(counter.counter)
+                theirs = beat.find(RestartCounter)
+                if theirs is not None:
+                    restart_counters.add(theirs.counter)
+            else:  # the DLMAP's request (at every interval, and at a takeover): answer it
+                heartbeat_requests += 1
+                reply(sender, answer(beat, counter), peer)
+
+    def reply(sender: _Sender, data: bytes | None, peer: str) -> bool:
+        if data is None:
+            return False
+        try:
+            sender.sock.sendto(data, (peer, 0))
+        except OSError:
+            return False
+        return True
 
     for _ in range(window):
         send_one()
@@ -320,6 +330,7 @@ def run(
         result.update(
             heartbeats_answered=heartbeats_answered, restart_counters=sorted(restart_counters)
         )
+    result.update(heartbeat_requests_answered=heartbeat_requests)
     if record:
         by_hoa: dict[str, set[str]] = {}
         for nai, hoas in pairs.items():

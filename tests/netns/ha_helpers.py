@@ -435,7 +435,8 @@ def figures(
     if generated is not None:
         keep = ("sent", "answered", "accepted", "refused", "timeouts", "late", "handovers",
                 "handovers_sent", "bris", "bras_sent", "pbas_per_s", "p50_us", "p99_us", "max_us",
-                "longest_silence_s", "heartbeats_answered", "restart_counters")  # fmt: skip
+                "longest_silence_s", "heartbeats_answered", "heartbeat_requests_answered",
+                "restart_counters")  # fmt: skip
         result["generator"] = {k: generated.get(k) for k in keep}
         # the generator's longest silence is the fault's only if it spans the fault and a PBA
         # ended it (not the run's end); otherwise there is no such figure (not a negative one)
