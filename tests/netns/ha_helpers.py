@@ -57,6 +57,7 @@ class Traffic:
 class TrafficResult:
     flows: list[MSFlowResult]
     pings: dict[str, PingResult]
+    server: dict[str, Any]  # the CN's msflow server: UDP echoed, TCP sessions accepted, closed
 
 
 @dataclass
@@ -128,7 +129,11 @@ def start_traffic(p: Pair, seconds: float = 90.0) -> Traffic:
     """Every real MS: its TCP session and numbered UDP flow (one process each, one server in
     the CN), and a ping every 10 ms."""
     flows = MSFlows(p.lab, p.mss, seconds=seconds, interval=0.01)
-    flows.start()
+    try:
+        flows.start()
+    except BaseException:
+        flows.close()
+        raise
     pings = {
         ms: BackgroundPing(p.lab, ms, str(CN_ADDRESS), interval=0.01, seconds=seconds)
         for ms in p.mss
@@ -137,9 +142,12 @@ def start_traffic(p: Pair, seconds: float = 90.0) -> Traffic:
 
 
 def stop_traffic(traffic: Traffic) -> TrafficResult:
-    flows = traffic.flows.stop()
-    pings = {ms: ping.stop() for ms, ping in traffic.pings.items()}
-    return TrafficResult(flows, pings)
+    try:
+        flows = traffic.flows.stop()
+    finally:
+        traffic.flows.close()  # what a failed stop left running, by PID (nothing otherwise)
+        pings = {ms: ping.stop() for ms, ping in traffic.pings.items()}
+    return TrafficResult(flows, pings, traffic.flows.server)
 
 
 def start_load(
@@ -431,6 +439,7 @@ def figures(
         "ping_loss_pct": {ms: r.loss_pct for ms, r in traffic.pings.items()},
         "ping_sent": {ms: r.transmitted for ms, r in traffic.pings.items()},
         "pbas_accepted_in_capture": len(pbas),
+        "cn_server": traffic.server,
     }
     if generated is not None:
         keep = ("sent", "answered", "accepted", "refused", "timeouts", "late", "handovers",
@@ -461,6 +470,10 @@ def check_traffic(p: Pair, traffic: TrafficResult, shown: dict[str, Any]) -> Non
         lost_ms = flow.udp["longest_loss_run"] * flow.udp["interval_ms"]
         assert lost_ms < GENEROUS_GAP_MS, (flow.ms, flow.udp, shown)
         assert flow.udp["received"] > 0, (flow.ms, flow.udp)
+    # the CN's side: one TCP session per MS, each closed cleanly by its MS, none in error
+    server = traffic.server
+    assert server["tcp_accepted"] == server["tcp_closed"] == REAL_MSS, (server, shown)
+    assert server["tcp_errors"] == 0, (server, shown)
     assert p.all_leases() == p.leases
     again = {nai: lease.address for nai, lease in p.dhcp_all().items()}
     assert again == p.leases, "an MS was given another address after the failover"
