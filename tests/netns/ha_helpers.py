@@ -36,8 +36,9 @@ from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
 
 #: The real MSs: ms, ms2 ... ms10, each a namespace of its own on base station 1 (DMPA 1).
 REAL_MSS = 10
-#: The generator's two simulated DMPAs (its MSs hand over between them), and its MSs (the
-#: lab's pool has 100 addresses: 10 real + 20 simulated).
+#: The generator's two simulated DMPAs (its MSs hand over between them), and its MSs by
+#: default (the lab's pool has 100 addresses: the 10 real MSs and each variant's simulated
+#: ones, 20 by default, 40 in the namespace cut).
 GENERATOR = IPv6Address("2001:db8:100::21")
 GENERATOR2 = IPv6Address("2001:db8:100::22")
 LOAD_NAIS = 20
@@ -494,8 +495,13 @@ def check_generator(p: Pair, generated: dict[str, Any]) -> None:
     assert len(generated["restart_counters"]) == 1, generated  # the DLMAP never looked restarted
 
 
-def check_all(p: Pair, traffic: TrafficResult, pbas: list[tuple[str, str, str, float]],
-              generated: dict[str, Any] | None, shown: dict[str, Any]) -> None:  # fmt: skip
+def check_all(
+    p: Pair,
+    traffic: TrafficResult,
+    pbas: list[tuple[str, str, str, float]],
+    generated: dict[str, Any] | None,
+    shown: dict[str, Any],
+) -> None:
     check_traffic(p, traffic, shown)
     check_one_address_per_ms(p, pbas)
     assert {nai: str(a) for nai, a in p.leases.items()}.items() <= database_addresses(p).items()
