@@ -448,12 +448,12 @@ def figures(
                 "longest_silence_s", "heartbeats_answered", "heartbeat_requests_answered",
                 "restart_counters")  # fmt: skip
         result["generator"] = {k: generated.get(k) for k in keep}
-        # the generator's longest silence is the fault's only if it spans the fault and a PBA
-        # ended it (not the run's end); otherwise there is no such figure (not a negative one)
-        spans = generated["silence_from"] <= began <= generated["silence_to"]
+        # the generator's longest silence is the fault's if a PBA ended it (not the run's end)
+        # after the fault (it can begin a little after it: PBAs in flight, the old active still
+        # answering); one that ended before the fault gives no figure (not a negative one)
         to_pba = round(generated["silence_to"] - began, 3)
         ended = generated.get("silence_ended_by_pba", True)
-        result["generator"]["fault_to_first_pba_s"] = to_pba if spans and ended else None
+        result["generator"]["fault_to_first_pba_s"] = to_pba if ended and to_pba >= 0 else None
     return result
 
 
