@@ -483,8 +483,8 @@ def check_traffic(p: Pair, traffic: TrafficResult, shown: dict[str, Any]) -> Non
 def check_generator(p: Pair, generated: dict[str, Any]) -> None:
     """The simulated MSs: some accepted (also after the fault: the generator's longest silence
     is bounded), no NAI given two addresses nor an address two NAIs, every accepted pair in
-    the database, handovers accepted (an MS's PBA from the other DMPA than its last one), and
-    one Restart Counter in every heartbeat answer."""
+    the database, handovers accepted (an MS's PBA from the other DMPA than its last one),
+    one Restart Counter in every heartbeat answer, and the DLMAP's heartbeat requests answered."""
     assert generated["accepted"] > 0 and generated["handovers"] > 0, generated
     assert generated["longest_silence_s"] < GENEROUS_GAP_MS / 1000, generated
     assert generated["nais_with_two_addresses"] == [], generated
@@ -493,6 +493,7 @@ def check_generator(p: Pair, generated: dict[str, Any]) -> None:
     missing = [(n, a) for n, a in generated["accepted_pairs"] if stored.get(n) != a]
     assert missing == [], f"accepted but not in the database: {missing[:10]}"
     assert len(generated["restart_counters"]) == 1, generated  # the DLMAP never looked restarted
+    assert generated["heartbeat_requests_answered"] > 0, generated  # the DLMAP's, answered
 
 
 def check_all(
