@@ -200,7 +200,7 @@ def run(
         if kind == BINDING_ACK:
             key = index << 16 | U16.unpack_from(data, SEQUENCE_AT)[0]
             started = in_flight.pop(key, None)
-            ms = ms_in_flight.pop(key, None)
+            ms = ms_in_flight.pop(key, None) if ms_in_flight else None  # one DMPA: none
             if started is None:
                 late += key in given_up
                 return
