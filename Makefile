@@ -167,8 +167,9 @@ install: wheel
 	@echo "installed: $(PREFIX)/bin/netlmm -> $(INSTALL_VENV), unit $(SYSTEMD_DIR)/netlmm@.service,"
 	@echo "examples and docs in $(DOC_DIR); write $(CONF_DIR)/NAME.ini (netlmm example dmpa)"
 # The DLMAP pair's failover variants (needs root, a few minutes): SIGKILL of the active (also
-# in CI), its whole namespace cut off, a split brain; real MSs under traffic, PostgreSQL and
-# keepalived started by the tests; prints the gaps and times.
+# in CI), its whole namespace cut off, a split brain, and the database primary killed and
+# restarted (no failover); real MSs under traffic, PostgreSQL and keepalived started by the
+# tests; prints the gaps and times.
 ha: setup
 	NETLMM_HA=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/netns/test_ha_failover.py tests/ha
 

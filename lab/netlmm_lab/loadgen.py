@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
+from router.wire.constants import HeartbeatFlag
 from router.wire.dialect import DRAFT
 from router.wire.errors import DecodeError
 from router.wire.mh import (
@@ -40,13 +41,36 @@ from router.wire.mh import (
     BindingRevocationIndication,
     BindingUpdate,
     Heartbeat,
+    MobilityMessage,
     decode_message,
 )
-from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
+from router.wire.mh_options import MobileNodeIdentifier, RestartCounter, SeedIPv4HomeAddress
 
 ZERO = IPv4Address("0.0.0.0")
 #: Phases of a simulated MS, as fractions of its life.
 REFRESH_AT, HANDOVER_AT = 0.35, 0.6
+
+
+def restart_counter(wall: float) -> int:
+    """A simulated DMPA's RFC 5847 Restart Counter: from the wall clock at its start (as a node
+    without a database does), the same for all of a run's answers."""
+    return int(wall) % (1 << 32)
+
+
+def answer(message: MobilityMessage, counter: int) -> bytes | None:
+    """What a simulated DMPA sends back to its DLMAP's ``message``, if anything: a BRA for a
+    Binding Revocation Indication, naming back its MN-ID and IPv4 HoA options (seed figure 7,
+    step 4), and a Heartbeat Response (R=1, same sequence) carrying our Restart Counter
+    ``counter`` for a Heartbeat Request (RFC 5847 sections 3 and 5.2). Shared by
+    :class:`LoadGenerator` and :mod:`netlmm_lab.regload`."""
+    if isinstance(message, BindingRevocationIndication):
+        kinds = MobileNodeIdentifier | SeedIPv4HomeAddress
+        named = tuple(o for o in message.options if isinstance(o, kinds))
+        return BindingRevocationAck(0, message.sequence, message.flags, named).encode()
+    if isinstance(message, Heartbeat) and not message.flags & HeartbeatFlag.R:
+        reply = Heartbeat(message.sequence, HeartbeatFlag.R, (RestartCounter(counter),))
+        return reply.encode()
+    return None
 
 
 @dataclass(slots=True)
@@ -111,6 +135,7 @@ class LoadGenerator:
         self._timers: list[tuple[float, int, str]] = []  # (when, ms index, step)
         self._pending: set[int] = set()  # MSs with a PBU out
         self._stopping = False
+        self.restart_counter = restart_counter(time.time())
 
     # --- the view ---------------------------------------------------------------------------
 
@@ -197,19 +222,10 @@ class LoadGenerator:
         if isinstance(message, BindingRevocationIndication):
             self.stats.received["bri"] += 1
             self.stats.sent["bra"] += 1
-            # Seed figure 7, step 4: the BRA names back the MN-ID and the IPv4 HoA option.
-            named = tuple(
-                o
-                for o in message.options
-                if isinstance(o, MobileNodeIdentifier | SeedIPv4HomeAddress)
-            )
-            bra = BindingRevocationAck(0, message.sequence, message.flags, named)
-            return bra.encode()
+            return answer(message, self.restart_counter)
         if isinstance(message, Heartbeat):
             self.stats.received["heartbeat"] += 1
-            if not message.flags & 0x1:  # a request: answer it (RFC 5847 R flag)
-                return Heartbeat(message.sequence, 0x1).encode()
-            return None
+            return answer(message, self.restart_counter)  # a request's response, else None
         self.stats.received[type(message).__name__] += 1
         return None
 

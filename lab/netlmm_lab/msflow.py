@@ -10,7 +10,9 @@ CN and serves every MS: one UDP echo socket and a TCP listener that echoes each 
 The ping every 10 ms beside them is iputils' (:class:`netlmm_lab.tools.BackgroundPing`).
 
 :class:`MSFlows` starts the server and one client per MS, and stops them. Every loop is bounded
-in time; the server and the clients exit on their own at ``--seconds``.
+in time and count; the server and the clients exit on their own at ``--seconds``. The server
+prints a JSON summary at its end (UDP echoes, TCP sessions accepted, closed, in error), which
+:meth:`MSFlows.stop` reads and checks (one TCP session per MS).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from netlmm_lab.topology import CN_ADDRESS, Lab
 UDP_PORT = 5211
 TCP_PORT = 5212
 MAX_CLIENTS = 64
+#: The server's bound in count (besides ``--seconds``): every client's probes (at most
+#: ``MAX_PROBES`` each) and as many TCP messages.
+MAX_ECHOES = 2 * MAX_PROBES * MAX_CLIENTS
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -57,10 +62,10 @@ def cmd_server(args: argparse.Namespace) -> None:
     listener.setblocking(False)
     print("ready", flush=True)
     conns: dict[socket.socket, bytes] = {}
-    echoed = accepted = closed = errors = 0
+    echoed = tcp_echoed = accepted = closed = errors = 0
     end = time.monotonic() + args.seconds
     stopping = False
-    while not stopping and time.monotonic() < end:
+    while not stopping and time.monotonic() < end and echoed + tcp_echoed < MAX_ECHOES:
         watch: list[Any] = [udp, listener, sys.stdin, *conns]
         ready, _, _ = select.select(watch, [], [], max(0.0, min(1.0, end - time.monotonic())))
         for item in ready:
@@ -92,6 +97,7 @@ def cmd_server(args: argparse.Namespace) -> None:
                     chunk = item.recv(65536)
                     if chunk:
                         item.sendall(chunk)
+                        tcp_echoed += 1
                         continue
                     closed += 1
                 except OSError:
@@ -101,7 +107,13 @@ def cmd_server(args: argparse.Namespace) -> None:
     for conn in conns:
         conn.close()
     _emit(
-        {"udp_echoed": echoed, "tcp_accepted": accepted, "tcp_closed": closed, "tcp_errors": errors}
+        {
+            "udp_echoed": echoed,
+            "tcp_echoed": tcp_echoed,
+            "tcp_accepted": accepted,
+            "tcp_closed": closed,
+            "tcp_errors": errors,
+        }
     )
 
 
@@ -325,12 +337,22 @@ class MSFlows:
     """The server in ``server_ns`` and one client per MS in ``mss``: :meth:`start`, then
     :meth:`stop` -> one :class:`MSFlowResult` per MS."""
 
-    def __init__(self, lab: Lab, mss: Sequence[str], *, server_ns: str = "cn",
-                 seconds: float = 120.0, interval: float = 0.01) -> None:  # fmt: skip
+    def __init__(
+        self,
+        lab: Lab,
+        mss: Sequence[str],
+        *,
+        server_ns: str = "cn",
+        seconds: float = 120.0,
+        interval: float = 0.01,
+    ) -> None:
         self.lab, self.mss, self.server_ns = lab, list(mss), server_ns
         self.seconds, self.interval = seconds, interval
         self._server: subprocess.Popen[Any] | None = None
         self._clients: dict[str, subprocess.Popen[Any]] = {}
+        #: The server's JSON summary after :meth:`stop` (UDP echoes, TCP sessions accepted,
+        #: closed cleanly, ended in error).
+        self.server: dict[str, Any] = {}
 
     def _argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "netlmm_lab.msflow", *args, "--seconds", str(self.seconds)]
@@ -347,7 +369,8 @@ class MSFlows:
                 raise LabError(f"msflow client in {ms}: {line}")
 
     def stop(self, timeout: float = 40.0) -> list[MSFlowResult]:
-        """Close every client's stdin (stop now), read their results, then the server's."""
+        """Close every client's stdin (stop now), read their results, then the server's summary
+        (:attr:`server`): it must have accepted one TCP session per MS."""
         for proc in self._clients.values():
             if proc.stdin is not None:
                 with contextlib.suppress(OSError):
@@ -366,18 +389,26 @@ class MSFlows:
             if proc.returncode != 0 or not lines:
                 raise LabError(f"msflow client in {ms}: exit {proc.returncode}: {err[-500:]}")
             data = json.loads(lines[-1])
-            results.append(MSFlowResult(ms, data["udp"], data["gap_from"], data["gap_to"],
-                                        data["tcp"]))  # fmt: skip
+            results.append(
+                MSFlowResult(ms, data["udp"], data["gap_from"], data["gap_to"], data["tcp"])
+            )
         self._clients.clear()
         if self._server is not None:
             if self._server.stdin is not None:
                 with contextlib.suppress(OSError):
                     self._server.stdin.close()
                 self._server.stdin = None
+            out = ""
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self._server.communicate(timeout=5.0)
+                out, _ = self._server.communicate(timeout=5.0)
             self.lab.stop(self._server)
             self._server = None
+            lines = [line for line in out.splitlines() if line.startswith("{")]
+            if not lines:
+                raise LabError("msflow server: no summary")
+            self.server = json.loads(lines[-1])
+            if self.server["tcp_accepted"] != len(self.mss):
+                raise LabError(f"msflow server: {self.server} for {len(self.mss)} MSs")
         return results
 
     def close(self) -> None:

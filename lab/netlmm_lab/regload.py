@@ -13,15 +13,20 @@ encoded before the clock starts (one template per MS; the sequence number is pat
 With ``--src2`` it plays a second DMPA too, and the MSs **hand over** between the two as a
 real handover does: each MS's PBUs go two rounds from ``--src`` (registration, refresh), then
 two rounds from ``--src2`` (handover, refresh), and so on; the new DMPA asks with HoA 0.0.0.0
-(it does not know the address yet) and each DMPA's BU sequence numbers are its own. The
+(it does not know the address yet) and each DMPA's BU sequence numbers are its own.
+``handovers`` counts the handovers the DLMAP accepted (an MS's PBA of status 0 from the other
+DMPA than its previous accepted one), ``handovers_sent`` the handover PBUs sent. The
 generator answers the DLMAP's Binding Revocation Indications (a BRA echoing its options), as
-the old DMPA does, so the held PBA of a handover is released at once.
+the old DMPA does, so the held PBA of a handover is released at once, and its Heartbeat
+Requests (a response with our Restart Counter; a new active DLMAP sends one to each peer at its
+takeover), as :class:`netlmm_lab.loadgen.LoadGenerator` does (:func:`netlmm_lab.loadgen.answer`).
 
 ``--record`` decodes every accepted PBA and reports the (NAI, HoA) pairs accepted, with any
 NAI given two addresses and any address given to two NAIs. ``--heartbeat S`` sends an RFC 5847
 Heartbeat from each sender every S seconds and reports the Restart Counters the DLMAP answered
 with (one value: it never looked restarted). The longest stretch without any PBA back is
-reported with its wall-clock bounds (a failover's "kill -> first PBA answered").
+reported with its wall-clock bounds (a failover's "kill -> first PBA answered"); a silence
+that lasted to the end of the run counts too (``silence_ended_by_pba`` false).
 """
 
 from __future__ import annotations
@@ -35,12 +40,12 @@ import time
 from ipaddress import IPv4Address, IPv6Address
 from socket import socket
 
+from netlmm_lab.loadgen import answer, restart_counter
 from router.adapters.sockets import open_mh_socket
 from router.wire.dialect import DRAFT
 from router.wire.errors import DecodeError
 from router.wire.mh import (
     BindingAck,
-    BindingRevocationAck,
     BindingRevocationIndication,
     BindingUpdate,
     Heartbeat,
@@ -138,11 +143,16 @@ def run(
     target = (str(dst), 0)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    sent = answered = accepted = timeouts = errors = late = handovers = 0
-    bris = bras = heartbeats_answered = 0
+    sent = answered = accepted = timeouts = errors = late = handovers = handovers_sent = 0
+    bris = bras = heartbeats_answered = heartbeat_requests = 0
+    counter = restart_counter(time.time())  # ours, in the responses to the DLMAP's requests
     restart_counters: set[int] = set()
     pairs: dict[str, set[str]] = {}
     in_flight: dict[int, float] = {}  # sender << 16 | sequence -> sent at
+    # two DMPAs: the MS of each PBU in flight (same key), and the sender of each MS's last
+    # accepted PBA (a status-0 PBA from the other one is an accepted handover)
+    ms_in_flight: dict[int, int] = {}
+    accepted_at: dict[int, int] = {}
     given_up: set[int] = set()
     pbus = 0  # PBUs chosen so far (two DMPAs)
     clock = time.perf_counter
@@ -154,21 +164,23 @@ def run(
     next_heartbeat = began + heartbeat if heartbeat > 0 else float("inf")
 
     def send_one() -> None:
-        nonlocal pbus, sent, errors, handovers
+        nonlocal pbus, sent, errors, handovers_sent
         if wires:  # one DMPA: sequence s is for MS s % nais
             index, sender = 0, senders[0]
             seq = sender.next_sequence()
             wire: bytes | bytearray = wires[seq]
+            ms: int | None = None  # not followed: no handovers
         else:  # two: PBU k is for MS k % nais, in round k // nais
             k = pbus
             pbus += 1
             round_ = k // nais
             index = (round_ // ROUNDS_PER_DMPA) % len(senders)
             if round_ % ROUNDS_PER_DMPA == 0 and round_ > 0:
-                handovers += 1
+                handovers_sent += 1
             sender = senders[index]
             seq = sender.next_sequence()
-            wire = bytearray(templates[k % nais])
+            ms = k % nais
+            wire = bytearray(templates[ms])
             U16.pack_into(wire, BU_SEQUENCE_AT, seq)
         now = clock()
         try:
@@ -177,14 +189,18 @@ def run(
             errors += 1
             return
         in_flight[index << 16 | seq] = now
+        if ms is not None:
+            ms_in_flight[index << 16 | seq] = ms
         sent += 1
 
     def on_message(sender: _Sender, index: int, data: bytes, peer: str) -> None:
         nonlocal answered, accepted, late, bris, bras, heartbeats_answered, last_answer, silence
+        nonlocal handovers, heartbeat_requests
         kind = data[2]
         if kind == BINDING_ACK:
             key = index << 16 | U16.unpack_from(data, SEQUENCE_AT)[0]
             started = in_flight.pop(key, None)
+            ms = ms_in_flight.pop(key, None) if ms_in_flight else None  # one DMPA: none
             if started is None:
                 late += key in given_up
                 return
@@ -197,6 +213,9 @@ def run(
             statuses[status] = statuses.get(status, 0) + 1
             if status == 0:
                 accepted += 1
+                if ms is not None:
+                    handovers += accepted_at.get(ms, index) != index
+                    accepted_at[ms] = index
                 if record and (pair := _accepted_pair(data)) is not None:
                     pairs.setdefault(pair[0], set()).add(pair[1])
             latencies.append(got - started)
@@ -210,24 +229,31 @@ def run(
             if not isinstance(bri, BindingRevocationIndication):
                 return
             bris += 1
-            kinds = (MobileNodeIdentifier, SeedIPv4HomeAddress)
-            echo = tuple(o for o in bri.options if isinstance(o, kinds))
-            bra = BindingRevocationAck(0, bri.sequence, bri.flags, echo)
-            try:
-                sender.sock.sendto(bra.encode(), (peer, 0))
-                bras += 1
-            except OSError:
-                pass
+            bras += reply(sender, answer(bri, counter), peer)
         elif kind == HEARTBEAT:
             try:
                 beat = decode_message(data, DRAFT)
             except DecodeError:
                 return
-            if isinstance(beat, Heartbeat) and beat.flags & HEARTBEAT_RESPONSE:
+            if not isinstance(beat, Heartbeat):
+                return
+            if beat.flags & HEARTBEAT_RESPONSE:
                 heartbeats_answered += 1
-                counter = beat.find(RestartCounter)
-                if counter is not None:
-                    restart_counters.add(counter.counter)
+                theirs = beat.find(RestartCounter)
+                if theirs is not None:
+                    restart_counters.add(theirs.counter)
+            else:  # the DLMAP's request (at every interval, and at a takeover): answer it
+                heartbeat_requests += 1
+                reply(sender, answer(beat, counter), peer)
+
+    def reply(sender: _Sender, data: bytes | None, peer: str) -> bool:
+        if data is None:
+            return False
+        try:
+            sender.sock.sendto(data, (peer, 0))
+        except OSError:
+            return False
+        return True
 
     for _ in range(window):
         send_one()
@@ -261,10 +287,18 @@ def run(
         stale = [key for key, t in in_flight.items() if now - t > timeout]
         for key in stale:
             del in_flight[key]
+            ms_in_flight.pop(key, None)
             given_up.add(key)
             timeouts += 1
             send_one()
-    elapsed = clock() - began
+    stopped = clock()
+    elapsed = stopped - began
+    # the silence after the last PBA counts too (a DLMAP that never answered again after a
+    # fault): it ends with the run, not with a PBA
+    ended_by_pba = True
+    if stopped - last_answer > silence[0]:
+        silence = (stopped - last_answer, last_answer, stopped)
+        ended_by_pba = False
     for sender in senders:
         sender.sock.close()
     latencies.sort()
@@ -288,13 +322,15 @@ def run(
         "longest_silence_s": round(silence[0], 3),
         "silence_from": round(wall_began + silence[1] - began, 3),
         "silence_to": round(wall_began + silence[2] - began, 3),
+        "silence_ended_by_pba": ended_by_pba,
     }
     if src2 is not None:
-        result.update(handovers=handovers, bris=bris, bras_sent=bras)
+        result.update(handovers=handovers, handovers_sent=handovers_sent, bris=bris, bras_sent=bras)
     if heartbeat > 0:
         result.update(
             heartbeats_answered=heartbeats_answered, restart_counters=sorted(restart_counters)
         )
+    result.update(heartbeat_requests_answered=heartbeat_requests)
     if record:
         by_hoa: dict[str, set[str]] = {}
         for nai, hoas in pairs.items():

@@ -75,9 +75,11 @@ def _finish(
         answered = [
             (r.nai, r.hoa, round((r.time - claimed) * 1000, 3))
             for r in late
-            if r.kind == "pba" and r.src_mac == lm_mac and r.status == 0
+            if r.kind == "pba"
+            and r.src_mac == lm_mac
+            and r.status == 0
             and (r.dst, r.sequence) in after
-        ]  # fmt: skip
+        ]
         shown["fenced"] = {
             "claim_lock_wait_ms": round((claimed - begun) * 1000, 3),
             "pbus_to_it_after_claim": len(after),

@@ -36,8 +36,9 @@ from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
 
 #: The real MSs: ms, ms2 ... ms10, each a namespace of its own on base station 1 (DMPA 1).
 REAL_MSS = 10
-#: The generator's two simulated DMPAs (its MSs hand over between them), and its MSs (the
-#: lab's pool has 100 addresses: 10 real + 20 simulated).
+#: The generator's two simulated DMPAs (its MSs hand over between them), and its MSs by
+#: default (the lab's pool has 100 addresses: the 10 real MSs and each variant's simulated
+#: ones, 20 by default, 40 in the namespace cut).
 GENERATOR = IPv6Address("2001:db8:100::21")
 GENERATOR2 = IPv6Address("2001:db8:100::22")
 LOAD_NAIS = 20
@@ -57,6 +58,7 @@ class Traffic:
 class TrafficResult:
     flows: list[MSFlowResult]
     pings: dict[str, PingResult]
+    server: dict[str, Any]  # the CN's msflow server: UDP echoed, TCP sessions accepted, closed
 
 
 @dataclass
@@ -128,7 +130,11 @@ def start_traffic(p: Pair, seconds: float = 90.0) -> Traffic:
     """Every real MS: its TCP session and numbered UDP flow (one process each, one server in
     the CN), and a ping every 10 ms."""
     flows = MSFlows(p.lab, p.mss, seconds=seconds, interval=0.01)
-    flows.start()
+    try:
+        flows.start()
+    except BaseException:
+        flows.close()
+        raise
     pings = {
         ms: BackgroundPing(p.lab, ms, str(CN_ADDRESS), interval=0.01, seconds=seconds)
         for ms in p.mss
@@ -137,9 +143,12 @@ def start_traffic(p: Pair, seconds: float = 90.0) -> Traffic:
 
 
 def stop_traffic(traffic: Traffic) -> TrafficResult:
-    flows = traffic.flows.stop()
-    pings = {ms: ping.stop() for ms, ping in traffic.pings.items()}
-    return TrafficResult(flows, pings)
+    try:
+        flows = traffic.flows.stop()
+    finally:
+        traffic.flows.close()  # what a failed stop left running, by PID (nothing otherwise)
+        pings = {ms: ping.stop() for ms, ping in traffic.pings.items()}
+    return TrafficResult(flows, pings, traffic.flows.server)
 
 
 def start_load(
@@ -163,9 +172,10 @@ def load_result(p: Pair, proc: subprocess.Popen[Any], timeout: float) -> dict[st
     return result
 
 
-def wait_active(p: Pair, role: str, timeout: float = 30.0) -> float:
-    """Seconds until ``role`` says it is the active one."""
-    began = time.monotonic()
+def wait_active(p: Pair, role: str, timeout: float = 30.0, since: float | None = None) -> float:
+    """Seconds until ``role`` says it is the active one, from ``since`` (``time.monotonic()``:
+    the fault) or from now."""
+    began = time.monotonic() if since is None else since
 
     def is_active() -> bool:
         try:
@@ -430,25 +440,41 @@ def figures(
         "ping_loss_pct": {ms: r.loss_pct for ms, r in traffic.pings.items()},
         "ping_sent": {ms: r.transmitted for ms, r in traffic.pings.items()},
         "pbas_accepted_in_capture": len(pbas),
+        "cn_server": traffic.server,
     }
     if generated is not None:
         keep = ("sent", "answered", "accepted", "refused", "timeouts", "late", "handovers",
-                "bris", "bras_sent", "pbas_per_s", "p50_us", "p99_us", "max_us",
-                "longest_silence_s", "heartbeats_answered", "restart_counters")  # fmt: skip
+                "handovers_sent", "bris", "bras_sent", "pbas_per_s", "p50_us", "p99_us", "max_us",
+                "longest_silence_s", "heartbeats_answered", "heartbeat_requests_answered",
+                "restart_counters")  # fmt: skip
         result["generator"] = {k: generated.get(k) for k in keep}
-        result["generator"]["fault_to_first_pba_s"] = round(generated["silence_to"] - began, 3)
+        # the generator's longest silence is the fault's if a PBA ended it (not the run's end)
+        # after the fault (it can begin a little after it: PBAs in flight, the old active still
+        # answering); one that ended before the fault gives no figure (not a negative one)
+        to_pba = round(generated["silence_to"] - began, 3)
+        ended = generated.get("silence_ended_by_pba", True)
+        result["generator"]["fault_to_first_pba_s"] = to_pba if ended and to_pba >= 0 else None
     return result
 
 
 def check_traffic(p: Pair, traffic: TrafficResult, shown: dict[str, Any]) -> None:
-    """Every real MS: its TCP session survived, its UDP flow came back (a gap below the
-    generous bound), and it kept its address (a fresh DHCP exchange through whichever DLMAP
-    is active now gives each the address it had)."""
+    """Every real MS: its TCP session survived, its UDP flow came back (its longest gap between
+    echoes and its longest run of lost probes below the generous bound), and it kept its
+    address (a fresh DHCP exchange through whichever DLMAP is active now gives each the address
+    it had)."""
     assert len(traffic.flows) == REAL_MSS, shown
     for flow in traffic.flows:
         assert flow.tcp_survived, (flow.ms, flow.tcp, shown)
         assert flow.max_gap_ms < GENEROUS_GAP_MS, (flow.ms, flow.udp, shown)
+        # the gap between echoes that came back misses a flow that never came back after the
+        # fault: the longest run of probes lost, in time, catches it
+        lost_ms = flow.udp["longest_loss_run"] * flow.udp["interval_ms"]
+        assert lost_ms < GENEROUS_GAP_MS, (flow.ms, flow.udp, shown)
         assert flow.udp["received"] > 0, (flow.ms, flow.udp)
+    # the CN's side: one TCP session per MS, each closed cleanly by its MS, none in error
+    server = traffic.server
+    assert server["tcp_accepted"] == server["tcp_closed"] == REAL_MSS, (server, shown)
+    assert server["tcp_errors"] == 0, (server, shown)
     assert p.all_leases() == p.leases
     again = {nai: lease.address for nai, lease in p.dhcp_all().items()}
     assert again == p.leases, "an MS was given another address after the failover"
@@ -457,7 +483,8 @@ def check_traffic(p: Pair, traffic: TrafficResult, shown: dict[str, Any]) -> Non
 def check_generator(p: Pair, generated: dict[str, Any]) -> None:
     """The simulated MSs: some accepted (also after the fault: the generator's longest silence
     is bounded), no NAI given two addresses nor an address two NAIs, every accepted pair in
-    the database, handovers made, and one Restart Counter in every heartbeat answer."""
+    the database, handovers accepted (an MS's PBA from the other DMPA than its last one),
+    one Restart Counter in every heartbeat answer, and the DLMAP's heartbeat requests answered."""
     assert generated["accepted"] > 0 and generated["handovers"] > 0, generated
     assert generated["longest_silence_s"] < GENEROUS_GAP_MS / 1000, generated
     assert generated["nais_with_two_addresses"] == [], generated
@@ -466,10 +493,16 @@ def check_generator(p: Pair, generated: dict[str, Any]) -> None:
     missing = [(n, a) for n, a in generated["accepted_pairs"] if stored.get(n) != a]
     assert missing == [], f"accepted but not in the database: {missing[:10]}"
     assert len(generated["restart_counters"]) == 1, generated  # the DLMAP never looked restarted
+    assert generated["heartbeat_requests_answered"] > 0, generated  # the DLMAP's, answered
 
 
-def check_all(p: Pair, traffic: TrafficResult, pbas: list[tuple[str, str, str, float]],
-              generated: dict[str, Any] | None, shown: dict[str, Any]) -> None:  # fmt: skip
+def check_all(
+    p: Pair,
+    traffic: TrafficResult,
+    pbas: list[tuple[str, str, str, float]],
+    generated: dict[str, Any] | None,
+    shown: dict[str, Any],
+) -> None:
     check_traffic(p, traffic, shown)
     check_one_address_per_ms(p, pbas)
     assert {nai: str(a) for nai, a in p.leases.items()}.items() <= database_addresses(p).items()

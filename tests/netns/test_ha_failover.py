@@ -48,7 +48,7 @@ def test_sigkill_of_the_active_dlmap_loses_no_address(lab: HALab) -> None:
             killed_wall = time.time()
             p.domain.kill("dlmap")
             lab.handover(2, "ms")  # a handover during the failover: DMPA 2's PBU meets lb
-            to_active = h.wait_active(p, "dlmap_b")
+            to_active = h.wait_active(p, "dlmap_b", since=killed)
             wait_until(
                 lambda: h.binding_dmpa(p, "dlmap_b", "ms@example.org") == h.DMPAS[1],
                 20.0,
@@ -61,7 +61,9 @@ def test_sigkill_of_the_active_dlmap_loses_no_address(lab: HALab) -> None:
                 "DMPA 1's heartbeats answered by the new active",
             )
             generated = h.load_result(p, load, 30.0)
-            time.sleep(max(0.0, 2.0 - (time.monotonic() - killed - to_active)))
+            time.sleep(
+                max(0.0, 2.0 - (time.monotonic() - killed - to_active))
+            )  # 2 s past lb active
         finally:
             result = h.stop_traffic(traffic)
         records = h.stop_capture(p)
