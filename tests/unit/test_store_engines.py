@@ -219,13 +219,21 @@ def test_the_keys_hold_even_against_sql_that_is_not_ours(pg: Engine) -> None:
         pg.loop.run_until_complete(store._db.execute(insert, IDENTITY, "192.0.2.9", "a@x"))
 
 
-def test_a_takeover_fences_the_old_holder(pg: Engine, pg_dsn: str) -> None:
-    old = pg.store
+@pytest.fixture
+def standby(pg: Engine, pg_dsn: str) -> Iterator[PgStore]:
+    """A second process's store on the same database (the pair's standby): open, not claimed."""
+    store = PgStore(pg_dsn, IDENTITY, holder="standby")
+    pg.loop.run_until_complete(store.open())
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def test_a_takeover_fences_the_old_holder(pg: Engine, standby: PgStore) -> None:
+    old, new, loop = pg.store, standby, pg.loop
     assert isinstance(old, PgStore)
     pg.apply([binding("a@x", "192.0.2.2")])
-    new = PgStore(pg_dsn, IDENTITY, holder="standby")
-    loop = pg.loop
-    loop.run_until_complete(new.open())
     assert loop.run_until_complete(new.claim()) == old.epoch + 1
     # the old active, cut off from its peer but still reaching the database, cannot allocate
     with pytest.raises(StoreFenced, match="fenced"):
@@ -235,7 +243,6 @@ def test_a_takeover_fences_the_old_holder(pg: Engine, pg_dsn: str) -> None:
     loop.run_until_complete(new.apply([binding("c@x", "192.0.2.4")]))
     assert addresses(pg) == [("192.0.2.2", "a@x"), ("192.0.2.4", "c@x")]
     assert loop.run_until_complete(new.current_epoch()) == (new.epoch, "standby")
-    new.close()
 
 
 def test_a_claim_waits_for_a_write_in_flight_then_fences_the_next(pg: Engine, pg_dsn: str) -> None:
@@ -374,14 +381,11 @@ def test_a_refresh_writes_its_record_and_leaves_the_address_row_alone(pg: Engine
     assert addresses(pg) == [("192.0.2.3", "b@x"), ("192.0.2.4", "a@x")]
 
 
-def test_a_takeover_fences_a_refresh_of_the_old_holder(pg: Engine, pg_dsn: str) -> None:
+def test_a_takeover_fences_a_refresh_of_the_old_holder(pg: Engine, standby: PgStore) -> None:
     """The one-statement write checks the epoch as the transaction does: nothing is written."""
-    old = pg.store
+    old, new, loop = pg.store, standby, pg.loop
     assert isinstance(old, PgStore)
     pg.apply([binding("a@x", "192.0.2.2")])
-    new = PgStore(pg_dsn, IDENTITY, holder="standby")
-    loop = pg.loop
-    loop.run_until_complete(new.open())
     loop.run_until_complete(new.claim())
     refreshed = Persist("binding", "a@x", {"nai": "a@x", "hoa": "192.0.2.2", "sequence": 9})
     with pytest.raises(StoreFenced, match="fenced"):
@@ -389,7 +393,6 @@ def test_a_takeover_fences_a_refresh_of_the_old_holder(pg: Engine, pg_dsn: str) 
     assert old.backlog == 2  # kept, as any failed write
     loop.run_until_complete(new.fetch())
     assert new.load() == {"binding": {"a@x": {"nai": "a@x", "hoa": "192.0.2.2"}}}
-    new.close()
 
 
 def test_a_store_that_has_not_read_the_state_still_releases_what_it_did_not_write(
