@@ -75,7 +75,9 @@ def _capture(lab: Lab, ms: str, name: str) -> tuple[subprocess.Popen[Any], Path]
             ms, ["tshark", "-n", "-i", MS_IF, "-w", str(pcap)], stdout=subprocess.DEVNULL,
             stderr=out.fileno(),
         )  # fmt: skip
-    wait_until(lambda: "Capturing on" in err.read_text(errors="replace"), 15, "tshark capturing")
+    # "Capturing on" comes from tshark before its dumpcap opens the link; "Capture started."
+    # once dumpcap captures
+    wait_until(lambda: "Capture started" in err.read_text(errors="replace"), 15, "tshark capturing")
     return proc, pcap
 
 

@@ -87,7 +87,9 @@ def test_the_ms_hears_time_exceeded_and_packet_too_big_from_the_router_link_loca
                     stdout=subprocess.PIPE,
                     stderr=err_file.fileno(),
                 )
-            wait_until(lambda: "Capturing on" in errors.read_text(), 10.0, "the capture started")
+            # tshark prints "Capturing on" before its dumpcap opens the link, "Capture started."
+            # once dumpcap reports its file, the filter attached: the pings wait for that
+            wait_until(lambda: "Capture started" in errors.read_text(), 10.0, "the capture started")
             late = ping(lab, "ms", cn6, count=1, ttl=1)
             big = ping(lab, "ms", cn6, count=1, size=TUNNEL_MTU, df=True)
             out, _ = capture.communicate(timeout=25.0)
