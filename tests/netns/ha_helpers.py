@@ -33,6 +33,7 @@ from router.wire.dialect import DRAFT
 from router.wire.errors import DecodeError
 from router.wire.mh import BindingAck, BindingUpdate, decode_message
 from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
+from tests.oracle.tshark import capture_open
 
 #: The real MSs: ms, ms2 ... ms10, each a namespace of its own on base station 1 (DMPA 1).
 REAL_MSS = 10
@@ -107,10 +108,14 @@ def pair(lab: HALab) -> Iterator[Pair]:
         configure(domain, role, "dlmap", heartbeat_interval=1)
     made = Pair(lab, domain)
     try:
-        made.pcap = lab.workdir / "mh.pcap"
-        made.capture = lab.popen(
-            "tr", ["tshark", "-q", "-n", "-i", "br0", "-f", "ip6 proto 135", "-w", str(made.pcap)]
-        )
+        made.pcap, errors = lab.workdir / "mh.pcap", lab.workdir / "mh.err"
+        with errors.open("w") as err:
+            made.capture = lab.popen(
+                "tr",
+                ["tshark", "-q", "-n", "-i", "br0", "-f", "ip6 proto 135", "-w", str(made.pcap)],
+                stderr=err.fileno(),
+            )
+        wait_until(lambda: capture_open(errors), 15.0, "the PBA capture open")  # before any PBA
         lab.exec("tr", ["sysctl", "-q", "-w", f"net.ipv6.conf.{BRIDGE}.disable_ipv6=0"])
         for address in (GENERATOR, GENERATOR2):
             lab.exec("tr", ["ip", "addr", "add", f"{address}/64", "dev", BRIDGE, "nodad"])

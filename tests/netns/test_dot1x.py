@@ -30,6 +30,7 @@ from netlmm_lab.poll import wait_until
 from netlmm_lab.servers import Server
 from netlmm_lab.topology import CN_ADDRESS, DMPA_ADDRESSES, MS_IF, Lab
 from tests.conftest import require
+from tests.oracle.tshark import capture_open
 
 pytestmark = pytest.mark.root
 
@@ -75,9 +76,7 @@ def _capture(lab: Lab, ms: str, name: str) -> tuple[subprocess.Popen[Any], Path]
             ms, ["tshark", "-n", "-i", MS_IF, "-w", str(pcap)], stdout=subprocess.DEVNULL,
             stderr=out.fileno(),
         )  # fmt: skip
-    # "Capturing on" comes from tshark before its dumpcap opens the link; "Capture started."
-    # once dumpcap captures
-    wait_until(lambda: "Capture started" in err.read_text(errors="replace"), 15, "tshark capturing")
+    wait_until(lambda: capture_open(err), 15, "tshark capturing")
     return proc, pcap
 
 

@@ -20,6 +20,7 @@ from netlmm_lab.poll import wait_until
 from netlmm_lab.tools import ping
 from netlmm_lab.topology import MS_IF, Lab
 from tests.conftest import require
+from tests.oracle.tshark import capture_open
 
 pytestmark = [pytest.mark.root, pytest.mark.tshark]
 
@@ -87,9 +88,7 @@ def test_the_ms_hears_time_exceeded_and_packet_too_big_from_the_router_link_loca
                     stdout=subprocess.PIPE,
                     stderr=err_file.fileno(),
                 )
-            # tshark prints "Capturing on" before its dumpcap opens the link, "Capture started."
-            # once dumpcap reports its file, the filter attached: the pings wait for that
-            wait_until(lambda: "Capture started" in errors.read_text(), 10.0, "the capture started")
+            wait_until(lambda: capture_open(errors), 10.0, "the capture open")
             late = ping(lab, "ms", cn6, count=1, ttl=1)
             big = ping(lab, "ms", cn6, count=1, size=TUNNEL_MTU, df=True)
             out, _ = capture.communicate(timeout=25.0)

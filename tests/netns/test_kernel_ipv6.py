@@ -43,7 +43,7 @@ from netlmm_lab.topology import CN_IF, MS_IF, TRANSPORT_IF, UPLINK_IF, Lab
 from tests.conftest import require
 from tests.netns.children import run_child
 from tests.netns.forge import PSEUDO, Leg, exchange_both_ways, marker
-from tests.oracle.tshark import fields
+from tests.oracle.tshark import capture_open, fields
 
 pytestmark = pytest.mark.root
 
@@ -181,7 +181,7 @@ def test_ipv6_tcp_through_the_kernel_arrives_whole_and_fits_the_tunnel(
             dumpcap = lab.popen(
                 "lm", ["dumpcap", "-q", "-i", TRANSPORT_IF, "-w", str(pcap)], stderr=err.fileno()
             )
-        wait_until(lambda: "Capturing on" in errors.read_text(), 10.0, "the capture started")
+        wait_until(lambda: capture_open(errors), 10.0, "the capture open")
         up = tcp_transfer(lab, server=CN6, nbytes=5_000_000, seconds=10.0)
         down = tcp_transfer(
             lab, client_ns="cn", server_ns="ms", server=str(address), nbytes=5_000_000

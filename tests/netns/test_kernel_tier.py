@@ -17,7 +17,7 @@ from netlmm_lab.poll import wait_until
 from netlmm_lab.tools import ping, tcp_transfer
 from netlmm_lab.topology import CN_ADDRESS, TRANSPORT_IF, Lab
 from tests.netns.children import run_child
-from tests.oracle.tshark import fields
+from tests.oracle.tshark import capture_open, fields
 
 pytestmark = pytest.mark.root
 
@@ -146,7 +146,7 @@ def test_with_offloads_off_every_tunnel_packet_fits_and_checks(lab: Lab, tshark_
         dumpcap = lab.popen(
             "lm", ["dumpcap", "-q", "-i", TRANSPORT_IF, "-w", str(pcap)], stderr=err.fileno()
         )
-    wait_until(lambda: "Capturing on" in errors.read_text(), 10.0, "the capture started")
+    wait_until(lambda: capture_open(errors), 10.0, "the capture open")
     up = tcp_transfer(lab, nbytes=5_000_000, seconds=10.0)
     down = tcp_transfer(
         lab, client_ns="cn", server_ns="ms", server=hoa, nbytes=5_000_000, seconds=10.0
