@@ -33,7 +33,7 @@ from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import Domain
 from netlmm_lab.errors import LabError
 from netlmm_lab.poll import TimedOut, wait_until
-from netlmm_lab.tools import UdpStream, ping
+from netlmm_lab.tools import UdpStream, capture_open, ping
 from netlmm_lab.topology import (
     CN_ADDRESS,
     DLMAP_ADDRESS,
@@ -369,13 +369,16 @@ def pbu_schedule(lab: Lab, seconds: float) -> list[float]:
     fleet.create()
     domain = Domain(lab, fleet.profiles())
     domain.start()
-    capture = lab.popen(
-        "tr",
-        ["tshark", "-l", "-n", "-i", "br0", "-f", f"ip6 proto 135 and ip6 dst {DLMAP_ADDRESS}",
-         "-a", f"duration:{seconds:g}", "-T", "fields",
-         "-e", "frame.time_epoch", "-e", "mip6.mhtype"],
-    )  # fmt: skip
-    time.sleep(2.0)  # tshark is listening
+    errors = lab.workdir / "schedule.err"
+    with errors.open("w") as err:
+        capture = lab.popen(
+            "tr",
+            ["tshark", "-l", "-n", "-i", "br0", "-f", f"ip6 proto 135 and ip6 dst {DLMAP_ADDRESS}",
+             "-a", f"duration:{seconds:g}", "-T", "fields",
+             "-e", "frame.time_epoch", "-e", "mip6.mhtype"],
+            stderr=err.fileno(),
+        )  # fmt: skip
+    wait_until(lambda: capture_open(errors), 15.0, "the PBU capture open")
     with MHLoss(lab, 100):
         fleet.start_dhcp()
         out, _ = capture.communicate(timeout=seconds + 30)

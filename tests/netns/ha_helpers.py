@@ -27,13 +27,12 @@ from netlmm_lab.faults import configure
 from netlmm_lab.ha import DB_NAME, HADomain, HALab
 from netlmm_lab.msflow import MSFlowResult, MSFlows
 from netlmm_lab.poll import wait_until
-from netlmm_lab.tools import BackgroundPing, PingResult
+from netlmm_lab.tools import BackgroundPing, PingResult, capture_open
 from netlmm_lab.topology import BRIDGE, CN_ADDRESS, DLMAP_ADDRESS, DMPA_ADDRESSES
 from router.wire.dialect import DRAFT
 from router.wire.errors import DecodeError
 from router.wire.mh import BindingAck, BindingUpdate, decode_message
 from router.wire.mh_options import MobileNodeIdentifier, SeedIPv4HomeAddress
-from tests.oracle.tshark import capture_open
 
 #: The real MSs: ms, ms2 ... ms10, each a namespace of its own on base station 1 (DMPA 1).
 REAL_MSS = 10

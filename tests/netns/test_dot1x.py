@@ -28,9 +28,9 @@ from netlmm_lab.domain import Domain
 from netlmm_lab.errors import LabError
 from netlmm_lab.poll import wait_until
 from netlmm_lab.servers import Server
+from netlmm_lab.tools import capture_open
 from netlmm_lab.topology import CN_ADDRESS, DMPA_ADDRESSES, MS_IF, Lab
 from tests.conftest import require
-from tests.oracle.tshark import capture_open
 
 pytestmark = pytest.mark.root
 

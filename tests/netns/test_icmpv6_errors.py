@@ -17,10 +17,9 @@ from netlmm_lab.configs import MobileProfile
 from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import Domain
 from netlmm_lab.poll import wait_until
-from netlmm_lab.tools import ping
+from netlmm_lab.tools import capture_open, ping
 from netlmm_lab.topology import MS_IF, Lab
 from tests.conftest import require
-from tests.oracle.tshark import capture_open
 
 pytestmark = [pytest.mark.root, pytest.mark.tshark]
 

@@ -38,12 +38,12 @@ from netlmm_lab.configs import MobileProfile
 from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import Domain
 from netlmm_lab.poll import wait_until
-from netlmm_lab.tools import tcp_transfer
+from netlmm_lab.tools import capture_open, tcp_transfer
 from netlmm_lab.topology import CN_IF, MS_IF, TRANSPORT_IF, UPLINK_IF, Lab
 from tests.conftest import require
 from tests.netns.children import run_child
 from tests.netns.forge import PSEUDO, Leg, exchange_both_ways, marker
-from tests.oracle.tshark import capture_open, fields
+from tests.oracle.tshark import fields
 
 pytestmark = pytest.mark.root
 

@@ -14,10 +14,10 @@ from netlmm_lab.configs import MobileProfile
 from netlmm_lab.dhcp_client import DhcpClient
 from netlmm_lab.domain import Domain
 from netlmm_lab.poll import wait_until
-from netlmm_lab.tools import ping, tcp_transfer
+from netlmm_lab.tools import capture_open, ping, tcp_transfer
 from netlmm_lab.topology import CN_ADDRESS, TRANSPORT_IF, Lab
 from tests.netns.children import run_child
-from tests.oracle.tshark import capture_open, fields
+from tests.oracle.tshark import fields
 
 pytestmark = pytest.mark.root
 

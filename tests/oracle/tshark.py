@@ -3,8 +3,7 @@
 ``tshark -T pdml`` is the ``-V`` decode tree in XML: every field with its filter name, its
 displayed value (``show``) and its raw bytes (``value``), which is what the oracle compares.
 :func:`fields` is ``tshark -T fields``: the values of named fields, one row per packet (the
-oracle tests, and the captures of the netns tests). :func:`capture_open` tells when a live
-capture of a netns test sees packets.
+oracle tests, and the captures of the netns tests).
 """
 
 from __future__ import annotations
@@ -22,18 +21,6 @@ LINKTYPE_RAW = 101  # raw IP; the version nibble says IPv4 or IPv6
 _PCAP_HEADER = struct.Struct("<IHHiIII")
 _RECORD = struct.Struct("<IIII")
 _IPV6 = struct.Struct("!IHBB16s16s")
-
-
-#: What a live tshark or dumpcap writes to its stderr once it captures: its file's line. The
-#: earlier "Capturing on" is no such sign: tshark prints it before its dumpcap has opened the
-#: link, dumpcap before it reads. A ping sent right after it was lost 15 times in 15 (tshark)
-#: and 9 in 15 (dumpcap); after the file's line, none in 15 of each.
-CAPTURE_OPEN = "File: "
-
-
-def capture_open(stderr: Path) -> bool:
-    """Whether the live tshark or dumpcap whose stderr goes to ``stderr`` captures yet."""
-    return CAPTURE_OPEN in stderr.read_text(errors="replace")
 
 
 def ipv6_packet(src: IPv6Address, dst: IPv6Address, next_header: int, payload: bytes) -> bytes:
