@@ -164,6 +164,113 @@ cdef int io_flush(io_t *io, int fd, int n) noexcept:
     return failed
 
 
+# ---- whole datagrams with their peer (reference_io.MessageIO): the MH socket's batches ----
+
+cdef class MessageIO:
+    """See ``reference_io.MessageIO``: up to IO_BATCH datagrams a recvmmsg, sends in sendmmsg
+    batches, on an AF_INET6 datagram or raw socket it does not own."""
+
+    cdef int fd
+    cdef uint8_t *rx
+    cdef mmsghdr *rxv
+    cdef mmsghdr *txv
+    cdef iovec *rxio
+    cdef iovec *txio
+    cdef sockaddr_in6 *rxname
+    cdef sockaddr_in6 *txname
+
+    def __cinit__(self, int fd):
+        if fd < 0:
+            raise ValueError("fd must be an open socket")
+        self.fd = fd
+        self.rx = <uint8_t *>_alloc(IO_BATCH * IO_BUF, False)
+        self.rxv = <mmsghdr *>_alloc(IO_BATCH * sizeof(mmsghdr), True)
+        self.txv = <mmsghdr *>_alloc(IO_BATCH * sizeof(mmsghdr), True)
+        self.rxio = <iovec *>_alloc(IO_BATCH * sizeof(iovec), True)
+        self.txio = <iovec *>_alloc(IO_BATCH * sizeof(iovec), True)
+        self.rxname = <sockaddr_in6 *>_alloc(IO_BATCH * sizeof(sockaddr_in6), True)
+        self.txname = <sockaddr_in6 *>_alloc(IO_BATCH * sizeof(sockaddr_in6), True)
+        cdef int i
+        for i in range(IO_BATCH):
+            self.rxio[i].iov_base = self.rx + i * IO_BUF
+            self.rxio[i].iov_len = IO_BUF
+            self.rxv[i].msg_hdr.msg_iov = &self.rxio[i]
+            self.rxv[i].msg_hdr.msg_iovlen = 1
+            self.rxv[i].msg_hdr.msg_name = &self.rxname[i]
+            self.txv[i].msg_hdr.msg_iov = &self.txio[i]
+            self.txv[i].msg_hdr.msg_iovlen = 1
+            self.txv[i].msg_hdr.msg_name = &self.txname[i]
+            self.txv[i].msg_hdr.msg_namelen = sizeof(sockaddr_in6)
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.rx)
+        PyMem_RawFree(self.rxv)
+        PyMem_RawFree(self.txv)
+        PyMem_RawFree(self.rxio)
+        PyMem_RawFree(self.txio)
+        PyMem_RawFree(self.rxname)
+        PyMem_RawFree(self.txname)
+
+    def recv(self, int limit=IO_BATCH):
+        cdef int want = min(max(limit, 0), IO_BATCH), got, i, truncated = 0
+        cdef list messages = []
+        if want == 0:
+            return messages, 0, 0
+        for i in range(want):
+            self.rxv[i].msg_hdr.msg_namelen = sizeof(sockaddr_in6)
+            self.rxv[i].msg_hdr.msg_flags = 0
+        while True:
+            got = recvmmsg(self.fd, self.rxv, want, MSG_DONTWAIT, NULL)
+            if got >= 0 or errno != EINTR:
+                break
+        if got < 0:
+            return messages, 0, (0 if errno == EAGAIN else errno)  # EWOULDBLOCK is EAGAIN on Linux
+        for i in range(got):
+            if self.rxv[i].msg_hdr.msg_flags & MSG_TRUNC:
+                truncated += 1
+                continue
+            messages.append((
+                PyBytes_FromStringAndSize(<char *>self.rx + i * IO_BUF, self.rxv[i].msg_len),
+                PyBytes_FromStringAndSize(<char *>self.rxname[i].sin6_addr.s6_addr, 16),
+            ))
+        return messages, truncated, 0
+
+    def send(self, list messages):
+        cdef list failed = [], keep = []
+        cdef Py_ssize_t total = len(messages), start = 0, i
+        cdef int n, done, k
+        cdef object data, dst
+        while start < total:
+            n = <int>min(total - start, IO_BATCH)
+            for i in range(n):
+                data, dst = messages[start + i]
+                if type(data) is not bytes:
+                    data = bytes(data)
+                    keep.append(data)  # alive until its sendmmsg is done
+                if type(dst) is not bytes or PyBytes_GET_SIZE(dst) != 16:
+                    raise ValueError("a destination is 16 bytes (an IPv6 address, packed)")
+                self.txio[i].iov_base = PyBytes_AS_STRING(data)
+                self.txio[i].iov_len = PyBytes_GET_SIZE(data)
+                memset(&self.txname[i], 0, sizeof(sockaddr_in6))
+                self.txname[i].sin6_family = AF_INET6
+                memcpy(self.txname[i].sin6_addr.s6_addr, PyBytes_AS_STRING(dst), 16)
+            done = 0
+            while done < n:
+                k = sendmmsg(self.fd, self.txv + done, n - done, MSG_DONTWAIT)
+                if k < 0:
+                    if errno == EINTR:
+                        continue
+                    failed.append((start + done, errno))  # that one is skipped, the rest go on
+                    k = 1
+                done += k
+            start += n
+            keep.clear()
+        return failed
+
+    def close(self):
+        pass
+
+
 # ---- the pump loops (reference_io.pump): one per kind of input ----
 
 cdef int pump_receive(_Engine e, int fd, int budget, list punts, object fds) except -1:

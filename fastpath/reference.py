@@ -37,8 +37,8 @@ from fastpath.common import IO_BUF as IO_BUF
 from fastpath.common import IP6_LEN as IP6_LEN
 from fastpath.reference_engines import Dlmap, Dmpa
 from fastpath.reference_gso import coalesce, segment
-from fastpath.reference_io import Batch
+from fastpath.reference_io import Batch, MessageIO
 from fastpath.reference_table import REHASH_STEPS as REHASH_STEPS
 from fastpath.reference_table import HoaTable
 
-__all__ = ["Batch", "Dlmap", "Dmpa", "HoaTable", "coalesce", "segment"]
+__all__ = ["Batch", "Dlmap", "Dmpa", "HoaTable", "MessageIO", "coalesce", "segment"]

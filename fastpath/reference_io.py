@@ -119,6 +119,62 @@ def run_batch(
     return forwarded
 
 
+# ---- whole datagrams with their peer: the MH socket's batches ----
+
+#: The most datagrams one receive call returns, and one send call hands the kernel at once.
+IO_BATCH = 64
+
+
+class MessageIO:
+    """Whole datagrams with their IPv6 peer on an AF_INET6 raw socket this does not own (the
+    MH socket): the compiled twin receives up to :data:`IO_BATCH` in one recvmmsg and sends in
+    sendmmsg batches of as many; this twin does one recvmsg or sendto a datagram.
+
+    :meth:`recv` returns ``(messages, truncated, error)``: ``[(data, source)]`` with the
+    source's 16 bytes, how many were longer than :data:`IO_BUF` (dropped), and the errno of a
+    failed receive (0 when the socket was drained or the limit reached). :meth:`send` takes
+    ``[(data, destination)]`` (16 bytes each, port 0: a raw socket), sends them in order, and
+    returns ``[(index, errno)]`` of those that failed; the others still go."""
+
+    def __init__(self, fd: int) -> None:
+        if fd < 0:
+            raise ValueError("fd must be an open socket")
+        self._sock = socket.socket(fileno=os.dup(fd))
+
+    def recv(self, limit: int = IO_BATCH) -> tuple[list[tuple[bytes, bytes]], int, int]:
+        messages: list[tuple[bytes, bytes]] = []
+        truncated = 0
+        for _ in range(min(max(limit, 0), IO_BATCH)):
+            try:
+                data, _, flags, addr = self._sock.recvmsg(IO_BUF, 0, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if messages or truncated:  # as recvmmsg: what came first is returned
+                    break
+                return messages, 0, exc.errno or errno.EIO
+            if flags & socket.MSG_TRUNC:
+                truncated += 1
+                continue
+            source = socket.inet_pton(socket.AF_INET6, addr[0].split("%", 1)[0])
+            messages.append((data, source))
+        return messages, truncated, 0
+
+    def send(self, messages: list[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
+        failed: list[tuple[int, int]] = []
+        for i, (data, dst) in enumerate(messages):
+            if type(dst) is not bytes or len(dst) != 16:
+                raise ValueError("a destination is 16 bytes (an IPv6 address, packed)")
+            try:
+                self._sock.sendto(data, (socket.inet_ntop(socket.AF_INET6, dst), 0))
+            except OSError as exc:
+                failed.append((i, exc.errno or errno.EIO))
+        return failed
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 # ---- batches on fds ----
 
 # What a pump hands each packet to: (source, packet, out) -> the engine's Result. ``source`` is

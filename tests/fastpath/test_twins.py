@@ -4,10 +4,12 @@ then decapsulation is the identity."""
 
 from __future__ import annotations
 
+import socket
 import struct
 from types import ModuleType
 from typing import Any
 
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -379,3 +381,19 @@ def with_ttl(ip: bytes) -> bytes:
     ihl = (ip[0] & 0x0F) * 4
     hdr = ip[:8] + bytes([ip[8] - 1]) + ip[9:10] + b"\x00\x00" + ip[12:ihl]
     return hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:] + ip[ihl:]
+
+
+def test_message_io_refuses_what_it_cannot_send(fp: ModuleType) -> None:
+    """Both twins: a negative fd, and a destination that is not 16 bytes, are refused before
+    any system call (the MH endpoint's sends; the round trip is tests/netns/test_devices.py)."""
+    with pytest.raises(ValueError):
+        fp.MessageIO(-1)
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+        io = fp.MessageIO(sock.fileno())
+        try:
+            with pytest.raises(ValueError):
+                io.send([(b"\x3b\x00\x07\x00", b"\x20\x01")])
+            assert io.recv(0) == ([], 0, 0)
+            assert io.recv(8) == ([], 0, 0)  # nothing queued: drained, no error
+        finally:
+            io.close()
