@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from ipaddress import IPv6Address
 
+from fastpath import implementation
 from router.core.common import RateLimiter
 from router.core.counters import Counters, Family, Names
 from router.wire.constants import IPPROTO_IPIP, IPPROTO_IPV6_IN_IPV6, IPPROTO_MH
@@ -37,8 +38,6 @@ log = logging.getLogger(__name__)
 IPV6_CHECKSUM = 7
 #: Offset of the MH checksum field (RFC 6275 section 6.1.1), for ``IPV6_CHECKSUM``.
 MH_CHECKSUM_OFFSET = 4
-#: Largest datagram a raw socket hands over (an IPv6 payload cannot be longer).
-MAX_DATAGRAM = 65535
 
 _IPV6_HEADER = struct.Struct("!IHBB16s16s")
 #: ``SO_RCVBUFFORCE`` from asm-generic/socket.h (typeshed does not list it).
@@ -136,6 +135,9 @@ class SocketCounter(Names):
     RX = "rx"
     RX_ERROR = "rx.error"
     RX_HANDLER_ERROR = "rx.handler_error"
+    #: Datagrams longer than any Mobility Header can be (2048 bytes: its length field counts
+    #: 8-octet units after the first 8), dropped unread.
+    RX_TOO_LONG = "rx.too_long"
     TX = "tx"
     TX_ERROR = "tx.error"
 
@@ -154,14 +156,23 @@ class MHEndpoint:
     """Mobility Header signaling on one :func:`open_mh_socket` socket, driven by the loop.
 
     ``on_message(data, src)`` is called with each MH received (the whole MH, checksum already
-    verified by the kernel; the codec does the RFC 6275 9.2 checks). :meth:`send` never raises:
-    failures (``ENETUNREACH``, a full send buffer, ...) are counted in :attr:`counters` as
-    ``tx.error`` and ``tx.error.<ERRNO>`` and logged at most once per second per errno. An
-    exception escaping ``on_message`` is counted (``rx.handler_error``) and logged, and the
-    endpoint keeps reading.
+    verified by the kernel; the codec does the RFC 6275 9.2 checks). A readiness callback takes
+    up to ``batch`` messages, 64 a system call with the compiled fastpath (``recvmmsg``).
 
-    Counters: ``rx``, ``rx.error``, ``rx.handler_error``, ``tx``, ``tx.error``,
-    ``tx.error.<ERRNO>``.
+    :meth:`send` queues: the queue goes out at :meth:`flush`, which the node's runner calls at
+    the end of each loop turn it carries out actions in (after the turn's commit: the
+    Persist-before-SendMH contract holds), as a ``sendmmsg`` batch with the compiled fastpath;
+    a send outside such a turn is flushed in the next loop turn, or at once while the endpoint
+    is not started. Sending never raises: failures (``ENETUNREACH``, a full send buffer, ...)
+    are counted in :attr:`counters` as ``tx.error`` and ``tx.error.<ERRNO>`` and logged at most
+    once per second per errno. An exception escaping ``on_message`` is counted
+    (``rx.handler_error``) and handed to ``on_error`` (called in the ``except`` block: the
+    node's dispatch boundary) or else logged, and the endpoint keeps reading.
+
+    ``io``: the fastpath twin doing the system calls (:func:`fastpath.implementation`).
+
+    Counters: ``rx``, ``rx.error``, ``rx.error.<ERRNO>``, ``rx.handler_error``,
+    ``rx.too_long``, ``tx``, ``tx.error``, ``tx.error.<ERRNO>``.
     """
 
     def __init__(
@@ -171,17 +182,24 @@ class MHEndpoint:
         *,
         batch: int = 64,
         clock: Callable[[], float] = time.monotonic,
+        io: str = "auto",
+        on_error: Callable[[], None] | None = None,
     ) -> None:
         self.sock = sock
         self.on_message = on_message
+        self.on_error = on_error
         self.batch = batch
         self.counters = Counters()
         self._clock = clock
         self._log_limit = RateLimiter(1.0)
         self._loop: asyncio.AbstractEventLoop | None = None
-        #: Source text -> address, and address -> sockaddr: parsed and formatted once a peer.
-        self._sources: dict[str, IPv6Address] = {}
-        self._targets: dict[IPv6Address, tuple[str, int]] = {}
+        self._io = implementation(io).MessageIO(sock.fileno())
+        #: Sends waiting for :meth:`flush`: (data, destination packed).
+        self._out: list[tuple[bytes, bytes]] = []
+        self._flush_armed = False
+        #: Source bytes -> address, and address -> packed: parsed once a peer.
+        self._sources: dict[bytes, IPv6Address] = {}
+        self._targets: dict[IPv6Address, bytes] = {}
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Start reading (``loop.add_reader``); call on the loop thread."""
@@ -191,40 +209,60 @@ class MHEndpoint:
         self._loop.add_reader(self.sock.fileno(), self._readable)
 
     def stop(self) -> None:
-        """Stop reading; the socket stays open (the caller may close it)."""
+        """Send what is queued and stop reading; the socket stays open (the caller may close
+        it)."""
+        self.flush()
         if self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
             self._loop = None
 
     def close(self) -> None:
-        """Stop reading and close the socket."""
+        """Send what is queued, stop reading and close the socket."""
         self.stop()
+        self._io.close()
         self.sock.close()
 
-    def _source(self, text: str) -> IPv6Address:
+    def _source(self, raw: bytes) -> IPv6Address:
         if len(self._sources) >= MAX_PEER_CACHE:  # a flood of forged sources: start again
             self._sources.clear()
-        src = IPv6Address(str(text).split("%", 1)[0])
-        self._sources[text] = src
+        src = self._sources[raw] = IPv6Address(raw)
         return src
 
-    def send(self, data: bytes, dst: IPv6Address) -> bool:
-        """Send one MH to ``dst`` (the kernel fills the checksum); ``False`` if it failed."""
+    def send(self, data: bytes, dst: IPv6Address) -> None:
+        """Queue one MH to ``dst`` (the kernel fills the checksum); it leaves at :meth:`flush`."""
         target = self._targets.get(dst)
         if target is None:
             if len(self._targets) >= MAX_PEER_CACHE:
                 self._targets.clear()
-            target = self._targets[dst] = (str(dst), 0)
-        try:
-            self.sock.sendto(data, target)
-        except OSError as exc:
-            self._count_error("tx", exc, dst)
-            return False
-        self.counters[SocketCounter.TX] += 1
-        return True
+            target = self._targets[dst] = dst.packed
+        out = self._out
+        out.append((data, target))
+        if len(out) == 1 and not self._flush_armed:
+            if self._loop is None:
+                self.flush()
+                return
+            self._flush_armed = True  # a send outside a runner's turn: the next loop turn
+            self._loop.call_soon(self._flush_soon)
 
-    def _count_error(self, direction: str, exc: OSError, peer: object) -> None:
-        name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    def _flush_soon(self) -> None:
+        self._flush_armed = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Send the queued messages, in order; count those sent and those that failed."""
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        failed = self._io.send(out)
+        sent = len(out) - len(failed)
+        if sent:
+            self.counters[SocketCounter.TX] += sent
+        for index, number in failed:
+            self._count_error("tx", number, IPv6Address(out[index][1]))
+
+    def _count_error(self, direction: str, number: int, peer: object) -> None:
+        name = errno.errorcode.get(number, str(number))
         total, by_errno = _ERRORS[direction]
         self.counters[total] += 1
         self.counters[by_errno(name)] += 1
@@ -233,35 +271,36 @@ class MHEndpoint:
 
     def _readable(self) -> None:
         # Everything queued, up to ``batch`` (bounded: the loop runs other work between
-        # batches), in one readiness callback; the names looked up once a batch, the
-        # counter added to once.
-        recvfrom, on_message, sources = self.sock.recvfrom, self.on_message, self._sources
-        received = 0
-        try:
-            for _ in range(self.batch):
-                try:
-                    data, addr = recvfrom(MAX_DATAGRAM)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError as exc:
-                    self._count_error("rx", exc, None)
-                    return
-                received += 1
-                # The sockaddr of an AF_INET6 raw socket: (address, port, flowinfo, scope_id);
-                # a link-local source carries "%scope" in the text. Parsed once per source (the
-                # peers are few; the same object each time makes the cores' dict lookups cheap).
-                src = sources.get(addr[0])
+        # batches), in one readiness callback: read again after handling what came, until
+        # nothing is left, so what arrived meanwhile joins this loop turn (and its commit).
+        on_message, sources, counters = self.on_message, self._sources, self.counters
+        left = self.batch
+        while left > 0:
+            messages, too_long, error = self._io.recv(left)
+            if too_long:
+                counters[SocketCounter.RX_TOO_LONG] += too_long
+            if error:
+                self._count_error("rx", error, None)
+                return
+            got = len(messages) + too_long
+            if not got:
+                return
+            counters[SocketCounter.RX] += len(messages)
+            for data, raw in messages:
+                # The peers are few: parsed once per source (the same object each time makes
+                # the cores' dict lookups cheap).
+                src = sources.get(raw)
                 if src is None:
-                    src = self._source(addr[0])
+                    src = self._source(raw)
                 try:
                     on_message(data, src)
                 except Exception:
-                    self.counters[SocketCounter.RX_HANDLER_ERROR] += 1
-                    if self._log_limit.allow("handler", self._clock()):
+                    counters[SocketCounter.RX_HANDLER_ERROR] += 1
+                    if self.on_error is not None:
+                        self.on_error()
+                    elif self._log_limit.allow("handler", self._clock()):
                         log.exception("mh_handler_failed peer=%s", src)
-        finally:
-            if received:
-                self.counters[SocketCounter.RX] += received
+            left -= got
 
 
 # --- the slow path's sends --------------------------------------------------------------------

@@ -151,6 +151,7 @@ async def _serve(
     node: Node
     relay_transport: asyncio.DatagramTransport | None = None
     kernel_tier: KernelPath | None = None
+    endpoint: sockets.MHEndpoint | None = None
     try:
         if isinstance(settings, DMPASettings):
             taps = []
@@ -235,8 +236,12 @@ async def _serve(
         if kernel_tier is not None:
             node.add_backend(kernel_tier)
         # a bug in a handler drops the input, not the process (runner.Boundary)
-        endpoint = sockets.MHEndpoint(mh, node.runner.boundary.wrap("mh", node.on_mh))
+        boundary = node.runner.boundary
+        endpoint = sockets.MHEndpoint(
+            mh, node.on_mh, io=fastpath, on_error=lambda: boundary.caught("mh")
+        )
         node.ports.mh_send = endpoint.send
+        node.runner.after_flush(endpoint.flush)  # a turn's PBAs: one sendmmsg, after its commit
         endpoint.start(loop)
         metrics = None
         if node_settings.metrics is not None:
@@ -311,6 +316,8 @@ async def _serve(
             await run(None, kernel_tier.close)
         if relay_transport is not None:
             relay_transport.close()
+        if endpoint is not None:
+            endpoint.close()  # what is still queued, then the socket
         for sock in (mh, tunnel_rx, tunnel6_rx, raw_tx):
             sock.close()
         await run(None, kernel.teardown)

@@ -129,15 +129,20 @@ def pair(root: None) -> Any:
         yield a, b
 
 
-def test_mh_socket_between_two_addresses(pair: tuple[str, str]) -> None:
+@pytest.mark.parametrize("io", ["compiled", "reference"])
+def test_mh_socket_between_two_addresses(pair: tuple[str, str], io: str) -> None:
     a, b = pair
-    result = child(a, "mh", b, A_ADDR, B_ADDR)
+    result = child(a, "mh", b, A_ADDR, B_ADDR, io)
     assert result["checksum_offset"] == 4
     assert result["b_got"] == ["BindingError", 2, A_ADDR]
     assert result["a_got"] == [1, B_ADDR]
-    assert result["unreachable"] is False
-    assert result["counters"]["tx.error.ENETUNREACH"] == 1
+    assert result["batch_statuses"] == list(range(150))  # all of them, in order
+    assert result["counters"]["tx.error"] == result["counters"]["tx.error.ENETUNREACH"] == 1
     assert result["counters"]["rx"] == 1
+    assert result["b_counters"]["rx.too_long"] == 1
+    assert result["b_batch_rx"] == 151  # and the one the handler raised on:
+    assert result["b_counters"]["rx.handler_error"] == 1
+    assert result["b_errors"] == ['RuntimeError("a handler\'s bug")']
 
 
 def test_raw_tx_and_tunnel_rx_across_a_veth(pair: tuple[str, str]) -> None:

@@ -183,8 +183,13 @@ def sweep_t3() -> dict[str, Any]:
     return {"links": sorted(swept.links), "routes": sorted(swept.routes)}
 
 
-def mh(b_ns: str, a_addr: IPv6Address, b_addr: IPv6Address) -> dict[str, Any]:
-    """Two MH endpoints on the loop, one per namespace: a Binding Error each way."""
+def mh(b_ns: str, a_addr: IPv6Address, b_addr: IPv6Address, io: str) -> dict[str, Any]:
+    """Two MH endpoints on the loop, one per namespace, doing their system calls with the
+    ``io`` twin of the fastpath: a Binding Error each way, then 150 sent in one flush (three
+    sendmmsg batches with the compiled twin) and read back in order, with among them a send
+    that fails (counted, the others in its flush still go) and a message b's handler raises on
+    (counted, handed to ``on_error``, the rest still read); then a datagram longer than any MH
+    (counted, dropped)."""
     wait_address(a_addr, 10.0)
     sa = open_mh_socket(a_addr)
     with enter(b_ns):
@@ -194,8 +199,17 @@ def mh(b_ns: str, a_addr: IPv6Address, b_addr: IPv6Address) -> dict[str, Any]:
     loop = asyncio.new_event_loop()
     got_a: list[tuple[bytes, IPv6Address]] = []
     got_b: list[tuple[bytes, IPv6Address]] = []
-    a = MHEndpoint(sa, lambda data, src: got_a.append((data, src)))
-    b = MHEndpoint(sb, lambda data, src: got_b.append((data, src)))
+    poison = BindingError(255, a_addr).encode()  # b's handler raises on it (a bug of ours)
+    errors: list[str] = []
+
+    def on_b(data: bytes, src: IPv6Address) -> None:
+        message = decode_message(data)  # the kernel filled the checksum: not ``poison``'s
+        if isinstance(message, BindingError) and message.status == 255:
+            raise RuntimeError("a handler's bug")
+        got_b.append((data, src))
+
+    a = MHEndpoint(sa, lambda data, src: got_a.append((data, src)), io=io)
+    b = MHEndpoint(sb, on_b, io=io, on_error=lambda: errors.append(repr(sys.exc_info()[1])))
     a.start(loop)
     b.start(loop)
     request = BindingError(2, a_addr).encode()  # no checksum: the kernel fills it
@@ -225,9 +239,34 @@ def mh(b_ns: str, a_addr: IPv6Address, b_addr: IPv6Address) -> dict[str, Any]:
         answer = decode_message(got_a[0][0])
         assert isinstance(answer, BindingError)
         result["a_got"] = [answer.status, str(got_a[0][1])]
-        # a send that fails is counted, not raised
-        result["unreachable"] = a.send(request, IPv6Address("2001:db8:ffff::1"))
+        # many in one flush, in order; a failed send among them is counted, not raised
+        got_b.clear()
+        rx_before = b.counters["rx"]
+        for status in range(150):
+            a.send(BindingError(status, a_addr).encode(), b_addr)
+            if status == 70:
+                a.send(request, IPv6Address("2001:db8:ffff::1"))
+            if status == 100:
+                a.send(poison, b_addr)
+        a.flush()
+        # a datagram longer than any MH (its header says 2048 bytes, the most there can be)
+        sa.sendto(bytes([59, 255, 7, 0]) + bytes(2096), (str(b_addr), 0))
+
+        def all_received() -> bool:
+            turn()
+            return len(got_b) >= 150 and b.counters["rx.too_long"] >= 1
+
+        wait_until(all_received, DEADLINE, "150 Binding Errors and the long datagram at b")
+        statuses = []
+        for data, src in got_b:
+            message = decode_message(data)
+            assert isinstance(message, BindingError) and src == a_addr, (message, src)
+            statuses.append(message.status)
+        result["batch_statuses"] = statuses
         result["counters"] = dict(a.counters)
+        result["b_counters"] = dict(b.counters)
+        result["b_batch_rx"] = b.counters["rx"] - rx_before
+        result["b_errors"] = errors
     finally:
         a.close()
         b.close()
@@ -269,9 +308,10 @@ def main(argv: list[str]) -> None:
         return
     elif case == "sweep":
         result = sweep_t3()
-    elif case in ("mh", "tunnel"):
-        peer, a_addr, b_addr = args[0], IPv6Address(args[1]), IPv6Address(args[2])
-        result = (mh if case == "mh" else tunnel)(peer, a_addr, b_addr)
+    elif case == "mh":
+        result = mh(args[0], IPv6Address(args[1]), IPv6Address(args[2]), args[3])
+    elif case == "tunnel":
+        result = tunnel(args[0], IPv6Address(args[1]), IPv6Address(args[2]))
     else:
         raise SystemExit(f"unknown case {case!r}")
     print(json.dumps(result), flush=True)
