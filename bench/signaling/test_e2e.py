@@ -12,8 +12,9 @@ same state: this shared VM's speed drifts by half within minutes. Every ratio is
 same statistic on both sides: the best round (the medians are printed beside). Printed:
 PBAs/s, p50/p99 PBA latency, the DLMAP process's CPU per PBA, and the ratios against the goals
 (end to end >= 0.8x in-process on SQLite; PostgreSQL >= half of SQLite). Beside them, not a
-goal: the same load in process (the generator's PBUs, a commit per 64), so the cost of the
-socket, the loop and the node shows apart from that of the smaller commits. The in-process
+goal: the same load in process (the generator's PBUs, a commit per 64, and a commit per 256),
+so the cost of the socket, the loop and the node shows apart from that of the smaller commits
+and that of the other mix of PBUs (``ladder_cpu_us``: CPU per PBU, step by step). The in-process
 rounds run with the GC settings the appliance applies (``tune_gc``); the lab's bridges run
 without bridge netfilter, as in the lab's data-path bench (``bridge_netfilter``). Needs root
 (namespaces). ``make bench`` includes it; nothing here is a timed assertion (every PBA must be
@@ -68,7 +69,9 @@ def generator_pbus(nais: int, count: int) -> list[bytes]:
     ]
 
 
-def in_process_round(folder: Path, like_e2e: bool = False) -> tuple[float, float]:
+def in_process_round(
+    folder: Path, like_e2e: bool = False, batch: int | None = None
+) -> tuple[float, float]:
     """One round: registrations per second, and CPU microseconds per registration (this
     process's CPU time: what the rate would be with a whole core).
 
@@ -76,11 +79,13 @@ def in_process_round(folder: Path, like_e2e: bool = False) -> tuple[float, float
     generator's PBUs (:data:`NAIS` NAIs registered then refreshed in turn) and one commit per
     :data:`WINDOW` of them (what a turn of the DLMAP gets with that many in flight). Beside
     the goal's figure it tells the cost of the path (socket, loop, node) from the cost of the
-    smaller commits and the other mix of PBUs."""
+    smaller commits and the other mix of PBUs. ``batch``: PBUs a commit, if not the default
+    (the end-to-end load with the goal's commits of 256: the mix apart from the commit size)."""
     if like_e2e:
-        wires, batch = generator_pbus(NAIS, N), WINDOW
+        wires, default = generator_pbus(NAIS, N), WINDOW
     else:
-        wires, batch = [pbu(i, DRAFT).encode() for i in range(1, N + 1)], BATCH
+        wires, default = [pbu(i, DRAFT).encode() for i in range(1, N + 1)], BATCH
+    batch = batch or default
     path = folder / f"round{len(list(folder.iterdir()))}.sqlite"
     store = Store(path)
     dlmap = new_dlmap(DRAFT)
@@ -173,11 +178,13 @@ def test_registrations_end_to_end(root_only: None) -> None:
     require(why is None, f"PostgreSQL: {why}")
     goal: list[tuple[float, float]] = []  # the goal's in-process figure, a round each
     like: list[tuple[float, float]] = []  # the end-to-end load in process, a round each
+    like_256: list[tuple[float, float]] = []  # the same, a commit per 256 as the goal's
     with tempfile.TemporaryDirectory(prefix="netlmm-bench-") as folder:
 
         def in_process() -> None:
             goal.append(in_process_round(Path(folder)))
             like.append(in_process_round(Path(folder), like_e2e=True))
+            like_256.append(in_process_round(Path(folder), like_e2e=True, batch=BATCH))
 
         sqlite = end_to_end({}, in_process)
         server = PostgresServer().start()
@@ -194,6 +201,7 @@ def test_registrations_end_to_end(root_only: None) -> None:
     in_process_best = max(rate for rate, _ in goal)
     in_process_cpu = min(cpu for _, cpu in goal)
     like_best, like_cpu = max(rate for rate, _ in like), min(cpu for _, cpu in like)
+    like_256_best, like_256_cpu = max(r for r, _ in like_256), min(c for _, c in like_256)
     sqlite_cpu = min(r["dlmap_cpu_us_per_pba"] for r in sqlite)
     postgresql_cpu = min(r["dlmap_cpu_us_per_pba"] for r in postgresql)
 
@@ -226,8 +234,18 @@ def test_registrations_end_to_end(root_only: None) -> None:
         "cpu_ratio_e2e_sqlite_to_in_process": round(in_process_cpu / sqlite_cpu, 3),
         "cpu_ratio_postgresql_to_sqlite": round(sqlite_cpu / postgresql_cpu, 3),
         # not a goal: the end-to-end load in process (see in_process_round), and the path's part
+        # the ladder from the goal's figure to end to end, CPU per PBU, each the best round:
+        # the goal's load -> the generator's mix (commits of 256) -> its commits of 64 (what a
+        # turn gets with 64 in flight) -> over the socket, the loop and the node
+        "ladder_cpu_us": {
+            "goal_in_process": round(in_process_cpu, 1),
+            "e2e_mix_commit_256": round(like_256_cpu, 1),
+            "e2e_mix_commit_64": round(like_cpu, 1),
+            "e2e_sqlite": sqlite_cpu,
+        },
         "in_process_like_e2e_per_s": round(like_best),
         "in_process_like_e2e_cpu_us": round(like_cpu, 1),
+        "in_process_like_e2e_commit_256_per_s": round(like_256_best),
         "ratio_e2e_sqlite_to_like_e2e": round(best_sqlite["pbas_per_s"] / like_best, 3),
         "cpu_ratio_e2e_sqlite_to_like_e2e": round(like_cpu / sqlite_cpu, 3),
         "load_average_1min": round(os.getloadavg()[0], 2),
