@@ -110,6 +110,7 @@ cdef enum:
     ETH_LEN = 14
     IP6_LEN = 40
     IO_BUF = 2048
+    IO_BATCH = 64
     READ_MAX = 65536
     MAX_STRIDE = 65535
     ETH_P_IP = 2048
@@ -161,7 +162,6 @@ cdef enum:
 # ---- constants of the compiled twin only ----
 
 cdef enum:
-    IO_BATCH = 64  # recvmmsg / sendmmsg slots (the read() scratch is IO_BATCH * IO_BUF)
     # the coalescer's answer to co_add (gso.pxi)
     CO_MERGED = 0  # taken (pending; write it now if closed)
     CO_FLUSH = 1  # write the pending super-packet first, then add again

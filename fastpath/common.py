@@ -122,6 +122,7 @@ ETH_BROADCAST = b"\xff" * 6
 ETH_LEN = 14  # Ethernet header on the access links
 IP6_LEN = 40  # the outer IPv6 header
 IO_BUF = 2048  # per-packet buffer of the batched I/O: tunnel MTU <= IO_BUF - IP6_LEN - ETH_LEN
+IO_BATCH = 64  # recvmmsg / sendmmsg slots (the read() scratch is IO_BATCH * IO_BUF)
 READ_MAX = 65536  # one read() from a TAP/TUN
 MAX_STRIDE = 65535  # the largest Batch stride
 ETH_P_IP = 0x0800

@@ -168,7 +168,7 @@ cdef int io_flush(io_t *io, int fd, int n) noexcept:
 
 cdef class MessageIO:
     """See ``reference_io.MessageIO``: up to IO_BATCH datagrams a recvmmsg, sends in sendmmsg
-    batches, on an AF_INET6 datagram or raw socket it does not own."""
+    batches, on an AF_INET6 raw socket it does not own."""
 
     cdef int fd
     cdef uint8_t *rx
@@ -240,6 +240,9 @@ cdef class MessageIO:
         cdef Py_ssize_t total = len(messages), start = 0, i
         cdef int n, done, k
         cdef object data, dst
+        for data, dst in messages:  # all checked before any is sent
+            if type(dst) is not bytes or PyBytes_GET_SIZE(dst) != 16:
+                raise ValueError("a destination is 16 bytes (an IPv6 address, packed)")
         while start < total:
             n = <int>min(total - start, IO_BATCH)
             for i in range(n):
@@ -247,8 +250,6 @@ cdef class MessageIO:
                 if type(data) is not bytes:
                     data = bytes(data)
                     keep.append(data)  # alive until its sendmmsg is done
-                if type(dst) is not bytes or PyBytes_GET_SIZE(dst) != 16:
-                    raise ValueError("a destination is 16 bytes (an IPv6 address, packed)")
                 self.txio[i].iov_base = PyBytes_AS_STRING(data)
                 self.txio[i].iov_len = PyBytes_GET_SIZE(data)
                 memset(&self.txname[i], 0, sizeof(sockaddr_in6))

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from fastpath.common import (
+    IO_BATCH,
     IO_BUF,
     IP6_LEN,
     MAX_STRIDE,
@@ -121,9 +122,6 @@ def run_batch(
 
 # ---- whole datagrams with their peer: the MH socket's batches ----
 
-#: The most datagrams one receive call returns, and one send call hands the kernel at once.
-IO_BATCH = 64
-
 
 class MessageIO:
     """Whole datagrams with their IPv6 peer on an AF_INET6 raw socket this does not own (the
@@ -134,7 +132,8 @@ class MessageIO:
     source's 16 bytes, how many were longer than :data:`IO_BUF` (dropped), and the errno of a
     failed receive (0 when the socket was drained or the limit reached). :meth:`send` takes
     ``[(data, destination)]`` (16 bytes each, port 0: a raw socket), sends them in order, and
-    returns ``[(index, errno)]`` of those that failed; the others still go."""
+    returns ``[(index, errno)]`` of those that failed; the others still go. A destination that
+    is not 16 bytes (our bug) refuses the whole list before anything is sent."""
 
     def __init__(self, fd: int) -> None:
         if fd < 0:
@@ -161,10 +160,10 @@ class MessageIO:
         return messages, truncated, 0
 
     def send(self, messages: list[tuple[bytes, bytes]]) -> list[tuple[int, int]]:
+        if any(type(dst) is not bytes or len(dst) != 16 for _, dst in messages):
+            raise ValueError("a destination is 16 bytes (an IPv6 address, packed)")
         failed: list[tuple[int, int]] = []
         for i, (data, dst) in enumerate(messages):
-            if type(dst) is not bytes or len(dst) != 16:
-                raise ValueError("a destination is 16 bytes (an IPv6 address, packed)")
             try:
                 self._sock.sendto(data, (socket.inet_ntop(socket.AF_INET6, dst), 0))
             except OSError as exc:

@@ -233,7 +233,6 @@ def test_registrations_end_to_end(root_only: None) -> None:
         # CPU per PBA against CPU per registration: the ratio with a whole core for each
         "cpu_ratio_e2e_sqlite_to_in_process": round(in_process_cpu / sqlite_cpu, 3),
         "cpu_ratio_postgresql_to_sqlite": round(sqlite_cpu / postgresql_cpu, 3),
-        # not a goal: the end-to-end load in process (see in_process_round), and the path's part
         # the ladder from the goal's figure to end to end, CPU per PBU, each the best round:
         # the goal's load -> the generator's mix (commits of 256) -> its commits of 64 (what a
         # turn gets with 64 in flight) -> over the socket, the loop and the node
@@ -243,6 +242,7 @@ def test_registrations_end_to_end(root_only: None) -> None:
             "e2e_mix_commit_64": round(like_cpu, 1),
             "e2e_sqlite": sqlite_cpu,
         },
+        # not a goal: the end-to-end load in process (see in_process_round), and the path's part
         "in_process_like_e2e_per_s": round(like_best),
         "in_process_like_e2e_cpu_us": round(like_cpu, 1),
         "in_process_like_e2e_commit_256_per_s": round(like_256_best),
