@@ -222,15 +222,15 @@ class LimitedDLMAP:
     def receive(
         self, message: MobilityMessage, src: IPv6Address, now: float, wall: float
     ) -> list[Action]:
-        nai = pbu_nai(message)
-        if (
-            nai is not None
-            and self.buckets.rate.enabled
-            and nai not in self.core.bindings
-            and not (self.peer_buckets if src in self.peers else self.buckets).allow(src, now)
-        ):
-            self.counters[LimitCounter.PBU_NEW_NAI] += 1
-            return []
+        if self.buckets.rate.enabled:  # the limit off: not even the NAI is looked for
+            nai = pbu_nai(message)
+            if (
+                nai is not None
+                and nai not in self.core.bindings
+                and not (self.peer_buckets if src in self.peers else self.buckets).allow(src, now)
+            ):
+                self.counters[LimitCounter.PBU_NEW_NAI] += 1
+                return []
         return self.core.receive(message, src, now, wall)
 
     def stats(self) -> dict[str, int]:
