@@ -185,8 +185,13 @@ class NodeRuntime(Generic[S, P]):
         #: Monotonic time each HoA was bound here (or moved here), for ``show``'s age.
         self.bound_since: dict[IPv4Address, float] = {}
         self.dialects = {p.address: p.dialect for p in settings.peers}
-        self._peer_objects = {address: address for address in self.dialects}
         self.guard = guard_for(settings.node, settings.peers, self.counters)
+        #: What an MH's source needs, in one lookup: the configured address object (the cores'
+        #: later lookups by identity), its dialect, and whether its signaling is protected.
+        self._peers = {
+            address: (address, dialect, self.guard.protects(address))
+            for address, dialect in self.dialects.items()
+        }
         #: The data-path tiers, programmed in this order (the user-space one first).
         self.backends: list[DataPath] = []
         self._userspace: UserSpacePath | None = None
@@ -336,8 +341,11 @@ class NodeRuntime(Generic[S, P]):
         dropped, or, for a PBU at the DLMAP, answered with a PBA 146, 145 or 144.
         """
         self.counters[NodeCounter.MH_RX] += 1
-        src = self._peer_objects.get(src, src)  # the configured object: later lookups by identity
-        dialect = self.dialects.get(src, DRAFT)
+        peer = self._peers.get(src)
+        if peer is None:  # not a configured peer: the core refuses it (unprotected here)
+            dialect, protected = DRAFT, False
+        else:
+            src, dialect, protected = peer
         wall = self.clock.wall()
         try:
             message = decode_message(data, dialect)
@@ -350,12 +358,13 @@ class NodeRuntime(Generic[S, P]):
         except DecodeError as exc:
             self.counters[MH_MALFORMED(type(exc).__name__)] += 1
             return
-        reason = self.guard.check(data, message, src, wall)
-        if reason is not None:
-            reply = self.guard.failure_reply(message, reason, src, dialect, wall)
-            if reply is not None:
-                self.runner.submit([SendMH(src, reply)])
-            return
+        if protected:
+            reason = self.guard.check(data, message, src, wall)
+            if reason is not None:
+                reply = self.guard.failure_reply(message, reason, src, dialect, wall)
+                if reply is not None:
+                    self.runner.submit([SendMH(src, reply)])
+                return
         self.runner.submit(self.mh_core.receive(message, src, self.clock.now(), wall))
 
     def reload_keys(self) -> bool:
