@@ -24,7 +24,7 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv6Address
 
 from fastpath import implementation
@@ -184,6 +184,7 @@ class MHEndpoint:
         clock: Callable[[], float] = time.monotonic,
         io: str = "auto",
         on_error: Callable[[], None] | None = None,
+        peers: Iterable[IPv6Address] = (),
     ) -> None:
         self.sock = sock
         self.on_message = on_message
@@ -197,9 +198,13 @@ class MHEndpoint:
         #: Sends waiting for :meth:`flush`: (data, destination packed).
         self._out: list[tuple[bytes, bytes]] = []
         self._flush_armed = False
-        #: Source bytes -> address, and address -> packed: parsed once a peer.
-        self._sources: dict[bytes, IPv6Address] = {}
-        self._targets: dict[IPv6Address, bytes] = {}
+        #: Source bytes -> address, and address -> packed: parsed once a peer. The configured
+        #: peers' own objects are there from the start (and stay): a message from a peer is
+        #: handed over with the very object the node keys its tables by, so its lookups hit by
+        #: identity, without a call to ``IPv6Address.__eq__``.
+        self._known = {address.packed: address for address in peers}
+        self._sources: dict[bytes, IPv6Address] = dict(self._known)
+        self._targets: dict[IPv6Address, bytes] = {a: raw for raw, a in self._known.items()}
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Start reading (``loop.add_reader``); call on the loop thread."""
@@ -225,6 +230,7 @@ class MHEndpoint:
     def _source(self, raw: bytes) -> IPv6Address:
         if len(self._sources) >= MAX_PEER_CACHE:  # a flood of forged sources: start again
             self._sources.clear()
+            self._sources.update(self._known)
         src = self._sources[raw] = IPv6Address(raw)
         return src
 
@@ -234,6 +240,7 @@ class MHEndpoint:
         if target is None:
             if len(self._targets) >= MAX_PEER_CACHE:
                 self._targets.clear()
+                self._targets.update((a, raw) for raw, a in self._known.items())
             target = self._targets[dst] = dst.packed
         out = self._out
         out.append((data, target))

@@ -238,7 +238,11 @@ async def _serve(
         # a bug in a handler drops the input, not the process (runner.Boundary)
         boundary = node.runner.boundary
         endpoint = sockets.MHEndpoint(
-            mh, node.on_mh, io=fastpath, on_error=lambda: boundary.caught("mh")
+            mh,
+            node.on_mh,
+            io=fastpath,
+            on_error=lambda: boundary.caught("mh"),
+            peers=node.dialects,  # the configured peers' own objects (lookups by identity)
         )
         node.ports.mh_send = endpoint.send
         node.runner.after_flush(endpoint.flush)  # a turn's PBAs: one sendmmsg, after its commit

@@ -137,6 +137,7 @@ def test_mh_socket_between_two_addresses(pair: tuple[str, str], io: str) -> None
     assert result["b_got"] == ["BindingError", 2, A_ADDR]
     assert result["a_got"] == [1, B_ADDR]
     assert result["batch_statuses"] == list(range(150))  # all of them, in order
+    assert result["b_sources_are_the_peer_object"]  # lookups by identity at the node
     assert result["counters"]["tx.error"] == result["counters"]["tx.error.ENETUNREACH"] == 1
     assert result["counters"]["rx"] == 1
     assert result["b_counters"]["rx.too_long"] == 1

@@ -209,7 +209,10 @@ def mh(b_ns: str, a_addr: IPv6Address, b_addr: IPv6Address, io: str) -> dict[str
         got_b.append((data, src))
 
     a = MHEndpoint(sa, lambda data, src: got_a.append((data, src)), io=io)
-    b = MHEndpoint(sb, on_b, io=io, on_error=lambda: errors.append(repr(sys.exc_info()[1])))
+    a_peer = IPv6Address(str(a_addr))  # b's configured peer: handed over as this very object
+    b = MHEndpoint(
+        sb, on_b, io=io, on_error=lambda: errors.append(repr(sys.exc_info()[1])), peers=[a_peer]
+    )
     a.start(loop)
     b.start(loop)
     request = BindingError(2, a_addr).encode()  # no checksum: the kernel fills it
@@ -263,6 +266,7 @@ def mh(b_ns: str, a_addr: IPv6Address, b_addr: IPv6Address, io: str) -> dict[str
             assert isinstance(message, BindingError) and src == a_addr, (message, src)
             statuses.append(message.status)
         result["batch_statuses"] = statuses
+        result["b_sources_are_the_peer_object"] = all(src is a_peer for _, src in got_b)
         result["counters"] = dict(a.counters)
         result["b_counters"] = dict(b.counters)
         result["b_batch_rx"] = b.counters["rx"] - rx_before
