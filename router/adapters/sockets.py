@@ -201,8 +201,9 @@ class MHEndpoint:
         #: Source bytes -> address, and address -> packed: parsed once a peer. The configured
         #: peers' own objects are there from the start (and stay): a message from a peer is
         #: handed over with the very object the node keys its tables by, so its lookups hit by
-        #: identity, without a call to ``IPv6Address.__eq__``.
-        self._known = {address.packed: address for address in peers}
+        #: identity, without a call to ``IPv6Address.__eq__``. (A scoped address is not
+        #: equal to what the socket reports, which has no scope: it is left out, as before.)
+        self._known = {a.packed: a for a in peers if a.scope_id is None}
         self._sources: dict[bytes, IPv6Address] = dict(self._known)
         self._targets: dict[IPv6Address, bytes] = {a: raw for raw, a in self._known.items()}
 
