@@ -170,6 +170,9 @@ class DLMAP:
         return self._unhandled.unknown_type(mh_type, src, now)
 
     def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` is next due: at or before the earliest deadline (a binding
+        refreshed since its expiry was set wakes at that earlier time once, and finds nothing
+        due)."""
         return earliest(
             self._timers.next_deadline(),
             self.revoker.next_deadline(),
@@ -378,7 +381,13 @@ class DLMAP:
         if hoa is not None:
             self.by_hoa[hoa] = nai
         self.peer_sequence[src] = message.sequence
-        self._timers.schedule(("expire", nai), bce.expires)
+        # A refresh moves the expiry later: the heap keeps the earlier deadline, and the wake at
+        # it (_expire) sets the real one. A refresh costs no heap entry (and no stale entry to
+        # pop later): the heap holds one entry a binding, not one a refresh.
+        expiry = ("expire", nai)
+        due = self._timers.deadline(expiry)
+        if due is None or due > bce.expires:
+            self._timers.schedule(expiry, bce.expires)
         reply = self._pba(req, Status.ACCEPTED, bce=bce)
         actions += self._persist_binding(bce, now, wall)
         actions.append(self._persist_peer(src))
@@ -586,7 +595,10 @@ class DLMAP:
 
     def _expire(self, nai: str, now: float, wall: float) -> list[Action]:
         bce = self.bindings.get(nai)
-        if bce is None or bce.expires > now:
+        if bce is None:
+            return []
+        if bce.expires > now:  # refreshed since that deadline was set: wake at the real one
+            self._timers.schedule(("expire", nai), bce.expires)
             return []
         self.counters[DLMAPCounter.BINDING_EXPIRED] += 1
         return self._remove(bce, now, wall, "expired")

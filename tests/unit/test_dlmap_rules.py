@@ -253,6 +253,34 @@ def test_lifetime_zero_deregisters() -> None:
     assert run(node, draft_pbu(3)).find(SeedIPv4HomeAddress).address == hoa
 
 
+def test_a_refreshed_binding_lives_to_its_new_expiry_and_then_expires() -> None:
+    node = dlmap()
+    hoa = run(node, draft_pbu(1, lifetime=25)).find(SeedIPv4HomeAddress).address  # 4 s units
+    first = node.bindings[NAI].expires
+    assert first == NOW + 100 and node.get_timer() == first
+    run(node, draft_pbu(2, hoa, 1, lifetime=25), now=NOW + 50)
+    expires = node.bindings[NAI].expires
+    assert expires == NOW + 150
+    # the wake may come at the first deadline: it finds nothing due and sets the real one
+    woken = node.get_timer()
+    assert woken is not None and first <= woken <= expires
+    assert node.handle_timer(woken, WALL) == [] or woken == expires
+    assert NAI in node.bindings and node.get_timer() == expires
+    node.handle_timer(expires - 0.1, WALL)
+    assert NAI in node.bindings
+    node.handle_timer(expires, WALL)
+    assert NAI not in node.bindings  # (the pool's lease timer runs on)
+
+
+def test_a_shorter_lifetime_brings_the_expiry_forward() -> None:
+    node = dlmap()
+    hoa = run(node, draft_pbu(1, lifetime=25)).find(SeedIPv4HomeAddress).address
+    run(node, draft_pbu(2, hoa, 1, lifetime=2), now=NOW + 5)
+    assert node.bindings[NAI].expires == NOW + 13 and node.get_timer() == NOW + 13
+    node.handle_timer(NOW + 13, WALL)
+    assert NAI not in node.bindings
+
+
 def test_deregistration_from_a_dmpa_that_no_longer_serves_the_nai_is_answered_only() -> None:
     node = dlmap()
     hoa = run(node, draft_pbu(1)).find(SeedIPv4HomeAddress).address
