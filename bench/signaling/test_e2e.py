@@ -14,7 +14,9 @@ PBAs/s, p50/p99 PBA latency, the DLMAP process's CPU per PBA, and the ratios aga
 (end to end >= 0.8x in-process on SQLite; PostgreSQL >= half of SQLite). Beside them, not a
 goal: the same load in process (the generator's PBUs, a commit per 64, and a commit per 256),
 so the cost of the socket, the loop and the node shows apart from that of the smaller commits
-and that of the other mix of PBUs (``ladder_cpu_us``: CPU per PBU, step by step). The in-process
+and that of the other mix of PBUs (``ladder_cpu_us``: CPU per PBU, step by step); and the goal's
+rounds back to back for as long as an end-to-end round (``..._over_round_length``: the best of a
+few half-second rounds is a faster sample than a 5 s average on this VM). The in-process
 rounds run with the GC settings the appliance applies (``tune_gc``); the lab's bridges run
 without bridge netfilter, as in the lab's data-path bench (``bridge_netfilter``). Needs root
 (namespaces). ``make bench`` includes it; nothing here is a timed assertion (every PBA must be
@@ -95,6 +97,22 @@ def in_process_round(
     cpu_us = (time.process_time() - cpu) / N * 1e6
     store.close()
     return rate, cpu_us
+
+
+def in_process_span(folder: Path, seconds: float) -> tuple[float, float]:
+    """The goal's in-process rounds back to back for ``seconds`` (a fresh DLMAP and store each):
+    registrations per second over the rounds' own time, and CPU microseconds per registration.
+    Not the goal's statistic but one as long as an end-to-end round: on this shared VM the best
+    of a few half-second rounds runs 5-17 % faster than the same rounds taken together over
+    5 s, and an end-to-end round is a 5 s average (bench/README.md)."""
+    rounds: list[tuple[float, float]] = []
+    began = time.perf_counter()
+    while time.perf_counter() - began < seconds and len(rounds) < 100:
+        rounds.append(in_process_round(folder))
+        for path in folder.iterdir():  # the round's SQLite files: the disk stays as it was
+            path.unlink()
+    busy = sum(N / rate for rate, _ in rounds)
+    return len(rounds) * N / busy, sum(cpu for _, cpu in rounds) / len(rounds)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -179,12 +197,15 @@ def test_registrations_end_to_end(root_only: None) -> None:
     goal: list[tuple[float, float]] = []  # the goal's in-process figure, a round each
     like: list[tuple[float, float]] = []  # the end-to-end load in process, a round each
     like_256: list[tuple[float, float]] = []  # the same, a commit per 256 as the goal's
+    span: list[tuple[float, float]] = []  # the goal's rounds back to back for SECONDS
     with tempfile.TemporaryDirectory(prefix="netlmm-bench-") as folder:
 
         def in_process() -> None:
             goal.append(in_process_round(Path(folder)))
             like.append(in_process_round(Path(folder), like_e2e=True))
             like_256.append(in_process_round(Path(folder), like_e2e=True, batch=BATCH))
+            with tempfile.TemporaryDirectory(prefix="netlmm-span-") as rounds:
+                span.append(in_process_span(Path(rounds), SECONDS))
 
         sqlite = end_to_end({}, in_process)
         server = PostgresServer().start()
@@ -229,6 +250,12 @@ def test_registrations_end_to_end(root_only: None) -> None:
         ),
         "ratio_postgresql_to_sqlite_medians": round(
             _median(rates(postgresql)) / _median(rates(sqlite)), 3
+        ),
+        # not the goal's statistic: in process over as long as an end-to-end round
+        "in_process_draft_per_s_over_round_length": round(max(rate for rate, _ in span)),
+        "in_process_draft_per_s_over_round_length_rounds": [round(rate) for rate, _ in span],
+        "ratio_e2e_sqlite_to_in_process_over_round_length": round(
+            best_sqlite["pbas_per_s"] / max(rate for rate, _ in span), 3
         ),
         # CPU per PBA against CPU per registration: the ratio with a whole core for each
         "cpu_ratio_e2e_sqlite_to_in_process": round(in_process_cpu / sqlite_cpu, 3),
