@@ -83,6 +83,22 @@ def dissect(tshark: str, path: Path, proto: str) -> list[Dissection]:
     return packets
 
 
+#: The fields :func:`tcp_checksum_valid` reads (add them to a :func:`fields` call's ``names``,
+#: with ``{"tcp.check_checksum": "TRUE"}`` among its ``prefs``).
+TCP_CHECKSUM_FIELDS = ("tcp.checksum.status", "tcp.checksum.ffff")
+
+
+def tcp_checksum_valid(row: Mapping[str, str]) -> bool:
+    """Whether a :func:`fields` row's TCP checksum is valid: Good (status 1), or the one Bad
+    that is not: 0xffff where Wireshark computes 0x0000 (its ``tcp.checksum.ffff``). In one's
+    complement both are zero, and a receiver that sums the field in, as RFC 1071 says, accepts
+    either (RFC 1624). The kernel itself writes 0xffff when it completes a checksum in software
+    and the sum folds to 0 (``skb_checksum_help``: ``csum_fold(csum) ?: CSUM_MANGLED_0``), so
+    about one segment in 65,536 leaves a transport with its checksum offload off that way."""
+    status = row["tcp.checksum.status"]
+    return status == "1" or (status == "0" and row["tcp.checksum.ffff"] == "1")
+
+
 def fields(
     tshark: str,
     pcap: Path,
