@@ -450,7 +450,9 @@ class DLMAP:
         self.peer_sequence[src] = req.message.sequence
         self.peer_last[src] = (fingerprint, req.nai)
         reply = self._pba(req, Status.ACCEPTED, lifetime=0)  # echoes the PBU, like a repeat's
-        actions = self._remove(bce, now, wall, "deregistered")
+        # A PBA still held for this DMPA's handover goes first: its answers leave in order.
+        actions = self._release_pending(req.nai, "deregistered")
+        actions += self._remove(bce, now, wall, "deregistered")
         actions.append(self._persist_peer(src))
         actions.append(SendMH(src, reply))
         return actions
@@ -606,6 +608,10 @@ class DLMAP:
     def _remove(self, bce: BindingCacheEntry, now: float, wall: float, why: str) -> list[Action]:
         del self.bindings[bce.nai]
         self._timers.cancel(("expire", bce.nai))
+        # A PBA still held for a handover would announce a binding that is gone: dropped (its
+        # DMPA retransmits the PBU and gets a fresh answer).
+        if self.pending.pop(bce.nai, None) is not None:
+            self._timers.cancel(("pba", bce.nai))
         actions: list[Action] = [Persist("binding", bce.nai, None)]
         if bce.hoa is not None:
             self.by_hoa.pop(bce.hoa, None)

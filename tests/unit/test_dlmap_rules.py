@@ -290,6 +290,53 @@ def test_deregistration_from_a_dmpa_that_no_longer_serves_the_nai_is_answered_on
     assert node.bindings[NAI].dmpa == OTHER_DMPA
 
 
+def held_handover(budget: float, lifetime: int = 900) -> tuple[DLMAP, IPv4Address]:
+    """A DLMAP holding the PBA of a handover to OTHER_DMPA at NOW + 1 (the old DMPA has not
+    acknowledged the revocation yet, and ``budget`` has not run out)."""
+    config = DLMAPConfig(
+        IPv6Address("2001:db8:2::1"),
+        IPv4Address("192.0.2.1"),
+        {DMPA: DRAFT, OTHER_DMPA: DRAFT},
+        revocation_budget=budget,
+    )
+    node = DLMAP(config, HoAPool([(IPv4Address("192.0.2.2"), IPv4Address("192.0.2.9"))]))
+    hoa = run(node, draft_pbu(1)).find(SeedIPv4HomeAddress).address
+    sequence = node.bindings[NAI].sequence
+    actions = node.receive(
+        draft_pbu(1, hoa, sequence, lifetime=lifetime), OTHER_DMPA, NOW + 1, WALL + 1
+    )
+    assert not [a for a in actions if isinstance(a, SendMH) and a.peer == OTHER_DMPA]
+    assert NAI in node.pending
+    return node, hoa
+
+
+def sent_to(actions: list[Action], peer: IPv6Address) -> list[tuple[int, int]]:
+    """The (sequence, lifetime) of each PBA sent to ``peer``, in order."""
+    return [
+        (a.message.sequence, a.message.lifetime)
+        for a in actions
+        if isinstance(a, SendMH) and a.peer == peer and isinstance(a.message, BindingAck)
+    ]
+
+
+def test_a_deregistration_during_a_held_handover_sends_the_held_pba_first() -> None:
+    node, hoa = held_handover(budget=0.5)
+    actions = node.receive(draft_pbu(2, hoa, 0, lifetime=0), OTHER_DMPA, NOW + 1.1, WALL + 1.1)
+    assert sent_to(actions, OTHER_DMPA) == [(1, 900), (2, 0)]  # the held one (4 s units), then 0
+    assert NAI not in node.bindings and NAI not in node.pending
+    # registered again before the budget's end: the old PBA never leaves a second time
+    run(node, draft_pbu(3), OTHER_DMPA, now=NOW + 1.2)
+    assert sent_to(node.handle_timer(NOW + 1.6, WALL + 1.6), OTHER_DMPA) == []
+
+
+def test_a_binding_that_expires_while_its_pba_is_held_drops_the_pba() -> None:
+    node, _ = held_handover(budget=30.0, lifetime=1)  # 4 s, shorter than the budget
+    node.handle_timer(NOW + 5, WALL + 5)
+    assert NAI not in node.bindings and NAI not in node.pending
+    assert node.get_timer() is None or node.get_timer() > NOW + 5
+    assert sent_to(node.handle_timer(NOW + 31, WALL + 31), OTHER_DMPA) == []
+
+
 def test_lifetime_is_capped_by_configuration() -> None:
     reply = run(dlmap(), draft_pbu(lifetime=0xFFFF))
     assert reply.lifetime_seconds == 3600
