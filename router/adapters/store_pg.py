@@ -261,9 +261,12 @@ class PgStore:
         except StoreError:
             await self._abort()
             raise
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await self._abort()
             raise StoreError(f"{self.path}: cannot open the database: {_why(exc)}") from None
+        except ValueError as exc:  # a DSN asyncpg cannot use (a port, sslmode, ...): no traceback
+            await self._abort()
+            raise StoreError(f"{self.path}: the DSN is not usable: {exc}") from None
 
     async def _connect(self, timeout: float = CONNECT_TIMEOUT) -> Any:
         """A connection (a new one if there is none or it broke); every statement on it is

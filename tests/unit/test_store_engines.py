@@ -295,6 +295,28 @@ def test_an_unreachable_database_is_one_clear_error(tmp_path: Path) -> None:
         loop.close()
 
 
+@pytest.mark.parametrize(
+    ("dsn", "why"),
+    [
+        ("postgresql://db.example.net:notaport/x", "the DSN is not usable: invalid literal"),
+        ("postgresql://[2001:db8::1/x", "the DSN is not usable: Invalid IPv6 URL"),
+        ("postgresql://db.example.net/x?sslmode=bogus", "cannot open the database: .*sslmode"),
+    ],
+)
+def test_a_dsn_asyncpg_cannot_use_is_one_clear_error(dsn: str, why: str) -> None:
+    """Refused by asyncpg before any connection (no database needed): a StoreError, which
+    ``netlmm run`` reports as one start_failed line with key node.store_dsn, not a traceback."""
+    from router.adapters.store import StoreError
+
+    store = PgStore(dsn, IDENTITY)
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(StoreError, match=why):
+            loop.run_until_complete(store.open(timeout=2.0))
+    finally:
+        loop.close()
+
+
 def test_a_claim_with_another_hoa_network_is_refused(pg_dsn: str) -> None:
     """The two DLMAPs of a pair must serve the same HoA network: the identity keeps the one of
     its first claim, and a process configured with another cannot take it."""
