@@ -26,7 +26,7 @@ from typing import Any
 from router.adapters.store import Store, StoreRecordError, StoreWriteError
 from router.adapters.store_pg import PgStore, StoreFenced
 from router.app.logs import kv
-from router.core.actions import Bind, Event, Persist, Unbind
+from router.core.actions import Bind, BindPrefix, Event, Persist, Unbind, UnbindPrefix
 from router.core.common import RateLimiter
 from router.core.counters import Counters, Family, Names
 
@@ -313,16 +313,39 @@ class ActionRunner:
         return False  # pragma: no cover - about STORE_RETRY_ROUNDS * 30 s of failures
 
     def _drop_held_replies(self) -> None:
-        """While writes fail, bound what waits: past :data:`HELD_MAX` queued actions the oldest
-        are dropped (counted): the rows are in the store's backlog, the peers retransmit."""
-        excess = len(self._queue) - HELD_MAX
-        if excess > 0:
-            kept = [a for a in self._queue if isinstance(a, Persist)]
-            dropped = len(self._queue) - len(kept)
-            if dropped:
-                self.store.defer(kept)
-                self._queue = []
-                self.counters[RunnerCounter.STORE_HELD_DROPPED] += dropped
+        """While writes fail, bound what waits. Past :data:`HELD_MAX` queued actions: the rows
+        join the store's backlog (the last of each key: bounded by the live state), written by
+        the commit being retried; the datapath changes stay queued, the last of each address or
+        prefix (that one is the state to reach: bounded by the pools), carried out after that
+        commit; the rest is dropped and counted (``store.held_dropped``): PBAs and other
+        messages (the peers retransmit, and a DMPA's repeated PBU is answered again from its
+        binding), packets, event lines. Dropping a Bind instead would leave a committed binding
+        without its route: the repeated PBU's answer does not bind again."""
+        if len(self._queue) <= HELD_MAX:
+            return
+        persists: list[Persist] = []
+        datapath: dict[tuple[str, object], object] = {}
+        for action in self._queue:
+            if isinstance(action, Persist):
+                persists.append(action)
+                continue
+            if isinstance(action, Bind | Unbind):
+                key: tuple[str, object] = ("hoa", action.hoa)
+            elif isinstance(action, BindPrefix | UnbindPrefix):
+                key = ("prefix", action.prefix)
+            else:
+                continue
+            datapath.pop(key, None)  # the last one counts, in its place in the order
+            datapath[key] = action
+        self.counters[RunnerCounter.STORE_HELD_DROPPED] += (
+            len(self._queue) - len(persists) - len(datapath)
+        )
+        self._queue = list(datapath.values())
+        self.counters[RunnerCounter.STORE_ROWS] += len(persists)
+        try:
+            self.store.defer(persists)
+        except StoreRecordError:  # a record of ours JSON cannot hold: that batch is dropped
+            self.boundary.caught("store")
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait (at most ``timeout`` in all) for the commit in flight and those queued behind

@@ -8,14 +8,24 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 
 import pytest
 
 from router.adapters.store import Store
+from router.app import runner as runner_module
 from router.app.runner import ActionRunner
-from router.core.actions import Persist, SendMH
+from router.core.actions import (
+    Bind,
+    BindPrefix,
+    Persist,
+    SendMH,
+    SendTunnel,
+    Unbind,
+    event,
+)
+from router.wire.mh import BindingAck
 from tests.unit.nodes import FlakyStore
 
 
@@ -100,3 +110,55 @@ def test_a_record_json_cannot_hold_drops_its_batch_and_the_node_goes_on(
     assert store.backlog == 0
     store.close()
     assert sorted(_rows(path)) == ["b"]  # a batch is written whole or not at all
+
+
+HOA1, HOA2 = IPv4Address("192.0.2.10"), IPv4Address("192.0.2.11")
+DMPA1, DMPA2 = IPv6Address("2001:db8:1::1"), IPv6Address("2001:db8:3::1")
+
+
+def test_trimming_held_actions_keeps_the_rows_and_the_last_datapath_change_of_each_address(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database down, too many actions held behind the commit being retried: the rows go
+    to the backlog, the last Bind/Unbind of each address (and of each prefix) stays queued in
+    order, PBAs, packets and events are dropped and counted. A dropped Bind would leave a
+    committed binding without its route (the repeated PBU's answer does not bind again)."""
+    monkeypatch.setattr(runner_module, "HELD_MAX", 4)
+    store = Store(tmp_path / "state.sqlite")
+    counters: Counter[str] = Counter()
+    runner = ActionRunner(loop, store, {}, counters)
+    prefix = IPv6Network("2001:db8:ab::/64")
+    reply = SendMH(DMPA1, BindingAck(0, 0, 1, 225))
+    held = [
+        Persist("binding", "a", {"key": "a"}),
+        Bind(HOA1, DMPA1),
+        reply,
+        event("registered", nai="a"),
+        Unbind(HOA2),
+        Bind(HOA1, DMPA2),  # a handover: this one is the state to reach
+        Persist("binding", "b", {"key": "b"}),
+        BindPrefix(prefix, DMPA1),
+        SendTunnel(DMPA1, b"\x45"),
+    ]
+    runner._queue = list(held)
+    runner._drop_held_replies()
+    assert runner._queue == [Unbind(HOA2), Bind(HOA1, DMPA2), BindPrefix(prefix, DMPA1)]
+    assert store.backlog == 2 and counters["store.rows"] == 2
+    assert counters["store.held_dropped"] == 4  # the PBA, the event, the packet, the old Bind
+    store.retry()
+    store.close()
+    assert sorted(_rows(tmp_path / "state.sqlite")) == ["a", "b"]
+
+
+def test_trimming_held_actions_with_a_record_json_cannot_hold_is_caught(
+    tmp_path: Path, loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner_module, "HELD_MAX", 1)
+    store = Store(tmp_path / "state.sqlite")
+    counters: Counter[str] = Counter()
+    runner = ActionRunner(loop, store, {}, counters)
+    runner._queue = [Persist("binding", "a", {"bad": object()}), Bind(HOA1, DMPA1)]
+    runner._drop_held_replies()  # does not raise: the batch is refused at the boundary
+    assert counters["internal_error.store"] == 1 and store.backlog == 0
+    assert runner._queue == [Bind(HOA1, DMPA1)]
+    store.close()
