@@ -60,6 +60,11 @@ class DLMAPNode(NodeRuntime[DLMAPSettings, DLMAPPorts]):
         if store is not None:
             value.attach(self.runner.submit, lambda: self.runner.fenced)
 
+    def stop(self) -> None:
+        if self._ha is not None:
+            self._ha.stop()  # no ha_alive row after the last commit
+        super().stop()
+
     def wire(self, fastpath: str) -> None:
         settings, ports = self.settings, self.ports
         self.tun = ports.tun_fd

@@ -55,6 +55,7 @@ class HA:
         self.role = "single" if store is None else "standby"
         self.promoted_at: float | None = None
         self.waited = 0.0
+        self._beat: asyncio.TimerHandle | None = None
 
     def attach(self, submit: Callable[[list[Persist]], None], fenced: Callable[[], bool]) -> None:
         """The active writes a row every :data:`BEAT` seconds (``meta/ha_alive``): the standby
@@ -67,13 +68,21 @@ class HA:
         loop = asyncio.get_event_loop()
 
         def beat() -> None:
+            self._beat = None
             if fenced():
                 return
             record = {"key": "ha_alive", "value": time.time(), "holder": store.holder}
             submit([Persist("meta", "ha_alive", record)])
-            loop.call_later(BEAT, beat)
+            self._beat = loop.call_later(BEAT, beat)
 
-        loop.call_later(BEAT, beat)
+        self._beat = loop.call_later(BEAT, beat)
+
+    def stop(self) -> None:
+        """No more beats: at stop, before the last commit, none must be written after it (nor
+        reopen the closed store's connection)."""
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
 
     def status(self) -> dict[str, Any]:
         store = self.store
