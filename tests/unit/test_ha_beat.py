@@ -23,14 +23,14 @@ def test_the_beat_stops_with_the_node(
     store = PgStore("postgresql://netlmm@db.example.net/netlmm", "2001:db8:2::1", holder="h:1")
     ha = ha_module.HA(settings.node, store)
     written: list[Persist] = []
-    asyncio.set_event_loop(loop)
-    try:
+
+    async def run() -> None:  # attach takes the running loop
         ha.attach(written.extend, lambda: False)
-        loop.run_until_complete(asyncio.sleep(0.1))
+        await asyncio.sleep(0.1)
         beats = len(written)
         assert beats >= 2 and all(p.key == "ha_alive" for p in written)
         ha.stop()
-        loop.run_until_complete(asyncio.sleep(0.1))
+        await asyncio.sleep(0.1)
         assert len(written) == beats
-    finally:
-        asyncio.set_event_loop(None)
+
+    loop.run_until_complete(run())
