@@ -165,11 +165,10 @@ class DMPA:
     ) -> list[Action]:
         """The first frame from ``mac`` on access link ``link`` (``address``: its source IPv4)."""
         visitor = self.visitors.get(mac)
-        if visitor is not None:
-            visitor.link = link
+        if visitor is not None:  # a known MS on another of our ports: its binding follows
             if address is not None and visitor.address_seen is None:
                 visitor.address_seen = address
-            return []
+            return self._move(visitor, link)
         visitor = Visitor(
             mac, link, self.config.pseudo_mac, self.config.address, self.config.gateway
         )
@@ -193,15 +192,12 @@ class DMPA:
         if visitor is not None:
             settled = visitor.state not in (State.DEREGISTERING, State.REJECTED)
             if visitor.nai == profile.nai and settled:
-                moved = visitor.link != link
-                visitor.link = link
-                if moved and visitor.bound is not None and visitor.tunnel_dst is not None:
-                    # The fastpath checks the link: bind the HoA again on the new port.
-                    actions += [Unbind(visitor.bound)]
-                    actions += [Bind(visitor.bound, visitor.tunnel_dst, mac, link)]
+                actions += self._move(visitor, link)
                 return [*actions, event("reauthorized", mac=mac, nai=profile.nai, link=link)]
-            actions += self.detach(mac, now, wall)
+            if visitor.state is not State.DEREGISTERING:
+                actions += self.detach(mac, now, wall)
             if mac in self.visitors:  # de-registering: its PBA (or its timer) ends it first
+                visitor.next_authorization = (link, profile)  # then this one is taken up
                 return [*actions, event("authorized_busy", mac=mac, nai=profile.nai)]
         visitor = Visitor(
             mac, link, self.config.pseudo_mac, self.config.address, self.config.gateway
@@ -210,6 +206,27 @@ class DMPA:
         self.counters[DMPACounter.ATTACH] += 1
         actions.append(event("attach", mac=mac, link=link, nai=profile.nai))
         return actions + self.aaa_result(mac, profile, now, wall)
+
+    def _move(self, visitor: Visitor, link: int) -> list[Action]:
+        """``visitor`` seen on access link ``link``. On another port than before, what the
+        fastpath binds follows it (it checks the port both ways): the HoA with its gateway and
+        the IPv6 prefix, and the stored row says the new port (a restart binds it there)."""
+        if visitor.link == link:
+            return []
+        visitor.link = link
+        dlmap = visitor.tunnel_dst
+        if dlmap is None or (visitor.bound is None and visitor.bound_prefix is None):
+            return []
+        mac = visitor.mac
+        actions: list[Action] = []
+        if visitor.bound is not None:
+            actions += [Unbind(visitor.bound)]
+            actions += [Bind(visitor.bound, dlmap, mac, link, visitor.gateway)]
+        if visitor.bound_prefix is not None:
+            actions += [UnbindPrefix(visitor.bound_prefix)]
+            actions += [BindPrefix(visitor.bound_prefix, dlmap, mac, link)]
+        actions.append(self._persist(visitor))
+        return actions
 
     def aaa_result(
         self,
@@ -324,22 +341,29 @@ class DMPA:
             elif kind == "refresh" and visitor.state is State.REGISTERED:
                 self.counters[DMPACounter.PBU_REFRESH] += 1
                 visitor.state = State.REGISTERING
-                visitor.reregistering = True
                 visitor.timeout = self.config.timeout
                 actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
 
     def _reregister_at(self, dlmap: IPv6Address, now: float, wall: float) -> list[Action]:
-        """The DLMAP restarted: refresh every binding we hold there now, with its address."""
+        """The DLMAP restarted: refresh every binding we hold there now, with its address, and
+        send again at once every registration still waiting for its PBA there (one backing off
+        while the DLMAP was away would otherwise wait up to the backoff's cap)."""
         actions: list[Action] = []
         for visitor in list(self.visitors.values()):
-            if visitor.tunnel_dst == dlmap and visitor.state is State.REGISTERED:
-                self.counters[DMPACounter.PBU_PEER_RESTARTED] += 1
-                self._timers.cancel(("refresh", visitor.mac))
-                visitor.state = State.REGISTERING
-                visitor.reregistering = True
-                visitor.timeout = self.config.timeout
-                actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
+            if visitor.tunnel_dst != dlmap or visitor.state not in (
+                State.REGISTERED,
+                State.REGISTERING,
+            ):
+                continue
+            self.counters[DMPACounter.PBU_PEER_RESTARTED] += 1
+            self._timers.cancel(("refresh", visitor.mac))
+            visitor.state = State.REGISTERING
+            visitor.reregistering = visitor.registered_once
+            visitor.timeout = (
+                self.config.timeout if visitor.registered_once else self.config.first_timeout
+            )
+            actions += self._send_pbu(visitor, now, wall, lifetime=self.config.lifetime)
         return actions
 
     def _register(
@@ -440,7 +464,8 @@ class DMPA:
             visitor.deregistrations_left -= 1
             if visitor.deregistrations_left <= 0:
                 self.counters[DMPACounter.DEREGISTRATION_UNANSWERED] += 1
-                return self._forget(visitor, "deregistration unanswered")
+                forgotten = self._forget(visitor, "deregistration unanswered")
+                return forgotten + self._then(visitor, now, wall)
             visitor.timeout = min(visitor.timeout * 2, self.config.max_timeout)
             return self._send_pbu(visitor, now, wall, lifetime=0)
         if visitor.state is not State.REGISTERING:
@@ -492,7 +517,7 @@ class DMPA:
         self._timers.cancel(("retransmit", visitor.mac))
         if visitor.state is State.DEREGISTERING:
             self.counters[DMPACounter.DEREGISTERED] += 1
-            return self._forget(visitor, "deregistered")
+            return self._forget(visitor, "deregistered") + self._then(visitor, now, wall)
         if not message.accepted:
             return self._refused(visitor, message, now, wall)
         if hoa is None:
@@ -688,23 +713,16 @@ class DMPA:
             event(why, mac=visitor.mac, nai=visitor.nai, hoa=visitor.hoa),
         ]
 
+    def _then(self, visitor: Visitor, now: float, wall: float) -> list[Action]:
+        """After a de-registration ends: the authentication that came meanwhile, if any."""
+        waiting = visitor.next_authorization
+        if waiting is None:
+            return []
+        link, profile = waiting
+        return self.authorized(visitor.mac, link, profile, now, wall)
+
     def _persist(self, visitor: Visitor) -> Persist:
-        record: dict[str, object] = {
-            "mac": str(visitor.mac),
-            "link": visitor.link,
-            "nai": visitor.nai,
-            "hoa": str(visitor.hoa) if visitor.hoa else None,
-            "tunnel_src": str(visitor.tunnel_src),
-            "tunnel_dst": str(visitor.tunnel_dst) if visitor.tunnel_dst else None,
-            "pseudo_mac": str(visitor.pseudo_mac),
-            "gateway": str(visitor.gateway),
-            "sequence": visitor.sequence,
-            "mode": visitor.mode,
-        }
-        if visitor.ipv6:  # additive: rows of IPv4-only visitors are unchanged
-            record["ipv6"] = True
-            record["prefix"] = str(visitor.prefix) if visitor.prefix else None
-        return Persist("visitor", str(visitor.mac), record)
+        return Persist("visitor", str(visitor.mac), visitor.row())
 
     def restore(
         self, tables: Mapping[str, Iterable[Mapping[str, Any]]], now: float, wall: float

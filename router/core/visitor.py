@@ -120,3 +120,25 @@ class Visitor:
     #: The IPv6 home network prefix the DLMAP granted, and the one the data path has.
     prefix: IPv6Network | None = None
     bound_prefix: IPv6Network | None = None
+    #: An authentication that came while this entry was de-registering (a PPP client dialling
+    #: again at once, a new EAP login): its link and profile, taken up when the entry goes.
+    next_authorization: tuple[int, Profile] | None = None
+
+    def row(self) -> dict[str, object]:
+        """The stored row of this entry (``visitor`` table; what a restart restores)."""
+        record: dict[str, object] = {
+            "mac": str(self.mac),
+            "link": self.link,
+            "nai": self.nai,
+            "hoa": str(self.hoa) if self.hoa else None,
+            "tunnel_src": str(self.tunnel_src),
+            "tunnel_dst": str(self.tunnel_dst) if self.tunnel_dst else None,
+            "pseudo_mac": str(self.pseudo_mac),
+            "gateway": str(self.gateway),
+            "sequence": self.sequence,
+            "mode": self.mode,
+        }
+        if self.ipv6:  # additive: rows of IPv4-only visitors are unchanged
+            record["ipv6"] = True
+            record["prefix"] = str(self.prefix) if self.prefix else None
+        return record

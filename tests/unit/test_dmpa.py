@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv6Address
 import pytest
 
 from router.core.aaa import LocalAAA, LocalProfile
-from router.core.actions import AAARequest, Action, Bind, SendMH
+from router.core.actions import AAARequest, Action, Bind, Persist, SendMH, Unbind
 from router.core.dmpa import DMPA, DMPAConfig, Profile, State
 from router.wire.constants import BRAStatus, BRFlag
 from router.wire.dialect import DRAFT, RFC5844
@@ -189,3 +189,53 @@ def test_the_pbas_default_router_rebinds_with_the_new_gateway() -> None:
     assert isinstance(refresh, BindingUpdate)
     same = node.receive(pba(refresh.sequence, "192.0.2.29"), DLMAP_B, refresh_at(node), 1e9)
     assert not [a for a in same if isinstance(a, Bind)]  # nothing changed: no rebind
+
+
+def test_a_registered_ms_on_another_port_takes_its_binding_along() -> None:
+    """A frame of a known MS on another access link of ours (router.services.access calls
+    attach): the fastpath checks the port both ways, so the HoA is bound again there, with its
+    gateway, and the stored row says the new port."""
+    node = dmpa()
+    registered(node)
+    moved = node.attach(MS, 5, 1.0)
+    assert Unbind(HOA) in moved and Bind(HOA, DLMAP_A, MS, 5, GATEWAY) in moved
+    assert any(isinstance(a, Persist) and a.record and a.record["link"] == 5 for a in moved)
+    assert node.visitors[MS].link == 5
+    assert node.attach(MS, 5, 1.1) == []  # the same port again: nothing to do
+
+
+def test_an_authentication_during_the_deregistration_is_taken_up_after_it() -> None:
+    """A PPP client dialling again at once, a new EAP login: the visitor is still waiting for
+    the PBA of its de-registration. Its authentication is kept and taken up when that ends
+    (before, it was dropped, and the MS was cut off until it authenticated once more)."""
+    node = dmpa()
+    profile = Profile("ms@example.net", "static", DLMAP_A, HOA)
+    ((_, pbu),) = sent(node.authorized(MS, 3, profile, 0.0, 1e9))
+    options = (MobileNodeIdentifier.from_nai("ms@example.net"), SeedIPv4HomeAddress(4, HOA))
+    node.receive(
+        BindingAck(0, DRAFT.pba_flags(ipv4=True), pbu.sequence, 225, options), DLMAP_A, 0.1, 1e9
+    )
+    ((_, dereg),) = sent(node.detach(MS, 5.0, 1e9 + 5))
+    busy = node.authorized(MS, 4, profile, 5.01, 1e9 + 5)
+    assert sent(busy) == []  # no second de-registration, the attempt count stands
+    assert node.visitors[MS].state is State.DEREGISTERING
+    ack = BindingAck(0, DRAFT.pba_flags(ipv4=True), dereg.sequence, 0, options)
+    after = node.receive(ack, DLMAP_A, 5.05, 1e9 + 5)
+    ((peer, again),) = sent(after)
+    assert peer == DLMAP_A and isinstance(again, BindingUpdate) and again.lifetime > 0
+    visitor = node.visitors[MS]
+    assert visitor.state is State.REGISTERING and visitor.link == 4
+
+
+def test_an_ordinary_refresh_is_no_registered_again_line() -> None:
+    """``registered ... again=true`` is for a DLMAP restart (docs/service.md), not every
+    refresh."""
+    node = dmpa()
+    registered(node)
+    at = refresh_at(node)
+    ((_, pbu),) = sent(node.handle_timer(at, 1e9 + at))
+    options = (MobileNodeIdentifier.from_nai("ms@example.net"), SeedIPv4HomeAddress(4, HOA))
+    ack = BindingAck(0, DRAFT.pba_flags(ipv4=True), pbu.sequence, 900, options)
+    after = node.receive(ack, DLMAP_A, at + 0.1, 1e9 + at)
+    assert node.visitors[MS].state is State.REGISTERED
+    assert [a for a in after if getattr(a, "kind", None) == "registered"] == []

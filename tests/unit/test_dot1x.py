@@ -135,8 +135,10 @@ def test_reauthentication_keeps_the_registration_and_a_port_move_rebinds() -> No
     grant(node, MS, HOA, 1.1)
     again = node.authorized(MS, 0, Profile(NAI, "static", DLMAP, HOA), 2.0, 1e9)
     assert [a.kind for a in again] == ["reauthorized"]  # type: ignore[attr-defined]
+    gateway = node.visitors[MS].gateway  # what the PBA's Bind carried: the move keeps it
     moved = node.authorized(MS, 1, Profile(NAI, "static", DLMAP, HOA), 3.0, 1e9)
-    assert Unbind(HOA) in moved and Bind(HOA, DLMAP, MS, 1) in moved
+    assert Unbind(HOA) in moved and Bind(HOA, DLMAP, MS, 1, gateway) in moved
+    assert node.visitors[MS].link == 1
     assert node.visitors[MS].state is State.REGISTERED
 
 

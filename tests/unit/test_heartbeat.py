@@ -270,3 +270,37 @@ def test_no_resend_for_a_pbu_in_flight_a_repeated_request_or_another_sender() ->
     response_only = Heartbeat(5, HeartbeatFlag.R, (RestartCounter(3),))
     assert pbus(node.receive(response_only, PEER, 2.2, 1e9)) == []  # a response is not a request
     assert node.counters["pbu.resent"] == 1
+
+
+def test_a_dlmap_restart_sends_a_waiting_registration_again_at_once() -> None:
+    """A refresh unanswered while the DLMAP was away backs off (up to 32 s); when the DLMAP is
+    heard again with a new restart counter it is sent at once, as the registered ones are, and
+    its PBA is a ``registered ... again=true`` line. An ordinary refresh's PBA is no such line."""
+    node = registered_dmpa()
+    (request,) = requests(node.handle_timer(5.0, 1e9 + 5))
+    node.receive(response(request.sequence, 8), PEER, 5.1, 1e9 + 5)
+    now, refreshes = 5.1, []
+    for _ in range(3000):  # to the refresh (heartbeats every 5 s), then its retransmissions
+        due = node.get_timer()
+        assert due is not None
+        now = due
+        for action in node.handle_timer(now, 1e9 + now):
+            if isinstance(action, SendMH) and isinstance(action.message, Heartbeat):
+                continue  # the heartbeats go unanswered too: the DLMAP is away
+            if isinstance(action, SendMH):
+                refreshes.append(action.message)
+        if node.visitors[MS].timeout >= 16.0:
+            break
+    visitor = node.visitors[MS]
+    assert visitor.state is State.REGISTERING and len(refreshes) >= 4
+    waiting = node.heartbeat.peers[PEER].outstanding
+    assert waiting is not None
+    actions = node.receive(response(waiting, 9), PEER, now + 0.5, 1e9 + now)
+    (pbu,) = [a.message for a in actions if isinstance(a, SendMH)]
+    assert isinstance(pbu, BindingUpdate) and pbu.lifetime > 0
+    assert node.counters["pbu.peer_restarted"] == 1
+    options = (MobileNodeIdentifier.from_nai("ms@example.net"), SeedIPv4HomeAddress(5, HOA))
+    ack = BindingAck(0, DRAFT.pba_flags(ipv4=True), pbu.sequence, 900, options)
+    done = node.receive(ack, PEER, now + 0.6, 1e9 + now)
+    lines = [a for a in done if getattr(a, "kind", None) == "registered"]
+    assert len(lines) == 1 and lines[0].fields.get("again") is True  # type: ignore[attr-defined]
