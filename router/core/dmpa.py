@@ -292,6 +292,7 @@ class DMPA:
         visitor = self.visitors.get(mac)
         if visitor is None:
             return []
+        visitor.next_authorization = None  # one that came during a de-registration: void now
         actions = self._unbind(visitor)
         self._timers.cancel(("refresh", visitor.mac))
         # De-register whenever a PBU went out: the DLMAP may have accepted it even though its

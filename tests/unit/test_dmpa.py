@@ -239,3 +239,18 @@ def test_an_ordinary_refresh_is_no_registered_again_line() -> None:
     after = node.receive(ack, DLMAP_A, at + 0.1, 1e9 + at)
     assert node.visitors[MS].state is State.REGISTERED
     assert [a for a in after if getattr(a, "kind", None) == "registered"] == []
+
+
+def test_a_logoff_after_that_authentication_voids_it() -> None:
+    node = dmpa()
+    profile = Profile("ms@example.net", "static", DLMAP_A, HOA)
+    ((_, pbu),) = sent(node.authorized(MS, 3, profile, 0.0, 1e9))
+    options = (MobileNodeIdentifier.from_nai("ms@example.net"), SeedIPv4HomeAddress(4, HOA))
+    ack = BindingAck(0, DRAFT.pba_flags(ipv4=True), pbu.sequence, 225, options)
+    node.receive(ack, DLMAP_A, 0.1, 1e9)
+    node.detach(MS, 5.0, 1e9 + 5)
+    node.authorized(MS, 4, profile, 5.01, 1e9 + 5)
+    ((_, dereg),) = sent(node.detach(MS, 5.02, 1e9 + 5))  # EAP logoff: the MS left again
+    ack = BindingAck(0, DRAFT.pba_flags(ipv4=True), dereg.sequence, 0, options)
+    after = node.receive(ack, DLMAP_A, 5.05, 1e9 + 5)
+    assert sent(after) == [] and MS not in node.visitors
