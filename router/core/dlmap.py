@@ -573,9 +573,7 @@ class DLMAP:
         if bce is None:
             return []
         self.counters[DLMAPCounter.BINDING_CLEARED] += 1
-        # A PBA held for a handover never leaves: the BRI below tells that DMPA instead.
-        self.pending.pop(nai, None)
-        self._timers.cancel(("pba", nai))
+        # A PBA held for a handover never leaves (_remove drops it): the BRI tells that DMPA.
         actions: list[Action] = []
         dialect = self.config.peers.get(bce.dmpa)
         if dialect is not None:
@@ -610,8 +608,8 @@ class DLMAP:
         self._timers.cancel(("expire", bce.nai))
         # A PBA still held for a handover would announce a binding that is gone: dropped (its
         # DMPA retransmits the PBU and gets a fresh answer).
-        if self.pending.pop(bce.nai, None) is not None:
-            self._timers.cancel(("pba", bce.nai))
+        self.pending.pop(bce.nai, None)
+        self._timers.cancel(("pba", bce.nai))
         actions: list[Action] = [Persist("binding", bce.nai, None)]
         if bce.hoa is not None:
             self.by_hoa.pop(bce.hoa, None)
